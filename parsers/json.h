@@ -1,0 +1,72 @@
+/* kr_json: a small JSON document tree for configuration files and event patterns.
+ *
+ * Built with yajl's callback parser so that every node remembers the byte offset where it starts;
+ * errors can then name FILE:LINE:COL. Number literals keep their exact text (EventBridge compares
+ * exact numbers by text) next to their double value. Comments are accepted when asked for.
+ * Not for the per-event hot path: events are read by parsers/stream.c into a kr_view instead.
+ * A tree is owned by its root; free it with kr_json_free. */
+#ifndef KR_JSON_H
+#define KR_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+
+enum kr_json_type {
+	KR_JSON_NULL,
+	KR_JSON_FALSE,
+	KR_JSON_TRUE,
+	KR_JSON_NUMBER,
+	KR_JSON_STRING,
+	KR_JSON_ARRAY,
+	KR_JSON_OBJECT
+};
+
+struct kr_json {
+	enum kr_json_type type;
+	size_t offset;          /* byte offset of the value's first character in the source */
+	char *str;              /* string value (decoded, NUL-terminated) or number text */
+	size_t len;             /* length of str */
+	double num;             /* numbers: value */
+	size_t n;               /* arrays and objects: number of items */
+	struct kr_json **items; /* arrays and objects: values */
+	char **keys;            /* objects: keys (decoded, NUL-terminated) */
+	size_t *keylens;        /* objects: key lengths */
+	size_t *key_offsets;    /* objects: offset of each key's opening quote */
+};
+
+struct kr_json_opts {
+	bool allow_comments;
+	unsigned max_depth; /* 0: 64 */
+};
+
+/* Parses exactly one JSON value (surrounding whitespace allowed). On success *out is a new tree;
+ * free it with kr_json_free. On failure the error buffer says what and at which byte offset
+ * (*err_offset), and duplicate object keys are errors. */
+enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opts *opts,
+			  struct kr_json **out, size_t *err_offset, char *err);
+
+void kr_json_free(struct kr_json *j);
+
+/* Object member by key, or NULL. */
+const struct kr_json *kr_json_get(const struct kr_json *obj, const char *key);
+
+/* 1-based line and column of a byte offset in text. */
+void kr_json_linecol(const char *text, size_t len, size_t offset, size_t *line, size_t *col);
+
+const char *kr_json_type_name(enum kr_json_type t);
+
+/* Appends the JSON encoding of the len bytes at s (a JSON string literal, quotes included) to a
+ * growable buffer; returns false when out of memory. */
+struct kr_buf {
+	char *p;
+	size_t len, cap;
+};
+bool kr_buf_reserve(struct kr_buf *b, size_t extra);
+bool kr_buf_append(struct kr_buf *b, const void *s, size_t n);
+bool kr_buf_puts(struct kr_buf *b, const char *s);
+bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n);
+void kr_buf_free(struct kr_buf *b);
+
+#endif

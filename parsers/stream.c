@@ -1,0 +1,1109 @@
+/* Stream splitting, envelope unwrapping and event views in one yajl pass (see stream.h).
+ *
+ * A pstate is one yajl parse with its stack of frames. The outer pstate runs over the stream with
+ * yajl_allow_multiple_values, so top-level values follow each other without separators; a record
+ * is a top-level object, an element of a top-level array, or an element of a CloudTrail log's
+ * "Records" array. The inner pstate parses an SNS notification's Message string.
+ *
+ * After a bad record the outer yajl handle is discarded and a small byte scanner (the skipper)
+ * finds where to start again; inside a top-level array or a CloudTrail log, the new handle is first
+ * fed a synthetic opening ("[" or {"Records":[) so that the remaining elements parse as before. */
+#include "stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <yajl/yajl_parse.h>
+
+#include "json.h"
+#include "utf8.h"
+
+#define WINDOW (1u << 20)
+
+enum container { C_NONE, C_ARRAY, C_CLOUDTRAIL };
+
+enum special {
+	SP_NONE,
+	SP_ID,
+	SP_DETAIL_TYPE,
+	SP_DETAIL,
+	SP_TIME,
+	SP_TYPE,
+	SP_MESSAGE,
+	SP_RECORDS,
+	CT_EVENT_ID,
+	CT_EVENT_TIME,
+	CT_EVENT_SOURCE,
+	CT_EVENT_TYPE,
+	CT_REGION,
+	CT_RECIPIENT,
+	CT_USER_IDENTITY,
+	CT_UI_ACCOUNT,
+	NSPECIAL
+};
+
+struct frame {
+	const struct kr_path_node *node;    /* container's trie node; array elements map to it */
+	const struct kr_path_node *keynode; /* objects: node of the current key's value */
+	uint32_t arr_id, idx;
+	uint32_t nkeys;
+	uint8_t is_array;
+	uint8_t special;
+	uint8_t trail_pushed;
+};
+
+struct kr_stream;
+
+struct pstate {
+	struct kr_stream *s;
+	yajl_handle h;
+	bool inner;
+	struct frame *frames;
+	unsigned depth;
+	enum container container;
+	bool in_record;
+	unsigned ev_depth;
+	uint64_t rec_start;
+	const char *rec_bad;
+	uint64_t feed_base;
+	uint32_t next_arr_id;
+	uint32_t *trail;
+	uint32_t ntrail;
+	const char *cancel_msg; /* why a callback stopped the parse; NULL: consumer asked to stop */
+	bool stop;              /* the consumer asked to stop */
+	char msg[160];
+};
+
+enum skip_state { SK_OFF, SK_VALUE, SK_AFTER_ELEM, SK_AFTER_CT_ARRAY, SK_RESYNC };
+
+struct kr_stream {
+	const struct kr_paths *paths;
+	const struct kr_path_node *root, *detail_node;
+	struct kr_stream_callbacks cb;
+	void *ctx;
+	size_t max_record;
+	unsigned max_depth;
+	bool raw_only;
+	struct kr_view view;
+
+	struct pstate outer, inner;
+
+	/* input buffer: buf[0] is stream offset abs_base; fed = offset up to which input was handled */
+	char *buf;
+	size_t len, cap;
+	bool external;
+	uint64_t abs_base, fed;
+	uint64_t dropped; /* external mode: bytes released with madvise */
+
+	uint64_t line_off, line_no;
+	uint64_t last_top_end;
+	bool tail_nonws;
+
+	/* skipper */
+	enum skip_state sk;
+	uint64_t sk_pos;
+	unsigned sk_depth;
+	bool sk_str, sk_esc;
+	enum container sk_container;
+
+	/* captured fields of the current record */
+	struct kr_buf cap_buf[NSPECIAL];
+	bool has[NSPECIAL];
+	struct kr_buf built; /* SNS message copy / CloudTrail event */
+
+	struct kr_stream_stats stats;
+};
+
+static const yajl_callbacks callbacks;
+
+/* ---- positions ---- */
+
+static const char *at(const struct kr_stream *s, uint64_t abs)
+{
+	return s->buf + (abs - s->abs_base);
+}
+
+static uint64_t line_of(struct kr_stream *s, uint64_t abs)
+{
+	if (abs < s->line_off) {
+		/* only reachable if a caller asks about dropped data; restart from what we hold */
+		return s->line_no;
+	}
+	const char *p = at(s, s->line_off), *end = at(s, abs);
+	uint64_t n = 0;
+	while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		n++;
+		p++;
+	}
+	s->line_no += n;
+	s->line_off = abs;
+	return s->line_no;
+}
+
+/* ---- reporting ---- */
+
+static int report_invalid(struct kr_stream *s, uint64_t start, uint64_t end, const char *msg)
+{
+	struct kr_invalid inv = {.offset = start, .line = line_of(s, start), .message = msg};
+	if (end > start && start >= s->abs_base && end <= s->abs_base + s->len) {
+		inv.raw = at(s, start);
+		inv.raw_len = (size_t)(end - start);
+	}
+	s->stats.invalid++;
+	return s->cb.invalid ? s->cb.invalid(s->ctx, &inv) : 0;
+}
+
+/* ---- pstate ---- */
+
+static int pstate_open(struct kr_stream *s, struct pstate *p, bool inner)
+{
+	p->s = s;
+	p->inner = inner;
+	if (!p->frames) {
+		p->frames = calloc(s->max_depth + 2, sizeof *p->frames);
+		p->trail = calloc(2 * (s->max_depth + 2), sizeof *p->trail);
+		if (!p->frames || !p->trail)
+			return -1;
+	}
+	if (p->h)
+		yajl_free(p->h);
+	p->h = yajl_alloc(&callbacks, NULL, p);
+	if (!p->h)
+		return -1;
+	if (!inner)
+		yajl_config(p->h, yajl_allow_multiple_values, 1);
+	p->depth = 0;
+	p->container = C_NONE;
+	p->in_record = false;
+	p->ntrail = 0;
+	p->cancel_msg = NULL;
+	p->stop = false;
+	return 0;
+}
+
+static void pstate_close(struct pstate *p)
+{
+	if (p->h)
+		yajl_free(p->h);
+	p->h = NULL;
+	free(p->frames);
+	free(p->trail);
+	p->frames = NULL;
+	p->trail = NULL;
+}
+
+static inline uint64_t tok_end(struct pstate *p)
+{
+	return p->feed_base + yajl_get_bytes_consumed(p->h);
+}
+
+static int cancel(struct pstate *p, const char *msg)
+{
+	p->cancel_msg = msg;
+	return 0;
+}
+
+static void begin_record(struct pstate *p, uint64_t start, unsigned ev_depth)
+{
+	struct kr_stream *s = p->s;
+	p->in_record = true;
+	p->rec_start = start;
+	p->ev_depth = ev_depth;
+	p->rec_bad = NULL;
+	p->next_arr_id = 0;
+	p->ntrail = 0;
+	kr_view_reset(&s->view);
+	memset(s->has, 0, sizeof s->has);
+}
+
+static void capture(struct kr_stream *s, enum special sp, const char *v, size_t n)
+{
+	s->cap_buf[sp].len = 0;
+	if (kr_buf_append(&s->cap_buf[sp], v, n))
+		s->has[sp] = true;
+}
+
+static bool cap_is(const struct kr_stream *s, enum special sp, const char *lit)
+{
+	size_t n = strlen(lit);
+	return s->has[sp] && s->cap_buf[sp].len == n && memcmp(s->cap_buf[sp].p, lit, n) == 0;
+}
+
+static void add_value(struct kr_stream *s, const struct kr_path_node *node, uint32_t slot,
+		      enum kr_vtype t, const char *v, size_t n, const uint32_t *trail,
+		      uint32_t ntrail)
+{
+	(void)node;
+	kr_view_add(&s->view, slot, t, v, n, trail, ntrail);
+}
+
+static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t raw_len,
+		enum kr_envelope env, uint64_t offset)
+{
+	struct kr_event ev = {.raw = raw, .raw_len = raw_len, .offset = offset, .envelope = env,
+			      .view = &s->view};
+	enum special idsp = SP_ID, timesp = SP_TIME;
+	if (env == KR_ENV_CLOUDTRAIL) {
+		idsp = CT_EVENT_ID;
+		timesp = CT_EVENT_TIME;
+	}
+	if (s->has[idsp]) {
+		ev.id = s->cap_buf[idsp].p;
+		ev.id_len = s->cap_buf[idsp].len;
+	}
+	if (s->has[timesp]) {
+		ev.time = s->cap_buf[timesp].p;
+		ev.time_len = s->cap_buf[timesp].len;
+	}
+	s->stats.events++;
+	if (s->cb.event && s->cb.event(s->ctx, &ev) != 0) {
+		p->stop = true;
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, uint64_t end);
+
+/* The EventBridge event EventBridge delivers for a CloudTrail record. */
+static int emit_cloudtrail(struct kr_stream *s, struct pstate *p, uint64_t start, uint64_t end)
+{
+	static const char *const dtypes[][2] = {
+		{"AwsApiCall", "AWS API Call via CloudTrail"},
+		{"AwsServiceEvent", "AWS Service Event via CloudTrail"},
+		{"AwsConsoleAction", "AWS Console Action via CloudTrail"},
+		{"AwsConsoleSignIn", "AWS Console Sign In via CloudTrail"},
+	};
+	const char *dtype = dtypes[0][1];
+	for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
+		if (cap_is(s, CT_EVENT_TYPE, dtypes[i][0]))
+			dtype = dtypes[i][1];
+	char source[128] = "aws.";
+	if (s->has[CT_EVENT_SOURCE]) {
+		const char *es = s->cap_buf[CT_EVENT_SOURCE].p;
+		size_t n = strcspn(es, ".");
+		if (n > sizeof source - 5)
+			n = sizeof source - 5;
+		memcpy(source + 4, es, n);
+		source[4 + n] = 0;
+	} else {
+		source[0] = 0;
+	}
+	enum special account = s->has[CT_RECIPIENT] ? CT_RECIPIENT : CT_UI_ACCOUNT;
+	struct {
+		const char *key;
+		const char *val;
+		size_t len;
+		bool present;
+	} f[] = {
+		{"version", "0", 1, true},
+		{"id", s->cap_buf[CT_EVENT_ID].p, s->cap_buf[CT_EVENT_ID].len, s->has[CT_EVENT_ID]},
+		{"detail-type", dtype, strlen(dtype), true},
+		{"source", source, strlen(source), source[0] != 0},
+		{"account", s->cap_buf[account].p, s->cap_buf[account].len, s->has[account]},
+		{"time", s->cap_buf[CT_EVENT_TIME].p, s->cap_buf[CT_EVENT_TIME].len,
+		 s->has[CT_EVENT_TIME]},
+		{"region", s->cap_buf[CT_REGION].p, s->cap_buf[CT_REGION].len, s->has[CT_REGION]},
+	};
+	struct kr_buf *b = &s->built;
+	b->len = 0;
+	bool ok = kr_buf_puts(b, "{");
+	for (size_t i = 0; i < sizeof f / sizeof f[0] && ok; i++) {
+		if (!f[i].present)
+			continue;
+		ok = kr_buf_puts(b, "\"") && kr_buf_puts(b, f[i].key) && kr_buf_puts(b, "\":") &&
+		     kr_buf_json_string(b, f[i].val, f[i].len) && kr_buf_puts(b, ",");
+		int32_t slot = kr_path_slot(kr_path_child(s->root, f[i].key, strlen(f[i].key)));
+		if (slot >= 0)
+			add_value(s, NULL, (uint32_t)slot, KR_V_STRING, f[i].val, f[i].len, NULL, 0);
+	}
+	ok = ok && kr_buf_puts(b, "\"resources\":[],\"detail\":") &&
+	     kr_buf_append(b, at(s, start), (size_t)(end - start)) && kr_buf_puts(b, "}");
+	if (!ok)
+		return report_invalid(s, start, end, "out of memory building the CloudTrail event");
+	return emit(s, p, b->p, b->len, KR_ENV_CLOUDTRAIL, start);
+}
+
+static int end_record(struct pstate *p, uint64_t end)
+{
+	struct kr_stream *s = p->s;
+	p->in_record = false;
+	if (p->inner)
+		return 1; /* parse_sns looks at the result */
+	uint64_t start = p->rec_start;
+	size_t bad;
+	int rc;
+	if (p->rec_bad)
+		rc = report_invalid(s, start, end, p->rec_bad);
+	else if (end - start > s->max_record) {
+		snprintf(p->msg, sizeof p->msg, "record exceeds the maximum size of %zu bytes",
+			 s->max_record);
+		rc = report_invalid(s, start, end, p->msg);
+	} else if (!kr_utf8_valid(at(s, start), (size_t)(end - start), &bad)) {
+		snprintf(p->msg, sizeof p->msg,
+			 "invalid UTF-8 (overlong form, surrogate or beyond U+10FFFF) at byte %zu of the record",
+			 bad);
+		rc = report_invalid(s, start, end, p->msg);
+	} else if (p->ev_depth == 2)
+		rc = emit_cloudtrail(s, p, start, end);
+	else if (!s->raw_only && cap_is(s, SP_TYPE, "Notification") && s->has[SP_MESSAGE])
+		rc = parse_sns(s, p, start, end);
+	else
+		rc = emit(s, p, at(s, start), (size_t)(end - start), KR_ENV_EVENT, start);
+	if (rc) {
+		p->stop = true;
+		return 0;
+	}
+	return 1;
+}
+
+/* ---- callbacks ---- */
+
+static inline struct frame *top(struct pstate *p)
+{
+	return p->depth ? &p->frames[p->depth - 1] : NULL;
+}
+
+static inline const struct kr_path_node *value_node(struct pstate *p)
+{
+	struct frame *f = top(p);
+	if (!f)
+		return NULL;
+	return f->is_array ? f->node : f->keynode;
+}
+
+/* A scalar, a map or an array is starting at depth p->depth. Returns what it is. */
+enum vrole { VR_FIELD, VR_RECORD, VR_BAD_RECORD, VR_CONTAINER_JUNK };
+
+static enum vrole role(struct pstate *p, bool is_map)
+{
+	if (p->inner)
+		return p->depth == 0 ? (is_map ? VR_RECORD : VR_BAD_RECORD) : VR_FIELD;
+	if (p->depth == 0)
+		return is_map ? VR_RECORD : VR_BAD_RECORD;
+	if (p->container == C_ARRAY && p->depth == 1)
+		return is_map ? VR_RECORD : VR_BAD_RECORD;
+	if (p->container == C_CLOUDTRAIL) {
+		if (p->depth == 2)
+			return is_map ? VR_RECORD : VR_BAD_RECORD;
+		if (p->depth == 1)
+			return VR_CONTAINER_JUNK;
+	}
+	return VR_FIELD;
+}
+
+static int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, size_t toklen)
+{
+	struct kr_stream *s = p->s;
+	enum vrole r = role(p, false);
+	if (r == VR_CONTAINER_JUNK)
+		return 1;
+	if (r == VR_BAD_RECORD) {
+		uint64_t end = tok_end(p);
+		uint64_t start = end >= toklen ? end - toklen : end;
+		if (t == KR_V_STRING) {
+			/* find the opening quote in the buffer when we still hold it */
+			uint64_t i = end >= 2 ? end - 2 : 0;
+			while (i > s->abs_base && i > p->feed_base && *at(s, i) != '"')
+				i--;
+			start = i;
+		}
+		if (p->inner) {
+			p->rec_bad = "the SNS Message is not a JSON object";
+			return 1;
+		}
+		if (report_invalid(s, start, end, "record is not a JSON object"))
+			p->stop = true;
+		if (p->depth == 0) {
+			s->last_top_end = end;
+		}
+		return !p->stop;
+	}
+	if (!p->in_record)
+		return 1;
+	struct frame *f = top(p);
+	if (f && !f->is_array) {
+		switch (f->special) {
+		case SP_NONE:
+			break;
+		case SP_DETAIL_TYPE:
+			if (t != KR_V_STRING)
+				p->rec_bad = "detail-type must be a string";
+			break;
+		case SP_DETAIL:
+			p->rec_bad = "detail must be a JSON object";
+			break;
+		case SP_MESSAGE:
+			if (t == KR_V_STRING)
+				capture(s, SP_MESSAGE, v, n);
+			break;
+		case CT_USER_IDENTITY:
+			break;
+		default:
+			if (t == KR_V_STRING)
+				capture(s, (enum special)f->special, v, n);
+		}
+	}
+	const struct kr_path_node *node = value_node(p);
+	int32_t slot = kr_path_slot(node);
+	if (slot >= 0)
+		add_value(s, node, (uint32_t)slot, t, v, n, p->trail, p->ntrail);
+	if (f && f->is_array)
+		f->idx++;
+	return 1;
+}
+
+static int cb_null(void *ctx)
+{
+	return scalar(ctx, KR_V_NULL, "", 0, 4);
+}
+
+static int cb_bool(void *ctx, int b)
+{
+	return scalar(ctx, b ? KR_V_TRUE : KR_V_FALSE, "", 0, b ? 4 : 5);
+}
+
+static int cb_number(void *ctx, const char *v, size_t n)
+{
+	return scalar(ctx, KR_V_NUMBER, v, n, n);
+}
+
+static int cb_string(void *ctx, const unsigned char *v, size_t n)
+{
+	return scalar(ctx, KR_V_STRING, (const char *)v, n, n + 2);
+}
+
+static int open_container(struct pstate *p, bool is_map)
+{
+	struct kr_stream *s = p->s;
+	uint64_t start = tok_end(p) - 1;
+	if (p->depth >= s->max_depth) {
+		snprintf(p->msg, sizeof p->msg, "nesting deeper than the maximum depth of %u",
+			 s->max_depth);
+		return cancel(p, p->msg);
+	}
+	struct frame *parent = top(p);
+	enum vrole r = role(p, is_map);
+	const struct kr_path_node *node = NULL;
+	bool push_trail = false;
+	if (r == VR_RECORD) {
+		begin_record(p, start, p->depth);
+		node = p->container == C_CLOUDTRAIL ? s->detail_node : s->root;
+	} else if (r == VR_BAD_RECORD) {
+		if (!is_map && p->depth == 0 && !p->inner && !s->raw_only) {
+			p->container = C_ARRAY; /* a top-level array holds the records */
+		} else {
+			begin_record(p, start, p->depth);
+			p->rec_bad = p->inner ? "the SNS Message is not a JSON object"
+					      : "record is not a JSON object";
+		}
+	} else if (r == VR_FIELD && p->in_record) {
+		node = value_node(p);
+		if (parent && !parent->is_array) {
+			switch (parent->special) {
+			case SP_DETAIL_TYPE:
+				p->rec_bad = "detail-type must be a string";
+				break;
+			case SP_DETAIL:
+				if (!is_map)
+					p->rec_bad = "detail must be a JSON object";
+				break;
+			case SP_RECORDS:
+				if (!is_map && parent->nkeys == 1 && p->depth == 1 && !p->inner &&
+				    !s->raw_only) {
+					/* {"Records": [ ... ]}: a CloudTrail log, its elements are records */
+					p->in_record = false;
+					p->container = C_CLOUDTRAIL;
+					node = NULL;
+				}
+				break;
+			default:
+				break;
+			}
+		}
+		if (is_map && parent && parent->is_array && p->in_record) {
+			push_trail = true;
+		}
+	}
+	struct frame *f = &p->frames[p->depth++];
+	f->node = node;
+	f->keynode = NULL;
+	f->is_array = !is_map;
+	f->special = SP_NONE;
+	f->nkeys = 0;
+	f->idx = 0;
+	f->trail_pushed = 0;
+	if (!is_map)
+		f->arr_id = p->next_arr_id++;
+	if (push_trail && node) {
+		p->trail[p->ntrail++] = parent->arr_id;
+		p->trail[p->ntrail++] = parent->idx;
+		f->trail_pushed = 1;
+	}
+	return 1;
+}
+
+static int cb_start_map(void *ctx)
+{
+	return open_container(ctx, true);
+}
+
+static int cb_start_array(void *ctx)
+{
+	return open_container(ctx, false);
+}
+
+static int close_container(struct pstate *p)
+{
+	struct kr_stream *s = p->s;
+	struct frame *f = &p->frames[--p->depth];
+	if (f->trail_pushed)
+		p->ntrail -= 2;
+	struct frame *parent = top(p);
+	if (parent && parent->is_array)
+		parent->idx++;
+	if (p->in_record && p->depth == p->ev_depth) {
+		if (!end_record(p, tok_end(p)))
+			return 0;
+	}
+	if (p->depth == 0 && !p->inner) {
+		p->container = C_NONE;
+		s->last_top_end = tok_end(p);
+	}
+	if (p->depth == 1 && p->container == C_CLOUDTRAIL && f->is_array) {
+		/* the Records array ended; the log object closes next */
+	}
+	return !p->stop;
+}
+
+static int cb_end(void *ctx)
+{
+	return close_container(ctx);
+}
+
+static enum special key_special(const struct pstate *p, const char *k, size_t n)
+{
+#define IS(lit) (n == sizeof(lit) - 1 && memcmp(k, lit, n) == 0)
+	unsigned rel = p->depth - p->ev_depth; /* 1: the record's own keys */
+	if (p->ev_depth == 2 && !p->inner) {
+		if (rel == 1) {
+			if (IS("eventID")) return CT_EVENT_ID;
+			if (IS("eventTime")) return CT_EVENT_TIME;
+			if (IS("eventSource")) return CT_EVENT_SOURCE;
+			if (IS("eventType")) return CT_EVENT_TYPE;
+			if (IS("awsRegion")) return CT_REGION;
+			if (IS("recipientAccountId")) return CT_RECIPIENT;
+			if (IS("userIdentity")) return CT_USER_IDENTITY;
+		} else if (rel == 2 && p->frames[p->depth - 2].special == CT_USER_IDENTITY) {
+			if (IS("accountId")) return CT_UI_ACCOUNT;
+		}
+		return SP_NONE;
+	}
+	if (rel != 1)
+		return SP_NONE;
+	if (IS("id")) return SP_ID;
+	if (IS("detail-type")) return SP_DETAIL_TYPE;
+	if (IS("detail")) return SP_DETAIL;
+	if (IS("time")) return SP_TIME;
+	if (p->inner || p->s->raw_only)
+		return SP_NONE;
+	if (IS("Type")) return SP_TYPE;
+	if (IS("Message")) return SP_MESSAGE;
+	if (IS("Records") && p->ev_depth == 0) return SP_RECORDS;
+	return SP_NONE;
+#undef IS
+}
+
+static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
+{
+	struct pstate *p = ctx;
+	struct frame *f = top(p);
+	const char *k = (const char *)key;
+	f->nkeys++;
+	f->keynode = f->node ? kr_path_child(f->node, k, n) : NULL;
+	f->special = p->in_record ? (uint8_t)key_special(p, k, n) : SP_NONE;
+	return 1;
+}
+
+static const yajl_callbacks callbacks = {
+	.yajl_null = cb_null,
+	.yajl_boolean = cb_bool,
+	.yajl_number = cb_number,
+	.yajl_string = cb_string,
+	.yajl_start_map = cb_start_map,
+	.yajl_map_key = cb_map_key,
+	.yajl_end_map = cb_end,
+	.yajl_start_array = cb_start_array,
+	.yajl_end_array = cb_end,
+};
+
+static void yajl_message(yajl_handle h, const char *text, size_t len, char *out, size_t cap)
+{
+	unsigned char *m = yajl_get_error(h, 0, (const unsigned char *)text, len);
+	const char *msg = m ? (const char *)m : "parse error";
+	size_t n = strcspn(msg, "\n");
+	while (n && msg[n - 1] == ' ')
+		n--;
+	if (strstr(msg, "UTF8"))
+		snprintf(out, cap, "invalid UTF-8 in a string (%.*s)", (int)n, msg);
+	else
+		snprintf(out, cap, "malformed JSON: %.*s", (int)n, msg);
+	if (m)
+		yajl_free_error(h, m);
+}
+
+/* An SNS notification: the event is the JSON text in Message. */
+static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, uint64_t end)
+{
+	struct pstate *p = &s->inner;
+	struct kr_buf *msg = &s->built;
+	msg->len = 0;
+	if (!kr_buf_append(msg, s->cap_buf[SP_MESSAGE].p, s->cap_buf[SP_MESSAGE].len) ||
+	    pstate_open(s, p, true) != 0)
+		return report_invalid(s, start, end, "out of memory unwrapping the SNS message");
+	kr_view_reset(&s->view);
+	memset(s->has, 0, sizeof s->has);
+	p->feed_base = 0;
+	p->rec_bad = NULL;
+	p->in_record = false;
+	yajl_status st = yajl_parse(p->h, (const unsigned char *)msg->p, msg->len);
+	if (st == yajl_status_ok)
+		st = yajl_complete_parse(p->h);
+	char why[256];
+	if (st != yajl_status_ok) {
+		if (p->cancel_msg)
+			snprintf(why, sizeof why, "SNS Message: %s", p->cancel_msg);
+		else {
+			char m[200];
+			yajl_message(p->h, msg->p, msg->len, m, sizeof m);
+			snprintf(why, sizeof why, "SNS Message: %s", m);
+		}
+		return report_invalid(s, start, end, why);
+	}
+	if (p->rec_bad) {
+		snprintf(why, sizeof why, "SNS Message: %s", p->rec_bad);
+		return report_invalid(s, start, end, why);
+	}
+	if (msg->len > s->max_record) {
+		snprintf(why, sizeof why, "SNS Message exceeds the maximum size of %zu bytes",
+			 s->max_record);
+		return report_invalid(s, start, end, why);
+	}
+	return emit(s, outer, msg->p, msg->len, KR_ENV_SNS, start);
+}
+
+/* ---- skipping bad input ---- */
+
+static void skip_begin(struct kr_stream *s, enum skip_state st, uint64_t from,
+		       enum container c)
+{
+	s->sk = st;
+	s->sk_pos = from;
+	s->sk_depth = 0;
+	s->sk_str = s->sk_esc = false;
+	s->sk_container = c;
+}
+
+/* Runs the skipper over input up to upto. Returns true when it is done (s->sk_pos is where to go
+ * on, s->sk_container what to resume inside), false when it needs more input. At eof it is done. */
+static bool skip_run(struct kr_stream *s, uint64_t upto, bool eof)
+{
+	while (s->sk_pos < upto) {
+		char c = *at(s, s->sk_pos);
+		bool has_next = s->sk_pos + 1 < upto;
+		char next = has_next ? *at(s, s->sk_pos + 1) : 0;
+		switch (s->sk) {
+		case SK_VALUE:
+			if (c == '\n') {
+				if (!has_next && !eof)
+					return false;
+				if (next == '{') {
+					/* a line starting with '{': the bad record was truncated */
+					s->sk_pos++;
+					s->sk_container = C_NONE;
+					s->sk = SK_OFF;
+					return true;
+				}
+				s->sk_str = false;
+			} else if (s->sk_str) {
+				if (s->sk_esc)
+					s->sk_esc = false;
+				else if (c == '\\')
+					s->sk_esc = true;
+				else if (c == '"')
+					s->sk_str = false;
+			} else if (c == '"') {
+				s->sk_str = true;
+			} else if (c == '{' || c == '[') {
+				s->sk_depth++;
+			} else if (c == '}' || c == ']') {
+				if (s->sk_depth <= 1) {
+					s->sk_pos++;
+					if (s->sk_container == C_NONE) {
+						s->sk = SK_OFF;
+						return true;
+					}
+					s->sk = SK_AFTER_ELEM;
+					continue;
+				}
+				s->sk_depth--;
+			}
+			s->sk_pos++;
+			break;
+		case SK_AFTER_ELEM:
+			if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+				s->sk_pos++;
+			} else if (c == ',') {
+				s->sk_pos++;
+				s->sk = SK_OFF;
+				return true; /* resume inside the container */
+			} else if (c == ']') {
+				s->sk_pos++;
+				if (s->sk_container == C_CLOUDTRAIL) {
+					s->sk = SK_AFTER_CT_ARRAY;
+				} else {
+					s->sk_container = C_NONE;
+					s->sk = SK_OFF;
+					return true;
+				}
+			} else {
+				s->sk = SK_RESYNC;
+			}
+			break;
+		case SK_AFTER_CT_ARRAY:
+			if (c == '}') {
+				s->sk_pos++;
+				s->sk_container = C_NONE;
+				s->sk = SK_OFF;
+				return true;
+			}
+			if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+				s->sk_pos++;
+			else
+				s->sk = SK_RESYNC;
+			break;
+		case SK_RESYNC: {
+			const char *p = at(s, s->sk_pos), *end = at(s, upto);
+			for (;;) {
+				const char *nl = memchr(p, '\n', (size_t)(end - p));
+				if (!nl) {
+					s->sk_pos = upto;
+					return eof;
+				}
+				if (nl + 1 == end) {
+					s->sk_pos = upto - 1;
+					if (!eof)
+						return false;
+					s->sk_pos = upto;
+					return true;
+				}
+				if (nl[1] == '{') {
+					s->sk_pos = (uint64_t)(nl + 1 - s->buf) + s->abs_base;
+					s->sk_container = C_NONE;
+					s->sk = SK_OFF;
+					return true;
+				}
+				p = nl + 1;
+			}
+		}
+		case SK_OFF:
+			return true;
+		}
+	}
+	if (eof) {
+		s->sk = SK_OFF;
+		s->sk_container = C_NONE;
+		return true;
+	}
+	return false;
+}
+
+/* Starts a fresh outer parse inside container c (feeding the synthetic opening). */
+static int restart_outer(struct kr_stream *s, enum container c)
+{
+	struct pstate *p = &s->outer;
+	if (pstate_open(s, p, false) != 0)
+		return -1;
+	s->tail_nonws = false;
+	static const char arr[] = "[", ct[] = "{\"Records\":[";
+	const char *syn = c == C_ARRAY ? arr : c == C_CLOUDTRAIL ? ct : NULL;
+	if (syn) {
+		p->feed_base = s->fed; /* offsets of synthetic bytes are never used */
+		if (yajl_parse(p->h, (const unsigned char *)syn, strlen(syn)) != yajl_status_ok)
+			return -1;
+	}
+	return 0;
+}
+
+/* The outer parse failed at stream offset err_at: report and start skipping. */
+static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
+{
+	struct pstate *p = &s->outer;
+	char msg[256];
+	uint64_t start = p->in_record ? p->rec_start : err_at;
+	uint64_t raw_end = err_at > start ? err_at : start;
+	if (raw_end > s->abs_base + s->len)
+		raw_end = s->abs_base + s->len;
+	uint64_t lo = start > s->abs_base ? start - 1 : s->abs_base;
+	uint64_t hi = err_at + 1 < s->abs_base + s->len ? err_at + 1 : s->abs_base + s->len;
+	if (lo >= s->abs_base && hi > lo && memchr(at(s, lo), 0, (size_t)(hi - lo)))
+		why = "NUL byte in the record";
+	else if (p->in_record && raw_end > start + 1 &&
+		 memmem(at(s, start + 1), (size_t)(raw_end - start - 1), "\n{", 2))
+		why = "truncated record (a line starting with '{' begins before it ends)";
+	snprintf(msg, sizeof msg, "%s", why);
+	int rc = report_invalid(s, start, raw_end, msg);
+	if (p->in_record)
+		skip_begin(s, SK_VALUE, p->rec_start, p->container);
+	else
+		skip_begin(s, SK_RESYNC, err_at, C_NONE);
+	if (p->h)
+		yajl_free(p->h);
+	p->h = NULL;
+	p->in_record = false;
+	p->depth = 0;
+	return rc;
+}
+
+static bool is_ws(char c)
+{
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/* Handles the stream up to offset upto. */
+static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
+{
+	struct pstate *p = &s->outer;
+	while (s->fed < upto || (s->sk != SK_OFF && eof)) {
+		if (s->sk != SK_OFF) {
+			if (!skip_run(s, upto, eof)) {
+				s->fed = upto;
+				break;
+			}
+			s->fed = s->sk_pos;
+			if (restart_outer(s, s->sk_container) != 0)
+				return KR_ERR_NOMEM;
+			if (s->fed >= upto)
+				break;
+			continue;
+		}
+		if (!p->h && restart_outer(s, C_NONE) != 0)
+			return KR_ERR_NOMEM;
+		size_t n = (size_t)(upto - s->fed < WINDOW ? upto - s->fed : WINDOW);
+		p->feed_base = s->fed;
+		yajl_status st = yajl_parse(p->h, (const unsigned char *)at(s, s->fed), n);
+		if (p->stop)
+			return KR_ERR_IO;
+		if (st != yajl_status_ok) {
+			uint64_t err_at = s->fed + yajl_get_bytes_consumed(p->h);
+			char why[200];
+			if (p->cancel_msg)
+				snprintf(why, sizeof why, "%s", p->cancel_msg);
+			else
+				yajl_message(p->h, at(s, s->fed), n, why, sizeof why);
+			if (outer_failed(s, err_at, why))
+				return KR_ERR_IO;
+			continue;
+		}
+		uint64_t before = s->fed;
+		s->fed += n;
+		if (p->in_record && s->fed - p->rec_start > s->max_record + 1) {
+			char why[120];
+			snprintf(why, sizeof why, "record exceeds the maximum size of %zu bytes",
+				 s->max_record);
+			if (outer_failed(s, s->fed, why))
+				return KR_ERR_IO;
+			continue;
+		}
+		if (p->depth == 0) {
+			uint64_t from = s->last_top_end > before ? s->last_top_end : before;
+			if (s->last_top_end > before)
+				s->tail_nonws = false;
+			for (uint64_t i = from; i < s->fed && !s->tail_nonws; i++)
+				if (!is_ws(*at(s, i)))
+					s->tail_nonws = true;
+		}
+	}
+	return KR_OK;
+}
+
+/* ---- public ---- */
+
+enum kr_err kr_stream_new(const struct kr_paths *paths, const struct kr_stream_opts *opts,
+			  const struct kr_stream_callbacks *cb, void *ctx, struct kr_stream **out)
+{
+	struct kr_stream *s = calloc(1, sizeof *s);
+	if (!s)
+		return KR_ERR_NOMEM;
+	s->paths = paths;
+	s->root = paths ? paths->root : NULL;
+	s->detail_node = kr_path_child(s->root, "detail", 6);
+	s->cb = *cb;
+	s->ctx = ctx;
+	s->max_record = opts && opts->max_record ? opts->max_record : KR_DEFAULT_MAX_RECORD;
+	s->max_depth = opts && opts->max_depth ? opts->max_depth : KR_DEFAULT_MAX_DEPTH;
+	s->raw_only = opts && opts->raw_events_only;
+	if (kr_view_init(&s->view, paths) != KR_OK || pstate_open(s, &s->outer, false) != 0 ||
+	    pstate_open(s, &s->inner, true) != 0) {
+		kr_stream_free(s);
+		return KR_ERR_NOMEM;
+	}
+	kr_stream_reset(s);
+	*out = s;
+	return KR_OK;
+}
+
+void kr_stream_free(struct kr_stream *s)
+{
+	if (!s)
+		return;
+	pstate_close(&s->outer);
+	pstate_close(&s->inner);
+	kr_view_fini(&s->view);
+	for (int i = 0; i < NSPECIAL; i++)
+		kr_buf_free(&s->cap_buf[i]);
+	kr_buf_free(&s->built);
+	if (!s->external)
+		free(s->buf);
+	free(s);
+}
+
+void kr_stream_reset(struct kr_stream *s)
+{
+	if (s->external) {
+		s->buf = NULL;
+		s->external = false;
+	}
+	s->len = 0;
+	s->abs_base = s->fed = s->dropped = 0;
+	s->line_off = 0;
+	s->line_no = 1;
+	s->last_top_end = 0;
+	s->tail_nonws = false;
+	s->sk = SK_OFF;
+	if (s->outer.h)
+		yajl_free(s->outer.h);
+	s->outer.h = NULL;
+	s->outer.depth = 0;
+	s->outer.in_record = false;
+	s->outer.container = C_NONE;
+}
+
+char *kr_stream_reserve(struct kr_stream *s, size_t want)
+{
+	uint64_t keep = s->fed;
+	if (s->outer.in_record && s->outer.rec_start < keep)
+		keep = s->outer.rec_start;
+	if (s->sk != SK_OFF && s->sk_pos < keep)
+		keep = s->sk_pos;
+	if (keep > s->abs_base) {
+		line_of(s, keep);
+		size_t drop = (size_t)(keep - s->abs_base);
+		memmove(s->buf, s->buf + drop, s->len - drop);
+		s->len -= drop;
+		s->abs_base = keep;
+	}
+	if (s->len + want > s->cap) {
+		size_t cap = s->cap ? s->cap : 64 * 1024;
+		while (cap < s->len + want)
+			cap *= 2;
+		char *b = realloc(s->buf, cap);
+		if (!b)
+			return NULL;
+		s->buf = b;
+		s->cap = cap;
+	}
+	return s->buf + s->len;
+}
+
+enum kr_err kr_stream_commit(struct kr_stream *s, size_t n)
+{
+	s->len += n;
+	s->stats.bytes += n;
+	return process(s, s->abs_base + s->len, false);
+}
+
+enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t len,
+				bool drop_behind)
+{
+	if (s->buf && !s->external)
+		free(s->buf);
+	s->buf = (char *)data;
+	s->external = true;
+	s->len = len;
+	s->cap = len;
+	s->abs_base = 0;
+	s->stats.bytes += len;
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t page = pg > 0 ? (uint64_t)pg : 4096;
+	for (uint64_t w = 0; w < len;) {
+		uint64_t to = w + 8 * (uint64_t)WINDOW < len ? w + 8 * (uint64_t)WINDOW : len;
+		enum kr_err e = process(s, to, false);
+		if (e)
+			return e;
+		w = to;
+		if (drop_behind) {
+			uint64_t keep = s->fed;
+			if (s->outer.in_record && s->outer.rec_start < keep)
+				keep = s->outer.rec_start;
+			if (s->sk != SK_OFF && s->sk_pos < keep)
+				keep = s->sk_pos;
+			line_of(s, keep);
+			uint64_t upto = keep / page * page;
+			if (upto > s->dropped + 4 * WINDOW) {
+				madvise((char *)data + s->dropped, (size_t)(upto - s->dropped),
+					MADV_DONTNEED);
+				s->dropped = upto;
+			}
+		}
+	}
+	return KR_OK;
+}
+
+enum kr_err kr_stream_end(struct kr_stream *s)
+{
+	struct pstate *p = &s->outer;
+	yajl_status st;
+	for (;;) {
+		enum kr_err e = process(s, s->abs_base + s->len, true);
+		if (e)
+			return e;
+		if (!p->h)
+			return KR_OK;
+		if (p->depth == 0 && !p->in_record && !s->tail_nonws)
+			return KR_OK;
+		p->feed_base = s->fed;
+		st = yajl_complete_parse(p->h);
+		if (p->stop)
+			return KR_ERR_IO;
+		if (st == yajl_status_ok || !p->in_record)
+			break;
+		/* A record open at the end: it was cut short. Skip it as after any bad record, so that
+		 * records that yajl took for its fields (a line starting with '{') are read again. */
+		if (outer_failed(s, s->fed, "truncated record (the input ends inside it)"))
+			return KR_ERR_IO;
+	}
+	if (st != yajl_status_ok) {
+		uint64_t start = s->last_top_end;
+		if (start < s->abs_base)
+			start = s->abs_base;
+		while (start < s->fed && is_ws(*at(s, start)))
+			start++;
+		if (report_invalid(s, start, s->fed,
+				   p->depth ? "truncated JSON (the input ends inside an array or a CloudTrail log)"
+					    : "malformed JSON at the end of the input"))
+			return KR_ERR_IO;
+	}
+	yajl_free(p->h);
+	p->h = NULL;
+	p->depth = 0;
+	p->in_record = false;
+	return KR_OK;
+}
+
+void kr_stream_stats(const struct kr_stream *s, struct kr_stream_stats *st)
+{
+	*st = s->stats;
+}

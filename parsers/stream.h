@@ -1,0 +1,97 @@
+/* kr_stream: turns a byte stream into events and invalid-record reports.
+ *
+ * One yajl callback parser runs over the whole stream (JSON Lines, concatenated objects with or
+ * without separators, pretty-printed objects, a JSON array of events, a CloudTrail log
+ * {"Records": [...]}); the record boundaries fall out of the parse itself, so a well-formed stream
+ * is read in exactly one pass. Per record it unwraps envelopes (an SNS notification's Message; a
+ * CloudTrail record becomes the EventBridge event EventBridge would deliver for it), fills the
+ * kr_view with the values of the paths the rules want, and hands the event to the caller.
+ *
+ * A bad record (malformed or truncated JSON, too big, too deep, invalid UTF-8, a NUL byte, not an
+ * object, detail-type or detail of the wrong type) is reported with its offset and line, then the
+ * parser resynchronises: at the end of the bad value when its brackets balance, else at the next
+ * line that starts with '{'. The records around it are still read.
+ *
+ * Memory: the stream keeps only the bytes of the record being parsed (plus one read window), and
+ * reuses its buffers; nothing grows with the input. Used from one thread. */
+#ifndef KR_STREAM_H
+#define KR_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "view.h"
+
+#define KR_DEFAULT_MAX_RECORD (256u * 1024u)
+#define KR_DEFAULT_MAX_DEPTH 64u
+
+enum kr_envelope { KR_ENV_EVENT, KR_ENV_SNS, KR_ENV_CLOUDTRAIL };
+
+struct kr_event {
+	const char *raw;        /* the event's JSON bytes, unchanged (inner event for SNS, built
+				   event for a CloudTrail record); valid during the callback */
+	size_t raw_len;
+	const char *id;         /* the event's "id" string, or NULL */
+	size_t id_len;
+	const char *time;       /* the event's "time" string, or NULL */
+	size_t time_len;
+	uint64_t offset;        /* byte offset of the record in the stream */
+	enum kr_envelope envelope;
+	const struct kr_view *view;
+};
+
+struct kr_invalid {
+	uint64_t offset;        /* byte offset where the bad record (or bad bytes) start */
+	uint64_t line;          /* 1-based line of offset */
+	const char *raw;        /* the record's bytes as far as they are known, may be NULL */
+	size_t raw_len;
+	const char *message;    /* what is wrong, for humans */
+};
+
+struct kr_stream_callbacks {
+	/* Both return 0 to go on, non-zero to stop the stream (kr_stream_* then return KR_ERR_IO). */
+	int (*event)(void *ctx, const struct kr_event *ev);
+	int (*invalid)(void *ctx, const struct kr_invalid *inv);
+};
+
+struct kr_stream_opts {
+	size_t max_record;      /* 0: KR_DEFAULT_MAX_RECORD */
+	unsigned max_depth;     /* 0: KR_DEFAULT_MAX_DEPTH */
+	bool raw_events_only;   /* no envelope or container detection: every top-level object is
+				   an event as it stands (test-pattern) */
+};
+
+struct kr_stream;
+
+/* Returns a new stream in *out that fills views for paths (may be NULL: no fields wanted);
+ * free with kr_stream_free. */
+enum kr_err kr_stream_new(const struct kr_paths *paths, const struct kr_stream_opts *opts,
+			  const struct kr_stream_callbacks *cb, void *ctx, struct kr_stream **out);
+void kr_stream_free(struct kr_stream *s);
+
+/* Buffered input: kr_stream_reserve returns room for at least want bytes at the end of the
+ * stream's buffer (moving the unparsed tail to the front first); write there, then
+ * kr_stream_commit the number of bytes written, which parses them. */
+char *kr_stream_reserve(struct kr_stream *s, size_t want);
+enum kr_err kr_stream_commit(struct kr_stream *s, size_t n);
+
+/* Zero-copy input: parses len bytes that stay valid and unchanged until kr_stream_end returns
+ * (a mapped file). With drop_behind, pages already parsed are released with madvise. Cannot be
+ * mixed with reserve/commit on the same stream. */
+enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t len,
+				bool drop_behind);
+
+/* End of input: reports a truncated last record. The stream can then be reset for the next input
+ * with kr_stream_reset (offsets and lines start again at 0 and 1). */
+enum kr_err kr_stream_end(struct kr_stream *s);
+void kr_stream_reset(struct kr_stream *s);
+
+/* Totals since creation. */
+struct kr_stream_stats {
+	uint64_t events, invalid, bytes;
+};
+void kr_stream_stats(const struct kr_stream *s, struct kr_stream_stats *st);
+
+#endif

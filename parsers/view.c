@@ -1,0 +1,284 @@
+/* Path trie and per-event value view (see view.h). */
+#include "view.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct kr_path_node {
+	char *seg;
+	size_t seglen;
+	int32_t slot;
+	/* children: open addressing on the segment hash; cap is a power of two or 0 */
+	struct kr_path_node **kids;
+	uint32_t nkids, capkids;
+};
+
+static uint32_t seg_hash(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	return h;
+}
+
+static struct kr_path_node *node_new(const char *seg, size_t len)
+{
+	struct kr_path_node *n = calloc(1, sizeof *n);
+	if (!n)
+		return NULL;
+	n->slot = -1;
+	n->seg = malloc(len + 1);
+	if (!n->seg) {
+		free(n);
+		return NULL;
+	}
+	memcpy(n->seg, seg, len);
+	n->seg[len] = 0;
+	n->seglen = len;
+	return n;
+}
+
+static void node_free(struct kr_path_node *n)
+{
+	if (!n)
+		return;
+	for (uint32_t i = 0; i < n->capkids; i++)
+		node_free(n->kids[i]);
+	free(n->kids);
+	free(n->seg);
+	free(n);
+}
+
+const struct kr_path_node *kr_path_child(const struct kr_path_node *node, const char *key,
+					 size_t len)
+{
+	if (!node || node->nkids == 0)
+		return NULL;
+	uint32_t mask = node->capkids - 1;
+	for (uint32_t i = seg_hash(key, len) & mask;; i = (i + 1) & mask) {
+		const struct kr_path_node *k = node->kids[i];
+		if (!k)
+			return NULL;
+		if (k->seglen == len && memcmp(k->seg, key, len) == 0)
+			return k;
+	}
+}
+
+int32_t kr_path_slot(const struct kr_path_node *node)
+{
+	return node ? node->slot : -1;
+}
+
+static int insert_kid(struct kr_path_node *parent, struct kr_path_node *kid)
+{
+	if ((parent->nkids + 1) * 2 > parent->capkids) {
+		uint32_t cap = parent->capkids ? parent->capkids * 2 : 4;
+		struct kr_path_node **kids = calloc(cap, sizeof *kids);
+		if (!kids)
+			return -1;
+		for (uint32_t i = 0; i < parent->capkids; i++) {
+			struct kr_path_node *k = parent->kids[i];
+			if (!k)
+				continue;
+			uint32_t j = seg_hash(k->seg, k->seglen) & (cap - 1);
+			while (kids[j])
+				j = (j + 1) & (cap - 1);
+			kids[j] = k;
+		}
+		free(parent->kids);
+		parent->kids = kids;
+		parent->capkids = cap;
+	}
+	uint32_t j = seg_hash(kid->seg, kid->seglen) & (parent->capkids - 1);
+	while (parent->kids[j])
+		j = (j + 1) & (parent->capkids - 1);
+	parent->kids[j] = kid;
+	parent->nkids++;
+	return 0;
+}
+
+struct kr_paths *kr_paths_new(void)
+{
+	struct kr_paths *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->root = node_new("", 0);
+	if (!p->root) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void kr_paths_free(struct kr_paths *p)
+{
+	if (!p)
+		return;
+	node_free(p->root);
+	for (uint32_t i = 0; i < p->nslots; i++)
+		free(p->names[i]);
+	free(p->names);
+	free(p);
+}
+
+enum kr_err kr_paths_add(struct kr_paths *p, const char *const *segs, const size_t *lens, size_t n,
+			 uint32_t *slot)
+{
+	struct kr_path_node *cur = p->root;
+	size_t namelen = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct kr_path_node *k = (struct kr_path_node *)kr_path_child(cur, segs[i], lens[i]);
+		if (!k) {
+			k = node_new(segs[i], lens[i]);
+			if (!k || insert_kid(cur, k) != 0) {
+				node_free(k);
+				return KR_ERR_NOMEM;
+			}
+		}
+		cur = k;
+		namelen += lens[i] + 1;
+	}
+	if (cur->slot < 0) {
+		char **names = realloc(p->names, (p->nslots + 1) * sizeof *names);
+		if (!names)
+			return KR_ERR_NOMEM;
+		p->names = names;
+		char *name = malloc(namelen + 1);
+		if (!name)
+			return KR_ERR_NOMEM;
+		size_t o = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				name[o++] = '.';
+			memcpy(name + o, segs[i], lens[i]);
+			o += lens[i];
+		}
+		name[o] = 0;
+		names[p->nslots] = name;
+		cur->slot = (int32_t)p->nslots++;
+	}
+	*slot = (uint32_t)cur->slot;
+	return KR_OK;
+}
+
+enum kr_err kr_view_init(struct kr_view *v, const struct kr_paths *paths)
+{
+	memset(v, 0, sizeof *v);
+	return kr_view_bind(v, paths);
+}
+
+enum kr_err kr_view_bind(struct kr_view *v, const struct kr_paths *paths)
+{
+	uint32_t n = paths ? paths->nslots : 0;
+	uint32_t *head = calloc(n + 1, sizeof *head);
+	uint32_t *tail = calloc(n + 1, sizeof *tail);
+	uint32_t *touched = calloc(n + 1, sizeof *touched);
+	if (!head || !tail || !touched) {
+		free(head);
+		free(tail);
+		free(touched);
+		return KR_ERR_NOMEM;
+	}
+	free(v->head);
+	free(v->tail);
+	free(v->touched);
+	v->head = head;
+	v->tail = tail;
+	v->touched = touched;
+	v->paths = paths;
+	v->nslots = n;
+	v->ntouched = 0;
+	kr_view_reset(v);
+	return KR_OK;
+}
+
+void kr_view_fini(struct kr_view *v)
+{
+	free(v->head);
+	free(v->tail);
+	free(v->touched);
+	free(v->vals);
+	free(v->arena);
+	free(v->trails);
+	memset(v, 0, sizeof *v);
+}
+
+void kr_view_reset(struct kr_view *v)
+{
+	for (uint32_t i = 0; i < v->ntouched; i++) {
+		v->head[v->touched[i]] = 0;
+		v->tail[v->touched[i]] = 0;
+	}
+	v->ntouched = 0;
+	v->nvals = 0;
+	v->arena_len = 0;
+	v->ntrails = 0;
+	v->has_trails = false;
+}
+
+static int grow(void **p, uint32_t *cap, uint32_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	uint64_t c = *cap ? *cap : 64;
+	while (c < need)
+		c *= 2;
+	if (c > UINT32_MAX)
+		return -1;
+	void *np = realloc(*p, (size_t)c * elem);
+	if (!np)
+		return -1;
+	*p = np;
+	*cap = (uint32_t)c;
+	return 0;
+}
+
+enum kr_err kr_view_add(struct kr_view *v, uint32_t slot, enum kr_vtype type, const char *text,
+			size_t len, const uint32_t *trail, uint32_t trail_len)
+{
+	if (slot >= v->nslots || len > UINT32_MAX / 2)
+		return KR_ERR_LIMIT;
+	if (grow((void **)&v->vals, &v->capvals, v->nvals + 1, sizeof *v->vals) ||
+	    grow((void **)&v->arena, &v->arena_cap, v->arena_len + (uint32_t)len + 1, 1) ||
+	    grow((void **)&v->trails, &v->captrails, v->ntrails + trail_len, sizeof *v->trails))
+		return KR_ERR_NOMEM;
+	struct kr_value *val = &v->vals[v->nvals];
+	val->type = (uint8_t)type;
+	val->text_off = v->arena_len;
+	val->len = (uint32_t)len;
+	if (len)
+		memcpy(v->arena + v->arena_len, text, len);
+	v->arena[v->arena_len + len] = 0;
+	v->arena_len += (uint32_t)len + 1;
+	val->trail_off = v->ntrails;
+	val->trail_len = trail_len;
+	if (trail_len) {
+		memcpy(v->trails + v->ntrails, trail, trail_len * sizeof *trail);
+		v->ntrails += trail_len;
+		v->has_trails = true;
+	}
+	val->next = 0;
+	uint32_t idx = ++v->nvals;
+	if (v->tail[slot])
+		v->vals[v->tail[slot] - 1].next = idx;
+	else {
+		v->head[slot] = idx;
+		v->touched[v->ntouched++] = slot;
+	}
+	v->tail[slot] = idx;
+	return KR_OK;
+}
+
+bool kr_view_consistent(const struct kr_view *v, const struct kr_value *a,
+			const struct kr_value *b)
+{
+	const uint32_t *ta = v->trails + a->trail_off, *tb = v->trails + b->trail_off;
+	uint32_t n = a->trail_len < b->trail_len ? a->trail_len : b->trail_len;
+	for (uint32_t i = 0; i + 1 < n; i += 2) {
+		if (ta[i] != tb[i])
+			return true; /* different arrays from here down */
+		if (ta[i + 1] != tb[i + 1])
+			return false; /* same array, different elements */
+	}
+	return true;
+}

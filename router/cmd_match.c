@@ -1,0 +1,206 @@
+/* kmsrouter match: classify every event in the inputs and print one JSON line per event.
+ *
+ * The rule names and target lists are JSON-encoded once at start; per event the work is the parse,
+ * the index lookups and one buffered write. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "config.h"
+#include "input.h"
+#include "stream.h"
+
+struct match_ctx {
+	const struct kr_config *cfg;
+	struct kr_match_state *st;
+	const char *input;
+	char **rule_json;     /* "name" encoded */
+	char **sink_json;
+	uint32_t *sink_stamp;
+	uint32_t stamp;
+	struct kr_buf line;
+	unsigned long long events, matched, invalid;
+	bool write_failed;
+};
+
+static int on_event(void *vctx, const struct kr_event *ev)
+{
+	struct match_ctx *m = vctx;
+	const uint32_t *ids;
+	size_t n = kr_rules_match(m->cfg->compiled, m->st, ev->view, &ids);
+	struct kr_buf *b = &m->line;
+	b->len = 0;
+	bool ok = kr_buf_puts(b, "{\"id\":");
+	if (ev->id)
+		ok = ok && kr_buf_json_string(b, ev->id, ev->id_len);
+	else
+		ok = ok && kr_buf_puts(b, "null");
+	ok = ok && kr_buf_puts(b, ",\"rules\":[");
+	for (size_t i = 0; i < n && ok; i++)
+		ok = (i == 0 || kr_buf_puts(b, ",")) && kr_buf_puts(b, m->rule_json[ids[i]]);
+	ok = ok && kr_buf_puts(b, "],\"targets\":[");
+	if (++m->stamp == 0) {
+		memset(m->sink_stamp, 0, (m->cfg->nsinks + 1) * sizeof *m->sink_stamp);
+		m->stamp = 1;
+	}
+	bool first = true;
+	for (size_t i = 0; i < n && ok; i++) {
+		const struct kr_rule_cfg *r = &m->cfg->rules[ids[i]];
+		for (size_t t = 0; t < r->ntargets && ok; t++) {
+			uint32_t si = r->targets[t];
+			if (m->sink_stamp[si] == m->stamp)
+				continue;
+			m->sink_stamp[si] = m->stamp;
+			ok = (first || kr_buf_puts(b, ",")) && kr_buf_puts(b, m->sink_json[si]);
+			first = false;
+		}
+	}
+	ok = ok && kr_buf_puts(b, "]}\n");
+	if (!ok) {
+		fprintf(stderr, "kmsrouter: out of memory\n");
+		return 1;
+	}
+	m->events++;
+	if (n)
+		m->matched++;
+	if (fwrite(b->p, 1, b->len, stdout) != b->len) {
+		m->write_failed = true;
+		return 1;
+	}
+	return 0;
+}
+
+static int on_invalid(void *vctx, const struct kr_invalid *inv)
+{
+	struct match_ctx *m = vctx;
+	m->invalid++;
+	fprintf(stderr, "%s:%llu: %s\n", m->input, (unsigned long long)inv->line, inv->message);
+	return 0;
+}
+
+static const char help[] =
+	"usage: kmsrouter match -c CONFIG [FILE...]\n\n"
+	"Reads events from each FILE (standard input when none, or for \"-\"), in any of the forms\n"
+	"AWS delivers or archives them: JSON Lines, concatenated or pretty-printed JSON objects, a\n"
+	"JSON array, a CloudTrail log file ({\"Records\": [...]}), SNS notifications, any of them\n"
+	"gzip-compressed. For every event prints one line:\n"
+	"  {\"id\":...,\"rules\":[matching rule names],\"targets\":[their sinks, without repeats]}\n"
+	"Invalid records are reported on stderr as FILE:LINE: message and skipped.\n\n"
+	"  -c, --config FILE   the configuration (its rules and sinks are used)\n"
+	"  --max-record BYTES  largest record accepted (default 262144)\n\n"
+	"Exit status: 0 some event matched and every record was valid; 1 no event matched or some\n"
+	"record was invalid; 2 usage or configuration error, or an input could not be read.\n";
+
+static char *encode(const char *s)
+{
+	struct kr_buf b = {0};
+	if (!kr_buf_json_string(&b, s, strlen(s))) {
+		kr_buf_free(&b);
+		return NULL;
+	}
+	return b.p;
+}
+
+int kr_cmd_match(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"max-record", required_argument, NULL, 'm'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *config = NULL;
+	struct kr_stream_opts so = {0};
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'm': {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (*end || v == 0) {
+				fprintf(stderr, "kmsrouter match: --max-record needs a positive number of bytes\n");
+				return KR_EXIT_USAGE;
+			}
+			so.max_record = (size_t)v;
+			break;
+		}
+		case 'h':
+			fputs(help, stdout);
+			return KR_EXIT_OK;
+		default:
+			fputs(help, stderr);
+			return KR_EXIT_USAGE;
+		}
+	}
+	if (!config) {
+		fprintf(stderr, "kmsrouter match: -c CONFIG is required\n\n%s", help);
+		return KR_EXIT_USAGE;
+	}
+	char err[KR_ERRBUF] = "";
+	struct kr_config *cfg;
+	if (kr_config_load(config, &cfg, err) != KR_OK) {
+		fprintf(stderr, "kmsrouter: %s\n", err);
+		return KR_EXIT_USAGE;
+	}
+	int status = KR_EXIT_USAGE;
+	struct match_ctx m = {.cfg = cfg};
+	struct kr_stream *s = NULL;
+	m.st = kr_match_state_new(cfg->compiled);
+	m.rule_json = calloc(cfg->nrules + 1, sizeof *m.rule_json);
+	m.sink_json = calloc(cfg->nsinks + 1, sizeof *m.sink_json);
+	m.sink_stamp = calloc(cfg->nsinks + 1, sizeof *m.sink_stamp);
+	bool ok = m.st && m.rule_json && m.sink_json && m.sink_stamp;
+	for (size_t i = 0; ok && i < cfg->nrules; i++)
+		ok = (m.rule_json[i] = encode(cfg->rules[i].name)) != NULL;
+	for (size_t i = 0; ok && i < cfg->nsinks; i++)
+		ok = (m.sink_json[i] = encode(cfg->sinks[i].name)) != NULL;
+	struct kr_stream_callbacks cb = {.event = on_event, .invalid = on_invalid};
+	if (!ok || kr_stream_new(kr_rules_paths(cfg->compiled), &so, &cb, &m, &s) != KR_OK) {
+		fprintf(stderr, "kmsrouter: out of memory\n");
+		goto out;
+	}
+	static char outbuf[1 << 16];
+	setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+	bool read_error = false;
+	char *stdin_only[] = {"-"};
+	char **files = optind < argc ? argv + optind : stdin_only;
+	int nfiles = optind < argc ? argc - optind : 1;
+	for (int i = 0; i < nfiles && !m.write_failed; i++) {
+		m.input = files[i];
+		enum kr_err e = kr_input_read(s, files[i], err);
+		if (e != KR_OK && !m.write_failed) {
+			fflush(stdout);
+			fprintf(stderr, "kmsrouter: %s\n", err[0] ? err : kr_strerror(e));
+			read_error = true;
+		}
+	}
+	if (fflush(stdout) != 0 || m.write_failed) {
+		fprintf(stderr, "kmsrouter: error writing the output\n");
+		read_error = true;
+	}
+	if (read_error)
+		status = KR_EXIT_USAGE;
+	else if (m.invalid || !m.matched)
+		status = KR_EXIT_NOMATCH;
+	else
+		status = KR_EXIT_OK;
+out:
+	kr_stream_free(s);
+	for (size_t i = 0; m.rule_json && i < cfg->nrules; i++)
+		free(m.rule_json[i]);
+	for (size_t i = 0; m.sink_json && i < cfg->nsinks; i++)
+		free(m.sink_json[i]);
+	free(m.rule_json);
+	free(m.sink_json);
+	free(m.sink_stamp);
+	kr_buf_free(&m.line);
+	kr_match_state_free(m.st);
+	kr_config_free(cfg);
+	return status;
+}

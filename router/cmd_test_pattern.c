@@ -1,0 +1,224 @@
+/* kmsrouter test-pattern: EventBridge's TestEventPattern, offline.
+ *
+ * The event goes through the same stream parser and view as `match` uses, so this command tests
+ * the production path, not a second implementation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "config.h"
+#include "json.h"
+#include "rules.h"
+#include "stream.h"
+
+struct one_event {
+	struct kr_rules *rules;
+	struct kr_match_state *st;
+	int events;
+	bool matched;
+	char error[KR_ERRBUF];
+};
+
+static int on_event(void *ctx, const struct kr_event *ev)
+{
+	struct one_event *o = ctx;
+	const uint32_t *ids;
+	o->events++;
+	o->matched = kr_rules_match(o->rules, o->st, ev->view, &ids) > 0;
+	return 0;
+}
+
+static int on_invalid(void *ctx, const struct kr_invalid *inv)
+{
+	struct one_event *o = ctx;
+	if (!o->error[0])
+		snprintf(o->error, sizeof o->error, "invalid event: %s", inv->message);
+	return 0;
+}
+
+/* Tests one pattern against one event given as JSON texts. Returns 1 match, 0 no match, -1
+ * error (message in err). */
+static int test_one(const char *pattern, size_t plen, const char *event, size_t elen, char *err)
+{
+	struct kr_json *pj = NULL;
+	struct kr_rules *r = NULL;
+	struct kr_stream *s = NULL;
+	struct one_event o = {0};
+	int result = -1;
+	size_t off;
+	char jerr[KR_ERRBUF];
+	if (kr_json_parse(pattern, plen, NULL, &pj, &off, jerr) != KR_OK) {
+		kr_errf(err, KR_ERR_PATTERN, "invalid pattern JSON at byte %zu: %s", off, jerr);
+		goto done;
+	}
+	if (kr_rules_new(&r) != KR_OK) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	if (kr_rules_add(r, pj, NULL, err) != KR_OK)
+		goto done;
+	if (kr_rules_build(r) != KR_OK || !(o.st = kr_match_state_new(r))) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	o.rules = r;
+	struct kr_stream_callbacks cb = {.event = on_event, .invalid = on_invalid};
+	struct kr_stream_opts so = {.raw_events_only = true};
+	if (kr_stream_new(kr_rules_paths(r), &so, &cb, &o, &s) != KR_OK) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	if (kr_stream_parse_mem(s, event, elen, false) != KR_OK || kr_stream_end(s) != KR_OK) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	if (o.error[0])
+		kr_errf(err, KR_ERR_EVENT, "%s", o.error);
+	else if (o.events != 1)
+		kr_errf(err, KR_ERR_EVENT, "the event must be exactly one JSON object (found %d)",
+			o.events);
+	else
+		result = o.matched;
+done:
+	kr_stream_free(s);
+	kr_match_state_free(o.st);
+	kr_rules_free(r);
+	kr_json_free(pj);
+	return result;
+}
+
+/* Appends the JSON text of j (numbers exactly as they were written). */
+static bool write_json(struct kr_buf *b, const struct kr_json *j)
+{
+	switch (j->type) {
+	case KR_JSON_NULL: return kr_buf_puts(b, "null");
+	case KR_JSON_TRUE: return kr_buf_puts(b, "true");
+	case KR_JSON_FALSE: return kr_buf_puts(b, "false");
+	case KR_JSON_NUMBER: return kr_buf_append(b, j->str, j->len);
+	case KR_JSON_STRING: return kr_buf_json_string(b, j->str, j->len);
+	case KR_JSON_ARRAY:
+	case KR_JSON_OBJECT: {
+		bool obj = j->type == KR_JSON_OBJECT;
+		if (!kr_buf_puts(b, obj ? "{" : "["))
+			return false;
+		for (size_t i = 0; i < j->n; i++) {
+			if (i && !kr_buf_puts(b, ","))
+				return false;
+			if (obj && !(kr_buf_json_string(b, j->keys[i], j->keylens[i]) &&
+				     kr_buf_puts(b, ":")))
+				return false;
+			if (!write_json(b, j->items[i]))
+				return false;
+		}
+		return kr_buf_puts(b, obj ? "}" : "]");
+	}
+	}
+	return false;
+}
+
+static void oneline(char *s)
+{
+	for (; *s; s++)
+		if (*s == '\n' || *s == '\r')
+			*s = ' ';
+}
+
+static int batch(void)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int status = KR_EXIT_OK;
+	struct kr_buf pb = {0}, eb = {0};
+	while ((n = getline(&line, &cap, stdin)) >= 0) {
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = 0;
+		char err[KR_ERRBUF] = "";
+		struct kr_json *doc = NULL;
+		size_t off;
+		int r = -1;
+		if (kr_json_parse(line, (size_t)n, NULL, &doc, &off, err) != KR_OK) {
+			char m[KR_ERRBUF];
+			snprintf(m, sizeof m, "invalid JSON line at byte %zu: %s", off, err);
+			memcpy(err, m, sizeof m);
+		} else if (doc->type != KR_JSON_OBJECT || !kr_json_get(doc, "pattern") ||
+			   !kr_json_get(doc, "event")) {
+			snprintf(err, sizeof err, "each line must be an object with \"pattern\" and \"event\"");
+		} else {
+			pb.len = eb.len = 0;
+			if (!write_json(&pb, kr_json_get(doc, "pattern")) ||
+			    !write_json(&eb, kr_json_get(doc, "event")))
+				snprintf(err, sizeof err, "out of memory");
+			else
+				r = test_one(pb.p, pb.len, eb.p, eb.len, err);
+		}
+		kr_json_free(doc);
+		if (r < 0) {
+			oneline(err);
+			printf("error: %s\n", err);
+			status = KR_EXIT_NOMATCH;
+		} else {
+			puts(r ? "true" : "false");
+		}
+	}
+	free(line);
+	kr_buf_free(&pb);
+	kr_buf_free(&eb);
+	return status;
+}
+
+static const char help[] =
+	"usage: kmsrouter test-pattern PATTERN EVENT\n"
+	"       kmsrouter test-pattern --batch < cases.jsonl\n\n"
+	"Tests an EventBridge event pattern against an event, as EventBridge's TestEventPattern\n"
+	"API does. PATTERN and EVENT are JSON text, or @FILE to read one from a file.\n"
+	"Prints true or false; exit status 0 on a match, 1 on no match, 2 on an invalid pattern\n"
+	"or event.\n\n"
+	"  --batch   read JSON Lines on stdin, each {\"pattern\": ..., \"event\": ...} (other keys\n"
+	"            are ignored), and print one line per input line: true, false or\n"
+	"            error: MESSAGE. Exit status 1 when some line was an error.\n";
+
+static char *load_arg(const char *a, size_t *len, char *err)
+{
+	if (a[0] == '@') {
+		char *text;
+		if (kr_read_file(a + 1, &text, len, err) != KR_OK)
+			return NULL;
+		return text;
+	}
+	*len = strlen(a);
+	char *d = strdup(a);
+	if (!d)
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	return d;
+}
+
+int kr_cmd_test_pattern(int argc, char **argv)
+{
+	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		fputs(help, stdout);
+		return KR_EXIT_OK;
+	}
+	if (argc == 2 && strcmp(argv[1], "--batch") == 0)
+		return batch();
+	if (argc != 3) {
+		fputs(help, stderr);
+		return KR_EXIT_USAGE;
+	}
+	char err[KR_ERRBUF] = "";
+	size_t plen = 0, elen = 0;
+	char *p = load_arg(argv[1], &plen, err);
+	char *e = p ? load_arg(argv[2], &elen, err) : NULL;
+	int r = -1;
+	if (p && e)
+		r = test_one(p, plen, e, elen, err);
+	free(p);
+	free(e);
+	if (r < 0) {
+		fprintf(stderr, "kmsrouter: %s\n", err);
+		return KR_EXIT_USAGE;
+	}
+	puts(r ? "true" : "false");
+	return r ? KR_EXIT_OK : KR_EXIT_NOMATCH;
+}

@@ -1,0 +1,72 @@
+/* kr_config: the configuration file, validated and with its rules compiled.
+ *
+ * The file is JSON with comments allowed. Every error names FILE:LINE:COL and the JSON path of the
+ * offending value ($.rules[2].pattern.detail), and unknown keys are errors with a did-you-mean.
+ * Source and sink options are checked against their plugin's option table. Types that this build
+ * recognises but does not have are kept (kr_config_unavailable lists them) so that offline commands
+ * work on a production config while `check` reports them. A kr_config owns everything it points
+ * to; free it with kr_config_free. */
+#ifndef KR_CONFIG_H
+#define KR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "json.h"
+#include "plugin.h"
+#include "rules.h"
+
+struct kr_sink_cfg {
+	const char *name;
+	const char *type;
+	const struct kr_sink_plugin *plugin; /* NULL: not available in this build */
+	const struct kr_json *obj;
+};
+
+struct kr_source_cfg {
+	const char *name;
+	const char *type;
+	const struct kr_source_plugin *plugin;
+	const struct kr_json *obj;
+};
+
+struct kr_rule_cfg {
+	const char *name;
+	const struct kr_json *pattern;
+	uint32_t *targets; /* sink indexes, in the order written, without repeats */
+	size_t ntargets;
+};
+
+struct kr_config {
+	char *path;
+	char *text;
+	size_t len;
+	struct kr_json *doc;
+	struct kr_sink_cfg *sinks;
+	size_t nsinks;
+	struct kr_source_cfg *sources;
+	size_t nsources;
+	struct kr_rule_cfg *rules;
+	size_t nrules;
+	struct kr_rules *compiled; /* rule i of the config is rule id i */
+};
+
+/* Loads and validates a config file. On error returns non-KR_OK with "FILE:LINE:COL: $.path:
+ * message" in err. On success *out is new; free with kr_config_free. */
+enum kr_err kr_config_load(const char *path, struct kr_config **out, char *err);
+
+/* The same from text in memory; name is used in messages. Copies text. */
+enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
+			    struct kr_config **out, char *err);
+
+void kr_config_free(struct kr_config *c);
+
+/* Fills err with a message listing the sources and sinks whose type is not available in this
+ * build; returns their number. */
+size_t kr_config_unavailable(const struct kr_config *c, char *err);
+
+/* Reads a whole file ("-": stdin) into a new NUL-terminated buffer; free with free(). */
+enum kr_err kr_read_file(const char *path, char **out, size_t *len, char *err);
+
+#endif

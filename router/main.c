@@ -1,0 +1,50 @@
+/* kmsrouter: command dispatch, --help and --version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "kr_config.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *summary;
+} commands[] = {
+	{"match", kr_cmd_match, "classify events from files or stdin and print the matching rules"},
+	{"test-pattern", kr_cmd_test_pattern, "test an EventBridge pattern against an event, offline"},
+	{"check", kr_cmd_check, "validate a configuration and print a summary"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: kmsrouter COMMAND [OPTIONS] [ARGS]\n\n"
+		   "Routes AWS KMS events from EventBridge, SNS, CloudTrail and archives with\n"
+		   "EventBridge event patterns.\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n  kmsrouter COMMAND --help   describes a command\n"
+		   "  kmsrouter --version\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return KR_EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+		printf("kmsrouter %s\n", KR_VERSION);
+		return KR_EXIT_OK;
+	}
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return KR_EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(cmd, commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "kmsrouter: unknown command \"%s\"\n\n", cmd);
+	usage(stderr);
+	return KR_EXIT_USAGE;
+}

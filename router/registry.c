@@ -1,0 +1,43 @@
+/* The one table of plugins. Adding a sink is one file in sinks/, one line here, and its tests.
+ * Types that later work brings are listed with a NULL plugin, so configs naming them are
+ * recognised and reported as not available in this build rather than as typos. */
+#include <string.h>
+
+#include "plugin.h"
+
+extern const struct kr_sink_plugin kr_sink_log;
+
+const struct kr_sink_entry kr_sink_registry[] = {
+	{"log", &kr_sink_log},
+	{"lambda", NULL},
+	{"sns", NULL},
+	{"cloudwatch-logs", NULL},
+	{"sqs", NULL},
+	{"kinesis", NULL},
+	{"kafka", NULL},
+	{"http", NULL},
+	{NULL, NULL},
+};
+
+const struct kr_source_entry kr_source_registry[] = {
+	{"file", NULL},
+	{"sqs", NULL},
+	{"kafka", NULL},
+	{NULL, NULL},
+};
+
+const struct kr_sink_entry *kr_sink_lookup(const char *type)
+{
+	for (const struct kr_sink_entry *e = kr_sink_registry; e->type; e++)
+		if (strcmp(e->type, type) == 0)
+			return e;
+	return NULL;
+}
+
+const struct kr_source_entry *kr_source_lookup(const char *type)
+{
+	for (const struct kr_source_entry *e = kr_source_registry; e->type; e++)
+		if (strcmp(e->type, type) == 0)
+			return e;
+	return NULL;
+}

@@ -1,0 +1,1292 @@
+/* EventBridge pattern compiler and indexed matcher (see rules.h).
+ *
+ * Compile: the pattern tree is expanded into disjunctive normal form ($or alternatives multiply
+ * out into sub-rules); each leaf array becomes a condition on one path slot. Build: every indexable
+ * matcher becomes a key (slot, kind, text) in one open-addressing table whose value lists the
+ * conditions it satisfies; prefix and suffix matchers are looked up by each distinct length the
+ * slot uses. Match: for every value the event has, look up its keys, mark conditions satisfied,
+ * count satisfied conditions per sub-rule; a sub-rule whose count reaches its number of positive
+ * conditions is complete, subject to its absence conditions and array-element consistency. */
+#include "rules.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SUBRULES_PER_RULE 1024
+
+enum mkind {
+	M_EXACT,
+	M_PREFIX,
+	M_SUFFIX,
+	M_ICASE,
+	M_IPREFIX,
+	M_ISUFFIX,
+	M_WILDCARD,
+	M_NUMERIC,
+	M_EXISTS,
+	M_ABSENT,
+	M_CIDR,
+	M_ANYBUT
+};
+
+/* index kinds: exact values by type, then the string operators */
+enum ikind { IX_STR, IX_NUM, IX_TRUE, IX_FALSE, IX_NULL, IX_PREFIX, IX_SUFFIX, IX_ICASE, IX_IPREFIX, IX_ISUFFIX };
+
+struct matcher {
+	uint8_t kind;
+	uint8_t vtype;           /* M_EXACT: enum kr_vtype */
+	bool strings_only;       /* M_ANYBUT */
+	bool lead, trail;        /* M_WILDCARD: pattern starts/ends with '*' */
+	uint8_t family, bits;    /* M_CIDR */
+	uint8_t lo_incl, hi_incl, has_lo, has_hi; /* M_NUMERIC */
+	char *text;              /* literal (folded for ignore-case kinds; wildcard: literals joined) */
+	uint32_t len;
+	uint32_t *chunks;        /* M_WILDCARD: literal lengths between stars */
+	uint32_t nchunks;
+	double lo, hi;
+	uint8_t addr[16];
+	struct matcher *subs;    /* M_ANYBUT: what the value must not match */
+	uint32_t nsubs;
+};
+
+struct cond {
+	uint32_t sub, slot;
+	uint32_t m_off, m_n; /* range in r->matchers */
+	bool absent_ok;      /* also satisfied when the path has no value (exists: false) */
+};
+
+struct sub {
+	uint32_t rule;
+	uint32_t needed;     /* positive conditions */
+	uint32_t c_off, c_n; /* range in r->conds */
+};
+
+struct ientry {
+	uint64_t h;
+	uint32_t slot;
+	uint8_t kind;
+	char *text;
+	uint32_t len;
+	uint32_t *conds;
+	uint32_t nconds, cap;
+};
+
+struct scanref {
+	uint32_t cond, m;
+};
+
+struct slotinfo {
+	uint32_t *plen[4]; /* distinct lengths for IX_PREFIX, IX_SUFFIX, IX_IPREFIX, IX_ISUFFIX */
+	uint32_t nplen[4];
+	bool icase;
+	struct scanref *scan; /* numeric and unindexable matchers */
+	uint32_t nscan;
+};
+
+struct kr_rules {
+	struct kr_paths *paths;
+	struct matcher *matchers;
+	uint32_t nmatchers, capmatchers;
+	struct cond *conds;
+	uint32_t nconds, capconds;
+	struct sub *subs;
+	uint32_t nsubs, capsubs;
+	uint32_t nrules;
+	uint32_t *always; /* sub-rules with no positive condition: checked for every event */
+	uint32_t nalways;
+	struct ientry *table;
+	uint32_t tcap, tn;
+	struct slotinfo *slots;
+	uint32_t nslots;
+	bool built;
+};
+
+struct kr_match_state {
+	const struct kr_rules *r;
+	uint32_t gen;
+	uint32_t *cond_stamp, *sub_stamp, *sub_cnt, *rule_stamp;
+	uint32_t *complete, ncomplete;
+	uint32_t *out, nout;
+	char *fold;
+	size_t foldcap;
+};
+
+/* ---- helpers ---- */
+
+static uint64_t hash_bytes(const char *s, size_t n, uint64_t seed)
+{
+	uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ULL);
+	while (n >= 8) {
+		uint64_t k;
+		memcpy(&k, s, 8);
+		h = (h ^ k) * 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 31;
+		s += 8;
+		n -= 8;
+	}
+	uint64_t k = 0;
+	memcpy(&k, s, n);
+	h = (h ^ k) * 0x94d049bb133111ebULL;
+	h ^= h >> 29;
+	return h;
+}
+
+static inline uint64_t key_hash(uint32_t slot, uint8_t kind, const char *s, size_t n)
+{
+	return hash_bytes(s, n, ((uint64_t)slot << 8 | kind) * 0xff51afd7ed558ccdULL);
+}
+
+/* Case folding that keeps byte lengths: ASCII, and the two-byte UTF-8 upper-case letters of
+ * Latin-1, Greek and Cyrillic. */
+static void fold(char *dst, const char *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)src[i];
+		if (c >= 'A' && c <= 'Z') {
+			dst[i] = (char)(c + 32);
+		} else if (c >= 0xC3 && c <= 0xD0 && i + 1 < n) {
+			unsigned cp = ((c & 0x1Fu) << 6) | ((unsigned char)src[i + 1] & 0x3Fu);
+			unsigned lo = cp;
+			if ((cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) || (cp >= 0x391 && cp <= 0x3A9) ||
+			    (cp >= 0x410 && cp <= 0x42F))
+				lo = cp + 0x20;
+			else if (cp >= 0x400 && cp <= 0x40F)
+				lo = cp + 0x50;
+			if (lo != cp && (lo >> 6) <= 0x1F) {
+				dst[i] = (char)(0xC0 | (lo >> 6));
+				dst[i + 1] = (char)(0x80 | (lo & 0x3F));
+			} else {
+				dst[i] = src[i];
+				dst[i + 1] = src[i + 1];
+			}
+			i++;
+		} else {
+			dst[i] = (char)c;
+		}
+	}
+}
+
+static void *grow(void *p, uint32_t *cap, uint32_t need, size_t elem)
+{
+	if (need <= *cap)
+		return p;
+	uint32_t c = *cap ? *cap : 16;
+	while (c < need)
+		c *= 2;
+	void *np = realloc(p, (size_t)c * elem);
+	if (np)
+		*cap = c;
+	return np;
+}
+
+static void matcher_fini(struct matcher *m)
+{
+	free(m->text);
+	free(m->chunks);
+	for (uint32_t i = 0; i < m->nsubs; i++)
+		matcher_fini(&m->subs[i]);
+	free(m->subs);
+}
+
+/* ---- evaluation of one matcher against one value (also the reference for the indexes) ---- */
+
+static bool wildcard_match(const struct matcher *m, const char *s, size_t n)
+{
+	const char *lit = m->text;
+	size_t pos = 0;
+	uint32_t first = 0, last = m->nchunks;
+	if (m->nchunks == 0)
+		return m->lead || n == 0;
+	if (!m->lead) {
+		uint32_t l = m->chunks[0];
+		if (l > n || memcmp(s, lit, l) != 0)
+			return false;
+		if (m->nchunks == 1 && !m->trail)
+			return l == n;
+		pos = l;
+		lit += l;
+		first = 1;
+	}
+	const char *lastlit = m->text + m->len;
+	if (!m->trail) {
+		uint32_t l = m->chunks[m->nchunks - 1];
+		lastlit -= l;
+		if (l > n - pos || memcmp(s + n - l, lastlit, l) != 0)
+			return false;
+		n -= l;
+		last = m->nchunks - 1;
+	}
+	for (uint32_t i = first; i < last; i++) {
+		uint32_t l = m->chunks[i];
+		const char *f = l ? memmem(s + pos, n - pos, lit, l) : s + pos;
+		if (!f)
+			return false;
+		pos = (size_t)(f - s) + l;
+		lit += l;
+	}
+	return pos <= n;
+}
+
+static bool cidr_match(const struct matcher *m, const char *s)
+{
+	uint8_t a[16];
+	if (m->family == 4) {
+		if (inet_pton(AF_INET, s, a) != 1)
+			return false;
+	} else if (inet_pton(AF_INET6, s, a) != 1) {
+		return false;
+	}
+	unsigned full = m->bits / 8u, rem = m->bits % 8u;
+	if (memcmp(a, m->addr, full) != 0)
+		return false;
+	if (rem) {
+		uint8_t mask = (uint8_t)(0xFF << (8 - rem));
+		if ((a[full] & mask) != (m->addr[full] & mask))
+			return false;
+	}
+	return true;
+}
+
+static bool icase_eq(const char *a, const char *folded, size_t n, char *scratch)
+{
+	fold(scratch, a, n);
+	return memcmp(scratch, folded, n) == 0;
+}
+
+static bool matcher_eval(const struct matcher *m, const struct kr_view *v,
+			 const struct kr_value *val)
+{
+	const char *s = kr_view_text(v, val);
+	size_t n = val->len;
+	bool str = val->type == KR_V_STRING;
+	char stackbuf[256];
+	char *scratch = stackbuf;
+	bool ok = false;
+	if ((m->kind == M_ICASE || m->kind == M_IPREFIX || m->kind == M_ISUFFIX) && str &&
+	    m->len > sizeof stackbuf) {
+		scratch = malloc(m->len);
+		if (!scratch)
+			return false;
+	}
+	switch (m->kind) {
+	case M_EXACT:
+		ok = val->type == m->vtype && n == m->len && memcmp(s, m->text, n) == 0;
+		break;
+	case M_PREFIX:
+		ok = str && n >= m->len && memcmp(s, m->text, m->len) == 0;
+		break;
+	case M_SUFFIX:
+		ok = str && n >= m->len && memcmp(s + n - m->len, m->text, m->len) == 0;
+		break;
+	case M_ICASE:
+		ok = str && n == m->len && icase_eq(s, m->text, n, scratch);
+		break;
+	case M_IPREFIX:
+		ok = str && n >= m->len && icase_eq(s, m->text, m->len, scratch);
+		break;
+	case M_ISUFFIX:
+		ok = str && n >= m->len && icase_eq(s + n - m->len, m->text, m->len, scratch);
+		break;
+	case M_WILDCARD:
+		ok = str && wildcard_match(m, s, n);
+		break;
+	case M_NUMERIC:
+		if (val->type == KR_V_NUMBER) {
+			double d = strtod(s, NULL);
+			ok = (!m->has_lo || (m->lo_incl ? d >= m->lo : d > m->lo)) &&
+			     (!m->has_hi || (m->hi_incl ? d <= m->hi : d < m->hi));
+		}
+		break;
+	case M_EXISTS:
+		ok = true;
+		break;
+	case M_ABSENT:
+		ok = false;
+		break;
+	case M_CIDR:
+		ok = str && cidr_match(m, s);
+		break;
+	case M_ANYBUT:
+		if (m->strings_only && !str)
+			break;
+		ok = true;
+		for (uint32_t i = 0; i < m->nsubs && ok; i++)
+			ok = !matcher_eval(&m->subs[i], v, val);
+		break;
+	}
+	if (scratch != stackbuf)
+		free(scratch);
+	return ok;
+}
+
+/* ---- compiling one pattern ---- */
+
+struct pathstack {
+	const char *segs[64];
+	size_t lens[64];
+	size_t n;
+};
+
+struct fspec {
+	uint32_t slot;
+	uint32_t m_off, m_n;
+	bool absent_ok;
+};
+
+struct conj {
+	struct fspec *f;
+	size_t n;
+};
+
+struct conjlist {
+	struct conj *c;
+	size_t n;
+};
+
+struct compiler {
+	struct kr_rules *r;
+	const struct kr_json **bad;
+	char *err;
+	struct pathstack path;
+	uint32_t m_start; /* matchers added by this rule start here */
+};
+
+static void path_name(const struct pathstack *p, char *buf, size_t cap)
+{
+	size_t o = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < p->n && o + 1 < cap; i++) {
+		int w = snprintf(buf + o, cap - o, "%s%.*s", i ? "." : "", (int)p->lens[i], p->segs[i]);
+		if (w < 0)
+			break;
+		o += (size_t)w;
+	}
+}
+
+static enum kr_err perr(struct compiler *c, const struct kr_json *node, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static enum kr_err perr(struct compiler *c, const struct kr_json *node, const char *fmt, ...)
+{
+	char reason[256], path[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	path_name(&c->path, path, sizeof path);
+	if (c->bad)
+		*c->bad = node;
+	if (path[0])
+		return kr_errf(c->err, KR_ERR_PATTERN,
+			       "Event pattern is not valid. Reason: %s (at field \"%s\")", reason, path);
+	return kr_errf(c->err, KR_ERR_PATTERN, "Event pattern is not valid. Reason: %s", reason);
+}
+
+static void conjlist_free(struct conjlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->c[i].f);
+	free(l->c);
+	l->c = NULL;
+	l->n = 0;
+}
+
+static struct matcher *new_matcher(struct compiler *c)
+{
+	struct kr_rules *r = c->r;
+	struct matcher *m = grow(r->matchers, &r->capmatchers, r->nmatchers + 1, sizeof *m);
+	if (!m)
+		return NULL;
+	r->matchers = m;
+	m = &r->matchers[r->nmatchers++];
+	memset(m, 0, sizeof *m);
+	return m;
+}
+
+static char *dupn(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = 0;
+	}
+	return d;
+}
+
+static enum kr_err set_text(struct compiler *c, struct matcher *m, const char *s, size_t n,
+			    bool folded)
+{
+	m->text = dupn(s, n);
+	if (!m->text)
+		return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+	if (folded)
+		fold(m->text, s, n);
+	m->len = (uint32_t)n;
+	return KR_OK;
+}
+
+static enum kr_err compile_wildcard(struct compiler *c, const struct kr_json *node,
+				    struct matcher *m)
+{
+	const char *s = node->str;
+	size_t n = node->len;
+	m->kind = M_WILDCARD;
+	m->text = malloc(n + 1);
+	m->chunks = malloc((n + 2) * sizeof *m->chunks);
+	if (!m->text || !m->chunks)
+		return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+	size_t o = 0, chunk = 0;
+	bool any_lit = false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '*') {
+			if (i + 1 < n && s[i + 1] == '*')
+				return perr(c, node,
+					    "Consecutive wildcard characters at pos %zu", i + 1);
+			if (i == 0)
+				m->lead = true;
+			else
+				m->chunks[m->nchunks++] = (uint32_t)chunk;
+			chunk = 0;
+			if (i == n - 1)
+				m->trail = true;
+			continue;
+		}
+		if (s[i] == '\\') {
+			if (i + 1 >= n || (s[i + 1] != '*' && s[i + 1] != '\\'))
+				return perr(c, node, "Invalid escape character at pos %zu", i + 1);
+			i++;
+		}
+		m->text[o++] = s[i];
+		chunk++;
+		any_lit = true;
+	}
+	if (!m->trail && (any_lit || n == 0))
+		m->chunks[m->nchunks++] = (uint32_t)chunk;
+	m->text[o] = 0;
+	m->len = (uint32_t)o;
+	return KR_OK;
+}
+
+static enum kr_err compile_cidr(struct compiler *c, const struct kr_json *node, struct matcher *m)
+{
+	char buf[64];
+	if (node->type != KR_JSON_STRING || node->len == 0 || node->len >= sizeof buf)
+		return perr(c, node, "cidr must be a string in CIDR notation");
+	memcpy(buf, node->str, node->len + 1);
+	char *slash = strchr(buf, '/');
+	long bits = -1;
+	if (slash) {
+		*slash = 0;
+		char *end;
+		if (!slash[1] || slash[1] < '0' || slash[1] > '9')
+			return perr(c, node, "Malformed CIDR, one '/' required");
+		bits = strtol(slash + 1, &end, 10);
+		if (*end)
+			return perr(c, node, "Malformed CIDR, invalid prefix length");
+	}
+	m->kind = M_CIDR;
+	if (inet_pton(AF_INET, buf, m->addr) == 1) {
+		m->family = 4;
+		if (bits < 0)
+			bits = 32;
+		if (bits > 32)
+			return perr(c, node, "Malformed CIDR, prefix length must be 0-32");
+	} else if (inet_pton(AF_INET6, buf, m->addr) == 1) {
+		m->family = 6;
+		if (bits < 0)
+			bits = 128;
+		if (bits > 128)
+			return perr(c, node, "Malformed CIDR, prefix length must be 0-128");
+	} else {
+		return perr(c, node, "Nonstandard IP address: %s", buf);
+	}
+	m->bits = (uint8_t)bits;
+	return KR_OK;
+}
+
+static enum kr_err compile_numeric(struct compiler *c, const struct kr_json *node,
+				   struct matcher *m)
+{
+	m->kind = M_NUMERIC;
+	if (node->type != KR_JSON_ARRAY || node->n == 0 || node->n % 2 || node->n > 4)
+		return perr(c, node,
+			    "Value of numeric must be an array of one or two operator/number pairs");
+	for (size_t i = 0; i < node->n; i += 2) {
+		const struct kr_json *op = node->items[i], *val = node->items[i + 1];
+		if (op->type != KR_JSON_STRING)
+			return perr(c, op, "Invalid member in numeric match: must be an operator string");
+		if (val->type != KR_JSON_NUMBER)
+			return perr(c, val, "Value of %s must be numeric", op->str);
+		const char *o = op->str;
+		if (strcmp(o, "=") == 0) {
+			if (node->n != 2)
+				return perr(c, op, "Invalid member in numeric match: \"=\" stands alone");
+			m->has_lo = m->has_hi = 1;
+			m->lo_incl = m->hi_incl = 1;
+			m->lo = m->hi = val->num;
+		} else if (strcmp(o, ">") == 0 || strcmp(o, ">=") == 0) {
+			if (m->has_lo)
+				return perr(c, op, "Invalid member in numeric match: two lower bounds");
+			m->has_lo = 1;
+			m->lo_incl = o[1] == '=';
+			m->lo = val->num;
+		} else if (strcmp(o, "<") == 0 || strcmp(o, "<=") == 0) {
+			if (m->has_hi)
+				return perr(c, op, "Invalid member in numeric match: two upper bounds");
+			m->has_hi = 1;
+			m->hi_incl = o[1] == '=';
+			m->hi = val->num;
+		} else {
+			return perr(c, op, "Unrecognized numeric range operator: %s", o);
+		}
+	}
+	if (node->n == 4 && !(m->has_lo && m->has_hi))
+		return perr(c, node, "Invalid member in numeric match: a range needs a lower and an upper bound");
+	if (m->has_lo && m->has_hi && node->n == 4 && !(m->lo < m->hi))
+		return perr(c, node, "Bottom must be less than top");
+	return KR_OK;
+}
+
+static enum kr_err compile_exact(struct compiler *c, const struct kr_json *e, struct matcher *m)
+{
+	m->kind = M_EXACT;
+	switch (e->type) {
+	case KR_JSON_STRING: m->vtype = KR_V_STRING; break;
+	case KR_JSON_NUMBER: m->vtype = KR_V_NUMBER; break;
+	case KR_JSON_TRUE: m->vtype = KR_V_TRUE; break;
+	case KR_JSON_FALSE: m->vtype = KR_V_FALSE; break;
+	case KR_JSON_NULL: m->vtype = KR_V_NULL; break;
+	default:
+		return perr(c, e, "Match value must be String, number, true, false, or null");
+	}
+	return set_text(c, m, e->str ? e->str : "", e->str ? e->len : 0, false);
+}
+
+/* prefix / suffix: a string, or {"equals-ignore-case": string} */
+static enum kr_err compile_affix(struct compiler *c, const struct kr_json *v, struct matcher *m,
+				 bool prefix, const char *name)
+{
+	if (v->type == KR_JSON_STRING) {
+		m->kind = prefix ? M_PREFIX : M_SUFFIX;
+		return set_text(c, m, v->str, v->len, false);
+	}
+	if (v->type == KR_JSON_OBJECT && v->n == 1 && strcmp(v->keys[0], "equals-ignore-case") == 0) {
+		const struct kr_json *s = v->items[0];
+		if (s->type != KR_JSON_STRING)
+			return perr(c, s, "equals-ignore-case match pattern must be a string");
+		m->kind = prefix ? M_IPREFIX : M_ISUFFIX;
+		return set_text(c, m, s->str, s->len, true);
+	}
+	return perr(c, v, "%s match pattern must be a string", name);
+}
+
+static enum kr_err compile_anything_but(struct compiler *c, const struct kr_json *v,
+					struct matcher *m)
+{
+	m->kind = M_ANYBUT;
+	const struct kr_json *list = v;
+	const char *op = NULL;
+	if (v->type == KR_JSON_OBJECT) {
+		if (v->n != 1)
+			return perr(c, v, "Only one key allowed in anything-but match expression");
+		op = v->keys[0];
+		list = v->items[0];
+		m->strings_only = true;
+		if (strcmp(op, "prefix") && strcmp(op, "suffix") && strcmp(op, "wildcard") &&
+		    strcmp(op, "equals-ignore-case"))
+			return perr(c, v, "Unsupported anything-but pattern: %s", op);
+	}
+	size_t n = list->type == KR_JSON_ARRAY ? list->n : 1;
+	if (list->type == KR_JSON_ARRAY && n == 0)
+		return perr(c, list, "Empty arrays are not allowed");
+	m->subs = calloc(n, sizeof *m->subs);
+	if (!m->subs)
+		return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+	int seen_type = -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct kr_json *e = list->type == KR_JSON_ARRAY ? list->items[i] : list;
+		struct matcher *s = &m->subs[i];
+		m->nsubs++;
+		enum kr_err err;
+		if (!op) {
+			if (e->type != KR_JSON_STRING && e->type != KR_JSON_NUMBER)
+				return perr(c, e, "Inside anything-but list, only strings and numbers are allowed");
+			if (seen_type >= 0 && (int)e->type != seen_type)
+				return perr(c, e, "Inside anything-but list, mixed types are not supported");
+			seen_type = (int)e->type;
+			err = compile_exact(c, e, s);
+		} else if (e->type != KR_JSON_STRING) {
+			return perr(c, e, "Inside anything-but/%s, only strings are allowed", op);
+		} else if (strcmp(op, "prefix") == 0 || strcmp(op, "suffix") == 0) {
+			if (e->len == 0)
+				return perr(c, e, "Null prefix/suffix not allowed");
+			s->kind = op[0] == 'p' ? M_PREFIX : M_SUFFIX;
+			err = set_text(c, s, e->str, e->len, false);
+		} else if (strcmp(op, "wildcard") == 0) {
+			err = compile_wildcard(c, e, s);
+		} else {
+			s->kind = M_ICASE;
+			err = set_text(c, s, e->str, e->len, true);
+		}
+		if (err)
+			return err;
+	}
+	return KR_OK;
+}
+
+static enum kr_err compile_operator(struct compiler *c, const struct kr_json *e, struct matcher *m,
+				    bool *absent)
+{
+	if (e->n != 1)
+		return perr(c, e, "Only one key allowed in match expression");
+	const char *k = e->keys[0];
+	const struct kr_json *v = e->items[0];
+	if (strcmp(k, "prefix") == 0)
+		return compile_affix(c, v, m, true, "prefix");
+	if (strcmp(k, "suffix") == 0)
+		return compile_affix(c, v, m, false, "suffix");
+	if (strcmp(k, "equals-ignore-case") == 0) {
+		if (v->type != KR_JSON_STRING)
+			return perr(c, v, "equals-ignore-case match pattern must be a string");
+		m->kind = M_ICASE;
+		return set_text(c, m, v->str, v->len, true);
+	}
+	if (strcmp(k, "wildcard") == 0) {
+		if (v->type != KR_JSON_STRING)
+			return perr(c, v, "wildcard match pattern must be a string");
+		return compile_wildcard(c, v, m);
+	}
+	if (strcmp(k, "anything-but") == 0) {
+		if (v->type != KR_JSON_STRING && v->type != KR_JSON_NUMBER &&
+		    v->type != KR_JSON_ARRAY && v->type != KR_JSON_OBJECT)
+			return perr(c, v, "Value of anything-but must be an array or single string/number value");
+		return compile_anything_but(c, v, m);
+	}
+	if (strcmp(k, "numeric") == 0)
+		return compile_numeric(c, v, m);
+	if (strcmp(k, "exists") == 0) {
+		if (v->type != KR_JSON_TRUE && v->type != KR_JSON_FALSE)
+			return perr(c, v, "exists match pattern must be either true or false");
+		m->kind = v->type == KR_JSON_TRUE ? M_EXISTS : M_ABSENT;
+		if (m->kind == M_ABSENT)
+			*absent = true;
+		return KR_OK;
+	}
+	if (strcmp(k, "cidr") == 0)
+		return compile_cidr(c, v, m);
+	return perr(c, e, "Unrecognized match type %s", k);
+}
+
+/* A leaf: an array of values and operators on the current path. */
+static enum kr_err compile_leaf(struct compiler *c, const struct kr_json *arr, struct fspec *out)
+{
+	if (arr->n == 0)
+		return perr(c, arr, "Empty arrays are not allowed");
+	uint32_t slot;
+	if (kr_paths_add(c->r->paths, c->path.segs, c->path.lens, c->path.n, &slot) != KR_OK)
+		return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+	out->slot = slot;
+	out->m_off = c->r->nmatchers;
+	out->m_n = 0;
+	out->absent_ok = false;
+	for (size_t i = 0; i < arr->n; i++) {
+		const struct kr_json *e = arr->items[i];
+		struct matcher *m = new_matcher(c);
+		if (!m)
+			return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+		out->m_n++;
+		enum kr_err err;
+		if (e->type == KR_JSON_OBJECT)
+			err = compile_operator(c, e, m, &out->absent_ok);
+		else
+			err = compile_exact(c, e, m);
+		if (err)
+			return err;
+	}
+	return KR_OK;
+}
+
+static enum kr_err conj_push(struct conj *cj, const struct fspec *f)
+{
+	struct fspec *nf = realloc(cj->f, (cj->n + 1) * sizeof *nf);
+	if (!nf)
+		return KR_ERR_NOMEM;
+	cj->f = nf;
+	cj->f[cj->n++] = *f;
+	return KR_OK;
+}
+
+/* out = a × b (every conjunction of a joined with every one of b). Frees a; b untouched. */
+static enum kr_err product(struct compiler *c, struct conjlist *a, const struct conjlist *b,
+			   const struct kr_json *at)
+{
+	if (a->n * b->n > MAX_SUBRULES_PER_RULE) {
+		conjlist_free(a);
+		return perr(c, at, "The pattern has more than %d $or combinations",
+			    MAX_SUBRULES_PER_RULE);
+	}
+	size_t total = a->n * b->n;
+	struct conjlist out = {calloc(total ? total : 1, sizeof(struct conj)), 0};
+	if (!out.c) {
+		conjlist_free(a);
+		return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < a->n; i++)
+		for (size_t j = 0; j < b->n; j++) {
+			struct conj *cj = &out.c[out.n++];
+			cj->n = a->c[i].n + b->c[j].n;
+			cj->f = malloc((cj->n ? cj->n : 1) * sizeof *cj->f);
+			if (!cj->f) {
+				conjlist_free(&out);
+				conjlist_free(a);
+				return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+			}
+			memcpy(cj->f, a->c[i].f, a->c[i].n * sizeof *cj->f);
+			memcpy(cj->f + a->c[i].n, b->c[j].f, b->c[j].n * sizeof *cj->f);
+		}
+	conjlist_free(a);
+	*a = out;
+	return KR_OK;
+}
+
+static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct conjlist *out,
+			  unsigned depth)
+{
+	out->c = calloc(1, sizeof *out->c);
+	out->n = 1;
+	if (!out->c)
+		return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+	if (obj->n == 0) {
+		conjlist_free(out);
+		return perr(c, obj, "Empty objects are not allowed");
+	}
+	if (depth > 32) {
+		conjlist_free(out);
+		return perr(c, obj, "Pattern nesting is too deep");
+	}
+	for (size_t i = 0; i < obj->n; i++) {
+		const char *k = obj->keys[i];
+		const struct kr_json *v = obj->items[i];
+		enum kr_err e = KR_OK;
+		if (strcmp(k, "$or") == 0) {
+			if (v->type != KR_JSON_ARRAY || v->n < 2) {
+				e = perr(c, v, "$or must be an array of at least two objects");
+			} else {
+				struct conjlist alts = {0};
+				for (size_t j = 0; j < v->n && !e; j++) {
+					const struct kr_json *alt = v->items[j];
+					struct conjlist one;
+					if (alt->type != KR_JSON_OBJECT) {
+						e = perr(c, alt, "$or alternatives must be objects");
+						break;
+					}
+					e = expand(c, alt, &one, depth + 1);
+					if (e)
+						break;
+					if (alts.n + one.n > MAX_SUBRULES_PER_RULE) {
+						conjlist_free(&one);
+						e = perr(c, v, "The pattern has more than %d $or combinations",
+							 MAX_SUBRULES_PER_RULE);
+						break;
+					}
+					struct conj *nc = realloc(alts.c, (alts.n + one.n) * sizeof *nc);
+					if (!nc) {
+						conjlist_free(&one);
+						e = kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+						break;
+					}
+					alts.c = nc;
+					memcpy(alts.c + alts.n, one.c, one.n * sizeof *nc);
+					alts.n += one.n;
+					free(one.c);
+				}
+				if (!e)
+					e = product(c, out, &alts, v);
+				conjlist_free(&alts);
+			}
+		} else {
+			if (c->path.n >= 64) {
+				e = perr(c, v, "Pattern nesting is too deep");
+			} else {
+				c->path.segs[c->path.n] = k;
+				c->path.lens[c->path.n] = obj->keylens[i];
+				c->path.n++;
+				if (v->type == KR_JSON_ARRAY) {
+					struct fspec f;
+					e = compile_leaf(c, v, &f);
+					for (size_t j = 0; j < out->n && !e; j++)
+						if (conj_push(&out->c[j], &f))
+							e = kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+				} else if (v->type == KR_JSON_OBJECT) {
+					struct conjlist sub;
+					e = expand(c, v, &sub, depth + 1);
+					if (!e) {
+						e = product(c, out, &sub, v);
+						conjlist_free(&sub);
+					}
+				} else {
+					e = perr(c, v, "\"%s\" must be an object or an array", k);
+				}
+				if (!e)
+					c->path.n--;
+			}
+		}
+		if (e) {
+			conjlist_free(out);
+			return e;
+		}
+	}
+	return KR_OK;
+}
+
+enum kr_err kr_rules_new(struct kr_rules **out)
+{
+	struct kr_rules *r = calloc(1, sizeof *r);
+	if (!r)
+		return KR_ERR_NOMEM;
+	r->paths = kr_paths_new();
+	if (!r->paths) {
+		free(r);
+		return KR_ERR_NOMEM;
+	}
+	*out = r;
+	return KR_OK;
+}
+
+enum kr_err kr_rules_add(struct kr_rules *r, const struct kr_json *pattern,
+			 const struct kr_json **bad, char *err)
+{
+	struct compiler c = {.r = r, .bad = bad, .err = err, .m_start = r->nmatchers};
+	if (bad)
+		*bad = NULL;
+	if (r->built)
+		return kr_errf(err, KR_ERR_PATTERN, "rule set already built");
+	if (pattern->type != KR_JSON_OBJECT)
+		return perr(&c, pattern, "Event pattern must be a JSON object");
+	struct conjlist dnf;
+	enum kr_err e = expand(&c, pattern, &dnf, 0);
+	if (!e) {
+		uint32_t nc = 0;
+		for (size_t i = 0; i < dnf.n; i++)
+			nc += (uint32_t)dnf.c[i].n;
+		struct sub *subs = grow(r->subs, &r->capsubs, r->nsubs + (uint32_t)dnf.n, sizeof *subs);
+		if (subs)
+			r->subs = subs;
+		struct cond *conds = grow(r->conds, &r->capconds, r->nconds + nc, sizeof *conds);
+		if (conds)
+			r->conds = conds;
+		if (!subs || !conds)
+			e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	}
+	if (e) {
+		/* leave the rule set as it was; paths added stay harmlessly unused */
+		for (uint32_t i = c.m_start; i < r->nmatchers; i++)
+			matcher_fini(&r->matchers[i]);
+		r->nmatchers = c.m_start;
+		return e;
+	}
+	for (size_t i = 0; i < dnf.n; i++) {
+		struct sub *s = &r->subs[r->nsubs];
+		s->rule = r->nrules;
+		s->c_off = r->nconds;
+		s->c_n = (uint32_t)dnf.c[i].n;
+		s->needed = 0;
+		for (size_t j = 0; j < dnf.c[i].n; j++) {
+			const struct fspec *f = &dnf.c[i].f[j];
+			struct cond *cd = &r->conds[r->nconds++];
+			cd->sub = r->nsubs;
+			cd->slot = f->slot;
+			cd->m_off = f->m_off;
+			cd->m_n = f->m_n;
+			cd->absent_ok = f->absent_ok;
+			if (!f->absent_ok)
+				s->needed++;
+		}
+		r->nsubs++;
+	}
+	conjlist_free(&dnf);
+	r->nrules++;
+	return KR_OK;
+}
+
+/* ---- index ---- */
+
+static struct ientry *table_find(const struct kr_rules *r, uint64_t h, uint32_t slot,
+				 uint8_t kind, const char *s, size_t n)
+{
+	if (!r->tcap)
+		return NULL;
+	uint32_t mask = r->tcap - 1;
+	for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+		struct ientry *e = &r->table[i];
+		if (!e->conds)
+			return NULL;
+		if (e->h == h && e->slot == slot && e->kind == kind && e->len == n &&
+		    memcmp(e->text, s, n) == 0)
+			return e;
+	}
+}
+
+static enum kr_err table_add(struct kr_rules *r, uint32_t slot, uint8_t kind, const char *s,
+			     size_t n, uint32_t cond)
+{
+	uint64_t h = key_hash(slot, kind, s, n);
+	struct ientry *e = table_find(r, h, slot, kind, s, n);
+	if (!e) {
+		uint32_t mask = r->tcap - 1;
+		uint32_t i = (uint32_t)h & mask;
+		while (r->table[i].conds)
+			i = (i + 1) & mask;
+		e = &r->table[i];
+		e->h = h;
+		e->slot = slot;
+		e->kind = kind;
+		e->text = dupn(s, n);
+		e->len = (uint32_t)n;
+		e->cap = 2;
+		e->conds = malloc(e->cap * sizeof *e->conds);
+		if (!e->text || !e->conds)
+			return KR_ERR_NOMEM;
+		r->tn++;
+	}
+	if (e->nconds && e->conds[e->nconds - 1] == cond)
+		return KR_OK;
+	uint32_t *nc = grow(e->conds, &e->cap, e->nconds + 1, sizeof *nc);
+	if (!nc)
+		return KR_ERR_NOMEM;
+	e->conds = nc;
+	e->conds[e->nconds++] = cond;
+	return KR_OK;
+}
+
+static enum kr_err add_len(struct slotinfo *si, int which, uint32_t len)
+{
+	for (uint32_t i = 0; i < si->nplen[which]; i++)
+		if (si->plen[which][i] == len)
+			return KR_OK;
+	uint32_t *p = realloc(si->plen[which], (si->nplen[which] + 1) * sizeof *p);
+	if (!p)
+		return KR_ERR_NOMEM;
+	/* keep sorted so lookups can stop at the value's length */
+	uint32_t i = si->nplen[which];
+	while (i > 0 && p[i - 1] > len) {
+		p[i] = p[i - 1];
+		i--;
+	}
+	p[i] = len;
+	si->plen[which] = p;
+	si->nplen[which]++;
+	return KR_OK;
+}
+
+static const uint8_t exact_kind[] = {
+	[KR_V_STRING] = IX_STR, [KR_V_NUMBER] = IX_NUM, [KR_V_TRUE] = IX_TRUE,
+	[KR_V_FALSE] = IX_FALSE, [KR_V_NULL] = IX_NULL};
+
+enum kr_err kr_rules_build(struct kr_rules *r)
+{
+	if (r->built)
+		return KR_OK;
+	r->nslots = r->paths->nslots;
+	r->slots = calloc(r->nslots + 1, sizeof *r->slots);
+	uint32_t cap = 16;
+	while (cap < r->nmatchers * 2 + 2)
+		cap *= 2;
+	r->table = calloc(cap, sizeof *r->table);
+	r->tcap = cap;
+	r->always = malloc((r->nsubs + 1) * sizeof *r->always);
+	if (!r->slots || !r->table || !r->always)
+		return KR_ERR_NOMEM;
+	for (uint32_t s = 0; s < r->nsubs; s++)
+		if (r->subs[s].needed == 0)
+			r->always[r->nalways++] = s;
+	for (uint32_t ci = 0; ci < r->nconds; ci++) {
+		const struct cond *cd = &r->conds[ci];
+		struct slotinfo *si = &r->slots[cd->slot];
+		for (uint32_t k = 0; k < cd->m_n; k++) {
+			uint32_t mi = cd->m_off + k;
+			const struct matcher *m = &r->matchers[mi];
+			enum kr_err e = KR_OK;
+			switch (m->kind) {
+			case M_EXACT:
+				e = table_add(r, cd->slot, exact_kind[m->vtype], m->text, m->len, ci);
+				break;
+			case M_PREFIX:
+			case M_SUFFIX:
+			case M_IPREFIX:
+			case M_ISUFFIX: {
+				static const uint8_t ix[] = {[M_PREFIX] = IX_PREFIX, [M_SUFFIX] = IX_SUFFIX,
+							     [M_IPREFIX] = IX_IPREFIX, [M_ISUFFIX] = IX_ISUFFIX};
+				static const int which[] = {[M_PREFIX] = 0, [M_SUFFIX] = 1,
+							    [M_IPREFIX] = 2, [M_ISUFFIX] = 3};
+				e = table_add(r, cd->slot, ix[m->kind], m->text, m->len, ci);
+				if (!e)
+					e = add_len(si, which[m->kind], m->len);
+				if (m->kind == M_IPREFIX || m->kind == M_ISUFFIX)
+					si->icase = true;
+				break;
+			}
+			case M_ICASE:
+				si->icase = true;
+				e = table_add(r, cd->slot, IX_ICASE, m->text, m->len, ci);
+				break;
+			case M_ABSENT:
+				break;
+			default: {
+				struct scanref *sc = realloc(si->scan, (si->nscan + 1) * sizeof *sc);
+				if (!sc)
+					return KR_ERR_NOMEM;
+				si->scan = sc;
+				sc[si->nscan].cond = ci;
+				sc[si->nscan].m = mi;
+				si->nscan++;
+			}
+			}
+			if (e)
+				return e;
+		}
+	}
+	r->built = true;
+	return KR_OK;
+}
+
+uint32_t kr_rules_count(const struct kr_rules *r)
+{
+	return r->nrules;
+}
+
+const struct kr_paths *kr_rules_paths(const struct kr_rules *r)
+{
+	return r->paths;
+}
+
+void kr_rules_free(struct kr_rules *r)
+{
+	if (!r)
+		return;
+	for (uint32_t i = 0; i < r->nmatchers; i++)
+		matcher_fini(&r->matchers[i]);
+	free(r->matchers);
+	free(r->conds);
+	free(r->subs);
+	free(r->always);
+	for (uint32_t i = 0; i < r->tcap; i++) {
+		free(r->table[i].text);
+		free(r->table[i].conds);
+	}
+	free(r->table);
+	for (uint32_t i = 0; i < r->nslots; i++) {
+		for (int w = 0; w < 4; w++)
+			free(r->slots[i].plen[w]);
+		free(r->slots[i].scan);
+	}
+	free(r->slots);
+	kr_paths_free(r->paths);
+	free(r);
+}
+
+/* ---- matching ---- */
+
+struct kr_match_state *kr_match_state_new(const struct kr_rules *r)
+{
+	struct kr_match_state *st = calloc(1, sizeof *st);
+	if (!st)
+		return NULL;
+	st->r = r;
+	st->cond_stamp = calloc(r->nconds + 1, sizeof *st->cond_stamp);
+	st->sub_stamp = calloc(r->nsubs + 1, sizeof *st->sub_stamp);
+	st->sub_cnt = calloc(r->nsubs + 1, sizeof *st->sub_cnt);
+	st->rule_stamp = calloc(r->nrules + 1, sizeof *st->rule_stamp);
+	st->complete = calloc(r->nsubs + 1, sizeof *st->complete);
+	st->out = calloc(r->nrules + 1, sizeof *st->out);
+	if (!st->cond_stamp || !st->sub_stamp || !st->sub_cnt || !st->rule_stamp || !st->complete ||
+	    !st->out) {
+		kr_match_state_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+void kr_match_state_free(struct kr_match_state *st)
+{
+	if (!st)
+		return;
+	free(st->cond_stamp);
+	free(st->sub_stamp);
+	free(st->sub_cnt);
+	free(st->rule_stamp);
+	free(st->complete);
+	free(st->out);
+	free(st->fold);
+	free(st);
+}
+
+static inline void satisfy(const struct kr_rules *r, struct kr_match_state *st, uint32_t ci)
+{
+	if (st->cond_stamp[ci] == st->gen)
+		return;
+	st->cond_stamp[ci] = st->gen;
+	const struct cond *cd = &r->conds[ci];
+	if (cd->absent_ok)
+		return;
+	uint32_t s = cd->sub;
+	if (st->sub_stamp[s] != st->gen) {
+		st->sub_stamp[s] = st->gen;
+		st->sub_cnt[s] = 0;
+	}
+	if (++st->sub_cnt[s] == r->subs[s].needed)
+		st->complete[st->ncomplete++] = s;
+}
+
+static inline void lookup(const struct kr_rules *r, struct kr_match_state *st, uint32_t slot,
+			  uint8_t kind, const char *s, size_t n)
+{
+	const struct ientry *e = table_find(r, key_hash(slot, kind, s, n), slot, kind, s, n);
+	if (e)
+		for (uint32_t i = 0; i < e->nconds; i++)
+			satisfy(r, st, e->conds[i]);
+}
+
+static void match_value(const struct kr_rules *r, struct kr_match_state *st, uint32_t slot,
+			const struct kr_view *v, const struct kr_value *val)
+{
+	const struct slotinfo *si = &r->slots[slot];
+	const char *s = kr_view_text(v, val);
+	size_t n = val->len;
+	lookup(r, st, slot, exact_kind[val->type], s, n);
+	if (val->type == KR_V_STRING) {
+		for (uint32_t i = 0; i < si->nplen[0] && si->plen[0][i] <= n; i++)
+			lookup(r, st, slot, IX_PREFIX, s, si->plen[0][i]);
+		for (uint32_t i = 0; i < si->nplen[1] && si->plen[1][i] <= n; i++)
+			lookup(r, st, slot, IX_SUFFIX, s + n - si->plen[1][i], si->plen[1][i]);
+		if (si->icase) {
+			if (n + 1 > st->foldcap) {
+				char *f = realloc(st->fold, n + 1);
+				if (!f)
+					return;
+				st->fold = f;
+				st->foldcap = n + 1;
+			}
+			fold(st->fold, s, n);
+			const char *f = st->fold;
+			lookup(r, st, slot, IX_ICASE, f, n);
+			for (uint32_t i = 0; i < si->nplen[2] && si->plen[2][i] <= n; i++)
+				lookup(r, st, slot, IX_IPREFIX, f, si->plen[2][i]);
+			for (uint32_t i = 0; i < si->nplen[3] && si->plen[3][i] <= n; i++)
+				lookup(r, st, slot, IX_ISUFFIX, f + n - si->plen[3][i], si->plen[3][i]);
+		}
+	}
+	for (uint32_t i = 0; i < si->nscan; i++) {
+		const struct scanref *sc = &si->scan[i];
+		if (st->cond_stamp[sc->cond] != st->gen &&
+		    matcher_eval(&r->matchers[sc->m], v, val))
+			satisfy(r, st, sc->cond);
+	}
+}
+
+static bool cond_eval(const struct kr_rules *r, const struct cond *cd, const struct kr_view *v,
+		      const struct kr_value *val)
+{
+	for (uint32_t k = 0; k < cd->m_n; k++)
+		if (matcher_eval(&r->matchers[cd->m_off + k], v, val))
+			return true;
+	return false;
+}
+
+/* Can each positive condition of the sub-rule pick a value so that all picks are consistent? */
+static bool consistent_pick(const struct kr_rules *r, const struct sub *s, const struct kr_view *v,
+			    uint32_t k, const struct kr_value **picked, unsigned *budget)
+{
+	while (k < s->c_n && r->conds[s->c_off + k].absent_ok)
+		k++;
+	if (k == s->c_n)
+		return true;
+	const struct cond *cd = &r->conds[s->c_off + k];
+	for (const struct kr_value *val = kr_view_first(v, cd->slot); val;
+	     val = kr_view_next(v, val)) {
+		if (--*budget == 0)
+			return true; /* pathological: fall back to per-field semantics */
+		if (!cond_eval(r, cd, v, val))
+			continue;
+		bool ok = true;
+		for (uint32_t j = 0; j < k && ok; j++)
+			if (picked[j])
+				ok = kr_view_consistent(v, picked[j], val);
+		if (!ok)
+			continue;
+		picked[k] = val;
+		if (consistent_pick(r, s, v, k + 1, picked, budget))
+			return true;
+		picked[k] = NULL;
+	}
+	return false;
+}
+
+static bool finalize(const struct kr_rules *r, struct kr_match_state *st, const struct kr_view *v,
+		     uint32_t si)
+{
+	const struct sub *s = &r->subs[si];
+	for (uint32_t k = 0; k < s->c_n; k++) {
+		const struct cond *cd = &r->conds[s->c_off + k];
+		if (cd->absent_ok && v->head[cd->slot] && st->cond_stamp[s->c_off + k] != st->gen)
+			return false;
+	}
+	if (v->has_trails && s->needed >= 2) {
+		const struct kr_value *stackpick[16];
+		const struct kr_value **picked = stackpick;
+		if (s->c_n > 16 && !(picked = calloc(s->c_n, sizeof *picked)))
+			return true;
+		memset(picked, 0, (s->c_n <= 16 ? 16 : s->c_n) * sizeof *picked);
+		unsigned budget = 100000;
+		bool ok = consistent_pick(r, s, v, 0, picked, &budget);
+		if (picked != stackpick)
+			free(picked);
+		return ok;
+	}
+	return true;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+size_t kr_rules_match(const struct kr_rules *r, struct kr_match_state *st,
+		      const struct kr_view *v, const uint32_t **ids)
+{
+	if (++st->gen == 0) {
+		memset(st->cond_stamp, 0, r->nconds * sizeof *st->cond_stamp);
+		memset(st->sub_stamp, 0, r->nsubs * sizeof *st->sub_stamp);
+		memset(st->rule_stamp, 0, r->nrules * sizeof *st->rule_stamp);
+		st->gen = 1;
+	}
+	st->ncomplete = 0;
+	st->nout = 0;
+	for (uint32_t t = 0; t < v->ntouched; t++) {
+		uint32_t slot = v->touched[t];
+		if (slot >= r->nslots)
+			continue;
+		for (const struct kr_value *val = kr_view_first(v, slot); val;
+		     val = kr_view_next(v, val))
+			match_value(r, st, slot, v, val);
+	}
+	for (uint32_t i = 0; i < st->ncomplete + r->nalways; i++) {
+		uint32_t si = i < st->ncomplete ? st->complete[i] : r->always[i - st->ncomplete];
+		uint32_t rule = r->subs[si].rule;
+		if (st->rule_stamp[rule] == st->gen)
+			continue;
+		if (finalize(r, st, v, si)) {
+			st->rule_stamp[rule] = st->gen;
+			st->out[st->nout++] = rule;
+		}
+	}
+	if (st->nout > 1)
+		qsort(st->out, st->nout, sizeof *st->out, cmp_u32);
+	*ids = st->out;
+	return st->nout;
+}
