@@ -15,6 +15,7 @@ struct builder {
 	struct kr_json *root;
 	struct kr_json **stack;
 	size_t depth, max_depth;
+	bool last_key_wins;
 	char *pending_key;
 	size_t pending_keylen, pending_keyoff;
 	enum kr_err err;
@@ -88,6 +89,13 @@ static int add(struct builder *b, struct kr_json *j)
 		for (size_t i = 0; i < parent->n; i++) {
 			if (parent->keylens[i] == b->pending_keylen &&
 			    memcmp(parent->keys[i], b->pending_key, b->pending_keylen) == 0) {
+				if (b->last_key_wins) {
+					node_free(parent->items[i]);
+					parent->items[i] = j;
+					free(b->pending_key);
+					b->pending_key = NULL;
+					return 1;
+				}
 				size_t off = b->pending_keyoff;
 				node_free(j);
 				char msg[200];
@@ -256,6 +264,7 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 {
 	struct builder b = {.text = text, .errbuf = err, .err = KR_OK};
 	b.max_depth = opts && opts->max_depth ? opts->max_depth : 64;
+	b.last_key_wins = opts && opts->last_key_wins;
 	*out = NULL;
 	if (err_offset)
 		*err_offset = 0;

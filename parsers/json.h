@@ -39,6 +39,8 @@ struct kr_json {
 struct kr_json_opts {
 	bool allow_comments;
 	unsigned max_depth; /* 0: 64 */
+	bool last_key_wins; /* duplicate object keys: keep the last (as EventBridge does with
+			       patterns and events) instead of failing */
 };
 
 /* Parses exactly one JSON value (surrounding whitespace allowed). On success *out is a new tree;

@@ -429,11 +429,12 @@ static int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, si
 		case SP_NONE:
 			break;
 		case SP_DETAIL_TYPE:
-			if (t != KR_V_STRING)
+			if (t != KR_V_STRING && !s->raw_only)
 				p->rec_bad = "detail-type must be a string";
 			break;
 		case SP_DETAIL:
-			p->rec_bad = "detail must be a JSON object";
+			if (!s->raw_only)
+				p->rec_bad = "detail must be a JSON object";
 			break;
 		case SP_MESSAGE:
 			if (t == KR_V_STRING)
@@ -504,10 +505,11 @@ static int open_container(struct pstate *p, bool is_map)
 		if (parent && !parent->is_array) {
 			switch (parent->special) {
 			case SP_DETAIL_TYPE:
-				p->rec_bad = "detail-type must be a string";
+				if (!s->raw_only)
+					p->rec_bad = "detail-type must be a string";
 				break;
 			case SP_DETAIL:
-				if (!is_map)
+				if (!is_map && !s->raw_only)
 					p->rec_bad = "detail must be a JSON object";
 				break;
 			case SP_RECORDS:
@@ -523,9 +525,8 @@ static int open_container(struct pstate *p, bool is_map)
 				break;
 			}
 		}
-		if (is_map && parent && parent->is_array && p->in_record) {
-			push_trail = true;
-		}
+		/* an object or array inside an array: what lies below belongs to one element */
+		push_trail = parent && parent->is_array;
 	}
 	struct frame *f = &p->frames[p->depth++];
 	f->node = node;

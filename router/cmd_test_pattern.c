@@ -12,6 +12,9 @@
 #include "rules.h"
 #include "stream.h"
 
+/* EventBridge keeps the last of duplicate keys in patterns and events. */
+static const struct kr_json_opts lenient = {.last_key_wins = true};
+
 struct one_event {
 	struct kr_rules *rules;
 	struct kr_match_state *st;
@@ -35,57 +38,6 @@ static int on_invalid(void *ctx, const struct kr_invalid *inv)
 	if (!o->error[0])
 		snprintf(o->error, sizeof o->error, "invalid event: %s", inv->message);
 	return 0;
-}
-
-/* Tests one pattern against one event given as JSON texts. Returns 1 match, 0 no match, -1
- * error (message in err). */
-static int test_one(const char *pattern, size_t plen, const char *event, size_t elen, char *err)
-{
-	struct kr_json *pj = NULL;
-	struct kr_rules *r = NULL;
-	struct kr_stream *s = NULL;
-	struct one_event o = {0};
-	int result = -1;
-	size_t off;
-	char jerr[KR_ERRBUF];
-	if (kr_json_parse(pattern, plen, NULL, &pj, &off, jerr) != KR_OK) {
-		kr_errf(err, KR_ERR_PATTERN, "invalid pattern JSON at byte %zu: %s", off, jerr);
-		goto done;
-	}
-	if (kr_rules_new(&r) != KR_OK) {
-		kr_errf(err, KR_ERR_NOMEM, "out of memory");
-		goto done;
-	}
-	if (kr_rules_add(r, pj, NULL, err) != KR_OK)
-		goto done;
-	if (kr_rules_build(r) != KR_OK || !(o.st = kr_match_state_new(r))) {
-		kr_errf(err, KR_ERR_NOMEM, "out of memory");
-		goto done;
-	}
-	o.rules = r;
-	struct kr_stream_callbacks cb = {.event = on_event, .invalid = on_invalid};
-	struct kr_stream_opts so = {.raw_events_only = true};
-	if (kr_stream_new(kr_rules_paths(r), &so, &cb, &o, &s) != KR_OK) {
-		kr_errf(err, KR_ERR_NOMEM, "out of memory");
-		goto done;
-	}
-	if (kr_stream_parse_mem(s, event, elen, false) != KR_OK || kr_stream_end(s) != KR_OK) {
-		kr_errf(err, KR_ERR_NOMEM, "out of memory");
-		goto done;
-	}
-	if (o.error[0])
-		kr_errf(err, KR_ERR_EVENT, "%s", o.error);
-	else if (o.events != 1)
-		kr_errf(err, KR_ERR_EVENT, "the event must be exactly one JSON object (found %d)",
-			o.events);
-	else
-		result = o.matched;
-done:
-	kr_stream_free(s);
-	kr_match_state_free(o.st);
-	kr_rules_free(r);
-	kr_json_free(pj);
-	return result;
 }
 
 /* Appends the JSON text of j (numbers exactly as they were written). */
@@ -117,6 +69,53 @@ static bool write_json(struct kr_buf *b, const struct kr_json *j)
 	return false;
 }
 
+/* Tests one pattern against one event. The event is written back to JSON text (numbers as they
+ * were written, duplicate keys resolved) and read by the stream parser, as `match` reads events.
+ * Returns 1 match, 0 no match, -1 error (message in err). */
+static int test_one(const struct kr_json *pattern, const struct kr_json *event, char *err)
+{
+	struct kr_rules *r = NULL;
+	struct kr_stream *s = NULL;
+	struct one_event o = {0};
+	struct kr_buf eb = {0};
+	int result = -1;
+	if (kr_rules_new(&r) != KR_OK) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	if (kr_rules_add(r, pattern, NULL, err) != KR_OK)
+		goto done;
+	if (event->type != KR_JSON_OBJECT) {
+		kr_errf(err, KR_ERR_EVENT, "the event must be a JSON object");
+		goto done;
+	}
+	if (kr_rules_build(r) != KR_OK || !(o.st = kr_match_state_new(r)) ||
+	    !write_json(&eb, event)) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	o.rules = r;
+	struct kr_stream_callbacks cb = {.event = on_event, .invalid = on_invalid};
+	struct kr_stream_opts so = {.raw_events_only = true, .max_record = eb.len + 1};
+	if (kr_stream_new(kr_rules_paths(r), &so, &cb, &o, &s) != KR_OK ||
+	    kr_stream_parse_mem(s, eb.p, eb.len, false) != KR_OK || kr_stream_end(s) != KR_OK) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	if (o.error[0])
+		kr_errf(err, KR_ERR_EVENT, "%s", o.error);
+	else if (o.events != 1)
+		kr_errf(err, KR_ERR_EVENT, "the event must be exactly one JSON object");
+	else
+		result = o.matched;
+done:
+	kr_stream_free(s);
+	kr_buf_free(&eb);
+	kr_match_state_free(o.st);
+	kr_rules_free(r);
+	return result;
+}
+
 static void oneline(char *s)
 {
 	for (; *s; s++)
@@ -130,7 +129,6 @@ static int batch(void)
 	size_t cap = 0;
 	ssize_t n;
 	int status = KR_EXIT_OK;
-	struct kr_buf pb = {0}, eb = {0};
 	while ((n = getline(&line, &cap, stdin)) >= 0) {
 		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 			line[--n] = 0;
@@ -138,7 +136,7 @@ static int batch(void)
 		struct kr_json *doc = NULL;
 		size_t off;
 		int r = -1;
-		if (kr_json_parse(line, (size_t)n, NULL, &doc, &off, err) != KR_OK) {
+		if (kr_json_parse(line, (size_t)n, &lenient, &doc, &off, err) != KR_OK) {
 			char m[KR_ERRBUF];
 			snprintf(m, sizeof m, "invalid JSON line at byte %zu: %s", off, err);
 			memcpy(err, m, sizeof m);
@@ -146,12 +144,7 @@ static int batch(void)
 			   !kr_json_get(doc, "event")) {
 			snprintf(err, sizeof err, "each line must be an object with \"pattern\" and \"event\"");
 		} else {
-			pb.len = eb.len = 0;
-			if (!write_json(&pb, kr_json_get(doc, "pattern")) ||
-			    !write_json(&eb, kr_json_get(doc, "event")))
-				snprintf(err, sizeof err, "out of memory");
-			else
-				r = test_one(pb.p, pb.len, eb.p, eb.len, err);
+			r = test_one(kr_json_get(doc, "pattern"), kr_json_get(doc, "event"), err);
 		}
 		kr_json_free(doc);
 		if (r < 0) {
@@ -163,8 +156,6 @@ static int batch(void)
 		}
 	}
 	free(line);
-	kr_buf_free(&pb);
-	kr_buf_free(&eb);
 	return status;
 }
 
@@ -179,19 +170,32 @@ static const char help[] =
 	"            are ignored), and print one line per input line: true, false or\n"
 	"            error: MESSAGE. Exit status 1 when some line was an error.\n";
 
-static char *load_arg(const char *a, size_t *len, char *err)
+/* Parses a command-line argument: JSON text, or @FILE. Returns a new tree or NULL (err says why). */
+static struct kr_json *load_arg(const char *a, const char *what, char *err)
 {
+	char *text;
+	size_t len;
 	if (a[0] == '@') {
-		char *text;
-		if (kr_read_file(a + 1, &text, len, err) != KR_OK)
+		if (kr_read_file(a + 1, &text, &len, err) != KR_OK)
 			return NULL;
-		return text;
+	} else {
+		len = strlen(a);
+		text = strdup(a);
+		if (!text) {
+			kr_errf(err, KR_ERR_NOMEM, "out of memory");
+			return NULL;
+		}
 	}
-	*len = strlen(a);
-	char *d = strdup(a);
-	if (!d)
-		kr_errf(err, KR_ERR_NOMEM, "out of memory");
-	return d;
+	struct kr_json *j = NULL;
+	size_t off;
+	char jerr[KR_ERRBUF];
+	if (kr_json_parse(text, len, &lenient, &j, &off, jerr) != KR_OK) {
+		size_t line, col;
+		kr_json_linecol(text, len, off, &line, &col);
+		kr_errf(err, KR_ERR_JSON, "%s is not valid JSON (%zu:%zu): %s", what, line, col, jerr);
+	}
+	free(text);
+	return j;
 }
 
 int kr_cmd_test_pattern(int argc, char **argv)
@@ -207,14 +211,13 @@ int kr_cmd_test_pattern(int argc, char **argv)
 		return KR_EXIT_USAGE;
 	}
 	char err[KR_ERRBUF] = "";
-	size_t plen = 0, elen = 0;
-	char *p = load_arg(argv[1], &plen, err);
-	char *e = p ? load_arg(argv[2], &elen, err) : NULL;
+	struct kr_json *p = load_arg(argv[1], "the pattern", err);
+	struct kr_json *e = p ? load_arg(argv[2], "the event", err) : NULL;
 	int r = -1;
 	if (p && e)
-		r = test_one(p, plen, e, elen, err);
-	free(p);
-	free(e);
+		r = test_one(p, e, err);
+	kr_json_free(p);
+	kr_json_free(e);
 	if (r < 0) {
 		fprintf(stderr, "kmsrouter: %s\n", err);
 		return KR_EXIT_USAGE;

@@ -39,7 +39,6 @@ enum ikind { IX_STR, IX_NUM, IX_TRUE, IX_FALSE, IX_NULL, IX_PREFIX, IX_SUFFIX, I
 struct matcher {
 	uint8_t kind;
 	uint8_t vtype;           /* M_EXACT: enum kr_vtype */
-	bool strings_only;       /* M_ANYBUT */
 	bool lead, trail;        /* M_WILDCARD: pattern starts/ends with '*' */
 	uint8_t family, bits;    /* M_CIDR */
 	uint8_t lo_incl, hi_incl, has_lo, has_hi; /* M_NUMERIC */
@@ -311,8 +310,6 @@ static bool matcher_eval(const struct matcher *m, const struct kr_view *v,
 		ok = str && cidr_match(m, s);
 		break;
 	case M_ANYBUT:
-		if (m->strings_only && !str)
-			break;
 		ok = true;
 		for (uint32_t i = 0; i < m->nsubs && ok; i++)
 			ok = !matcher_eval(&m->subs[i], v, val);
@@ -479,7 +476,9 @@ static enum kr_err compile_cidr(struct compiler *c, const struct kr_json *node, 
 	memcpy(buf, node->str, node->len + 1);
 	char *slash = strchr(buf, '/');
 	long bits = -1;
-	if (slash) {
+	if (!slash)
+		return perr(c, node, "Malformed CIDR, one '/' required");
+	{
 		*slash = 0;
 		char *end;
 		if (!slash[1] || slash[1] < '0' || slash[1] > '9')
@@ -491,14 +490,10 @@ static enum kr_err compile_cidr(struct compiler *c, const struct kr_json *node, 
 	m->kind = M_CIDR;
 	if (inet_pton(AF_INET, buf, m->addr) == 1) {
 		m->family = 4;
-		if (bits < 0)
-			bits = 32;
 		if (bits > 32)
 			return perr(c, node, "Malformed CIDR, prefix length must be 0-32");
 	} else if (inet_pton(AF_INET6, buf, m->addr) == 1) {
 		m->family = 6;
-		if (bits < 0)
-			bits = 128;
 		if (bits > 128)
 			return perr(c, node, "Malformed CIDR, prefix length must be 0-128");
 	} else {
@@ -522,6 +517,8 @@ static enum kr_err compile_numeric(struct compiler *c, const struct kr_json *nod
 		if (val->type != KR_JSON_NUMBER)
 			return perr(c, val, "Value of %s must be numeric", op->str);
 		const char *o = op->str;
+		if (i == 2 && !(m->has_lo && (strcmp(o, "<") == 0 || strcmp(o, "<=") == 0)))
+			return perr(c, op, "Too many elements in numeric expression");
 		if (strcmp(o, "=") == 0) {
 			if (node->n != 2)
 				return perr(c, op, "Invalid member in numeric match: \"=\" stands alone");
@@ -595,7 +592,6 @@ static enum kr_err compile_anything_but(struct compiler *c, const struct kr_json
 			return perr(c, v, "Only one key allowed in anything-but match expression");
 		op = v->keys[0];
 		list = v->items[0];
-		m->strings_only = true;
 		if (strcmp(op, "prefix") && strcmp(op, "suffix") && strcmp(op, "wildcard") &&
 		    strcmp(op, "equals-ignore-case"))
 			return perr(c, v, "Unsupported anything-but pattern: %s", op);
@@ -1197,26 +1193,54 @@ static bool cond_eval(const struct kr_rules *r, const struct cond *cd, const str
 	return false;
 }
 
-/* Can each positive condition of the sub-rule pick a value so that all picks are consistent? */
+static bool consistent_with(const struct kr_view *v, const struct kr_value *const *picked,
+			    uint32_t n, const struct kr_value *val)
+{
+	for (uint32_t j = 0; j < n; j++)
+		if (picked[j] && !kr_view_consistent(v, picked[j], val))
+			return false;
+	return true;
+}
+
+/* An absence condition ({"exists": false}, maybe with other matchers) relative to the values
+ * picked for the positive conditions: satisfied by a matching value from the same element, or
+ * when no value of its path sits in the same element. */
+static bool absence_holds(const struct kr_rules *r, const struct cond *cd, const struct kr_view *v,
+			  const struct kr_value *const *picked, uint32_t n)
+{
+	bool present = false;
+	for (const struct kr_value *val = kr_view_first(v, cd->slot); val;
+	     val = kr_view_next(v, val)) {
+		if (!consistent_with(v, picked, n, val))
+			continue;
+		if (cond_eval(r, cd, v, val))
+			return true;
+		present = true;
+	}
+	return !present;
+}
+
+/* Backtracking: pick, for each positive condition from k on, a value that satisfies it and sits in
+ * the same array elements as the values already picked; then check the absence conditions. */
 static bool consistent_pick(const struct kr_rules *r, const struct sub *s, const struct kr_view *v,
 			    uint32_t k, const struct kr_value **picked, unsigned *budget)
 {
 	while (k < s->c_n && r->conds[s->c_off + k].absent_ok)
 		k++;
-	if (k == s->c_n)
+	if (k == s->c_n) {
+		for (uint32_t j = 0; j < s->c_n; j++) {
+			const struct cond *cd = &r->conds[s->c_off + j];
+			if (cd->absent_ok && !absence_holds(r, cd, v, picked, s->c_n))
+				return false;
+		}
 		return true;
+	}
 	const struct cond *cd = &r->conds[s->c_off + k];
 	for (const struct kr_value *val = kr_view_first(v, cd->slot); val;
 	     val = kr_view_next(v, val)) {
 		if (--*budget == 0)
 			return true; /* pathological: fall back to per-field semantics */
-		if (!cond_eval(r, cd, v, val))
-			continue;
-		bool ok = true;
-		for (uint32_t j = 0; j < k && ok; j++)
-			if (picked[j])
-				ok = kr_view_consistent(v, picked[j], val);
-		if (!ok)
+		if (!cond_eval(r, cd, v, val) || !consistent_with(v, picked, k, val))
 			continue;
 		picked[k] = val;
 		if (consistent_pick(r, s, v, k + 1, picked, budget))
@@ -1230,24 +1254,26 @@ static bool finalize(const struct kr_rules *r, struct kr_match_state *st, const 
 		     uint32_t si)
 {
 	const struct sub *s = &r->subs[si];
-	for (uint32_t k = 0; k < s->c_n; k++) {
-		const struct cond *cd = &r->conds[s->c_off + k];
-		if (cd->absent_ok && v->head[cd->slot] && st->cond_stamp[s->c_off + k] != st->gen)
-			return false;
+	if (!v->has_trails || s->c_n < 2) {
+		/* no arrays of objects involved: every field stands on its own */
+		for (uint32_t k = 0; k < s->c_n; k++) {
+			const struct cond *cd = &r->conds[s->c_off + k];
+			if (cd->absent_ok && v->head[cd->slot] &&
+			    st->cond_stamp[s->c_off + k] != st->gen)
+				return false;
+		}
+		return true;
 	}
-	if (v->has_trails && s->needed >= 2) {
-		const struct kr_value *stackpick[16];
-		const struct kr_value **picked = stackpick;
-		if (s->c_n > 16 && !(picked = calloc(s->c_n, sizeof *picked)))
-			return true;
-		memset(picked, 0, (s->c_n <= 16 ? 16 : s->c_n) * sizeof *picked);
-		unsigned budget = 100000;
-		bool ok = consistent_pick(r, s, v, 0, picked, &budget);
-		if (picked != stackpick)
-			free(picked);
-		return ok;
-	}
-	return true;
+	const struct kr_value *stackpick[16];
+	const struct kr_value **picked = stackpick;
+	if (s->c_n > 16 && !(picked = calloc(s->c_n, sizeof *picked)))
+		return false;
+	memset(picked, 0, s->c_n * sizeof *picked);
+	unsigned budget = 100000;
+	bool ok = consistent_pick(r, s, v, 0, picked, &budget);
+	if (picked != stackpick)
+		free(picked);
+	return ok;
 }
 
 static int cmp_u32(const void *a, const void *b)
