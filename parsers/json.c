@@ -107,26 +107,31 @@ static int add(struct builder *b, struct kr_json *j)
 		}
 	}
 	size_t n = parent->n + 1;
-	struct kr_json **items = realloc(parent->items, n * sizeof *items);
+	/* capacity doubles whenever the count reaches a power of two: amortised O(1) appends */
+	bool grow = (parent->n & (parent->n - 1)) == 0;
+	size_t cap = parent->n ? parent->n * 2 : 1;
+	struct kr_json **items = grow ? realloc(parent->items, cap * sizeof *items) : parent->items;
 	if (!items) {
 		node_free(j);
 		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
 	}
 	parent->items = items;
-	if (parent->type == KR_JSON_OBJECT) {
-		char **keys = realloc(parent->keys, n * sizeof *keys);
+	if (parent->type == KR_JSON_OBJECT && grow) {
+		char **keys = realloc(parent->keys, cap * sizeof *keys);
 		if (keys)
 			parent->keys = keys;
-		size_t *kl = realloc(parent->keylens, n * sizeof *kl);
+		size_t *kl = realloc(parent->keylens, cap * sizeof *kl);
 		if (kl)
 			parent->keylens = kl;
-		size_t *ko = realloc(parent->key_offsets, n * sizeof *ko);
+		size_t *ko = realloc(parent->key_offsets, cap * sizeof *ko);
 		if (ko)
 			parent->key_offsets = ko;
 		if (!keys || !kl || !ko) {
 			node_free(j);
 			return fail(b, KR_ERR_NOMEM, 0, "out of memory");
 		}
+	}
+	if (parent->type == KR_JSON_OBJECT) {
 		parent->keys[parent->n] = b->pending_key;
 		parent->keylens[parent->n] = b->pending_keylen;
 		parent->key_offsets[parent->n] = b->pending_keyoff;
@@ -381,45 +386,40 @@ bool kr_buf_puts(struct kr_buf *b, const char *s)
 bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	if (!kr_buf_reserve(b, n + 3))
+	/* worst case every byte becomes \u00XX */
+	if (!kr_buf_reserve(b, n * 6 + 3))
 		return false;
-	b->p[b->len++] = '"';
+	char *o = b->p + b->len;
+	*o++ = '"';
+	size_t run = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		char esc[7];
-		size_t el = 0;
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			el = 2;
-		} else if (c < 0x20) {
-			esc[0] = '\\';
-			switch (c) {
-			case '\n': esc[1] = 'n'; el = 2; break;
-			case '\r': esc[1] = 'r'; el = 2; break;
-			case '\t': esc[1] = 't'; el = 2; break;
-			case '\b': esc[1] = 'b'; el = 2; break;
-			case '\f': esc[1] = 'f'; el = 2; break;
-			default:
-				memcpy(esc, "\\u00", 4);
-				esc[4] = hex[c >> 4];
-				esc[5] = hex[c & 15];
-				el = 6;
-			}
-		}
-		if (el) {
-			if (!kr_buf_append(b, esc, el))
-				return false;
-		} else {
-			if (!kr_buf_reserve(b, 2))
-				return false;
-			b->p[b->len++] = (char)c;
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		memcpy(o, s + run, i - run);
+		o += i - run;
+		run = i + 1;
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		default:
+			memcpy(o, "u00", 3);
+			o[3] = hex[c >> 4];
+			o[4] = hex[c & 15];
+			o += 5;
 		}
 	}
-	if (!kr_buf_reserve(b, 2))
-		return false;
-	b->p[b->len++] = '"';
-	b->p[b->len] = 0;
+	memcpy(o, s + run, n - run);
+	o += n - run;
+	*o++ = '"';
+	*o = 0;
+	b->len = (size_t)(o - b->p);
 	return true;
 }
 

@@ -66,6 +66,8 @@ struct pstate {
 	bool in_record;
 	unsigned ev_depth;
 	uint64_t rec_start;
+	uint64_t cont_start;  /* where the top-level value holding the records began */
+	uint64_t resync_at;   /* set with cancel_msg: go on at this offset, at the top level */
 	const char *rec_bad;
 	uint64_t feed_base;
 	uint32_t next_arr_id;
@@ -179,6 +181,7 @@ static int pstate_open(struct kr_stream *s, struct pstate *p, bool inner)
 	p->in_record = false;
 	p->ntrail = 0;
 	p->cancel_msg = NULL;
+	p->resync_at = 0;
 	p->stop = false;
 	return 0;
 }
@@ -208,6 +211,8 @@ static int cancel(struct pstate *p, const char *msg)
 static void begin_record(struct pstate *p, uint64_t start, unsigned ev_depth)
 {
 	struct kr_stream *s = p->s;
+	if (ev_depth == 0)
+		p->cont_start = start;
 	p->in_record = true;
 	p->rec_start = start;
 	p->ev_depth = ev_depth;
@@ -489,12 +494,20 @@ static int open_container(struct pstate *p, bool is_map)
 	enum vrole r = role(p, is_map);
 	const struct kr_path_node *node = NULL;
 	bool push_trail = false;
+	if (r == VR_RECORD && p->container == C_CLOUDTRAIL && start > s->abs_base &&
+	    *at(s, start - 1) == '\n') {
+		/* CloudTrail writes its logs on one line (or indented): an object at the start of a
+		 * line is the next record of the stream, and the log before it was cut short */
+		p->resync_at = start;
+		return cancel(p, "truncated CloudTrail log (a line starting with '{' begins inside it)");
+	}
 	if (r == VR_RECORD) {
 		begin_record(p, start, p->depth);
 		node = p->container == C_CLOUDTRAIL ? s->detail_node : s->root;
 	} else if (r == VR_BAD_RECORD) {
 		if (!is_map && p->depth == 0 && !p->inner && !s->raw_only) {
 			p->container = C_ARRAY; /* a top-level array holds the records */
+			p->cont_start = start;
 		} else {
 			begin_record(p, start, p->depth);
 			p->rec_bad = p->inner ? "the SNS Message is not a JSON object"
@@ -843,7 +856,21 @@ static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
 {
 	struct pstate *p = &s->outer;
 	char msg[256];
-	uint64_t start = p->in_record ? p->rec_start : err_at;
+	if (p->resync_at) {
+		int rc = report_invalid(s, p->cont_start, p->resync_at, why);
+		skip_begin(s, SK_RESYNC, p->resync_at - 1, C_NONE);
+		p->resync_at = 0;
+		if (p->h)
+			yajl_free(p->h);
+		p->h = NULL;
+		p->in_record = false;
+		p->depth = 0;
+		return rc;
+	}
+	/* outside a record but inside an array or a CloudTrail log, the container is what broke */
+	uint64_t start = p->in_record ? p->rec_start : p->depth ? p->cont_start : err_at;
+	if (start < s->abs_base)
+		start = err_at;
 	uint64_t raw_end = err_at > start ? err_at : start;
 	if (raw_end > s->abs_base + s->len)
 		raw_end = s->abs_base + s->len;
@@ -856,10 +883,13 @@ static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
 		why = "truncated record (a line starting with '{' begins before it ends)";
 	snprintf(msg, sizeof msg, "%s", why);
 	int rc = report_invalid(s, start, raw_end, msg);
-	if (p->in_record)
+	if (p->in_record) {
 		skip_begin(s, SK_VALUE, p->rec_start, p->container);
-	else
-		skip_begin(s, SK_RESYNC, err_at, C_NONE);
+	} else {
+		/* yajl has just read the offending token: a '{' starting a line may be the next record */
+		uint64_t from = err_at >= s->abs_base + 2 ? err_at - 2 : s->abs_base;
+		skip_begin(s, SK_RESYNC, from, C_NONE);
+	}
 	if (p->h)
 		yajl_free(p->h);
 	p->h = NULL;

@@ -11,6 +11,9 @@ struct kr_path_node {
 	/* children: open addressing on the segment hash; cap is a power of two or 0 */
 	struct kr_path_node **kids;
 	uint32_t nkids, capkids;
+	/* cheap rejection of the many keys no rule names: bit (len & 63) and bit (first byte & 63)
+	 * are set for every child */
+	uint64_t lenmask, firstmask;
 };
 
 static uint32_t seg_hash(const char *s, size_t n)
@@ -52,7 +55,8 @@ static void node_free(struct kr_path_node *n)
 const struct kr_path_node *kr_path_child(const struct kr_path_node *node, const char *key,
 					 size_t len)
 {
-	if (!node || node->nkids == 0)
+	if (!node || node->nkids == 0 || !(node->lenmask >> (len & 63) & 1) ||
+	    (len && !(node->firstmask >> ((unsigned char)key[0] & 63) & 1)))
 		return NULL;
 	uint32_t mask = node->capkids - 1;
 	for (uint32_t i = seg_hash(key, len) & mask;; i = (i + 1) & mask) {
@@ -94,6 +98,9 @@ static int insert_kid(struct kr_path_node *parent, struct kr_path_node *kid)
 		j = (j + 1) & (parent->capkids - 1);
 	parent->kids[j] = kid;
 	parent->nkids++;
+	parent->lenmask |= 1ULL << (kid->seglen & 63);
+	if (kid->seglen)
+		parent->firstmask |= 1ULL << ((unsigned char)kid->seg[0] & 63);
 	return 0;
 }
 

@@ -7,9 +7,56 @@
 #include <stdlib.h>
 #include <string.h>
 
+
+/* A set of names (rules, sinks, sources) so that duplicate checks stay linear. */
+struct nameset {
+	const char **slots;
+	size_t cap, n;
+};
+
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* Returns 1 when name was added, 0 when it was already there, -1 when out of memory. */
+static int nameset_add(struct nameset *ns, const char *name)
+{
+	if ((ns->n + 1) * 2 > ns->cap) {
+		size_t cap = ns->cap ? ns->cap * 2 : 64;
+		const char **slots = calloc(cap, sizeof *slots);
+		if (!slots)
+			return -1;
+		for (size_t i = 0; i < ns->cap; i++) {
+			if (!ns->slots[i])
+				continue;
+			size_t j = name_hash(ns->slots[i]) & (cap - 1);
+			while (slots[j])
+				j = (j + 1) & (cap - 1);
+			slots[j] = ns->slots[i];
+		}
+		free(ns->slots);
+		ns->slots = slots;
+		ns->cap = cap;
+	}
+	size_t j = name_hash(name) & (ns->cap - 1);
+	while (ns->slots[j]) {
+		if (strcmp(ns->slots[j], name) == 0)
+			return 0;
+		j = (j + 1) & (ns->cap - 1);
+	}
+	ns->slots[j] = name;
+	ns->n++;
+	return 1;
+}
+
 struct vctx {
 	struct kr_config *c;
 	char *err;
+	struct nameset names; /* of the list being loaded */
 };
 
 static enum kr_err verr(struct vctx *v, const struct kr_json *node, const char *jpath,
@@ -187,6 +234,8 @@ static enum kr_err check_plugin_entry(struct vctx *v, const struct kr_json *o, c
 
 static enum kr_err load_sinks(struct vctx *v, const struct kr_json *arr)
 {
+	free(v->names.slots);
+	v->names = (struct nameset){0};
 	struct kr_config *c = v->c;
 	if (arr->type != KR_JSON_ARRAY)
 		return verr(v, arr, "$.sinks", "\"sinks\" must be an array");
@@ -210,10 +259,13 @@ static enum kr_err load_sinks(struct vctx *v, const struct kr_json *arr)
 						   ent && ent->plugin, &s->name, &s->type, known, nk);
 		if (e)
 			return e;
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(c->sinks[j].name, s->name) == 0)
-				return verr(v, kr_json_get(o, "name"), jp,
-					    "duplicate sink name \"%s\"", s->name);
+		int added = nameset_add(&v->names, s->name);
+		if (added < 0)
+			e = kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+		else if (added == 0)
+			e = verr(v, kr_json_get(o, "name"), jp, "duplicate sink name \"%s\"", s->name);
+		if (e)
+			return e;
 		s->plugin = ent ? ent->plugin : NULL;
 		s->obj = o;
 		c->nsinks++;
@@ -223,6 +275,8 @@ static enum kr_err load_sinks(struct vctx *v, const struct kr_json *arr)
 
 static enum kr_err load_sources(struct vctx *v, const struct kr_json *arr)
 {
+	free(v->names.slots);
+	v->names = (struct nameset){0};
 	struct kr_config *c = v->c;
 	if (arr->type != KR_JSON_ARRAY)
 		return verr(v, arr, "$.sources", "\"sources\" must be an array");
@@ -246,10 +300,13 @@ static enum kr_err load_sources(struct vctx *v, const struct kr_json *arr)
 						   ent && ent->plugin, &s->name, &s->type, known, nk);
 		if (e)
 			return e;
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(c->sources[j].name, s->name) == 0)
-				return verr(v, kr_json_get(o, "name"), jp,
-					    "duplicate source name \"%s\"", s->name);
+		int added = nameset_add(&v->names, s->name);
+		if (added < 0)
+			e = kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+		else if (added == 0)
+			e = verr(v, kr_json_get(o, "name"), jp, "duplicate source name \"%s\"", s->name);
+		if (e)
+			return e;
 		s->plugin = ent ? ent->plugin : NULL;
 		s->obj = o;
 		c->nsources++;
@@ -259,6 +316,8 @@ static enum kr_err load_sources(struct vctx *v, const struct kr_json *arr)
 
 static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 {
+	free(v->names.slots);
+	v->names = (struct nameset){0};
 	struct kr_config *c = v->c;
 	if (arr->type != KR_JSON_ARRAY)
 		return verr(v, arr, "$.rules", "\"rules\" must be an array");
@@ -286,9 +345,11 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 			return verr(v, d, jp2, "\"description\" must be a string");
 		}
 		r->name = n->str;
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(c->rules[j].name, r->name) == 0)
-				return verr(v, n, jp, "duplicate rule name \"%s\"", r->name);
+		int added = nameset_add(&v->names, r->name);
+		if (added <= 0) {
+			return added < 0 ? kr_errf(v->err, KR_ERR_NOMEM, "out of memory")
+					 : verr(v, n, jp, "duplicate rule name \"%s\"", r->name);
+		}
 		if (!pat)
 			return verr(v, o, jp, "rule \"%s\" needs a \"pattern\"", r->name);
 		snprintf(jp2, sizeof jp2, "%s.pattern", jp);
@@ -380,6 +441,7 @@ enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
 		e = load_rules(&v, j);
 	if (!e && kr_rules_build(c->compiled) != KR_OK)
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	free(v.names.slots);
 	if (e) {
 		kr_config_free(c);
 		return e;

@@ -1,12 +1,12 @@
 /* EventBridge pattern compiler and indexed matcher (see rules.h).
  *
  * Compile: the pattern tree is expanded into disjunctive normal form ($or alternatives multiply
- * out into sub-rules); each leaf array becomes a condition on one path slot. Build: every indexable
- * matcher becomes a key (slot, kind, text) in one open-addressing table whose value lists the
- * conditions it satisfies; prefix and suffix matchers are looked up by each distinct length the
- * slot uses. Match: for every value the event has, look up its keys, mark conditions satisfied,
- * count satisfied conditions per sub-rule; a sub-rule whose count reaches its number of positive
- * conditions is complete, subject to its absence conditions and array-element consistency. */
+ * out into sub-rules); each leaf array becomes a condition on one path slot. Build: each sub-rule
+ * gets one anchor condition, the most selective one, and the anchor's matchers become keys
+ * (slot, kind, text) in one open-addressing table whose value lists the conditions they satisfy;
+ * prefix and suffix matchers are looked up by each distinct length the slot uses. Match: for every
+ * value the event has, look up its keys; each anchor that fires makes its sub-rule a candidate,
+ * whose other conditions (and array-element consistency) are then checked against the view. */
 #include "rules.h"
 
 #include <arpa/inet.h>
@@ -17,6 +17,7 @@
 #include <string.h>
 
 #define MAX_SUBRULES_PER_RULE 1024
+#define NO_ANCHOR UINT32_MAX
 
 enum mkind {
 	M_EXACT,
@@ -60,7 +61,7 @@ struct cond {
 
 struct sub {
 	uint32_t rule;
-	uint32_t needed;     /* positive conditions */
+	uint32_t anchor;     /* the indexed condition (index into conds), or NO_ANCHOR */
 	uint32_t c_off, c_n; /* range in r->conds */
 };
 
@@ -107,8 +108,9 @@ struct kr_rules {
 struct kr_match_state {
 	const struct kr_rules *r;
 	uint32_t gen;
-	uint32_t *cond_stamp, *sub_stamp, *sub_cnt, *rule_stamp;
-	uint32_t *complete, ncomplete;
+	uint32_t *cond_stamp, *sub_stamp, *rule_stamp;
+	uint8_t *cond_res;          /* memo of a condition's value for this event (cond_stamp) */
+	uint32_t *complete, ncomplete; /* sub-rules whose anchor fired */
 	uint32_t *out, nout;
 	char *fold;
 	size_t foldcap;
@@ -890,7 +892,6 @@ enum kr_err kr_rules_add(struct kr_rules *r, const struct kr_json *pattern,
 		s->rule = r->nrules;
 		s->c_off = r->nconds;
 		s->c_n = (uint32_t)dnf.c[i].n;
-		s->needed = 0;
 		for (size_t j = 0; j < dnf.c[i].n; j++) {
 			const struct fspec *f = &dnf.c[i].f[j];
 			struct cond *cd = &r->conds[r->nconds++];
@@ -899,8 +900,6 @@ enum kr_err kr_rules_add(struct kr_rules *r, const struct kr_json *pattern,
 			cd->m_off = f->m_off;
 			cd->m_n = f->m_n;
 			cd->absent_ok = f->absent_ok;
-			if (!f->absent_ok)
-				s->needed++;
 		}
 		r->nsubs++;
 	}
@@ -983,6 +982,86 @@ static const uint8_t exact_kind[] = {
 	[KR_V_STRING] = IX_STR, [KR_V_NUMBER] = IX_NUM, [KR_V_TRUE] = IX_TRUE,
 	[KR_V_FALSE] = IX_FALSE, [KR_V_NULL] = IX_NULL};
 
+static bool indexable(const struct matcher *m)
+{
+	return m->kind <= M_ISUFFIX;
+}
+
+static uint8_t index_kind(const struct matcher *m)
+{
+	static const uint8_t ix[] = {[M_PREFIX] = IX_PREFIX, [M_SUFFIX] = IX_SUFFIX,
+				     [M_ICASE] = IX_ICASE, [M_IPREFIX] = IX_IPREFIX,
+				     [M_ISUFFIX] = IX_ISUFFIX};
+	return m->kind == M_EXACT ? exact_kind[m->vtype] : ix[m->kind];
+}
+
+/* Puts condition ci's matchers in the index: keys in the table, or the slot's scan list. With
+ * keys_only, only the table (for counting how many conditions share each key). */
+static enum kr_err index_cond(struct kr_rules *r, uint32_t ci, bool keys_only)
+{
+	const struct cond *cd = &r->conds[ci];
+	struct slotinfo *si = &r->slots[cd->slot];
+	for (uint32_t k = 0; k < cd->m_n; k++) {
+		uint32_t mi = cd->m_off + k;
+		const struct matcher *m = &r->matchers[mi];
+		enum kr_err e = KR_OK;
+		if (indexable(m)) {
+			e = table_add(r, cd->slot, index_kind(m), m->text, m->len, ci);
+			if (e || keys_only)
+				continue;
+			static const int which[] = {[M_PREFIX] = 0, [M_SUFFIX] = 1, [M_IPREFIX] = 2,
+						    [M_ISUFFIX] = 3};
+			if (m->kind != M_EXACT && m->kind != M_ICASE)
+				e = add_len(si, which[m->kind], m->len);
+			if (m->kind == M_ICASE || m->kind == M_IPREFIX || m->kind == M_ISUFFIX)
+				si->icase = true;
+		} else if (!keys_only && m->kind != M_ABSENT) {
+			struct scanref *sc = realloc(si->scan, (si->nscan + 1) * sizeof *sc);
+			if (!sc)
+				return KR_ERR_NOMEM;
+			si->scan = sc;
+			sc[si->nscan].cond = ci;
+			sc[si->nscan].m = mi;
+			si->nscan++;
+		}
+		if (e)
+			return e;
+	}
+	return KR_OK;
+}
+
+static void table_clear(struct kr_rules *r)
+{
+	for (uint32_t i = 0; i < r->tcap; i++) {
+		free(r->table[i].text);
+		free(r->table[i].conds);
+	}
+	memset(r->table, 0, r->tcap * sizeof *r->table);
+	r->tn = 0;
+}
+
+/* How many conditions an event value can wake up through this condition's keys; a matcher that
+ * cannot be indexed costs as much as a scan. */
+static uint64_t anchor_cost(const struct kr_rules *r, const struct cond *cd)
+{
+	uint64_t cost = 0;
+	for (uint32_t k = 0; k < cd->m_n; k++) {
+		const struct matcher *m = &r->matchers[cd->m_off + k];
+		if (!indexable(m)) {
+			cost += 1u << 24;
+			continue;
+		}
+		const struct ientry *e = table_find(r, key_hash(cd->slot, index_kind(m), m->text, m->len),
+						    cd->slot, index_kind(m), m->text, m->len);
+		cost += e ? e->nconds : 1;
+	}
+	return cost;
+}
+
+/* Each sub-rule is reached through one anchor condition, the one whose values the fewest other
+ * conditions share (a key id rather than a detail-type that thousands of rules name); its other
+ * conditions are checked only when the anchor fires. So an event wakes up the rules that can
+ * match it, not every rule that shares its most common field. */
 enum kr_err kr_rules_build(struct kr_rules *r)
 {
 	if (r->built)
@@ -997,55 +1076,30 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 	r->always = malloc((r->nsubs + 1) * sizeof *r->always);
 	if (!r->slots || !r->table || !r->always)
 		return KR_ERR_NOMEM;
-	for (uint32_t s = 0; s < r->nsubs; s++)
-		if (r->subs[s].needed == 0)
-			r->always[r->nalways++] = s;
-	for (uint32_t ci = 0; ci < r->nconds; ci++) {
-		const struct cond *cd = &r->conds[ci];
-		struct slotinfo *si = &r->slots[cd->slot];
-		for (uint32_t k = 0; k < cd->m_n; k++) {
-			uint32_t mi = cd->m_off + k;
-			const struct matcher *m = &r->matchers[mi];
-			enum kr_err e = KR_OK;
-			switch (m->kind) {
-			case M_EXACT:
-				e = table_add(r, cd->slot, exact_kind[m->vtype], m->text, m->len, ci);
-				break;
-			case M_PREFIX:
-			case M_SUFFIX:
-			case M_IPREFIX:
-			case M_ISUFFIX: {
-				static const uint8_t ix[] = {[M_PREFIX] = IX_PREFIX, [M_SUFFIX] = IX_SUFFIX,
-							     [M_IPREFIX] = IX_IPREFIX, [M_ISUFFIX] = IX_ISUFFIX};
-				static const int which[] = {[M_PREFIX] = 0, [M_SUFFIX] = 1,
-							    [M_IPREFIX] = 2, [M_ISUFFIX] = 3};
-				e = table_add(r, cd->slot, ix[m->kind], m->text, m->len, ci);
-				if (!e)
-					e = add_len(si, which[m->kind], m->len);
-				if (m->kind == M_IPREFIX || m->kind == M_ISUFFIX)
-					si->icase = true;
-				break;
+	for (uint32_t ci = 0; ci < r->nconds; ci++)
+		if (!r->conds[ci].absent_ok && index_cond(r, ci, true) != KR_OK)
+			return KR_ERR_NOMEM;
+	for (uint32_t si = 0; si < r->nsubs; si++) {
+		struct sub *s = &r->subs[si];
+		uint64_t best = UINT64_MAX;
+		s->anchor = NO_ANCHOR;
+		for (uint32_t k = 0; k < s->c_n; k++) {
+			const struct cond *cd = &r->conds[s->c_off + k];
+			if (cd->absent_ok)
+				continue;
+			uint64_t c = anchor_cost(r, cd);
+			if (c < best) {
+				best = c;
+				s->anchor = s->c_off + k;
 			}
-			case M_ICASE:
-				si->icase = true;
-				e = table_add(r, cd->slot, IX_ICASE, m->text, m->len, ci);
-				break;
-			case M_ABSENT:
-				break;
-			default: {
-				struct scanref *sc = realloc(si->scan, (si->nscan + 1) * sizeof *sc);
-				if (!sc)
-					return KR_ERR_NOMEM;
-				si->scan = sc;
-				sc[si->nscan].cond = ci;
-				sc[si->nscan].m = mi;
-				si->nscan++;
-			}
-			}
-			if (e)
-				return e;
 		}
+		if (s->anchor == NO_ANCHOR)
+			r->always[r->nalways++] = si;
 	}
+	table_clear(r);
+	for (uint32_t si = 0; si < r->nsubs; si++)
+		if (r->subs[si].anchor != NO_ANCHOR && index_cond(r, r->subs[si].anchor, false) != KR_OK)
+			return KR_ERR_NOMEM;
 	r->built = true;
 	return KR_OK;
 }
@@ -1095,11 +1149,11 @@ struct kr_match_state *kr_match_state_new(const struct kr_rules *r)
 	st->r = r;
 	st->cond_stamp = calloc(r->nconds + 1, sizeof *st->cond_stamp);
 	st->sub_stamp = calloc(r->nsubs + 1, sizeof *st->sub_stamp);
-	st->sub_cnt = calloc(r->nsubs + 1, sizeof *st->sub_cnt);
+	st->cond_res = calloc(r->nconds + 1, sizeof *st->cond_res);
 	st->rule_stamp = calloc(r->nrules + 1, sizeof *st->rule_stamp);
 	st->complete = calloc(r->nsubs + 1, sizeof *st->complete);
 	st->out = calloc(r->nrules + 1, sizeof *st->out);
-	if (!st->cond_stamp || !st->sub_stamp || !st->sub_cnt || !st->rule_stamp || !st->complete ||
+	if (!st->cond_stamp || !st->sub_stamp || !st->cond_res || !st->rule_stamp || !st->complete ||
 	    !st->out) {
 		kr_match_state_free(st);
 		return NULL;
@@ -1113,7 +1167,7 @@ void kr_match_state_free(struct kr_match_state *st)
 		return;
 	free(st->cond_stamp);
 	free(st->sub_stamp);
-	free(st->sub_cnt);
+	free(st->cond_res);
 	free(st->rule_stamp);
 	free(st->complete);
 	free(st->out);
@@ -1121,21 +1175,14 @@ void kr_match_state_free(struct kr_match_state *st)
 	free(st);
 }
 
+/* An anchor condition fired: its sub-rule becomes a candidate. */
 static inline void satisfy(const struct kr_rules *r, struct kr_match_state *st, uint32_t ci)
 {
-	if (st->cond_stamp[ci] == st->gen)
-		return;
-	st->cond_stamp[ci] = st->gen;
-	const struct cond *cd = &r->conds[ci];
-	if (cd->absent_ok)
-		return;
-	uint32_t s = cd->sub;
+	uint32_t s = r->conds[ci].sub;
 	if (st->sub_stamp[s] != st->gen) {
 		st->sub_stamp[s] = st->gen;
-		st->sub_cnt[s] = 0;
-	}
-	if (++st->sub_cnt[s] == r->subs[s].needed)
 		st->complete[st->ncomplete++] = s;
+	}
 }
 
 static inline void lookup(const struct kr_rules *r, struct kr_match_state *st, uint32_t slot,
@@ -1178,7 +1225,7 @@ static void match_value(const struct kr_rules *r, struct kr_match_state *st, uin
 	}
 	for (uint32_t i = 0; i < si->nscan; i++) {
 		const struct scanref *sc = &si->scan[i];
-		if (st->cond_stamp[sc->cond] != st->gen &&
+		if (st->sub_stamp[r->conds[sc->cond].sub] != st->gen &&
 		    matcher_eval(&r->matchers[sc->m], v, val))
 			satisfy(r, st, sc->cond);
 	}
@@ -1257,9 +1304,20 @@ static bool finalize(const struct kr_rules *r, struct kr_match_state *st, const 
 	if (!v->has_trails || s->c_n < 2) {
 		/* no arrays of objects involved: every field stands on its own */
 		for (uint32_t k = 0; k < s->c_n; k++) {
-			const struct cond *cd = &r->conds[s->c_off + k];
-			if (cd->absent_ok && v->head[cd->slot] &&
-			    st->cond_stamp[s->c_off + k] != st->gen)
+			uint32_t ci = s->c_off + k;
+			const struct cond *cd = &r->conds[ci];
+			if (ci == s->anchor)
+				continue;
+			if (cd->absent_ok && !v->head[cd->slot])
+				continue;
+			if (st->cond_stamp[ci] != st->gen) {
+				st->cond_stamp[ci] = st->gen;
+				st->cond_res[ci] = 0;
+				for (const struct kr_value *val = kr_view_first(v, cd->slot);
+				     val && !st->cond_res[ci]; val = kr_view_next(v, val))
+					st->cond_res[ci] = cond_eval(r, cd, v, val);
+			}
+			if (!st->cond_res[ci])
 				return false;
 		}
 		return true;

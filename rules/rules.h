@@ -1,11 +1,13 @@
 /* kr_rules: EventBridge event patterns, compiled into indexes, and the matcher.
  *
  * A pattern is compiled into sub-rules (one per $or alternative combination), each a conjunction of
- * conditions; a condition is "some value at this path satisfies one of these matchers". Equality,
- * prefix, suffix and equals-ignore-case matchers go into one hash table keyed by (path, kind, text),
- * so matching an event costs lookups per value the event has, not a pass over the rules; the few
- * operators that cannot be indexed (numeric, wildcard, anything-but, cidr, exists) are checked per
- * value of the paths that use them. The compiled set is immutable: several kr_match_state may use it.
+ * conditions; a condition is "some value at this path satisfies one of these matchers". Each
+ * sub-rule is indexed by its most selective condition: equality, prefix, suffix and
+ * equals-ignore-case matchers go into one hash table keyed by (path, kind, text), so matching an
+ * event costs lookups per value the event has plus a check of the sub-rules those lookups wake,
+ * not a pass over the rules; operators that cannot be indexed (numeric, wildcard, anything-but,
+ * cidr, exists) are checked per value only when a sub-rule has nothing better to be indexed by.
+ * The compiled set is immutable: several kr_match_state may use it.
  *
  * Semantics follow EventBridge: arrays in the pattern are OR, fields are AND, an array in the event
  * matches when any element does, fields matched together inside arrays of objects must come from
