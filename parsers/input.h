@@ -1,9 +1,8 @@
 /* kr_input: feeds one input (a file, or "-" for standard input) through a kr_stream.
  *
  * Gzip is recognised by its magic bytes whatever the name (several gzip members one after another
- * are read as one stream, as gzip -d does). A plain regular file is mapped and parsed in place,
- * releasing pages behind the parser so resident memory stays small; pipes and gzip go through the
- * stream's buffer. Used from one thread. */
+ * are read as one stream, as gzip -d does). Input is read in chunks into the stream's buffer,
+ * so memory stays bounded whatever the input size. Used from one thread. */
 #ifndef KR_INPUT_H
 #define KR_INPUT_H
 

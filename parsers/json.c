@@ -4,16 +4,75 @@
  * offset just past the token; from that we derive where each value starts. */
 #include "json.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
+/* Nodes, strings and arrays live in chunks owned by the root, so building and freeing a large
+ * configuration costs a few allocations instead of several per value. */
+struct chunk {
+	struct chunk *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+struct kr_json_arena {
+	struct chunk *head;
+};
+
+static void *arena_alloc(struct kr_json_arena *a, size_t n)
+{
+	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	struct chunk *c = a->head;
+	if (!c || c->cap - c->used < n) {
+		size_t cap = c ? c->cap * 2 : 16384;
+		if (cap > (1u << 20))
+			cap = 1u << 20;
+		if (cap < n)
+			cap = n;
+		c = malloc(sizeof *c + cap);
+		if (!c)
+			return NULL;
+		c->next = a->head;
+		c->used = 0;
+		c->cap = cap;
+		a->head = c;
+	}
+	void *p = (char *)c->data + c->used;
+	c->used += n;
+	return p;
+}
+
+static void arena_free(struct kr_json_arena *a)
+{
+	if (!a)
+		return;
+	for (struct chunk *c = a->head, *next; c; c = next) {
+		next = c->next;
+		free(c);
+	}
+	free(a);
+}
+
+/* A value waiting for its container to close; containers get exact-size arrays then. */
+struct member {
+	struct kr_json *val;
+	char *key;
+	size_t keylen, keyoff;
+};
+
 struct builder {
 	yajl_handle h;
 	const char *text;
+	struct kr_json_arena *arena;
 	struct kr_json *root;
 	struct kr_json **stack;
+	size_t *first;          /* per open container: index of its first member in members */
+	struct member *members;
+	size_t nmembers, capmembers;
 	size_t depth, max_depth;
 	bool last_key_wins;
 	char *pending_key;
@@ -48,26 +107,10 @@ static size_t string_start(const char *text, size_t end)
 	}
 }
 
-static void node_free(struct kr_json *j)
-{
-	if (!j)
-		return;
-	for (size_t i = 0; i < j->n; i++) {
-		node_free(j->items[i]);
-		if (j->keys)
-			free(j->keys[i]);
-	}
-	free(j->items);
-	free(j->keys);
-	free(j->keylens);
-	free(j->key_offsets);
-	free(j->str);
-	free(j);
-}
-
 void kr_json_free(struct kr_json *j)
 {
-	node_free(j);
+	if (j)
+		arena_free(j->arena);
 }
 
 static int fail(struct builder *b, enum kr_err e, size_t off, const char *msg)
@@ -78,77 +121,126 @@ static int fail(struct builder *b, enum kr_err e, size_t off, const char *msg)
 	return 0;
 }
 
+static char *arena_strdup(struct builder *b, const char *s, size_t n)
+{
+	char *d = arena_alloc(b->arena, n + 1);
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = 0;
+	}
+	return d;
+}
+
 static int add(struct builder *b, struct kr_json *j)
 {
 	if (b->depth == 0) {
 		b->root = j;
 		return 1;
 	}
-	struct kr_json *parent = b->stack[b->depth - 1];
-	if (parent->type == KR_JSON_OBJECT) {
-		for (size_t i = 0; i < parent->n; i++) {
-			if (parent->keylens[i] == b->pending_keylen &&
-			    memcmp(parent->keys[i], b->pending_key, b->pending_keylen) == 0) {
-				if (b->last_key_wins) {
-					node_free(parent->items[i]);
-					parent->items[i] = j;
-					free(b->pending_key);
-					b->pending_key = NULL;
-					return 1;
-				}
-				size_t off = b->pending_keyoff;
-				node_free(j);
-				char msg[200];
-				snprintf(msg, sizeof msg, "duplicate key \"%.100s\"", b->pending_key);
-				free(b->pending_key);
-				b->pending_key = NULL;
-				return fail(b, KR_ERR_JSON, off, msg);
-			}
-		}
-	}
-	size_t n = parent->n + 1;
-	/* capacity doubles whenever the count reaches a power of two: amortised O(1) appends */
-	bool grow = (parent->n & (parent->n - 1)) == 0;
-	size_t cap = parent->n ? parent->n * 2 : 1;
-	struct kr_json **items = grow ? realloc(parent->items, cap * sizeof *items) : parent->items;
-	if (!items) {
-		node_free(j);
-		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
-	}
-	parent->items = items;
-	if (parent->type == KR_JSON_OBJECT && grow) {
-		char **keys = realloc(parent->keys, cap * sizeof *keys);
-		if (keys)
-			parent->keys = keys;
-		size_t *kl = realloc(parent->keylens, cap * sizeof *kl);
-		if (kl)
-			parent->keylens = kl;
-		size_t *ko = realloc(parent->key_offsets, cap * sizeof *ko);
-		if (ko)
-			parent->key_offsets = ko;
-		if (!keys || !kl || !ko) {
-			node_free(j);
+	if (b->nmembers == b->capmembers) {
+		size_t cap = b->capmembers ? b->capmembers * 2 : 64;
+		struct member *m = realloc(b->members, cap * sizeof *m);
+		if (!m)
 			return fail(b, KR_ERR_NOMEM, 0, "out of memory");
+		b->members = m;
+		b->capmembers = cap;
+	}
+	struct member *m = &b->members[b->nmembers++];
+	m->val = j;
+	m->key = b->pending_key;
+	m->keylen = b->pending_keylen;
+	m->keyoff = b->pending_keyoff;
+	return 1;
+}
+
+static int cmp_member_key(const void *pa, const void *pb)
+{
+	const struct member *x = *(const struct member *const *)pa;
+	const struct member *y = *(const struct member *const *)pb;
+	size_t n = x->keylen < y->keylen ? x->keylen : y->keylen;
+	int c = memcmp(x->key, y->key, n);
+	if (c)
+		return c;
+	if (x->keylen != y->keylen)
+		return x->keylen < y->keylen ? -1 : 1;
+	return x < y ? -1 : x > y; /* equal keys: in document order */
+}
+
+/* Duplicate keys among the n members: an error, or with last_key_wins the earlier ones are
+ * dropped (m[i].val set to NULL). Sorting keeps huge objects from going quadratic. */
+static int check_duplicates(struct builder *b, struct member *m, size_t n)
+{
+	if (n < 2)
+		return 1;
+	struct member **order = malloc(n * sizeof *order);
+	if (!order)
+		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		order[i] = &m[i];
+	qsort(order, n, sizeof *order, cmp_member_key);
+	int ok = 1;
+	for (size_t i = 1; i < n && ok; i++) {
+		struct member *x = order[i - 1], *y = order[i];
+		if (x->keylen != y->keylen || memcmp(x->key, y->key, x->keylen) != 0)
+			continue;
+		if (b->last_key_wins) {
+			x->val = NULL;
+		} else {
+			char msg[200];
+			snprintf(msg, sizeof msg, "duplicate key \"%.100s\"", y->key);
+			ok = fail(b, KR_ERR_JSON, y->keyoff, msg);
 		}
 	}
-	if (parent->type == KR_JSON_OBJECT) {
-		parent->keys[parent->n] = b->pending_key;
-		parent->keylens[parent->n] = b->pending_keylen;
-		parent->key_offsets[parent->n] = b->pending_keyoff;
-		b->pending_key = NULL;
+	free(order);
+	return ok;
+}
+
+/* The container on top of the stack closes: its members move into exact-size arena arrays. */
+static int close_container(struct builder *b)
+{
+	struct kr_json *c = b->stack[--b->depth];
+	size_t first = b->first[b->depth], n = b->nmembers - first;
+	struct member *m = b->members + first;
+	b->nmembers = first;
+	if (c->type == KR_JSON_OBJECT && !check_duplicates(b, m, n))
+		return 0;
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++)
+		kept += m[i].val != NULL;
+	if (kept == 0)
+		return 1;
+	c->items = arena_alloc(b->arena, kept * sizeof *c->items);
+	if (!c->items)
+		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
+	if (c->type == KR_JSON_OBJECT) {
+		c->keys = arena_alloc(b->arena, kept * sizeof *c->keys);
+		c->keylens = arena_alloc(b->arena, kept * sizeof *c->keylens);
+		c->key_offsets = arena_alloc(b->arena, kept * sizeof *c->key_offsets);
+		if (!c->keys || !c->keylens || !c->key_offsets)
+			return fail(b, KR_ERR_NOMEM, 0, "out of memory");
 	}
-	parent->items[parent->n] = j;
-	parent->n = n;
+	for (size_t i = 0; i < n; i++) {
+		if (!m[i].val)
+			continue;
+		c->items[c->n] = m[i].val;
+		if (c->type == KR_JSON_OBJECT) {
+			c->keys[c->n] = m[i].key;
+			c->keylens[c->n] = m[i].keylen;
+			c->key_offsets[c->n] = m[i].keyoff;
+		}
+		c->n++;
+	}
 	return 1;
 }
 
 static struct kr_json *node(struct builder *b, enum kr_json_type t, size_t off)
 {
-	struct kr_json *j = calloc(1, sizeof *j);
+	struct kr_json *j = arena_alloc(b->arena, sizeof *j);
 	if (!j) {
 		fail(b, KR_ERR_NOMEM, 0, "out of memory");
 		return NULL;
 	}
+	memset(j, 0, sizeof *j);
 	j->type = t;
 	j->offset = off;
 	return j;
@@ -162,13 +254,9 @@ static int scalar(struct builder *b, enum kr_json_type t, size_t toklen, const c
 	if (!j)
 		return 0;
 	if (s) {
-		j->str = malloc(len + 1);
-		if (!j->str) {
-			node_free(j);
+		j->str = arena_strdup(b, s, len);
+		if (!j->str)
 			return fail(b, KR_ERR_NOMEM, 0, "out of memory");
-		}
-		memcpy(j->str, s, len);
-		j->str[len] = 0;
 		j->len = len;
 		if (t == KR_JSON_NUMBER)
 			j->num = strtod(j->str, NULL);
@@ -204,6 +292,7 @@ static int open_container(struct builder *b, enum kr_json_type t)
 	struct kr_json *j = node(b, t, off);
 	if (!j || !add(b, j))
 		return 0;
+	b->first[b->depth] = b->nmembers;
 	b->stack[b->depth++] = j;
 	return 1;
 }
@@ -220,20 +309,15 @@ static int cb_start_array(void *ctx)
 
 static int cb_end(void *ctx)
 {
-	struct builder *b = ctx;
-	b->depth--;
-	return 1;
+	return close_container(ctx);
 }
 
 static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
 {
 	struct builder *b = ctx;
-	free(b->pending_key);
-	b->pending_key = malloc(len + 1);
+	b->pending_key = arena_strdup(b, (const char *)s, len);
 	if (!b->pending_key)
 		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
-	memcpy(b->pending_key, s, len);
-	b->pending_key[len] = 0;
 	b->pending_keylen = len;
 	b->pending_keyoff = string_start(b->text, consumed(b));
 	return 1;
@@ -273,10 +357,14 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 	*out = NULL;
 	if (err_offset)
 		*err_offset = 0;
+	b.arena = calloc(1, sizeof *b.arena);
 	b.stack = calloc(b.max_depth + 1, sizeof *b.stack);
+	b.first = calloc(b.max_depth + 1, sizeof *b.first);
 	b.h = yajl_alloc(&callbacks, NULL, &b);
-	if (!b.stack || !b.h) {
+	if (!b.arena || !b.stack || !b.first || !b.h) {
 		free(b.stack);
+		free(b.first);
+		free(b.arena);
 		if (b.h)
 			yajl_free(b.h);
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
@@ -302,11 +390,13 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 		*err_offset = b.err_offset;
 	yajl_free(b.h);
 	free(b.stack);
-	free(b.pending_key);
+	free(b.first);
+	free(b.members);
 	if (e != KR_OK) {
-		node_free(b.root);
+		arena_free(b.arena);
 		return e;
 	}
+	b.root->arena = b.arena;
 	*out = b.root;
 	return KR_OK;
 }
@@ -391,8 +481,19 @@ bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n)
 		return false;
 	char *o = b->p + b->len;
 	*o++ = '"';
-	size_t run = 0;
-	for (size_t i = 0; i < n; i++) {
+	size_t run = 0, i = 0;
+	/* eight bytes at a time while none is a quote, a backslash or a control character */
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	while (i + 8 <= n) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+		uint64_t special = ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs);
+		if (special & highs)
+			break;
+		i += 8;
+	}
+	for (; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;

@@ -4,7 +4,8 @@
  * errors can then name FILE:LINE:COL. Number literals keep their exact text (EventBridge compares
  * exact numbers by text) next to their double value. Comments are accepted when asked for.
  * Not for the per-event hot path: events are read by parsers/stream.c into a kr_view instead.
- * A tree is owned by its root; free it with kr_json_free. */
+ * A tree is owned by its root and lives in the root's arena; free it with kr_json_free(root)
+ * (never a subtree). Trees are read-only once built. */
 #ifndef KR_JSON_H
 #define KR_JSON_H
 
@@ -26,14 +27,21 @@ enum kr_json_type {
 struct kr_json {
 	enum kr_json_type type;
 	size_t offset;          /* byte offset of the value's first character in the source */
-	char *str;              /* string value (decoded, NUL-terminated) or number text */
-	size_t len;             /* length of str */
-	double num;             /* numbers: value */
-	size_t n;               /* arrays and objects: number of items */
-	struct kr_json **items; /* arrays and objects: values */
-	char **keys;            /* objects: keys (decoded, NUL-terminated) */
-	size_t *keylens;        /* objects: key lengths */
-	size_t *key_offsets;    /* objects: offset of each key's opening quote */
+	size_t n;               /* arrays and objects: number of items; 0 for scalars */
+	union {
+		struct {
+			char *str;      /* string value (decoded, NUL-terminated) or number text */
+			size_t len;     /* length of str */
+			double num;     /* numbers: value */
+		};
+		struct {
+			struct kr_json **items; /* arrays and objects: values */
+			char **keys;            /* objects: keys (decoded, NUL-terminated) */
+			size_t *keylens;        /* objects: key lengths */
+			size_t *key_offsets;    /* objects: offset of each key's opening quote */
+		};
+	};
+	struct kr_json_arena *arena; /* the root: where the whole tree lives */
 };
 
 struct kr_json_opts {

@@ -13,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 #include <yajl/yajl_parse.h>
 
 #include "json.h"
@@ -97,7 +95,6 @@ struct kr_stream {
 	size_t len, cap;
 	bool external;
 	uint64_t abs_base, fed;
-	uint64_t dropped; /* external mode: bytes released with madvise */
 
 	uint64_t line_off, line_no;
 	uint64_t last_top_end;
@@ -402,6 +399,23 @@ static enum vrole role(struct pstate *p, bool is_map)
 static int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, size_t toklen)
 {
 	struct kr_stream *s = p->s;
+	struct frame *f = top(p);
+	if (p->in_record && p->depth > p->ev_depth) {
+		/* the hot path: an ordinary field inside a record */
+		if (f->is_array) {
+			if (f->node && f->node->slot >= 0)
+				kr_view_add(&s->view, (uint32_t)f->node->slot, t, v, n, p->trail,
+					    p->ntrail);
+			f->idx++;
+			return 1;
+		}
+		if (f->special == SP_NONE) {
+			if (f->keynode && f->keynode->slot >= 0)
+				kr_view_add(&s->view, (uint32_t)f->keynode->slot, t, v, n, p->trail,
+					    p->ntrail);
+			return 1;
+		}
+	}
 	enum vrole r = role(p, false);
 	if (r == VR_CONTAINER_JUNK)
 		return 1;
@@ -428,7 +442,6 @@ static int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, si
 	}
 	if (!p->in_record)
 		return 1;
-	struct frame *f = top(p);
 	if (f && !f->is_array) {
 		switch (f->special) {
 		case SP_NONE:
@@ -481,16 +494,44 @@ static int cb_string(void *ctx, const unsigned char *v, size_t n)
 	return scalar(ctx, KR_V_STRING, (const char *)v, n, n + 2);
 }
 
+static inline void push_frame(struct pstate *p, struct frame *parent,
+			      const struct kr_path_node *node, bool is_map, bool push_trail)
+{
+	struct frame *f = &p->frames[p->depth++];
+	f->node = node;
+	f->keynode = NULL;
+	f->is_array = !is_map;
+	f->special = SP_NONE;
+	f->nkeys = 0;
+	f->idx = 0;
+	f->trail_pushed = 0;
+	if (!is_map)
+		f->arr_id = p->next_arr_id++;
+	if (push_trail && node) {
+		/* an object or array inside an array: what lies below belongs to one element */
+		p->trail[p->ntrail++] = parent->arr_id;
+		p->trail[p->ntrail++] = parent->idx;
+		f->trail_pushed = 1;
+	}
+}
+
 static int open_container(struct pstate *p, bool is_map)
 {
 	struct kr_stream *s = p->s;
-	uint64_t start = tok_end(p) - 1;
 	if (p->depth >= s->max_depth) {
 		snprintf(p->msg, sizeof p->msg, "nesting deeper than the maximum depth of %u",
 			 s->max_depth);
 		return cancel(p, p->msg);
 	}
 	struct frame *parent = top(p);
+	if (p->in_record && p->depth > p->ev_depth &&
+	    (parent->is_array || parent->special == SP_NONE)) {
+		/* the hot path: an ordinary object or array inside a record */
+		push_frame(p, parent, parent->is_array ? parent->node : parent->keynode, is_map,
+			   parent->is_array);
+		return 1;
+	}
+	uint64_t start = tok_end(p) - 1;
 	enum vrole r = role(p, is_map);
 	const struct kr_path_node *node = NULL;
 	bool push_trail = false;
@@ -538,24 +579,9 @@ static int open_container(struct pstate *p, bool is_map)
 				break;
 			}
 		}
-		/* an object or array inside an array: what lies below belongs to one element */
 		push_trail = parent && parent->is_array;
 	}
-	struct frame *f = &p->frames[p->depth++];
-	f->node = node;
-	f->keynode = NULL;
-	f->is_array = !is_map;
-	f->special = SP_NONE;
-	f->nkeys = 0;
-	f->idx = 0;
-	f->trail_pushed = 0;
-	if (!is_map)
-		f->arr_id = p->next_arr_id++;
-	if (push_trail && node) {
-		p->trail[p->ntrail++] = parent->arr_id;
-		p->trail[p->ntrail++] = parent->idx;
-		f->trail_pushed = 1;
-	}
+	push_frame(p, parent, node, is_map, push_trail);
 	return 1;
 }
 
@@ -597,36 +623,48 @@ static int cb_end(void *ctx)
 	return close_container(ctx);
 }
 
+/* Which of the fields the parser itself needs (envelopes, CloudTrail conversion, checks) a key
+ * names. Switching on the length first keeps the common miss to one or two compares. */
 static enum special key_special(const struct pstate *p, const char *k, size_t n)
 {
-#define IS(lit) (n == sizeof(lit) - 1 && memcmp(k, lit, n) == 0)
+#define IS(lit) (memcmp(k, lit, sizeof(lit) - 1) == 0)
 	unsigned rel = p->depth - p->ev_depth; /* 1: the record's own keys */
 	if (p->ev_depth == 2 && !p->inner) {
-		if (rel == 1) {
-			if (IS("eventID")) return CT_EVENT_ID;
+		if (rel == 2) {
+			if (p->frames[p->depth - 2].special == CT_USER_IDENTITY && n == 9 &&
+			    IS("accountId"))
+				return CT_UI_ACCOUNT;
+			return SP_NONE;
+		}
+		switch (n) {
+		case 7: return IS("eventID") ? CT_EVENT_ID : SP_NONE;
+		case 9:
 			if (IS("eventTime")) return CT_EVENT_TIME;
-			if (IS("eventSource")) return CT_EVENT_SOURCE;
 			if (IS("eventType")) return CT_EVENT_TYPE;
 			if (IS("awsRegion")) return CT_REGION;
-			if (IS("recipientAccountId")) return CT_RECIPIENT;
-			if (IS("userIdentity")) return CT_USER_IDENTITY;
-		} else if (rel == 2 && p->frames[p->depth - 2].special == CT_USER_IDENTITY) {
-			if (IS("accountId")) return CT_UI_ACCOUNT;
+			return SP_NONE;
+		case 11: return IS("eventSource") ? CT_EVENT_SOURCE : SP_NONE;
+		case 12: return IS("userIdentity") ? CT_USER_IDENTITY : SP_NONE;
+		case 18: return IS("recipientAccountId") ? CT_RECIPIENT : SP_NONE;
+		default: return SP_NONE;
 		}
-		return SP_NONE;
 	}
 	if (rel != 1)
 		return SP_NONE;
-	if (IS("id")) return SP_ID;
-	if (IS("detail-type")) return SP_DETAIL_TYPE;
-	if (IS("detail")) return SP_DETAIL;
-	if (IS("time")) return SP_TIME;
-	if (p->inner || p->s->raw_only)
-		return SP_NONE;
-	if (IS("Type")) return SP_TYPE;
-	if (IS("Message")) return SP_MESSAGE;
-	if (IS("Records") && p->ev_depth == 0) return SP_RECORDS;
-	return SP_NONE;
+	bool envelopes = !p->inner && !p->s->raw_only;
+	switch (n) {
+	case 2: return IS("id") ? SP_ID : SP_NONE;
+	case 4:
+		if (IS("time")) return SP_TIME;
+		return envelopes && IS("Type") ? SP_TYPE : SP_NONE;
+	case 6: return IS("detail") ? SP_DETAIL : SP_NONE;
+	case 7:
+		if (!envelopes) return SP_NONE;
+		if (IS("Message")) return SP_MESSAGE;
+		return IS("Records") && p->ev_depth == 0 ? SP_RECORDS : SP_NONE;
+	case 11: return IS("detail-type") ? SP_DETAIL_TYPE : SP_NONE;
+	default: return SP_NONE;
+	}
 #undef IS
 }
 
@@ -636,8 +674,10 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
 	struct frame *f = top(p);
 	const char *k = (const char *)key;
 	f->nkeys++;
-	f->keynode = f->node ? kr_path_child(f->node, k, n) : NULL;
-	f->special = p->in_record ? (uint8_t)key_special(p, k, n) : SP_NONE;
+	f->keynode = kr_path_child(f->node, k, n);
+	/* only a record's own keys (and userIdentity's in a CloudTrail record) can be special */
+	f->special = p->in_record && p->depth - p->ev_depth <= 2 ? (uint8_t)key_special(p, k, n)
+								 : SP_NONE;
 	return 1;
 }
 
@@ -1008,7 +1048,7 @@ void kr_stream_reset(struct kr_stream *s)
 		s->external = false;
 	}
 	s->len = 0;
-	s->abs_base = s->fed = s->dropped = 0;
+	s->abs_base = s->fed = 0;
 	s->line_off = 0;
 	s->line_no = 1;
 	s->last_top_end = 0;
@@ -1056,8 +1096,7 @@ enum kr_err kr_stream_commit(struct kr_stream *s, size_t n)
 	return process(s, s->abs_base + s->len, false);
 }
 
-enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t len,
-				bool drop_behind)
+enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t len)
 {
 	if (s->buf && !s->external)
 		free(s->buf);
@@ -1067,30 +1106,7 @@ enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t le
 	s->cap = len;
 	s->abs_base = 0;
 	s->stats.bytes += len;
-	long pg = sysconf(_SC_PAGESIZE);
-	uint64_t page = pg > 0 ? (uint64_t)pg : 4096;
-	for (uint64_t w = 0; w < len;) {
-		uint64_t to = w + 8 * (uint64_t)WINDOW < len ? w + 8 * (uint64_t)WINDOW : len;
-		enum kr_err e = process(s, to, false);
-		if (e)
-			return e;
-		w = to;
-		if (drop_behind) {
-			uint64_t keep = s->fed;
-			if (s->outer.in_record && s->outer.rec_start < keep)
-				keep = s->outer.rec_start;
-			if (s->sk != SK_OFF && s->sk_pos < keep)
-				keep = s->sk_pos;
-			line_of(s, keep);
-			uint64_t upto = keep / page * page;
-			if (upto > s->dropped + 4 * WINDOW) {
-				madvise((char *)data + s->dropped, (size_t)(upto - s->dropped),
-					MADV_DONTNEED);
-				s->dropped = upto;
-			}
-		}
-	}
-	return KR_OK;
+	return process(s, len, false);
 }
 
 enum kr_err kr_stream_end(struct kr_stream *s)

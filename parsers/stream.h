@@ -77,11 +77,9 @@ void kr_stream_free(struct kr_stream *s);
 char *kr_stream_reserve(struct kr_stream *s, size_t want);
 enum kr_err kr_stream_commit(struct kr_stream *s, size_t n);
 
-/* Zero-copy input: parses len bytes that stay valid and unchanged until kr_stream_end returns
- * (a mapped file). With drop_behind, pages already parsed are released with madvise. Cannot be
- * mixed with reserve/commit on the same stream. */
-enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t len,
-				bool drop_behind);
+/* Zero-copy input: parses len bytes held in memory, which must stay valid and unchanged until
+ * kr_stream_end returns. Cannot be mixed with reserve/commit before kr_stream_reset. */
+enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t len);
 
 /* End of input: reports a truncated last record. The stream can then be reset for the next input
  * with kr_stream_reset (offsets and lines start again at 0 and 1). */

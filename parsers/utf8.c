@@ -10,6 +10,13 @@ bool kr_utf8_valid(const char *str, size_t n, size_t *bad)
 	const unsigned char *s = (const unsigned char *)str;
 	size_t i = 0;
 	while (i < n) {
+		while (i + 32 <= n) {
+			uint64_t w[4];
+			memcpy(w, s + i, 32);
+			if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ULL)
+				break;
+			i += 32;
+		}
 		while (i + 8 <= n) {
 			uint64_t w;
 			memcpy(&w, s + i, 8);

@@ -4,24 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct kr_path_node {
-	char *seg;
-	size_t seglen;
-	int32_t slot;
-	/* children: open addressing on the segment hash; cap is a power of two or 0 */
-	struct kr_path_node **kids;
-	uint32_t nkids, capkids;
-	/* cheap rejection of the many keys no rule names: bit (len & 63) and bit (first byte & 63)
-	 * are set for every child */
-	uint64_t lenmask, firstmask;
-};
-
+/* Keys are short and the candidates few: length, first and last bytes spread them well enough,
+ * and the full comparison settles the rest. */
 static uint32_t seg_hash(const char *s, size_t n)
 {
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
+	if (n == 0)
+		return 0;
+	uint32_t h = (uint32_t)n * 0x9E3779B1u;
+	h ^= (unsigned char)s[0] * 0x85EBCA6Bu;
+	h ^= (unsigned char)s[n - 1] * 0xC2B2AE35u;
+	h ^= (unsigned char)s[n / 2] * 0x27D4EB2Fu;
+	return h ^ (h >> 15);
 }
 
 static struct kr_path_node *node_new(const char *seg, size_t len)
@@ -52,11 +45,10 @@ static void node_free(struct kr_path_node *n)
 	free(n);
 }
 
-const struct kr_path_node *kr_path_child(const struct kr_path_node *node, const char *key,
-					 size_t len)
+const struct kr_path_node *kr_path_lookup(const struct kr_path_node *node, const char *key,
+					  size_t len)
 {
-	if (!node || node->nkids == 0 || !(node->lenmask >> (len & 63) & 1) ||
-	    (len && !(node->firstmask >> ((unsigned char)key[0] & 63) & 1)))
+	if (!node || node->nkids == 0)
 		return NULL;
 	uint32_t mask = node->capkids - 1;
 	for (uint32_t i = seg_hash(key, len) & mask;; i = (i + 1) & mask) {
@@ -66,11 +58,6 @@ const struct kr_path_node *kr_path_child(const struct kr_path_node *node, const 
 		if (k->seglen == len && memcmp(k->seg, key, len) == 0)
 			return k;
 	}
-}
-
-int32_t kr_path_slot(const struct kr_path_node *node)
-{
-	return node ? node->slot : -1;
 }
 
 static int insert_kid(struct kr_path_node *parent, struct kr_path_node *kid)

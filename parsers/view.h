@@ -18,7 +18,18 @@
 
 #include "err.h"
 
-struct kr_path_node;
+/* A trie node. Read-only once the rules are built; fields are public for the parser's hot path. */
+struct kr_path_node {
+	char *seg;
+	size_t seglen;
+	int32_t slot;
+	/* children: open addressing on the segment hash; cap is a power of two or 0 */
+	struct kr_path_node **kids;
+	uint32_t nkids, capkids;
+	/* cheap rejection of the many keys no rule names: bit (len & 63) and bit (first byte & 63)
+	 * are set for every child */
+	uint64_t lenmask, firstmask;
+};
 
 struct kr_paths {
 	struct kr_path_node *root;
@@ -35,11 +46,25 @@ void kr_paths_free(struct kr_paths *p);
 enum kr_err kr_paths_add(struct kr_paths *p, const char *const *segs, const size_t *lens, size_t n,
 			 uint32_t *slot);
 
-/* Walking the trie (for the parser). kr_path_child returns NULL when no rule looks below. */
-const struct kr_path_node *kr_path_child(const struct kr_path_node *node, const char *key,
-					 size_t len);
+/* Walking the trie (for the parser). kr_path_child returns NULL when no rule looks below; most
+ * keys are turned away by the two masks without hashing. */
+const struct kr_path_node *kr_path_lookup(const struct kr_path_node *node, const char *key,
+					  size_t len);
+
+static inline const struct kr_path_node *kr_path_child(const struct kr_path_node *node,
+						       const char *key, size_t len)
+{
+	if (!node || !(node->lenmask >> (len & 63) & 1) ||
+	    (len && !(node->firstmask >> ((unsigned char)key[0] & 63) & 1)))
+		return NULL;
+	return kr_path_lookup(node, key, len);
+}
+
 /* Slot of a node, or -1 when no rule tests this exact path. */
-int32_t kr_path_slot(const struct kr_path_node *node);
+static inline int32_t kr_path_slot(const struct kr_path_node *node)
+{
+	return node ? node->slot : -1;
+}
 
 enum kr_vtype { KR_V_STRING, KR_V_NUMBER, KR_V_TRUE, KR_V_FALSE, KR_V_NULL };
 

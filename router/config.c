@@ -59,6 +59,30 @@ struct vctx {
 	struct nameset names; /* of the list being loaded */
 };
 
+/* out = base[idx]suffix, e.g. $.rules[12].pattern. Called once per list entry, so it avoids
+ * snprintf, which dominated loading a 10,000-rule file. */
+static void jp_index(char *out, size_t cap, const char *base, size_t idx, const char *suffix)
+{
+	char digits[24];
+	size_t nd = 0;
+	do {
+		digits[nd++] = (char)('0' + idx % 10);
+		idx /= 10;
+	} while (idx);
+	size_t bl = strlen(base), sl = strlen(suffix);
+	if (bl + nd + sl + 3 > cap) {
+		out[0] = 0;
+		return;
+	}
+	memcpy(out, base, bl);
+	size_t o = bl;
+	out[o++] = '[';
+	while (nd)
+		out[o++] = digits[--nd];
+	out[o++] = ']';
+	memcpy(out + o, suffix, sl + 1);
+}
+
 static enum kr_err verr(struct vctx *v, const struct kr_json *node, const char *jpath,
 			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
@@ -249,7 +273,7 @@ static enum kr_err load_sinks(struct vctx *v, const struct kr_json *arr)
 	for (size_t i = 0; i < arr->n; i++) {
 		const struct kr_json *o = arr->items[i];
 		char jp[64];
-		snprintf(jp, sizeof jp, "$.sinks[%zu]", i);
+		jp_index(jp, sizeof jp, "$.sinks", i, "");
 		const struct kr_json *t = kr_json_get(o, "type");
 		const struct kr_sink_entry *ent =
 			t && t->type == KR_JSON_STRING ? kr_sink_lookup(t->str) : NULL;
@@ -290,7 +314,7 @@ static enum kr_err load_sources(struct vctx *v, const struct kr_json *arr)
 	for (size_t i = 0; i < arr->n; i++) {
 		const struct kr_json *o = arr->items[i];
 		char jp[64];
-		snprintf(jp, sizeof jp, "$.sources[%zu]", i);
+		jp_index(jp, sizeof jp, "$.sources", i, "");
 		const struct kr_json *t = kr_json_get(o, "type");
 		const struct kr_source_entry *ent =
 			t && t->type == KR_JSON_STRING ? kr_source_lookup(t->str) : NULL;
@@ -328,7 +352,7 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 	for (size_t i = 0; i < arr->n; i++) {
 		const struct kr_json *o = arr->items[i];
 		char jp[64], jp2[96];
-		snprintf(jp, sizeof jp, "$.rules[%zu]", i);
+		jp_index(jp, sizeof jp, "$.rules", i, "");
 		if (o->type != KR_JSON_OBJECT)
 			return verr(v, o, jp, "a rule must be an object");
 		enum kr_err e = check_keys(v, o, jp, rule_keys, 4, "a rule");
@@ -352,7 +376,7 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 		}
 		if (!pat)
 			return verr(v, o, jp, "rule \"%s\" needs a \"pattern\"", r->name);
-		snprintf(jp2, sizeof jp2, "%s.pattern", jp);
+		jp_index(jp2, sizeof jp2, "$.rules", i, ".pattern");
 		const struct kr_json *bad = NULL;
 		char perr[KR_ERRBUF];
 		e = kr_rules_add(c->compiled, pat, &bad, perr);
@@ -362,7 +386,7 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 		if (!tg)
 			return verr(v, o, jp, "rule \"%s\" needs \"targets\" (an array of sink names)",
 				    r->name);
-		snprintf(jp2, sizeof jp2, "%s.targets", jp);
+		jp_index(jp2, sizeof jp2, "$.rules", i, ".targets");
 		if (tg->type != KR_JSON_ARRAY)
 			return verr(v, tg, jp2, "\"targets\" must be an array of sink names");
 		r->targets = calloc(tg->n + 1, sizeof *r->targets);
@@ -371,7 +395,7 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 		for (size_t k = 0; k < tg->n; k++) {
 			const struct kr_json *t = tg->items[k];
 			char jp3[128];
-			snprintf(jp3, sizeof jp3, "%s[%zu]", jp2, k);
+			jp_index(jp3, sizeof jp3, jp2, k, "");
 			if (t->type != KR_JSON_STRING)
 				return verr(v, t, jp3, "a target must be a sink name (a string)");
 			size_t si = 0;

@@ -83,6 +83,7 @@ struct slotinfo {
 	uint32_t *plen[4]; /* distinct lengths for IX_PREFIX, IX_SUFFIX, IX_IPREFIX, IX_ISUFFIX */
 	uint32_t nplen[4];
 	bool icase;
+	uint16_t kinds;       /* bit (1 << ikind) for every kind of key this slot has */
 	struct scanref *scan; /* numeric and unindexable matchers */
 	uint32_t nscan;
 };
@@ -99,6 +100,8 @@ struct kr_rules {
 	uint32_t *always; /* sub-rules with no positive condition: checked for every event */
 	uint32_t nalways;
 	struct ientry *table;
+	uint32_t *tags; /* per table slot: 0 empty, else bits of the hash; probed before entries so a
+			   miss touches 4 bytes per slot, not a whole entry */
 	uint32_t tcap, tn;
 	struct slotinfo *slots;
 	uint32_t nslots;
@@ -910,20 +913,41 @@ enum kr_err kr_rules_add(struct kr_rules *r, const struct kr_json *pattern,
 
 /* ---- index ---- */
 
+static inline uint32_t tag_of(uint64_t h)
+{
+	return (uint32_t)(h >> 32) | 1u;
+}
+
 static struct ientry *table_find(const struct kr_rules *r, uint64_t h, uint32_t slot,
 				 uint8_t kind, const char *s, size_t n)
 {
 	if (!r->tcap)
 		return NULL;
-	uint32_t mask = r->tcap - 1;
+	uint32_t mask = r->tcap - 1, tag = tag_of(h);
 	for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
-		struct ientry *e = &r->table[i];
-		if (!e->conds)
+		uint32_t t = r->tags[i];
+		if (!t)
 			return NULL;
+		if (t != tag)
+			continue;
+		struct ientry *e = &r->table[i];
 		if (e->h == h && e->slot == slot && e->kind == kind && e->len == n &&
 		    memcmp(e->text, s, n) == 0)
 			return e;
 	}
+}
+
+/* An empty table of at least twice as many slots as keys (load factor <= 1/2). */
+static enum kr_err table_alloc(struct kr_rules *r, uint32_t keys)
+{
+	uint32_t cap = 16;
+	while (cap < keys * 2 + 2)
+		cap *= 2;
+	r->table = calloc(cap, sizeof *r->table);
+	r->tags = calloc(cap, sizeof *r->tags);
+	r->tcap = cap;
+	r->tn = 0;
+	return r->table && r->tags ? KR_OK : KR_ERR_NOMEM;
 }
 
 static enum kr_err table_add(struct kr_rules *r, uint32_t slot, uint8_t kind, const char *s,
@@ -934,8 +958,9 @@ static enum kr_err table_add(struct kr_rules *r, uint32_t slot, uint8_t kind, co
 	if (!e) {
 		uint32_t mask = r->tcap - 1;
 		uint32_t i = (uint32_t)h & mask;
-		while (r->table[i].conds)
+		while (r->tags[i])
 			i = (i + 1) & mask;
+		r->tags[i] = tag_of(h);
 		e = &r->table[i];
 		e->h = h;
 		e->slot = slot;
@@ -1009,6 +1034,7 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci, bool keys_only)
 			e = table_add(r, cd->slot, index_kind(m), m->text, m->len, ci);
 			if (e || keys_only)
 				continue;
+			si->kinds |= (uint16_t)(1u << index_kind(m));
 			static const int which[] = {[M_PREFIX] = 0, [M_SUFFIX] = 1, [M_IPREFIX] = 2,
 						    [M_ISUFFIX] = 3};
 			if (m->kind != M_EXACT && m->kind != M_ICASE)
@@ -1030,14 +1056,17 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci, bool keys_only)
 	return KR_OK;
 }
 
-static void table_clear(struct kr_rules *r)
+static void table_free(struct kr_rules *r)
 {
 	for (uint32_t i = 0; i < r->tcap; i++) {
 		free(r->table[i].text);
 		free(r->table[i].conds);
 	}
-	memset(r->table, 0, r->tcap * sizeof *r->table);
-	r->tn = 0;
+	free(r->table);
+	free(r->tags);
+	r->table = NULL;
+	r->tags = NULL;
+	r->tcap = r->tn = 0;
 }
 
 /* How many conditions an event value can wake up through this condition's keys; a matcher that
@@ -1068,13 +1097,8 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 		return KR_OK;
 	r->nslots = r->paths->nslots;
 	r->slots = calloc(r->nslots + 1, sizeof *r->slots);
-	uint32_t cap = 16;
-	while (cap < r->nmatchers * 2 + 2)
-		cap *= 2;
-	r->table = calloc(cap, sizeof *r->table);
-	r->tcap = cap;
 	r->always = malloc((r->nsubs + 1) * sizeof *r->always);
-	if (!r->slots || !r->table || !r->always)
+	if (!r->slots || !r->always || table_alloc(r, r->nmatchers) != KR_OK)
 		return KR_ERR_NOMEM;
 	for (uint32_t ci = 0; ci < r->nconds; ci++)
 		if (!r->conds[ci].absent_ok && index_cond(r, ci, true) != KR_OK)
@@ -1096,7 +1120,13 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 		if (s->anchor == NO_ANCHOR)
 			r->always[r->nalways++] = si;
 	}
-	table_clear(r);
+	table_free(r);
+	uint32_t anchor_keys = 0;
+	for (uint32_t si = 0; si < r->nsubs; si++)
+		if (r->subs[si].anchor != NO_ANCHOR)
+			anchor_keys += r->conds[r->subs[si].anchor].m_n;
+	if (table_alloc(r, anchor_keys) != KR_OK)
+		return KR_ERR_NOMEM;
 	for (uint32_t si = 0; si < r->nsubs; si++)
 		if (r->subs[si].anchor != NO_ANCHOR && index_cond(r, r->subs[si].anchor, false) != KR_OK)
 			return KR_ERR_NOMEM;
@@ -1124,11 +1154,7 @@ void kr_rules_free(struct kr_rules *r)
 	free(r->conds);
 	free(r->subs);
 	free(r->always);
-	for (uint32_t i = 0; i < r->tcap; i++) {
-		free(r->table[i].text);
-		free(r->table[i].conds);
-	}
-	free(r->table);
+	table_free(r);
 	for (uint32_t i = 0; i < r->nslots; i++) {
 		for (int w = 0; w < 4; w++)
 			free(r->slots[i].plen[w]);
@@ -1200,7 +1226,8 @@ static void match_value(const struct kr_rules *r, struct kr_match_state *st, uin
 	const struct slotinfo *si = &r->slots[slot];
 	const char *s = kr_view_text(v, val);
 	size_t n = val->len;
-	lookup(r, st, slot, exact_kind[val->type], s, n);
+	if (si->kinds >> exact_kind[val->type] & 1)
+		lookup(r, st, slot, exact_kind[val->type], s, n);
 	if (val->type == KR_V_STRING) {
 		for (uint32_t i = 0; i < si->nplen[0] && si->plen[0][i] <= n; i++)
 			lookup(r, st, slot, IX_PREFIX, s, si->plen[0][i]);
@@ -1216,7 +1243,8 @@ static void match_value(const struct kr_rules *r, struct kr_match_state *st, uin
 			}
 			fold(st->fold, s, n);
 			const char *f = st->fold;
-			lookup(r, st, slot, IX_ICASE, f, n);
+			if (si->kinds >> IX_ICASE & 1)
+				lookup(r, st, slot, IX_ICASE, f, n);
 			for (uint32_t i = 0; i < si->nplen[2] && si->plen[2][i] <= n; i++)
 				lookup(r, st, slot, IX_IPREFIX, f, si->plen[2][i]);
 			for (uint32_t i = 0; i < si->nplen[3] && si->plen[3][i] <= n; i++)
