@@ -16,8 +16,8 @@ struct match_ctx {
 	const struct kr_config *cfg;
 	struct kr_match_state *st;
 	const char *input;
-	char **rule_json;     /* "name" encoded */
-	char **sink_json;
+	struct kr_buf names;  /* every rule and sink name JSON-encoded, one after another */
+	uint32_t *rule_off, *rule_len, *sink_off, *sink_len;
 	uint32_t *sink_stamp;
 	uint32_t stamp;
 	struct kr_buf line;
@@ -39,7 +39,8 @@ static int on_event(void *vctx, const struct kr_event *ev)
 		ok = ok && kr_buf_puts(b, "null");
 	ok = ok && kr_buf_puts(b, ",\"rules\":[");
 	for (size_t i = 0; i < n && ok; i++)
-		ok = (i == 0 || kr_buf_puts(b, ",")) && kr_buf_puts(b, m->rule_json[ids[i]]);
+		ok = (i == 0 || kr_buf_append(b, ",", 1)) &&
+		     kr_buf_append(b, m->names.p + m->rule_off[ids[i]], m->rule_len[ids[i]]);
 	ok = ok && kr_buf_puts(b, "],\"targets\":[");
 	if (++m->stamp == 0) {
 		memset(m->sink_stamp, 0, (m->cfg->nsinks + 1) * sizeof *m->sink_stamp);
@@ -53,7 +54,8 @@ static int on_event(void *vctx, const struct kr_event *ev)
 			if (m->sink_stamp[si] == m->stamp)
 				continue;
 			m->sink_stamp[si] = m->stamp;
-			ok = (first || kr_buf_puts(b, ",")) && kr_buf_puts(b, m->sink_json[si]);
+			ok = (first || kr_buf_append(b, ",", 1)) &&
+			     kr_buf_append(b, m->names.p + m->sink_off[si], m->sink_len[si]);
 			first = false;
 		}
 	}
@@ -93,14 +95,15 @@ static const char help[] =
 	"Exit status: 0 some event matched and every record was valid; 1 no event matched or some\n"
 	"record was invalid; 2 usage or configuration error, or an input could not be read.\n";
 
-static char *encode(const char *s)
+/* Appends name JSON-encoded to the pool, recording where it lies. */
+static bool encode(struct kr_buf *pool, const char *name, uint32_t *off, uint32_t *len)
 {
-	struct kr_buf b = {0};
-	if (!kr_buf_json_string(&b, s, strlen(s))) {
-		kr_buf_free(&b);
-		return NULL;
-	}
-	return b.p;
+	size_t before = pool->len;
+	if (!kr_buf_json_string(pool, name, strlen(name)))
+		return false;
+	*off = (uint32_t)before;
+	*len = (uint32_t)(pool->len - before);
+	return true;
 }
 
 int kr_cmd_match(int argc, char **argv)
@@ -152,14 +155,16 @@ int kr_cmd_match(int argc, char **argv)
 	struct match_ctx m = {.cfg = cfg};
 	struct kr_stream *s = NULL;
 	m.st = kr_match_state_new(cfg->compiled);
-	m.rule_json = calloc(cfg->nrules + 1, sizeof *m.rule_json);
-	m.sink_json = calloc(cfg->nsinks + 1, sizeof *m.sink_json);
+	m.rule_off = calloc(cfg->nrules + 1, sizeof *m.rule_off);
+	m.rule_len = calloc(cfg->nrules + 1, sizeof *m.rule_len);
+	m.sink_off = calloc(cfg->nsinks + 1, sizeof *m.sink_off);
+	m.sink_len = calloc(cfg->nsinks + 1, sizeof *m.sink_len);
 	m.sink_stamp = calloc(cfg->nsinks + 1, sizeof *m.sink_stamp);
-	bool ok = m.st && m.rule_json && m.sink_json && m.sink_stamp;
+	bool ok = m.st && m.rule_off && m.rule_len && m.sink_off && m.sink_len && m.sink_stamp;
 	for (size_t i = 0; ok && i < cfg->nrules; i++)
-		ok = (m.rule_json[i] = encode(cfg->rules[i].name)) != NULL;
+		ok = encode(&m.names, cfg->rules[i].name, &m.rule_off[i], &m.rule_len[i]);
 	for (size_t i = 0; ok && i < cfg->nsinks; i++)
-		ok = (m.sink_json[i] = encode(cfg->sinks[i].name)) != NULL;
+		ok = encode(&m.names, cfg->sinks[i].name, &m.sink_off[i], &m.sink_len[i]);
 	struct kr_stream_callbacks cb = {.event = on_event, .invalid = on_invalid};
 	if (!ok || kr_stream_new(kr_rules_paths(cfg->compiled), &so, &cb, &m, &s) != KR_OK) {
 		fprintf(stderr, "kmsrouter: out of memory\n");
@@ -192,12 +197,11 @@ int kr_cmd_match(int argc, char **argv)
 		status = KR_EXIT_OK;
 out:
 	kr_stream_free(s);
-	for (size_t i = 0; m.rule_json && i < cfg->nrules; i++)
-		free(m.rule_json[i]);
-	for (size_t i = 0; m.sink_json && i < cfg->nsinks; i++)
-		free(m.sink_json[i]);
-	free(m.rule_json);
-	free(m.sink_json);
+	kr_buf_free(&m.names);
+	free(m.rule_off);
+	free(m.rule_len);
+	free(m.sink_off);
+	free(m.sink_len);
 	free(m.sink_stamp);
 	kr_buf_free(&m.line);
 	kr_match_state_free(m.st);

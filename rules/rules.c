@@ -37,20 +37,45 @@ enum mkind {
 /* index kinds: exact values by type, then the string operators */
 enum ikind { IX_STR, IX_NUM, IX_TRUE, IX_FALSE, IX_NULL, IX_PREFIX, IX_SUFFIX, IX_ICASE, IX_IPREFIX, IX_ISUFFIX };
 
+/* Kept small (the matcher of a verified condition is read on the hot path): the fields of the
+ * rarer operators share a union. */
 struct matcher {
 	uint8_t kind;
 	uint8_t vtype;           /* M_EXACT: enum kr_vtype */
-	bool lead, trail;        /* M_WILDCARD: pattern starts/ends with '*' */
-	uint8_t family, bits;    /* M_CIDR */
-	uint8_t lo_incl, hi_incl, has_lo, has_hi; /* M_NUMERIC */
-	char *text;              /* literal (folded for ignore-case kinds; wildcard: literals joined) */
+	bool text_owned;         /* text is this matcher's (wildcards), not the rule set's pool */
 	uint32_t len;
-	uint32_t *chunks;        /* M_WILDCARD: literal lengths between stars */
-	uint32_t nchunks;
-	double lo, hi;
-	uint8_t addr[16];
-	struct matcher *subs;    /* M_ANYBUT: what the value must not match */
-	uint32_t nsubs;
+	char *text;              /* literal (folded for ignore-case kinds; wildcard: literals joined) */
+	union {
+		struct { /* M_WILDCARD */
+			uint32_t *chunks; /* literal lengths between stars */
+			uint32_t nchunks;
+			bool lead, trail; /* pattern starts/ends with '*' */
+		};
+		struct { /* M_NUMERIC */
+			double lo, hi;
+			uint8_t lo_incl, hi_incl, has_lo, has_hi;
+		};
+		struct { /* M_CIDR */
+			uint8_t addr[16];
+			uint8_t family, bits;
+		};
+		struct { /* M_ANYBUT: what the value must not match */
+			struct matcher *subs;
+			uint32_t nsubs;
+		};
+	};
+};
+
+/* Interned literals: rules repeat the same detail-types and sources thousands of times; one copy
+ * of each stays in cache. */
+struct strpool {
+	char **slots;
+	uint32_t *lens;
+	uint32_t cap, n;
+	char *chunk;
+	size_t chunk_used, chunk_cap;
+	char **chunks;
+	size_t nchunks;
 };
 
 struct cond {
@@ -90,6 +115,7 @@ struct slotinfo {
 
 struct kr_rules {
 	struct kr_paths *paths;
+	struct strpool strings;
 	struct matcher *matchers;
 	uint32_t nmatchers, capmatchers;
 	struct cond *conds;
@@ -103,6 +129,10 @@ struct kr_rules {
 	uint32_t *tags; /* per table slot: 0 empty, else bits of the hash; probed before entries so a
 			   miss touches 4 bytes per slot, not a whole entry */
 	uint32_t tcap, tn;
+	/* the built index, frozen: per table slot an offset into one block of records (header, cond
+	 * ids, key text), so a hit reads one or two cache lines */
+	char *frozen;
+	struct fslot *fslots; /* tag and record offset side by side: one cache line per probe */
 	struct slotinfo *slots;
 	uint32_t nslots;
 	bool built;
@@ -189,11 +219,76 @@ static void *grow(void *p, uint32_t *cap, uint32_t need, size_t elem)
 
 static void matcher_fini(struct matcher *m)
 {
-	free(m->text);
-	free(m->chunks);
-	for (uint32_t i = 0; i < m->nsubs; i++)
-		matcher_fini(&m->subs[i]);
-	free(m->subs);
+	if (m->kind == M_WILDCARD) {
+		free(m->chunks);
+	} else if (m->kind == M_ANYBUT) {
+		for (uint32_t i = 0; i < m->nsubs; i++)
+			matcher_fini(&m->subs[i]);
+		free(m->subs);
+	}
+	if (m->text_owned)
+		free(m->text);
+}
+
+static const char *strpool_intern(struct strpool *p, const char *s, size_t n)
+{
+	if ((p->n + 1) * 2 > p->cap) {
+		uint32_t cap = p->cap ? p->cap * 2 : 64;
+		char **slots = calloc(cap, sizeof *slots);
+		uint32_t *lens = calloc(cap, sizeof *lens);
+		if (!slots || !lens) {
+			free(slots);
+			free(lens);
+			return NULL;
+		}
+		for (uint32_t i = 0; i < p->cap; i++) {
+			if (!p->slots[i])
+				continue;
+			uint32_t j = (uint32_t)hash_bytes(p->slots[i], p->lens[i], 0) & (cap - 1);
+			while (slots[j])
+				j = (j + 1) & (cap - 1);
+			slots[j] = p->slots[i];
+			lens[j] = p->lens[i];
+		}
+		free(p->slots);
+		free(p->lens);
+		p->slots = slots;
+		p->lens = lens;
+		p->cap = cap;
+	}
+	uint32_t j = (uint32_t)hash_bytes(s, n, 0) & (p->cap - 1);
+	for (; p->slots[j]; j = (j + 1) & (p->cap - 1))
+		if (p->lens[j] == n && memcmp(p->slots[j], s, n) == 0)
+			return p->slots[j];
+	if (p->chunk_cap - p->chunk_used < n + 1) {
+		size_t cap = n + 1 > 65536 ? n + 1 : 65536;
+		char **chunks = realloc(p->chunks, (p->nchunks + 1) * sizeof *chunks);
+		if (!chunks)
+			return NULL;
+		p->chunks = chunks;
+		if (!(p->chunk = malloc(cap)))
+			return NULL;
+		p->chunks[p->nchunks++] = p->chunk;
+		p->chunk_used = 0;
+		p->chunk_cap = cap;
+	}
+	char *d = p->chunk + p->chunk_used;
+	memcpy(d, s, n);
+	d[n] = 0;
+	p->chunk_used += n + 1;
+	p->slots[j] = d;
+	p->lens[j] = (uint32_t)n;
+	p->n++;
+	return d;
+}
+
+static void strpool_free(struct strpool *p)
+{
+	for (size_t i = 0; i < p->nchunks; i++)
+		free(p->chunks[i]);
+	free(p->chunks);
+	free(p->slots);
+	free(p->lens);
 }
 
 /* ---- evaluation of one matcher against one value (also the reference for the indexes) ---- */
@@ -422,11 +517,17 @@ static char *dupn(const char *s, size_t n)
 static enum kr_err set_text(struct compiler *c, struct matcher *m, const char *s, size_t n,
 			    bool folded)
 {
-	m->text = dupn(s, n);
+	char *tmp = NULL;
+	if (folded) {
+		if (!(tmp = malloc(n + 1)))
+			return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+		fold(tmp, s, n);
+		s = tmp;
+	}
+	m->text = (char *)strpool_intern(&c->r->strings, s, n);
+	free(tmp);
 	if (!m->text)
 		return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
-	if (folded)
-		fold(m->text, s, n);
 	m->len = (uint32_t)n;
 	return KR_OK;
 }
@@ -437,6 +538,7 @@ static enum kr_err compile_wildcard(struct compiler *c, const struct kr_json *no
 	const char *s = node->str;
 	size_t n = node->len;
 	m->kind = M_WILDCARD;
+	m->text_owned = true;
 	m->text = malloc(n + 1);
 	m->chunks = malloc((n + 2) * sizeof *m->chunks);
 	if (!m->text || !m->chunks)
@@ -1058,7 +1160,7 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci, bool keys_only)
 
 static void table_free(struct kr_rules *r)
 {
-	for (uint32_t i = 0; i < r->tcap; i++) {
+	for (uint32_t i = 0; r->table && i < r->tcap; i++) {
 		free(r->table[i].text);
 		free(r->table[i].conds);
 	}
@@ -1085,6 +1187,80 @@ static uint64_t anchor_cost(const struct kr_rules *r, const struct cond *cd)
 		cost += e ? e->nconds : 1;
 	}
 	return cost;
+}
+
+struct fslot {
+	uint32_t tag, off;
+};
+
+struct frec {
+	uint64_t h;
+	uint32_t slot, len, nconds;
+	uint8_t kind;
+	uint32_t conds[]; /* then the key text */
+};
+
+static size_t frec_size(uint32_t nconds, uint32_t len)
+{
+	return (sizeof(struct frec) + nconds * sizeof(uint32_t) + len + 7) & ~(size_t)7;
+}
+
+/* Moves the build-time table into the frozen layout and frees it (the tags stay). */
+static enum kr_err freeze(struct kr_rules *r)
+{
+	size_t total = 8;
+	for (uint32_t i = 0; i < r->tcap; i++)
+		if (r->tags[i])
+			total += frec_size(r->table[i].nconds, r->table[i].len);
+	if (total > UINT32_MAX)
+		return KR_ERR_LIMIT;
+	r->frozen = calloc(1, total);
+	r->fslots = calloc(r->tcap, sizeof *r->fslots);
+	if (!r->frozen || !r->fslots)
+		return KR_ERR_NOMEM;
+	size_t o = 8;
+	for (uint32_t i = 0; i < r->tcap; i++) {
+		const struct ientry *e = &r->table[i];
+		if (!r->tags[i])
+			continue;
+		struct frec *f = (struct frec *)(r->frozen + o);
+		f->h = e->h;
+		f->slot = e->slot;
+		f->len = e->len;
+		f->nconds = e->nconds;
+		f->kind = e->kind;
+		memcpy(f->conds, e->conds, e->nconds * sizeof *f->conds);
+		memcpy((char *)(f->conds + e->nconds), e->text, e->len);
+		r->fslots[i].tag = r->tags[i];
+		r->fslots[i].off = (uint32_t)o;
+		o += frec_size(e->nconds, e->len);
+	}
+	for (uint32_t i = 0; i < r->tcap; i++) {
+		free(r->table[i].text);
+		free(r->table[i].conds);
+	}
+	free(r->table);
+	free(r->tags);
+	r->table = NULL;
+	r->tags = NULL;
+	return KR_OK;
+}
+
+static const struct frec *frozen_find(const struct kr_rules *r, uint64_t h, uint32_t slot,
+				      uint8_t kind, const char *s, size_t n)
+{
+	uint32_t mask = r->tcap - 1, tag = tag_of(h);
+	for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+		uint32_t t = r->fslots[i].tag;
+		if (!t)
+			return NULL;
+		if (t != tag)
+			continue;
+		const struct frec *f = (const struct frec *)(r->frozen + r->fslots[i].off);
+		if (f->h == h && f->slot == slot && f->kind == kind && f->len == n &&
+		    memcmp(f->conds + f->nconds, s, n) == 0)
+			return f;
+	}
 }
 
 /* Each sub-rule is reached through one anchor condition, the one whose values the fewest other
@@ -1130,6 +1306,8 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 	for (uint32_t si = 0; si < r->nsubs; si++)
 		if (r->subs[si].anchor != NO_ANCHOR && index_cond(r, r->subs[si].anchor, false) != KR_OK)
 			return KR_ERR_NOMEM;
+	if (freeze(r) != KR_OK)
+		return KR_ERR_NOMEM;
 	r->built = true;
 	return KR_OK;
 }
@@ -1155,6 +1333,9 @@ void kr_rules_free(struct kr_rules *r)
 	free(r->subs);
 	free(r->always);
 	table_free(r);
+	free(r->frozen);
+	free(r->fslots);
+	strpool_free(&r->strings);
 	for (uint32_t i = 0; i < r->nslots; i++) {
 		for (int w = 0; w < 4; w++)
 			free(r->slots[i].plen[w]);
@@ -1214,10 +1395,10 @@ static inline void satisfy(const struct kr_rules *r, struct kr_match_state *st, 
 static inline void lookup(const struct kr_rules *r, struct kr_match_state *st, uint32_t slot,
 			  uint8_t kind, const char *s, size_t n)
 {
-	const struct ientry *e = table_find(r, key_hash(slot, kind, s, n), slot, kind, s, n);
-	if (e)
-		for (uint32_t i = 0; i < e->nconds; i++)
-			satisfy(r, st, e->conds[i]);
+	const struct frec *f = frozen_find(r, key_hash(slot, kind, s, n), slot, kind, s, n);
+	if (f)
+		for (uint32_t i = 0; i < f->nconds; i++)
+			satisfy(r, st, f->conds[i]);
 }
 
 static void match_value(const struct kr_rules *r, struct kr_match_state *st, uint32_t slot,
