@@ -75,6 +75,7 @@ struct builder {
 	size_t nmembers, capmembers;
 	size_t depth, max_depth;
 	bool last_key_wins;
+	bool completing; /* inside yajl_complete_parse */
 	char *pending_key;
 	size_t pending_keylen, pending_keyoff;
 	enum kr_err err;
@@ -248,8 +249,14 @@ static struct kr_json *node(struct builder *b, enum kr_json_type t, size_t off)
 
 static int scalar(struct builder *b, enum kr_json_type t, size_t toklen, const char *s, size_t len)
 {
-	size_t end = consumed(b);
-	size_t off = t == KR_JSON_STRING ? string_start(b->text, end) : (end >= toklen ? end - toklen : 0);
+	size_t off;
+	if (b->completing) {
+		/* only a top-level number is still pending then: it starts after the whitespace */
+		off = strspn(b->text, " \t\r\n");
+	} else {
+		size_t end = consumed(b);
+		off = t == KR_JSON_STRING ? string_start(b->text, end) : (end >= toklen ? end - toklen : 0);
+	}
 	struct kr_json *j = node(b, t, off);
 	if (!j)
 		return 0;
@@ -372,15 +379,20 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 	if (opts && opts->allow_comments)
 		yajl_config(b.h, yajl_allow_comments, 1);
 	yajl_status st = yajl_parse(b.h, (const unsigned char *)text, len);
-	if (st == yajl_status_ok)
+	bool completing = false;
+	if (st == yajl_status_ok) {
+		/* yajl counts bytes afresh inside yajl_complete_parse: offsets from there are the end */
+		completing = true;
+		b.completing = true;
 		st = yajl_complete_parse(b.h);
+	}
 	enum kr_err e = KR_OK;
 	if (st != yajl_status_ok) {
 		if (b.err != KR_OK) {
 			e = b.err;
 		} else {
 			e = KR_ERR_JSON;
-			b.err_offset = yajl_get_bytes_consumed(b.h);
+			b.err_offset = completing ? len : yajl_get_bytes_consumed(b.h);
 			copy_yajl_error(b.h, text, len, err);
 		}
 	} else if (!b.root) {

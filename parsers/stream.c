@@ -117,6 +117,11 @@ struct kr_stream {
 
 static const yajl_callbacks callbacks;
 
+static bool is_ws(char c)
+{
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
 /* ---- positions ---- */
 
 static const char *at(const struct kr_stream *s, uint64_t abs)
@@ -422,10 +427,16 @@ static int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, si
 	if (r == VR_BAD_RECORD) {
 		uint64_t end = tok_end(p);
 		uint64_t start = end >= toklen ? end - toklen : end;
-		if (t == KR_V_STRING) {
+		if (p->depth == 0 && !p->inner) {
+			/* a top-level value starts after the previous one and the whitespace behind it;
+			 * kr_stream_reserve keeps those bytes */
+			start = s->last_top_end > s->abs_base ? s->last_top_end : s->abs_base;
+			while (start < end && is_ws(*at(s, start)))
+				start++;
+		} else if (t == KR_V_STRING) {
 			/* find the opening quote in the buffer when we still hold it */
 			uint64_t i = end >= 2 ? end - 2 : 0;
-			while (i > s->abs_base && i > p->feed_base && *at(s, i) != '"')
+			while (i > s->abs_base && *at(s, i) != '"')
 				i--;
 			start = i;
 		}
@@ -938,11 +949,6 @@ static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
 	return rc;
 }
 
-static bool is_ws(char c)
-{
-	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
-}
-
 /* Handles the stream up to offset upto. */
 static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 {
@@ -1069,6 +1075,12 @@ char *kr_stream_reserve(struct kr_stream *s, size_t want)
 		keep = s->outer.rec_start;
 	if (s->sk != SK_OFF && s->sk_pos < keep)
 		keep = s->sk_pos;
+	/* between records, keep what follows the last one (bounded), so that a stray top-level
+	 * value can be reported from its first byte */
+	if (!s->outer.in_record && s->outer.depth == 0 && s->last_top_end < keep &&
+	    s->last_top_end >= s->abs_base &&
+	    s->fed - s->last_top_end <= s->max_record)
+		keep = s->last_top_end;
 	if (keep > s->abs_base) {
 		line_of(s, keep);
 		size_t drop = (size_t)(keep - s->abs_base);

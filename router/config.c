@@ -101,24 +101,29 @@ static enum kr_err verr(struct vctx *v, const struct kr_json *node, const char *
 		       msg);
 }
 
+/* Edit distance counting a swap of two neighbouring letters as one edit ("paht" -> "path"). */
 static size_t edit_distance(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);
 	if (la > 64 || lb > 64)
 		return 99;
-	size_t prev[65], cur[65];
+	size_t d[65][65];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
 	for (size_t j = 0; j <= lb; j++)
-		prev[j] = j;
+		d[0][j] = j;
 	for (size_t i = 1; i <= la; i++) {
-		cur[0] = i;
 		for (size_t j = 1; j <= lb; j++) {
-			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+			size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+			size_t best = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
 		}
-		memcpy(prev, cur, (lb + 1) * sizeof *prev);
 	}
-	return prev[lb];
+	return d[la][lb];
 }
 
 /* " (did you mean \"x\"?)" for the closest of the names, or "" */
@@ -348,6 +353,7 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 	c->rules = calloc(arr->n + 1, sizeof *c->rules);
 	if (!c->rules)
 		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+	c->rules_cap = arr->n;
 	static const char *const rule_keys[] = {"name", "pattern", "targets", "description"};
 	for (size_t i = 0; i < arr->n; i++) {
 		const struct kr_json *o = arr->items[i];
@@ -528,7 +534,7 @@ void kr_config_free(struct kr_config *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->nrules; i++)
+	for (size_t i = 0; i < c->rules_cap; i++)
 		free(c->rules[i].targets);
 	free(c->rules);
 	free(c->sinks);

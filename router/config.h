@@ -49,6 +49,7 @@ struct kr_config {
 	size_t nsources;
 	struct kr_rule_cfg *rules;
 	size_t nrules;
+	size_t rules_cap; /* entries allocated (a failed load may have filled more than nrules) */
 	struct kr_rules *compiled; /* rule i of the config is rule id i */
 };
 

@@ -848,8 +848,10 @@ static enum kr_err product(struct compiler *c, struct conjlist *a, const struct 
 				conjlist_free(a);
 				return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
 			}
-			memcpy(cj->f, a->c[i].f, a->c[i].n * sizeof *cj->f);
-			memcpy(cj->f + a->c[i].n, b->c[j].f, b->c[j].n * sizeof *cj->f);
+			if (a->c[i].n)
+				memcpy(cj->f, a->c[i].f, a->c[i].n * sizeof *cj->f);
+			if (b->c[j].n)
+				memcpy(cj->f + a->c[i].n, b->c[j].f, b->c[j].n * sizeof *cj->f);
 		}
 	conjlist_free(a);
 	*a = out;

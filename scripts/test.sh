@@ -1,7 +1,35 @@
 #!/bin/sh
-# The whole test suite: build and test (release), then again under ASan+UBSan, then a short
-# bounded run of every fuzz target (clang libFuzzer). Installs what is missing first.
+# The whole test suite, as CI runs it (.ci/run):
+#   1. release build: unit tests, conformance table, golden and bad-input suites;
+#   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (gcc);
+#   3. the bad-input corpus under valgrind;
+#   4. each libFuzzer target for a short bounded time (clang).
+# Installs what is missing first (scripts/install-deps.sh). Exits non-zero on the first failure.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/build.sh
-meson test -C build --print-errorlogs
+
+echo "== release build"
+meson test -C build --print-errorlogs --no-suite fuzz
+
+echo "== ASan + UBSan"
+if [ ! -f build-asan/build.ninja ]; then
+  meson setup build-asan --buildtype=debugoptimized \
+    -Db_sanitize=address,undefined -Db_lundef=false
+fi
+ninja -C build-asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-asan --print-errorlogs --no-suite fuzz
+
+echo "== valgrind"
+KR_VALGRIND=1 python3 tests/badinput/run.py build/kmsrouter
+
+echo "== fuzz"
+if [ ! -f build-fuzz/build.ninja ]; then
+  CC=clang meson setup build-fuzz --buildtype=debugoptimized -Dfuzz=true \
+    -Db_sanitize=address,undefined -Db_lundef=false
+fi
+ninja -C build-fuzz
+meson test -C build-fuzz --print-errorlogs --suite fuzz
+echo "== all tests passed"

@@ -1,0 +1,504 @@
+/* Unit tests for parsers/json.h: kr_json_parse (offsets, options, errors), kr_json_linecol and
+ * kr_buf_json_string. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "json.h"
+
+/* Parses NUL-terminated text that must be valid; the caller frees the tree. */
+static struct kr_json *parse_ok(const char *text, const struct kr_json_opts *opts)
+{
+	struct kr_json *j = NULL;
+	char err[KR_ERRBUF] = "";
+	size_t off = 0;
+	enum kr_err e = kr_json_parse(text, strlen(text), opts, &j, &off, err);
+	if (e != KR_OK)
+		fail_msg("unexpected error %d at offset %zu: %s", (int)e, off, err);
+	assert_non_null(j);
+	return j;
+}
+
+/* Parses text that must fail; returns the error and fills *off and err. */
+static enum kr_err parse_err(const char *text, const struct kr_json_opts *opts, size_t *off,
+			     char *err)
+{
+	struct kr_json *j = (struct kr_json *)1;
+	enum kr_err e = kr_json_parse(text, strlen(text), opts, &j, off, err);
+	assert_int_not_equal(e, KR_OK);
+	assert_null(j);
+	return e;
+}
+
+static size_t offset_of(const char *text, const char *needle)
+{
+	const char *p = strstr(text, needle);
+	assert_non_null(p);
+	return (size_t)(p - text);
+}
+
+/* ---- offsets and structure ---- */
+
+static void test_every_node_records_the_offset_where_it_starts(void **state)
+{
+	(void)state;
+	const char *text = "{\"a\": [1, \"x\\\"y\", true, null, {\"b\": -2.5e3}], \"c\" : false}";
+	struct kr_json *j = parse_ok(text, NULL);
+	assert_int_equal(j->type, KR_JSON_OBJECT);
+	assert_int_equal(j->offset, 0);
+	assert_int_equal(j->n, 2);
+	assert_string_equal(j->keys[0], "a");
+	assert_string_equal(j->keys[1], "c");
+	assert_int_equal(j->key_offsets[0], offset_of(text, "\"a\""));
+	assert_int_equal(j->key_offsets[1], offset_of(text, "\"c\""));
+
+	const struct kr_json *a = j->items[0];
+	assert_int_equal(a->type, KR_JSON_ARRAY);
+	assert_int_equal(a->offset, offset_of(text, "["));
+	assert_int_equal(a->n, 5);
+	assert_int_equal(a->items[0]->offset, offset_of(text, "1"));
+	/* a string's offset is its opening quote, even with an escaped quote inside */
+	assert_int_equal(a->items[1]->type, KR_JSON_STRING);
+	assert_int_equal(a->items[1]->offset, offset_of(text, "\"x"));
+	assert_string_equal(a->items[1]->str, "x\"y");
+	assert_int_equal(a->items[2]->offset, offset_of(text, "true"));
+	assert_int_equal(a->items[3]->offset, offset_of(text, "null"));
+	const struct kr_json *o = a->items[4];
+	assert_int_equal(o->offset, offset_of(text, "{\"b\""));
+	assert_int_equal(o->key_offsets[0], offset_of(text, "\"b\""));
+	assert_int_equal(o->items[0]->offset, offset_of(text, "-2.5e3"));
+	assert_int_equal(j->items[1]->type, KR_JSON_FALSE);
+	assert_int_equal(j->items[1]->offset, offset_of(text, "false"));
+	kr_json_free(j);
+}
+
+static void test_string_offset_is_found_after_escaped_backslashes(void **state)
+{
+	(void)state;
+	/* "a\\" ends in an escaped backslash: the quote after it closes the string */
+	const char *text = "[\"a\\\\\", \"\\\\\\\"\", \"\"]";
+	struct kr_json *j = parse_ok(text, NULL);
+	assert_int_equal(j->n, 3);
+	assert_string_equal(j->items[0]->str, "a\\");
+	assert_int_equal(j->items[0]->offset, 1);
+	assert_string_equal(j->items[1]->str, "\\\"");
+	assert_int_equal(j->items[1]->offset, offset_of(text, ", \"\\\\\\\"") + 2);
+	assert_int_equal(j->items[2]->len, 0);
+	assert_int_equal(j->items[2]->offset, strlen(text) - 3);
+	kr_json_free(j);
+}
+
+static void test_top_level_value_offset_skips_leading_whitespace(void **state)
+{
+	(void)state;
+	const char *texts[] = {"  {\"a\":1}", "\n\t[1]", "  \"s\"", "  true", "  123"};
+	for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+		struct kr_json *j = parse_ok(texts[i], NULL);
+		size_t off = j->offset;
+		kr_json_free(j);
+		if (off != 2)
+			fail_msg("root of '%s' at offset %zu, want 2", texts[i], off);
+	}
+}
+
+static void test_strings_are_decoded_and_kr_json_get_finds_members(void **state)
+{
+	(void)state;
+	struct kr_json *j = parse_ok("{\"k\\u00e9y\": \"caf\\u00e9 \\ud83d\\ude00 \\n\", \"n\": 1}", NULL);
+	const struct kr_json *v = kr_json_get(j, "k\xC3\xA9y");
+	assert_non_null(v);
+	assert_string_equal(v->str, "caf\xC3\xA9 \xF0\x9F\x98\x80 \n");
+	assert_int_equal(v->len, strlen("caf\xC3\xA9 \xF0\x9F\x98\x80 \n"));
+	assert_non_null(kr_json_get(j, "n"));
+	assert_null(kr_json_get(j, "missing"));
+	assert_null(kr_json_get(v, "n")); /* not an object */
+	kr_json_free(j);
+}
+
+/* ---- line and column ---- */
+
+static void test_linecol_is_one_based_and_counts_newlines(void **state)
+{
+	(void)state;
+	const char *text = "{\n  \"a\": 1,\n    \"bb\": [true]\n}";
+	size_t len = strlen(text), line, col;
+	kr_json_linecol(text, len, 0, &line, &col);
+	assert_int_equal(line, 1);
+	assert_int_equal(col, 1);
+	kr_json_linecol(text, len, offset_of(text, "\"a\""), &line, &col);
+	assert_int_equal(line, 2);
+	assert_int_equal(col, 3);
+	kr_json_linecol(text, len, offset_of(text, "true"), &line, &col);
+	assert_int_equal(line, 3);
+	assert_int_equal(col, 12);
+	kr_json_linecol(text, len, len - 1, &line, &col); /* the closing brace */
+	assert_int_equal(line, 4);
+	assert_int_equal(col, 1);
+	/* an offset past the end is clamped to the end */
+	kr_json_linecol(text, len, len + 100, &line, &col);
+	assert_int_equal(line, 4);
+	assert_int_equal(col, 2);
+}
+
+static void test_linecol_of_parsed_nodes_names_their_position(void **state)
+{
+	(void)state;
+	const char *text = "{\n  \"rules\": [\n    {\"name\": \"x\"}\n  ]\n}\n";
+	struct kr_json *j = parse_ok(text, NULL);
+	const struct kr_json *name = kr_json_get(kr_json_get(j, "rules")->items[0], "name");
+	size_t line, col;
+	kr_json_linecol(text, strlen(text), name->offset, &line, &col);
+	assert_int_equal(line, 3);
+	assert_int_equal(col, 14);
+	kr_json_free(j);
+}
+
+/* ---- options ---- */
+
+static void test_comments_are_rejected_by_default(void **state)
+{
+	(void)state;
+	size_t off;
+	char err[KR_ERRBUF];
+	assert_int_equal(parse_err("{/* c */ \"a\": 1}", NULL, &off, err), KR_ERR_JSON);
+	assert_non_null(strstr(err, "comment"));
+	struct kr_json_opts o = {.allow_comments = false};
+	assert_int_equal(parse_err("{\"a\": 1 // c\n}", &o, &off, err), KR_ERR_JSON);
+}
+
+static void test_comments_are_accepted_with_allow_comments(void **state)
+{
+	(void)state;
+	struct kr_json_opts o = {.allow_comments = true};
+	const char *text = "// header\n{/* block */ \"a\": 1, // tail\n \"b\": /* x */ [2]}\n";
+	struct kr_json *j = parse_ok(text, &o);
+	assert_int_equal(j->n, 2);
+	assert_string_equal(kr_json_get(j, "a")->str, "1");
+	assert_int_equal(j->offset, offset_of(text, "{"));
+	assert_int_equal(kr_json_get(j, "b")->offset, offset_of(text, "[2]"));
+	kr_json_free(j);
+}
+
+static void test_duplicate_keys_are_rejected_by_default(void **state)
+{
+	(void)state;
+	const char *text = "{\"a\": 1, \"b\": {\"x\": 1}, \"a\": 2}";
+	size_t off;
+	char err[KR_ERRBUF];
+	assert_int_equal(parse_err(text, NULL, &off, err), KR_ERR_JSON);
+	assert_non_null(strstr(err, "duplicate key \"a\""));
+	assert_int_equal(off, strlen(text) - strlen("\"a\": 2}")); /* the second "a" */
+}
+
+static void test_duplicate_keys_are_rejected_in_nested_objects_and_with_object_values(void **state)
+{
+	(void)state;
+	const char *text = "{\"o\": {\"k\": 1, \"k\": {\"deep\": [1]}}}";
+	size_t off;
+	char err[KR_ERRBUF];
+	assert_int_equal(parse_err(text, NULL, &off, err), KR_ERR_JSON);
+	assert_non_null(strstr(err, "duplicate key \"k\""));
+	assert_int_equal(off, offset_of(text, "\"k\": {"));
+}
+
+static void test_duplicate_keys_keep_the_last_value_with_last_key_wins(void **state)
+{
+	(void)state;
+	struct kr_json_opts o = {.last_key_wins = true};
+	struct kr_json *j = parse_ok("{\"a\": {\"x\": [1]}, \"b\": 0, \"a\": \"last\", \"b\": [9]}", &o);
+	assert_int_equal(j->n, 2);
+	assert_string_equal(j->keys[0], "a");
+	assert_string_equal(j->keys[1], "b");
+	assert_int_equal(j->items[0]->type, KR_JSON_STRING);
+	assert_string_equal(j->items[0]->str, "last");
+	assert_int_equal(j->items[1]->type, KR_JSON_ARRAY);
+	assert_string_equal(j->items[1]->items[0]->str, "9");
+	kr_json_free(j);
+}
+
+static void test_keys_sharing_a_prefix_are_not_duplicates(void **state)
+{
+	(void)state;
+	struct kr_json *j = parse_ok("{\"ab\": 1, \"a\": 2, \"abc\": 3, \"b\": 4, \"\": 5}", NULL);
+	assert_int_equal(j->n, 5);
+	/* members keep document order */
+	assert_string_equal(j->keys[0], "ab");
+	assert_string_equal(j->keys[1], "a");
+	assert_string_equal(j->keys[4], "");
+	assert_string_equal(kr_json_get(j, "abc")->str, "3");
+	kr_json_free(j);
+}
+
+static void test_duplicate_key_is_found_among_many_keys(void **state)
+{
+	(void)state;
+	struct kr_buf b = {0};
+	char key[32];
+	assert_true(kr_buf_puts(&b, "{"));
+	for (int i = 0; i < 2000; i++) {
+		snprintf(key, sizeof key, "%s\"k%d\": %d", i ? ", " : "", (i * 7919) % 2000, i);
+		assert_true(kr_buf_puts(&b, key));
+	}
+	size_t dup_at = b.len + 2;
+	assert_true(kr_buf_puts(&b, ", \"k1234\": 0}"));
+	size_t off;
+	char err[KR_ERRBUF];
+	assert_int_equal(parse_err(b.p, NULL, &off, err), KR_ERR_JSON);
+	assert_non_null(strstr(err, "duplicate key \"k1234\""));
+	assert_int_equal(off, dup_at);
+	/* without the duplicate all 2000 keys load */
+	b.p[b.len - strlen(", \"k1234\": 0}")] = '}';
+	b.p[b.len - strlen(", \"k1234\": 0}") + 1] = 0;
+	struct kr_json *j = parse_ok(b.p, NULL);
+	assert_int_equal(j->n, 2000);
+	kr_json_free(j);
+	kr_buf_free(&b);
+}
+
+static void test_last_key_wins_keeps_the_last_of_several_duplicates(void **state)
+{
+	(void)state;
+	struct kr_json_opts o = {.last_key_wins = true};
+	struct kr_json *j = parse_ok("{\"o\": {\"k\": 1, \"k\": 2, \"x\": 0, \"k\": 3}}", &o);
+	const struct kr_json *in = kr_json_get(j, "o");
+	assert_int_equal(in->n, 2);
+	assert_string_equal(kr_json_get(in, "k")->str, "3");
+	assert_string_equal(kr_json_get(in, "x")->str, "0");
+	kr_json_free(j);
+}
+
+static void test_number_text_is_kept_exactly_next_to_its_value(void **state)
+{
+	(void)state;
+	struct kr_json *j = parse_ok("[3.0e2, -0, 10.50, 1E+2, 12345678901234567890, 0.1]", NULL);
+	static const char *const texts[] = {"3.0e2", "-0", "10.50", "1E+2", "12345678901234567890",
+					    "0.1"};
+	static const double values[] = {300.0, 0.0, 10.5, 100.0, 12345678901234567890.0, 0.1};
+	assert_int_equal(j->n, 6);
+	for (size_t i = 0; i < 6; i++) {
+		assert_int_equal(j->items[i]->type, KR_JSON_NUMBER);
+		assert_string_equal(j->items[i]->str, texts[i]);
+		assert_int_equal(j->items[i]->len, strlen(texts[i]));
+		assert_true(j->items[i]->num == values[i]);
+	}
+	kr_json_free(j);
+}
+
+static void test_nesting_beyond_max_depth_is_a_limit_error_at_the_opening_bracket(void **state)
+{
+	(void)state;
+	struct kr_json_opts o = {.max_depth = 3};
+	struct kr_json *j = parse_ok("[[[1]]]", &o);
+	kr_json_free(j);
+	const char *text = "{\"a\": {\"b\": [{\"c\": 1}]}}";
+	size_t off;
+	char err[KR_ERRBUF];
+	assert_int_equal(parse_err(text, &o, &off, err), KR_ERR_LIMIT);
+	assert_non_null(strstr(err, "depth"));
+	assert_int_equal(off, offset_of(text, "{\"c\""));
+}
+
+static void test_default_max_depth_is_64(void **state)
+{
+	(void)state;
+	char text[200];
+	memset(text, '[', 64);
+	memset(text + 64, ']', 64);
+	text[128] = 0;
+	struct kr_json *j = parse_ok(text, NULL);
+	kr_json_free(j);
+	memset(text, '[', 65);
+	memset(text + 65, ']', 65);
+	text[130] = 0;
+	size_t off;
+	char err[KR_ERRBUF];
+	assert_int_equal(parse_err(text, NULL, &off, err), KR_ERR_LIMIT);
+	assert_int_equal(off, 64);
+}
+
+/* ---- malformed input ---- */
+
+static void test_malformed_json_reports_the_offending_token(void **state)
+{
+	(void)state;
+	/* yajl's position is just past the token it rejected: accept any offset from the token's
+	 * first byte to just past it, and nothing earlier or later */
+	static const struct {
+		const char *text, *bad;
+		size_t toklen;
+	} cases[] = {
+		{"{\"a\": 1,, \"b\": 2}", ", \"b\"", 1},
+		{"{\"a\" 1}", "1}", 1},
+		{"[12 34]", "34", 2},
+		{"[1,]", "]", 1},
+		{"{\"a\":1}\n x", "x", 1},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t off = 0;
+		char err[KR_ERRBUF] = "";
+		assert_int_equal(parse_err(cases[i].text, NULL, &off, err), KR_ERR_JSON);
+		size_t want = offset_of(cases[i].text, cases[i].bad);
+		if (off < want || off > want + cases[i].toklen)
+			fail_msg("'%s': error offset %zu, want %zu..%zu (%s)", cases[i].text, off,
+				 want, want + cases[i].toklen, err);
+		assert_non_null(strstr(err, "error"));
+		assert_null(strchr(err, '\n')); /* one line, no yajl context excerpt */
+	}
+}
+
+static void test_truncated_json_reports_the_end_of_the_input(void **state)
+{
+	(void)state;
+	const char *text = "{\n  \"a\": [1,\n  2";
+	size_t off = 0;
+	char err[KR_ERRBUF];
+	assert_int_equal(parse_err(text, NULL, &off, err), KR_ERR_JSON);
+	assert_non_null(strstr(err, "premature EOF"));
+	size_t line, col;
+	kr_json_linecol(text, strlen(text), off, &line, &col);
+	if (off != strlen(text))
+		fail_msg("truncated input: error offset %zu (line %zu col %zu), want the end %zu",
+			 off, line, col, strlen(text));
+}
+
+static void test_empty_and_blank_documents_are_errors(void **state)
+{
+	(void)state;
+	size_t off;
+	char err[KR_ERRBUF];
+	assert_int_equal(parse_err("", NULL, &off, err), KR_ERR_JSON);
+	assert_int_equal(parse_err(" \n\t ", NULL, &off, err), KR_ERR_JSON);
+}
+
+static void test_error_offset_and_buffer_may_be_null(void **state)
+{
+	(void)state;
+	struct kr_json *j = (struct kr_json *)1;
+	assert_int_equal(kr_json_parse("[1,", 3, NULL, &j, NULL, NULL), KR_ERR_JSON);
+	assert_null(j);
+}
+
+/* ---- kr_buf_json_string ---- */
+
+static void test_json_string_escapes_quotes_and_backslashes(void **state)
+{
+	(void)state;
+	struct kr_buf b = {0};
+	assert_true(kr_buf_json_string(&b, "say \"hi\" \\o/", 12));
+	assert_string_equal(b.p, "\"say \\\"hi\\\" \\\\o/\"");
+	assert_int_equal(b.len, strlen(b.p));
+	kr_buf_free(&b);
+	assert_null(b.p);
+}
+
+static void test_json_string_escapes_every_control_character(void **state)
+{
+	(void)state;
+	struct kr_buf b = {0};
+	const char in[] = "\n\r\t\b\f\x01\x1f\x7f";
+	assert_true(kr_buf_json_string(&b, in, sizeof in - 1));
+	assert_string_equal(b.p, "\"\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\"");
+	kr_buf_free(&b);
+	/* NUL is data, not the end */
+	assert_true(kr_buf_json_string(&b, "a\0b", 3));
+	assert_string_equal(b.p, "\"a\\u0000b\"");
+	kr_buf_free(&b);
+	/* all 32 control characters, each escaped, none passed through raw */
+	char ctl[32];
+	for (int i = 0; i < 32; i++)
+		ctl[i] = (char)i;
+	assert_true(kr_buf_json_string(&b, ctl, 32));
+	for (size_t i = 0; i < b.len; i++)
+		assert_true((unsigned char)b.p[i] >= 0x20);
+	kr_buf_free(&b);
+}
+
+static void test_json_string_passes_utf8_through_unchanged(void **state)
+{
+	(void)state;
+	struct kr_buf b = {0};
+	const char *in = "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80";
+	assert_true(kr_buf_json_string(&b, in, strlen(in)));
+	assert_int_equal(b.len, strlen(in) + 2);
+	assert_int_equal(b.p[0], '"');
+	assert_memory_equal(b.p + 1, in, strlen(in));
+	assert_int_equal(b.p[b.len - 1], '"');
+	kr_buf_free(&b);
+}
+
+static void test_json_string_appends_after_existing_content(void **state)
+{
+	(void)state;
+	struct kr_buf b = {0};
+	assert_true(kr_buf_puts(&b, "{\"k\":"));
+	assert_true(kr_buf_json_string(&b, "", 0));
+	assert_true(kr_buf_puts(&b, "}"));
+	assert_string_equal(b.p, "{\"k\":\"\"}");
+	kr_buf_free(&b);
+}
+
+static void test_json_string_round_trips_through_the_parser(void **state)
+{
+	(void)state;
+	unsigned seed = 12345;
+	for (int iter = 0; iter < 200; iter++) {
+		char in[64];
+		size_t n = (size_t)(iter % 64);
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			/* ASCII including controls, quotes and backslashes; bytes >= 0x80 would
+			 * need to be valid UTF-8 for the parser, so keep below */
+			in[i] = (char)((seed >> 16) % 128);
+		}
+		struct kr_buf b = {0};
+		assert_true(kr_buf_json_string(&b, in, n));
+		struct kr_json *j = NULL;
+		char err[KR_ERRBUF];
+		if (kr_json_parse(b.p, b.len, NULL, &j, NULL, err) != KR_OK)
+			fail_msg("encoded string does not parse: %s: %s", b.p, err);
+		assert_int_equal(j->type, KR_JSON_STRING);
+		assert_int_equal(j->len, n);
+		assert_memory_equal(j->str, in, n);
+		kr_json_free(j);
+		kr_buf_free(&b);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_every_node_records_the_offset_where_it_starts),
+		cmocka_unit_test(test_string_offset_is_found_after_escaped_backslashes),
+		cmocka_unit_test(test_top_level_value_offset_skips_leading_whitespace),
+		cmocka_unit_test(test_strings_are_decoded_and_kr_json_get_finds_members),
+		cmocka_unit_test(test_linecol_is_one_based_and_counts_newlines),
+		cmocka_unit_test(test_linecol_of_parsed_nodes_names_their_position),
+		cmocka_unit_test(test_comments_are_rejected_by_default),
+		cmocka_unit_test(test_comments_are_accepted_with_allow_comments),
+		cmocka_unit_test(test_duplicate_keys_are_rejected_by_default),
+		cmocka_unit_test(test_duplicate_keys_are_rejected_in_nested_objects_and_with_object_values),
+		cmocka_unit_test(test_duplicate_keys_keep_the_last_value_with_last_key_wins),
+		cmocka_unit_test(test_keys_sharing_a_prefix_are_not_duplicates),
+		cmocka_unit_test(test_duplicate_key_is_found_among_many_keys),
+		cmocka_unit_test(test_last_key_wins_keeps_the_last_of_several_duplicates),
+		cmocka_unit_test(test_number_text_is_kept_exactly_next_to_its_value),
+		cmocka_unit_test(test_nesting_beyond_max_depth_is_a_limit_error_at_the_opening_bracket),
+		cmocka_unit_test(test_default_max_depth_is_64),
+		cmocka_unit_test(test_malformed_json_reports_the_offending_token),
+		cmocka_unit_test(test_truncated_json_reports_the_end_of_the_input),
+		cmocka_unit_test(test_empty_and_blank_documents_are_errors),
+		cmocka_unit_test(test_error_offset_and_buffer_may_be_null),
+		cmocka_unit_test(test_json_string_escapes_quotes_and_backslashes),
+		cmocka_unit_test(test_json_string_escapes_every_control_character),
+		cmocka_unit_test(test_json_string_passes_utf8_through_unchanged),
+		cmocka_unit_test(test_json_string_appends_after_existing_content),
+		cmocka_unit_test(test_json_string_round_trips_through_the_parser),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

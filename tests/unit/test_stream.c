@@ -1,0 +1,856 @@
+/* Unit tests for parsers/stream.h. Every input goes through kr_stream_parse_mem and, for several
+ * seeds, through kr_stream_reserve/kr_stream_commit in random chunks of 1..7 bytes; both ways must
+ * report the same events (id, raw bytes, envelope, offset, view) and the same invalid records
+ * (offset, line, message). The assertions then look at what the memory run reported. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "json.h"
+#include "stream.h"
+#include "view.h"
+
+#define S(lit) (lit), (sizeof(lit) - 1)
+
+/* ---- what a run reported ---- */
+
+struct item {
+	bool is_event;
+	uint64_t offset, line;
+	enum kr_envelope env;
+	char *id; /* NULL: no id */
+	char *raw;
+	size_t raw_len;
+	char *msg;
+	char *view; /* "path=(type)text[trail] ...;" for every slot with values */
+};
+
+struct run {
+	const struct kr_paths *paths;
+	const char *input;
+	size_t input_len;
+	struct item items[32];
+	size_t n;
+	size_t stop_after; /* 0: never ask the stream to stop */
+};
+
+static char *dupmem(const char *p, size_t n)
+{
+	char *d = malloc(n + 1);
+	assert_non_null(d);
+	if (n)
+		memcpy(d, p, n);
+	d[n] = 0;
+	return d;
+}
+
+static char *dump_view(const struct kr_paths *paths, const struct kr_view *v)
+{
+	struct kr_buf b = {0};
+	assert_true(kr_buf_puts(&b, ""));
+	for (uint32_t s = 0; paths && s < paths->nslots; s++) {
+		const struct kr_value *val = kr_view_first(v, s);
+		if (!val)
+			continue;
+		kr_buf_puts(&b, paths->names[s]);
+		kr_buf_puts(&b, "=");
+		for (; val; val = kr_view_next(v, val)) {
+			char t[48];
+			snprintf(t, sizeof t, "(%u)", (unsigned)val->type);
+			kr_buf_puts(&b, t);
+			kr_buf_append(&b, kr_view_text(v, val), val->len);
+			kr_buf_puts(&b, "[");
+			for (uint32_t i = 0; i < val->trail_len; i++) {
+				snprintf(t, sizeof t, "%s%u", i ? "," : "",
+					 v->trails[val->trail_off + i]);
+				kr_buf_puts(&b, t);
+			}
+			kr_buf_puts(&b, "] ");
+		}
+		kr_buf_puts(&b, ";");
+	}
+	return b.p;
+}
+
+static int on_event(void *ctx, const struct kr_event *ev)
+{
+	struct run *r = ctx;
+	assert_true(r->n < sizeof r->items / sizeof r->items[0]);
+	struct item *it = &r->items[r->n++];
+	memset(it, 0, sizeof *it);
+	it->is_event = true;
+	it->offset = ev->offset;
+	it->env = ev->envelope;
+	it->id = ev->id ? dupmem(ev->id, ev->id_len) : NULL;
+	it->raw = dupmem(ev->raw, ev->raw_len);
+	it->raw_len = ev->raw_len;
+	it->view = dump_view(r->paths, ev->view);
+	if (ev->envelope == KR_ENV_EVENT) {
+		/* a plain event is the input's own bytes */
+		assert_true(ev->offset + ev->raw_len <= r->input_len);
+		assert_memory_equal(ev->raw, r->input + ev->offset, ev->raw_len);
+	}
+	return r->stop_after && r->n >= r->stop_after;
+}
+
+static int on_invalid(void *ctx, const struct kr_invalid *inv)
+{
+	struct run *r = ctx;
+	assert_true(r->n < sizeof r->items / sizeof r->items[0]);
+	struct item *it = &r->items[r->n++];
+	memset(it, 0, sizeof *it);
+	it->offset = inv->offset;
+	it->line = inv->line;
+	it->msg = dupmem(inv->message, strlen(inv->message));
+	if (inv->raw) {
+		assert_true(inv->offset + inv->raw_len <= r->input_len);
+		assert_memory_equal(inv->raw, r->input + inv->offset, inv->raw_len);
+	}
+	return r->stop_after && r->n >= r->stop_after;
+}
+
+static void run_free(struct run *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->items[i].id);
+		free(r->items[i].raw);
+		free(r->items[i].msg);
+		free(r->items[i].view);
+	}
+	r->n = 0;
+}
+
+static const struct kr_stream_callbacks callbacks = {on_event, on_invalid};
+
+static enum kr_err run_mem(struct run *r, const struct kr_paths *paths, const char *in,
+			   size_t len, const struct kr_stream_opts *o)
+{
+	memset(r, 0, sizeof *r);
+	r->paths = paths;
+	r->input = in;
+	r->input_len = len;
+	struct kr_stream *s;
+	assert_int_equal(kr_stream_new(paths, o, &callbacks, r, &s), KR_OK);
+	enum kr_err e = kr_stream_parse_mem(s, in, len);
+	if (e == KR_OK)
+		e = kr_stream_end(s);
+	kr_stream_free(s);
+	return e;
+}
+
+static uint64_t rng;
+
+static size_t chunk_len(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return 1 + (size_t)(rng % 7);
+}
+
+static enum kr_err run_chunked(struct run *r, const struct kr_paths *paths, const char *in,
+			       size_t len, const struct kr_stream_opts *o, uint64_t seed)
+{
+	memset(r, 0, sizeof *r);
+	r->paths = paths;
+	r->input = in;
+	r->input_len = len;
+	rng = seed;
+	struct kr_stream *s;
+	assert_int_equal(kr_stream_new(paths, o, &callbacks, r, &s), KR_OK);
+	enum kr_err e = KR_OK;
+	for (size_t i = 0; i < len && e == KR_OK;) {
+		size_t k = chunk_len();
+		if (k > len - i)
+			k = len - i;
+		char *w = kr_stream_reserve(s, k);
+		assert_non_null(w);
+		memcpy(w, in + i, k);
+		e = kr_stream_commit(s, k);
+		i += k;
+	}
+	if (e == KR_OK)
+		e = kr_stream_end(s);
+	kr_stream_free(s);
+	return e;
+}
+
+static void describe(const struct item *it, char *out, size_t cap)
+{
+	if (it->is_event)
+		snprintf(out, cap, "event @%llu env %d id %s raw [%s] view [%s]",
+			 (unsigned long long)it->offset, (int)it->env, it->id ? it->id : "(none)",
+			 it->raw, it->view);
+	else
+		snprintf(out, cap, "invalid @%llu line %llu: %s", (unsigned long long)it->offset,
+			 (unsigned long long)it->line, it->msg);
+}
+
+static bool same_item(const struct item *a, const struct item *b)
+{
+	if (a->is_event != b->is_event || a->offset != b->offset)
+		return false;
+	if (!a->is_event)
+		return a->line == b->line && strcmp(a->msg, b->msg) == 0;
+	return a->env == b->env && !a->id == !b->id && (!a->id || strcmp(a->id, b->id) == 0) &&
+	       a->raw_len == b->raw_len && memcmp(a->raw, b->raw, a->raw_len) == 0 &&
+	       strcmp(a->view, b->view) == 0;
+}
+
+/* Compares two runs; on a difference describes the first one in msg and returns false. */
+static bool same_runs(const struct run *want, const struct run *got, char *msg, size_t cap)
+{
+	char a[1024], b[1024];
+	size_t n = want->n > got->n ? want->n : got->n;
+	for (size_t i = 0; i < n; i++) {
+		if (i < want->n && i < got->n && same_item(&want->items[i], &got->items[i]))
+			continue;
+		if (i < want->n)
+			describe(&want->items[i], a, sizeof a);
+		else
+			snprintf(a, sizeof a, "(nothing)");
+		if (i < got->n)
+			describe(&got->items[i], b, sizeof b);
+		else
+			snprintf(b, sizeof b, "(nothing)");
+		snprintf(msg, cap, "report %zu:\n  mem:     %s\n  chunked: %s", i, a, b);
+		return false;
+	}
+	return true;
+}
+
+/* Runs the input both ways (parse_mem, then chunk size 1 and random chunk sizes) and leaves the
+ * parse_mem reports in *r. */
+static void run_both(struct run *r, const struct kr_paths *paths, const char *in, size_t len,
+		     const struct kr_stream_opts *o)
+{
+	assert_int_equal(run_mem(r, paths, in, len, o), KR_OK);
+	static const uint64_t seeds[] = {1, 0x2545F4914F6CDD1DULL, 77, 4242, 0xDEADBEEF};
+	for (size_t k = 0; k < sizeof seeds / sizeof seeds[0]; k++) {
+		struct run c;
+		char diff[2400];
+		assert_int_equal(run_chunked(&c, paths, in, len, o, seeds[k]), KR_OK);
+		bool same = same_runs(r, &c, diff, sizeof diff);
+		run_free(&c);
+		if (!same) {
+			run_free(r);
+			fail_msg("chunked run (seed %llu) differs from parse_mem at %s",
+				 (unsigned long long)seeds[k], diff);
+		}
+	}
+}
+
+/* ---- fixture: the paths the rules of these tests would look at ---- */
+
+static struct kr_paths *paths;
+
+static void add_path(const char *dotted)
+{
+	const char *segs[8];
+	size_t lens[8], n = 0;
+	const char *s = dotted;
+	for (;;) {
+		const char *dot = strchr(s, '.');
+		segs[n] = s;
+		lens[n++] = dot ? (size_t)(dot - s) : strlen(s);
+		if (!dot)
+			break;
+		s = dot + 1;
+	}
+	uint32_t slot;
+	assert_int_equal(kr_paths_add(paths, segs, lens, n, &slot), KR_OK);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	paths = kr_paths_new();
+	if (!paths)
+		return -1;
+	static const char *const wanted[] = {"id", "source", "detail-type", "account", "detail.n",
+					     "detail.arr", "detail.r.a", "detail.eventName",
+					     "detail.userIdentity.accountId"};
+	for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++)
+		add_path(wanted[i]);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	kr_paths_free(paths);
+	return 0;
+}
+
+static const struct item *event_at(const struct run *r, size_t i)
+{
+	assert_true(i < r->n);
+	if (!r->items[i].is_event)
+		fail_msg("report %zu is invalid: %s", i, r->items[i].msg);
+	return &r->items[i];
+}
+
+static const struct item *invalid_at(const struct run *r, size_t i)
+{
+	assert_true(i < r->n);
+	if (r->items[i].is_event)
+		fail_msg("report %zu is an event (id %s), want an invalid record", i,
+			 r->items[i].id ? r->items[i].id : "-");
+	return &r->items[i];
+}
+
+static size_t offset_in(const char *in, size_t len, const char *needle)
+{
+	const char *p = memmem(in, len, needle, strlen(needle));
+	assert_non_null(p);
+	return (size_t)(p - in);
+}
+
+static size_t offset_of(const char *in, const char *needle)
+{
+	return offset_in(in, strlen(in), needle);
+}
+
+/* An event's id, envelope and raw bytes (for plain events the input slice at its offset). */
+static void assert_event(const struct run *r, size_t i, const char *id, enum kr_envelope env,
+			 const char *raw)
+{
+	const struct item *it = event_at(r, i);
+	assert_non_null(it->id);
+	assert_string_equal(it->id, id);
+	assert_int_equal(it->env, env);
+	if (raw) {
+		assert_int_equal(it->raw_len, strlen(raw));
+		assert_memory_equal(it->raw, raw, it->raw_len);
+	}
+	if (env == KR_ENV_EVENT && raw)
+		assert_int_equal(it->offset, offset_in(r->input, r->input_len, raw));
+}
+
+static void assert_invalid(const struct run *r, size_t i, uint64_t offset, uint64_t line,
+			   const char *msg_part)
+{
+	const struct item *it = invalid_at(r, i);
+	if (it->offset != offset || it->line != line || !strstr(it->msg, msg_part))
+		fail_msg("report %zu: invalid @%llu line %llu '%s', want @%llu line %llu '...%s...'",
+			 i, (unsigned long long)it->offset, (unsigned long long)it->line, it->msg,
+			 (unsigned long long)offset, (unsigned long long)line, msg_part);
+}
+
+/* ---- record framing ---- */
+
+static void test_json_lines_give_one_event_per_line(void **state)
+{
+	(void)state;
+	static const char in[] =
+		"{\"id\":\"e1\",\"source\":\"aws.kms\",\"detail\":{\"n\":3.0e2,\"arr\":[\"x\",1,true,null]}}\n"
+		"{\"id\":\"e2\",\"detail-type\":\"KMS CMK Deletion\",\"detail\":{\"n\":\"q\\\"\\\\\\u00e9\"}}\r\n"
+		"\n"
+		"{\"id\":\"e3\"}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "e1", KR_ENV_EVENT,
+		     "{\"id\":\"e1\",\"source\":\"aws.kms\",\"detail\":{\"n\":3.0e2,\"arr\":[\"x\",1,true,null]}}");
+	assert_event(&r, 1, "e2", KR_ENV_EVENT,
+		     "{\"id\":\"e2\",\"detail-type\":\"KMS CMK Deletion\",\"detail\":{\"n\":\"q\\\"\\\\\\u00e9\"}}");
+	assert_event(&r, 2, "e3", KR_ENV_EVENT, "{\"id\":\"e3\"}");
+	/* strings decoded, numbers as written, an array as several values of one path */
+	assert_string_equal(r.items[0].view,
+			    "id=(0)e1[] ;source=(0)aws.kms[] ;detail.n=(1)3.0e2[] ;"
+			    "detail.arr=(0)x[] (1)1[] (2)[] (4)[] ;");
+	assert_string_equal(r.items[1].view,
+			    "id=(0)e2[] ;detail-type=(0)KMS CMK Deletion[] ;detail.n=(0)q\"\\\xC3\xA9[] ;");
+	run_free(&r);
+}
+
+static void test_concatenated_objects_without_separators_are_split(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"a\"}{\"id\":\"b\",\"detail\":{\"n\":-0.5}}{\"id\":\"c\"}";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_event(&r, 1, "b", KR_ENV_EVENT, "{\"id\":\"b\",\"detail\":{\"n\":-0.5}}");
+	assert_event(&r, 2, "c", KR_ENV_EVENT, "{\"id\":\"c\"}");
+	assert_string_equal(r.items[1].view, "id=(0)b[] ;detail.n=(1)-0.5[] ;");
+	run_free(&r);
+}
+
+static void test_pretty_printed_objects_span_lines(void **state)
+{
+	(void)state;
+	static const char in[] = "{\n"
+				 "  \"id\": \"p1\",\n"
+				 "  \"detail\": {\n"
+				 "    \"n\": 1\n"
+				 "  }\n"
+				 "}\n"
+				 "{\n"
+				 "  \"id\": \"p2\"\n"
+				 "}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 2);
+	assert_event(&r, 0, "p1", KR_ENV_EVENT,
+		     "{\n  \"id\": \"p1\",\n  \"detail\": {\n    \"n\": 1\n  }\n}");
+	assert_event(&r, 1, "p2", KR_ENV_EVENT, "{\n  \"id\": \"p2\"\n}");
+	assert_string_equal(r.items[0].view, "id=(0)p1[] ;detail.n=(1)1[] ;");
+	run_free(&r);
+}
+
+static void test_top_level_array_elements_are_records(void **state)
+{
+	(void)state;
+	static const char in[] = "[{\"id\":\"x1\"},\n"
+				 " {\"id\":\"x2\",\"detail\":{\"r\":[{\"a\":\"1\"},{\"a\":\"2\"}]}},\n"
+				 " 5,\n"
+				 " {\"id\":\"x3\"}]\n"
+				 "{\"id\":\"after\"}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 5);
+	assert_event(&r, 0, "x1", KR_ENV_EVENT, "{\"id\":\"x1\"}");
+	assert_event(&r, 1, "x2", KR_ENV_EVENT,
+		     "{\"id\":\"x2\",\"detail\":{\"r\":[{\"a\":\"1\"},{\"a\":\"2\"}]}}");
+	assert_invalid(&r, 2, offset_of(in, "5,"), 3, "not a JSON object");
+	assert_event(&r, 3, "x3", KR_ENV_EVENT, "{\"id\":\"x3\"}");
+	assert_event(&r, 4, "after", KR_ENV_EVENT, "{\"id\":\"after\"}");
+	run_free(&r);
+}
+
+static void test_values_in_arrays_of_objects_carry_their_element(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"t\",\"detail\":{\"r\":[{\"a\":\"1\"},{\"b\":0},{\"a\":[\"2\",\"3\"]}]}}";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 1);
+	/* one array, elements 0 and 2; the scalars of the inner array stay in element 2 */
+	const char *v = r.items[0].view;
+	const char *a = strstr(v, "detail.r.a=");
+	assert_non_null(a);
+	unsigned id1, i1, id2, i2, id3, i3;
+	assert_int_equal(sscanf(a, "detail.r.a=(0)1[%u,%u] (0)2[%u,%u] (0)3[%u,%u]", &id1, &i1,
+				&id2, &i2, &id3, &i3),
+			 6);
+	assert_int_equal(id1, id2);
+	assert_int_equal(id2, id3);
+	assert_int_equal(i1, 0);
+	assert_int_equal(i2, 2);
+	assert_int_equal(i3, 2);
+	run_free(&r);
+}
+
+/* ---- envelopes ---- */
+
+static void test_sns_envelope_is_unwrapped(void **state)
+{
+	(void)state;
+	static const char in[] =
+		"{\"id\":\"before\"}\n"
+		"{\"Type\": \"Notification\", \"MessageId\": \"m-1\", \"Subject\": null,\n"
+		" \"Message\": \"{\\\"id\\\":\\\"inner\\\",\\\"source\\\":\\\"aws.kms\\\",\\\"detail\\\":{\\\"n\\\":7,\\\"arr\\\":[\\\"s\\\\\\\"q\\\"]}}\",\n"
+		" \"Timestamp\": \"2016-08-19T03:23:46.123Z\"}\n"
+		"{\"id\":\"after\"}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "before", KR_ENV_EVENT, "{\"id\":\"before\"}");
+	/* raw is the Message text, decoded */
+	assert_event(&r, 1, "inner", KR_ENV_SNS,
+		     "{\"id\":\"inner\",\"source\":\"aws.kms\",\"detail\":{\"n\":7,\"arr\":[\"s\\\"q\"]}}");
+	assert_int_equal(r.items[1].offset, offset_of(in, "{\"Type\""));
+	/* the view holds the inner event's values, not the envelope's */
+	assert_string_equal(r.items[1].view,
+			    "id=(0)inner[] ;source=(0)aws.kms[] ;detail.n=(1)7[] ;detail.arr=(0)s\"q[] ;");
+	assert_event(&r, 2, "after", KR_ENV_EVENT, "{\"id\":\"after\"}");
+	run_free(&r);
+}
+
+static void test_sns_message_that_is_not_an_object_is_invalid(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"Type\":\"Notification\",\"Message\":\"[1,2]\"}\n"
+				 "{\"Type\":\"Notification\",\"Message\":\"{\\\"id\\\": \"}\n"
+				 "{\"id\":\"ok\"}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 3);
+	assert_invalid(&r, 0, 0, 1, "SNS Message");
+	assert_invalid(&r, 1, offset_of(in, "{\"Type\":\"Notification\",\"Message\":\"{"), 2,
+		       "SNS Message");
+	assert_event(&r, 2, "ok", KR_ENV_EVENT, "{\"id\":\"ok\"}");
+	run_free(&r);
+}
+
+static void test_cloudtrail_log_records_become_api_call_events(void **state)
+{
+	(void)state;
+	static const char rec1[] =
+		"{\"eventVersion\":\"1.08\",\"userIdentity\":{\"type\":\"AssumedRole\",\"accountId\":\"111\"},"
+		"\"eventTime\":\"2024-01-01T00:00:00Z\",\"eventSource\":\"kms.amazonaws.com\","
+		"\"eventName\":\"Decrypt\",\"awsRegion\":\"us-west-2\",\"eventID\":\"ev-1\","
+		"\"eventType\":\"AwsApiCall\",\"recipientAccountId\":\"222\",\"r\":[{\"a\":\"1\"}]}";
+	static const char rec2[] =
+		"{\"eventID\":\"ev-2\",\"eventSource\":\"kms.amazonaws.com\",\"eventName\":\"RotateKey\","
+		"\"eventType\":\"AwsServiceEvent\",\"userIdentity\":{\"accountId\":\"333\"}}";
+	char in[2048];
+	snprintf(in, sizeof in, "{\"Records\": [\n    %s,\n    %s\n  ]}\n{\"id\":\"plain\"}\n", rec1,
+		 rec2);
+	struct run r;
+	run_both(&r, paths, in, strlen(in), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "ev-1", KR_ENV_CLOUDTRAIL, NULL);
+	assert_event(&r, 1, "ev-2", KR_ENV_CLOUDTRAIL, NULL);
+	assert_int_equal(r.items[0].offset, offset_of(in, rec1));
+	assert_int_equal(r.items[1].offset, offset_of(in, rec2));
+	assert_event(&r, 2, "plain", KR_ENV_EVENT, "{\"id\":\"plain\"}");
+
+	/* raw is the EventBridge event built around the record */
+	struct kr_json *j;
+	char err[KR_ERRBUF];
+	const struct item *e = &r.items[0];
+	assert_int_equal(kr_json_parse(e->raw, e->raw_len, NULL, &j, NULL, err), KR_OK);
+	assert_string_equal(kr_json_get(j, "detail-type")->str, "AWS API Call via CloudTrail");
+	assert_string_equal(kr_json_get(j, "source")->str, "aws.kms");
+	assert_string_equal(kr_json_get(j, "id")->str, "ev-1");
+	assert_string_equal(kr_json_get(j, "account")->str, "222");
+	assert_string_equal(kr_json_get(j, "time")->str, "2024-01-01T00:00:00Z");
+	assert_string_equal(kr_json_get(j, "region")->str, "us-west-2");
+	assert_int_equal(kr_json_get(j, "detail")->type, KR_JSON_OBJECT);
+	kr_json_free(j);
+	/* the record itself, byte for byte, is the detail */
+	const char *d = strstr(e->raw, "\"detail\":");
+	assert_non_null(d);
+	d += strlen("\"detail\":");
+	assert_int_equal(strlen(d), strlen(rec1) + 1);
+	assert_memory_equal(d, rec1, strlen(rec1));
+	assert_string_equal(d + strlen(rec1), "}");
+
+	/* the view: the built fields, and the record's values under detail.* */
+	assert_string_equal(e->view,
+			    "id=(0)ev-1[] ;source=(0)aws.kms[] ;detail-type=(0)AWS API Call via CloudTrail[] ;"
+			    "account=(0)222[] ;detail.r.a=(0)1[0,0] ;detail.eventName=(0)Decrypt[] ;"
+			    "detail.userIdentity.accountId=(0)111[] ;");
+	/* without recipientAccountId the account is userIdentity.accountId */
+	assert_int_equal(kr_json_parse(r.items[1].raw, r.items[1].raw_len, NULL, &j, NULL, err),
+			 KR_OK);
+	assert_string_equal(kr_json_get(j, "account")->str, "333");
+	/* and the detail-type follows the record's eventType */
+	assert_string_equal(kr_json_get(j, "detail-type")->str, "AWS Service Event via CloudTrail");
+	kr_json_free(j);
+	run_free(&r);
+}
+
+/* ---- bad records ---- */
+
+static void test_malformed_record_between_two_good_ones_is_reported_and_skipped(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"g1\"}\n"
+				 "{\"id\":\"bad\", \"x\": [1,,2]}\n"
+				 "{\"id\":\"g2\"}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "g1", KR_ENV_EVENT, "{\"id\":\"g1\"}");
+	assert_invalid(&r, 1, offset_of(in, "{\"id\":\"bad\""), 2, "malformed JSON");
+	assert_event(&r, 2, "g2", KR_ENV_EVENT, "{\"id\":\"g2\"}");
+	run_free(&r);
+}
+
+static void test_malformed_element_inside_an_array_or_cloudtrail_log_is_skipped(void **state)
+{
+	(void)state;
+	static const char arr[] = "[{\"id\":\"a1\"}, {\"id\": x, \"y\": [1]}, {\"id\":\"a3\"}]\n"
+				  "{\"id\":\"a4\"}\n";
+	struct run r;
+	run_both(&r, paths, S(arr), NULL);
+	assert_int_equal(r.n, 4);
+	assert_event(&r, 0, "a1", KR_ENV_EVENT, "{\"id\":\"a1\"}");
+	assert_invalid(&r, 1, offset_of(arr, "{\"id\": x"), 1, "malformed JSON");
+	assert_event(&r, 2, "a3", KR_ENV_EVENT, "{\"id\":\"a3\"}");
+	assert_event(&r, 3, "a4", KR_ENV_EVENT, "{\"id\":\"a4\"}");
+	run_free(&r);
+	static const char ct[] = "{\"Records\":[{\"eventID\":\"c1\"}, {\"eventID\": oops}, "
+				 "{\"eventID\":\"c3\"}]}\n";
+	run_both(&r, paths, S(ct), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "c1", KR_ENV_CLOUDTRAIL, NULL);
+	assert_invalid(&r, 1, offset_of(ct, "{\"eventID\": oops"), 1, "malformed JSON");
+	assert_event(&r, 2, "c3", KR_ENV_CLOUDTRAIL, NULL);
+	run_free(&r);
+}
+
+static void test_cut_cloudtrail_log_keeps_its_records_and_the_next_line(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"Records\":[{\"eventID\":\"c1\",\"eventSource\":\"kms.amazonaws.com\"},"
+				 "{\"eventID\":\"c2\",\"eventSource\":\n"
+				 "{\"id\":\"next\"}\n"
+				 "{\"id\":\"next2\"}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 4);
+	assert_event(&r, 0, "c1", KR_ENV_CLOUDTRAIL, NULL);
+	/* yajl alone would take the next line for the value of eventSource */
+	assert_invalid(&r, 1, offset_of(in, "{\"eventID\":\"c2\""), 1, "truncated");
+	assert_event(&r, 2, "next", KR_ENV_EVENT, "{\"id\":\"next\"}");
+	assert_event(&r, 3, "next2", KR_ENV_EVENT, "{\"id\":\"next2\"}");
+	run_free(&r);
+}
+
+static void test_truncated_record_is_skipped_at_the_next_line_starting_with_a_brace(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"g1\"}\n"
+				 "{\"id\":\"cut\",\"detail\":{\"n\":\n"
+				 "{\"id\":\"g2\"}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "g1", KR_ENV_EVENT, "{\"id\":\"g1\"}");
+	assert_invalid(&r, 1, offset_of(in, "{\"id\":\"cut\""), 2, "truncated");
+	assert_event(&r, 2, "g2", KR_ENV_EVENT, "{\"id\":\"g2\"}");
+	run_free(&r);
+}
+
+static void test_truncated_last_record_is_reported_at_the_end(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"g1\"}\n"
+				 "{\"id\":\"g2\",\"detail\":{\"n\":1}}\n"
+				 "{\"id\":\"cut\",\"detail\":{\"n\":";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "g1", KR_ENV_EVENT, "{\"id\":\"g1\"}");
+	assert_event(&r, 1, "g2", KR_ENV_EVENT, "{\"id\":\"g2\",\"detail\":{\"n\":1}}");
+	assert_invalid(&r, 2, offset_of(in, "{\"id\":\"cut\""), 3, "truncated");
+	run_free(&r);
+}
+
+static void test_record_over_max_record_is_reported(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"g1\"}\n"
+				 "{\"id\":\"big\",\"detail\":{\"n\":\"0123456789012345678901234567890123456789\"}}\n"
+				 "{\"id\":\"g2\"}\n";
+	struct kr_stream_opts o = {.max_record = 40};
+	struct run r;
+	run_both(&r, paths, S(in), &o);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "g1", KR_ENV_EVENT, "{\"id\":\"g1\"}");
+	assert_invalid(&r, 1, offset_of(in, "{\"id\":\"big\""), 2, "maximum size of 40 bytes");
+	assert_event(&r, 2, "g2", KR_ENV_EVENT, "{\"id\":\"g2\"}");
+	run_free(&r);
+	/* exactly max_record bytes is fine */
+	static const char fits[] = "{\"id\":\"exactly-forty-bytes-long-record\"}";
+	assert_int_equal(sizeof fits - 1, 40);
+	run_both(&r, paths, S(fits), &o);
+	assert_int_equal(r.n, 1);
+	assert_event(&r, 0, "exactly-forty-bytes-long-record", KR_ENV_EVENT, fits);
+	run_free(&r);
+}
+
+static void test_record_deeper_than_max_depth_is_reported(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"g1\"}\n"
+				 "{\"id\":\"deep\",\"detail\":{\"a\":{\"b\":{\"c\":1}}}}\n"
+				 "{\"id\":\"g2\",\"detail\":{\"a\":{\"b\":1}}}\n";
+	struct kr_stream_opts o = {.max_depth = 3};
+	struct run r;
+	run_both(&r, paths, S(in), &o);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "g1", KR_ENV_EVENT, "{\"id\":\"g1\"}");
+	assert_invalid(&r, 1, offset_of(in, "{\"id\":\"deep\""), 2, "maximum depth of 3");
+	assert_event(&r, 2, "g2", KR_ENV_EVENT, "{\"id\":\"g2\",\"detail\":{\"a\":{\"b\":1}}}");
+	run_free(&r);
+}
+
+static void test_invalid_utf8_is_reported(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"g1\"}\n"
+				 "{\"id\":\"surrogate\",\"detail\":{\"n\":\"\xED\xA0\x80\"}}\n"
+				 "{\"id\":\"broken\",\"detail\":{\"n\":\"\xC3(\"}}\n"
+				 "{\"id\":\"overlong\",\"detail\":{\"n\":\"\xC0\xAF\"}}\n"
+				 "{\"id\":\"g2\",\"detail\":{\"n\":\"caf\xC3\xA9\"}}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 5);
+	assert_event(&r, 0, "g1", KR_ENV_EVENT, "{\"id\":\"g1\"}");
+	assert_invalid(&r, 1, offset_of(in, "{\"id\":\"surrogate\""), 2, "UTF-8");
+	assert_invalid(&r, 2, offset_of(in, "{\"id\":\"broken\""), 3, "UTF-8");
+	assert_invalid(&r, 3, offset_of(in, "{\"id\":\"overlong\""), 4, "UTF-8");
+	assert_event(&r, 4, "g2", KR_ENV_EVENT, "{\"id\":\"g2\",\"detail\":{\"n\":\"caf\xC3\xA9\"}}");
+	run_free(&r);
+}
+
+static void test_nul_byte_is_reported(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"g1\"}\n"
+				 "{\"id\":\"n\0ul\"}\n"
+				 "{\"id\":\"g2\"}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "g1", KR_ENV_EVENT, "{\"id\":\"g1\"}");
+	assert_invalid(&r, 1, 12, 2, "NUL byte");
+	assert_event(&r, 2, "g2", KR_ENV_EVENT, "{\"id\":\"g2\"}");
+	run_free(&r);
+}
+
+static void test_top_level_values_that_are_not_objects_are_invalid(void **state)
+{
+	(void)state;
+	static const char in[] = "\"just a string\"\n"
+				 "42\n"
+				 "{\"id\":\"g\"} true\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 4);
+	assert_invalid(&r, 0, 0, 1, "not a JSON object");
+	assert_invalid(&r, 1, offset_of(in, "42"), 2, "not a JSON object");
+	assert_event(&r, 2, "g", KR_ENV_EVENT, "{\"id\":\"g\"}");
+	assert_invalid(&r, 3, offset_of(in, "true"), 3, "not a JSON object");
+	run_free(&r);
+}
+
+static void test_wrongly_typed_detail_type_and_detail_are_invalid(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"dt\",\"detail-type\":5}\n"
+				 "{\"id\":\"d\",\"detail\":[1]}\n"
+				 "{\"id\":\"d2\",\"detail\":\"text\"}\n"
+				 "{\"id\":\"g\"}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 4);
+	assert_invalid(&r, 0, 0, 1, "detail-type must be a string");
+	assert_invalid(&r, 1, offset_of(in, "{\"id\":\"d\""), 2, "detail must be a JSON object");
+	assert_invalid(&r, 2, offset_of(in, "{\"id\":\"d2\""), 3, "detail must be a JSON object");
+	assert_event(&r, 3, "g", KR_ENV_EVENT, "{\"id\":\"g\"}");
+	run_free(&r);
+}
+
+/* ---- the stream's API ---- */
+
+static void test_only_paths_in_the_set_are_recorded(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"x\",\"other\":\"no\",\"detail\":{\"n\":1,\"m\":2,\"r\":{\"a\":\"3\"}},"
+				 "\"n\":\"top-level n is not detail.n\"}";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.items[0].view, "id=(0)x[] ;detail.n=(1)1[] ;detail.r.a=(0)3[] ;");
+	run_free(&r);
+	/* and with no path set at all, events still come through */
+	run_both(&r, NULL, S(in), NULL);
+	assert_int_equal(r.n, 1);
+	assert_event(&r, 0, "x", KR_ENV_EVENT, in);
+	assert_string_equal(r.items[0].view, "");
+	run_free(&r);
+}
+
+static void test_raw_events_only_ignores_envelopes(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"Type\":\"Notification\",\"Message\":\"{\\\"id\\\":\\\"inner\\\"}\",\"id\":\"outer\"}";
+	struct kr_stream_opts o = {.raw_events_only = true};
+	struct run r;
+	run_both(&r, paths, S(in), &o);
+	assert_int_equal(r.n, 1);
+	assert_event(&r, 0, "outer", KR_ENV_EVENT, in);
+	run_free(&r);
+}
+
+static void test_nonzero_callback_stops_the_stream(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}\n";
+	struct run r;
+	memset(&r, 0, sizeof r);
+	r.paths = paths;
+	r.input = in;
+	r.input_len = sizeof in - 1;
+	r.stop_after = 1;
+	struct kr_stream *s;
+	assert_int_equal(kr_stream_new(paths, NULL, &callbacks, &r, &s), KR_OK);
+	assert_int_equal(kr_stream_parse_mem(s, in, sizeof in - 1), KR_ERR_IO);
+	assert_int_equal(r.n, 1);
+	kr_stream_free(s);
+	run_free(&r);
+}
+
+static void test_reset_restarts_offsets_lines_and_counts_totals(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"1\"}\n[1]\n{\"id\":\"2\"}\n";
+	struct run r;
+	memset(&r, 0, sizeof r);
+	r.paths = paths;
+	r.input = in;
+	r.input_len = sizeof in - 1;
+	struct kr_stream *s;
+	assert_int_equal(kr_stream_new(paths, NULL, &callbacks, &r, &s), KR_OK);
+	for (int pass = 0; pass < 2; pass++) {
+		run_free(&r);
+		assert_int_equal(kr_stream_parse_mem(s, in, sizeof in - 1), KR_OK);
+		assert_int_equal(kr_stream_end(s), KR_OK);
+		assert_int_equal(r.n, 3);
+		assert_event(&r, 0, "1", KR_ENV_EVENT, "{\"id\":\"1\"}");
+		assert_invalid(&r, 1, offset_of(in, "1]"), 2, "not a JSON object");
+		assert_event(&r, 2, "2", KR_ENV_EVENT, "{\"id\":\"2\"}");
+		kr_stream_reset(s);
+	}
+	struct kr_stream_stats st;
+	kr_stream_stats(s, &st);
+	assert_int_equal(st.events, 4);
+	assert_int_equal(st.invalid, 2);
+	assert_int_equal(st.bytes, 2 * (sizeof in - 1));
+	kr_stream_free(s);
+	run_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_json_lines_give_one_event_per_line),
+		cmocka_unit_test(test_concatenated_objects_without_separators_are_split),
+		cmocka_unit_test(test_pretty_printed_objects_span_lines),
+		cmocka_unit_test(test_top_level_array_elements_are_records),
+		cmocka_unit_test(test_values_in_arrays_of_objects_carry_their_element),
+		cmocka_unit_test(test_sns_envelope_is_unwrapped),
+		cmocka_unit_test(test_sns_message_that_is_not_an_object_is_invalid),
+		cmocka_unit_test(test_cloudtrail_log_records_become_api_call_events),
+		cmocka_unit_test(test_malformed_record_between_two_good_ones_is_reported_and_skipped),
+		cmocka_unit_test(test_malformed_element_inside_an_array_or_cloudtrail_log_is_skipped),
+		cmocka_unit_test(test_cut_cloudtrail_log_keeps_its_records_and_the_next_line),
+		cmocka_unit_test(test_truncated_record_is_skipped_at_the_next_line_starting_with_a_brace),
+		cmocka_unit_test(test_truncated_last_record_is_reported_at_the_end),
+		cmocka_unit_test(test_record_over_max_record_is_reported),
+		cmocka_unit_test(test_record_deeper_than_max_depth_is_reported),
+		cmocka_unit_test(test_invalid_utf8_is_reported),
+		cmocka_unit_test(test_nul_byte_is_reported),
+		cmocka_unit_test(test_top_level_values_that_are_not_objects_are_invalid),
+		cmocka_unit_test(test_wrongly_typed_detail_type_and_detail_are_invalid),
+		cmocka_unit_test(test_only_paths_in_the_set_are_recorded),
+		cmocka_unit_test(test_raw_events_only_ignores_envelopes),
+		cmocka_unit_test(test_nonzero_callback_stops_the_stream),
+		cmocka_unit_test(test_reset_restarts_offsets_lines_and_counts_totals),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
