@@ -1,4 +1,4 @@
-/* Input files and stdin, plain or gzip, into a kr_stream (see input.h). */
+/* Input files and stdin, plain or gzip, into a kr_stream a chunk at a time (see input.h). */
 #include "input.h"
 
 #include <errno.h>
@@ -11,148 +11,212 @@
 
 #define CHUNK (256u * 1024u)
 
-static ssize_t read_full(int fd, unsigned char *buf, size_t n)
+struct kr_reader {
+	struct kr_stream *s;
+	char *path;
+	int fd;
+	bool is_stdin;
+	bool started;     /* the first bytes were looked at (gzip or not) */
+	bool gzip;
+	bool member_done; /* gzip: a member ended; another may follow */
+	z_stream z;
+	unsigned char *in;
+	uint64_t offset;
+	dev_t dev;
+	ino_t ino;
+};
+
+static ssize_t read_some(int fd, void *buf, size_t n)
 {
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, buf + got, n - got);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
+	for (;;) {
+		ssize_t r = read(fd, buf, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		return r;
 	}
-	return (ssize_t)got;
 }
 
-static enum kr_err read_gzip(struct kr_stream *s, int fd, const unsigned char *head, size_t nhead,
-			     const char *path, char *err)
+enum kr_err kr_reader_open(const char *path, struct kr_stream *s, struct kr_reader **out,
+			   char *err)
 {
-	z_stream z;
-	memset(&z, 0, sizeof z);
-	if (inflateInit2(&z, 15 + 16) != Z_OK)
-		return kr_errf(err, KR_ERR_NOMEM, "%s: cannot start gzip decoder", path);
-	unsigned char *in = malloc(CHUNK);
-	enum kr_err e = KR_OK;
-	if (!in) {
-		inflateEnd(&z);
+	struct kr_reader *r = calloc(1, sizeof *r);
+	if (!r || !(r->path = strdup(path))) {
+		free(r);
 		return kr_errf(err, KR_ERR_NOMEM, "%s: out of memory", path);
 	}
-	memcpy(in, head, nhead);
-	z.next_in = in;
-	z.avail_in = (uInt)nhead;
-	bool eof = false, member_done = false;
-	while (!e) {
-		if (z.avail_in == 0 && !eof) {
-			ssize_t r = read_full(fd, in, CHUNK);
-			if (r < 0) {
-				e = kr_errf(err, KR_ERR_IO, "%s: %s", path, strerror(errno));
-				break;
+	r->s = s;
+	r->is_stdin = strcmp(path, "-") == 0;
+	r->fd = r->is_stdin ? 0 : open(path, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0) {
+		enum kr_err e = kr_errf(err, KR_ERR_IO, "%s: %s", path, strerror(errno));
+		free(r->path);
+		free(r);
+		return e;
+	}
+	struct stat st;
+	if (fstat(r->fd, &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			enum kr_err e = kr_errf(err, KR_ERR_IO, "%s: is a directory", path);
+			kr_reader_close(r);
+			return e;
+		}
+		r->dev = st.st_dev;
+		r->ino = st.st_ino;
+	}
+	kr_stream_reset(s);
+	*out = r;
+	return KR_OK;
+}
+
+static enum kr_read step_gzip(struct kr_reader *r, char *err)
+{
+	z_stream *z = &r->z;
+	if (z->avail_in == 0) {
+		ssize_t n = read_some(r->fd, r->in, CHUNK);
+		if (n < 0) {
+			kr_errf(err, KR_ERR_IO, "%s: %s", r->path, strerror(errno));
+			return KR_READ_ERROR;
+		}
+		if (n == 0) {
+			if (!r->member_done) {
+				kr_errf(err, KR_ERR_IO, "%s: truncated gzip data", r->path);
+				return KR_READ_ERROR;
 			}
-			eof = r == 0;
-			z.next_in = in;
-			z.avail_in = (uInt)r;
+			return KR_READ_EOF;
 		}
-		if (z.avail_in == 0 && eof) {
-			if (!member_done)
-				e = kr_errf(err, KR_ERR_IO, "%s: truncated gzip data", path);
-			break;
-		}
-		if (member_done) {
-			/* another gzip member follows (concatenated .gz files) */
-			inflateReset(&z);
-			member_done = false;
-		}
-		char *out = kr_stream_reserve(s, CHUNK);
-		if (!out) {
-			e = kr_errf(err, KR_ERR_NOMEM, "%s: out of memory", path);
-			break;
-		}
-		z.next_out = (unsigned char *)out;
-		z.avail_out = CHUNK;
-		int zr = inflate(&z, Z_NO_FLUSH);
-		if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
-			e = kr_errf(err, KR_ERR_IO, "%s: corrupt gzip data: %s", path,
-				    z.msg ? z.msg : "inflate failed");
-			break;
-		}
-		size_t produced = CHUNK - z.avail_out;
-		if (zr == Z_STREAM_END)
-			member_done = true;
-		if (produced) {
-			enum kr_err ce = kr_stream_commit(s, produced);
-			if (ce)
-				e = ce;
+		r->offset += (uint64_t)n;
+		z->next_in = r->in;
+		z->avail_in = (uInt)n;
+	}
+	if (r->member_done) {
+		/* another gzip member follows (concatenated .gz files) */
+		inflateReset(z);
+		r->member_done = false;
+	}
+	char *out = kr_stream_reserve(r->s, CHUNK);
+	if (!out) {
+		kr_errf(err, KR_ERR_NOMEM, "%s: out of memory", r->path);
+		return KR_READ_ERROR;
+	}
+	z->next_out = (unsigned char *)out;
+	z->avail_out = CHUNK;
+	int zr = inflate(z, Z_NO_FLUSH);
+	if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+		kr_errf(err, KR_ERR_IO, "%s: corrupt gzip data: %s", r->path,
+			z->msg ? z->msg : "inflate failed");
+		return KR_READ_ERROR;
+	}
+	if (zr == Z_STREAM_END)
+		r->member_done = true;
+	size_t produced = CHUNK - z->avail_out;
+	if (produced && kr_stream_commit(r->s, produced) != KR_OK) {
+		kr_errf(err, KR_ERR_IO, "%s: stopped", r->path);
+		return KR_READ_ERROR;
+	}
+	return KR_READ_MORE;
+}
+
+enum kr_read kr_reader_step(struct kr_reader *r, char *err)
+{
+	if (r->gzip)
+		return step_gzip(r, err);
+	char *b = kr_stream_reserve(r->s, CHUNK);
+	if (!b) {
+		kr_errf(err, KR_ERR_NOMEM, "%s: out of memory", r->path);
+		return KR_READ_ERROR;
+	}
+	ssize_t n = read_some(r->fd, b, CHUNK);
+	if (n < 0) {
+		kr_errf(err, KR_ERR_IO, "%s: %s", r->path, strerror(errno));
+		return KR_READ_ERROR;
+	}
+	if (n == 0)
+		return KR_READ_EOF;
+	if (!r->started) {
+		r->started = true;
+		/* gzip magic: switch to inflating, the bytes read so far are its first input */
+		if (n >= 2 && (unsigned char)b[0] == 0x1f && (unsigned char)b[1] == 0x8b) {
+			r->in = malloc(CHUNK);
+			if (!r->in || inflateInit2(&r->z, 15 + 16) != Z_OK) {
+				kr_errf(err, KR_ERR_NOMEM, "%s: cannot start the gzip decoder", r->path);
+				return KR_READ_ERROR;
+			}
+			r->gzip = true;
+			memcpy(r->in, b, (size_t)n);
+			r->z.next_in = r->in;
+			r->z.avail_in = (uInt)n;
+			r->offset += (uint64_t)n;
+			return step_gzip(r, err);
 		}
 	}
-	inflateEnd(&z);
-	free(in);
-	return e;
+	r->offset += (uint64_t)n;
+	if (kr_stream_commit(r->s, (size_t)n) != KR_OK) {
+		kr_errf(err, KR_ERR_IO, "%s: stopped", r->path);
+		return KR_READ_ERROR;
+	}
+	return KR_READ_MORE;
+}
+
+uint64_t kr_reader_offset(const struct kr_reader *r)
+{
+	return r->offset;
+}
+
+int64_t kr_reader_size(const struct kr_reader *r)
+{
+	struct stat st;
+	if (r->is_stdin || fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return -1;
+	return (int64_t)st.st_size;
+}
+
+bool kr_reader_replaced(const struct kr_reader *r)
+{
+	if (r->is_stdin)
+		return false;
+	struct stat st, cur;
+	if (stat(r->path, &st) != 0)
+		return false; /* gone for now: keep reading what we have until it reappears */
+	if (st.st_dev != r->dev || st.st_ino != r->ino)
+		return true;
+	return fstat(r->fd, &cur) == 0 && (uint64_t)cur.st_size < r->offset && !r->gzip;
+}
+
+enum kr_err kr_reader_finish(struct kr_reader *r)
+{
+	return kr_stream_end(r->s);
+}
+
+void kr_reader_close(struct kr_reader *r)
+{
+	if (!r)
+		return;
+	if (r->gzip)
+		inflateEnd(&r->z);
+	free(r->in);
+	if (!r->is_stdin && r->fd >= 0)
+		close(r->fd);
+	free(r->path);
+	free(r);
 }
 
 enum kr_err kr_input_read(struct kr_stream *s, const char *path, char *err)
 {
 	if (err)
 		err[0] = 0;
-	bool is_stdin = strcmp(path, "-") == 0;
-	int fd = is_stdin ? 0 : open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return kr_errf(err, KR_ERR_IO, "%s: %s", path, strerror(errno));
-	kr_stream_reset(s);
-	enum kr_err e = KR_OK;
-	struct stat st;
-	bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-	if (regular && st.st_size == 0) {
-		e = kr_stream_end(s);
-		goto out;
-	}
-	unsigned char head[2];
-	ssize_t nh = read_full(fd, head, 2);
-	if (nh < 0) {
-		e = kr_errf(err, KR_ERR_IO, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (nh == 2 && head[0] == 0x1f && head[1] == 0x8b) {
-		e = read_gzip(s, fd, head, 2, path, err);
-		if (!e)
-			e = kr_stream_end(s);
-	} else {
-		/* read() into the stream's buffer beats mapping the file: no page faults, and the
-		 * buffer is reused, so resident memory stays at one window whatever the input size */
-		char *b = kr_stream_reserve(s, CHUNK);
-		if (!b) {
-			e = kr_errf(err, KR_ERR_NOMEM, "%s: out of memory", path);
-			goto out;
-		}
-		memcpy(b, head, (size_t)nh);
-		e = kr_stream_commit(s, (size_t)nh);
-		while (!e) {
-			b = kr_stream_reserve(s, CHUNK);
-			if (!b) {
-				e = kr_errf(err, KR_ERR_NOMEM, "%s: out of memory", path);
-				break;
-			}
-			ssize_t r = read(fd, b, CHUNK);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0) {
-				e = kr_errf(err, KR_ERR_IO, "%s: %s", path, strerror(errno));
-				break;
-			}
-			if (r == 0)
-				break;
-			e = kr_stream_commit(s, (size_t)r);
-		}
-		if (!e)
-			e = kr_stream_end(s);
-	}
+	struct kr_reader *r;
+	enum kr_err e = kr_reader_open(path, s, &r, err);
+	if (e)
+		return e;
+	enum kr_read st;
+	while ((st = kr_reader_step(r, err)) == KR_READ_MORE)
+		;
+	if (st == KR_READ_ERROR)
+		e = KR_ERR_IO;
+	else
+		e = kr_reader_finish(r);
 	if (e == KR_ERR_IO && err && !err[0])
 		kr_errf(err, KR_ERR_IO, "%s: stopped", path);
-out:
-	if (!is_stdin)
-		close(fd);
+	kr_reader_close(r);
 	return e;
 }

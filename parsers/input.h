@@ -1,17 +1,51 @@
-/* kr_input: feeds one input (a file, or "-" for standard input) through a kr_stream.
+/* kr_reader: reads one input (a file, or "-" for standard input) into a kr_stream, a chunk at a
+ * time, so a caller on an event loop can bound the work per step.
  *
  * Gzip is recognised by its magic bytes whatever the name (several gzip members one after another
- * are read as one stream, as gzip -d does). Input is read in chunks into the stream's buffer,
- * so memory stays bounded whatever the input size. Used from one thread. */
+ * are read as one stream, as gzip -d does). Input is read with read() into the stream's buffer,
+ * so memory stays bounded whatever the input size. A reader at the end of a growing file can be
+ * stepped again later (follow mode) and reports when the file was replaced or truncated. Used
+ * from one thread. */
 #ifndef KR_INPUT_H
 #define KR_INPUT_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "stream.h"
 
-/* Resets s, reads all of path through it and ends it. KR_ERR_IO with the reason in err when the
- * input cannot be opened or read or its gzip data is corrupt (records before that point were
- * delivered); other errors as returned by the stream. */
+struct kr_reader;
+
+enum kr_read {
+	KR_READ_MORE,   /* read a chunk; call again */
+	KR_READ_EOF,    /* nothing more for now (the end of a regular file, or of stdin) */
+	KR_READ_ERROR   /* see the error buffer */
+};
+
+/* Opens path ("-": stdin) for reading into s (which it resets). Returns a new reader in *out;
+ * free with kr_reader_close. */
+enum kr_err kr_reader_open(const char *path, struct kr_stream *s, struct kr_reader **out,
+			   char *err);
+
+/* Reads (and for gzip inflates) one chunk into the stream and parses it. */
+enum kr_read kr_reader_step(struct kr_reader *r, char *err);
+
+/* Bytes consumed from the file so far (compressed bytes for gzip) and the file's size now. */
+uint64_t kr_reader_offset(const struct kr_reader *r);
+int64_t kr_reader_size(const struct kr_reader *r);
+
+/* For follow mode at EOF: true when path now names another file (rotated) or the file shrank
+ * (truncated), so the caller should finish this reader and open the path again. */
+bool kr_reader_replaced(const struct kr_reader *r);
+
+/* Ends the stream (reporting a truncated last record) and closes the file. */
+enum kr_err kr_reader_finish(struct kr_reader *r);
+void kr_reader_close(struct kr_reader *r);
+
+/* Reads all of path through s: open, step until EOF, finish. KR_ERR_IO with the reason in err
+ * when the input cannot be opened or read or its gzip data is corrupt (records before that point
+ * were delivered); other errors as returned by the stream. */
 enum kr_err kr_input_read(struct kr_stream *s, const char *path, char *err);
 
 #endif

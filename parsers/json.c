@@ -457,6 +457,8 @@ const char *kr_json_type_name(enum kr_json_type t)
 
 bool kr_buf_reserve(struct kr_buf *b, size_t extra)
 {
+	if (extra > SIZE_MAX / 4 || b->len > SIZE_MAX / 4)
+		return false;
 	if (b->len + extra <= b->cap)
 		return true;
 	size_t cap = b->cap ? b->cap : 256;
@@ -472,7 +474,7 @@ bool kr_buf_reserve(struct kr_buf *b, size_t extra)
 
 bool kr_buf_append(struct kr_buf *b, const void *s, size_t n)
 {
-	if (!kr_buf_reserve(b, n + 1))
+	if (n > SIZE_MAX / 4 || !kr_buf_reserve(b, n + 1))
 		return false;
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
@@ -541,4 +543,33 @@ void kr_buf_free(struct kr_buf *b)
 	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
+}
+
+/* Appends the JSON text of j (numbers exactly as they were written). */
+bool kr_json_write(struct kr_buf *b, const struct kr_json *j)
+{
+	switch (j->type) {
+	case KR_JSON_NULL: return kr_buf_puts(b, "null");
+	case KR_JSON_TRUE: return kr_buf_puts(b, "true");
+	case KR_JSON_FALSE: return kr_buf_puts(b, "false");
+	case KR_JSON_NUMBER: return kr_buf_append(b, j->str, j->len);
+	case KR_JSON_STRING: return kr_buf_json_string(b, j->str, j->len);
+	case KR_JSON_ARRAY:
+	case KR_JSON_OBJECT: {
+		bool obj = j->type == KR_JSON_OBJECT;
+		if (!kr_buf_puts(b, obj ? "{" : "["))
+			return false;
+		for (size_t i = 0; i < j->n; i++) {
+			if (i && !kr_buf_puts(b, ","))
+				return false;
+			if (obj && !(kr_buf_json_string(b, j->keys[i], j->keylens[i]) &&
+				     kr_buf_puts(b, ":")))
+				return false;
+			if (!kr_json_write(b, j->items[i]))
+				return false;
+		}
+		return kr_buf_puts(b, obj ? "}" : "]");
+	}
+	}
+	return false;
 }

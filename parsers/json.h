@@ -79,4 +79,7 @@ bool kr_buf_puts(struct kr_buf *b, const char *s);
 bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n);
 void kr_buf_free(struct kr_buf *b);
 
+/* Appends the compact JSON text of j (numbers exactly as they were written). */
+bool kr_json_write(struct kr_buf *b, const struct kr_json *j);
+
 #endif

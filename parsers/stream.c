@@ -584,6 +584,8 @@ static int open_container(struct pstate *p, bool is_map)
 					p->in_record = false;
 					p->container = C_CLOUDTRAIL;
 					node = NULL;
+					parent->node = NULL;
+					parent->keynode = NULL;
 				}
 				break;
 			default:
@@ -1159,6 +1161,23 @@ enum kr_err kr_stream_end(struct kr_stream *s)
 	p->h = NULL;
 	p->depth = 0;
 	p->in_record = false;
+	return KR_OK;
+}
+
+enum kr_err kr_stream_rebind(struct kr_stream *s, const struct kr_paths *paths)
+{
+	/* the trie is read at a record's start and below: safe only between records */
+	if (s->outer.in_record || s->inner.in_record)
+		return KR_ERR_LIMIT;
+	for (unsigned i = 0; i < s->outer.depth; i++)
+		if (s->outer.frames[i].node || s->outer.frames[i].keynode)
+			return KR_ERR_LIMIT;
+	enum kr_err e = kr_view_bind(&s->view, paths);
+	if (e)
+		return e;
+	s->paths = paths;
+	s->root = paths ? paths->root : NULL;
+	s->detail_node = kr_path_child(s->root, "detail", 6);
 	return KR_OK;
 }
 

@@ -86,6 +86,11 @@ enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t le
 enum kr_err kr_stream_end(struct kr_stream *s);
 void kr_stream_reset(struct kr_stream *s);
 
+/* Binds the stream to another path set (a reloaded configuration). Only possible between
+ * records (KR_ERR_LIMIT otherwise: try again later, e.g. from the event callback or when the
+ * input ends); the caller keeps the old paths alive until it succeeds. */
+enum kr_err kr_stream_rebind(struct kr_stream *s, const struct kr_paths *paths);
+
 /* Totals since creation. */
 struct kr_stream_stats {
 	uint64_t events, invalid, bytes;

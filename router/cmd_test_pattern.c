@@ -40,35 +40,6 @@ static int on_invalid(void *ctx, const struct kr_invalid *inv)
 	return 0;
 }
 
-/* Appends the JSON text of j (numbers exactly as they were written). */
-static bool write_json(struct kr_buf *b, const struct kr_json *j)
-{
-	switch (j->type) {
-	case KR_JSON_NULL: return kr_buf_puts(b, "null");
-	case KR_JSON_TRUE: return kr_buf_puts(b, "true");
-	case KR_JSON_FALSE: return kr_buf_puts(b, "false");
-	case KR_JSON_NUMBER: return kr_buf_append(b, j->str, j->len);
-	case KR_JSON_STRING: return kr_buf_json_string(b, j->str, j->len);
-	case KR_JSON_ARRAY:
-	case KR_JSON_OBJECT: {
-		bool obj = j->type == KR_JSON_OBJECT;
-		if (!kr_buf_puts(b, obj ? "{" : "["))
-			return false;
-		for (size_t i = 0; i < j->n; i++) {
-			if (i && !kr_buf_puts(b, ","))
-				return false;
-			if (obj && !(kr_buf_json_string(b, j->keys[i], j->keylens[i]) &&
-				     kr_buf_puts(b, ":")))
-				return false;
-			if (!write_json(b, j->items[i]))
-				return false;
-		}
-		return kr_buf_puts(b, obj ? "}" : "]");
-	}
-	}
-	return false;
-}
-
 /* Tests one pattern against one event. The event is written back to JSON text (numbers as they
  * were written, duplicate keys resolved) and read by the stream parser, as `match` reads events.
  * Returns 1 match, 0 no match, -1 error (message in err). */
@@ -90,7 +61,7 @@ static int test_one(const struct kr_json *pattern, const struct kr_json *event, 
 		goto done;
 	}
 	if (kr_rules_build(r) != KR_OK || !(o.st = kr_match_state_new(r)) ||
-	    !write_json(&eb, event)) {
+	    !kr_json_write(&eb, event)) {
 		kr_errf(err, KR_ERR_NOMEM, "out of memory");
 		goto done;
 	}

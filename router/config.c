@@ -206,7 +206,8 @@ static const char *opt_type_name(enum kr_opt_type t)
 static enum kr_err check_plugin_entry(struct vctx *v, const struct kr_json *o, const char *jpath,
 				      const char *what, const struct kr_option *opts,
 				      bool available, const char **name, const char **type,
-				      const char *const *known_types, size_t nknown)
+				      const char *const *known_types, size_t nknown,
+				      const char *const *common, size_t ncommon)
 {
 	char p[160];
 	if (o->type != KR_JSON_OBJECT)
@@ -238,6 +239,8 @@ static enum kr_err check_plugin_entry(struct vctx *v, const struct kr_json *o, c
 	size_t na = 0;
 	allowed[na++] = "name";
 	allowed[na++] = "type";
+	for (size_t i = 0; i < ncommon && na < 64; i++)
+		allowed[na++] = common[i];
 	for (const struct kr_option *op = opts; op && op->name && na < 64; op++)
 		allowed[na++] = op->name;
 	char ctxname[96];
@@ -257,6 +260,236 @@ static enum kr_err check_plugin_entry(struct vctx *v, const struct kr_json *o, c
 		if (!opt_type_ok(op->type, val))
 			return verr(v, val, p, "\"%s\" must be %s", op->name,
 				    opt_type_name(op->type));
+	}
+	return KR_OK;
+}
+
+static const char *const sink_common[] = {"retry", "dead_letter", "concurrency", "timeout_ms"};
+
+static int32_t find_sink(const struct kr_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nsinks; i++)
+		if (strcmp(c->sinks[i].name, name) == 0)
+			return (int32_t)i;
+	return -1;
+}
+
+/* A sink named by a string node (dead_letter, unmatched, ...): its index, or an error. */
+static enum kr_err sink_ref(struct vctx *v, const struct kr_json *j, const char *jpath,
+			    int32_t *out)
+{
+	if (j->type != KR_JSON_STRING)
+		return verr(v, j, jpath, "must be a sink name (a string)");
+	*out = find_sink(v->c, j->str);
+	if (*out >= 0)
+		return KR_OK;
+	const char *names[256];
+	size_t nn = 0;
+	for (size_t q = 0; q < v->c->nsinks && nn < 256; q++)
+		names[nn++] = v->c->sinks[q].name;
+	char hint[128];
+	did_you_mean(j->str, names, nn, hint, sizeof hint);
+	return verr(v, j, jpath, "no sink is named \"%s\"%s", j->str, hint);
+}
+
+static enum kr_err uint_field(struct vctx *v, const struct kr_json *j, const char *jpath,
+			      uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (j->type != KR_JSON_NUMBER || j->num != (double)(uint64_t)j->num || j->num < (double)min ||
+	    j->num > (double)max)
+		return verr(v, j, jpath, "must be an integer from %llu to %llu",
+			    (unsigned long long)min, (unsigned long long)max);
+	*out = (uint64_t)j->num;
+	return KR_OK;
+}
+
+static const struct kr_retry_cfg default_retry = {
+	.max_attempts = 185, /* EventBridge's default RetryPolicy */
+	.max_age_ms = 86400u * 1000u,
+	.initial_backoff_ms = 1000,
+	.max_backoff_ms = 60000,
+};
+
+/* {"max_attempts": N, "max_event_age_seconds": S, "initial_backoff_ms": B, "max_backoff_ms": M}
+ * over the values in *r. */
+static enum kr_err load_retry(struct vctx *v, const struct kr_json *o, const char *jpath,
+			      struct kr_retry_cfg *r)
+{
+	static const char *const keys[] = {"max_attempts", "max_event_age_seconds",
+					   "initial_backoff_ms", "max_backoff_ms"};
+	if (o->type != KR_JSON_OBJECT)
+		return verr(v, o, jpath, "\"retry\" must be an object");
+	enum kr_err e = check_keys(v, o, jpath, keys, 4, "a retry policy");
+	char p[160];
+	uint64_t x;
+	const struct kr_json *j;
+	if (!e && (j = kr_json_get(o, "max_attempts"))) {
+		snprintf(p, sizeof p, "%s.max_attempts", jpath);
+		if (!(e = uint_field(v, j, p, 1, 1000000, &x)))
+			r->max_attempts = (uint32_t)x;
+	}
+	if (!e && (j = kr_json_get(o, "max_event_age_seconds"))) {
+		snprintf(p, sizeof p, "%s.max_event_age_seconds", jpath);
+		if (!(e = uint_field(v, j, p, 1, 86400u * 365u, &x)))
+			r->max_age_ms = x * 1000u;
+	}
+	if (!e && (j = kr_json_get(o, "initial_backoff_ms"))) {
+		snprintf(p, sizeof p, "%s.initial_backoff_ms", jpath);
+		if (!(e = uint_field(v, j, p, 1, 3600000, &x)))
+			r->initial_backoff_ms = x;
+	}
+	if (!e && (j = kr_json_get(o, "max_backoff_ms"))) {
+		snprintf(p, sizeof p, "%s.max_backoff_ms", jpath);
+		if (!(e = uint_field(v, j, p, 1, 86400000, &x)))
+			r->max_backoff_ms = x;
+	}
+	if (!e && r->max_backoff_ms < r->initial_backoff_ms)
+		e = verr(v, o, jpath, "max_backoff_ms is smaller than initial_backoff_ms");
+	return e;
+}
+
+/* retry, concurrency, timeout_ms of a sink (dead_letter is resolved once all sinks are known). */
+static enum kr_err load_sink_common(struct vctx *v, struct kr_sink_cfg *s, const struct kr_json *o,
+				    const char *jp)
+{
+	char p[160];
+	const struct kr_json *j;
+	uint64_t x;
+	enum kr_err e = KR_OK;
+	s->retry = default_retry;
+	s->dead_letter = -1;
+	s->concurrency = 16;
+	s->timeout_ms = 10000;
+	if ((j = kr_json_get(o, "retry"))) {
+		snprintf(p, sizeof p, "%s.retry", jp);
+		e = load_retry(v, j, p, &s->retry);
+	}
+	if (!e && (j = kr_json_get(o, "concurrency"))) {
+		snprintf(p, sizeof p, "%s.concurrency", jp);
+		if (!(e = uint_field(v, j, p, 1, 100000, &x)))
+			s->concurrency = (uint32_t)x;
+	}
+	if (!e && (j = kr_json_get(o, "timeout_ms"))) {
+		snprintf(p, sizeof p, "%s.timeout_ms", jp);
+		if (!(e = uint_field(v, j, p, 1, 3600000, &x)))
+			s->timeout_ms = x;
+	}
+	return e;
+}
+
+/* A JSONPath as EventBridge's InputPath and InputPathsMap take it: $ or $.a.b[0]... */
+static bool jsonpath_ok(const char *p)
+{
+	if (p[0] != '$')
+		return false;
+	for (const char *c = p + 1; *c;) {
+		if (*c == '.') {
+			c++;
+			size_t n = strcspn(c, ".[");
+			if (n == 0)
+				return false;
+			c += n;
+		} else if (*c == '[') {
+			c++;
+			if (*c < '0' || *c > '9')
+				return false;
+			while (*c >= '0' && *c <= '9')
+				c++;
+			if (*c++ != ']')
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+static enum kr_err load_transformer(struct vctx *v, const struct kr_json *o, const char *jpath)
+{
+	static const char *const keys[] = {"input_paths", "input_template"};
+	char p[200];
+	if (o->type != KR_JSON_OBJECT)
+		return verr(v, o, jpath, "\"input_transformer\" must be an object");
+	enum kr_err e = check_keys(v, o, jpath, keys, 2, "an input transformer");
+	if (e)
+		return e;
+	const struct kr_json *paths = kr_json_get(o, "input_paths"),
+			     *tmpl = kr_json_get(o, "input_template");
+	if (!tmpl || tmpl->type != KR_JSON_STRING)
+		return verr(v, tmpl ? tmpl : o, jpath, "needs \"input_template\" (a string)");
+	if (paths) {
+		snprintf(p, sizeof p, "%s.input_paths", jpath);
+		if (paths->type != KR_JSON_OBJECT)
+			return verr(v, paths, p, "must be an object of variable names to JSONPaths");
+		if (paths->n > 100)
+			return verr(v, paths, p, "at most 100 variables");
+		for (size_t i = 0; i < paths->n; i++) {
+			const struct kr_json *x = paths->items[i];
+			snprintf(p, sizeof p, "%s.input_paths.%s", jpath, paths->keys[i]);
+			if (strncmp(paths->keys[i], "aws.events.", 11) == 0)
+				return verr(v, x, p, "the aws.events. prefix is reserved");
+			if (x->type != KR_JSON_STRING || !jsonpath_ok(x->str))
+				return verr(v, x, p, "must be a JSONPath such as \"$.detail.key-id\"");
+		}
+	}
+	return KR_OK;
+}
+
+/* One entry of a rule's targets: a sink name, or an object overriding the sink's settings. */
+static enum kr_err load_target(struct vctx *v, const struct kr_json *t, const char *jp,
+			       struct kr_target_cfg *out)
+{
+	static const char *const keys[] = {"sink", "retry", "dead_letter", "input_path",
+					   "input_transformer"};
+	char p[200];
+	const struct kr_json *sink = t;
+	if (t->type == KR_JSON_OBJECT) {
+		enum kr_err e = check_keys(v, t, jp, keys, 5, "a target");
+		if (e)
+			return e;
+		sink = kr_json_get(t, "sink");
+		if (!sink)
+			return verr(v, t, jp, "a target object needs \"sink\"");
+	} else if (t->type != KR_JSON_STRING) {
+		return verr(v, t, jp, "a target must be a sink name or an object with \"sink\"");
+	}
+	int32_t si;
+	snprintf(p, sizeof p, "%s%s", jp, t == sink ? "" : ".sink");
+	enum kr_err e = sink_ref(v, sink, p, &si);
+	if (e)
+		return e;
+	const struct kr_sink_cfg *s = &v->c->sinks[si];
+	out->sink = (uint32_t)si;
+	out->retry = s->retry;
+	out->dead_letter = s->dead_letter;
+	if (t->type != KR_JSON_OBJECT)
+		return KR_OK;
+	const struct kr_json *j;
+	if ((j = kr_json_get(t, "retry"))) {
+		snprintf(p, sizeof p, "%s.retry", jp);
+		if ((e = load_retry(v, j, p, &out->retry)))
+			return e;
+	}
+	if ((j = kr_json_get(t, "dead_letter"))) {
+		snprintf(p, sizeof p, "%s.dead_letter", jp);
+		if ((e = sink_ref(v, j, p, &out->dead_letter)))
+			return e;
+	}
+	const struct kr_json *ip = kr_json_get(t, "input_path"),
+			     *it = kr_json_get(t, "input_transformer");
+	if (ip && it)
+		return verr(v, it, jp, "use either \"input_path\" or \"input_transformer\", not both");
+	if (ip) {
+		snprintf(p, sizeof p, "%s.input_path", jp);
+		if (ip->type != KR_JSON_STRING || !jsonpath_ok(ip->str))
+			return verr(v, ip, p, "must be a JSONPath such as \"$.detail\"");
+		out->input_path = ip;
+	}
+	if (it) {
+		snprintf(p, sizeof p, "%s.input_transformer", jp);
+		if ((e = load_transformer(v, it, p)))
+			return e;
+		out->input_transformer = it;
 	}
 	return KR_OK;
 }
@@ -285,7 +518,8 @@ static enum kr_err load_sinks(struct vctx *v, const struct kr_json *arr)
 		struct kr_sink_cfg *s = &c->sinks[i];
 		enum kr_err e = check_plugin_entry(v, o, jp, "sink",
 						   ent && ent->plugin ? ent->plugin->options : NULL,
-						   ent && ent->plugin, &s->name, &s->type, known, nk);
+						   ent && ent->plugin, &s->name, &s->type, known, nk,
+						   sink_common, sizeof sink_common / sizeof *sink_common);
 		if (e)
 			return e;
 		int added = nameset_add(&v->names, s->name);
@@ -293,6 +527,8 @@ static enum kr_err load_sinks(struct vctx *v, const struct kr_json *arr)
 			e = kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
 		else if (added == 0)
 			e = verr(v, kr_json_get(o, "name"), jp, "duplicate sink name \"%s\"", s->name);
+		if (!e)
+			e = load_sink_common(v, s, o, jp);
 		if (e)
 			return e;
 		s->plugin = ent ? ent->plugin : NULL;
@@ -326,7 +562,8 @@ static enum kr_err load_sources(struct vctx *v, const struct kr_json *arr)
 		struct kr_source_cfg *s = &c->sources[i];
 		enum kr_err e = check_plugin_entry(v, o, jp, "source",
 						   ent && ent->plugin ? ent->plugin->options : NULL,
-						   ent && ent->plugin, &s->name, &s->type, known, nk);
+						   ent && ent->plugin, &s->name, &s->type, known, nk,
+						   NULL, 0);
 		if (e)
 			return e;
 		int added = nameset_add(&v->names, s->name);
@@ -396,35 +633,87 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 		if (tg->type != KR_JSON_ARRAY)
 			return verr(v, tg, jp2, "\"targets\" must be an array of sink names");
 		r->targets = calloc(tg->n + 1, sizeof *r->targets);
-		if (!r->targets)
+		r->tcfg = calloc(tg->n + 1, sizeof *r->tcfg);
+		if (!r->targets || !r->tcfg)
 			return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
 		for (size_t k = 0; k < tg->n; k++) {
-			const struct kr_json *t = tg->items[k];
 			char jp3[128];
 			jp_index(jp3, sizeof jp3, jp2, k, "");
-			if (t->type != KR_JSON_STRING)
-				return verr(v, t, jp3, "a target must be a sink name (a string)");
-			size_t si = 0;
-			while (si < c->nsinks && strcmp(c->sinks[si].name, t->str) != 0)
-				si++;
-			if (si == c->nsinks) {
-				const char *names[256];
-				size_t nn = 0;
-				for (size_t q = 0; q < c->nsinks && nn < 256; q++)
-					names[nn++] = c->sinks[q].name;
-				char hint[128];
-				did_you_mean(t->str, names, nn, hint, sizeof hint);
-				return verr(v, t, jp3, "no sink is named \"%s\"%s", t->str, hint);
-			}
+			struct kr_target_cfg tc = {0};
+			e = load_target(v, tg->items[k], jp3, &tc);
+			if (e)
+				return e;
 			bool dup = false;
 			for (size_t q = 0; q < r->ntargets; q++)
-				dup |= r->targets[q] == si;
-			if (!dup)
-				r->targets[r->ntargets++] = (uint32_t)si;
+				dup |= r->targets[q] == tc.sink;
+			if (!dup) {
+				r->tcfg[r->ntargets] = tc;
+				r->targets[r->ntargets++] = tc.sink;
+			}
 		}
 		c->nrules++;
 	}
 	return KR_OK;
+}
+
+/* Sinks' dead letters and the top-level settings of the engine. */
+static enum kr_err load_engine_settings(struct vctx *v, const struct kr_json *d)
+{
+	struct kr_config *c = v->c;
+	enum kr_err e = KR_OK;
+	char p[160];
+	const struct kr_json *j;
+	for (size_t i = 0; i < c->nsinks && !e; i++)
+		if ((j = kr_json_get(c->sinks[i].obj, "dead_letter"))) {
+			jp_index(p, sizeof p, "$.sinks", i, ".dead_letter");
+			e = sink_ref(v, j, p, &c->sinks[i].dead_letter);
+		}
+	c->invalid_dead_letter = c->unmatched = -1;
+	c->max_in_flight = 10000;
+	c->shutdown_grace_ms = 30000;
+	uint64_t x;
+	if (!e && (j = kr_json_get(d, "invalid_dead_letter")))
+		e = sink_ref(v, j, "$.invalid_dead_letter", &c->invalid_dead_letter);
+	if (!e && (j = kr_json_get(d, "unmatched")))
+		e = sink_ref(v, j, "$.unmatched", &c->unmatched);
+	if (!e && (j = kr_json_get(d, "max_in_flight")) &&
+	    !(e = uint_field(v, j, "$.max_in_flight", 1, 10000000, &x)))
+		c->max_in_flight = (uint32_t)x;
+	if (!e && (j = kr_json_get(d, "shutdown_grace_seconds")) &&
+	    !(e = uint_field(v, j, "$.shutdown_grace_seconds", 0, 3600, &x)))
+		c->shutdown_grace_ms = x * 1000;
+	if (!e && (j = kr_json_get(d, "metrics"))) {
+		static const char *const keys[] = {"listen"};
+		const struct kr_json *l = kr_json_get(j, "listen");
+		if (j->type != KR_JSON_OBJECT)
+			e = verr(v, j, "$.metrics", "must be an object such as {\"listen\": \"127.0.0.1:9464\"}");
+		else if (!(e = check_keys(v, j, "$.metrics", keys, 1, "metrics"))) {
+			if (!l || l->type != KR_JSON_STRING || !strchr(l->str, ':'))
+				e = verr(v, l ? l : j, "$.metrics.listen", "needs \"listen\": \"HOST:PORT\"");
+			else
+				c->metrics_listen = l->str;
+		}
+	}
+	if (!e && (j = kr_json_get(d, "log"))) {
+		static const char *const keys[] = {"format", "level"};
+		if (j->type != KR_JSON_OBJECT) {
+			e = verr(v, j, "$.log", "must be an object such as {\"format\": \"json\"}");
+		} else if (!(e = check_keys(v, j, "$.log", keys, 2, "log settings"))) {
+			const struct kr_json *f = kr_json_get(j, "format"), *l = kr_json_get(j, "level");
+			if (f && (f->type != KR_JSON_STRING ||
+				  (strcmp(f->str, "logfmt") && strcmp(f->str, "json"))))
+				e = verr(v, f, "$.log.format", "must be \"logfmt\" or \"json\"");
+			else if (l && (l->type != KR_JSON_STRING ||
+				       (strcmp(l->str, "debug") && strcmp(l->str, "info") &&
+					strcmp(l->str, "warn") && strcmp(l->str, "error"))))
+				e = verr(v, l, "$.log.level", "must be \"debug\", \"info\", \"warn\" or \"error\"");
+			else {
+				c->log_format = f ? f->str : NULL;
+				c->log_level = l ? l->str : NULL;
+			}
+		}
+	}
+	return e;
 }
 
 enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
@@ -435,11 +724,17 @@ enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
 	if (!c)
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	c->path = strdup(name);
+	c->dir = strdup(name);
 	c->text = malloc(len + 1);
-	if (!c->path || !c->text) {
+	if (!c->path || !c->dir || !c->text) {
 		kr_config_free(c);
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	}
+	char *slash = strrchr(c->dir, '/');
+	if (slash)
+		slash[slash == c->dir ? 1 : 0] = 0;
+	else
+		strcpy(c->dir, ".");
 	memcpy(c->text, text, len);
 	c->text[len] = 0;
 	c->len = len;
@@ -457,9 +752,12 @@ enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
 	const struct kr_json *d = c->doc;
 	if (d->type != KR_JSON_OBJECT)
 		e = verr(&v, d, "$", "the configuration must be a JSON object");
-	static const char *const top_keys[] = {"sources", "sinks", "rules"};
+	static const char *const top_keys[] = {"sources", "sinks", "rules", "invalid_dead_letter",
+					       "unmatched", "metrics", "log", "max_in_flight",
+					       "shutdown_grace_seconds"};
 	if (!e)
-		e = check_keys(&v, d, "$", top_keys, 3, "the configuration");
+		e = check_keys(&v, d, "$", top_keys, sizeof top_keys / sizeof *top_keys,
+			       "the configuration");
 	if (!e && kr_rules_new(&c->compiled) != KR_OK)
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	const struct kr_json *j;
@@ -467,6 +765,8 @@ enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
 		e = load_sources(&v, j);
 	if (!e && (j = kr_json_get(d, "sinks")))
 		e = load_sinks(&v, j);
+	if (!e)
+		e = load_engine_settings(&v, d);
 	if (!e && (j = kr_json_get(d, "rules")))
 		e = load_rules(&v, j);
 	if (!e && kr_rules_build(c->compiled) != KR_OK)
@@ -534,8 +834,10 @@ void kr_config_free(struct kr_config *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->rules_cap; i++)
+	for (size_t i = 0; i < c->rules_cap; i++) {
 		free(c->rules[i].targets);
+		free(c->rules[i].tcfg);
+	}
 	free(c->rules);
 	free(c->sinks);
 	free(c->sources);
@@ -543,6 +845,7 @@ void kr_config_free(struct kr_config *c)
 	kr_json_free(c->doc);
 	free(c->text);
 	free(c->path);
+	free(c->dir);
 	free(c);
 }
 
@@ -567,4 +870,33 @@ size_t kr_config_unavailable(const struct kr_config *c, char *err)
 		}
 	}
 	return n;
+}
+
+const char *kr_opt_string(const struct kr_json *obj, const char *name, const char *def)
+{
+	const struct kr_json *j = kr_json_get(obj, name);
+	return j && j->type == KR_JSON_STRING ? j->str : def;
+}
+
+bool kr_opt_bool(const struct kr_json *obj, const char *name, bool def)
+{
+	const struct kr_json *j = kr_json_get(obj, name);
+	return j ? j->type == KR_JSON_TRUE : def;
+}
+
+uint64_t kr_opt_int(const struct kr_json *obj, const char *name, uint64_t def)
+{
+	const struct kr_json *j = kr_json_get(obj, name);
+	return j && j->type == KR_JSON_NUMBER && j->num >= 0 ? (uint64_t)j->num : def;
+}
+
+char *kr_resolve_path(const char *base_dir, const char *p)
+{
+	if (p[0] == '/' || strcmp(p, "-") == 0 || !base_dir || strcmp(base_dir, ".") == 0)
+		return strdup(p);
+	size_t n = strlen(base_dir) + strlen(p) + 2;
+	char *r = malloc(n);
+	if (r)
+		snprintf(r, n, "%s/%s", base_dir, p);
+	return r;
 }

@@ -17,11 +17,32 @@
 #include "plugin.h"
 #include "rules.h"
 
+/* Retry policy, as EventBridge's RetryPolicy plus the back-off bounds. */
+struct kr_retry_cfg {
+	uint32_t max_attempts;      /* attempts in all, >= 1 */
+	uint64_t max_age_ms;        /* give up once the event is this old */
+	uint64_t initial_backoff_ms;
+	uint64_t max_backoff_ms;
+};
+
 struct kr_sink_cfg {
 	const char *name;
 	const char *type;
 	const struct kr_sink_plugin *plugin; /* NULL: not available in this build */
 	const struct kr_json *obj;
+	struct kr_retry_cfg retry;
+	int32_t dead_letter;   /* sink index, or -1 */
+	uint32_t concurrency;  /* deliveries in flight at once */
+	uint64_t timeout_ms;   /* per request, for sinks that make requests */
+};
+
+/* One target of a rule, with the sink's settings resolved under the rule's overrides. */
+struct kr_target_cfg {
+	uint32_t sink;
+	struct kr_retry_cfg retry;
+	int32_t dead_letter;
+	const struct kr_json *input_path;        /* string, or NULL */
+	const struct kr_json *input_transformer; /* {"input_paths": {...}, "input_template": "..."} */
 };
 
 struct kr_source_cfg {
@@ -35,11 +56,13 @@ struct kr_rule_cfg {
 	const char *name;
 	const struct kr_json *pattern;
 	uint32_t *targets; /* sink indexes, in the order written, without repeats */
+	struct kr_target_cfg *tcfg; /* the same targets with their settings */
 	size_t ntargets;
 };
 
 struct kr_config {
 	char *path;
+	char *dir; /* the folder of path: relative paths inside resolve against it */
 	char *text;
 	size_t len;
 	struct kr_json *doc;
@@ -51,6 +74,12 @@ struct kr_config {
 	size_t nrules;
 	size_t rules_cap; /* entries allocated (a failed load may have filled more than nrules) */
 	struct kr_rules *compiled; /* rule i of the config is rule id i */
+	int32_t invalid_dead_letter;  /* sink index for records that cannot be parsed, or -1 */
+	int32_t unmatched;            /* sink index for events no rule matches, or -1 */
+	const char *metrics_listen;   /* "host:port", or NULL */
+	const char *log_format, *log_level;
+	uint32_t max_in_flight;       /* records being delivered at once */
+	uint64_t shutdown_grace_ms;
 };
 
 /* Loads and validates a config file. On error returns non-KR_OK with "FILE:LINE:COL: $.path:

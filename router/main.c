@@ -10,6 +10,8 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *summary;
 } commands[] = {
+	{"run", kr_cmd_run, "route events from the configured sources to the sinks (the daemon)"},
+	{"replay", kr_cmd_replay, "replay archived events through the rules and sinks"},
 	{"match", kr_cmd_match, "classify events from files or stdin and print the matching rules"},
 	{"test-pattern", kr_cmd_test_pattern, "test an EventBridge pattern against an event, offline"},
 	{"check", kr_cmd_check, "validate a configuration and print a summary"},

@@ -6,6 +6,7 @@
 #include "plugin.h"
 
 extern const struct kr_sink_plugin kr_sink_log;
+extern const struct kr_source_plugin kr_source_file;
 
 const struct kr_sink_entry kr_sink_registry[] = {
 	{"log", &kr_sink_log},
@@ -20,7 +21,7 @@ const struct kr_sink_entry kr_sink_registry[] = {
 };
 
 const struct kr_source_entry kr_source_registry[] = {
-	{"file", NULL},
+	{"file", &kr_source_file},
 	{"sqs", NULL},
 	{"kafka", NULL},
 	{NULL, NULL},

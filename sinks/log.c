@@ -1,17 +1,245 @@
 /* log sink: JSON Lines to a file or standard output.
  *
- * This build declares the sink and its options for configuration checking and the offline
- * commands; delivery arrives with the pipeline. */
+ * submit appends the line to a buffer; flush (once per engine round) writes the buffer with as
+ * few write(2) calls as it takes and only then completes the deliveries, so an acknowledged event
+ * is always in the file (in the page cache; fsync follows on fsync_interval_ms). A payload that
+ * spans lines is minified to one. A file that cannot be opened or written fails the deliveries
+ * as retryable, so the engine's retry policy and dead letters apply. reopen (SIGHUP) closes the
+ * file; the next flush opens the path again, as logrotate expects. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "loop.h"
 #include "plugin.h"
+
+struct log_sink {
+	char *name;
+	char *path; /* NULL: stdout */
+	int fd;
+	bool metadata;
+	uint64_t fsync_ms, last_fsync;
+	bool unsynced;
+	struct kr_buf buf;
+	struct kr_delivery **pending;
+	size_t npending, cap;
+};
 
 static const struct kr_option log_options[] = {
 	{.name = "path", .type = KR_OPT_STRING, .def = "\"-\"",
 	 .help = "file to append JSON Lines to, or \"-\" for standard output"},
+	{.name = "metadata", .type = KR_OPT_BOOL, .def = "false",
+	 .help = "write {\"rule\", \"sink\", \"received_time\", \"payload\"} instead of the payload"},
+	{.name = "fsync_interval_ms", .type = KR_OPT_INT, .def = "1000",
+	 .help = "fsync the file at most this often after writes (0: never)"},
 	{0},
 };
+
+/* Appends JSON text without the whitespace between tokens (strings kept as they are). */
+static bool append_minified(struct kr_buf *b, const char *p, size_t n)
+{
+	if (!memchr(p, '\n', n) && !memchr(p, '\r', n))
+		return kr_buf_append(b, p, n);
+	if (!kr_buf_reserve(b, n + 1))
+		return false;
+	char *o = b->p + b->len;
+	bool str = false, esc = false;
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		if (str) {
+			if (esc)
+				esc = false;
+			else if (c == '\\')
+				esc = true;
+			else if (c == '"')
+				str = false;
+		} else if (c == '"') {
+			str = true;
+		} else if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+			continue;
+		}
+		*o++ = c;
+	}
+	b->len = (size_t)(o - b->p);
+	b->p[b->len] = 0;
+	return true;
+}
+
+static enum kr_err log_create(const struct kr_sink_args *a, void **ctx, char *err)
+{
+	struct log_sink *s = calloc(1, sizeof *s);
+	if (!s || !(s->name = strdup(a->name)))
+		goto nomem;
+	const char *path = kr_opt_string(a->obj, "path", "-");
+	if (strcmp(path, "-") != 0 && !(s->path = kr_resolve_path(a->base_dir, path)))
+		goto nomem;
+	s->fd = s->path ? -1 : 1;
+	s->metadata = kr_opt_bool(a->obj, "metadata", false);
+	s->fsync_ms = kr_opt_int(a->obj, "fsync_interval_ms", 1000);
+	s->last_fsync = kr_now_ms();
+	*ctx = s;
+	return KR_OK;
+nomem:
+	if (s)
+		free(s->name);
+	free(s);
+	return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+}
+
+static void log_submit(void *ctx, struct kr_delivery *d)
+{
+	struct log_sink *s = ctx;
+	if (s->npending == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 256;
+		struct kr_delivery **p = realloc(s->pending, cap * sizeof *p);
+		if (!p) {
+			kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+			return;
+		}
+		s->pending = p;
+		s->cap = cap;
+	}
+	size_t before = s->buf.len;
+	bool ok;
+	if (s->metadata) {
+		char stamp[40];
+		time_t t = (time_t)(d->received_ms / 1000);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (unsigned)(d->received_ms % 1000));
+		size_t i = 0;
+		while (i < d->len && (d->payload[i] == ' ' || d->payload[i] == '\n' ||
+				      d->payload[i] == '\t' || d->payload[i] == '\r'))
+			i++;
+		bool json = i < d->len && (d->payload[i] == '{' || d->payload[i] == '[');
+		ok = kr_buf_puts(&s->buf, "{\"rule\":") &&
+		     kr_buf_json_string(&s->buf, d->rule, strlen(d->rule)) &&
+		     kr_buf_puts(&s->buf, ",\"sink\":") &&
+		     kr_buf_json_string(&s->buf, s->name, strlen(s->name)) &&
+		     kr_buf_puts(&s->buf, ",\"received_time\":\"") && kr_buf_puts(&s->buf, stamp) &&
+		     kr_buf_puts(&s->buf, "\",\"payload\":") &&
+		     (json ? append_minified(&s->buf, d->payload, d->len)
+			   : kr_buf_json_string(&s->buf, d->payload, d->len)) &&
+		     kr_buf_puts(&s->buf, "}\n");
+	} else {
+		ok = append_minified(&s->buf, d->payload, d->len) && kr_buf_puts(&s->buf, "\n");
+	}
+	if (!ok) {
+		s->buf.len = before;
+		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+		return;
+	}
+	s->pending[s->npending++] = d;
+}
+
+static void complete_all(struct log_sink *s, enum kr_outcome o, const char *code, const char *msg)
+{
+	/* completing may submit more (retries are timers, so not now; dead letters to other sinks
+	   may): take the list first */
+	size_t n = s->npending;
+	struct kr_delivery **list = s->pending;
+	s->pending = NULL;
+	s->npending = s->cap = 0;
+	s->buf.len = 0;
+	for (size_t i = 0; i < n; i++)
+		kr_delivery_done(list[i], o, 0, code, msg);
+	free(list);
+}
+
+static void log_flush(void *ctx)
+{
+	struct log_sink *s = ctx;
+	if (!s->npending) {
+		if (s->unsynced && s->fd > 2 && s->fsync_ms &&
+		    kr_now_ms() - s->last_fsync >= s->fsync_ms) {
+			fsync(s->fd);
+			s->unsynced = false;
+			s->last_fsync = kr_now_ms();
+		}
+		return;
+	}
+	if (s->fd < 0) {
+		s->fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (s->fd < 0) {
+			char msg[512];
+			snprintf(msg, sizeof msg, "cannot open %s: %s", s->path, strerror(errno));
+			complete_all(s, KR_RETRYABLE, "OpenFailed", msg);
+			return;
+		}
+	}
+	/* where this batch starts, to take a partial write back out of the file */
+	off_t start = s->fd > 2 ? lseek(s->fd, 0, SEEK_END) : -1;
+	size_t off = 0;
+	while (off < s->buf.len) {
+		ssize_t w = write(s->fd, s->buf.p + off, s->buf.len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			char msg[512];
+			snprintf(msg, sizeof msg, "cannot write %s: %s", s->path ? s->path : "stdout",
+				 strerror(w < 0 ? errno : EIO));
+			/* the retry writes the whole batch again: remove what got out of it */
+			if (off && start >= 0 && ftruncate(s->fd, start) != 0)
+				off = 0;
+			if (s->fd > 2)
+				close(s->fd);
+			s->fd = s->path ? -1 : 1;
+			complete_all(s, KR_RETRYABLE, "WriteFailed", msg);
+			return;
+		}
+		off += (size_t)w;
+	}
+	s->unsynced = true;
+	if (s->fd > 2 && s->fsync_ms && kr_now_ms() - s->last_fsync >= s->fsync_ms) {
+		fsync(s->fd);
+		s->unsynced = false;
+		s->last_fsync = kr_now_ms();
+	}
+	complete_all(s, KR_DELIVERED, NULL, NULL);
+}
+
+static void log_reopen(void *ctx)
+{
+	struct log_sink *s = ctx;
+	if (s->path && s->fd >= 0) {
+		close(s->fd);
+		s->fd = -1;
+	}
+}
+
+static void log_destroy(void *ctx)
+{
+	struct log_sink *s = ctx;
+	if (s->npending)
+		log_flush(s);
+	if (s->npending)
+		complete_all(s, KR_RETRYABLE, "Closed", "the sink was closed");
+	if (s->fd > 2) {
+		if (s->unsynced)
+			fsync(s->fd);
+		close(s->fd);
+	}
+	free(s->pending);
+	kr_buf_free(&s->buf);
+	free(s->path);
+	free(s->name);
+	free(s);
+}
 
 const struct kr_sink_plugin kr_sink_log = {
 	.name = "log",
 	.description = "writes each delivered event as one JSON line to a file or stdout",
 	.options = log_options,
+	.create = log_create,
+	.submit = log_submit,
+	.flush = log_flush,
+	.reopen = log_reopen,
+	.destroy = log_destroy,
 };

@@ -1,0 +1,89 @@
+/* kr_engine: the pipeline. Records come from sources, are matched against the rules, and become
+ * deliveries to sinks; the engine tracks every delivery (retries with back-off, dead letters) and
+ * acknowledges a record to its source only when all its deliveries succeeded or were
+ * dead-lettered. Ordered sources are told the contiguous done prefix of their records.
+ *
+ * The engine owns the sources, the current configuration generation (rules + sinks) and the
+ * generations being retired after a reload (their in-flight deliveries finish on their own
+ * sinks). It runs on one kr_loop; nothing here is thread-safe except the metrics, which another
+ * thread may read. */
+#ifndef KR_ENGINE_H
+#define KR_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+#include "loop.h"
+#include "stream.h"
+
+struct kr_engine;
+struct kr_source_handle;
+struct kr_metrics;
+
+struct kr_engine_opts {
+	/* replay: only events with from_ms <= time < to_ms (0: unbounded); others are done at
+	   once. replay_name is added to every event. rate: events per second (0: unlimited). */
+	uint64_t from_ms, to_ms;
+	const char *replay_name;
+	uint64_t rate;
+	/* replay: skip_records[i] records of input i are already done (checkpoint) */
+	bool replay;
+};
+
+/* Builds an engine for cfg (taking ownership of it) on loop: starts the sinks and, unless
+ * sources are supplied later with kr_engine_add_source, the config's sources. */
+enum kr_err kr_engine_new(struct kr_loop *loop, struct kr_config *cfg,
+			  const struct kr_engine_opts *opts, struct kr_metrics *metrics,
+			  struct kr_engine **out, char *err);
+void kr_engine_free(struct kr_engine *e);
+
+/* Starts the configuration's own sources (run). */
+enum kr_err kr_engine_start_sources(struct kr_engine *e, char *err);
+
+/* Adds a source of a given plugin with a config object (replay adds a file source). */
+enum kr_err kr_engine_add_source(struct kr_engine *e, const char *name,
+				 const struct kr_source_plugin *plugin, const struct kr_json *obj,
+				 char *err);
+
+/* Swaps in a new configuration (rules and sinks; the sources stay). On failure nothing changes
+ * and err says why. Takes ownership of cfg on success only. */
+enum kr_err kr_engine_reload(struct kr_engine *e, struct kr_config *cfg, char *err);
+
+/* Reopens files of the current sinks (SIGHUP when the reload failed). */
+void kr_engine_reopen(struct kr_engine *e);
+
+/* One round of work: pulls sources while below the in-flight limit, flushes sinks, acks.
+ * Returns the milliseconds the loop may sleep (0: more work is ready now). */
+int kr_engine_step(struct kr_engine *e);
+
+/* Stops reading sources (SIGTERM); in-flight deliveries go on. */
+void kr_engine_stop_reading(struct kr_engine *e);
+
+/* True when every source is done (or stopped) and nothing is in flight. */
+bool kr_engine_idle(const struct kr_engine *e);
+
+/* Totals for the exit status and summaries. */
+struct kr_engine_totals {
+	uint64_t records, events, invalid, unmatched, delivered, dead_lettered, failed_records,
+		filtered, skipped, in_flight;
+};
+void kr_engine_totals(const struct kr_engine *e, struct kr_engine_totals *t);
+
+/* ---- for source plugins ---- */
+
+/* Starts (or restarts, after a rotation) input number input of the source (a file), named for
+ * messages; its records are numbered from 1 and those up to skip are done already (a
+ * checkpoint). Returns the input's stream, to feed with a kr_reader; each input is acknowledged
+ * on its own, in order. NULL when out of memory. */
+struct kr_stream *kr_engine_input_begin(struct kr_source_handle *h, uint32_t input,
+					const char *name, uint64_t skip);
+/* The input's stream was ended (kr_reader_finish): it moves to a reloaded config now. */
+void kr_engine_input_end(struct kr_source_handle *h, uint32_t input);
+/* A source that returned KR_PULL_WAIT has something to read again. */
+void kr_engine_wake(struct kr_engine *e);
+/* Whether the engine wants more records now (below the in-flight limit, not stopping). */
+bool kr_engine_wants(const struct kr_engine *e);
+
+#endif

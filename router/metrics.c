@@ -1,0 +1,333 @@
+/* Metrics registry, Prometheus rendering and the HTTP endpoints (see metrics.h). */
+#include "metrics.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "json.h"
+
+static const uint64_t bucket_ms[KR_LATENCY_BUCKETS] = {1,   5,    10,   25,   50,    100,
+						       250, 500, 1000, 2500, 5000, 10000};
+
+struct named {
+	char *name;
+	void *cell;
+};
+
+struct list {
+	struct named *v;
+	size_t n;
+};
+
+struct kr_metrics {
+	struct list sinks, rules, sources;
+	struct kr_global_stats global;
+	struct kr_sink_stats scratch_sink;
+	struct kr_rule_stats scratch_rule;
+	struct kr_source_stats scratch_source;
+	struct MHD_Daemon *daemon;
+	pthread_mutex_t lock; /* guards text and ready, shared with the server thread */
+	char *text;
+	size_t text_len;
+	bool ready;
+	struct kr_buf render;
+};
+
+struct kr_metrics *kr_metrics_new(void)
+{
+	struct kr_metrics *m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	pthread_mutex_init(&m->lock, NULL);
+	m->global.in_flight = 0;
+	return m;
+}
+
+static void list_free(struct list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].name);
+		free(l->v[i].cell);
+	}
+	free(l->v);
+}
+
+void kr_metrics_free(struct kr_metrics *m)
+{
+	if (!m)
+		return;
+	if (m->daemon)
+		MHD_stop_daemon(m->daemon);
+	list_free(&m->sinks);
+	list_free(&m->rules);
+	list_free(&m->sources);
+	free(m->text);
+	kr_buf_free(&m->render);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+static void *lookup(struct list *l, const char *name, size_t size)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i].name, name) == 0)
+			return l->v[i].cell;
+	struct named *v = realloc(l->v, (l->n + 1) * sizeof *v);
+	if (!v)
+		return NULL;
+	l->v = v;
+	void *cell = calloc(1, size);
+	char *n = strdup(name);
+	if (!cell || !n) {
+		free(cell);
+		free(n);
+		return NULL;
+	}
+	l->v[l->n].name = n;
+	l->v[l->n].cell = cell;
+	l->n++;
+	return cell;
+}
+
+struct kr_sink_stats *kr_metrics_sink(struct kr_metrics *m, const char *name)
+{
+	struct kr_sink_stats *s = lookup(&m->sinks, name, sizeof *s);
+	return s ? s : &m->scratch_sink;
+}
+
+struct kr_rule_stats *kr_metrics_rule(struct kr_metrics *m, const char *name)
+{
+	struct kr_rule_stats *s = lookup(&m->rules, name, sizeof *s);
+	return s ? s : &m->scratch_rule;
+}
+
+struct kr_source_stats *kr_metrics_source(struct kr_metrics *m, const char *name)
+{
+	struct kr_source_stats *s = lookup(&m->sources, name, sizeof *s);
+	if (s && s->lag == 0 && s->records == 0)
+		s->lag = -1;
+	return s ? s : &m->scratch_source;
+}
+
+struct kr_global_stats *kr_metrics_global(struct kr_metrics *m)
+{
+	return &m->global;
+}
+
+void kr_metrics_observe_latency(struct kr_sink_stats *s, uint64_t ms)
+{
+	s->latency_count++;
+	s->latency_sum_ms += ms;
+	for (int i = 0; i < KR_LATENCY_BUCKETS; i++)
+		if (ms <= bucket_ms[i])
+			s->latency_buckets[i]++;
+}
+
+static void line(struct kr_buf *b, const char *metric, const char *label, const char *value,
+		 const char *extra, unsigned long long n)
+{
+	char num[32];
+	kr_buf_puts(b, metric);
+	if (label) {
+		kr_buf_puts(b, "{");
+		kr_buf_puts(b, label);
+		kr_buf_puts(b, "=");
+		kr_buf_json_string(b, value, strlen(value));
+		if (extra) {
+			kr_buf_puts(b, ",");
+			kr_buf_puts(b, extra);
+		}
+		kr_buf_puts(b, "}");
+	}
+	snprintf(num, sizeof num, " %llu\n", n);
+	kr_buf_puts(b, num);
+}
+
+static void help(struct kr_buf *b, const char *metric, const char *type, const char *text)
+{
+	kr_buf_puts(b, "# HELP ");
+	kr_buf_puts(b, metric);
+	kr_buf_puts(b, " ");
+	kr_buf_puts(b, text);
+	kr_buf_puts(b, "\n# TYPE ");
+	kr_buf_puts(b, metric);
+	kr_buf_puts(b, " ");
+	kr_buf_puts(b, type);
+	kr_buf_puts(b, "\n");
+}
+
+void kr_metrics_publish(struct kr_metrics *m)
+{
+	struct kr_buf *b = &m->render;
+	b->len = 0;
+	help(b, "kmsrouter_records_total", "counter", "Records read from sources.");
+	for (size_t i = 0; i < m->sources.n; i++)
+		line(b, "kmsrouter_records_total", "source", m->sources.v[i].name, NULL,
+		     ((struct kr_source_stats *)m->sources.v[i].cell)->records);
+	help(b, "kmsrouter_records_invalid_total", "counter", "Records that could not be parsed.");
+	for (size_t i = 0; i < m->sources.n; i++)
+		line(b, "kmsrouter_records_invalid_total", "source", m->sources.v[i].name, NULL,
+		     ((struct kr_source_stats *)m->sources.v[i].cell)->invalid);
+	help(b, "kmsrouter_source_lag", "gauge", "How far behind a source is (bytes), where known.");
+	for (size_t i = 0; i < m->sources.n; i++) {
+		const struct kr_source_stats *s = m->sources.v[i].cell;
+		if (s->lag >= 0)
+			line(b, "kmsrouter_source_lag", "source", m->sources.v[i].name, NULL,
+			     (unsigned long long)s->lag);
+	}
+	help(b, "kmsrouter_rule_matches_total", "counter", "Events matched, per rule.");
+	for (size_t i = 0; i < m->rules.n; i++)
+		line(b, "kmsrouter_rule_matches_total", "rule", m->rules.v[i].name, NULL,
+		     ((struct kr_rule_stats *)m->rules.v[i].cell)->matched);
+	help(b, "kmsrouter_events_unmatched_total", "counter", "Events no rule matched.");
+	line(b, "kmsrouter_events_unmatched_total", NULL, NULL, NULL, m->global.unmatched);
+	help(b, "kmsrouter_in_flight_records", "gauge", "Records being delivered.");
+	line(b, "kmsrouter_in_flight_records", NULL, NULL, NULL,
+	     (unsigned long long)(m->global.in_flight > 0 ? m->global.in_flight : 0));
+	help(b, "kmsrouter_deliveries_total", "counter",
+	     "Delivery attempts per sink by outcome (success, retryable, permanent).");
+	for (size_t i = 0; i < m->sinks.n; i++) {
+		const struct kr_sink_stats *s = m->sinks.v[i].cell;
+		line(b, "kmsrouter_deliveries_total", "sink", m->sinks.v[i].name, "outcome=\"success\"",
+		     s->success);
+		line(b, "kmsrouter_deliveries_total", "sink", m->sinks.v[i].name,
+		     "outcome=\"retryable\"", s->retryable);
+		line(b, "kmsrouter_deliveries_total", "sink", m->sinks.v[i].name,
+		     "outcome=\"permanent\"", s->permanent);
+	}
+	help(b, "kmsrouter_retries_total", "counter", "Deliveries scheduled for another attempt.");
+	for (size_t i = 0; i < m->sinks.n; i++)
+		line(b, "kmsrouter_retries_total", "sink", m->sinks.v[i].name, NULL,
+		     ((struct kr_sink_stats *)m->sinks.v[i].cell)->retries);
+	help(b, "kmsrouter_dead_lettered_total", "counter",
+	     "Deliveries to this sink given up and sent to its dead-letter sink.");
+	for (size_t i = 0; i < m->sinks.n; i++)
+		line(b, "kmsrouter_dead_lettered_total", "sink", m->sinks.v[i].name, NULL,
+		     ((struct kr_sink_stats *)m->sinks.v[i].cell)->dead_lettered);
+	help(b, "kmsrouter_delivery_latency_seconds", "histogram",
+	     "Time from submitting a delivery to its outcome.");
+	for (size_t i = 0; i < m->sinks.n; i++) {
+		const struct kr_sink_stats *s = m->sinks.v[i].cell;
+		for (int k = 0; k < KR_LATENCY_BUCKETS; k++) {
+			char le[32];
+			snprintf(le, sizeof le, "le=\"%g\"", (double)bucket_ms[k] / 1000.0);
+			line(b, "kmsrouter_delivery_latency_seconds_bucket", "sink", m->sinks.v[i].name,
+			     le, s->latency_buckets[k]);
+		}
+		line(b, "kmsrouter_delivery_latency_seconds_bucket", "sink", m->sinks.v[i].name,
+		     "le=\"+Inf\"", s->latency_count);
+		char sum[64];
+		snprintf(sum, sizeof sum, "kmsrouter_delivery_latency_seconds_sum{sink=");
+		kr_buf_puts(b, sum);
+		kr_buf_json_string(b, m->sinks.v[i].name, strlen(m->sinks.v[i].name));
+		snprintf(sum, sizeof sum, "} %.3f\n", (double)s->latency_sum_ms / 1000.0);
+		kr_buf_puts(b, sum);
+		line(b, "kmsrouter_delivery_latency_seconds_count", "sink", m->sinks.v[i].name, NULL,
+		     s->latency_count);
+	}
+	pthread_mutex_lock(&m->lock);
+	char *t = malloc(b->len + 1);
+	if (t) {
+		memcpy(t, b->p ? b->p : "", b->len);
+		t[b->len] = 0;
+		free(m->text);
+		m->text = t;
+		m->text_len = b->len;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+void kr_metrics_set_ready(struct kr_metrics *m, bool ready)
+{
+	pthread_mutex_lock(&m->lock);
+	m->ready = ready;
+	pthread_mutex_unlock(&m->lock);
+}
+
+const char *kr_metrics_text(struct kr_metrics *m)
+{
+	return m->text ? m->text : "";
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url,
+			      const char *method, const char *version, const char *upload,
+			      size_t *upload_size, void **con_cls)
+{
+	(void)version;
+	(void)upload;
+	(void)upload_size;
+	(void)con_cls;
+	struct kr_metrics *m = cls;
+	unsigned status = MHD_HTTP_OK;
+	char *body;
+	const char *type = "text/plain; charset=utf-8";
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		status = MHD_HTTP_METHOD_NOT_ALLOWED;
+		body = strdup("method not allowed\n");
+	} else if (strcmp(url, "/metrics") == 0) {
+		type = "text/plain; version=0.0.4; charset=utf-8";
+		pthread_mutex_lock(&m->lock);
+		body = strdup(m->text ? m->text : "");
+		pthread_mutex_unlock(&m->lock);
+	} else if (strcmp(url, "/healthz") == 0) {
+		body = strdup("ok\n");
+	} else if (strcmp(url, "/readyz") == 0) {
+		pthread_mutex_lock(&m->lock);
+		bool ready = m->ready;
+		pthread_mutex_unlock(&m->lock);
+		status = ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+		body = strdup(ready ? "ready\n" : "starting\n");
+	} else {
+		status = MHD_HTTP_NOT_FOUND;
+		body = strdup("not found\n");
+	}
+	if (!body)
+		return MHD_NO;
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", type);
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+enum kr_err kr_metrics_listen(struct kr_metrics *m, const char *listen, char *err)
+{
+	char host[256];
+	const char *colon = strrchr(listen, ':');
+	if (!colon || (size_t)(colon - listen) >= sizeof host)
+		return kr_errf(err, KR_ERR_CONFIG, "metrics listen \"%s\": expected HOST:PORT", listen);
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = 0;
+	char *h = host;
+	if (h[0] == '[') { /* [::1]:9464 */
+		h++;
+		h[strcspn(h, "]")] = 0;
+	}
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	int gai = getaddrinfo(h[0] ? h : NULL, colon + 1, &hints, &res);
+	if (gai != 0)
+		return kr_errf(err, KR_ERR_CONFIG, "metrics listen \"%s\": %s", listen,
+			       gai_strerror(gai));
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	if (res->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR,
+				     res->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+				     MHD_OPTION_END);
+	freeaddrinfo(res);
+	if (!m->daemon)
+		return kr_errf(err, KR_ERR_IO, "metrics listen \"%s\": cannot listen there", listen);
+	return KR_OK;
+}
