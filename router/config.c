@@ -407,7 +407,7 @@ static bool jsonpath_ok(const char *p)
 static enum kr_err load_transformer(struct vctx *v, const struct kr_json *o, const char *jpath)
 {
 	static const char *const keys[] = {"input_paths", "input_template"};
-	char p[200];
+	char p[512];
 	if (o->type != KR_JSON_OBJECT)
 		return verr(v, o, jpath, "\"input_transformer\" must be an object");
 	enum kr_err e = check_keys(v, o, jpath, keys, 2, "an input transformer");
@@ -418,14 +418,17 @@ static enum kr_err load_transformer(struct vctx *v, const struct kr_json *o, con
 	if (!tmpl || tmpl->type != KR_JSON_STRING)
 		return verr(v, tmpl ? tmpl : o, jpath, "needs \"input_template\" (a string)");
 	if (paths) {
-		snprintf(p, sizeof p, "%s.input_paths", jpath);
+		if (snprintf(p, sizeof p, "%s.input_paths", jpath) >= (int)sizeof p)
+			p[sizeof p - 1] = 0; /* a long path is cut, not wrong */
 		if (paths->type != KR_JSON_OBJECT)
 			return verr(v, paths, p, "must be an object of variable names to JSONPaths");
 		if (paths->n > 100)
 			return verr(v, paths, p, "at most 100 variables");
 		for (size_t i = 0; i < paths->n; i++) {
 			const struct kr_json *x = paths->items[i];
-			snprintf(p, sizeof p, "%s.input_paths.%s", jpath, paths->keys[i]);
+			if (snprintf(p, sizeof p, "%s.input_paths.%s", jpath, paths->keys[i]) >=
+			    (int)sizeof p)
+				p[sizeof p - 1] = 0;
 			if (strncmp(paths->keys[i], "aws.events.", 11) == 0)
 				return verr(v, x, p, "the aws.events. prefix is reserved");
 			if (x->type != KR_JSON_STRING || !jsonpath_ok(x->str))
@@ -441,7 +444,7 @@ static enum kr_err load_target(struct vctx *v, const struct kr_json *t, const ch
 {
 	static const char *const keys[] = {"sink", "retry", "dead_letter", "input_path",
 					   "input_transformer"};
-	char p[200];
+	char p[512];
 	const struct kr_json *sink = t;
 	if (t->type == KR_JSON_OBJECT) {
 		enum kr_err e = check_keys(v, t, jp, keys, 5, "a target");
