@@ -6,6 +6,7 @@
 #include "plugin.h"
 
 extern const struct kr_sink_plugin kr_sink_log;
+extern const struct kr_sink_plugin kr_sink_http;
 extern const struct kr_source_plugin kr_source_file;
 
 const struct kr_sink_entry kr_sink_registry[] = {
@@ -16,7 +17,7 @@ const struct kr_sink_entry kr_sink_registry[] = {
 	{"sqs", NULL},
 	{"kinesis", NULL},
 	{"kafka", NULL},
-	{"http", NULL},
+	{"http", &kr_sink_http},
 	{NULL, NULL},
 };
 

@@ -1,0 +1,295 @@
+/* http sink: webhooks and on-prem services, like EventBridge API destinations.
+ *
+ * POST (or PUT) each payload to url through kr_http (curl multi on the loop; connections are
+ * kept). Headers come from the config; secrets come from environment variables, never from the
+ * config file: an API key header (api_key_header + api_key_env) or Basic auth
+ * (basic_username_env + basic_password_env), as EventBridge connections do. Outcomes: 2xx
+ * delivered; 429 and 5xx retryable, not before Retry-After; other 4xx permanent; no response
+ * (refused, timeout, TLS) retryable. rate_limit caps requests per second; the engine's
+ * concurrency limit caps requests in flight. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "json.h"
+#include "loop.h"
+#include "plugin.h"
+
+struct pending {
+	struct kr_delivery *d;
+	struct pending *next;
+};
+
+struct http_sink {
+	char *name;
+	char *url;
+	char *method;
+	char **headers; /* "Name: value", NULL-terminated */
+	size_t nheaders;
+	char *userpwd;
+	char *ca_file;
+	uint64_t timeout_ms;
+	uint64_t rate; /* requests per second, 0: no limit */
+	double tokens;
+	uint64_t tokens_at;
+	struct pending *head, *tail; /* waiting for a rate token */
+	struct kr_timer *rate_timer;
+	struct kr_loop *loop;
+	struct kr_http *http;
+};
+
+static const struct kr_option http_options[] = {
+	{.name = "url", .type = KR_OPT_STRING, .required = true, .help = "http:// or https:// URL"},
+	{.name = "method", .type = KR_OPT_STRING, .def = "\"POST\"", .help = "POST or PUT"},
+	{.name = "headers", .type = KR_OPT_OBJECT, .help = "extra request headers (not secrets)"},
+	{.name = "api_key_header", .type = KR_OPT_STRING,
+	 .help = "header that carries the API key (e.g. x-api-key)"},
+	{.name = "api_key_env", .type = KR_OPT_STRING,
+	 .help = "environment variable holding the API key"},
+	{.name = "basic_username_env", .type = KR_OPT_STRING,
+	 .help = "environment variable holding the Basic auth user name"},
+	{.name = "basic_password_env", .type = KR_OPT_STRING,
+	 .help = "environment variable holding the Basic auth password"},
+	{.name = "rate_limit", .type = KR_OPT_INT, .def = "0",
+	 .help = "requests per second at most (0: no limit)"},
+	{.name = "ca_file", .type = KR_OPT_STRING,
+	 .help = "CA bundle to verify the server with, besides the system's"},
+	{0},
+};
+
+static void http_destroy(void *ctx);
+
+static enum kr_err add_header(struct http_sink *s, const char *name, const char *value)
+{
+	char **h = realloc(s->headers, (s->nheaders + 2) * sizeof *h);
+	if (!h)
+		return KR_ERR_NOMEM;
+	s->headers = h;
+	size_t n = strlen(name) + strlen(value) + 3;
+	if (!(h[s->nheaders] = malloc(n)))
+		return KR_ERR_NOMEM;
+	snprintf(h[s->nheaders], n, "%s: %s", name, value);
+	h[++s->nheaders] = NULL;
+	return KR_OK;
+}
+
+static enum kr_err http_create(const struct kr_sink_args *a, void **ctx, char *err)
+{
+	struct http_sink *s = calloc(1, sizeof *s);
+	if (!s)
+		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	s->loop = a->loop;
+	const char *url = kr_opt_string(a->obj, "url", "");
+	const char *method = kr_opt_string(a->obj, "method", "POST");
+	enum kr_err e = KR_OK;
+	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+		e = kr_errf(err, KR_ERR_CONFIG, "\"url\" must start with http:// or https://");
+	else if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0)
+		e = kr_errf(err, KR_ERR_CONFIG, "\"method\" must be \"POST\" or \"PUT\"");
+	if (e) {
+		free(s);
+		return e;
+	}
+	s->name = strdup(a->name);
+	s->url = strdup(url);
+	s->method = strdup(method);
+	s->timeout_ms = kr_opt_int(a->obj, "timeout_ms", 10000);
+	s->rate = kr_opt_int(a->obj, "rate_limit", 0);
+	s->tokens = (double)s->rate;
+	s->tokens_at = kr_now_ms();
+	const char *ca = kr_opt_string(a->obj, "ca_file", NULL);
+	if (ca)
+		s->ca_file = kr_resolve_path(a->base_dir, ca);
+	if (!s->name || !s->url || !s->method || (ca && !s->ca_file))
+		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	e = e ? e : add_header(s, "Content-Type", "application/json");
+	const struct kr_json *hd = kr_json_get(a->obj, "headers");
+	for (size_t i = 0; !e && hd && i < hd->n; i++) {
+		if (strpbrk(hd->keys[i], ":\r\n") || strpbrk(hd->items[i]->str, "\r\n"))
+			e = kr_errf(err, KR_ERR_CONFIG, "header \"%s\" has a forbidden character",
+				    hd->keys[i]);
+		else
+			e = add_header(s, hd->keys[i], hd->items[i]->str);
+	}
+	const char *kh = kr_opt_string(a->obj, "api_key_header", NULL),
+		   *ke = kr_opt_string(a->obj, "api_key_env", NULL);
+	if (!e && (kh || ke)) {
+		const char *key = ke ? getenv(ke) : NULL;
+		if (!kh || !ke)
+			e = kr_errf(err, KR_ERR_CONFIG, "api_key_header and api_key_env go together");
+		else if (!key || !*key)
+			e = kr_errf(err, KR_ERR_CONFIG, "environment variable %s (the API key) is not set",
+				    ke);
+		else if (strpbrk(key, "\r\n"))
+			e = kr_errf(err, KR_ERR_CONFIG, "environment variable %s has a line break", ke);
+		else
+			e = add_header(s, kh, key);
+	}
+	const char *ue = kr_opt_string(a->obj, "basic_username_env", NULL),
+		   *pe = kr_opt_string(a->obj, "basic_password_env", NULL);
+	if (!e && (ue || pe)) {
+		const char *user = ue ? getenv(ue) : NULL, *pass = pe ? getenv(pe) : NULL;
+		if (!ue || !pe)
+			e = kr_errf(err, KR_ERR_CONFIG,
+				    "basic_username_env and basic_password_env go together");
+		else if (!user || !pass)
+			e = kr_errf(err, KR_ERR_CONFIG, "environment variables %s and %s must be set",
+				    ue, pe);
+		else {
+			size_t n = strlen(user) + strlen(pass) + 2;
+			if ((s->userpwd = malloc(n)))
+				snprintf(s->userpwd, n, "%s:%s", user, pass);
+			else
+				e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		}
+	}
+	if (!e && !(s->http = kr_http_new(a->loop)))
+		e = kr_errf(err, KR_ERR_NOMEM, "cannot start the HTTP client");
+	if (e) {
+		http_destroy(s);
+		return e;
+	}
+	*ctx = s;
+	return KR_OK;
+}
+
+static void on_response(void *arg, const struct kr_http_response *r)
+{
+	struct kr_delivery *d = arg;
+	char code[32], msg[256];
+	if (r->status >= 200 && r->status < 300) {
+		kr_delivery_done(d, KR_DELIVERED, 0, NULL, NULL);
+		return;
+	}
+	uint64_t not_before = 0;
+	if (r->retry_after_ms >= 0)
+		not_before = kr_wall_ms() + (uint64_t)r->retry_after_ms;
+	if (r->status == 0) {
+		snprintf(code, sizeof code, "%s", r->timed_out ? "Timeout" : "ConnectionError");
+		snprintf(msg, sizeof msg, "%s", r->error ? r->error : "no response");
+		kr_delivery_done(d, KR_RETRYABLE, 0, code, msg);
+		return;
+	}
+	snprintf(code, sizeof code, "HTTP%ld", r->status);
+	/* the start of the body says why; keep it to one line */
+	snprintf(msg, sizeof msg, "HTTP %ld: %.200s", r->status, r->body);
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	bool retryable = r->status == 429 || r->status >= 500;
+	kr_delivery_done(d, retryable ? KR_RETRYABLE : KR_PERMANENT, not_before, code, msg);
+}
+
+static void send_now(struct http_sink *s, struct kr_delivery *d)
+{
+	struct kr_http_request req = {
+		.method = s->method,
+		.url = s->url,
+		.headers = (const char *const *)s->headers,
+		.body = d->payload,
+		.body_len = d->len,
+		.timeout_ms = s->timeout_ms,
+		.userpwd = s->userpwd,
+		.ca_file = s->ca_file,
+	};
+	if (kr_http_send(s->http, &req, on_response, d) != KR_OK)
+		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "cannot start the request");
+}
+
+static bool take_token(struct http_sink *s)
+{
+	if (!s->rate)
+		return true;
+	uint64_t now = kr_now_ms();
+	s->tokens += (double)(now - s->tokens_at) * (double)s->rate / 1000.0;
+	s->tokens_at = now;
+	if (s->tokens > (double)s->rate)
+		s->tokens = (double)s->rate;
+	if (s->tokens < 1.0)
+		return false;
+	s->tokens -= 1.0;
+	return true;
+}
+
+static void drain_waiting(struct http_sink *s)
+{
+	while (s->head && take_token(s)) {
+		struct pending *p = s->head;
+		s->head = p->next;
+		if (!s->head)
+			s->tail = NULL;
+		struct kr_delivery *d = p->d;
+		free(p);
+		send_now(s, d);
+	}
+	if (s->head && !kr_timer_active(s->rate_timer))
+		kr_timer_start(s->rate_timer, 1000 / s->rate + 1);
+}
+
+static void rate_fire(struct kr_loop *l, struct kr_timer *t, void *arg)
+{
+	(void)l;
+	(void)t;
+	drain_waiting(arg);
+}
+
+static void http_submit(void *ctx, struct kr_delivery *d)
+{
+	struct http_sink *s = ctx;
+	if (!s->head && take_token(s)) {
+		send_now(s, d);
+		return;
+	}
+	struct pending *p = malloc(sizeof *p);
+	if (!p || (!s->rate_timer && !(s->rate_timer = kr_timer_new(s->loop, rate_fire, s)))) {
+		free(p);
+		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+		return;
+	}
+	p->d = d;
+	p->next = NULL;
+	if (s->tail)
+		s->tail->next = p;
+	else
+		s->head = p;
+	s->tail = p;
+	drain_waiting(s);
+}
+
+static void http_destroy(void *ctx)
+{
+	struct http_sink *s = ctx;
+	kr_http_free(s->http); /* completes requests in flight */
+	while (s->head) {
+		struct pending *p = s->head;
+		s->head = p->next;
+		kr_delivery_done(p->d, KR_RETRYABLE, 0, "Closed", "the sink was closed");
+		free(p);
+	}
+	kr_timer_free(s->rate_timer);
+	for (size_t i = 0; i < s->nheaders; i++)
+		free(s->headers[i]);
+	free(s->headers);
+	if (s->userpwd) {
+		/* a secret: do not leave it in freed memory */
+		volatile char *p = s->userpwd;
+		while (*p)
+			*p++ = 0;
+		free(s->userpwd);
+	}
+	free(s->ca_file);
+	free(s->name);
+	free(s->url);
+	free(s->method);
+	free(s);
+}
+
+const struct kr_sink_plugin kr_sink_http = {
+	.name = "http",
+	.description = "POSTs (or PUTs) each event to an HTTP endpoint, like EventBridge API destinations",
+	.options = http_options,
+	.create = http_create,
+	.submit = http_submit,
+	.destroy = http_destroy,
+};
