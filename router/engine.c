@@ -138,7 +138,8 @@ static void sink_pump(struct sink_inst *s);
 
 /* ---- generations ---- */
 
-static void gen_free(struct gen *g)
+/* Frees a generation; with keep_cfg its configuration stays the caller's. */
+static void gen_free_ex(struct gen *g, bool keep_cfg)
 {
 	if (!g)
 		return;
@@ -148,8 +149,14 @@ static void gen_free(struct gen *g)
 	free(g->sinks);
 	free(g->rule_stats);
 	kr_match_state_free(g->st);
-	kr_config_free(g->cfg);
+	if (!keep_cfg)
+		kr_config_free(g->cfg);
 	free(g);
+}
+
+static void gen_free(struct gen *g)
+{
+	gen_free_ex(g, false);
 }
 
 static enum kr_err gen_new(struct kr_engine *e, struct kr_config *cfg, struct gen **out,
@@ -173,8 +180,7 @@ static enum kr_err gen_new(struct kr_engine *e, struct kr_config *cfg, struct ge
 	g->rule_stats = calloc(cfg->nrules + 1, sizeof *g->rule_stats);
 	g->st = kr_match_state_new(cfg->compiled);
 	if (!g->sinks || !g->rule_stats || !g->st) {
-		g->cfg = NULL;
-		gen_free(g);
+		gen_free_ex(g, true);
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < cfg->nrules; i++)
@@ -191,8 +197,7 @@ static enum kr_err gen_new(struct kr_engine *e, struct kr_config *cfg, struct ge
 		if (s->cfg->plugin->create(&a, &s->ctx, serr) != KR_OK) {
 			s->ctx = NULL;
 			enum kr_err r = kr_errf(err, KR_ERR_CONFIG, "sink \"%s\": %s", s->cfg->name, serr);
-			g->cfg = NULL;
-			gen_free(g);
+			gen_free_ex(g, true);
 			return r;
 		}
 	}
