@@ -358,7 +358,10 @@ static enum kr_err load_sink_common(struct vctx *v, struct kr_sink_cfg *s, const
 	enum kr_err e = KR_OK;
 	s->retry = default_retry;
 	s->dead_letter = -1;
-	s->concurrency = 16;
+	const struct kr_sink_entry *ent = kr_sink_lookup(s->type);
+	s->concurrency = ent && ent->plugin && ent->plugin->default_concurrency
+				 ? ent->plugin->default_concurrency
+				 : 16;
 	s->timeout_ms = 10000;
 	if ((j = kr_json_get(o, "retry"))) {
 		snprintf(p, sizeof p, "%s.retry", jp);

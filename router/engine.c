@@ -129,6 +129,7 @@ struct kr_engine {
 	size_t nready, capready, ready_head;
 	uint64_t rng;
 	struct dlv *all;
+	uint64_t completions;
 	bool closing; /* kr_engine_free: completions only free */
 };
 
@@ -320,6 +321,7 @@ void kr_delivery_done(struct kr_delivery *pub, enum kr_outcome o, uint64_t not_b
 	struct sink_inst *s = d->sink;
 	struct gen *g = d->gen;
 	s->inflight--;
+	e->completions++;
 	if (e->closing) {
 		delivery_free(d);
 		return;
@@ -986,9 +988,24 @@ static void flush_sinks(struct gen *g)
 			g->sinks[i].cfg->plugin->flush(g->sinks[i].ctx);
 }
 
+/* Deliveries that a completion let through (concurrency slots, dead letters) were submitted
+ * after the flush: flush again until a round completes nothing more. */
+static void flush_all(struct kr_engine *e)
+{
+	for (int round = 0; round < 64; round++) {
+		uint64_t before = e->completions;
+		flush_sinks(e->cur);
+		for (struct gen *g = e->retired; g; g = g->next_retired)
+			flush_sinks(g);
+		if (e->completions == before)
+			break;
+	}
+}
+
 int kr_engine_step(struct kr_engine *e)
 {
 	int sleep = 1000;
+	bool held = false;
 	release_ready(e);
 	for (size_t i = 0; i < e->nsources; i++) {
 		struct kr_source_handle *h = e->sources[i];
@@ -998,17 +1015,20 @@ int kr_engine_step(struct kr_engine *e)
 		for (uint32_t k = 0; k < h->ninputs; k++)
 			if (h->inputs[k])
 				input_rebind(e, h->inputs[k]);
-		if (!kr_engine_wants(e) || (e->opts.rate && e->nready > e->opts.rate))
+		if (!kr_engine_wants(e) || (e->opts.rate && e->nready > e->opts.rate)) {
+			held = true;
 			continue;
+		}
 		enum kr_pull p = h->plugin->pull(h->ctx);
 		if (p == KR_PULL_DONE)
 			h->done = true;
 		else if (p == KR_PULL_MORE)
 			sleep = 0;
 	}
-	flush_sinks(e->cur);
-	for (struct gen *g = e->retired; g; g = g->next_retired)
-		flush_sinks(g);
+	flush_all(e);
+	/* a source held back by the in-flight limit can go on if the flush made room */
+	if (held && kr_engine_wants(e) && !(e->opts.rate && e->nready > e->opts.rate))
+		sleep = 0;
 	if (e->opts.rate && e->nready) {
 		int wait = (int)(1000 / e->opts.rate) + 1;
 		if (wait < sleep)

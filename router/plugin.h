@@ -70,6 +70,9 @@ struct kr_sink_plugin {
 	const char *name;
 	const char *description;
 	const struct kr_option *options; /* terminated by an entry with name NULL */
+	/* deliveries in flight at once unless the config says ("concurrency"); 0: 16. A sink that
+	   batches (writes on flush) takes as many as the engine gives. */
+	uint32_t default_concurrency;
 	/* mandatory: builds the instance from validated options; err says why not */
 	enum kr_err (*create)(const struct kr_sink_args *a, void **ctx, char *err);
 	/* mandatory: takes a delivery; completes it now or later with kr_delivery_done */

@@ -237,6 +237,7 @@ const struct kr_sink_plugin kr_sink_log = {
 	.name = "log",
 	.description = "writes each delivered event as one JSON line to a file or stdout",
 	.options = log_options,
+	.default_concurrency = 1u << 20,
 	.create = log_create,
 	.submit = log_submit,
 	.flush = log_flush,
