@@ -56,9 +56,10 @@ struct record {
 	uint64_t position;
 	uint32_t pending;
 	bool done, failed;
-	char *event;
+	char *event; /* points into bytes[] */
 	size_t len;
 	uint64_t received_wall, received_mono;
+	char bytes[];
 };
 
 struct dlv {
@@ -70,7 +71,7 @@ struct dlv {
 	struct kr_retry_cfg retry;
 	int32_t dead_letter;
 	bool is_dead_letter;
-	char *payload;
+	char *payload; /* owned; NULL when the payload is the record's own bytes */
 	uint32_t attempts;
 	uint64_t first_wall, last_wall, submit_mono;
 	char err_code[64];
@@ -255,8 +256,8 @@ static struct dlv *delivery_new(struct kr_engine *e, struct record *rec, struct 
 	d->retry = d->sink->cfg->retry;
 	d->dead_letter = d->sink->cfg->dead_letter;
 	d->payload = payload;
-	d->pub.payload = payload;
-	d->pub.len = len;
+	d->pub.payload = payload ? payload : rec->event;
+	d->pub.len = payload ? len : rec->len;
 	d->pub.rule = rule;
 	d->pub.sink = d->sink->cfg->name;
 	d->pub.received_ms = rec->received_wall;
@@ -477,7 +478,6 @@ static void ack_advance(struct inp *in)
 			in->ack_tail = NULL;
 		pos = r->position;
 		moved = true;
-		free(r->event);
 		free(r);
 	}
 	if (moved && h->ctx)
@@ -488,26 +488,20 @@ static void record_release(struct kr_engine *e, struct record *r)
 {
 	r->done = true;
 	e->in_flight--;
-	if (r->failed) {
-		e->totals.failed_records++;
-		/* keep the record at its place (it blocks the acknowledged prefix) but drop its bytes */
-		free(r->event);
-		r->event = NULL;
-	}
+	if (r->failed)
+		e->totals.failed_records++; /* it stays at its place and blocks the acknowledged prefix */
 	ack_advance(r->in);
 }
 
+/* A record in input in's ack queue, keeping a copy of its event (one allocation). */
 static struct record *record_new(struct inp *in, const char *raw, size_t len)
 {
 	struct kr_source_handle *h = in->h;
-	struct record *r = calloc(1, sizeof *r);
+	struct record *r = malloc(sizeof *r + len + 1);
 	if (!r)
 		return NULL;
-	r->event = malloc(len + 1);
-	if (!r->event) {
-		free(r);
-		return NULL;
-	}
+	memset(r, 0, sizeof *r);
+	r->event = r->bytes;
 	memcpy(r->event, raw, len);
 	r->event[len] = 0;
 	r->len = len;
@@ -604,11 +598,9 @@ static void route(struct kr_engine *e, struct gen *g, struct record *r, const ui
 	if (n == 0) {
 		e->totals.unmatched++;
 		kr_metrics_count(&kr_metrics_global(e->metrics)->unmatched, 1);
-		char *p = g->cfg->unmatched >= 0 ? malloc(r->len + 1) : NULL;
-		if (p) {
-			memcpy(p, r->event, r->len + 1);
+		if (g->cfg->unmatched >= 0) {
 			struct dlv *d = delivery_new(e, r, g, (uint32_t)g->cfg->unmatched,
-						     "(unmatched)", p, r->len);
+						     "(unmatched)", NULL, 0);
 			if (d) {
 				delivery_enqueue(d);
 				return;
@@ -625,11 +617,13 @@ static void route(struct kr_engine *e, struct gen *g, struct record *r, const ui
 		kr_metrics_count(&g->rule_stats[ids[i]]->matched, 1);
 		for (size_t t = 0; t < rc->ntargets; t++) {
 			const struct kr_target_cfg *tc = &rc->tcfg[t];
-			size_t plen;
+			size_t plen = 0;
 			char terr[KR_ERRBUF];
-			char *p = kr_transform(tc, rc->name, r->event, r->len, r->received_wall, &plen,
-					       terr);
-			if (!p) {
+			char *p = NULL;
+			/* untransformed targets send the record's own bytes, not a copy */
+			if ((tc->input_path || tc->input_transformer) &&
+			    !(p = kr_transform(tc, rc->name, r->event, r->len, r->received_wall, &plen,
+					       terr))) {
 				kr_log(KR_LOG_ERROR, "engine", "msg", "input transformation failed",
 				       "rule", rc->name, "sink", g->cfg->sinks[tc->sink].name, "error",
 				       terr, NULL);
@@ -700,16 +694,18 @@ static int on_event(void *ctx, const struct kr_event *ev)
 					    e->opts.replay_name, strlen(e->opts.replay_name), NULL, 0);
 		}
 	}
-	struct record *r = record_new(in, raw, len);
+	struct gen *g = in->gen;
+	const uint32_t *ids;
+	size_t n = kr_rules_match(g->cfg->compiled, g->st, ev->view, &ids);
+	/* a record that nothing will deliver keeps no copy of its bytes, only its place */
+	bool keep = n > 0 || g->cfg->unmatched >= 0;
+	struct record *r = record_new(in, keep ? raw : "", keep ? len : 0);
 	free(named);
 	if (!r) {
 		kr_log(KR_LOG_ERROR, "engine", "msg", "out of memory; stopping the source", "source",
 		       h->name, NULL);
 		return 1;
 	}
-	struct gen *g = in->gen;
-	const uint32_t *ids;
-	size_t n = kr_rules_match(g->cfg->compiled, g->st, ev->view, &ids);
 	if (!e->opts.rate) {
 		route(e, g, r, ids, n);
 		return 0;
@@ -1074,6 +1070,15 @@ void kr_engine_free(struct kr_engine *e)
 	e->closing = true;
 	for (size_t i = 0; i < e->nready; i++)
 		free(e->ready[(e->ready_head + i) % e->capready].ids);
+	/* sinks complete what they hold (freed, as closing), then the rest is dropped */
+	for (struct gen *g = e->cur; g; g = g == e->cur ? e->retired : g->next_retired)
+		for (size_t i = 0; i < g->cfg->nsinks; i++)
+			if (g->sinks[i].ctx) {
+				g->sinks[i].cfg->plugin->destroy(g->sinks[i].ctx);
+				g->sinks[i].ctx = NULL;
+			}
+	while (e->all)
+		delivery_free(e->all);
 	for (size_t i = 0; i < e->nsources; i++) {
 		struct kr_source_handle *h = e->sources[i];
 		if (h->ctx)
@@ -1085,7 +1090,6 @@ void kr_engine_free(struct kr_engine *e)
 			kr_stream_free(in->stream);
 			for (struct record *r = in->ack_head, *n; r; r = n) {
 				n = r->next;
-				free(r->event);
 				free(r);
 			}
 			free(in->name);
@@ -1095,15 +1099,6 @@ void kr_engine_free(struct kr_engine *e)
 		free(h->name);
 		free(h);
 	}
-	/* sinks complete what they hold (freed, as closing), then the rest is dropped */
-	for (struct gen *g = e->cur; g; g = g == e->cur ? e->retired : g->next_retired)
-		for (size_t i = 0; i < g->cfg->nsinks; i++)
-			if (g->sinks[i].ctx) {
-				g->sinks[i].cfg->plugin->destroy(g->sinks[i].ctx);
-				g->sinks[i].ctx = NULL;
-			}
-	while (e->all)
-		delivery_free(e->all);
 	free(e->sources);
 	free(e->ready);
 	struct gen *g = e->retired;
