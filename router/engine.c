@@ -131,6 +131,8 @@ struct kr_engine {
 	uint64_t rng;
 	struct dlv *all;
 	uint64_t completions;
+	/* the clock read once per round: records and submissions of a round share it */
+	uint64_t clock_mono, clock_wall;
 	bool closing; /* kr_engine_free: completions only free */
 };
 
@@ -307,11 +309,19 @@ static void delivery_finished(struct dlv *d, bool ok)
 	record_delivery_ended(e, r, ok);
 }
 
+static void tick(struct kr_engine *e)
+{
+	e->clock_mono = kr_now_ms();
+	e->clock_wall = kr_wall_ms();
+}
+
 static void retry_fire(struct kr_loop *l, struct kr_timer *t, void *arg)
 {
 	(void)l;
 	(void)t;
-	delivery_enqueue(arg);
+	struct dlv *d = arg;
+	tick(d->e);
+	delivery_enqueue(d);
 }
 
 void kr_delivery_done(struct kr_delivery *pub, enum kr_outcome o, uint64_t not_before_ms,
@@ -329,6 +339,8 @@ void kr_delivery_done(struct kr_delivery *pub, enum kr_outcome o, uint64_t not_b
 	}
 	/* the delivery may be the last thing holding its generation: keep it (and s) alive */
 	g->refs++;
+	if (!s->cfg->plugin->flush)
+		tick(e); /* called from a network callback, outside a round */
 	deliver_outcome(d, o, not_before_ms, error_code, error_message);
 	sink_pump(s);
 	gen_unref(e, g);
@@ -443,10 +455,10 @@ static void sink_pump(struct sink_inst *s)
 		d->next_wait = NULL;
 		d->attempts++;
 		d->pub.attempt = d->attempts;
-		d->last_wall = kr_wall_ms();
+		d->last_wall = s->gen->e->clock_wall;
 		if (d->attempts == 1)
 			d->first_wall = d->last_wall;
-		d->submit_mono = kr_now_ms();
+		d->submit_mono = s->gen->e->clock_mono;
 		s->inflight++;
 		s->cfg->plugin->submit(s->ctx, &d->pub);
 	}
@@ -507,8 +519,8 @@ static struct record *record_new(struct inp *in, const char *raw, size_t len)
 	r->len = len;
 	r->in = in;
 	r->position = in->next_pos;
-	r->received_wall = kr_wall_ms();
-	r->received_mono = kr_now_ms();
+	r->received_wall = h->e->clock_wall;
+	r->received_mono = h->e->clock_mono;
 	if (in->ack_tail)
 		in->ack_tail->next = r;
 	else
@@ -936,7 +948,8 @@ enum kr_err kr_engine_new(struct kr_loop *loop, struct kr_config *cfg,
 	e->metrics = metrics;
 	if (opts)
 		e->opts = *opts;
-	e->rng = (uint64_t)kr_wall_ms() * 0x9E3779B97F4A7C15ULL | 1;
+	tick(e);
+	e->rng = e->clock_wall * 0x9E3779B97F4A7C15ULL | 1;
 	e->tokens_at = kr_now_ms();
 	enum kr_err r = gen_new(e, cfg, &e->cur, err);
 	if (r) {
@@ -1002,6 +1015,7 @@ int kr_engine_step(struct kr_engine *e)
 {
 	int sleep = 1000;
 	bool held = false;
+	tick(e);
 	release_ready(e);
 	for (size_t i = 0; i < e->nsources; i++) {
 		struct kr_source_handle *h = e->sources[i];
