@@ -2,7 +2,7 @@
 # Installs what kmsrouter needs to build and test on Debian 12, using apt-get only for what is missing.
 # Run as root (or with sudo available). Safe to run again.
 set -eu
-pkgs="build-essential meson ninja-build pkg-config python3 git clang libclang-rt-14-dev valgrind jq
+pkgs="build-essential meson ninja-build pkg-config python3 git clang libclang-rt-14-dev valgrind jq time
  libyajl-dev librdkafka-dev libcurl4-openssl-dev libssl-dev zlib1g-dev libcmocka-dev libmicrohttpd-dev"
 missing=""
 for p in $pkgs; do
