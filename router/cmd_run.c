@@ -160,7 +160,7 @@ static int finish(struct runner *r, bool replay)
 		print_progress(r, true);
 	if (r->stopping)
 		return t.failed_records ? KR_EXIT_NOMATCH : KR_EXIT_OK;
-	return t.failed_records || t.in_flight ? KR_EXIT_NOMATCH : KR_EXIT_OK;
+	return t.failed_records || t.in_flight || t.source_errors ? KR_EXIT_NOMATCH : KR_EXIT_OK;
 }
 
 static int run_common(struct runner *r, struct kr_config *cfg, const struct kr_engine_opts *eo,

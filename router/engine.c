@@ -925,6 +925,11 @@ void kr_engine_input_end(struct kr_source_handle *h, uint32_t input)
 		input_rebind(h->e, h->inputs[input]);
 }
 
+void kr_engine_source_error(struct kr_source_handle *h)
+{
+	h->e->totals.source_errors++;
+}
+
 void kr_engine_wake(struct kr_engine *e)
 {
 	(void)e; /* the loop returns from its wait; kr_engine_step pulls again */

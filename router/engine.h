@@ -67,7 +67,7 @@ bool kr_engine_idle(const struct kr_engine *e);
 /* Totals for the exit status and summaries. */
 struct kr_engine_totals {
 	uint64_t records, events, invalid, unmatched, delivered, dead_lettered, failed_records,
-		filtered, skipped, in_flight;
+		filtered, skipped, in_flight, source_errors;
 };
 void kr_engine_totals(const struct kr_engine *e, struct kr_engine_totals *t);
 
@@ -81,6 +81,8 @@ struct kr_stream *kr_engine_input_begin(struct kr_source_handle *h, uint32_t inp
 					const char *name, uint64_t skip);
 /* The input's stream was ended (kr_reader_finish): it moves to a reloaded config now. */
 void kr_engine_input_end(struct kr_source_handle *h, uint32_t input);
+/* A source could not read an input (logged by the source): the run does not end well. */
+void kr_engine_source_error(struct kr_source_handle *h);
 /* A source that returned KR_PULL_WAIT has something to read again. */
 void kr_engine_wake(struct kr_engine *e);
 /* Whether the engine wants more records now (below the in-flight limit, not stopping). */

@@ -209,8 +209,10 @@ static bool open_input(struct file_src *f, size_t i)
 		return false;
 	if (kr_reader_open(in->path, in->stream, &in->reader, err) != KR_OK) {
 		in->reader = NULL;
-		if (!f->follow)
+		if (!f->follow) {
 			kr_log(KR_LOG_ERROR, "source", "msg", "cannot read input", "error", err, NULL);
+			kr_engine_source_error(f->h);
+		}
 		return false;
 	}
 	return true;
@@ -249,8 +251,10 @@ static enum kr_pull file_pull(void *ctx)
 			enum kr_read r = kr_reader_step(in->reader, err);
 			if (r == KR_READ_MORE)
 				return KR_PULL_MORE;
-			if (r == KR_READ_ERROR)
+			if (r == KR_READ_ERROR) {
 				kr_log(KR_LOG_ERROR, "source", "msg", "read error", "error", err, NULL);
+				kr_engine_source_error(f->h);
+			}
 			finish_input(f, f->cur);
 			in->finished = true;
 			f->cur++;
