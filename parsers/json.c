@@ -343,16 +343,21 @@ static const yajl_callbacks callbacks = {
 };
 
 /* yajl's messages are multi-line with a context excerpt; keep the first line only. */
-static void copy_yajl_error(yajl_handle h, const char *text, size_t len, char *errbuf)
+void kr_json_yajl_error(void *handle, const char *prefix, char *out, size_t cap)
 {
-	unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)text, len);
-	const char *m = msg ? (const char *)msg : "parse error";
-	size_t n = strcspn(m, "\n");
-	while (n > 0 && m[n - 1] == ' ')
+	/* yajl's messages are multi-line with a context excerpt; keep the first line only */
+	yajl_handle h = handle;
+	unsigned char *m = yajl_get_error(h, 0, NULL, 0);
+	const char *msg = m ? (const char *)m : "parse error";
+	size_t n = strcspn(msg, "\n");
+	while (n && msg[n - 1] == ' ')
 		n--;
-	kr_errf(errbuf, KR_ERR_JSON, "%.*s", (int)n, m);
-	if (msg)
-		yajl_free_error(h, msg);
+	if (strstr(msg, "UTF8"))
+		snprintf(out, cap, "invalid UTF-8 in a string (%.*s)", (int)n, msg);
+	else
+		snprintf(out, cap, "%s%.*s", prefix, (int)n, msg);
+	if (m)
+		yajl_free_error(h, m);
 }
 
 enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opts *opts,
@@ -393,7 +398,8 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 		} else {
 			e = KR_ERR_JSON;
 			b.err_offset = completing ? len : yajl_get_bytes_consumed(b.h);
-			copy_yajl_error(b.h, text, len, err);
+			if (err)
+				kr_json_yajl_error(b.h, "", err, KR_ERRBUF);
 		}
 	} else if (!b.root) {
 		e = kr_errf(err, KR_ERR_JSON, "empty document");

@@ -67,6 +67,10 @@ void kr_json_linecol(const char *text, size_t len, size_t offset, size_t *line, 
 
 const char *kr_json_type_name(enum kr_json_type t);
 
+/* The first line of a failed yajl handle's message, after prefix (a message about invalid
+ * UTF-8 says so in words). handle is a yajl_handle. */
+void kr_json_yajl_error(void *handle, const char *prefix, char *out, size_t cap);
+
 /* Appends the JSON encoding of the len bytes at s (a JSON string literal, quotes included) to a
  * growable buffer; returns false when out of memory. */
 struct kr_buf {

@@ -706,21 +706,6 @@ static const yajl_callbacks callbacks = {
 	.yajl_end_array = cb_end,
 };
 
-static void yajl_message(yajl_handle h, const char *text, size_t len, char *out, size_t cap)
-{
-	unsigned char *m = yajl_get_error(h, 0, (const unsigned char *)text, len);
-	const char *msg = m ? (const char *)m : "parse error";
-	size_t n = strcspn(msg, "\n");
-	while (n && msg[n - 1] == ' ')
-		n--;
-	if (strstr(msg, "UTF8"))
-		snprintf(out, cap, "invalid UTF-8 in a string (%.*s)", (int)n, msg);
-	else
-		snprintf(out, cap, "malformed JSON: %.*s", (int)n, msg);
-	if (m)
-		yajl_free_error(h, m);
-}
-
 /* An SNS notification: the event is the JSON text in Message. */
 static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, uint64_t end)
 {
@@ -744,7 +729,7 @@ static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, 
 			snprintf(why, sizeof why, "SNS Message: %s", p->cancel_msg);
 		else {
 			char m[200];
-			yajl_message(p->h, msg->p, msg->len, m, sizeof m);
+			kr_json_yajl_error(p->h, "malformed JSON: ", m, sizeof m);
 			snprintf(why, sizeof why, "SNS Message: %s", m);
 		}
 		return report_invalid(s, start, end, why);
@@ -981,7 +966,7 @@ static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 			if (p->cancel_msg)
 				snprintf(why, sizeof why, "%s", p->cancel_msg);
 			else
-				yajl_message(p->h, at(s, s->fed), n, why, sizeof why);
+				kr_json_yajl_error(p->h, "malformed JSON: ", why, sizeof why);
 			if (outer_failed(s, err_at, why))
 				return KR_ERR_IO;
 			continue;

@@ -500,90 +500,118 @@ static enum kr_err load_target(struct vctx *v, const struct kr_json *t, const ch
 	return KR_OK;
 }
 
-static enum kr_err load_sinks(struct vctx *v, const struct kr_json *arr)
+/* What differs between the "sources" and "sinks" lists. */
+struct plugin_list {
+	const char *list; /* "$.sinks" */
+	const char *what; /* "sink" */
+	const char *known[32];
+	size_t nknown;
+	const char *const *common;
+	size_t ncommon;
+	/* the options of a type (NULL when the type is not available) */
+	const struct kr_option *(*options)(const char *type);
+	/* stores entry i, already checked */
+	enum kr_err (*store)(struct vctx *v, size_t i, const struct kr_json *o, const char *jp,
+			     const char *name, const char *type);
+};
+
+static enum kr_err load_plugin_list(struct vctx *v, const struct kr_json *arr,
+				    const struct plugin_list *pl)
 {
 	free(v->names.slots);
 	v->names = (struct nameset){0};
-	struct kr_config *c = v->c;
 	if (arr->type != KR_JSON_ARRAY)
-		return verr(v, arr, "$.sinks", "\"sinks\" must be an array");
-	const char *known[32];
-	size_t nk = 0;
-	for (const struct kr_sink_entry *e = kr_sink_registry; e->type && nk < 32; e++)
-		known[nk++] = e->type;
-	c->sinks = calloc(arr->n + 1, sizeof *c->sinks);
-	if (!c->sinks)
-		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+		return verr(v, arr, pl->list, "must be an array");
 	for (size_t i = 0; i < arr->n; i++) {
 		const struct kr_json *o = arr->items[i];
 		char jp[64];
-		jp_index(jp, sizeof jp, "$.sinks", i, "");
+		jp_index(jp, sizeof jp, pl->list, i, "");
 		const struct kr_json *t = kr_json_get(o, "type");
-		const struct kr_sink_entry *ent =
-			t && t->type == KR_JSON_STRING ? kr_sink_lookup(t->str) : NULL;
-		struct kr_sink_cfg *s = &c->sinks[i];
-		enum kr_err e = check_plugin_entry(v, o, jp, "sink",
-						   ent && ent->plugin ? ent->plugin->options : NULL,
-						   ent && ent->plugin, &s->name, &s->type, known, nk,
-						   sink_common, sizeof sink_common / sizeof *sink_common);
+		const struct kr_option *opts =
+			t && t->type == KR_JSON_STRING ? pl->options(t->str) : NULL;
+		const char *name, *type;
+		enum kr_err e = check_plugin_entry(v, o, jp, pl->what, opts, opts != NULL, &name,
+						   &type, pl->known, pl->nknown, pl->common,
+						   pl->ncommon);
 		if (e)
 			return e;
-		int added = nameset_add(&v->names, s->name);
+		int added = nameset_add(&v->names, name);
 		if (added < 0)
-			e = kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
-		else if (added == 0)
-			e = verr(v, kr_json_get(o, "name"), jp, "duplicate sink name \"%s\"", s->name);
-		if (!e)
-			e = load_sink_common(v, s, o, jp);
-		if (e)
+			return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+		if (added == 0)
+			return verr(v, kr_json_get(o, "name"), jp, "duplicate %s name \"%s\"", pl->what,
+				    name);
+		if ((e = pl->store(v, i, o, jp, name, type)))
 			return e;
-		s->plugin = ent ? ent->plugin : NULL;
-		s->obj = o;
-		c->nsinks++;
 	}
 	return KR_OK;
 }
 
+static const struct kr_option *sink_options(const char *type)
+{
+	const struct kr_sink_entry *ent = kr_sink_lookup(type);
+	return ent && ent->plugin ? ent->plugin->options : NULL;
+}
+
+static const struct kr_option *source_options(const char *type)
+{
+	const struct kr_source_entry *ent = kr_source_lookup(type);
+	return ent && ent->plugin ? ent->plugin->options : NULL;
+}
+
+static enum kr_err store_sink(struct vctx *v, size_t i, const struct kr_json *o, const char *jp,
+			      const char *name, const char *type)
+{
+	struct kr_sink_cfg *s = &v->c->sinks[i];
+	const struct kr_sink_entry *ent = kr_sink_lookup(type);
+	s->name = name;
+	s->type = type;
+	s->plugin = ent ? ent->plugin : NULL;
+	s->obj = o;
+	enum kr_err e = load_sink_common(v, s, o, jp);
+	if (!e)
+		v->c->nsinks++;
+	return e;
+}
+
+static enum kr_err store_source(struct vctx *v, size_t i, const struct kr_json *o, const char *jp,
+				const char *name, const char *type)
+{
+	(void)jp;
+	struct kr_source_cfg *s = &v->c->sources[i];
+	const struct kr_source_entry *ent = kr_source_lookup(type);
+	s->name = name;
+	s->type = type;
+	s->plugin = ent ? ent->plugin : NULL;
+	s->obj = o;
+	v->c->nsources++;
+	return KR_OK;
+}
+
+static enum kr_err load_sinks(struct vctx *v, const struct kr_json *arr)
+{
+	struct plugin_list pl = {.list = "$.sinks", .what = "sink", .common = sink_common,
+				 .ncommon = sizeof sink_common / sizeof *sink_common,
+				 .options = sink_options, .store = store_sink};
+	for (const struct kr_sink_entry *e = kr_sink_registry; e->type && pl.nknown < 32; e++)
+		pl.known[pl.nknown++] = e->type;
+	v->c->sinks = calloc((arr->type == KR_JSON_ARRAY ? arr->n : 0) + 1, sizeof *v->c->sinks);
+	if (!v->c->sinks)
+		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+	return load_plugin_list(v, arr, &pl);
+}
+
 static enum kr_err load_sources(struct vctx *v, const struct kr_json *arr)
 {
-	free(v->names.slots);
-	v->names = (struct nameset){0};
-	struct kr_config *c = v->c;
-	if (arr->type != KR_JSON_ARRAY)
-		return verr(v, arr, "$.sources", "\"sources\" must be an array");
-	const char *known[32];
-	size_t nk = 0;
-	for (const struct kr_source_entry *e = kr_source_registry; e->type && nk < 32; e++)
-		known[nk++] = e->type;
-	c->sources = calloc(arr->n + 1, sizeof *c->sources);
-	if (!c->sources)
+	struct plugin_list pl = {.list = "$.sources", .what = "source", .options = source_options,
+				 .store = store_source};
+	for (const struct kr_source_entry *e = kr_source_registry; e->type && pl.nknown < 32; e++)
+		pl.known[pl.nknown++] = e->type;
+	v->c->sources = calloc((arr->type == KR_JSON_ARRAY ? arr->n : 0) + 1,
+			       sizeof *v->c->sources);
+	if (!v->c->sources)
 		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
-	for (size_t i = 0; i < arr->n; i++) {
-		const struct kr_json *o = arr->items[i];
-		char jp[64];
-		jp_index(jp, sizeof jp, "$.sources", i, "");
-		const struct kr_json *t = kr_json_get(o, "type");
-		const struct kr_source_entry *ent =
-			t && t->type == KR_JSON_STRING ? kr_source_lookup(t->str) : NULL;
-		struct kr_source_cfg *s = &c->sources[i];
-		enum kr_err e = check_plugin_entry(v, o, jp, "source",
-						   ent && ent->plugin ? ent->plugin->options : NULL,
-						   ent && ent->plugin, &s->name, &s->type, known, nk,
-						   NULL, 0);
-		if (e)
-			return e;
-		int added = nameset_add(&v->names, s->name);
-		if (added < 0)
-			e = kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
-		else if (added == 0)
-			e = verr(v, kr_json_get(o, "name"), jp, "duplicate source name \"%s\"", s->name);
-		if (e)
-			return e;
-		s->plugin = ent ? ent->plugin : NULL;
-		s->obj = o;
-		c->nsources++;
-	}
-	return KR_OK;
+	return load_plugin_list(v, arr, &pl);
 }
 
 static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
