@@ -889,6 +889,16 @@ static int restart_outer(struct kr_stream *s, enum container c)
 	return 0;
 }
 
+/* The outer yajl handle is dead after an error: the skipper takes over, then a new one. */
+static void drop_outer(struct pstate *p)
+{
+	if (p->h)
+		yajl_free(p->h);
+	p->h = NULL;
+	p->in_record = false;
+	p->depth = 0;
+}
+
 /* The outer parse failed at stream offset err_at: report and start skipping. */
 static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
 {
@@ -898,11 +908,7 @@ static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
 		int rc = report_invalid(s, p->cont_start, p->resync_at, why);
 		skip_begin(s, SK_RESYNC, p->resync_at - 1, C_NONE);
 		p->resync_at = 0;
-		if (p->h)
-			yajl_free(p->h);
-		p->h = NULL;
-		p->in_record = false;
-		p->depth = 0;
+		drop_outer(p);
 		return rc;
 	}
 	/* outside a record but inside an array or a CloudTrail log, the container is what broke */
@@ -928,11 +934,7 @@ static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
 		uint64_t from = err_at >= s->abs_base + 2 ? err_at - 2 : s->abs_base;
 		skip_begin(s, SK_RESYNC, from, C_NONE);
 	}
-	if (p->h)
-		yajl_free(p->h);
-	p->h = NULL;
-	p->in_record = false;
-	p->depth = 0;
+	drop_outer(p);
 	return rc;
 }
 

@@ -1160,7 +1160,8 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci, bool keys_only)
 	return KR_OK;
 }
 
-static void table_free(struct kr_rules *r)
+/* Frees the build-time table and its tags (not the frozen index). */
+static void table_entries_free(struct kr_rules *r)
 {
 	for (uint32_t i = 0; r->table && i < r->tcap; i++) {
 		free(r->table[i].text);
@@ -1170,6 +1171,11 @@ static void table_free(struct kr_rules *r)
 	free(r->tags);
 	r->table = NULL;
 	r->tags = NULL;
+}
+
+static void table_free(struct kr_rules *r)
+{
+	table_entries_free(r);
 	r->tcap = r->tn = 0;
 }
 
@@ -1237,14 +1243,7 @@ static enum kr_err freeze(struct kr_rules *r)
 		r->fslots[i].off = (uint32_t)o;
 		o += frec_size(e->nconds, e->len);
 	}
-	for (uint32_t i = 0; i < r->tcap; i++) {
-		free(r->table[i].text);
-		free(r->table[i].conds);
-	}
-	free(r->table);
-	free(r->tags);
-	r->table = NULL;
-	r->tags = NULL;
+	table_entries_free(r); /* tcap stays: it sizes the frozen slots */
 	return KR_OK;
 }
 
