@@ -73,6 +73,8 @@ struct pstate {
 	uint32_t ntrail;
 	const char *cancel_msg; /* why a callback stopped the parse; NULL: consumer asked to stop */
 	bool stop;              /* the consumer asked to stop */
+	bool pause;             /* the consumer asked to pause after the record that just ended */
+	uint64_t pause_at;
 	char msg[160];
 };
 
@@ -99,6 +101,14 @@ struct kr_stream {
 	uint64_t line_off, line_no;
 	uint64_t last_top_end;
 	bool tail_nonws;
+
+	/* a bad record's report waits until the skipper has found where the record ends */
+	bool pend;
+	bool pend_raw; /* its bytes are still in the buffer */
+	uint64_t pend_start, pend_line;
+	char pend_msg[256];
+
+	bool paused; /* a consumer's pause: input from fed on waits for kr_stream_resume */
 
 	/* skipper */
 	enum skip_state sk;
@@ -148,15 +158,40 @@ static uint64_t line_of(struct kr_stream *s, uint64_t abs)
 
 /* ---- reporting ---- */
 
-static int report_invalid(struct kr_stream *s, uint64_t start, uint64_t end, const char *msg)
+static int report_invalid_at(struct kr_stream *s, uint64_t start, uint64_t line, uint64_t end,
+			     const char *msg)
 {
-	struct kr_invalid inv = {.offset = start, .line = line_of(s, start), .message = msg};
+	struct kr_invalid inv = {.offset = start, .line = line, .message = msg};
 	if (end > start && start >= s->abs_base && end <= s->abs_base + s->len) {
 		inv.raw = at(s, start);
 		inv.raw_len = (size_t)(end - start);
 	}
 	s->stats.invalid++;
-	return s->cb.invalid ? s->cb.invalid(s->ctx, &inv) : 0;
+	int rc = s->cb.invalid ? s->cb.invalid(s->ctx, &inv) : 0;
+	return rc == KR_STREAM_PAUSE ? 0 : rc;
+}
+
+static int report_invalid(struct kr_stream *s, uint64_t start, uint64_t end, const char *msg)
+{
+	return report_invalid_at(s, start, line_of(s, start), end, msg);
+}
+
+/* The skipper found the end of the bad record: report it with its bytes (whitespace after it
+ * left out; at most max_record of them). */
+static int report_pending(struct kr_stream *s, uint64_t end)
+{
+	if (!s->pend)
+		return 0;
+	s->pend = false;
+	uint64_t start = s->pend_start;
+	if (!s->pend_raw || start < s->abs_base)
+		return report_invalid_at(s, start, s->pend_line, start, s->pend_msg);
+	while (end > start && (*at(s, end - 1) == ' ' || *at(s, end - 1) == '\n' ||
+			       *at(s, end - 1) == '\r' || *at(s, end - 1) == '\t'))
+		end--;
+	if (end - start > s->max_record)
+		end = start + s->max_record;
+	return report_invalid_at(s, start, s->pend_line, end, s->pend_msg);
 }
 
 /* ---- pstate ---- */
@@ -265,7 +300,10 @@ static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t r
 		ev.time_len = s->cap_buf[timesp].len;
 	}
 	s->stats.events++;
-	if (s->cb.event && s->cb.event(s->ctx, &ev) != 0) {
+	int rc = s->cb.event ? s->cb.event(s->ctx, &ev) : 0;
+	if (rc == KR_STREAM_PAUSE) {
+		p->pause = true;
+	} else if (rc != 0) {
 		p->stop = true;
 		return -1;
 	}
@@ -359,9 +397,17 @@ static int end_record(struct pstate *p, uint64_t end)
 		rc = parse_sns(s, p, start, end);
 	else
 		rc = emit(s, p, at(s, start), (size_t)(end - start), KR_ENV_EVENT, start);
+	if (rc == KR_STREAM_PAUSE) {
+		p->pause = true;
+		rc = 0;
+	}
 	if (rc) {
 		p->stop = true;
 		return 0;
+	}
+	if (p->pause) {
+		p->pause_at = end;
+		return 0; /* yajl stops here; process() goes on from pause_at when resumed */
 	}
 	return 1;
 }
@@ -903,7 +949,6 @@ static void drop_outer(struct pstate *p)
 static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
 {
 	struct pstate *p = &s->outer;
-	char msg[256];
 	if (p->resync_at) {
 		int rc = report_invalid(s, p->cont_start, p->resync_at, why);
 		skip_begin(s, SK_RESYNC, p->resync_at - 1, C_NONE);
@@ -911,22 +956,33 @@ static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
 		drop_outer(p);
 		return rc;
 	}
-	/* outside a record but inside an array or a CloudTrail log, the container is what broke */
+	/* outside a record but inside an array or a CloudTrail log, the container is what broke;
+	 * at the top level, the bytes after the last good value */
 	uint64_t start = p->in_record ? p->rec_start : p->depth ? p->cont_start : err_at;
+	if (!p->in_record && !p->depth) {
+		uint64_t t = s->last_top_end > s->abs_base ? s->last_top_end : s->abs_base;
+		while (t < err_at && is_ws(*at(s, t)))
+			t++;
+		if (t < err_at)
+			start = t;
+	}
 	if (start < s->abs_base)
 		start = err_at;
-	uint64_t raw_end = err_at > start ? err_at : start;
-	if (raw_end > s->abs_base + s->len)
-		raw_end = s->abs_base + s->len;
+	uint64_t seen = err_at > start ? err_at : start; /* what yajl read of the record */
+	if (seen > s->abs_base + s->len)
+		seen = s->abs_base + s->len;
 	uint64_t lo = start > s->abs_base ? start - 1 : s->abs_base;
 	uint64_t hi = err_at + 1 < s->abs_base + s->len ? err_at + 1 : s->abs_base + s->len;
 	if (lo >= s->abs_base && hi > lo && memchr(at(s, lo), 0, (size_t)(hi - lo)))
 		why = "NUL byte in the record";
-	else if (p->in_record && raw_end > start + 1 &&
-		 memmem(at(s, start + 1), (size_t)(raw_end - start - 1), "\n{", 2))
+	else if (p->in_record && seen > start + 1 &&
+		 memmem(at(s, start + 1), (size_t)(seen - start - 1), "\n{", 2))
 		why = "truncated record (a line starting with '{' begins before it ends)";
-	snprintf(msg, sizeof msg, "%s", why);
-	int rc = report_invalid(s, start, raw_end, msg);
+	s->pend = true;
+	s->pend_start = start;
+	s->pend_line = line_of(s, start);
+	s->pend_raw = true;
+	snprintf(s->pend_msg, sizeof s->pend_msg, "%s", why);
 	if (p->in_record) {
 		skip_begin(s, SK_VALUE, p->rec_start, p->container);
 	} else {
@@ -935,13 +991,15 @@ static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
 		skip_begin(s, SK_RESYNC, from, C_NONE);
 	}
 	drop_outer(p);
-	return rc;
+	return 0; /* reported when the skipper has found the record's end */
 }
 
 /* Handles the stream up to offset upto. */
 static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 {
 	struct pstate *p = &s->outer;
+	if (s->paused)
+		return KR_OK;
 	while (s->fed < upto || (s->sk != SK_OFF && eof)) {
 		if (s->sk != SK_OFF) {
 			if (!skip_run(s, upto, eof)) {
@@ -949,6 +1007,8 @@ static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 				break;
 			}
 			s->fed = s->sk_pos;
+			if (report_pending(s, s->sk_pos))
+				return KR_ERR_IO;
 			if (restart_outer(s, s->sk_container) != 0)
 				return KR_ERR_NOMEM;
 			if (s->fed >= upto)
@@ -962,6 +1022,20 @@ static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 		yajl_status st = yajl_parse(p->h, (const unsigned char *)at(s, s->fed), n);
 		if (p->stop)
 			return KR_ERR_IO;
+		if (p->pause) {
+			/* go on after the record later: at the top level with a fresh parse, inside an
+			   array or a CloudTrail log through the skipper's resumption after an element */
+			enum container c = p->container;
+			p->pause = false;
+			s->fed = p->pause_at;
+			drop_outer(p);
+			if (c == C_NONE)
+				s->last_top_end = p->pause_at;
+			else
+				skip_begin(s, SK_AFTER_ELEM, p->pause_at, c);
+			s->paused = true;
+			return KR_OK;
+		}
 		if (st != yajl_status_ok) {
 			uint64_t err_at = s->fed + yajl_get_bytes_consumed(p->h);
 			char why[200];
@@ -1049,6 +1123,8 @@ void kr_stream_reset(struct kr_stream *s)
 	s->last_top_end = 0;
 	s->tail_nonws = false;
 	s->sk = SK_OFF;
+	s->pend = false;
+	s->paused = false;
 	if (s->outer.h)
 		yajl_free(s->outer.h);
 	s->outer.h = NULL;
@@ -1064,6 +1140,13 @@ char *kr_stream_reserve(struct kr_stream *s, size_t want)
 		keep = s->outer.rec_start;
 	if (s->sk != SK_OFF && s->sk_pos < keep)
 		keep = s->sk_pos;
+	/* the bad record being skipped is reported with its bytes, up to max_record of them */
+	if (s->pend && s->pend_raw) {
+		if (s->pend_start < s->abs_base || s->fed - s->pend_start > s->max_record)
+			s->pend_raw = false;
+		else if (s->pend_start < keep)
+			keep = s->pend_start;
+	}
 	/* between records, keep what follows the last one (bounded), so that a stray top-level
 	 * value can be reported from its first byte */
 	if (!s->outer.in_record && s->outer.depth == 0 && s->last_top_end < keep &&
@@ -1149,6 +1232,17 @@ enum kr_err kr_stream_end(struct kr_stream *s)
 	p->depth = 0;
 	p->in_record = false;
 	return KR_OK;
+}
+
+bool kr_stream_paused(const struct kr_stream *s)
+{
+	return s->paused;
+}
+
+enum kr_err kr_stream_resume(struct kr_stream *s)
+{
+	s->paused = false;
+	return process(s, s->abs_base + s->len, false);
 }
 
 enum kr_err kr_stream_rebind(struct kr_stream *s, const struct kr_paths *paths)

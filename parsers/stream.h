@@ -50,8 +50,14 @@ struct kr_invalid {
 	const char *message;    /* what is wrong, for humans */
 };
 
+/* What the event callback may return besides 0 (go on) and 1 (stop). */
+#define KR_STREAM_PAUSE 2
+
 struct kr_stream_callbacks {
-	/* Both return 0 to go on, non-zero to stop the stream (kr_stream_* then return KR_ERR_IO). */
+	/* Both return 0 to go on, non-zero to stop the stream (kr_stream_* then return KR_ERR_IO).
+	 * event may return KR_STREAM_PAUSE: parsing stops after this record, the rest of the input
+	 * already given stays in the stream until kr_stream_resume (backpressure: a source must not
+	 * give more input while kr_stream_paused). invalid's KR_STREAM_PAUSE counts as 0. */
 	int (*event)(void *ctx, const struct kr_event *ev);
 	int (*invalid)(void *ctx, const struct kr_invalid *inv);
 };
@@ -85,6 +91,10 @@ enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t le
  * with kr_stream_reset (offsets and lines start again at 0 and 1). */
 enum kr_err kr_stream_end(struct kr_stream *s);
 void kr_stream_reset(struct kr_stream *s);
+
+/* Whether the consumer paused the stream, and going on from there. */
+bool kr_stream_paused(const struct kr_stream *s);
+enum kr_err kr_stream_resume(struct kr_stream *s);
 
 /* Binds the stream to another path set (a reloaded configuration). Only possible between
  * records (KR_ERR_LIMIT otherwise: try again later, e.g. from the event callback or when the

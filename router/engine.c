@@ -720,7 +720,8 @@ static int on_event(void *ctx, const struct kr_event *ev)
 	}
 	if (!e->opts.rate) {
 		route(e, g, r, ids, n);
-		return 0;
+		/* at the in-flight limit the source stops reading right after this record */
+		return kr_engine_wants(e) ? 0 : KR_STREAM_PAUSE;
 	}
 	/* replay --rate: the matched record waits for a token */
 	if (e->nready == e->capready) {
@@ -746,7 +747,7 @@ static int on_event(void *ctx, const struct kr_event *ev)
 		memcpy(q->ids, ids, n * sizeof *ids);
 	g->refs++;
 	e->nready++;
-	return 0;
+	return kr_engine_wants(e) ? 0 : KR_STREAM_PAUSE;
 }
 
 static int on_invalid(void *ctx, const struct kr_invalid *inv)
@@ -761,6 +762,7 @@ static int on_invalid(void *ctx, const struct kr_invalid *inv)
 	if (pos <= in->skip)
 		return skip_record(in);
 	e->totals.invalid++;
+	kr_metrics_count(&h->stats->records, 1);
 	kr_metrics_count(&h->stats->invalid, 1);
 	kr_log(KR_LOG_WARN, "source", "name", h->name, "position", where, "msg", "invalid record",
 	       "error", inv->message, NULL);
@@ -923,6 +925,11 @@ void kr_engine_input_end(struct kr_source_handle *h, uint32_t input)
 {
 	if (input < h->ninputs && h->inputs[input])
 		input_rebind(h->e, h->inputs[input]);
+}
+
+uint32_t kr_engine_in_flight_limit(const struct kr_source_handle *h)
+{
+	return h->e->max_in_flight;
 }
 
 void kr_engine_source_error(struct kr_source_handle *h)

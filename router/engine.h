@@ -81,6 +81,8 @@ struct kr_stream *kr_engine_input_begin(struct kr_source_handle *h, uint32_t inp
 					const char *name, uint64_t skip);
 /* The input's stream was ended (kr_reader_finish): it moves to a reloaded config now. */
 void kr_engine_input_end(struct kr_source_handle *h, uint32_t input);
+/* The configured limit of records in flight (a source may size its checkpoints by it). */
+uint32_t kr_engine_in_flight_limit(const struct kr_source_handle *h);
 /* A source could not read an input (logged by the source): the run does not end well. */
 void kr_engine_source_error(struct kr_source_handle *h);
 /* A source that returned KR_PULL_WAIT has something to read again. */

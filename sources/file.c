@@ -41,6 +41,7 @@ struct file_src {
 	uint64_t poll_ms;
 	char *checkpoint;
 	bool dirty;
+	uint64_t unsaved; /* acknowledgements since the last save */
 	struct kr_timer *save_timer;
 	struct kr_timer *poll_timer;
 	uint64_t bytes_total;
@@ -199,6 +200,19 @@ static enum kr_err file_create(const struct kr_source_args *a, void **ctx, char 
 	return KR_OK;
 }
 
+/* One step of input i: the rest of a paused chunk first, else a new chunk. */
+static enum kr_read step_input(struct finput *in, char *err)
+{
+	if (kr_stream_paused(in->stream)) {
+		if (kr_stream_resume(in->stream) != KR_OK) {
+			kr_errf(err, KR_ERR_IO, "%s: stopped", in->path);
+			return KR_READ_ERROR;
+		}
+		return KR_READ_MORE;
+	}
+	return kr_reader_step(in->reader, err);
+}
+
 /* Opens input i (again); false when it cannot be opened now. */
 static bool open_input(struct file_src *f, size_t i)
 {
@@ -248,7 +262,7 @@ static enum kr_pull file_pull(void *ctx)
 				f->cur++;
 				continue;
 			}
-			enum kr_read r = kr_reader_step(in->reader, err);
+			enum kr_read r = step_input(in, err);
 			if (r == KR_READ_MORE)
 				return KR_PULL_MORE;
 			if (r == KR_READ_ERROR) {
@@ -267,7 +281,7 @@ static enum kr_pull file_pull(void *ctx)
 		struct finput *in = &f->in[i];
 		if (!in->reader && !open_input(f, i))
 			continue;
-		enum kr_read r = kr_reader_step(in->reader, err);
+		enum kr_read r = step_input(in, err);
 		if (r == KR_READ_MORE) {
 			more = true;
 		} else if (r == KR_READ_ERROR) {
@@ -299,8 +313,15 @@ static void file_ack(void *ctx, uint32_t input, uint64_t position)
 	f->in[input].done = position;
 	if (f->checkpoint) {
 		f->dirty = true;
-		if (!kr_timer_active(f->save_timer))
+		/* a kill -9 repeats what was acknowledged but not saved: keep that under a quarter
+		   of the in-flight limit, and save what trickles in soon anyway */
+		uint64_t every = kr_engine_in_flight_limit(f->h) / 4 + 1;
+		if (++f->unsaved >= every) {
+			save_checkpoint(f);
+			f->unsaved = 0;
+		} else if (!kr_timer_active(f->save_timer)) {
 			kr_timer_start(f->save_timer, 20);
+		}
 	}
 }
 
