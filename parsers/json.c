@@ -201,7 +201,7 @@ static int close_container(struct builder *b)
 {
 	struct kr_json *c = b->stack[--b->depth];
 	size_t first = b->first[b->depth], n = b->nmembers - first;
-	struct member *m = b->members + first;
+	struct member *m = n ? b->members + first : NULL;
 	b->nmembers = first;
 	if (c->type == KR_JSON_OBJECT && !check_duplicates(b, m, n))
 		return 0;

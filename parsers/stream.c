@@ -1113,7 +1113,9 @@ void kr_stream_free(struct kr_stream *s)
 void kr_stream_reset(struct kr_stream *s)
 {
 	if (s->external) {
+		/* the caller's memory is not ours to keep: the next buffered input starts afresh */
 		s->buf = NULL;
+		s->cap = 0;
 		s->external = false;
 	}
 	s->len = 0;
@@ -1135,7 +1137,9 @@ void kr_stream_reset(struct kr_stream *s)
 
 char *kr_stream_reserve(struct kr_stream *s, size_t want)
 {
-	uint64_t keep = s->fed;
+	/* two bytes before the parse position stay: after an error the skipper looks for a line
+	   that starts with '{' from just before the offending token */
+	uint64_t keep = s->fed >= s->abs_base + 2 ? s->fed - 2 : s->abs_base;
 	if (s->outer.in_record && s->outer.rec_start < keep)
 		keep = s->outer.rec_start;
 	if (s->sk != SK_OFF && s->sk_pos < keep)

@@ -15,7 +15,7 @@ meson test -C build --print-errorlogs --no-suite fuzz
 echo "== ASan + UBSan"
 if [ ! -f build-asan/build.ninja ]; then
   meson setup build-asan --buildtype=debugoptimized \
-    -Db_sanitize=address,undefined -Db_lundef=false
+    -Db_sanitize=address,undefined -Db_lundef=false -Db_lto=false
 fi
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
@@ -28,7 +28,7 @@ KR_VALGRIND=1 python3 tests/badinput/run.py build/kmsrouter
 echo "== fuzz"
 if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang meson setup build-fuzz --buildtype=debugoptimized -Dfuzz=true \
-    -Db_sanitize=address,undefined -Db_lundef=false
+    -Db_sanitize=address,undefined -Db_lundef=false -Db_lto=false
 fi
 ninja -C build-fuzz
 meson test -C build-fuzz --print-errorlogs --suite fuzz
