@@ -142,8 +142,15 @@ static const char *at(const struct kr_stream *s, uint64_t abs)
 static uint64_t line_of(struct kr_stream *s, uint64_t abs)
 {
 	if (abs < s->line_off) {
-		/* only reachable if a caller asks about dropped data; restart from what we hold */
-		return s->line_no;
+		/* an earlier offset (a container reported after its element): count back, if we
+		   still hold the bytes in between */
+		if (abs < s->abs_base)
+			return s->line_no;
+		uint64_t back = 0;
+		for (const char *p = at(s, abs), *end = at(s, s->line_off);
+		     (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+			back++;
+		return s->line_no - back;
 	}
 	const char *p = at(s, s->line_off), *end = at(s, abs);
 	uint64_t n = 0;

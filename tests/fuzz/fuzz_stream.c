@@ -290,15 +290,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kr_stream_stats(s1, &before);
 	r1 = (struct run){.data = data, .size = size, .strict = g_strict,
 			  .ev_digest = FNV_BASIS, .inv_digest = FNV_BASIS};
-#ifdef KR_FUZZ_RESET_WORKAROUND
-	/* -DKR_FUZZ_RESET_WORKAROUND: asks for one byte more than the zero-copy input had, which
-	 * steps around kr_stream_reserve returning NULL after kr_stream_parse_mem + kr_stream_reset
-	 * (the stream keeps cap from the caller's buffer; corpus/stream/regress-reset-after-parse-mem),
-	 * so that the rest can be fuzzed until that is fixed. */
-	char *dst = kr_stream_reserve(s1, size + 1);
-#else
 	char *dst = kr_stream_reserve(s1, size);
-#endif
 	CHECK(dst != NULL);
 	memcpy(dst, data, size);
 	CHECK(kr_stream_commit(s1, size) == KR_OK);
