@@ -15,25 +15,10 @@ static const char help[] =
 
 int kr_cmd_check(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	const char *config = NULL;
-	int opt;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-		if (opt == 'c') {
-			config = optarg;
-		} else if (opt == 'h') {
-			fputs(help, stdout);
-			return KR_EXIT_OK;
-		} else {
-			fputs(help, stderr);
-			return KR_EXIT_USAGE;
-		}
-	}
+	int status = kr_cli_config_option(argc, argv, help, &config);
+	if (status >= 0)
+		return status;
 	if (!config || optind != argc) {
 		fputs(help, stderr);
 		return KR_EXIT_USAGE;
@@ -60,7 +45,7 @@ int kr_cmd_check(int argc, char **argv)
 	for (size_t i = 0; i < c->nsources; i++)
 		printf("source %s (%s)%s\n", c->sources[i].name, c->sources[i].type,
 		       c->sources[i].plugin ? "" : " not available in this build");
-	int status = KR_EXIT_OK;
+	status = KR_EXIT_OK;
 	if (kr_config_unavailable(c, err)) {
 		fprintf(stderr, "kmsrouter: %s: %s\n", config, err);
 		status = KR_EXIT_USAGE;

@@ -231,25 +231,10 @@ static const char run_help[] =
 
 int kr_cmd_run(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	const char *config = NULL;
-	int opt;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-		if (opt == 'c') {
-			config = optarg;
-		} else if (opt == 'h') {
-			fputs(run_help, stdout);
-			return KR_EXIT_OK;
-		} else {
-			fputs(run_help, stderr);
-			return KR_EXIT_USAGE;
-		}
-	}
+	int status = kr_cli_config_option(argc, argv, run_help, &config);
+	if (status >= 0)
+		return status;
 	if (optind != argc) {
 		fputs(run_help, stderr);
 		return KR_EXIT_USAGE;

@@ -7,6 +7,11 @@
 #define KR_EXIT_NOMATCH 1
 #define KR_EXIT_USAGE 2
 
+/* Parses "-c CONFIG" / "--config CONFIG" and "--help" (printing help) for commands that take
+ * nothing else as options; leaves optind at the first operand. Returns -1 to go on, or the exit
+ * status to return. */
+int kr_cli_config_option(int argc, char **argv, const char *help, const char **config);
+
 int kr_cmd_test_pattern(int argc, char **argv);
 int kr_cmd_match(int argc, char **argv);
 int kr_cmd_check(int argc, char **argv);
