@@ -94,10 +94,11 @@ struct ientry {
 	uint64_t h;
 	uint32_t slot;
 	uint8_t kind;
-	char *text;
+	const char *text; /* the matcher's interned literal: borrowed, not copied */
 	uint32_t len;
-	uint32_t *conds;
+	uint32_t *conds;  /* NULL while only counting */
 	uint32_t nconds, cap;
+	uint32_t last;    /* the last condition added, for counting without a list */
 };
 
 struct scanref {
@@ -502,16 +503,6 @@ static struct matcher *new_matcher(struct compiler *c)
 	m = &r->matchers[r->nmatchers++];
 	memset(m, 0, sizeof *m);
 	return m;
-}
-
-static char *dupn(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-	if (d) {
-		memcpy(d, s, n);
-		d[n] = 0;
-	}
-	return d;
 }
 
 static enum kr_err set_text(struct compiler *c, struct matcher *m, const char *s, size_t n,
@@ -1054,8 +1045,9 @@ static enum kr_err table_alloc(struct kr_rules *r, uint32_t keys)
 	return r->table && r->tags ? KR_OK : KR_ERR_NOMEM;
 }
 
+/* Adds cond under key (slot, kind, s); with count_only the entry just counts its conditions. */
 static enum kr_err table_add(struct kr_rules *r, uint32_t slot, uint8_t kind, const char *s,
-			     size_t n, uint32_t cond)
+			     size_t n, uint32_t cond, bool count_only)
 {
 	uint64_t h = key_hash(slot, kind, s, n);
 	struct ientry *e = table_find(r, h, slot, kind, s, n);
@@ -1069,16 +1061,17 @@ static enum kr_err table_add(struct kr_rules *r, uint32_t slot, uint8_t kind, co
 		e->h = h;
 		e->slot = slot;
 		e->kind = kind;
-		e->text = dupn(s, n);
+		e->text = s;
 		e->len = (uint32_t)n;
-		e->cap = 2;
-		e->conds = malloc(e->cap * sizeof *e->conds);
-		if (!e->text || !e->conds)
-			return KR_ERR_NOMEM;
 		r->tn++;
-	}
-	if (e->nconds && e->conds[e->nconds - 1] == cond)
+	} else if (e->last == cond) {
 		return KR_OK;
+	}
+	e->last = cond;
+	if (count_only) {
+		e->nconds++;
+		return KR_OK;
+	}
 	uint32_t *nc = grow(e->conds, &e->cap, e->nconds + 1, sizeof *nc);
 	if (!nc)
 		return KR_ERR_NOMEM;
@@ -1135,7 +1128,7 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci, bool keys_only)
 		const struct matcher *m = &r->matchers[mi];
 		enum kr_err e = KR_OK;
 		if (indexable(m)) {
-			e = table_add(r, cd->slot, index_kind(m), m->text, m->len, ci);
+			e = table_add(r, cd->slot, index_kind(m), m->text, m->len, ci, keys_only);
 			if (e || keys_only)
 				continue;
 			si->kinds |= (uint16_t)(1u << index_kind(m));
@@ -1163,10 +1156,8 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci, bool keys_only)
 /* Frees the build-time table and its tags (not the frozen index). */
 static void table_entries_free(struct kr_rules *r)
 {
-	for (uint32_t i = 0; r->table && i < r->tcap; i++) {
-		free(r->table[i].text);
+	for (uint32_t i = 0; r->table && i < r->tcap; i++)
 		free(r->table[i].conds);
-	}
 	free(r->table);
 	free(r->tags);
 	r->table = NULL;
