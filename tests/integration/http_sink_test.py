@@ -252,6 +252,19 @@ def test_missing_api_key_variable_is_a_startup_error(d):
         srv.stop()
 
 
+def test_rate_limit_spaces_the_requests(d):
+    # 20 events at 8 requests/s: a burst of 8, the other 12 over about 1.5 s
+    srv = Server(lambda n, b: (200, {}, 0))
+    try:
+        p, dlq, elapsed = run(d, srv.port, FAST, sink_extra={"rate_limit": 8})
+        check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr[-500:]))
+        check(ids(srv.bodies()) == ALL, "not every event arrived")
+        check(elapsed >= 1.3, "rate limit ignored: %d requests in %.2f s" % (EVENTS, elapsed))
+        check(elapsed < 10, "far too slow: %.2f s" % elapsed)
+    finally:
+        srv.stop()
+
+
 def main():
     tests = [(k, v) for k, v in sorted(globals().items())
              if k.startswith("test_") and FILTER in k]

@@ -13,6 +13,7 @@ import copy
 import glob
 import gzip
 import json
+import re
 import os
 import shutil
 import signal
@@ -1104,6 +1105,68 @@ def max_in_flight_bounds_the_records_read(t):
     check(seen['in_flight'] <= limit and seen['read'] <= limit,
           '%d records in flight and %d read with max_in_flight %d'
           % (seen['in_flight'], seen['read'], limit))
+
+
+@test
+def followed_input_survives_rotation_and_truncation(t):
+    """A followed file that is renamed away (logrotate) and replaced, then truncated and written
+    again, is read on: every event appended before and after is delivered exactly once."""
+    src = t.path('in.jsonl')
+    cfg = {'sources': [follow_source([src])],
+           'sinks': [log_sink('out', 'out.jsonl')],
+           'rules': [{'name': 'all', 'pattern': KMS, 'targets': ['out']}]}
+    write_json(t.path('config.json'), cfg)
+    batch = lambda tag: [make_event('deletion', '%s-%03d' % (tag, i))[1] for i in range(50)]
+    before, after, again = batch('before'), batch('after'), batch('again')
+    append(src, jsonl(before))
+    r = Router(t, ['run', '-c', t.path('config.json')])
+    wait_for(lambda: count_lines(t.path('out.jsonl')) >= 50, 10, 'the first events', proc=r)
+    os.rename(src, src + '.1')
+    append(src, jsonl(after))
+    wait_for(lambda: count_lines(t.path('out.jsonl')) >= 100, 10, 'events after rotation',
+             proc=r)
+    with open(src, 'w') as f:  # truncate in place and write less than before
+        f.write(jsonl(again[:10]))
+    wait_for(lambda: count_lines(t.path('out.jsonl')) >= 110, 10, 'events after truncation',
+             proc=r)
+    r.signal(signal.SIGTERM)
+    check(r.wait(10) == 0, 'exit status after SIGTERM')
+    expect_ids_once(t.path('out.jsonl'), [e['id'] for e in before + after + again[:10]], 'out')
+
+
+@test
+def unmatched_sink_metadata_and_reserved_variables(t):
+    """Events no rule matches go to the "unmatched" sink; a log sink with "metadata" writes
+    {rule, sink, received_time, payload}; <aws.events.event> and
+    <aws.events.event.ingestion-time> are substituted."""
+    matched = [make_event('deletion', 'm-%d' % i)[1] for i in range(5)]
+    others = [make_event('rotation', 'u-%d' % i)[1] for i in range(7)]
+    with open(t.path('events.jsonl'), 'w') as f:
+        f.write(jsonl(matched + others))
+    cfg = {'sources': [{'name': 'in', 'type': 'file', 'paths': ['events.jsonl']}],
+           'sinks': [log_sink('meta', 'meta.jsonl', metadata=True),
+                     log_sink('whole', 'whole.jsonl'), log_sink('rest', 'rest.jsonl')],
+           'rules': [{'name': 'deleted', 'pattern': by_type('KMS CMK Deletion'), 'targets': [
+               'meta', {'sink': 'whole', 'input_transformer': {'input_template':
+                        '{"at": "<aws.events.event.ingestion-time>", "e": <aws.events.event>}'}}]}],
+           'unmatched': 'rest'}
+    write_json(t.path('config.json'), cfg)
+    rc, err = t.run(['run', '-c', t.path('config.json')], timeout=30)
+    check(rc == 0, 'exit status %s; stderr: %s' % (rc, err[-400:]))
+    expect_ids_once(t.path('rest.jsonl'), [e['id'] for e in others], 'unmatched')
+    meta = parse_lines(t.path('meta.jsonl'))
+    check(len(meta) == 5 and all(set(m) == {'rule', 'sink', 'received_time', 'payload'}
+                                 for m in meta), 'metadata lines: %s' % json.dumps(meta)[:300])
+    check(all(m['rule'] == 'deleted' and m['sink'] == 'meta' for m in meta), 'rule/sink')
+    check(sorted(m['payload']['id'] for m in meta) == sorted(e['id'] for e in matched),
+          'metadata payloads')
+    check(all(re.match(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d', m['received_time']) for m in meta),
+          'received_time: %s' % meta[0]['received_time'])
+    whole = parse_lines(t.path('whole.jsonl'))
+    check(sorted(json.dumps(w['e'], sort_keys=True) for w in whole) ==
+          sorted(json.dumps(e, sort_keys=True) for e in matched), '<aws.events.event>')
+    check(all(re.match(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$', w['at']) for w in whole),
+          'ingestion time: %s' % whole[0]['at'])
 
 
 # ---------------------------------------------------------------- main
