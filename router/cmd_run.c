@@ -97,11 +97,29 @@ static void print_progress(struct runner *r, bool final)
 	struct kr_engine_totals t;
 	kr_engine_totals(r->engine, &t);
 	double secs = (double)(kr_now_ms() - r->started) / 1000.0;
-	double rate = secs > 0 ? (double)(t.delivered + t.dead_lettered) / secs : 0;
 	if (r->progress && !final) {
-		fprintf(stderr, "\r\033[Kread %llu  delivered %llu  dead-lettered %llu  failed %llu  %.0f/s",
-			(unsigned long long)(t.events + t.invalid), (unsigned long long)t.delivered,
-			(unsigned long long)t.dead_lettered, (unsigned long long)t.failed_records, rate);
+		/* [#####.....] 45%  read N  delivered N  failed N  N/s  ETA Ns */
+		uint64_t done, total;
+		kr_engine_progress(r->engine, &done, &total);
+		/* the share of the input read, times the share of what was read that is done */
+		uint64_t read = t.events + t.invalid + t.filtered + t.skipped;
+		uint64_t finished = read > t.in_flight ? read - t.in_flight : 0;
+		double share = total ? (double)done / (double)total : 0;
+		if (read)
+			share *= (double)finished / (double)read;
+		char bar[23] = "[....................]";
+		for (int i = 0; i < 20 && i < (int)(share * 20 + 0.5); i++)
+			bar[1 + i] = '#';
+		char eta[32] = "";
+		if (share > 0.001 && share < 1 && secs > 0.5)
+			snprintf(eta, sizeof eta, "  ETA %.0fs", secs / share - secs);
+		fprintf(stderr,
+			"\r\033[K%s %3.0f%%  read %llu  delivered %llu  dead-lettered %llu  failed %llu  "
+			"%.0f/s%s",
+			bar, share * 100, (unsigned long long)(t.events + t.invalid),
+			(unsigned long long)t.delivered, (unsigned long long)t.dead_lettered,
+			(unsigned long long)t.failed_records, (double)(t.events + t.invalid) / (secs > 0 ? secs : 1),
+			eta);
 		fflush(stderr);
 		return;
 	}

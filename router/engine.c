@@ -1081,6 +1081,19 @@ bool kr_engine_idle(const struct kr_engine *e)
 	return true;
 }
 
+void kr_engine_progress(const struct kr_engine *e, uint64_t *done, uint64_t *total)
+{
+	*done = *total = 0;
+	for (size_t i = 0; i < e->nsources; i++) {
+		const struct kr_source_handle *h = e->sources[i];
+		uint64_t d = 0, t = 0;
+		if (h->ctx && h->plugin->progress)
+			h->plugin->progress(h->ctx, &d, &t);
+		*done += d;
+		*total += t;
+	}
+}
+
 void kr_engine_totals(const struct kr_engine *e, struct kr_engine_totals *t)
 {
 	*t = e->totals;

@@ -71,6 +71,9 @@ struct kr_engine_totals {
 };
 void kr_engine_totals(const struct kr_engine *e, struct kr_engine_totals *t);
 
+/* Bytes read and bytes in all, over the sources that know (0, 0 when none does). */
+void kr_engine_progress(const struct kr_engine *e, uint64_t *done, uint64_t *total);
+
 /* ---- for source plugins ---- */
 
 /* Starts (or restarts, after a rotation) input number input of the source (a file), named for

@@ -109,8 +109,10 @@ struct kr_source_plugin {
 	enum kr_pull (*pull)(void *ctx);
 	/* mandatory: records up to and including position (the source's own numbering) are done */
 	void (*ack)(void *ctx, uint32_t input, uint64_t position);
-	/* optional: a short description of how far behind the source is (metrics), or -1 */
+	/* optional: how far behind the source is, in bytes (metrics), or -1 */
 	int64_t (*lag)(void *ctx);
+	/* optional: bytes read so far and bytes in all (replay's progress and ETA) */
+	void (*progress)(void *ctx, uint64_t *done, uint64_t *total);
 	/* mandatory */
 	void (*destroy)(void *ctx);
 };

@@ -325,7 +325,7 @@ static void file_ack(void *ctx, uint32_t input, uint64_t position)
 	}
 }
 
-static int64_t file_lag(void *ctx)
+static void file_progress(void *ctx, uint64_t *done, uint64_t *total)
 {
 	struct file_src *f = ctx;
 	uint64_t read = 0;
@@ -335,7 +335,15 @@ static int64_t file_lag(void *ctx)
 		else if (f->in[i].reader)
 			read += kr_reader_offset(f->in[i].reader);
 	}
-	return read >= f->bytes_total ? 0 : (int64_t)(f->bytes_total - read);
+	*done = read < f->bytes_total ? read : f->bytes_total;
+	*total = f->bytes_total;
+}
+
+static int64_t file_lag(void *ctx)
+{
+	uint64_t done, total;
+	file_progress(ctx, &done, &total);
+	return (int64_t)(total - done);
 }
 
 static void file_destroy(void *ctx)
@@ -363,5 +371,6 @@ const struct kr_source_plugin kr_source_file = {
 	.pull = file_pull,
 	.ack = file_ack,
 	.lag = file_lag,
+	.progress = file_progress,
 	.destroy = file_destroy,
 };

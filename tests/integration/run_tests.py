@@ -1169,6 +1169,45 @@ def unmatched_sink_metadata_and_reserved_variables(t):
           'ingestion time: %s' % whole[0]['at'])
 
 
+@test
+def replay_shows_progress_on_a_terminal_and_a_summary_otherwise(t):
+    """On a terminal, replay draws a progress bar (share of the input read, counts, rate, ETA);
+    otherwise it prints one summary line."""
+    import pty
+    with open(t.path('events.jsonl'), 'w') as f:
+        f.write(jsonl(make_event('deletion', 'p-%04d' % i)[1] for i in range(3000)))
+    cfg = {'sinks': [log_sink('out', 'out.jsonl')],
+           'rules': [{'name': 'all', 'pattern': KMS, 'targets': ['out']}]}
+    write_json(t.path('config.json'), cfg)
+    args = [KR, 'replay', '--rate', '2000', '-c', t.path('config.json'), t.path('events.jsonl')]
+    master, slave = pty.openpty()
+    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=slave, cwd=t.dir)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    check(p.wait(30) == 0, 'exit status %s' % p.returncode)
+    tty = b''.join(chunks).decode('utf-8', errors='replace')
+    frames = [x for x in tty.split('\r') if '%' in x]
+    check(frames and re.search(r'\[[#.]{20}\] +\d+%  read \d+  delivered \d+', frames[-1]),
+          'no progress bar on the terminal: %r' % tty[-300:])
+    check(any('ETA' in x for x in frames), 'no ETA in %r' % frames[-3:])
+    check('3000 events read' in tty, 'no summary at the end: %r' % tty[-300:])
+    rc, err = t.run(['replay', '-c', t.path('config.json'), t.path('events.jsonl')], timeout=30)
+    check(rc == 0, 'exit status %s' % rc)
+    lines = [x for x in err.splitlines() if x.startswith('kmsrouter: ')]
+    check(len(lines) == 1 and '3000 events read' in lines[0] and '%' not in err,
+          'not a one-line summary: %r' % err[-300:])
+
+
 # ---------------------------------------------------------------- main
 
 def main():
