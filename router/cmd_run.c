@@ -305,7 +305,7 @@ int kr_cmd_replay(int argc, char **argv)
 		{0},
 	};
 	const char *config = NULL, *checkpoint = NULL;
-	struct kr_engine_opts eo = {.replay = true};
+	struct kr_engine_opts eo = {0};
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {

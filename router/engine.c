@@ -937,11 +937,6 @@ void kr_engine_source_error(struct kr_source_handle *h)
 	h->e->totals.source_errors++;
 }
 
-void kr_engine_wake(struct kr_engine *e)
-{
-	(void)e; /* the loop returns from its wait; kr_engine_step pulls again */
-}
-
 bool kr_engine_wants(const struct kr_engine *e)
 {
 	return !e->stopping && e->in_flight < e->max_in_flight;

@@ -28,12 +28,11 @@ struct kr_engine_opts {
 	uint64_t from_ms, to_ms;
 	const char *replay_name;
 	uint64_t rate;
-	/* replay: skip_records[i] records of input i are already done (checkpoint) */
-	bool replay;
 };
 
-/* Builds an engine for cfg (taking ownership of it) on loop: starts the sinks and, unless
- * sources are supplied later with kr_engine_add_source, the config's sources. */
+/* Builds an engine for cfg on loop and starts the config's sinks; sources come next, with
+ * kr_engine_start_sources (run) or kr_engine_add_source (replay). On success the engine owns
+ * cfg; on failure the caller still does. metrics must outlive the engine. */
 enum kr_err kr_engine_new(struct kr_loop *loop, struct kr_config *cfg,
 			  const struct kr_engine_opts *opts, struct kr_metrics *metrics,
 			  struct kr_engine **out, char *err);
@@ -88,8 +87,6 @@ void kr_engine_input_end(struct kr_source_handle *h, uint32_t input);
 uint32_t kr_engine_in_flight_limit(const struct kr_source_handle *h);
 /* A source could not read an input (logged by the source): the run does not end well. */
 void kr_engine_source_error(struct kr_source_handle *h);
-/* A source that returned KR_PULL_WAIT has something to read again. */
-void kr_engine_wake(struct kr_engine *e);
 /* Whether the engine wants more records now (below the in-flight limit, not stopping). */
 bool kr_engine_wants(const struct kr_engine *e);
 

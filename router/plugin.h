@@ -105,7 +105,8 @@ struct kr_source_plugin {
 	/* mandatory */
 	enum kr_err (*create)(const struct kr_source_args *a, void **ctx, char *err);
 	/* mandatory: reads a bounded amount and hands events to the engine. MORE: call again soon;
-	   WAIT: a watch or timer of the source will call kr_engine_wake; DONE: input exhausted */
+	   WAIT: nothing to read now; the source's own fd watch or timer wakes the loop, and the
+	   engine pulls again on its next round; DONE: input exhausted */
 	enum kr_pull (*pull)(void *ctx);
 	/* mandatory: records up to and including position (the source's own numbering) are done */
 	void (*ack)(void *ctx, uint32_t input, uint64_t position);
