@@ -280,14 +280,6 @@ static bool cap_is(const struct kr_stream *s, enum special sp, const char *lit)
 	return s->has[sp] && s->cap_buf[sp].len == n && memcmp(s->cap_buf[sp].p, lit, n) == 0;
 }
 
-static void add_value(struct kr_stream *s, const struct kr_path_node *node, uint32_t slot,
-		      enum kr_vtype t, const char *v, size_t n, const uint32_t *trail,
-		      uint32_t ntrail)
-{
-	(void)node;
-	kr_view_add(&s->view, slot, t, v, n, trail, ntrail);
-}
-
 static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t raw_len,
 		enum kr_envelope env, uint64_t offset)
 {
@@ -369,7 +361,7 @@ static int emit_cloudtrail(struct kr_stream *s, struct pstate *p, uint64_t start
 		     kr_buf_json_string(b, f[i].val, f[i].len) && kr_buf_puts(b, ",");
 		int32_t slot = kr_path_slot(kr_path_child(s->root, f[i].key, strlen(f[i].key)));
 		if (slot >= 0)
-			add_value(s, NULL, (uint32_t)slot, KR_V_STRING, f[i].val, f[i].len, NULL, 0);
+			kr_view_add(&s->view, (uint32_t)slot, KR_V_STRING, f[i].val, f[i].len, NULL, 0);
 	}
 	ok = ok && kr_buf_puts(b, "\"resources\":[],\"detail\":") &&
 	     kr_buf_append(b, at(s, start), (size_t)(end - start)) && kr_buf_puts(b, "}");
@@ -532,7 +524,7 @@ static int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, si
 	const struct kr_path_node *node = value_node(p);
 	int32_t slot = kr_path_slot(node);
 	if (slot >= 0)
-		add_value(s, node, (uint32_t)slot, t, v, n, p->trail, p->ntrail);
+		kr_view_add(&s->view, (uint32_t)slot, t, v, n, p->trail, p->ntrail);
 	if (f && f->is_array)
 		f->idx++;
 	return 1;
@@ -677,9 +669,6 @@ static int close_container(struct pstate *p)
 	if (p->depth == 0 && !p->inner) {
 		p->container = C_NONE;
 		s->last_top_end = tok_end(p);
-	}
-	if (p->depth == 1 && p->container == C_CLOUDTRAIL && f->is_array) {
-		/* the Records array ended; the log object closes next */
 	}
 	return !p->stop;
 }
