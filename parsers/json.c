@@ -81,6 +81,12 @@ struct builder {
 	enum kr_err err;
 	char *errbuf;
 	size_t err_offset;
+	/* keys repeat (every rule has "name", "pattern", "targets"): one copy each, found through
+	   a small direct-mapped cache */
+	struct {
+		char *s;
+		size_t n;
+	} keys[256];
 };
 
 static size_t consumed(struct builder *b)
@@ -322,7 +328,16 @@ static int cb_end(void *ctx)
 static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
 {
 	struct builder *b = ctx;
-	b->pending_key = arena_strdup(b, (const char *)s, len);
+	unsigned h = len ? ((unsigned)len * 31u + s[0] * 7u + s[len - 1]) & 255u : 0;
+	if (b->keys[h].s && b->keys[h].n == len && memcmp(b->keys[h].s, s, len) == 0) {
+		b->pending_key = b->keys[h].s;
+	} else {
+		b->pending_key = arena_strdup(b, (const char *)s, len);
+		if (len <= 64) {
+			b->keys[h].s = b->pending_key;
+			b->keys[h].n = len;
+		}
+	}
 	if (!b->pending_key)
 		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
 	b->pending_keylen = len;

@@ -750,17 +750,20 @@ static enum kr_err load_engine_settings(struct vctx *v, const struct kr_json *d)
 	return e;
 }
 
-enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
-			    struct kr_config **out, char *err)
+/* Parses text (NUL-terminated at len), taking ownership of it: it stays as the config's text. */
+static enum kr_err parse_owned(const char *name, char *text, size_t len, struct kr_config **out,
+			       char *err)
 {
 	*out = NULL;
 	struct kr_config *c = calloc(1, sizeof *c);
-	if (!c)
+	if (!c) {
+		free(text);
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	}
+	c->text = text;
 	c->path = strdup(name);
 	c->dir = strdup(name);
-	c->text = malloc(len + 1);
-	if (!c->path || !c->dir || !c->text) {
+	if (!c->path || !c->dir) {
 		kr_config_free(c);
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	}
@@ -769,8 +772,6 @@ enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
 		slash[slash == c->dir ? 1 : 0] = 0;
 	else
 		strcpy(c->dir, ".");
-	memcpy(c->text, text, len);
-	c->text[len] = 0;
 	c->len = len;
 	struct vctx v = {.c = c, .err = err};
 	struct kr_json_opts jo = {.allow_comments = true, .max_depth = 128};
@@ -859,9 +860,20 @@ enum kr_err kr_config_load(const char *path, struct kr_config **out, char *err)
 	enum kr_err e = kr_read_file(path, &text, &len, err);
 	if (e)
 		return e;
-	e = kr_config_parse(path, text, len, out, err);
-	free(text);
-	return e;
+	return parse_owned(path, text, len, out, err);
+}
+
+enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
+			    struct kr_config **out, char *err)
+{
+	char *copy = malloc(len + 1);
+	if (!copy) {
+		*out = NULL;
+		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	}
+	memcpy(copy, text, len);
+	copy[len] = 0;
+	return parse_owned(name, copy, len, out, err);
 }
 
 void kr_config_free(struct kr_config *c)

@@ -96,9 +96,9 @@ struct ientry {
 	uint8_t kind;
 	const char *text; /* the matcher's interned literal: borrowed, not copied */
 	uint32_t len;
-	uint32_t *conds;  /* NULL while only counting */
+	uint32_t *conds;
 	uint32_t nconds, cap;
-	uint32_t last;    /* the last condition added, for counting without a list */
+	uint32_t last;    /* the last condition added: a condition is listed once */
 };
 
 struct scanref {
@@ -1045,9 +1045,9 @@ static enum kr_err table_alloc(struct kr_rules *r, uint32_t keys)
 	return r->table && r->tags ? KR_OK : KR_ERR_NOMEM;
 }
 
-/* Adds cond under key (slot, kind, s); with count_only the entry just counts its conditions. */
+/* Adds cond under key (slot, kind, s). */
 static enum kr_err table_add(struct kr_rules *r, uint32_t slot, uint8_t kind, const char *s,
-			     size_t n, uint32_t cond, bool count_only)
+			     size_t n, uint32_t cond)
 {
 	uint64_t h = key_hash(slot, kind, s, n);
 	struct ientry *e = table_find(r, h, slot, kind, s, n);
@@ -1068,10 +1068,6 @@ static enum kr_err table_add(struct kr_rules *r, uint32_t slot, uint8_t kind, co
 		return KR_OK;
 	}
 	e->last = cond;
-	if (count_only) {
-		e->nconds++;
-		return KR_OK;
-	}
 	uint32_t *nc = grow(e->conds, &e->cap, e->nconds + 1, sizeof *nc);
 	if (!nc)
 		return KR_ERR_NOMEM;
@@ -1117,9 +1113,8 @@ static uint8_t index_kind(const struct matcher *m)
 	return m->kind == M_EXACT ? exact_kind[m->vtype] : ix[m->kind];
 }
 
-/* Puts condition ci's matchers in the index: keys in the table, or the slot's scan list. With
- * keys_only, only the table (for counting how many conditions share each key). */
-static enum kr_err index_cond(struct kr_rules *r, uint32_t ci, bool keys_only)
+/* Puts condition ci's matchers in the index: keys in the table, or the slot's scan list. */
+static enum kr_err index_cond(struct kr_rules *r, uint32_t ci)
 {
 	const struct cond *cd = &r->conds[ci];
 	struct slotinfo *si = &r->slots[cd->slot];
@@ -1128,8 +1123,8 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci, bool keys_only)
 		const struct matcher *m = &r->matchers[mi];
 		enum kr_err e = KR_OK;
 		if (indexable(m)) {
-			e = table_add(r, cd->slot, index_kind(m), m->text, m->len, ci, keys_only);
-			if (e || keys_only)
+			e = table_add(r, cd->slot, index_kind(m), m->text, m->len, ci);
+			if (e)
 				continue;
 			si->kinds |= (uint16_t)(1u << index_kind(m));
 			static const int which[] = {[M_PREFIX] = 0, [M_SUFFIX] = 1, [M_IPREFIX] = 2,
@@ -1138,7 +1133,7 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci, bool keys_only)
 				e = add_len(si, which[m->kind], m->len);
 			if (m->kind == M_ICASE || m->kind == M_IPREFIX || m->kind == M_ISUFFIX)
 				si->icase = true;
-		} else if (!keys_only && m->kind != M_ABSENT) {
+		} else if (m->kind != M_ABSENT) {
 			struct scanref *sc = realloc(si->scan, (si->nscan + 1) * sizeof *sc);
 			if (!sc)
 				return KR_ERR_NOMEM;
@@ -1170,9 +1165,34 @@ static void table_free(struct kr_rules *r)
 	r->tcap = r->tn = 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* How many positive conditions have the key with hash h (keys sorted in hs). A collision only
+ * skews the estimate, never a match. */
+static uint64_t key_count(const uint64_t *hs, size_t n, uint64_t h)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (hs[mid] < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t first = lo;
+	while (lo < n && hs[lo] == h)
+		lo++;
+	return lo - first;
+}
+
 /* How many conditions an event value can wake up through this condition's keys; a matcher that
  * cannot be indexed costs as much as a scan. */
-static uint64_t anchor_cost(const struct kr_rules *r, const struct cond *cd)
+static uint64_t anchor_cost(const struct kr_rules *r, const struct cond *cd, const uint64_t *hs,
+			    size_t nh)
 {
 	uint64_t cost = 0;
 	for (uint32_t k = 0; k < cd->m_n; k++) {
@@ -1181,9 +1201,8 @@ static uint64_t anchor_cost(const struct kr_rules *r, const struct cond *cd)
 			cost += 1u << 24;
 			continue;
 		}
-		const struct ientry *e = table_find(r, key_hash(cd->slot, index_kind(m), m->text, m->len),
-						    cd->slot, index_kind(m), m->text, m->len);
-		cost += e ? e->nconds : 1;
+		uint64_t c = key_count(hs, nh, key_hash(cd->slot, index_kind(m), m->text, m->len));
+		cost += c ? c : 1;
 	}
 	return cost;
 }
@@ -1266,11 +1285,25 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 	r->nslots = r->paths->nslots;
 	r->slots = calloc(r->nslots + 1, sizeof *r->slots);
 	r->always = malloc((r->nsubs + 1) * sizeof *r->always);
-	if (!r->slots || !r->always || table_alloc(r, r->nmatchers) != KR_OK)
-		return KR_ERR_NOMEM;
+	/* the keys of every positive condition, sorted: how many conditions share each key */
+	size_t nkeys = 0; /* conditions share matchers ($or alternatives): count per condition */
 	for (uint32_t ci = 0; ci < r->nconds; ci++)
-		if (!r->conds[ci].absent_ok && index_cond(r, ci, true) != KR_OK)
-			return KR_ERR_NOMEM;
+		nkeys += r->conds[ci].m_n;
+	uint64_t *hs = malloc((nkeys + 1) * sizeof *hs);
+	if (!r->slots || !r->always || !hs) {
+		free(hs);
+		return KR_ERR_NOMEM;
+	}
+	size_t nh = 0;
+	for (uint32_t ci = 0; ci < r->nconds; ci++) {
+		const struct cond *cd = &r->conds[ci];
+		for (uint32_t k = 0; !cd->absent_ok && k < cd->m_n; k++) {
+			const struct matcher *m = &r->matchers[cd->m_off + k];
+			if (indexable(m))
+				hs[nh++] = key_hash(cd->slot, index_kind(m), m->text, m->len);
+		}
+	}
+	qsort(hs, nh, sizeof *hs, cmp_u64);
 	for (uint32_t si = 0; si < r->nsubs; si++) {
 		struct sub *s = &r->subs[si];
 		uint64_t best = UINT64_MAX;
@@ -1279,7 +1312,7 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 			const struct cond *cd = &r->conds[s->c_off + k];
 			if (cd->absent_ok)
 				continue;
-			uint64_t c = anchor_cost(r, cd);
+			uint64_t c = anchor_cost(r, cd, hs, nh);
 			if (c < best) {
 				best = c;
 				s->anchor = s->c_off + k;
@@ -1288,7 +1321,7 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 		if (s->anchor == NO_ANCHOR)
 			r->always[r->nalways++] = si;
 	}
-	table_free(r);
+	free(hs);
 	uint32_t anchor_keys = 0;
 	for (uint32_t si = 0; si < r->nsubs; si++)
 		if (r->subs[si].anchor != NO_ANCHOR)
@@ -1296,7 +1329,7 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 	if (table_alloc(r, anchor_keys) != KR_OK)
 		return KR_ERR_NOMEM;
 	for (uint32_t si = 0; si < r->nsubs; si++)
-		if (r->subs[si].anchor != NO_ANCHOR && index_cond(r, r->subs[si].anchor, false) != KR_OK)
+		if (r->subs[si].anchor != NO_ANCHOR && index_cond(r, r->subs[si].anchor) != KR_OK)
 			return KR_ERR_NOMEM;
 	if (freeze(r) != KR_OK)
 		return KR_ERR_NOMEM;
