@@ -25,23 +25,35 @@ struct match_ctx {
 	bool write_failed;
 };
 
+/* Writes the lines collected so far. */
+static bool flush_lines(struct match_ctx *m)
+{
+	struct kr_buf *b = &m->line;
+	if (b->len && fwrite(b->p, 1, b->len, stdout) != b->len)
+		m->write_failed = true;
+	b->len = 0;
+	return !m->write_failed;
+}
+
+#define LIT(b, s) kr_buf_append((b), (s), sizeof(s) - 1)
+
 static int on_event(void *vctx, const struct kr_event *ev)
 {
 	struct match_ctx *m = vctx;
 	const uint32_t *ids;
 	size_t n = kr_rules_match(m->cfg->compiled, m->st, ev->view, &ids);
+	/* lines collect in one buffer, written out every 64 KiB */
 	struct kr_buf *b = &m->line;
-	b->len = 0;
-	bool ok = kr_buf_puts(b, "{\"id\":");
+	bool ok = LIT(b, "{\"id\":");
 	if (ev->id)
 		ok = ok && kr_buf_json_string(b, ev->id, ev->id_len);
 	else
-		ok = ok && kr_buf_puts(b, "null");
-	ok = ok && kr_buf_puts(b, ",\"rules\":[");
+		ok = ok && LIT(b, "null");
+	ok = ok && LIT(b, ",\"rules\":[");
 	for (size_t i = 0; i < n && ok; i++)
 		ok = (i == 0 || kr_buf_append(b, ",", 1)) &&
 		     kr_buf_append(b, m->names.p + m->rule_off[ids[i]], m->rule_len[ids[i]]);
-	ok = ok && kr_buf_puts(b, "],\"targets\":[");
+	ok = ok && LIT(b, "],\"targets\":[");
 	if (++m->stamp == 0) {
 		memset(m->sink_stamp, 0, (m->cfg->nsinks + 1) * sizeof *m->sink_stamp);
 		m->stamp = 1;
@@ -59,7 +71,7 @@ static int on_event(void *vctx, const struct kr_event *ev)
 			first = false;
 		}
 	}
-	ok = ok && kr_buf_puts(b, "]}\n");
+	ok = ok && LIT(b, "]}\n");
 	if (!ok) {
 		fprintf(stderr, "kmsrouter: out of memory\n");
 		return 1;
@@ -67,10 +79,8 @@ static int on_event(void *vctx, const struct kr_event *ev)
 	m->events++;
 	if (n)
 		m->matched++;
-	if (fwrite(b->p, 1, b->len, stdout) != b->len) {
-		m->write_failed = true;
+	if (b->len >= 64 * 1024 && !flush_lines(m))
 		return 1;
-	}
 	return 0;
 }
 
@@ -180,12 +190,13 @@ int kr_cmd_match(int argc, char **argv)
 		m.input = files[i];
 		enum kr_err e = kr_input_read(s, files[i], err);
 		if (e != KR_OK && !m.write_failed) {
+			flush_lines(&m);
 			fflush(stdout);
 			fprintf(stderr, "kmsrouter: %s\n", err[0] ? err : kr_strerror(e));
 			read_error = true;
 		}
 	}
-	if (fflush(stdout) != 0 || m.write_failed) {
+	if (!flush_lines(&m) || fflush(stdout) != 0 || m.write_failed) {
 		fprintf(stderr, "kmsrouter: error writing the output\n");
 		read_error = true;
 	}
