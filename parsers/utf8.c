@@ -1,15 +1,30 @@
-/* Strict UTF-8 validation (see utf8.h). ASCII runs are skipped eight bytes at a time, so the
- * common all-ASCII event costs a few nanoseconds per hundred bytes. */
+/* Strict UTF-8 validation (see utf8.h). ASCII runs are skipped 64 bytes at a time (SSE2, which
+ * every x86-64 has; 32 and 8 at a time otherwise), so the common all-ASCII event costs a few
+ * nanoseconds per hundred bytes. */
 #include "utf8.h"
 
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 bool kr_utf8_valid(const char *str, size_t n, size_t *bad)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	size_t i = 0;
 	while (i < n) {
+#ifdef __SSE2__
+		while (i + 64 <= n) {
+			__m128i a = _mm_loadu_si128((const __m128i *)(s + i));
+			__m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+			__m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
+			__m128i d = _mm_loadu_si128((const __m128i *)(s + i + 48));
+			if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d))))
+				break;
+			i += 64;
+		}
+#endif
 		while (i + 32 <= n) {
 			uint64_t w[4];
 			memcpy(w, s + i, 32);
