@@ -26,3 +26,17 @@ int kr_cli_config_option(int argc, char **argv, const char *help, const char **c
 	}
 	return -1;
 }
+
+bool kr_cli_positive(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return v > 0;
+}

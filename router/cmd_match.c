@@ -134,9 +134,8 @@ int kr_cmd_match(int argc, char **argv)
 			config = optarg;
 			break;
 		case 'm': {
-			char *end;
-			unsigned long long v = strtoull(optarg, &end, 10);
-			if (*end || v == 0) {
+			uint64_t v;
+			if (!kr_cli_positive(optarg, &v)) {
 				fprintf(stderr, "kmsrouter match: --max-record needs a positive number of bytes\n");
 				return KR_EXIT_USAGE;
 			}

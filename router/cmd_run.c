@@ -328,16 +328,12 @@ int kr_cmd_replay(int argc, char **argv)
 				eo.to_ms = (uint64_t)ms;
 			break;
 		}
-		case 'r': {
-			char *end;
-			unsigned long long v = strtoull(optarg, &end, 10);
-			if (*end || v == 0) {
+		case 'r':
+			if (!kr_cli_positive(optarg, &eo.rate)) {
 				fprintf(stderr, "kmsrouter replay: --rate needs a positive number of events per second\n");
 				return KR_EXIT_USAGE;
 			}
-			eo.rate = v;
 			break;
-		}
 		case 'n':
 			eo.replay_name = optarg;
 			break;
