@@ -22,7 +22,6 @@
 #include "metrics.h"
 #include "plugin.h"
 
-int64_t kr_parse_rfc3339_ms(const char *s);
 
 struct runner {
 	struct kr_loop *loop;

@@ -573,7 +573,6 @@ static int64_t parse_time_ms(const char *s, size_t n)
 	return ((int64_t)timegm(&tm) - off) * 1000 + ms;
 }
 
-int64_t kr_parse_rfc3339_ms(const char *s);
 int64_t kr_parse_rfc3339_ms(const char *s)
 {
 	return parse_time_ms(s, strlen(s));

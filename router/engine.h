@@ -70,6 +70,10 @@ struct kr_engine_totals {
 };
 void kr_engine_totals(const struct kr_engine *e, struct kr_engine_totals *t);
 
+/* An RFC 3339 time (2024-03-01T12:00:00Z, fractions and offsets allowed) in milliseconds since
+ * the epoch, or -1. The engine filters replays with it; replay parses --from/--to with it. */
+int64_t kr_parse_rfc3339_ms(const char *s);
+
 /* Bytes read and bytes in all, over the sources that know (0, 0 when none does). */
 void kr_engine_progress(const struct kr_engine *e, uint64_t *done, uint64_t *total);
 

@@ -285,6 +285,13 @@ def log_sink(name, path, **kw):
     return d
 
 
+def append_batch(t, kind, tag, n):
+    """Appends n events of a kind to the test's followed in.jsonl; returns their ids."""
+    evs = [make_event(kind, '%s-%03d' % (tag, i))[1] for i in range(n)]
+    append(t.path('in.jsonl'), jsonl(evs))
+    return [e['id'] for e in evs]
+
+
 def follow_source(paths, **kw):
     d = {'name': 'in', 'type': 'file', 'paths': paths, 'follow': True, 'poll_interval_ms': 50}
     d.update(kw)
@@ -617,10 +624,7 @@ def sighup_with_broken_config_keeps_the_old_rules(t):
     write_json(t.path('config.json'), cfg)
     r = Router(t, ['run', '-c', t.path('config.json')])
 
-    def batch(tag, n=20):
-        evs = [make_event('rotation', '%s-%03d' % (tag, i))[1] for i in range(n)]
-        append(t.path('in.jsonl'), jsonl(evs))
-        return [e['id'] for e in evs]
+    batch = lambda tag, n=20: append_batch(t, 'rotation', tag, n)
 
     b1 = batch('first')
     wait_for(lambda: set(b1) <= set(ids_of(t.path('a.jsonl'))), 15, 'first batch in A',
@@ -658,10 +662,7 @@ def sighup_reopens_the_log_file(t):
     write_json(t.path('config.json'), cfg)
     r = Router(t, ['run', '-c', t.path('config.json')])
 
-    def batch(tag, n=20):
-        evs = [make_event('expiration', '%s-%03d' % (tag, i))[1] for i in range(n)]
-        append(t.path('in.jsonl'), jsonl(evs))
-        return [e['id'] for e in evs]
+    batch = lambda tag, n=20: append_batch(t, 'expiration', tag, n)
 
     b1 = batch('before-rotation')
     wait_for(lambda: len(ids_of(t.path('out.jsonl'))) >= len(b1), 15, 'first batch delivered',
