@@ -1184,8 +1184,14 @@ static uint64_t key_count(const uint64_t *hs, size_t n, uint64_t h)
 			hi = mid;
 	}
 	size_t first = lo;
-	while (lo < n && hs[lo] == h)
-		lo++;
+	hi = n;
+	while (lo < hi) { /* upper bound: a detail-type shared by thousands of rules is one search */
+		size_t mid = lo + (hi - lo) / 2;
+		if (hs[mid] <= h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return lo - first;
 }
 
@@ -1211,16 +1217,94 @@ struct fslot {
 	uint32_t tag, off;
 };
 
+/* A frozen record: one index key, its text right behind the header (so the key compare reads
+ * one cache line), then one entry per condition the key satisfies. */
 struct frec {
 	uint64_t h;
-	uint32_t slot, len, nconds;
+	uint32_t slot, len;
+	uint32_t nents;
+	uint32_t ents_off; /* from the record's start, 8-aligned */
 	uint8_t kind;
-	uint32_t conds[]; /* then the key text */
+	char text[];
 };
 
-static size_t frec_size(uint32_t nconds, uint32_t len)
+/* An entry: the condition and its rule. When the sub-rule's other conditions are all exact values
+ * (the common "detail-type plus key-id" rule), they are copied here as checks, so a hit verifies
+ * the rule without reading the conditions, sub-rules, matchers or stamps of 10,000 rules (each a
+ * cache miss); other sub-rules (nchecks == FENT_GENERAL) go through satisfy() and finalize(). */
+#define FENT_GENERAL 0xFFFFu
+#define FENT_MAX_CHECKS 16u
+
+struct fcheck {
+	const char *text;  /* interned: the same few detail-types stay in cache */
+	uint32_t slot, len;
+	uint8_t vtype;
+	uint8_t alt_more;  /* the next check is another value of the same condition (OR) */
+};
+
+struct fent {
+	uint32_t cond, rule;
+	uint16_t nchecks;
+	struct fcheck checks[];
+};
+
+static size_t fent_size(uint32_t nchecks)
 {
-	return (sizeof(struct frec) + nconds * sizeof(uint32_t) + len + 7) & ~(size_t)7;
+	return sizeof(struct fent) + (nchecks == FENT_GENERAL ? 0 : nchecks) * sizeof(struct fcheck);
+}
+
+/* How many checks condition ci's sub-rule needs besides its anchor ci, or FENT_GENERAL when a
+ * condition is not a plain list of exact values. */
+static uint32_t fent_checks(const struct kr_rules *r, uint32_t ci)
+{
+	const struct sub *s = &r->subs[r->conds[ci].sub];
+	uint32_t n = 0;
+	for (uint32_t k = 0; k < s->c_n; k++) {
+		const struct cond *cd = &r->conds[s->c_off + k];
+		if (s->c_off + k == ci)
+			continue;
+		if (cd->absent_ok || cd->m_n == 0)
+			return FENT_GENERAL;
+		for (uint32_t j = 0; j < cd->m_n; j++)
+			if (r->matchers[cd->m_off + j].kind != M_EXACT)
+				return FENT_GENERAL;
+		n += cd->m_n;
+	}
+	return n <= FENT_MAX_CHECKS ? n : FENT_GENERAL;
+}
+
+static void fent_fill(const struct kr_rules *r, uint32_t ci, struct fent *fe)
+{
+	const struct sub *s = &r->subs[r->conds[ci].sub];
+	uint32_t nchecks = fent_checks(r, ci);
+	fe->cond = ci;
+	fe->rule = s->rule;
+	fe->nchecks = (uint16_t)nchecks;
+	if (nchecks == FENT_GENERAL)
+		return;
+	uint32_t n = 0;
+	for (uint32_t k = 0; k < s->c_n; k++) {
+		const struct cond *cd = &r->conds[s->c_off + k];
+		if (s->c_off + k == ci)
+			continue;
+		for (uint32_t j = 0; j < cd->m_n; j++) {
+			const struct matcher *m = &r->matchers[cd->m_off + j];
+			struct fcheck *c = &fe->checks[n++];
+			c->text = m->text;
+			c->slot = cd->slot;
+			c->len = m->len;
+			c->vtype = m->vtype;
+			c->alt_more = j + 1 < cd->m_n;
+		}
+	}
+}
+
+static size_t frec_size(const struct kr_rules *r, const struct ientry *e)
+{
+	size_t n = (sizeof(struct frec) + e->len + 7) & ~(size_t)7;
+	for (uint32_t i = 0; i < e->nconds; i++)
+		n += (fent_size(fent_checks(r, e->conds[i])) + 7) & ~(size_t)7;
+	return n;
 }
 
 /* Moves the build-time table into the frozen layout and frees it (the tags stay). */
@@ -1229,13 +1313,14 @@ static enum kr_err freeze(struct kr_rules *r)
 	size_t total = 8;
 	for (uint32_t i = 0; i < r->tcap; i++)
 		if (r->tags[i])
-			total += frec_size(r->table[i].nconds, r->table[i].len);
+			total += frec_size(r, &r->table[i]);
 	if (total > UINT32_MAX)
 		return KR_ERR_LIMIT;
-	r->frozen = calloc(1, total);
+	r->frozen = aligned_alloc(64, (total + 63) & ~(size_t)63);
 	r->fslots = calloc(r->tcap, sizeof *r->fslots);
 	if (!r->frozen || !r->fslots)
 		return KR_ERR_NOMEM;
+	memset(r->frozen, 0, total);
 	size_t o = 8;
 	for (uint32_t i = 0; i < r->tcap; i++) {
 		const struct ientry *e = &r->table[i];
@@ -1245,13 +1330,19 @@ static enum kr_err freeze(struct kr_rules *r)
 		f->h = e->h;
 		f->slot = e->slot;
 		f->len = e->len;
-		f->nconds = e->nconds;
+		f->nents = e->nconds;
 		f->kind = e->kind;
-		memcpy(f->conds, e->conds, e->nconds * sizeof *f->conds);
-		memcpy((char *)(f->conds + e->nconds), e->text, e->len);
+		memcpy(f->text, e->text, e->len);
+		size_t eo = (sizeof(struct frec) + e->len + 7) & ~(size_t)7;
+		f->ents_off = (uint32_t)eo;
+		for (uint32_t k = 0; k < e->nconds; k++) {
+			struct fent *fe = (struct fent *)((char *)f + eo);
+			fent_fill(r, e->conds[k], fe);
+			eo += (fent_size(fe->nchecks) + 7) & ~(size_t)7;
+		}
 		r->fslots[i].tag = r->tags[i];
 		r->fslots[i].off = (uint32_t)o;
-		o += frec_size(e->nconds, e->len);
+		o += eo;
 	}
 	table_entries_free(r); /* tcap stays: it sizes the frozen slots */
 	return KR_OK;
@@ -1269,8 +1360,27 @@ static const struct frec *frozen_find(const struct kr_rules *r, uint64_t h, uint
 			continue;
 		const struct frec *f = (const struct frec *)(r->frozen + r->fslots[i].off);
 		if (f->h == h && f->slot == slot && f->kind == kind && f->len == n &&
-		    memcmp(f->conds + f->nconds, s, n) == 0)
+		    memcmp(f->text, s, n) == 0)
 			return f;
+	}
+}
+
+/* A value of an indexed slot was just parsed: find its slot in the table now and start loading
+ * its record, so that the lookup when the event ends finds both in the cache. Nothing waits for
+ * the result, so the processor goes on parsing meanwhile. */
+static void prefetch_key(const void *ctx, uint32_t slot, const char *s, size_t n)
+{
+	const struct kr_rules *r = ctx;
+	uint64_t h = key_hash(slot, IX_STR, s, n);
+	uint32_t mask = r->tcap - 1, tag = tag_of(h);
+	for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+		uint32_t t = r->fslots[i].tag;
+		if (!t)
+			return;
+		if (t == tag) {
+			__builtin_prefetch(r->frozen + r->fslots[i].off);
+			return;
+		}
 	}
 }
 
@@ -1333,6 +1443,17 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 			return KR_ERR_NOMEM;
 	if (freeze(r) != KR_OK)
 		return KR_ERR_NOMEM;
+	/* the slots with exact-string keys: the parser announces their values (prefetch_key) */
+	uint8_t *hinted = calloc(r->nslots + 1, 1);
+	if (!hinted)
+		return KR_ERR_NOMEM;
+	bool any = false;
+	for (uint32_t i = 0; i < r->nslots; i++)
+		any |= hinted[i] = (r->slots[i].kinds >> IX_STR & 1) != 0;
+	enum kr_err e = any ? kr_paths_set_hint(r->paths, prefetch_key, r, hinted) : KR_OK;
+	free(hinted);
+	if (e)
+		return e;
 	r->built = true;
 	return KR_OK;
 }
@@ -1417,13 +1538,76 @@ static inline void satisfy(const struct kr_rules *r, struct kr_match_state *st, 
 	}
 }
 
-static inline void lookup(const struct kr_rules *r, struct kr_match_state *st, uint32_t slot,
-			  uint8_t kind, const char *s, size_t n)
+/* The matched rules so far: a short list is searched, a long one uses the stamps (every rule in
+ * it is stamped from the moment it grows past OUT_SCAN). */
+#define OUT_SCAN 16u
+
+static inline bool out_has(const struct kr_match_state *st, uint32_t rule)
+{
+	if (st->nout <= OUT_SCAN) {
+		for (uint32_t i = 0; i < st->nout; i++)
+			if (st->out[i] == rule)
+				return true;
+		return false;
+	}
+	return st->rule_stamp[rule] == st->gen;
+}
+
+static inline void out_add(struct kr_match_state *st, uint32_t rule)
+{
+	st->out[st->nout++] = rule;
+	if (st->nout == OUT_SCAN + 1) {
+		for (uint32_t i = 0; i < st->nout; i++)
+			st->rule_stamp[st->out[i]] = st->gen;
+	} else if (st->nout > OUT_SCAN + 1) {
+		st->rule_stamp[rule] = st->gen;
+	}
+}
+
+/* The inline checks of an entry: every condition (a run of alternatives) has a value equal to one
+ * of its alternatives. */
+static bool fent_holds(const struct fent *fe, const struct kr_view *v)
+{
+	uint32_t k = 0;
+	while (k < fe->nchecks) {
+		bool ok = false;
+		for (;;) {
+			const struct fcheck *c = &fe->checks[k];
+			for (const struct kr_value *val = kr_view_first(v, c->slot); val && !ok;
+			     val = kr_view_next(v, val))
+				ok = val->type == c->vtype && val->len == c->len &&
+				     (c->len == 0 || memcmp(kr_view_text(v, val), c->text, c->len) == 0);
+			if (!c->alt_more)
+				break;
+			k++;
+		}
+		if (!ok)
+			return false;
+		/* skip what is left of this condition's alternatives */
+		while (fe->checks[k].alt_more)
+			k++;
+		k++;
+	}
+	return true;
+}
+
+static inline void lookup(const struct kr_rules *r, struct kr_match_state *st,
+			  const struct kr_view *v, uint32_t slot, uint8_t kind, const char *s,
+			  size_t n)
 {
 	const struct frec *f = frozen_find(r, key_hash(slot, kind, s, n), slot, kind, s, n);
-	if (f)
-		for (uint32_t i = 0; i < f->nconds; i++)
-			satisfy(r, st, f->conds[i]);
+	if (!f)
+		return;
+	const char *p = (const char *)f + f->ents_off;
+	for (uint32_t i = 0; i < f->nents; i++) {
+		const struct fent *fe = (const struct fent *)p;
+		p += (fent_size(fe->nchecks) + 7) & ~(size_t)7;
+		/* with arrays of objects, fields matched together must share an element: general path */
+		if (fe->nchecks == FENT_GENERAL || (fe->nchecks && v->has_trails))
+			satisfy(r, st, fe->cond);
+		else if (!out_has(st, fe->rule) && fent_holds(fe, v))
+			out_add(st, fe->rule);
+	}
 }
 
 static void match_value(const struct kr_rules *r, struct kr_match_state *st, uint32_t slot,
@@ -1433,12 +1617,12 @@ static void match_value(const struct kr_rules *r, struct kr_match_state *st, uin
 	const char *s = kr_view_text(v, val);
 	size_t n = val->len;
 	if (si->kinds >> exact_kind[val->type] & 1)
-		lookup(r, st, slot, exact_kind[val->type], s, n);
+		lookup(r, st, v, slot, exact_kind[val->type], s, n);
 	if (val->type == KR_V_STRING) {
 		for (uint32_t i = 0; i < si->nplen[0] && si->plen[0][i] <= n; i++)
-			lookup(r, st, slot, IX_PREFIX, s, si->plen[0][i]);
+			lookup(r, st, v, slot, IX_PREFIX, s, si->plen[0][i]);
 		for (uint32_t i = 0; i < si->nplen[1] && si->plen[1][i] <= n; i++)
-			lookup(r, st, slot, IX_SUFFIX, s + n - si->plen[1][i], si->plen[1][i]);
+			lookup(r, st, v, slot, IX_SUFFIX, s + n - si->plen[1][i], si->plen[1][i]);
 		if (si->icase) {
 			if (n + 1 > st->foldcap) {
 				char *f = realloc(st->fold, n + 1);
@@ -1450,11 +1634,11 @@ static void match_value(const struct kr_rules *r, struct kr_match_state *st, uin
 			fold(st->fold, s, n);
 			const char *f = st->fold;
 			if (si->kinds >> IX_ICASE & 1)
-				lookup(r, st, slot, IX_ICASE, f, n);
+				lookup(r, st, v, slot, IX_ICASE, f, n);
 			for (uint32_t i = 0; i < si->nplen[2] && si->plen[2][i] <= n; i++)
-				lookup(r, st, slot, IX_IPREFIX, f, si->plen[2][i]);
+				lookup(r, st, v, slot, IX_IPREFIX, f, si->plen[2][i]);
 			for (uint32_t i = 0; i < si->nplen[3] && si->plen[3][i] <= n; i++)
-				lookup(r, st, slot, IX_ISUFFIX, f + n - si->plen[3][i], si->plen[3][i]);
+				lookup(r, st, v, slot, IX_ISUFFIX, f + n - si->plen[3][i], si->plen[3][i]);
 		}
 	}
 	for (uint32_t i = 0; i < si->nscan; i++) {
@@ -1596,12 +1780,10 @@ size_t kr_rules_match(const struct kr_rules *r, struct kr_match_state *st,
 	for (uint32_t i = 0; i < st->ncomplete + r->nalways; i++) {
 		uint32_t si = i < st->ncomplete ? st->complete[i] : r->always[i - st->ncomplete];
 		uint32_t rule = r->subs[si].rule;
-		if (st->rule_stamp[rule] == st->gen)
+		if (out_has(st, rule))
 			continue;
-		if (finalize(r, st, v, si)) {
-			st->rule_stamp[rule] = st->gen;
-			st->out[st->nout++] = rule;
-		}
+		if (finalize(r, st, v, si))
+			out_add(st, rule);
 	}
 	if (st->nout > 1)
 		qsort(st->out, st->nout, sizeof *st->out, cmp_u32);
