@@ -112,7 +112,22 @@ void kr_paths_free(struct kr_paths *p)
 	for (uint32_t i = 0; i < p->nslots; i++)
 		free(p->names[i]);
 	free(p->names);
+	free(p->hinted);
 	free(p);
+}
+
+enum kr_err kr_paths_set_hint(struct kr_paths *p, kr_path_hint_fn hint, const void *ctx,
+			      const uint8_t *hinted)
+{
+	uint8_t *h = malloc(p->nslots + 1);
+	if (!h)
+		return KR_ERR_NOMEM;
+	memcpy(h, hinted, p->nslots);
+	free(p->hinted);
+	p->hinted = h;
+	p->hint = hint;
+	p->hint_ctx = ctx;
+	return KR_OK;
 }
 
 enum kr_err kr_paths_add(struct kr_paths *p, const char *const *segs, const size_t *lens, size_t n,
@@ -260,6 +275,9 @@ enum kr_err kr_view_add(struct kr_view *v, uint32_t slot, enum kr_vtype type, co
 		v->touched[v->ntouched++] = slot;
 	}
 	v->tail[slot] = idx;
+	const struct kr_paths *p = v->paths;
+	if (type == KR_V_STRING && p->hint && p->hinted[slot])
+		p->hint(p->hint_ctx, slot, text, len);
 	return KR_OK;
 }
 

@@ -31,10 +31,18 @@ struct kr_path_node {
 	uint64_t lenmask, firstmask;
 };
 
+/* Told of a string value of a hinted slot as soon as the parser records it, before the event
+ * ends: the rule set uses it to bring the index entry for that value into the cache while the
+ * parse goes on, so the match that follows does not wait for memory. */
+typedef void (*kr_path_hint_fn)(const void *ctx, uint32_t slot, const char *s, size_t n);
+
 struct kr_paths {
 	struct kr_path_node *root;
 	uint32_t nslots;
 	char **names; /* slot -> dotted name, for messages */
+	kr_path_hint_fn hint;
+	const void *hint_ctx;
+	uint8_t *hinted; /* per slot: 1 when hint wants its string values */
 };
 
 /* Returns a new empty path set; free with kr_paths_free. */
@@ -45,6 +53,11 @@ void kr_paths_free(struct kr_paths *p);
  * *slot; an existing path returns its existing slot. */
 enum kr_err kr_paths_add(struct kr_paths *p, const char *const *segs, const size_t *lens, size_t n,
 			 uint32_t *slot);
+
+/* Asks for hint(ctx, slot, value) on each string value of the slots whose flag is set in
+ * hinted (nslots entries, copied). */
+enum kr_err kr_paths_set_hint(struct kr_paths *p, kr_path_hint_fn hint, const void *ctx,
+			      const uint8_t *hinted);
 
 /* Walking the trie (for the parser). kr_path_child returns NULL when no rule looks below; most
  * keys are turned away by the two masks without hashing. */
