@@ -98,7 +98,12 @@ struct kr_stream {
 	bool external;
 	uint64_t abs_base, fed;
 
-	uint64_t line_off, line_no;
+	/* lines: counted once per chunk as it arrives (kr_scan_lines), so positions cost nothing
+	 * until a bad record asks for its line */
+	uint64_t base_line; /* line number at offset abs_base */
+	uint64_t nl_total;  /* newlines in the input up to abs_base + len */
+	uint64_t hi_end;    /* input before this offset may hold bytes >= 0x80: a record starting
+			       before it gets the strict UTF-8 check; all-ASCII input needs none */
 	uint64_t last_top_end;
 	bool tail_nonws;
 
@@ -139,28 +144,37 @@ static const char *at(const struct kr_stream *s, uint64_t abs)
 	return s->buf + (abs - s->abs_base);
 }
 
-static uint64_t line_of(struct kr_stream *s, uint64_t abs)
+static uint64_t count_nl(const char *p, const char *end)
 {
-	if (abs < s->line_off) {
-		/* an earlier offset (a container reported after its element): count back, if we
-		   still hold the bytes in between */
-		if (abs < s->abs_base)
-			return s->line_no;
-		uint64_t back = 0;
-		for (const char *p = at(s, abs), *end = at(s, s->line_off);
-		     (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
-			back++;
-		return s->line_no - back;
-	}
-	const char *p = at(s, s->line_off), *end = at(s, abs);
 	uint64_t n = 0;
 	while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
 		n++;
 		p++;
 	}
-	s->line_no += n;
-	s->line_off = abs;
-	return s->line_no;
+	return n;
+}
+
+/* The 1-based line of offset abs (counted from the nearer end of the buffer); an offset whose
+ * bytes were dropped gets the line of the oldest byte still held. */
+static uint64_t line_of(const struct kr_stream *s, uint64_t abs)
+{
+	uint64_t end = s->abs_base + s->len;
+	if (abs < s->abs_base)
+		return s->base_line;
+	if (abs > end)
+		abs = end;
+	if (abs - s->abs_base <= end - abs)
+		return s->base_line + count_nl(at(s, s->abs_base), at(s, abs));
+	return 1 + s->nl_total - count_nl(at(s, abs), at(s, end));
+}
+
+/* New input [abs_base + len, + n) arrived: count its lines, note non-ASCII bytes. */
+static void scan_input(struct kr_stream *s, size_t n)
+{
+	bool high = false;
+	s->nl_total += kr_scan_lines(s->buf + s->len, n, &high);
+	if (high)
+		s->hi_end = s->abs_base + s->len + n;
 }
 
 /* ---- reporting ---- */
@@ -385,7 +399,7 @@ static int end_record(struct pstate *p, uint64_t end)
 		snprintf(p->msg, sizeof p->msg, "record exceeds the maximum size of %zu bytes",
 			 s->max_record);
 		rc = report_invalid(s, start, end, p->msg);
-	} else if (!kr_utf8_valid(at(s, start), (size_t)(end - start), &bad)) {
+	} else if (start < s->hi_end && !kr_utf8_valid(at(s, start), (size_t)(end - start), &bad)) {
 		snprintf(p->msg, sizeof p->msg,
 			 "invalid UTF-8 (overlong form, surrogate or beyond U+10FFFF) at byte %zu of the record",
 			 bad);
@@ -1116,8 +1130,9 @@ void kr_stream_reset(struct kr_stream *s)
 	}
 	s->len = 0;
 	s->abs_base = s->fed = 0;
-	s->line_off = 0;
-	s->line_no = 1;
+	s->base_line = 1;
+	s->nl_total = 0;
+	s->hi_end = 0;
 	s->last_top_end = 0;
 	s->tail_nonws = false;
 	s->sk = SK_OFF;
@@ -1154,7 +1169,7 @@ char *kr_stream_reserve(struct kr_stream *s, size_t want)
 	    s->fed - s->last_top_end <= s->max_record)
 		keep = s->last_top_end;
 	if (keep > s->abs_base) {
-		line_of(s, keep);
+		s->base_line = line_of(s, keep);
 		size_t drop = (size_t)(keep - s->abs_base);
 		memmove(s->buf, s->buf + drop, s->len - drop);
 		s->len -= drop;
@@ -1175,6 +1190,7 @@ char *kr_stream_reserve(struct kr_stream *s, size_t want)
 
 enum kr_err kr_stream_commit(struct kr_stream *s, size_t n)
 {
+	scan_input(s, n);
 	s->len += n;
 	s->stats.bytes += n;
 	return process(s, s->abs_base + s->len, false);
@@ -1186,9 +1202,14 @@ enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t le
 		free(s->buf);
 	s->buf = (char *)data;
 	s->external = true;
-	s->len = len;
+	s->len = 0;
 	s->cap = len;
 	s->abs_base = 0;
+	s->base_line = 1;
+	s->nl_total = 0;
+	s->hi_end = 0;
+	scan_input(s, len);
+	s->len = len;
 	s->stats.bytes += len;
 	return process(s, len, false);
 }

@@ -80,3 +80,33 @@ invalid:
 		*bad = i;
 	return false;
 }
+
+size_t kr_scan_lines(const char *str, size_t n, bool *high)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, lines = 0;
+	unsigned hi = 0;
+#ifdef __SSE2__
+	const __m128i nl = _mm_set1_epi8('\n');
+	while (i + 64 <= n) {
+		__m128i a = _mm_loadu_si128((const __m128i *)(s + i));
+		__m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+		__m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
+		__m128i d = _mm_loadu_si128((const __m128i *)(s + i + 48));
+		hi |= (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)));
+		uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(a, nl)) |
+			     (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(b, nl)) << 16 |
+			     (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(c, nl)) << 32 |
+			     (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(d, nl)) << 48;
+		lines += (size_t)__builtin_popcountll(m);
+		i += 64;
+	}
+#endif
+	for (; i < n; i++) {
+		hi |= s[i] & 0x80u;
+		lines += s[i] == '\n';
+	}
+	if (hi)
+		*high = true;
+	return lines;
+}

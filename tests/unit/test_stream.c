@@ -697,6 +697,32 @@ static void test_invalid_utf8_is_reported(void **state)
 	run_free(&r);
 }
 
+/* Non-ASCII bytes far into an otherwise ASCII stream (the strict check runs only where such bytes
+ * arrived): still caught, with the right line, and a valid one still accepted. */
+static void test_invalid_utf8_after_long_ascii_input_is_reported(void **state)
+{
+	(void)state;
+	struct kr_buf in = {0};
+	for (int i = 0; i < 20; i++) {
+		char line[96];
+		snprintf(line, sizeof line, "{\"id\":\"a%d\",\"detail\":{\"n\":\"%040d\"}}\n", i, i);
+		assert_true(kr_buf_puts(&in, line));
+	}
+	assert_true(kr_buf_puts(&in, "{\"id\":\"overlong\",\"detail\":{\"n\":\"\xC0\xAF\"}}\n"
+				     "{\"id\":\"ok\",\"detail\":{\"n\":\"caf\xC3\xA9\"}}\n"
+				     "{\"id\":\"z\"}\n"));
+	assert_true(kr_buf_append(&in, "", 1));
+	struct run r;
+	run_both(&r, paths, in.p, in.len - 1, NULL);
+	assert_int_equal(r.n, 23);
+	assert_event(&r, 19, "a19", KR_ENV_EVENT, NULL);
+	assert_invalid(&r, 20, offset_of(in.p, "{\"id\":\"overlong\""), 21, "UTF-8");
+	assert_event(&r, 21, "ok", KR_ENV_EVENT, NULL);
+	assert_event(&r, 22, "z", KR_ENV_EVENT, "{\"id\":\"z\"}");
+	run_free(&r);
+	kr_buf_free(&in);
+}
+
 static void test_nul_byte_is_reported(void **state)
 {
 	(void)state;
@@ -844,6 +870,7 @@ int main(void)
 		cmocka_unit_test(test_record_over_max_record_is_reported),
 		cmocka_unit_test(test_record_deeper_than_max_depth_is_reported),
 		cmocka_unit_test(test_invalid_utf8_is_reported),
+		cmocka_unit_test(test_invalid_utf8_after_long_ascii_input_is_reported),
 		cmocka_unit_test(test_nul_byte_is_reported),
 		cmocka_unit_test(test_top_level_values_that_are_not_objects_are_invalid),
 		cmocka_unit_test(test_wrongly_typed_detail_type_and_detail_are_invalid),

@@ -182,9 +182,41 @@ static void test_length_bounds_what_is_read(void **state)
 	assert_invalid_at(buf, 4, 3);
 }
 
+/* Newlines counted at every position around the 64-byte blocks, and the high-byte flag set only
+ * by a byte >= 0x80 (and never cleared). */
+static void test_scan_lines_counts_newlines_and_notes_high_bytes(void **state)
+{
+	(void)state;
+	char buf[200];
+	for (size_t n = 0; n <= sizeof buf; n += 13) {
+		for (size_t pos = 0; pos < n; pos += 7) {
+			memset(buf, 'a', n);
+			size_t want = 0;
+			for (size_t i = pos % 5; i < n; i += 5) {
+				buf[i] = '\n';
+				want++;
+			}
+			bool high = false;
+			assert_int_equal(kr_scan_lines(buf, n, &high), want);
+			assert_false(high);
+			char was = buf[pos];
+			buf[pos] = (char)0xC3;
+			assert_int_equal(kr_scan_lines(buf, n, &high), want - (was == '\n'));
+			assert_true(high);
+			buf[pos] = 'b';
+			assert_int_equal(kr_scan_lines(buf, n, &high), want - (was == '\n'));
+			assert_true(high); /* left as it was */
+		}
+	}
+	bool high = false;
+	assert_int_equal(kr_scan_lines(NULL, 0, &high), 0);
+	assert_false(high);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_scan_lines_counts_newlines_and_notes_high_bytes),
 		cmocka_unit_test(test_empty_input_is_valid),
 		cmocka_unit_test(test_ascii_is_valid_in_short_and_long_runs),
 		cmocka_unit_test(test_two_byte_sequences_are_valid),
