@@ -12,12 +12,20 @@
 #include "input.h"
 #include "stream.h"
 
+struct out_rule {
+	uint32_t name_off, name_len;
+	uint32_t targets_off, ntargets;
+};
+
 struct match_ctx {
 	const struct kr_config *cfg;
 	struct kr_match_state *st;
 	const char *input;
 	struct kr_buf names;  /* every rule and sink name JSON-encoded, one after another */
-	uint32_t *rule_off, *rule_len, *sink_off, *sink_len;
+	struct out_rule *rules; /* per rule, what its output needs, 16 bytes: with 10,000 rules a
+				   match reads one cache line here, not the rule's configuration */
+	uint32_t *targets;      /* the rules' sink lists, one after another */
+	uint32_t *sink_off, *sink_len;
 	uint32_t *sink_stamp;
 	uint32_t stamp;
 	struct kr_buf line;
@@ -52,7 +60,8 @@ static int on_event(void *vctx, const struct kr_event *ev)
 	ok = ok && LIT(b, ",\"rules\":[");
 	for (size_t i = 0; i < n && ok; i++)
 		ok = (i == 0 || kr_buf_append(b, ",", 1)) &&
-		     kr_buf_append(b, m->names.p + m->rule_off[ids[i]], m->rule_len[ids[i]]);
+		     kr_buf_append(b, m->names.p + m->rules[ids[i]].name_off,
+				   m->rules[ids[i]].name_len);
 	ok = ok && LIT(b, "],\"targets\":[");
 	if (++m->stamp == 0) {
 		memset(m->sink_stamp, 0, (m->cfg->nsinks + 1) * sizeof *m->sink_stamp);
@@ -60,9 +69,9 @@ static int on_event(void *vctx, const struct kr_event *ev)
 	}
 	bool first = true;
 	for (size_t i = 0; i < n && ok; i++) {
-		const struct kr_rule_cfg *r = &m->cfg->rules[ids[i]];
+		const struct out_rule *r = &m->rules[ids[i]];
 		for (size_t t = 0; t < r->ntargets && ok; t++) {
-			uint32_t si = r->targets[t];
+			uint32_t si = m->targets[r->targets_off + t];
 			if (m->sink_stamp[si] == m->stamp)
 				continue;
 			m->sink_stamp[si] = m->stamp;
@@ -164,14 +173,24 @@ int kr_cmd_match(int argc, char **argv)
 	struct match_ctx m = {.cfg = cfg};
 	struct kr_stream *s = NULL;
 	m.st = kr_match_state_new(cfg->compiled);
-	m.rule_off = calloc(cfg->nrules + 1, sizeof *m.rule_off);
-	m.rule_len = calloc(cfg->nrules + 1, sizeof *m.rule_len);
+	size_t ntargets = 0;
+	for (size_t i = 0; i < cfg->nrules; i++)
+		ntargets += cfg->rules[i].ntargets;
+	m.rules = calloc(cfg->nrules + 1, sizeof *m.rules);
+	m.targets = calloc(ntargets + 1, sizeof *m.targets);
 	m.sink_off = calloc(cfg->nsinks + 1, sizeof *m.sink_off);
 	m.sink_len = calloc(cfg->nsinks + 1, sizeof *m.sink_len);
 	m.sink_stamp = calloc(cfg->nsinks + 1, sizeof *m.sink_stamp);
-	bool ok = m.st && m.rule_off && m.rule_len && m.sink_off && m.sink_len && m.sink_stamp;
-	for (size_t i = 0; ok && i < cfg->nrules; i++)
-		ok = encode(&m.names, cfg->rules[i].name, &m.rule_off[i], &m.rule_len[i]);
+	bool ok = m.st && m.rules && m.targets && m.sink_off && m.sink_len && m.sink_stamp;
+	ntargets = 0;
+	for (size_t i = 0; ok && i < cfg->nrules; i++) {
+		const struct kr_rule_cfg *r = &cfg->rules[i];
+		ok = encode(&m.names, r->name, &m.rules[i].name_off, &m.rules[i].name_len);
+		m.rules[i].targets_off = (uint32_t)ntargets;
+		m.rules[i].ntargets = (uint32_t)r->ntargets;
+		for (size_t t = 0; t < r->ntargets; t++)
+			m.targets[ntargets++] = r->targets[t];
+	}
 	for (size_t i = 0; ok && i < cfg->nsinks; i++)
 		ok = encode(&m.names, cfg->sinks[i].name, &m.sink_off[i], &m.sink_len[i]);
 	struct kr_stream_callbacks cb = {.event = on_event, .invalid = on_invalid};
@@ -208,8 +227,8 @@ int kr_cmd_match(int argc, char **argv)
 out:
 	kr_stream_free(s);
 	kr_buf_free(&m.names);
-	free(m.rule_off);
-	free(m.rule_len);
+	free(m.rules);
+	free(m.targets);
 	free(m.sink_off);
 	free(m.sink_len);
 	free(m.sink_stamp);
