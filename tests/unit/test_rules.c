@@ -719,6 +719,47 @@ static void test_ten_thousand_rules_wake_only_the_one_for_the_key(void **state)
 	rs_fini(&rs);
 }
 
+/* Sub-rules whose other conditions are exact values are verified from the index record itself:
+ * alternatives (OR), several conditions (AND), array values, strict types, a missing field, and a
+ * rule whose condition two values satisfy reported once. */
+static void test_exact_value_checks_in_the_index_keep_the_semantics(void **state)
+{
+	(void)state;
+	struct rset rs;
+	const char *p[] = {
+		"{\"k\": [\"K1\", \"K2\"], \"t\": [\"A\", \"B\"], \"n\": [5]}",
+		"{\"k\": [\"K1\"], \"t\": [\"C\"]}",
+		"{\"k\": [\"K1\"], \"n\": [\"5\"]}",
+		"{\"k\": [\"K1\"], \"b\": [true], \"z\": [null]}",
+	};
+	rs_setup(&rs, p, 4);
+	ev_str(&rs, "k", "K1");
+	ev_str(&rs, "t", "B");
+	ev(&rs, "n", KR_V_NUMBER, "5");
+	assert_string_equal(matches(&rs), "0");
+	/* K1 and K2 both satisfy rule 0's first condition: reported once */
+	ev_str(&rs, "k", "K2");
+	assert_string_equal(matches(&rs), "0");
+	ev_reset(&rs);
+	ev_str(&rs, "k", "K1");
+	ev_str(&rs, "t", "X");
+	ev_str(&rs, "t", "C"); /* an array: any element */
+	ev(&rs, "n", KR_V_STRING, "5");
+	assert_string_equal(matches(&rs), "1 2");
+	ev_reset(&rs);
+	ev_str(&rs, "k", "K1");
+	ev_str(&rs, "t", "A"); /* n missing: rule 0 needs it */
+	ev(&rs, "b", KR_V_TRUE, "");
+	ev(&rs, "z", KR_V_NULL, "");
+	assert_string_equal(matches(&rs), "3");
+	ev_reset(&rs);
+	ev_str(&rs, "k", "K1");
+	ev(&rs, "b", KR_V_STRING, "true");
+	ev(&rs, "z", KR_V_NULL, "");
+	assert_string_equal(matches(&rs), "");
+	rs_fini(&rs);
+}
+
 /* ---- randomized cross-check against a reference evaluator ---- */
 
 enum { RPATHS = 3, MAXM = 3, NRULES = 150, NEVENTS = 3000 };
@@ -898,6 +939,7 @@ int main(void)
 		cmocka_unit_test(test_invalid_patterns_name_the_field_and_the_offending_node),
 		cmocka_unit_test(test_add_after_build_is_refused),
 		cmocka_unit_test(test_ten_thousand_rules_wake_only_the_one_for_the_key),
+		cmocka_unit_test(test_exact_value_checks_in_the_index_keep_the_semantics),
 		cmocka_unit_test(test_random_patterns_agree_with_a_reference_evaluator),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
