@@ -823,6 +823,22 @@ static enum kr_err product(struct compiler *c, struct conjlist *a, const struct 
 		return perr(c, at, "The pattern has more than %d $or combinations",
 			    MAX_SUBRULES_PER_RULE);
 	}
+	if (b->n == 1) {
+		/* a nested object without $or, the common case: extend a's conjunctions in place */
+		const struct conj *bc = &b->c[0];
+		for (size_t i = 0; i < a->n && bc->n; i++) {
+			struct conj *cj = &a->c[i];
+			struct fspec *nf = realloc(cj->f, (cj->n + bc->n) * sizeof *nf);
+			if (!nf) {
+				conjlist_free(a);
+				return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+			}
+			cj->f = nf;
+			memcpy(cj->f + cj->n, bc->f, bc->n * sizeof *nf);
+			cj->n += bc->n;
+		}
+		return KR_OK;
+	}
 	size_t total = a->n * b->n;
 	struct conjlist out = {calloc(total ? total : 1, sizeof(struct conj)), 0};
 	if (!out.c) {
