@@ -87,19 +87,24 @@ size_t kr_scan_lines(const char *str, size_t n, bool *high)
 	size_t i = 0, lines = 0;
 	unsigned hi = 0;
 #ifdef __SSE2__
-	const __m128i nl = _mm_set1_epi8('\n');
+	/* per byte lane, a count of newlines (cmpeq gives -1, subtracted), summed into lines by
+	 * _mm_sad_epu8 before a lane can overflow: no popcount instruction needed */
+	const __m128i nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
 	while (i + 64 <= n) {
-		__m128i a = _mm_loadu_si128((const __m128i *)(s + i));
-		__m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
-		__m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
-		__m128i d = _mm_loadu_si128((const __m128i *)(s + i + 48));
-		hi |= (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)));
-		uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(a, nl)) |
-			     (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(b, nl)) << 16 |
-			     (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(c, nl)) << 32 |
-			     (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(d, nl)) << 48;
-		lines += (size_t)__builtin_popcountll(m);
-		i += 64;
+		__m128i acc = zero;
+		for (unsigned k = 0; k < 63 && i + 64 <= n; k++, i += 64) {
+			__m128i a = _mm_loadu_si128((const __m128i *)(s + i));
+			__m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+			__m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
+			__m128i d = _mm_loadu_si128((const __m128i *)(s + i + 48));
+			hi |= (unsigned)_mm_movemask_epi8(
+				_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)));
+			__m128i e = _mm_add_epi8(_mm_add_epi8(_mm_cmpeq_epi8(a, nl), _mm_cmpeq_epi8(b, nl)),
+						 _mm_add_epi8(_mm_cmpeq_epi8(c, nl), _mm_cmpeq_epi8(d, nl)));
+			acc = _mm_sub_epi8(acc, e); /* at most 4 per lane per block, 63 blocks: < 256 */
+		}
+		__m128i sum = _mm_sad_epu8(acc, zero);
+		lines += (size_t)_mm_cvtsi128_si32(sum) + (size_t)_mm_extract_epi16(sum, 4);
 	}
 #endif
 	for (; i < n; i++) {

@@ -211,6 +211,26 @@ static void test_scan_lines_counts_newlines_and_notes_high_bytes(void **state)
 	bool high = false;
 	assert_int_equal(kr_scan_lines(NULL, 0, &high), 0);
 	assert_false(high);
+	/* long inputs: every byte a newline (the most a per-lane counter gets), and mixed text,
+	 * against a plain count */
+	static char big[20011];
+	memset(big, '\n', sizeof big);
+	assert_int_equal(kr_scan_lines(big, sizeof big, &high), sizeof big);
+	assert_false(high);
+	uint32_t x = 12345;
+	size_t want = 0;
+	for (size_t i = 0; i < sizeof big; i++) {
+		x = x * 1103515245u + 12345u;
+		big[i] = (x >> 16) % 3 == 0 ? '\n' : 'q';
+		want += big[i] == '\n';
+	}
+	for (size_t n = sizeof big - 64 * 70; n <= sizeof big; n += 997) {
+		size_t w = want;
+		for (size_t i = n; i < sizeof big; i++)
+			w -= big[i] == '\n';
+		assert_int_equal(kr_scan_lines(big, n, &high), w);
+	}
+	assert_false(high);
 }
 
 int main(void)
