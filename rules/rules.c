@@ -133,6 +133,7 @@ struct kr_rules {
 	/* the built index, frozen: per table slot an offset into one block of records (header, cond
 	 * ids, key text), so a hit reads one or two cache lines */
 	char *frozen;
+	size_t frozen_len;
 	struct fslot *fslots; /* tag and record offset side by side: one cache line per probe */
 	struct slotinfo *slots;
 	uint32_t nslots;
@@ -1332,6 +1333,7 @@ static enum kr_err freeze(struct kr_rules *r)
 			total += frec_size(r, &r->table[i]);
 	if (total > UINT32_MAX)
 		return KR_ERR_LIMIT;
+	r->frozen_len = total;
 	r->frozen = aligned_alloc(64, (total + 63) & ~(size_t)63);
 	r->fslots = calloc(r->tcap, sizeof *r->fslots);
 	if (!r->frozen || !r->fslots)
@@ -1380,6 +1382,8 @@ static const struct frec *frozen_find(const struct kr_rules *r, uint64_t h, uint
 			return f;
 	}
 }
+
+#define PREFETCH_MIN_BYTES (256u * 1024u)
 
 /* A value of an indexed slot was just parsed: find its slot in the table now and start loading
  * its record, so that the lookup when the event ends finds both in the cache. Nothing waits for
@@ -1459,7 +1463,12 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 			return KR_ERR_NOMEM;
 	if (freeze(r) != KR_OK)
 		return KR_ERR_NOMEM;
-	/* the slots with exact-string keys: the parser announces their values (prefetch_key) */
+	/* the slots with exact-string keys: the parser announces their values (prefetch_key); not
+	 * worth its cost while the index is small enough to stay in the cache anyway */
+	if ((size_t)r->tcap * sizeof *r->fslots + r->frozen_len < PREFETCH_MIN_BYTES) {
+		r->built = true;
+		return KR_OK;
+	}
 	uint8_t *hinted = calloc(r->nslots + 1, 1);
 	if (!hinted)
 		return KR_ERR_NOMEM;
