@@ -134,6 +134,9 @@ struct kr_rules {
 	 * ids, key text), so a hit reads one or two cache lines */
 	char *frozen;
 	size_t frozen_len;
+	struct fcheck *checks; /* the exact-value checks of the frozen entries, by id */
+	uint32_t *rule_subs;   /* rule -> its first sub-rule (rule + 1: the end) */
+	uint32_t nchecks, capchecks;
 	struct fslot *fslots; /* tag and record offset side by side: one cache line per probe */
 	struct slotinfo *slots;
 	uint32_t nslots;
@@ -1234,40 +1237,50 @@ struct fslot {
 	uint32_t tag, off;
 };
 
-/* A frozen record: one index key, its text right behind the header (so the key compare reads
- * one cache line), then one entry per condition the key satisfies. */
+/* A frozen record: one index key, its text right behind a 12-byte header, then its entries as
+ * 32-bit words, one entry per condition the key satisfies. A record of up to 64 bytes never
+ * straddles a cache line, so the usual hit (a key id, two rules) is one line. */
 struct frec {
-	uint64_t h;
-	uint32_t slot, len;
+	uint32_t slot_kind; /* slot << 4 | kind */
+	uint32_t len;
 	uint32_t nents;
-	uint32_t ents_off; /* from the record's start, 8-aligned */
-	uint8_t kind;
 	char text[];
 };
 
-/* An entry: the condition and its rule. When the sub-rule's other conditions are all exact values
- * (the common "detail-type plus key-id" rule), they are copied here as checks, so a hit verifies
- * the rule without reading the conditions, sub-rules, matchers or stamps of 10,000 rules (each a
- * cache miss); other sub-rules (nchecks == FENT_GENERAL) go through satisfy() and finalize(). */
-#define FENT_GENERAL 0xFFFFu
+/* An entry: word 0 the rule; word 1 the number of checks in its low byte (FENT_GENERAL: the
+ * sub-rule goes through satisfy() and finalize(), and word 2 is the condition) and the first
+ * check's id in its high half; further check ids follow as 16-bit halves. Checks are the
+ * sub-rule's other conditions when they are all plain lists of exact values (the "detail-type +
+ * key id" shape): a hit then verifies the rule without reading the conditions, sub-rules, matchers
+ * or stamps of 10,000 rules, each a cache miss. Check ids index r->checks, where the few distinct
+ * ones (the detail-types) stay in the cache. */
+#define FENT_GENERAL 0xFFu
 #define FENT_MAX_CHECKS 16u
+#define MAX_CHECK_IDS 0xFFFFu
 
 struct fcheck {
-	const char *text;  /* interned: the same few detail-types stay in cache */
+	const char *text;  /* interned */
 	uint32_t slot, len;
 	uint8_t vtype;
 	uint8_t alt_more;  /* the next check is another value of the same condition (OR) */
 };
 
-struct fent {
-	uint32_t cond, rule;
-	uint16_t nchecks;
-	struct fcheck checks[];
-};
-
-static size_t fent_size(uint32_t nchecks)
+static inline uint32_t frec_kind_key(uint32_t slot, uint8_t kind)
 {
-	return sizeof(struct fent) + (nchecks == FENT_GENERAL ? 0 : nchecks) * sizeof(struct fcheck);
+	return slot << 4 | kind;
+}
+
+static inline const uint32_t *frec_entries(const struct frec *f)
+{
+	return (const uint32_t *)(const void *)(f->text + ((f->len + 3) & ~3u));
+}
+
+/* Words of an entry with nchecks checks. */
+static inline uint32_t fent_words(uint32_t nchecks)
+{
+	if (nchecks == FENT_GENERAL)
+		return 3;
+	return 2 + (nchecks > 1 ? nchecks / 2 : 0);
 }
 
 /* How many checks condition ci's sub-rule needs besides its anchor ci, or FENT_GENERAL when a
@@ -1290,78 +1303,170 @@ static uint32_t fent_checks(const struct kr_rules *r, uint32_t ci)
 	return n <= FENT_MAX_CHECKS ? n : FENT_GENERAL;
 }
 
-static void fent_fill(const struct kr_rules *r, uint32_t ci, struct fent *fe)
+/* Build-time map from a check's fields to its id in r->checks. */
+struct checkmap {
+	uint32_t *ids; /* id + 1; 0 empty */
+	uint32_t cap;
+};
+
+static uint64_t check_hash(const struct fcheck *c)
+{
+	uint64_t h = (uint64_t)(uintptr_t)c->text * 0x9E3779B97F4A7C15ULL;
+	h ^= ((uint64_t)c->slot << 32 | (uint64_t)c->len << 8 | (uint64_t)c->vtype << 1 | c->alt_more) *
+	     0xbf58476d1ce4e5b9ULL;
+	return h ^ (h >> 29);
+}
+
+/* The id of check c, added if new; UINT32_MAX when out of memory or out of ids. */
+static uint32_t check_id(struct kr_rules *r, struct checkmap *cm, const struct fcheck *c)
+{
+	if ((r->nchecks + 1) * 2 > cm->cap) {
+		uint32_t cap = cm->cap ? cm->cap * 2 : 64;
+		uint32_t *ids = calloc(cap, sizeof *ids);
+		if (!ids)
+			return UINT32_MAX;
+		for (uint32_t i = 0; i < cm->cap; i++) {
+			if (!cm->ids[i])
+				continue;
+			uint32_t j = (uint32_t)check_hash(&r->checks[cm->ids[i] - 1]) & (cap - 1);
+			while (ids[j])
+				j = (j + 1) & (cap - 1);
+			ids[j] = cm->ids[i];
+		}
+		free(cm->ids);
+		cm->ids = ids;
+		cm->cap = cap;
+	}
+	uint32_t j = (uint32_t)check_hash(c) & (cm->cap - 1);
+	for (; cm->ids[j]; j = (j + 1) & (cm->cap - 1)) {
+		const struct fcheck *o = &r->checks[cm->ids[j] - 1];
+		if (o->text == c->text && o->slot == c->slot && o->len == c->len &&
+		    o->vtype == c->vtype && o->alt_more == c->alt_more)
+			return cm->ids[j] - 1;
+	}
+	if (r->nchecks >= MAX_CHECK_IDS)
+		return UINT32_MAX;
+	struct fcheck *nc = grow(r->checks, &r->capchecks, r->nchecks + 1, sizeof *nc);
+	if (!nc)
+		return UINT32_MAX;
+	r->checks = nc;
+	r->checks[r->nchecks] = *c;
+	cm->ids[j] = ++r->nchecks;
+	return r->nchecks - 1;
+}
+
+/* Appends the entry for condition ci to words (room for fent_words(FENT_MAX_CHECKS) + 1 words);
+ * returns the number of words written. */
+static uint32_t fent_encode(struct kr_rules *r, struct checkmap *cm, uint32_t ci, uint32_t *w)
 {
 	const struct sub *s = &r->subs[r->conds[ci].sub];
 	uint32_t nchecks = fent_checks(r, ci);
-	fe->cond = ci;
-	fe->rule = s->rule;
-	fe->nchecks = (uint16_t)nchecks;
-	if (nchecks == FENT_GENERAL)
-		return;
+	uint32_t ids[FENT_MAX_CHECKS];
 	uint32_t n = 0;
-	for (uint32_t k = 0; k < s->c_n; k++) {
+	for (uint32_t k = 0; nchecks != FENT_GENERAL && k < s->c_n; k++) {
 		const struct cond *cd = &r->conds[s->c_off + k];
 		if (s->c_off + k == ci)
 			continue;
-		for (uint32_t j = 0; j < cd->m_n; j++) {
+		for (uint32_t j = 0; j < cd->m_n && nchecks != FENT_GENERAL; j++) {
 			const struct matcher *m = &r->matchers[cd->m_off + j];
-			struct fcheck *c = &fe->checks[n++];
-			c->text = m->text;
-			c->slot = cd->slot;
-			c->len = m->len;
-			c->vtype = m->vtype;
-			c->alt_more = j + 1 < cd->m_n;
+			struct fcheck c = {.text = m->text, .slot = cd->slot, .len = m->len,
+					   .vtype = m->vtype, .alt_more = j + 1 < cd->m_n};
+			uint32_t id = check_id(r, cm, &c);
+			if (id == UINT32_MAX)
+				nchecks = FENT_GENERAL; /* verified the general way instead */
+			else
+				ids[n++] = id;
 		}
 	}
-}
-
-static size_t frec_size(const struct kr_rules *r, const struct ientry *e)
-{
-	size_t n = (sizeof(struct frec) + e->len + 7) & ~(size_t)7;
-	for (uint32_t i = 0; i < e->nconds; i++)
-		n += (fent_size(fent_checks(r, e->conds[i])) + 7) & ~(size_t)7;
-	return n;
+	w[0] = s->rule;
+	if (nchecks == FENT_GENERAL) {
+		w[1] = FENT_GENERAL;
+		w[2] = ci;
+		return 3;
+	}
+	w[1] = nchecks | (n ? ids[0] << 16 : 0);
+	uint16_t *rest = (uint16_t *)(void *)(w + 2);
+	for (uint32_t k = 1; k < n; k++)
+		rest[k - 1] = (uint16_t)ids[k];
+	if (n > 1 && (n - 1) % 2)
+		rest[n - 1] = 0;
+	return fent_words(nchecks);
 }
 
 /* Moves the build-time table into the frozen layout and frees it (the tags stay). */
 static enum kr_err freeze(struct kr_rules *r)
 {
-	size_t total = 8;
-	for (uint32_t i = 0; i < r->tcap; i++)
-		if (r->tags[i])
-			total += frec_size(r, &r->table[i]);
-	if (total > UINT32_MAX)
-		return KR_ERR_LIMIT;
-	r->frozen_len = total;
-	r->frozen = aligned_alloc(64, (total + 63) & ~(size_t)63);
-	r->fslots = calloc(r->tcap, sizeof *r->fslots);
-	if (!r->frozen || !r->fslots)
-		return KR_ERR_NOMEM;
+	/* encode every key's entries first (their sizes depend on the check ids they get) */
+	uint32_t *words = NULL, nwords = 0, capwords = 0;
+	uint32_t *first = calloc(r->tcap + 1, sizeof *first);
+	struct checkmap cm = {0};
+	enum kr_err err = first ? KR_OK : KR_ERR_NOMEM;
+	for (uint32_t i = 0; i < r->tcap && !err; i++) {
+		first[i] = nwords;
+		if (!r->tags[i])
+			continue;
+		const struct ientry *e = &r->table[i];
+		for (uint32_t k = 0; k < e->nconds && !err; k++) {
+			uint32_t *nw = grow(words, &capwords, nwords + fent_words(FENT_MAX_CHECKS) + 1,
+					    sizeof *nw);
+			if (!nw) {
+				err = KR_ERR_NOMEM;
+				break;
+			}
+			words = nw;
+			nwords += fent_encode(r, &cm, e->conds[k], words + nwords);
+		}
+	}
+	if (first)
+		first[r->tcap] = nwords;
+	free(cm.ids);
+	/* then lay the records out: 4-byte aligned, and one of up to 64 bytes within a cache line */
+	size_t total = 64;
+	for (uint32_t i = 0; i < r->tcap && !err; i++) {
+		if (!r->tags[i])
+			continue;
+		size_t size = sizeof(struct frec) + ((r->table[i].len + 3) & ~(size_t)3) +
+			      (size_t)(first[i + 1] - first[i]) * 4;
+		if (size <= 64 && (total % 64) + size > 64)
+			total = (total + 63) & ~(size_t)63;
+		total += size;
+	}
+	if (!err && total > UINT32_MAX)
+		err = KR_ERR_LIMIT;
+	if (!err) {
+		r->frozen_len = total;
+		r->frozen = aligned_alloc(64, (total + 63) & ~(size_t)63);
+		r->fslots = calloc(r->tcap, sizeof *r->fslots);
+		if (!r->frozen || !r->fslots)
+			err = KR_ERR_NOMEM;
+	}
+	if (err) {
+		free(words);
+		free(first);
+		return err;
+	}
 	memset(r->frozen, 0, total);
-	size_t o = 8;
+	size_t o = 64; /* offset 0 is never a record */
 	for (uint32_t i = 0; i < r->tcap; i++) {
 		const struct ientry *e = &r->table[i];
 		if (!r->tags[i])
 			continue;
-		struct frec *f = (struct frec *)(r->frozen + o);
-		f->h = e->h;
-		f->slot = e->slot;
+		size_t tl = (e->len + 3) & ~(size_t)3, nw = first[i + 1] - first[i];
+		size_t size = sizeof(struct frec) + tl + nw * 4;
+		if (size <= 64 && (o % 64) + size > 64)
+			o = (o + 63) & ~(size_t)63;
+		struct frec *f = (struct frec *)(void *)(r->frozen + o);
+		f->slot_kind = frec_kind_key(e->slot, e->kind);
 		f->len = e->len;
 		f->nents = e->nconds;
-		f->kind = e->kind;
 		memcpy(f->text, e->text, e->len);
-		size_t eo = (sizeof(struct frec) + e->len + 7) & ~(size_t)7;
-		f->ents_off = (uint32_t)eo;
-		for (uint32_t k = 0; k < e->nconds; k++) {
-			struct fent *fe = (struct fent *)((char *)f + eo);
-			fent_fill(r, e->conds[k], fe);
-			eo += (fent_size(fe->nchecks) + 7) & ~(size_t)7;
-		}
+		memcpy(f->text + tl, words + first[i], nw * 4);
 		r->fslots[i].tag = r->tags[i];
 		r->fslots[i].off = (uint32_t)o;
-		o += eo;
+		o += size;
 	}
+	free(words);
+	free(first);
 	table_entries_free(r); /* tcap stays: it sizes the frozen slots */
 	return KR_OK;
 }
@@ -1369,16 +1474,15 @@ static enum kr_err freeze(struct kr_rules *r)
 static const struct frec *frozen_find(const struct kr_rules *r, uint64_t h, uint32_t slot,
 				      uint8_t kind, const char *s, size_t n)
 {
-	uint32_t mask = r->tcap - 1, tag = tag_of(h);
+	uint32_t mask = r->tcap - 1, tag = tag_of(h), sk = frec_kind_key(slot, kind);
 	for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
 		uint32_t t = r->fslots[i].tag;
 		if (!t)
 			return NULL;
 		if (t != tag)
 			continue;
-		const struct frec *f = (const struct frec *)(r->frozen + r->fslots[i].off);
-		if (f->h == h && f->slot == slot && f->kind == kind && f->len == n &&
-		    memcmp(f->text, s, n) == 0)
+		const struct frec *f = (const struct frec *)(const void *)(r->frozen + r->fslots[i].off);
+		if (f->slot_kind == sk && f->len == n && memcmp(f->text, s, n) == 0)
 			return f;
 	}
 }
@@ -1413,6 +1517,15 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 	if (r->built)
 		return KR_OK;
 	r->nslots = r->paths->nslots;
+	/* sub-rules are stored rule by rule: count them, then each rule's first */
+	free(r->rule_subs);
+	r->rule_subs = calloc(r->nrules + 2, sizeof *r->rule_subs);
+	if (!r->rule_subs)
+		return KR_ERR_NOMEM;
+	for (uint32_t si = 0; si < r->nsubs; si++)
+		r->rule_subs[r->subs[si].rule + 1]++;
+	for (uint32_t i = 0; i < r->nrules; i++)
+		r->rule_subs[i + 1] += r->rule_subs[i];
 	r->slots = calloc(r->nslots + 1, sizeof *r->slots);
 	r->always = malloc((r->nsubs + 1) * sizeof *r->always);
 	/* the keys of every positive condition, sorted: how many conditions share each key */
@@ -1506,6 +1619,8 @@ void kr_rules_free(struct kr_rules *r)
 	table_free(r);
 	free(r->frozen);
 	free(r->fslots);
+	free(r->checks);
+	free(r->rule_subs);
 	strpool_free(&r->strings);
 	for (uint32_t i = 0; i < r->nslots; i++) {
 		for (int w = 0; w < 4; w++)
@@ -1589,31 +1704,56 @@ static inline void out_add(struct kr_match_state *st, uint32_t rule)
 	}
 }
 
-/* The inline checks of an entry: every condition (a run of alternatives) has a value equal to one
- * of its alternatives. */
-static bool fent_holds(const struct fent *fe, const struct kr_view *v)
+static inline uint32_t check_at(uint32_t first, const uint16_t *rest, uint32_t k)
+{
+	return k ? rest[k - 1] : first;
+}
+
+/* An entry's n checks (ids first, rest[...]): every condition (a run of alternatives) has a value
+ * equal to one of its alternatives. */
+static bool fent_holds(const struct kr_rules *r, uint32_t first, const uint16_t *rest, uint32_t n,
+		       const struct kr_view *v)
 {
 	uint32_t k = 0;
-	while (k < fe->nchecks) {
+	while (k < n) {
 		bool ok = false;
+		const struct fcheck *c;
 		for (;;) {
-			const struct fcheck *c = &fe->checks[k];
+			c = &r->checks[check_at(first, rest, k++)];
 			for (const struct kr_value *val = kr_view_first(v, c->slot); val && !ok;
 			     val = kr_view_next(v, val))
 				ok = val->type == c->vtype && val->len == c->len &&
 				     (c->len == 0 || memcmp(kr_view_text(v, val), c->text, c->len) == 0);
-			if (!c->alt_more)
+			if (ok || !c->alt_more || k >= n)
 				break;
-			k++;
 		}
 		if (!ok)
 			return false;
-		/* skip what is left of this condition's alternatives */
-		while (fe->checks[k].alt_more)
-			k++;
-		k++;
+		while (c->alt_more && k < n) /* the rest of this condition's alternatives */
+			c = &r->checks[check_at(first, rest, k++)];
 	}
 	return true;
+}
+
+/* The event has arrays of objects, where fields matched together must come from one element:
+ * the sub-rules of rule anchored on this key go through the general path instead. */
+static void satisfy_rule_key(const struct kr_rules *r, struct kr_match_state *st, uint32_t rule,
+			     uint32_t slot, uint8_t kind, const char *s, size_t n)
+{
+	for (uint32_t si = r->rule_subs[rule]; si < r->rule_subs[rule + 1]; si++) {
+		const struct sub *sb = &r->subs[si];
+		if (sb->anchor == NO_ANCHOR || r->conds[sb->anchor].slot != slot)
+			continue;
+		const struct cond *cd = &r->conds[sb->anchor];
+		for (uint32_t k = 0; k < cd->m_n; k++) {
+			const struct matcher *m = &r->matchers[cd->m_off + k];
+			if (indexable(m) && index_kind(m) == kind && m->len == n &&
+			    (n == 0 || memcmp(m->text, s, n) == 0)) {
+				satisfy(r, st, sb->anchor);
+				break;
+			}
+		}
+	}
 }
 
 static inline void lookup(const struct kr_rules *r, struct kr_match_state *st,
@@ -1623,15 +1763,17 @@ static inline void lookup(const struct kr_rules *r, struct kr_match_state *st,
 	const struct frec *f = frozen_find(r, key_hash(slot, kind, s, n), slot, kind, s, n);
 	if (!f)
 		return;
-	const char *p = (const char *)f + f->ents_off;
+	const uint32_t *w = frec_entries(f);
 	for (uint32_t i = 0; i < f->nents; i++) {
-		const struct fent *fe = (const struct fent *)p;
-		p += (fent_size(fe->nchecks) + 7) & ~(size_t)7;
-		/* with arrays of objects, fields matched together must share an element: general path */
-		if (fe->nchecks == FENT_GENERAL || (fe->nchecks && v->has_trails))
-			satisfy(r, st, fe->cond);
-		else if (!out_has(st, fe->rule) && fent_holds(fe, v))
-			out_add(st, fe->rule);
+		uint32_t rule = w[0], nchecks = w[1] & 0xFF;
+		if (nchecks == FENT_GENERAL)
+			satisfy(r, st, w[2]);
+		else if (nchecks && v->has_trails)
+			satisfy_rule_key(r, st, rule, slot, kind, s, n);
+		else if (!out_has(st, rule) &&
+			 fent_holds(r, w[1] >> 16, (const uint16_t *)(const void *)(w + 2), nchecks, v))
+			out_add(st, rule);
+		w += fent_words(nchecks);
 	}
 }
 

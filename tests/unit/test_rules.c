@@ -577,6 +577,39 @@ static void test_fields_inside_one_array_of_objects_must_match_one_element(void 
 	rs_fini(&rs);
 }
 
+/* Several rules and $or alternatives anchored on one value, in an event with arrays of objects:
+ * each sub-rule is checked for one element on its own. */
+static void test_element_consistency_holds_for_each_rule_and_or_alternative(void **state)
+{
+	(void)state;
+	struct rset rs;
+	const char *p[] = {
+		"{\"r\": {\"a\": [\"1\"], \"b\": [\"9\"]}}",
+		"{\"$or\": [{\"r\": {\"a\": [\"1\"], \"b\": [\"2\"]}},"
+		"            {\"r\": {\"a\": [\"1\"], \"b\": [\"3\"]}}]}",
+		"{\"r\": {\"a\": [\"1\"], \"b\": [\"4\"]}}",
+	};
+	rs_setup(&rs, p, 3);
+	/* r = [{"a": "1", "b": "3"}, {"a": "5", "b": "4"}, {"a": "5", "b": "9"}] */
+	const uint32_t e0[] = {0, 0}, e1[] = {0, 1}, e2[] = {0, 2};
+	ev_trail(&rs, "r.a", KR_V_STRING, "1", e0, 2);
+	ev_trail(&rs, "r.b", KR_V_STRING, "3", e0, 2);
+	ev_trail(&rs, "r.a", KR_V_STRING, "5", e1, 2);
+	ev_trail(&rs, "r.b", KR_V_STRING, "4", e1, 2);
+	ev_trail(&rs, "r.a", KR_V_STRING, "5", e2, 2);
+	ev_trail(&rs, "r.b", KR_V_STRING, "9", e2, 2);
+	assert_string_equal(matches(&rs), "1");
+	/* the same values without arrays of objects: every field stands on its own */
+	ev_reset(&rs);
+	ev_str(&rs, "r.a", "1");
+	ev_str(&rs, "r.a", "5");
+	ev_str(&rs, "r.b", "3");
+	ev_str(&rs, "r.b", "4");
+	ev_str(&rs, "r.b", "9");
+	assert_string_equal(matches(&rs), "0 1 2");
+	rs_fini(&rs);
+}
+
 static void test_match_state_is_reusable_and_shareable(void **state)
 {
 	(void)state;
@@ -935,6 +968,7 @@ int main(void)
 		cmocka_unit_test(test_nested_or_multiplies_out),
 		cmocka_unit_test(test_several_rules_report_ids_in_config_order),
 		cmocka_unit_test(test_fields_inside_one_array_of_objects_must_match_one_element),
+		cmocka_unit_test(test_element_consistency_holds_for_each_rule_and_or_alternative),
 		cmocka_unit_test(test_match_state_is_reusable_and_shareable),
 		cmocka_unit_test(test_invalid_patterns_name_the_field_and_the_offending_node),
 		cmocka_unit_test(test_add_after_build_is_refused),
