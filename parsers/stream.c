@@ -54,9 +54,16 @@ struct frame {
 
 struct kr_stream;
 
+/* What the handle's callbacks currently are (see "skipping what no rule reads"). */
+enum cbmode { CB_LIVE, CB_DEADVAL, CB_DEADTREE };
+
 struct pstate {
 	struct kr_stream *s;
 	yajl_handle h;
+	yajl_callbacks cbs;     /* this handle's callbacks: yajl reads them through this pointer at
+				   every token, so they can be switched during the parse */
+	enum cbmode mode;
+	unsigned dead_depth;    /* CB_DEADTREE: containers open inside the skipped value */
 	bool inner;
 	struct frame *frames;
 	unsigned depth;
@@ -131,6 +138,7 @@ struct kr_stream {
 };
 
 static const yajl_callbacks callbacks;
+static bool dead_skipping(void);
 
 static bool is_ws(char c)
 {
@@ -229,7 +237,10 @@ static int pstate_open(struct kr_stream *s, struct pstate *p, bool inner)
 	}
 	if (p->h)
 		yajl_free(p->h);
-	p->h = yajl_alloc(&callbacks, NULL, p);
+	p->cbs = callbacks;
+	p->mode = CB_LIVE;
+	p->dead_depth = 0;
+	p->h = yajl_alloc(&p->cbs, NULL, p);
 	if (!p->h)
 		return -1;
 	if (!inner)
@@ -427,6 +438,62 @@ static int end_record(struct pstate *p, uint64_t end)
 
 /* ---- callbacks ---- */
 
+/* Skipping what no rule reads. Most of an event's values are of keys no rule names and that the
+ * parser does not need (version, source, account, a CloudTrail record's userIdentity, ...). When
+ * cb_map_key sees such a key it takes the scalar callbacks out of the handle (CB_DEADVAL), so yajl
+ * lexes and validates the value without calling us; when that value is an object or an array, only
+ * a depth count runs until it closes (CB_DEADTREE). The next live key, or the end of the enclosing
+ * container, puts the callbacks back. Only inside a record, below its own fields. */
+static int dead_open(void *ctx);
+static int dead_close(void *ctx);
+static int cb_null(void *ctx);
+static int cb_bool(void *ctx, int b);
+static int cb_number(void *ctx, const char *v, size_t n);
+static int cb_string(void *ctx, const unsigned char *v, size_t n);
+static int cb_map_key(void *ctx, const unsigned char *key, size_t n);
+static int cb_start_map(void *ctx);
+static int cb_start_array(void *ctx);
+static int cb_end(void *ctx);
+
+static inline void set_mode(struct pstate *p, enum cbmode m)
+{
+	if (p->mode == m)
+		return;
+	yajl_callbacks *c = &p->cbs;
+	bool scalars = m == CB_LIVE;
+	c->yajl_null = scalars ? cb_null : NULL;
+	c->yajl_boolean = scalars ? cb_bool : NULL;
+	c->yajl_number = scalars ? cb_number : NULL;
+	c->yajl_string = scalars ? cb_string : NULL;
+	bool tree = m == CB_DEADTREE;
+	c->yajl_map_key = tree ? NULL : cb_map_key;
+	c->yajl_start_map = tree ? dead_open : cb_start_map;
+	c->yajl_start_array = tree ? dead_open : cb_start_array;
+	c->yajl_end_map = tree ? dead_close : cb_end;
+	c->yajl_end_array = tree ? dead_close : cb_end;
+	p->mode = m;
+}
+
+static int dead_open(void *ctx)
+{
+	struct pstate *p = ctx;
+	if (p->depth + ++p->dead_depth > p->s->max_depth) {
+		snprintf(p->msg, sizeof p->msg, "nesting deeper than the maximum depth of %u",
+			 p->s->max_depth);
+		p->cancel_msg = p->msg;
+		return 0;
+	}
+	return 1;
+}
+
+static int dead_close(void *ctx)
+{
+	struct pstate *p = ctx;
+	if (--p->dead_depth == 0)
+		set_mode(p, CB_DEADVAL); /* the skipped value was a key's: a key or the end is next */
+	return 1;
+}
+
 static inline struct frame *top(struct pstate *p)
 {
 	return p->depth ? &p->frames[p->depth - 1] : NULL;
@@ -594,6 +661,12 @@ static int open_container(struct pstate *p, bool is_map)
 		return cancel(p, p->msg);
 	}
 	struct frame *parent = top(p);
+	if (p->mode == CB_DEADVAL) {
+		/* the value of a key nothing reads (set by cb_map_key) is a container */
+		p->dead_depth = 1;
+		set_mode(p, CB_DEADTREE);
+		return 1;
+	}
 	if (p->in_record && p->depth > p->ev_depth &&
 	    (parent->is_array || parent->special == SP_NONE)) {
 		/* the hot path: an ordinary object or array inside a record */
@@ -670,6 +743,7 @@ static int cb_start_array(void *ctx)
 static int close_container(struct pstate *p)
 {
 	struct kr_stream *s = p->s;
+	set_mode(p, CB_LIVE); /* what follows may be an array's element, or the next record */
 	struct frame *f = &p->frames[--p->depth];
 	if (f->trail_pushed)
 		p->ntrail -= 2;
@@ -747,6 +821,11 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
 	/* only a record's own keys (and userIdentity's in a CloudTrail record) can be special */
 	f->special = p->in_record && p->depth - p->ev_depth <= 2 ? (uint8_t)key_special(p, k, n)
 								 : SP_NONE;
+	if (p->in_record && p->depth > p->ev_depth && !f->keynode && f->special == SP_NONE &&
+	    dead_skipping())
+		set_mode(p, CB_DEADVAL);
+	else
+		set_mode(p, CB_LIVE);
 	return 1;
 }
 
@@ -761,6 +840,43 @@ static const yajl_callbacks callbacks = {
 	.yajl_start_array = cb_start_array,
 	.yajl_end_array = cb_end,
 };
+
+/* Whether this yajl reads the callbacks through the pointer given to yajl_alloc at every token
+ * (yajl 2.x does; the API does not promise it): tried once on a tiny document, and without it the
+ * parser simply never skips. */
+static int probe_before(void *ctx, const char *v, size_t n)
+{
+	(void)v;
+	(void)n;
+	*(int *)ctx = 1;
+	return 1;
+}
+
+static int probe_after(void *ctx, const char *v, size_t n)
+{
+	(void)v;
+	(void)n;
+	*(int *)ctx = 2;
+	return 1;
+}
+
+static bool dead_skipping(void)
+{
+	static int rereads = -1;
+	if (rereads < 0) {
+		yajl_callbacks cbs = {.yajl_number = probe_before};
+		int seen = 0;
+		yajl_handle h = yajl_alloc(&cbs, NULL, &seen);
+		if (h) {
+			cbs.yajl_number = probe_after;
+			if (yajl_parse(h, (const unsigned char *)"[1]", 3) != yajl_status_ok)
+				seen = 0;
+			yajl_free(h);
+		}
+		rereads = seen == 2;
+	}
+	return rereads;
+}
 
 /* An SNS notification: the event is the JSON text in Message. */
 static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, uint64_t end)
