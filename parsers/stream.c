@@ -95,6 +95,7 @@ struct kr_stream {
 	size_t max_record;
 	unsigned max_depth;
 	bool raw_only;
+	bool skip_dead; /* yajl lets us switch callbacks during a parse (dead_skipping) */
 	struct kr_view view;
 
 	struct pstate outer, inner;
@@ -455,22 +456,31 @@ static int cb_start_map(void *ctx);
 static int cb_start_array(void *ctx);
 static int cb_end(void *ctx);
 
+static inline void set_scalars(yajl_callbacks *c, bool on)
+{
+	c->yajl_null = on ? cb_null : NULL;
+	c->yajl_boolean = on ? cb_bool : NULL;
+	c->yajl_number = on ? cb_number : NULL;
+	c->yajl_string = on ? cb_string : NULL;
+}
+
+static inline void set_tree(yajl_callbacks *c, bool dead)
+{
+	c->yajl_map_key = dead ? NULL : cb_map_key;
+	c->yajl_start_map = dead ? dead_open : cb_start_map;
+	c->yajl_start_array = dead ? dead_open : cb_start_array;
+	c->yajl_end_map = dead ? dead_close : cb_end;
+	c->yajl_end_array = dead ? dead_close : cb_end;
+}
+
 static inline void set_mode(struct pstate *p, enum cbmode m)
 {
 	if (p->mode == m)
 		return;
-	yajl_callbacks *c = &p->cbs;
-	bool scalars = m == CB_LIVE;
-	c->yajl_null = scalars ? cb_null : NULL;
-	c->yajl_boolean = scalars ? cb_bool : NULL;
-	c->yajl_number = scalars ? cb_number : NULL;
-	c->yajl_string = scalars ? cb_string : NULL;
-	bool tree = m == CB_DEADTREE;
-	c->yajl_map_key = tree ? NULL : cb_map_key;
-	c->yajl_start_map = tree ? dead_open : cb_start_map;
-	c->yajl_start_array = tree ? dead_open : cb_start_array;
-	c->yajl_end_map = tree ? dead_close : cb_end;
-	c->yajl_end_array = tree ? dead_close : cb_end;
+	if ((p->mode == CB_LIVE) != (m == CB_LIVE))
+		set_scalars(&p->cbs, m == CB_LIVE);
+	if ((p->mode == CB_DEADTREE) != (m == CB_DEADTREE))
+		set_tree(&p->cbs, m == CB_DEADTREE);
 	p->mode = m;
 }
 
@@ -814,18 +824,25 @@ static enum special key_special(const struct pstate *p, const char *k, size_t n)
 static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
 {
 	struct pstate *p = ctx;
-	struct frame *f = top(p);
+	struct frame *f = &p->frames[p->depth - 1];
 	const char *k = (const char *)key;
 	f->nkeys++;
-	f->keynode = kr_path_child(f->node, k, n);
-	/* only a record's own keys (and userIdentity's in a CloudTrail record) can be special */
-	f->special = p->in_record && p->depth - p->ev_depth <= 2 ? (uint8_t)key_special(p, k, n)
-								 : SP_NONE;
-	if (p->in_record && p->depth > p->ev_depth && !f->keynode && f->special == SP_NONE &&
-	    dead_skipping())
-		set_mode(p, CB_DEADVAL);
-	else
-		set_mode(p, CB_LIVE);
+	const struct kr_path_node *kn = kr_path_child(f->node, k, n);
+	f->keynode = kn;
+	uint8_t sp = SP_NONE;
+	if (p->in_record) {
+		/* only a record's own keys (and userIdentity's in a CloudTrail record) can be special */
+		unsigned rel = p->depth - p->ev_depth;
+		if (rel == 1 || (rel == 2 && p->ev_depth == 2 && !p->inner))
+			sp = (uint8_t)key_special(p, k, n);
+		if (!kn && sp == SP_NONE && p->s->skip_dead) {
+			f->special = SP_NONE;
+			set_mode(p, CB_DEADVAL);
+			return 1;
+		}
+	}
+	f->special = sp;
+	set_mode(p, CB_LIVE);
 	return 1;
 }
 
@@ -1211,6 +1228,7 @@ enum kr_err kr_stream_new(const struct kr_paths *paths, const struct kr_stream_o
 	s->max_record = opts && opts->max_record ? opts->max_record : KR_DEFAULT_MAX_RECORD;
 	s->max_depth = opts && opts->max_depth ? opts->max_depth : KR_DEFAULT_MAX_DEPTH;
 	s->raw_only = opts && opts->raw_events_only;
+	s->skip_dead = dead_skipping();
 	if (kr_view_init(&s->view, paths) != KR_OK || pstate_open(s, &s->outer, false) != 0 ||
 	    pstate_open(s, &s->inner, true) != 0) {
 		kr_stream_free(s);
