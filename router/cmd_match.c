@@ -45,6 +45,15 @@ static bool flush_lines(struct match_ctx *m)
 
 #define LIT(b, s) kr_buf_append((b), (s), sizeof(s) - 1)
 
+/* Appends n bytes known to fit (kr_buf_reserve was called for them). */
+static inline char *put(char *o, const void *src, size_t n)
+{
+	memcpy(o, src, n);
+	return o + n;
+}
+
+#define PUT(o, lit) put((o), (lit), sizeof(lit) - 1)
+
 static int on_event(void *vctx, const struct kr_event *ev)
 {
 	struct match_ctx *m = vctx;
@@ -57,34 +66,46 @@ static int on_event(void *vctx, const struct kr_event *ev)
 		ok = ok && kr_buf_json_string(b, ev->id, ev->id_len);
 	else
 		ok = ok && LIT(b, "null");
-	ok = ok && LIT(b, ",\"rules\":[");
-	for (size_t i = 0; i < n && ok; i++)
-		ok = (i == 0 || kr_buf_append(b, ",", 1)) &&
-		     kr_buf_append(b, m->names.p + m->rules[ids[i]].name_off,
-				   m->rules[ids[i]].name_len);
-	ok = ok && LIT(b, "],\"targets\":[");
+	/* the rest in one reservation: the names of the rules and of their sinks, with commas */
+	size_t need = sizeof ",\"rules\":[],\"targets\":[]}\n";
+	for (size_t i = 0; i < n; i++) {
+		const struct out_rule *r = &m->rules[ids[i]];
+		need += r->name_len + 1;
+		for (size_t t = 0; t < r->ntargets; t++)
+			need += m->sink_len[m->targets[r->targets_off + t]] + 1;
+	}
+	if (!ok || !kr_buf_reserve(b, need)) {
+		fprintf(stderr, "kmsrouter: out of memory\n");
+		return 1;
+	}
+	char *o = b->p + b->len;
+	o = PUT(o, ",\"rules\":[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*o++ = ',';
+		o = put(o, m->names.p + m->rules[ids[i]].name_off, m->rules[ids[i]].name_len);
+	}
+	o = PUT(o, "],\"targets\":[");
 	if (++m->stamp == 0) {
 		memset(m->sink_stamp, 0, (m->cfg->nsinks + 1) * sizeof *m->sink_stamp);
 		m->stamp = 1;
 	}
 	bool first = true;
-	for (size_t i = 0; i < n && ok; i++) {
+	for (size_t i = 0; i < n; i++) {
 		const struct out_rule *r = &m->rules[ids[i]];
-		for (size_t t = 0; t < r->ntargets && ok; t++) {
+		for (size_t t = 0; t < r->ntargets; t++) {
 			uint32_t si = m->targets[r->targets_off + t];
 			if (m->sink_stamp[si] == m->stamp)
 				continue;
 			m->sink_stamp[si] = m->stamp;
-			ok = (first || kr_buf_append(b, ",", 1)) &&
-			     kr_buf_append(b, m->names.p + m->sink_off[si], m->sink_len[si]);
+			if (!first)
+				*o++ = ',';
+			o = put(o, m->names.p + m->sink_off[si], m->sink_len[si]);
 			first = false;
 		}
 	}
-	ok = ok && LIT(b, "]}\n");
-	if (!ok) {
-		fprintf(stderr, "kmsrouter: out of memory\n");
-		return 1;
-	}
+	o = PUT(o, "]}\n");
+	b->len = (size_t)(o - b->p);
 	m->events++;
 	if (n)
 		m->matched++;
