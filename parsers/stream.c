@@ -54,16 +54,9 @@ struct frame {
 
 struct kr_stream;
 
-/* What the handle's callbacks currently are (see "skipping what no rule reads"). */
-enum cbmode { CB_LIVE, CB_DEADVAL, CB_DEADTREE };
-
 struct pstate {
 	struct kr_stream *s;
 	yajl_handle h;
-	yajl_callbacks cbs;     /* this handle's callbacks: yajl reads them through this pointer at
-				   every token, so they can be switched during the parse */
-	enum cbmode mode;
-	unsigned dead_depth;    /* CB_DEADTREE: containers open inside the skipped value */
 	bool inner;
 	struct frame *frames;
 	unsigned depth;
@@ -95,7 +88,6 @@ struct kr_stream {
 	size_t max_record;
 	unsigned max_depth;
 	bool raw_only;
-	bool skip_dead; /* yajl lets us switch callbacks during a parse (dead_skipping) */
 	struct kr_view view;
 
 	struct pstate outer, inner;
@@ -139,7 +131,6 @@ struct kr_stream {
 };
 
 static const yajl_callbacks callbacks;
-static bool dead_skipping(void);
 
 static bool is_ws(char c)
 {
@@ -238,10 +229,7 @@ static int pstate_open(struct kr_stream *s, struct pstate *p, bool inner)
 	}
 	if (p->h)
 		yajl_free(p->h);
-	p->cbs = callbacks;
-	p->mode = CB_LIVE;
-	p->dead_depth = 0;
-	p->h = yajl_alloc(&p->cbs, NULL, p);
+	p->h = yajl_alloc(&callbacks, NULL, p);
 	if (!p->h)
 		return -1;
 	if (!inner)
@@ -439,71 +427,6 @@ static int end_record(struct pstate *p, uint64_t end)
 
 /* ---- callbacks ---- */
 
-/* Skipping what no rule reads. Most of an event's values are of keys no rule names and that the
- * parser does not need (version, source, account, a CloudTrail record's userIdentity, ...). When
- * cb_map_key sees such a key it takes the scalar callbacks out of the handle (CB_DEADVAL), so yajl
- * lexes and validates the value without calling us; when that value is an object or an array, only
- * a depth count runs until it closes (CB_DEADTREE). The next live key, or the end of the enclosing
- * container, puts the callbacks back. Only inside a record, below its own fields. */
-static int dead_open(void *ctx);
-static int dead_close(void *ctx);
-static int cb_null(void *ctx);
-static int cb_bool(void *ctx, int b);
-static int cb_number(void *ctx, const char *v, size_t n);
-static int cb_string(void *ctx, const unsigned char *v, size_t n);
-static int cb_map_key(void *ctx, const unsigned char *key, size_t n);
-static int cb_start_map(void *ctx);
-static int cb_start_array(void *ctx);
-static int cb_end(void *ctx);
-
-static inline void set_scalars(yajl_callbacks *c, bool on)
-{
-	c->yajl_null = on ? cb_null : NULL;
-	c->yajl_boolean = on ? cb_bool : NULL;
-	c->yajl_number = on ? cb_number : NULL;
-	c->yajl_string = on ? cb_string : NULL;
-}
-
-static inline void set_tree(yajl_callbacks *c, bool dead)
-{
-	c->yajl_map_key = dead ? NULL : cb_map_key;
-	c->yajl_start_map = dead ? dead_open : cb_start_map;
-	c->yajl_start_array = dead ? dead_open : cb_start_array;
-	c->yajl_end_map = dead ? dead_close : cb_end;
-	c->yajl_end_array = dead ? dead_close : cb_end;
-}
-
-static inline void set_mode(struct pstate *p, enum cbmode m)
-{
-	if (p->mode == m)
-		return;
-	if ((p->mode == CB_LIVE) != (m == CB_LIVE))
-		set_scalars(&p->cbs, m == CB_LIVE);
-	if ((p->mode == CB_DEADTREE) != (m == CB_DEADTREE))
-		set_tree(&p->cbs, m == CB_DEADTREE);
-	p->mode = m;
-}
-
-static int dead_open(void *ctx)
-{
-	struct pstate *p = ctx;
-	if (p->depth + ++p->dead_depth > p->s->max_depth) {
-		snprintf(p->msg, sizeof p->msg, "nesting deeper than the maximum depth of %u",
-			 p->s->max_depth);
-		p->cancel_msg = p->msg;
-		return 0;
-	}
-	return 1;
-}
-
-static int dead_close(void *ctx)
-{
-	struct pstate *p = ctx;
-	if (--p->dead_depth == 0)
-		set_mode(p, CB_DEADVAL); /* the skipped value was a key's: a key or the end is next */
-	return 1;
-}
-
 static inline struct frame *top(struct pstate *p)
 {
 	return p->depth ? &p->frames[p->depth - 1] : NULL;
@@ -671,12 +594,6 @@ static int open_container(struct pstate *p, bool is_map)
 		return cancel(p, p->msg);
 	}
 	struct frame *parent = top(p);
-	if (p->mode == CB_DEADVAL) {
-		/* the value of a key nothing reads (set by cb_map_key) is a container */
-		p->dead_depth = 1;
-		set_mode(p, CB_DEADTREE);
-		return 1;
-	}
 	if (p->in_record && p->depth > p->ev_depth &&
 	    (parent->is_array || parent->special == SP_NONE)) {
 		/* the hot path: an ordinary object or array inside a record */
@@ -753,7 +670,6 @@ static int cb_start_array(void *ctx)
 static int close_container(struct pstate *p)
 {
 	struct kr_stream *s = p->s;
-	set_mode(p, CB_LIVE); /* what follows may be an array's element, or the next record */
 	struct frame *f = &p->frames[--p->depth];
 	if (f->trail_pushed)
 		p->ntrail -= 2;
@@ -824,25 +740,15 @@ static enum special key_special(const struct pstate *p, const char *k, size_t n)
 static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
 {
 	struct pstate *p = ctx;
-	struct frame *f = &p->frames[p->depth - 1];
+	struct frame *f = top(p);
 	const char *k = (const char *)key;
 	f->nkeys++;
-	const struct kr_path_node *kn = kr_path_child(f->node, k, n);
-	f->keynode = kn;
-	uint8_t sp = SP_NONE;
-	if (p->in_record) {
-		/* only a record's own keys (and userIdentity's in a CloudTrail record) can be special */
-		unsigned rel = p->depth - p->ev_depth;
-		if (rel == 1 || (rel == 2 && p->ev_depth == 2 && !p->inner))
-			sp = (uint8_t)key_special(p, k, n);
-		if (!kn && sp == SP_NONE && p->s->skip_dead) {
-			f->special = SP_NONE;
-			set_mode(p, CB_DEADVAL);
-			return 1;
-		}
-	}
-	f->special = sp;
-	set_mode(p, CB_LIVE);
+	f->keynode = kr_path_child(f->node, k, n);
+	/* only a record's own keys (and userIdentity's in a CloudTrail record) can be special */
+	unsigned rel = p->depth - p->ev_depth;
+	f->special = p->in_record && (rel == 1 || (rel == 2 && p->ev_depth == 2 && !p->inner))
+			     ? (uint8_t)key_special(p, k, n)
+			     : SP_NONE;
 	return 1;
 }
 
@@ -857,43 +763,6 @@ static const yajl_callbacks callbacks = {
 	.yajl_start_array = cb_start_array,
 	.yajl_end_array = cb_end,
 };
-
-/* Whether this yajl reads the callbacks through the pointer given to yajl_alloc at every token
- * (yajl 2.x does; the API does not promise it): tried once on a tiny document, and without it the
- * parser simply never skips. */
-static int probe_before(void *ctx, const char *v, size_t n)
-{
-	(void)v;
-	(void)n;
-	*(int *)ctx = 1;
-	return 1;
-}
-
-static int probe_after(void *ctx, const char *v, size_t n)
-{
-	(void)v;
-	(void)n;
-	*(int *)ctx = 2;
-	return 1;
-}
-
-static bool dead_skipping(void)
-{
-	static int rereads = -1;
-	if (rereads < 0) {
-		yajl_callbacks cbs = {.yajl_number = probe_before};
-		int seen = 0;
-		yajl_handle h = yajl_alloc(&cbs, NULL, &seen);
-		if (h) {
-			cbs.yajl_number = probe_after;
-			if (yajl_parse(h, (const unsigned char *)"[1]", 3) != yajl_status_ok)
-				seen = 0;
-			yajl_free(h);
-		}
-		rereads = seen == 2;
-	}
-	return rereads;
-}
 
 /* An SNS notification: the event is the JSON text in Message. */
 static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, uint64_t end)
@@ -1228,7 +1097,6 @@ enum kr_err kr_stream_new(const struct kr_paths *paths, const struct kr_stream_o
 	s->max_record = opts && opts->max_record ? opts->max_record : KR_DEFAULT_MAX_RECORD;
 	s->max_depth = opts && opts->max_depth ? opts->max_depth : KR_DEFAULT_MAX_DEPTH;
 	s->raw_only = opts && opts->raw_events_only;
-	s->skip_dead = dead_skipping();
 	if (kr_view_init(&s->view, paths) != KR_OK || pstate_open(s, &s->outer, false) != 0 ||
 	    pstate_open(s, &s->inner, true) != 0) {
 		kr_stream_free(s);
