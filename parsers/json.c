@@ -67,6 +67,7 @@ struct member {
 struct builder {
 	yajl_handle h;
 	const char *text;
+	size_t len;
 	struct kr_json_arena *arena;
 	struct kr_json *root;
 	struct kr_json **stack;
@@ -112,6 +113,18 @@ static size_t string_start(const char *text, size_t end)
 			return 0;
 		i--;
 	}
+}
+
+/* Where a string token starts, given the pointer s that yajl handed to the callback. yajl passes
+ * a string without escapes as a pointer into the text (it always has the whole text: one
+ * yajl_parse call), just after the opening quote, which spares scanning back over the string. A
+ * string with escapes is decoded into yajl's own buffer: then scan back from the token's end. */
+static size_t string_offset(struct builder *b, const char *s)
+{
+	uintptr_t p = (uintptr_t)s, t = (uintptr_t)b->text;
+	if (p > t && p - t < b->len)
+		return (size_t)(p - t) - 1;
+	return string_start(b->text, consumed(b));
 }
 
 void kr_json_free(struct kr_json *j)
@@ -173,13 +186,35 @@ static int cmp_member_key(const void *pa, const void *pb)
 	return x < y ? -1 : x > y; /* equal keys: in document order */
 }
 
-/* Duplicate keys among the n members: an error, or with last_key_wins the earlier ones are
- * dropped (m[i].val set to NULL). Sorting keeps huge objects from going quadratic. */
-static int check_duplicates(struct builder *b, struct member *m, size_t n)
+static bool same_key(const struct member *x, const struct member *y)
 {
+	/* keys found in the key cache share their copy; checking the first byte inline spares most
+	   memcmp calls ("pattern" and "targets" have the same length) */
+	return x->keylen == y->keylen &&
+	       (x->key == y->key ||
+		(x->key[0] == y->key[0] && memcmp(x->key, y->key, x->keylen) == 0));
+}
+
+/* Duplicate keys among the n members: an error, or with last_key_wins the earlier ones are
+ * dropped (m[i].val set to NULL). Sets *dropped to whether any was. Sorting keeps huge objects
+ * from going quadratic; small ones (nearly all: a rule has three keys) are compared pairwise first
+ * and only go through the sort when they do repeat a key, so which duplicate is reported stays
+ * the same. */
+static int check_duplicates(struct builder *b, struct member *m, size_t n, bool *dropped)
+{
+	*dropped = false;
 	if (n < 2)
 		return 1;
-	struct member **order = malloc(n * sizeof *order);
+	if (n <= 8) {
+		bool dup = false;
+		for (size_t j = 1; j < n && !dup; j++)
+			for (size_t i = 0; i < j && !dup; i++)
+				dup = same_key(&m[i], &m[j]);
+		if (!dup)
+			return 1;
+	}
+	struct member *local[64];
+	struct member **order = n <= 64 ? local : malloc(n * sizeof *order);
 	if (!order)
 		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
 	for (size_t i = 0; i < n; i++)
@@ -192,13 +227,15 @@ static int check_duplicates(struct builder *b, struct member *m, size_t n)
 			continue;
 		if (b->last_key_wins) {
 			x->val = NULL;
+			*dropped = true;
 		} else {
 			char msg[200];
 			snprintf(msg, sizeof msg, "duplicate key \"%.100s\"", y->key);
 			ok = fail(b, KR_ERR_JSON, y->keyoff, msg);
 		}
 	}
-	free(order);
+	if (order != local)
+		free(order);
 	return ok;
 }
 
@@ -209,28 +246,33 @@ static int close_container(struct builder *b)
 	size_t first = b->first[b->depth], n = b->nmembers - first;
 	struct member *m = n ? b->members + first : NULL;
 	b->nmembers = first;
-	if (c->type == KR_JSON_OBJECT && !check_duplicates(b, m, n))
+	bool obj = c->type == KR_JSON_OBJECT, dropped = false;
+	if (obj && !check_duplicates(b, m, n, &dropped))
 		return 0;
-	size_t kept = 0;
-	for (size_t i = 0; i < n; i++)
-		kept += m[i].val != NULL;
+	size_t kept = n;
+	if (dropped)
+		for (size_t i = 0; i < n; i++)
+			kept -= m[i].val == NULL;
 	if (kept == 0)
 		return 1;
-	c->items = arena_alloc(b->arena, kept * sizeof *c->items);
-	if (!c->items)
+	/* an object's four arrays in one allocation, one after the other: all are word-sized, so
+	   each starts aligned */
+	_Static_assert(sizeof(size_t) == sizeof(char *) && sizeof(char *) == sizeof(struct kr_json *),
+		       "object arrays share one allocation");
+	void *p = arena_alloc(b->arena, kept * (obj ? 4 : 1) * sizeof(char *));
+	if (!p)
 		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
-	if (c->type == KR_JSON_OBJECT) {
-		c->keys = arena_alloc(b->arena, kept * sizeof *c->keys);
-		c->keylens = arena_alloc(b->arena, kept * sizeof *c->keylens);
-		c->key_offsets = arena_alloc(b->arena, kept * sizeof *c->key_offsets);
-		if (!c->keys || !c->keylens || !c->key_offsets)
-			return fail(b, KR_ERR_NOMEM, 0, "out of memory");
+	c->items = p;
+	if (obj) {
+		c->keys = (char **)(c->items + kept);
+		c->keylens = (size_t *)(c->keys + kept);
+		c->key_offsets = c->keylens + kept;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!m[i].val)
 			continue;
 		c->items[c->n] = m[i].val;
-		if (c->type == KR_JSON_OBJECT) {
+		if (obj) {
 			c->keys[c->n] = m[i].key;
 			c->keylens[c->n] = m[i].keylen;
 			c->key_offsets[c->n] = m[i].keyoff;
@@ -240,9 +282,10 @@ static int close_container(struct builder *b)
 	return 1;
 }
 
-static struct kr_json *node(struct builder *b, enum kr_json_type t, size_t off)
+/* A new node with room for extra bytes after it (a scalar's text). */
+static struct kr_json *node(struct builder *b, enum kr_json_type t, size_t off, size_t extra)
 {
-	struct kr_json *j = arena_alloc(b->arena, sizeof *j);
+	struct kr_json *j = arena_alloc(b->arena, sizeof *j + extra);
 	if (!j) {
 		fail(b, KR_ERR_NOMEM, 0, "out of memory");
 		return NULL;
@@ -259,17 +302,20 @@ static int scalar(struct builder *b, enum kr_json_type t, size_t toklen, const c
 	if (b->completing) {
 		/* only a top-level number is still pending then: it starts after the whitespace */
 		off = strspn(b->text, " \t\r\n");
+	} else if (t == KR_JSON_STRING) {
+		off = string_offset(b, s);
 	} else {
 		size_t end = consumed(b);
-		off = t == KR_JSON_STRING ? string_start(b->text, end) : (end >= toklen ? end - toklen : 0);
+		off = end >= toklen ? end - toklen : 0;
 	}
-	struct kr_json *j = node(b, t, off);
+	/* the node and its text in one allocation */
+	struct kr_json *j = node(b, t, off, s ? len + 1 : 0);
 	if (!j)
 		return 0;
 	if (s) {
-		j->str = arena_strdup(b, s, len);
-		if (!j->str)
-			return fail(b, KR_ERR_NOMEM, 0, "out of memory");
+		j->str = (char *)(j + 1);
+		memcpy(j->str, s, len);
+		j->str[len] = 0;
 		j->len = len;
 		if (t == KR_JSON_NUMBER)
 			j->num = strtod(j->str, NULL);
@@ -302,7 +348,7 @@ static int open_container(struct builder *b, enum kr_json_type t)
 	size_t off = consumed(b) - 1;
 	if (b->depth >= b->max_depth)
 		return fail(b, KR_ERR_LIMIT, off, "nesting deeper than the maximum depth");
-	struct kr_json *j = node(b, t, off);
+	struct kr_json *j = node(b, t, off, 0);
 	if (!j || !add(b, j))
 		return 0;
 	b->first[b->depth] = b->nmembers;
@@ -341,7 +387,7 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
 	if (!b->pending_key)
 		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
 	b->pending_keylen = len;
-	b->pending_keyoff = string_start(b->text, consumed(b));
+	b->pending_keyoff = string_offset(b, (const char *)s);
 	return 1;
 }
 
@@ -378,7 +424,7 @@ void kr_json_yajl_error(void *handle, const char *prefix, char *out, size_t cap)
 enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opts *opts,
 			  struct kr_json **out, size_t *err_offset, char *err)
 {
-	struct builder b = {.text = text, .errbuf = err, .err = KR_OK};
+	struct builder b = {.text = text, .len = len, .errbuf = err, .err = KR_OK};
 	b.max_depth = opts && opts->max_depth ? opts->max_depth : 64;
 	b.last_key_wins = opts && opts->last_key_wins;
 	*out = NULL;
@@ -439,8 +485,11 @@ const struct kr_json *kr_json_get(const struct kr_json *obj, const char *key)
 	if (!obj || obj->type != KR_JSON_OBJECT)
 		return NULL;
 	size_t kl = strlen(key);
+	/* the first bytes are compared inline (keys are NUL-terminated, so key[0] is readable even
+	   for ""): most keys of the same length differ there, and memcmp is a call */
 	for (size_t i = 0; i < obj->n; i++)
-		if (obj->keylens[i] == kl && memcmp(obj->keys[i], key, kl) == 0)
+		if (obj->keylens[i] == kl && obj->keys[i][0] == key[0] &&
+		    memcmp(obj->keys[i], key, kl) == 0)
 			return obj->items[i];
 	return NULL;
 }
