@@ -146,21 +146,53 @@ static void did_you_mean(const char *key, const char *const *names, size_t n, ch
 		out[0] = 0;
 }
 
+/* The index in allowed of key (compared as C strings, as check_keys always has), or nallowed. */
+static size_t allowed_index(const char *key, const char *const *allowed, size_t nallowed)
+{
+	size_t j = 0;
+	/* the first bytes inline: strcmp is a call, and allowed names mostly start differently */
+	while (j < nallowed && (key[0] != allowed[j][0] || strcmp(key, allowed[j]) != 0))
+		j++;
+	return j;
+}
+
+static enum kr_err unknown_key(struct vctx *v, const struct kr_json *obj, size_t i,
+			       const char *jpath, const char *const *allowed, size_t nallowed,
+			       const char *what)
+{
+	char hint[128];
+	did_you_mean(obj->keys[i], allowed, nallowed, hint, sizeof hint);
+	struct kr_json at = {.offset = obj->key_offsets[i]};
+	return verr(v, &at, jpath, "unknown key \"%s\" in %s%s", obj->keys[i], what, hint);
+}
+
 static enum kr_err check_keys(struct vctx *v, const struct kr_json *obj, const char *jpath,
 			      const char *const *allowed, size_t nallowed, const char *what)
 {
-	for (size_t i = 0; i < obj->n; i++) {
-		bool ok = false;
-		for (size_t j = 0; j < nallowed && !ok; j++)
-			ok = strcmp(obj->keys[i], allowed[j]) == 0;
-		if (ok)
-			continue;
-		char hint[128];
-		did_you_mean(obj->keys[i], allowed, nallowed, hint, sizeof hint);
-		struct kr_json at = {.offset = obj->key_offsets[i]};
-		return verr(v, &at, jpath, "unknown key \"%s\" in %s%s", obj->keys[i], what, hint);
-	}
+	for (size_t i = 0; i < obj->n; i++)
+		if (allowed_index(obj->keys[i], allowed, nallowed) == nallowed)
+			return unknown_key(v, obj, i, jpath, allowed, nallowed, what);
 	return KR_OK;
+}
+
+/* check_keys and kr_json_get of every allowed key in one pass over obj, for objects there are
+ * many of (rules): vals[j] is what kr_json_get(obj, allowed[j]) returns. Returns the index of
+ * the first key check_keys rejects, or obj->n. */
+static size_t get_keys(const struct kr_json *obj, const char *const *allowed, size_t nallowed,
+		       const struct kr_json **vals)
+{
+	for (size_t j = 0; j < nallowed; j++)
+		vals[j] = NULL;
+	for (size_t i = 0; i < obj->n; i++) {
+		size_t j = allowed_index(obj->keys[i], allowed, nallowed);
+		if (j == nallowed)
+			return i;
+		/* kr_json_get wants the whole key: "name\u0000x" passes check_keys as "name" but
+		   is not the member "name" */
+		if (!vals[j] && strlen(allowed[j]) == obj->keylens[i])
+			vals[j] = obj->items[i];
+	}
+	return obj->n;
 }
 
 static bool opt_type_ok(enum kr_opt_type t, const struct kr_json *j)
@@ -441,6 +473,15 @@ static enum kr_err load_transformer(struct vctx *v, const struct kr_json *o, con
 	return KR_OK;
 }
 
+/* A target's settings when it names sink si as it is. */
+static void target_of_sink(const struct vctx *v, int32_t si, struct kr_target_cfg *out)
+{
+	const struct kr_sink_cfg *s = &v->c->sinks[si];
+	out->sink = (uint32_t)si;
+	out->retry = s->retry;
+	out->dead_letter = s->dead_letter;
+}
+
 /* One entry of a rule's targets: a sink name, or an object overriding the sink's settings. */
 static enum kr_err load_target(struct vctx *v, const struct kr_json *t, const char *jp,
 			       struct kr_target_cfg *out)
@@ -460,14 +501,12 @@ static enum kr_err load_target(struct vctx *v, const struct kr_json *t, const ch
 		return verr(v, t, jp, "a target must be a sink name or an object with \"sink\"");
 	}
 	int32_t si;
-	snprintf(p, sizeof p, "%s%s", jp, t == sink ? "" : ".sink");
-	enum kr_err e = sink_ref(v, sink, p, &si);
+	if (t != sink)
+		snprintf(p, sizeof p, "%s.sink", jp);
+	enum kr_err e = sink_ref(v, sink, t == sink ? jp : p, &si);
 	if (e)
 		return e;
-	const struct kr_sink_cfg *s = &v->c->sinks[si];
-	out->sink = (uint32_t)si;
-	out->retry = s->retry;
-	out->dead_letter = s->dead_letter;
+	target_of_sink(v, si, out);
 	if (t->type != KR_JSON_OBJECT)
 		return KR_OK;
 	const struct kr_json *j;
@@ -614,6 +653,14 @@ static enum kr_err load_sources(struct vctx *v, const struct kr_json *arr)
 	return load_plugin_list(v, arr, &pl);
 }
 
+/* $.rules[i] followed by suffix. The paths of a rule are only built when a message needs them:
+ * building them for each of 10,000 rules was a good part of loading. */
+static const char *rule_path(char *out, size_t cap, size_t i, const char *suffix)
+{
+	jp_index(out, cap, "$.rules", i, suffix);
+	return out;
+}
+
 static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 {
 	free(v->names.slots);
@@ -621,62 +668,95 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 	struct kr_config *c = v->c;
 	if (arr->type != KR_JSON_ARRAY)
 		return verr(v, arr, "$.rules", "\"rules\" must be an array");
-	c->rules = calloc(arr->n + 1, sizeof *c->rules);
-	if (!c->rules)
+	/* The rules and the target arrays of all of them in one block (freed as c->rules), instead
+	   of two callocs per rule; so first count the targets. Each target is a node of the
+	   document, so the counts cannot overflow. */
+	size_t ntargets = 0;
+	for (size_t i = 0; i < arr->n; i++) {
+		const struct kr_json *tg = kr_json_get(arr->items[i], "targets");
+		if (tg && tg->type == KR_JSON_ARRAY)
+			ntargets += tg->n;
+	}
+	size_t rules_size = (arr->n + 1) * sizeof *c->rules,
+	       tcfg_size = (ntargets + 1) * sizeof *c->rules->tcfg;
+	_Static_assert(sizeof(struct kr_rule_cfg) % _Alignof(struct kr_target_cfg) == 0 &&
+			       sizeof(struct kr_target_cfg) % _Alignof(uint32_t) == 0,
+		       "the arrays that follow the rules in their block stay aligned");
+	char *block = calloc(1, rules_size + tcfg_size + (ntargets + 1) * sizeof *c->rules->targets);
+	if (!block)
 		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+	c->rules = (struct kr_rule_cfg *)block;
 	c->rules_cap = arr->n;
+	struct kr_target_cfg *tcfg_pool = (struct kr_target_cfg *)(block + rules_size);
+	uint32_t *targets_pool = (uint32_t *)(block + rules_size + tcfg_size);
+	/* every rule adds a name: size the set once rather than rehashing it as it fills */
+	size_t cap = 64;
+	while (cap < (arr->n + 1) * 2)
+		cap *= 2;
+	v->names.slots = calloc(cap, sizeof *v->names.slots);
+	if (!v->names.slots)
+		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+	v->names.cap = cap;
 	static const char *const rule_keys[] = {"name", "pattern", "targets", "description"};
 	for (size_t i = 0; i < arr->n; i++) {
 		const struct kr_json *o = arr->items[i];
 		char jp[64], jp2[96];
-		jp_index(jp, sizeof jp, "$.rules", i, "");
 		if (o->type != KR_JSON_OBJECT)
-			return verr(v, o, jp, "a rule must be an object");
-		enum kr_err e = check_keys(v, o, jp, rule_keys, 4, "a rule");
-		if (e)
-			return e;
+			return verr(v, o, rule_path(jp, sizeof jp, i, ""), "a rule must be an object");
+		const struct kr_json *f[4];
+		size_t bad_key = get_keys(o, rule_keys, 4, f);
+		if (bad_key < o->n)
+			return unknown_key(v, o, bad_key, rule_path(jp, sizeof jp, i, ""), rule_keys, 4,
+					   "a rule");
 		struct kr_rule_cfg *r = &c->rules[i];
-		const struct kr_json *n = kr_json_get(o, "name"), *pat = kr_json_get(o, "pattern"),
-				     *tg = kr_json_get(o, "targets"),
-				     *d = kr_json_get(o, "description");
+		const struct kr_json *n = f[0], *pat = f[1], *tg = f[2], *d = f[3];
 		if (!n || n->type != KR_JSON_STRING || n->len == 0)
-			return verr(v, n ? n : o, jp, "a rule needs a \"name\" (a non-empty string)");
-		if (d && d->type != KR_JSON_STRING) {
-			snprintf(jp2, sizeof jp2, "%s.description", jp);
-			return verr(v, d, jp2, "\"description\" must be a string");
-		}
+			return verr(v, n ? n : o, rule_path(jp, sizeof jp, i, ""),
+				    "a rule needs a \"name\" (a non-empty string)");
+		if (d && d->type != KR_JSON_STRING)
+			return verr(v, d, rule_path(jp2, sizeof jp2, i, ".description"),
+				    "\"description\" must be a string");
 		r->name = n->str;
 		int added = nameset_add(&v->names, r->name);
 		if (added <= 0) {
 			return added < 0 ? kr_errf(v->err, KR_ERR_NOMEM, "out of memory")
-					 : verr(v, n, jp, "duplicate rule name \"%s\"", r->name);
+					 : verr(v, n, rule_path(jp, sizeof jp, i, ""),
+						"duplicate rule name \"%s\"", r->name);
 		}
 		if (!pat)
-			return verr(v, o, jp, "rule \"%s\" needs a \"pattern\"", r->name);
-		jp_index(jp2, sizeof jp2, "$.rules", i, ".pattern");
+			return verr(v, o, rule_path(jp, sizeof jp, i, ""),
+				    "rule \"%s\" needs a \"pattern\"", r->name);
 		const struct kr_json *bad = NULL;
 		char perr[KR_ERRBUF];
-		e = kr_rules_add(c->compiled, pat, &bad, perr);
+		enum kr_err e = kr_rules_add(c->compiled, pat, &bad, perr);
 		if (e)
-			return verr(v, bad ? bad : pat, jp2, "%s", perr);
+			return verr(v, bad ? bad : pat, rule_path(jp2, sizeof jp2, i, ".pattern"), "%s",
+				    perr);
 		r->pattern = pat;
 		if (!tg)
-			return verr(v, o, jp, "rule \"%s\" needs \"targets\" (an array of sink names)",
-				    r->name);
-		jp_index(jp2, sizeof jp2, "$.rules", i, ".targets");
+			return verr(v, o, rule_path(jp, sizeof jp, i, ""),
+				    "rule \"%s\" needs \"targets\" (an array of sink names)", r->name);
 		if (tg->type != KR_JSON_ARRAY)
-			return verr(v, tg, jp2, "\"targets\" must be an array of sink names");
-		r->targets = calloc(tg->n + 1, sizeof *r->targets);
-		r->tcfg = calloc(tg->n + 1, sizeof *r->tcfg);
-		if (!r->targets || !r->tcfg)
-			return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+			return verr(v, tg, rule_path(jp2, sizeof jp2, i, ".targets"),
+				    "\"targets\" must be an array of sink names");
+		r->targets = targets_pool;
+		r->tcfg = tcfg_pool;
+		targets_pool += tg->n;
+		tcfg_pool += tg->n;
 		for (size_t k = 0; k < tg->n; k++) {
-			char jp3[128];
-			jp_index(jp3, sizeof jp3, jp2, k, "");
+			const struct kr_json *t = tg->items[k];
 			struct kr_target_cfg tc = {0};
-			e = load_target(v, tg->items[k], jp3, &tc);
-			if (e)
-				return e;
+			int32_t si;
+			/* nearly every target is the name of a sink: that needs no path */
+			if (t->type == KR_JSON_STRING && (si = find_sink(c, t->str)) >= 0) {
+				target_of_sink(v, si, &tc);
+			} else {
+				char jp3[128];
+				jp_index(jp3, sizeof jp3, rule_path(jp2, sizeof jp2, i, ".targets"), k,
+					 "");
+				if ((e = load_target(v, t, jp3, &tc)))
+					return e;
+			}
 			bool dup = false;
 			for (size_t q = 0; q < r->ntargets; q++)
 				dup |= r->targets[q] == tc.sink;
@@ -880,11 +960,7 @@ void kr_config_free(struct kr_config *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->rules_cap; i++) {
-		free(c->rules[i].targets);
-		free(c->rules[i].tcfg);
-	}
-	free(c->rules);
+	free(c->rules); /* with the targets of all rules (load_rules) */
 	free(c->sinks);
 	free(c->sources);
 	kr_rules_free(c->compiled);
