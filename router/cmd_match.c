@@ -12,9 +12,21 @@
 #include "input.h"
 #include "stream.h"
 
+/* Per rule, what its output needs, in 32 bytes: with 10,000 rules a match reads this one line
+ * (not the rule's configuration, a name pool and a target list, each a cache miss). */
+#define OUT_INLINE 24
+
 struct out_rule {
-	uint32_t name_off, name_len;
-	uint32_t targets_off, ntargets;
+	uint32_t targets;  /* ntargets == 1: the sink itself; else the first in m->targets */
+	uint16_t ntargets;
+	uint8_t name_inline; /* the JSON-encoded name is in name[] (else name_off/name_len) */
+	uint8_t name_len;
+	union {
+		char name[OUT_INLINE];
+		struct {
+			uint32_t name_off, name_len_long;
+		};
+	};
 };
 
 struct match_ctx {
@@ -22,8 +34,7 @@ struct match_ctx {
 	struct kr_match_state *st;
 	const char *input;
 	struct kr_buf names;  /* every rule and sink name JSON-encoded, one after another */
-	struct out_rule *rules; /* per rule, what its output needs, 16 bytes: with 10,000 rules a
-				   match reads one cache line here, not the rule's configuration */
+	struct out_rule *rules;
 	uint32_t *targets;      /* the rules' sink lists, one after another */
 	uint32_t *sink_off, *sink_len;
 	uint32_t *sink_stamp;
@@ -32,6 +43,22 @@ struct match_ctx {
 	unsigned long long events, matched, invalid;
 	bool write_failed;
 };
+
+static inline uint32_t out_target(const struct match_ctx *m, const struct out_rule *r, size_t t)
+{
+	return r->ntargets == 1 ? r->targets : m->targets[r->targets + t];
+}
+
+static inline const char *out_name(const struct match_ctx *m, const struct out_rule *r,
+				   size_t *len)
+{
+	if (r->name_inline) {
+		*len = r->name_len;
+		return r->name;
+	}
+	*len = r->name_len_long;
+	return m->names.p + r->name_off;
+}
 
 /* Writes the lines collected so far. */
 static bool flush_lines(struct match_ctx *m)
@@ -70,9 +97,11 @@ static int on_event(void *vctx, const struct kr_event *ev)
 	size_t need = sizeof ",\"rules\":[],\"targets\":[]}\n";
 	for (size_t i = 0; i < n; i++) {
 		const struct out_rule *r = &m->rules[ids[i]];
-		need += r->name_len + 1;
+		size_t len;
+		out_name(m, r, &len);
+		need += len + 1;
 		for (size_t t = 0; t < r->ntargets; t++)
-			need += m->sink_len[m->targets[r->targets_off + t]] + 1;
+			need += m->sink_len[out_target(m, r, t)] + 1;
 	}
 	if (!ok || !kr_buf_reserve(b, need)) {
 		fprintf(stderr, "kmsrouter: out of memory\n");
@@ -83,7 +112,9 @@ static int on_event(void *vctx, const struct kr_event *ev)
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			*o++ = ',';
-		o = put(o, m->names.p + m->rules[ids[i]].name_off, m->rules[ids[i]].name_len);
+		size_t len;
+		const char *name = out_name(m, &m->rules[ids[i]], &len);
+		o = put(o, name, len);
 	}
 	o = PUT(o, "],\"targets\":[");
 	if (++m->stamp == 0) {
@@ -94,7 +125,7 @@ static int on_event(void *vctx, const struct kr_event *ev)
 	for (size_t i = 0; i < n; i++) {
 		const struct out_rule *r = &m->rules[ids[i]];
 		for (size_t t = 0; t < r->ntargets; t++) {
-			uint32_t si = m->targets[r->targets_off + t];
+			uint32_t si = out_target(m, r, t);
 			if (m->sink_stamp[si] == m->stamp)
 				continue;
 			m->sink_stamp[si] = m->stamp;
@@ -206,10 +237,20 @@ int kr_cmd_match(int argc, char **argv)
 	ntargets = 0;
 	for (size_t i = 0; ok && i < cfg->nrules; i++) {
 		const struct kr_rule_cfg *r = &cfg->rules[i];
-		ok = encode(&m.names, r->name, &m.rules[i].name_off, &m.rules[i].name_len);
-		m.rules[i].targets_off = (uint32_t)ntargets;
-		m.rules[i].ntargets = (uint32_t)r->ntargets;
-		for (size_t t = 0; t < r->ntargets; t++)
+		struct out_rule *o = &m.rules[i];
+		uint32_t off, len;
+		ok = encode(&m.names, r->name, &off, &len) && r->ntargets <= UINT16_MAX;
+		if (len <= OUT_INLINE) {
+			o->name_inline = 1;
+			o->name_len = (uint8_t)len;
+			memcpy(o->name, m.names.p + off, len);
+		} else {
+			o->name_off = off;
+			o->name_len_long = len;
+		}
+		o->ntargets = (uint16_t)r->ntargets;
+		o->targets = r->ntargets == 1 ? r->targets[0] : (uint32_t)ntargets;
+		for (size_t t = 0; ok && r->ntargets != 1 && t < r->ntargets; t++)
 			m.targets[ntargets++] = r->targets[t];
 	}
 	for (size_t i = 0; ok && i < cfg->nsinks; i++)
