@@ -127,17 +127,17 @@ struct kr_rules {
 	uint32_t *always; /* sub-rules with no positive condition: checked for every event */
 	uint32_t nalways;
 	struct ientry *table;
-	uint32_t *tags; /* per table slot: 0 empty, else bits of the hash; probed before entries so a
-			   miss touches 4 bytes per slot, not a whole entry */
+	uint32_t *tags; /* per table slot: 0 empty, else bits of the hash (build time) */
 	uint32_t tcap, tn;
-	/* the built index, frozen: per table slot an offset into one block of records (header, cond
-	 * ids, key text), so a hit reads one or two cache lines */
+	/* the built index, frozen: 64-byte buckets holding each key with its entries, and a block
+	 * of records (frec) for the keys too big for a bucket */
+	struct fbucket *buckets;
+	uint32_t bcap;
 	char *frozen;
 	size_t frozen_len;
 	struct fcheck *checks; /* the exact-value checks of the frozen entries, by id */
-	uint32_t *rule_subs;   /* rule -> its first sub-rule (rule + 1: the end) */
 	uint32_t nchecks, capchecks;
-	struct fslot *fslots; /* tag and record offset side by side: one cache line per probe */
+	uint32_t *rule_subs;   /* rule -> its first sub-rule (rule + 1: the end) */
 	struct slotinfo *slots;
 	uint32_t nslots;
 	bool built;
@@ -1233,10 +1233,6 @@ static uint64_t anchor_cost(const struct kr_rules *r, const struct cond *cd, con
 	return cost;
 }
 
-struct fslot {
-	uint32_t tag, off;
-};
-
 /* A frozen record: one index key, its text right behind a 12-byte header, then its entries as
  * 32-bit words, one entry per condition the key satisfies. A record of up to 64 bytes never
  * straddles a cache line, so the usual hit (a key id, two rules) is one line. */
@@ -1264,6 +1260,22 @@ struct fcheck {
 	uint8_t vtype;
 	uint8_t alt_more;  /* the next check is another value of the same condition (OR) */
 };
+
+/* The index proper: open addressing over 64-byte buckets, so that a lookup reads one cache line
+ * (a key id and its two rules fit in one). tag 0: empty. A key that does not fit (long text, many
+ * entries) has len FB_LONG, nents FB_EXT and in data the offset of its frec in r->frozen. */
+#define FB_LONG 0xFFFFu
+#define FB_EXT 0xFFFFu
+
+struct fbucket {
+	uint32_t tag;
+	uint32_t slot_kind;
+	uint16_t len;
+	uint16_t nents;
+	char data[52]; /* the key text, 4-aligned, then its entries */
+};
+
+_Static_assert(sizeof(struct fbucket) == 64, "one bucket, one cache line");
 
 static inline uint32_t frec_kind_key(uint32_t slot, uint8_t kind)
 {
@@ -1420,24 +1432,27 @@ static enum kr_err freeze(struct kr_rules *r)
 	if (first)
 		first[r->tcap] = nwords;
 	free(cm.ids);
-	/* then lay the records out: 4-byte aligned, and one of up to 64 bytes within a cache line */
-	size_t total = 64;
+	/* then the buckets: a key whose text and entries fit goes whole into its 64-byte bucket,
+	   others into the overflow block (a frec), pointed to from the bucket */
+	uint32_t bcap = 16;
+	while (bcap < r->tn + r->tn / 2 + 1)
+		bcap *= 2;
+	size_t total = 8;
 	for (uint32_t i = 0; i < r->tcap && !err; i++) {
 		if (!r->tags[i])
 			continue;
-		size_t size = sizeof(struct frec) + ((r->table[i].len + 3) & ~(size_t)3) +
-			      (size_t)(first[i + 1] - first[i]) * 4;
-		if (size <= 64 && (total % 64) + size > 64)
-			total = (total + 63) & ~(size_t)63;
-		total += size;
+		size_t tl = (r->table[i].len + 3) & ~(size_t)3, nw = first[i + 1] - first[i];
+		if (r->table[i].len >= FB_LONG || tl + nw * 4 > sizeof(((struct fbucket *)0)->data))
+			total += sizeof(struct frec) + tl + nw * 4;
 	}
 	if (!err && total > UINT32_MAX)
 		err = KR_ERR_LIMIT;
 	if (!err) {
 		r->frozen_len = total;
-		r->frozen = aligned_alloc(64, (total + 63) & ~(size_t)63);
-		r->fslots = calloc(r->tcap, sizeof *r->fslots);
-		if (!r->frozen || !r->fslots)
+		r->frozen = malloc(total);
+		r->buckets = aligned_alloc(64, (size_t)bcap * sizeof *r->buckets);
+		r->bcap = bcap;
+		if (!r->frozen || !r->buckets)
 			err = KR_ERR_NOMEM;
 	}
 	if (err) {
@@ -1445,67 +1460,82 @@ static enum kr_err freeze(struct kr_rules *r)
 		free(first);
 		return err;
 	}
-	memset(r->frozen, 0, total);
-	size_t o = 64; /* offset 0 is never a record */
+	memset(r->buckets, 0, (size_t)bcap * sizeof *r->buckets);
+	size_t o = 8; /* offset 0 is never a record */
 	for (uint32_t i = 0; i < r->tcap; i++) {
 		const struct ientry *e = &r->table[i];
 		if (!r->tags[i])
 			continue;
+		uint32_t bi = (uint32_t)e->h & (bcap - 1);
+		while (r->buckets[bi].tag)
+			bi = (bi + 1) & (bcap - 1);
+		struct fbucket *b = &r->buckets[bi];
 		size_t tl = (e->len + 3) & ~(size_t)3, nw = first[i + 1] - first[i];
-		size_t size = sizeof(struct frec) + tl + nw * 4;
-		if (size <= 64 && (o % 64) + size > 64)
-			o = (o + 63) & ~(size_t)63;
+		b->tag = r->tags[i];
+		b->slot_kind = frec_kind_key(e->slot, e->kind);
+		b->nents = (uint16_t)(e->nconds < FB_EXT ? e->nconds : 0);
+		if (e->len < FB_LONG && e->nconds < FB_EXT && tl + nw * 4 <= sizeof b->data) {
+			b->len = (uint16_t)e->len;
+			memcpy(b->data, e->text, e->len);
+			memcpy(b->data + tl, words + first[i], nw * 4);
+			continue;
+		}
+		/* too big for the bucket */
 		struct frec *f = (struct frec *)(void *)(r->frozen + o);
-		f->slot_kind = frec_kind_key(e->slot, e->kind);
+		f->slot_kind = b->slot_kind;
 		f->len = e->len;
 		f->nents = e->nconds;
 		memcpy(f->text, e->text, e->len);
 		memcpy(f->text + tl, words + first[i], nw * 4);
-		r->fslots[i].tag = r->tags[i];
-		r->fslots[i].off = (uint32_t)o;
-		o += size;
+		b->len = FB_LONG;
+		b->nents = FB_EXT;
+		uint32_t off = (uint32_t)o;
+		memcpy(b->data, &off, sizeof off);
+		o += sizeof(struct frec) + tl + nw * 4;
 	}
 	free(words);
 	free(first);
-	table_entries_free(r); /* tcap stays: it sizes the frozen slots */
+	table_entries_free(r);
 	return KR_OK;
 }
 
-static const struct frec *frozen_find(const struct kr_rules *r, uint64_t h, uint32_t slot,
-				      uint8_t kind, const char *s, size_t n)
+/* The entries of key (slot, kind, s, n) and their number, or NULL. */
+static const uint32_t *frozen_find(const struct kr_rules *r, uint64_t h, uint32_t slot,
+				   uint8_t kind, const char *s, size_t n, uint32_t *nents)
 {
-	uint32_t mask = r->tcap - 1, tag = tag_of(h), sk = frec_kind_key(slot, kind);
+	uint32_t mask = r->bcap - 1, tag = tag_of(h), sk = frec_kind_key(slot, kind);
 	for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
-		uint32_t t = r->fslots[i].tag;
-		if (!t)
+		const struct fbucket *b = &r->buckets[i];
+		if (!b->tag)
 			return NULL;
-		if (t != tag)
+		if (b->tag != tag || b->slot_kind != sk)
 			continue;
-		const struct frec *f = (const struct frec *)(const void *)(r->frozen + r->fslots[i].off);
-		if (f->slot_kind == sk && f->len == n && memcmp(f->text, s, n) == 0)
-			return f;
+		if (b->nents != FB_EXT) {
+			if (b->len == n && memcmp(b->data, s, n) == 0) {
+				*nents = b->nents;
+				return (const uint32_t *)(const void *)(b->data + ((n + 3) & ~(size_t)3));
+			}
+			continue;
+		}
+		uint32_t off;
+		memcpy(&off, b->data, sizeof off);
+		const struct frec *f = (const struct frec *)(const void *)(r->frozen + off);
+		if (f->len == n && memcmp(f->text, s, n) == 0) {
+			*nents = f->nents;
+			return frec_entries(f);
+		}
 	}
 }
 
 #define PREFETCH_MIN_BYTES (256u * 1024u)
 
-/* A value of an indexed slot was just parsed: find its slot in the table now and start loading
- * its record, so that the lookup when the event ends finds both in the cache. Nothing waits for
- * the result, so the processor goes on parsing meanwhile. */
+/* A value of an indexed slot was just parsed: start loading its bucket, so that the lookup when
+ * the event ends finds it in the cache. Nothing waits for it. */
 static void prefetch_key(const void *ctx, uint32_t slot, const char *s, size_t n)
 {
 	const struct kr_rules *r = ctx;
 	uint64_t h = key_hash(slot, IX_STR, s, n);
-	uint32_t mask = r->tcap - 1, tag = tag_of(h);
-	for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
-		uint32_t t = r->fslots[i].tag;
-		if (!t)
-			return;
-		if (t == tag) {
-			__builtin_prefetch(r->frozen + r->fslots[i].off);
-			return;
-		}
-	}
+	__builtin_prefetch(&r->buckets[(uint32_t)h & (r->bcap - 1)]);
 }
 
 /* Each sub-rule is reached through one anchor condition, the one whose values the fewest other
@@ -1578,7 +1608,7 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 		return KR_ERR_NOMEM;
 	/* the slots with exact-string keys: the parser announces their values (prefetch_key); not
 	 * worth its cost while the index is small enough to stay in the cache anyway */
-	if ((size_t)r->tcap * sizeof *r->fslots + r->frozen_len < PREFETCH_MIN_BYTES) {
+	if ((size_t)r->bcap * sizeof *r->buckets + r->frozen_len < PREFETCH_MIN_BYTES) {
 		r->built = true;
 		return KR_OK;
 	}
@@ -1618,7 +1648,7 @@ void kr_rules_free(struct kr_rules *r)
 	free(r->always);
 	table_free(r);
 	free(r->frozen);
-	free(r->fslots);
+	free(r->buckets);
 	free(r->checks);
 	free(r->rule_subs);
 	strpool_free(&r->strings);
@@ -1760,11 +1790,11 @@ static inline void lookup(const struct kr_rules *r, struct kr_match_state *st,
 			  const struct kr_view *v, uint32_t slot, uint8_t kind, const char *s,
 			  size_t n)
 {
-	const struct frec *f = frozen_find(r, key_hash(slot, kind, s, n), slot, kind, s, n);
-	if (!f)
+	uint32_t nents;
+	const uint32_t *w = frozen_find(r, key_hash(slot, kind, s, n), slot, kind, s, n, &nents);
+	if (!w)
 		return;
-	const uint32_t *w = frec_entries(f);
-	for (uint32_t i = 0; i < f->nents; i++) {
+	for (uint32_t i = 0; i < nents; i++) {
 		uint32_t rule = w[0], nchecks = w[1] & 0xFF;
 		if (nchecks == FENT_GENERAL)
 			satisfy(r, st, w[2]);

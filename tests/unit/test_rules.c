@@ -793,6 +793,44 @@ static void test_exact_value_checks_in_the_index_keep_the_semantics(void **state
 	rs_fini(&rs);
 }
 
+/* Keys too big for an index bucket (a long value; one value that many rules name) match as the
+ * small ones do. */
+static void test_long_keys_and_keys_of_many_rules_match(void **state)
+{
+	(void)state;
+	struct rset rs;
+	rs_init(&rs);
+	char longv[200], pat[400];
+	memset(longv, 'k', sizeof longv - 1);
+	longv[sizeof longv - 1] = 0;
+	snprintf(pat, sizeof pat, "{\"a\": [\"%s\"], \"t\": [\"T\"]}", longv);
+	assert_int_equal(rs_add(&rs, pat), 0);
+	for (int i = 1; i <= 30; i++) {
+		/* b costs 30 as an anchor, c 31 ("C" in every rule): all are anchored on "shared" */
+		snprintf(pat, sizeof pat, "{\"b\": [\"shared\"], \"c\": [\"C\", \"v%d\"]}", i);
+		assert_int_equal(rs_add(&rs, pat), (uint32_t)i);
+	}
+	rs_build(&rs);
+	ev_str(&rs, "a", longv);
+	ev_str(&rs, "t", "T");
+	assert_string_equal(matches(&rs), "0");
+	ev_reset(&rs);
+	ev_str(&rs, "b", "shared");
+	ev_str(&rs, "c", "v7");
+	ev_str(&rs, "c", "v30");
+	assert_string_equal(matches(&rs), "7 30");
+	ev_reset(&rs);
+	ev_str(&rs, "b", "shared");
+	ev_str(&rs, "c", "C");
+	assert_string_equal(matches(&rs), "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 "
+					  "24 25 26 27 28 29 30");
+	ev_reset(&rs);
+	ev_str(&rs, "b", "shared");
+	ev_str(&rs, "c", "x");
+	assert_string_equal(matches(&rs), "");
+	rs_fini(&rs);
+}
+
 /* ---- randomized cross-check against a reference evaluator ---- */
 
 enum { RPATHS = 3, MAXM = 3, NRULES = 150, NEVENTS = 3000 };
@@ -974,6 +1012,7 @@ int main(void)
 		cmocka_unit_test(test_add_after_build_is_refused),
 		cmocka_unit_test(test_ten_thousand_rules_wake_only_the_one_for_the_key),
 		cmocka_unit_test(test_exact_value_checks_in_the_index_keep_the_semantics),
+		cmocka_unit_test(test_long_keys_and_keys_of_many_rules_match),
 		cmocka_unit_test(test_random_patterns_agree_with_a_reference_evaluator),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
