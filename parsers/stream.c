@@ -694,9 +694,34 @@ static int cb_end(void *ctx)
 
 /* Which of the fields the parser itself needs (envelopes, CloudTrail conversion, checks) a key
  * names. Switching on the length first keeps the common miss to one or two compares. */
+/* k (of length n, checked by the caller) equals the literal lit of that length: with n a
+ * constant this is two overlapping loads and compares, not a call to memcmp. */
+static inline bool key_is(const char *k, const char *lit, size_t n)
+{
+	if (n > 16)
+		return memcmp(k, lit, n) == 0;
+	if (n >= 8) {
+		uint64_t a, b, c, d;
+		memcpy(&a, k, 8);
+		memcpy(&b, lit, 8);
+		memcpy(&c, k + n - 8, 8);
+		memcpy(&d, lit + n - 8, 8);
+		return a == b && c == d;
+	}
+	if (n >= 4) {
+		uint32_t a, b, c, d;
+		memcpy(&a, k, 4);
+		memcpy(&b, lit, 4);
+		memcpy(&c, k + n - 4, 4);
+		memcpy(&d, lit + n - 4, 4);
+		return a == b && c == d;
+	}
+	return memcmp(k, lit, n) == 0;
+}
+
 static enum special key_special(const struct pstate *p, const char *k, size_t n)
 {
-#define IS(lit) (memcmp(k, lit, sizeof(lit) - 1) == 0)
+#define IS(lit) key_is(k, lit, sizeof(lit) - 1)
 	unsigned rel = p->depth - p->ev_depth; /* 1: the record's own keys */
 	if (p->ev_depth == 2 && !p->inner) {
 		if (rel == 2) {
