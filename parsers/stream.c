@@ -460,34 +460,7 @@ static enum vrole role(struct pstate *p, bool is_map)
 	return VR_FIELD;
 }
 
-/* The hot path of every scalar: an ordinary field inside a record. Inlined into each callback;
- * the rest (record boundaries, envelope and CloudTrail fields, bad records) is scalar_slow. */
-static int scalar_slow(struct pstate *p, enum kr_vtype t, const char *v, size_t n, size_t toklen);
-
-static inline __attribute__((always_inline)) int scalar(struct pstate *p, enum kr_vtype t,
-							const char *v, size_t n, size_t toklen)
-{
-	if (p->in_record && p->depth > p->ev_depth) {
-		struct frame *f = &p->frames[p->depth - 1];
-		if (f->is_array) {
-			if (f->node && f->node->slot >= 0)
-				kr_view_add(&p->s->view, (uint32_t)f->node->slot, t, v, n, p->trail,
-					    p->ntrail);
-			f->idx++;
-			return 1;
-		}
-		if (f->special == SP_NONE) {
-			if (f->keynode && f->keynode->slot >= 0)
-				kr_view_add(&p->s->view, (uint32_t)f->keynode->slot, t, v, n, p->trail,
-					    p->ntrail);
-			return 1;
-		}
-	}
-	return scalar_slow(p, t, v, n, toklen);
-}
-
-static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype t, const char *v,
-						 size_t n, size_t toklen)
+static int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, size_t toklen)
 {
 	struct kr_stream *s = p->s;
 	struct frame *f = top(p);
@@ -612,23 +585,7 @@ static inline void push_frame(struct pstate *p, struct frame *parent,
 	}
 }
 
-static int open_container_slow(struct pstate *p, bool is_map);
-
-static inline __attribute__((always_inline)) int open_container(struct pstate *p, bool is_map)
-{
-	if (p->depth < p->s->max_depth && p->in_record && p->depth > p->ev_depth) {
-		struct frame *parent = &p->frames[p->depth - 1];
-		if (parent->is_array || parent->special == SP_NONE) {
-			/* the hot path: an ordinary object or array inside a record */
-			push_frame(p, parent, parent->is_array ? parent->node : parent->keynode,
-				   is_map, parent->is_array);
-			return 1;
-		}
-	}
-	return open_container_slow(p, is_map);
-}
-
-static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool is_map)
+static int open_container(struct pstate *p, bool is_map)
 {
 	struct kr_stream *s = p->s;
 	if (p->depth >= s->max_depth) {
@@ -639,6 +596,7 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 	struct frame *parent = top(p);
 	if (p->in_record && p->depth > p->ev_depth &&
 	    (parent->is_array || parent->special == SP_NONE)) {
+		/* the hot path: an ordinary object or array inside a record */
 		push_frame(p, parent, parent->is_array ? parent->node : parent->keynode, is_map,
 			   parent->is_array);
 		return 1;
@@ -761,8 +719,7 @@ static inline bool key_is(const char *k, const char *lit, size_t n)
 	return memcmp(k, lit, n) == 0;
 }
 
-static __attribute__((noinline)) enum special key_special(const struct pstate *p, const char *k,
-							    size_t n)
+static enum special key_special(const struct pstate *p, const char *k, size_t n)
 {
 #define IS(lit) key_is(k, lit, sizeof(lit) - 1)
 	unsigned rel = p->depth - p->ev_depth; /* 1: the record's own keys */

@@ -40,11 +40,6 @@ struct match_ctx {
 	uint32_t *sink_stamp;
 	uint32_t stamp;
 	struct kr_buf line;
-	/* the event whose line is written after the next one's match (on_event) */
-	bool pend, pend_has_id;
-	struct kr_buf pend_id;
-	uint32_t *pend_ids;
-	size_t pend_n;
 	unsigned long long events, matched, invalid;
 	bool write_failed;
 };
@@ -86,15 +81,20 @@ static inline char *put(char *o, const void *src, size_t n)
 
 #define PUT(o, lit) put((o), (lit), sizeof(lit) - 1)
 
-/* Appends the line of one event: its id (NULL: none) and the ids of the rules it matched. */
-static int write_line(struct match_ctx *m, const char *id, size_t id_len, const uint32_t *ids,
-		      size_t n)
+static int on_event(void *vctx, const struct kr_event *ev)
 {
+	struct match_ctx *m = vctx;
+	const uint32_t *ids;
+	size_t n = kr_rules_match(m->cfg->compiled, m->st, ev->view, &ids);
+	/* with thousands of rules their entries are not in the cache: start loading them while the
+	   id is written */
+	for (size_t i = 0; i < n && i < 8; i++)
+		__builtin_prefetch(&m->rules[ids[i]]);
 	/* lines collect in one buffer, written out every 64 KiB */
 	struct kr_buf *b = &m->line;
 	bool ok = LIT(b, "{\"id\":");
-	if (id)
-		ok = ok && kr_buf_json_string(b, id, id_len);
+	if (ev->id)
+		ok = ok && kr_buf_json_string(b, ev->id, ev->id_len);
 	else
 		ok = ok && LIT(b, "null");
 	/* the rest in one reservation: the names of the rules and of their sinks, with commas */
@@ -146,39 +146,6 @@ static int write_line(struct match_ctx *m, const char *id, size_t id_len, const 
 		m->matched++;
 	if (b->len >= 64 * 1024 && !flush_lines(m))
 		return 1;
-	return 0;
-}
-
-/* Writes the line of the event kept back, if any. */
-static int write_pending(struct match_ctx *m)
-{
-	if (!m->pend)
-		return 0;
-	m->pend = false;
-	return write_line(m, m->pend_has_id ? m->pend_id.p : NULL, m->pend_id.len, m->pend_ids,
-			  m->pend_n);
-}
-
-/* An event's line is written one event late: its rules' output entries, likely not in the cache
- * with thousands of rules, are prefetched now and used when the next event has been parsed. */
-static int on_event(void *vctx, const struct kr_event *ev)
-{
-	struct match_ctx *m = vctx;
-	const uint32_t *ids;
-	size_t n = kr_rules_match(m->cfg->compiled, m->st, ev->view, &ids);
-	for (size_t i = 0; i < n && i < 8; i++)
-		__builtin_prefetch(&m->rules[ids[i]]);
-	if (write_pending(m))
-		return 1;
-	m->pend_id.len = 0;
-	if (ev->id && !kr_buf_append(&m->pend_id, ev->id, ev->id_len)) {
-		fprintf(stderr, "kmsrouter: out of memory\n");
-		return 1;
-	}
-	m->pend_has_id = ev->id != NULL;
-	memcpy(m->pend_ids, ids, n * sizeof *ids);
-	m->pend_n = n;
-	m->pend = true;
 	return 0;
 }
 
@@ -266,12 +233,11 @@ int kr_cmd_match(int argc, char **argv)
 	for (size_t i = 0; i < cfg->nrules; i++)
 		ntargets += cfg->rules[i].ntargets;
 	m.rules = calloc(cfg->nrules + 1, sizeof *m.rules);
-	m.pend_ids = calloc(cfg->nrules + 1, sizeof *m.pend_ids);
 	m.targets = calloc(ntargets + 1, sizeof *m.targets);
 	m.sink_off = calloc(cfg->nsinks + 1, sizeof *m.sink_off);
 	m.sink_len = calloc(cfg->nsinks + 1, sizeof *m.sink_len);
 	m.sink_stamp = calloc(cfg->nsinks + 1, sizeof *m.sink_stamp);
-	bool ok = m.st && m.rules && m.pend_ids && m.targets && m.sink_off && m.sink_len && m.sink_stamp;
+	bool ok = m.st && m.rules && m.targets && m.sink_off && m.sink_len && m.sink_stamp;
 	ntargets = 0;
 	for (size_t i = 0; ok && i < cfg->nrules; i++) {
 		const struct kr_rule_cfg *r = &cfg->rules[i];
@@ -307,8 +273,6 @@ int kr_cmd_match(int argc, char **argv)
 	for (int i = 0; i < nfiles && !m.write_failed; i++) {
 		m.input = files[i];
 		enum kr_err e = kr_input_read(s, files[i], err);
-		if (write_pending(&m))
-			read_error = true; /* out of memory, or the output failed (write_failed) */
 		if (e != KR_OK && !m.write_failed) {
 			flush_lines(&m);
 			fflush(stdout);
@@ -330,8 +294,6 @@ out:
 	kr_stream_free(s);
 	kr_buf_free(&m.names);
 	free(m.rules);
-	free(m.pend_ids);
-	kr_buf_free(&m.pend_id);
 	free(m.targets);
 	free(m.sink_off);
 	free(m.sink_len);
