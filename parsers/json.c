@@ -559,11 +559,18 @@ bool kr_buf_puts(struct kr_buf *b, const char *s)
 
 bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	/* worst case every byte becomes \u00XX */
 	if (!kr_buf_reserve(b, n * 6 + 3))
 		return false;
-	char *o = b->p + b->len;
+	char *o = kr_json_string_to(b->p + b->len, s, n);
+	*o = 0;
+	b->len = (size_t)(o - b->p);
+	return true;
+}
+
+char *kr_json_string_to(char *o, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
 	*o++ = '"';
 	size_t run = 0, i = 0;
 	/* eight bytes at a time while none is a quote, a backslash or a control character */
@@ -603,9 +610,7 @@ bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n)
 	memcpy(o, s + run, n - run);
 	o += n - run;
 	*o++ = '"';
-	*o = 0;
-	b->len = (size_t)(o - b->p);
-	return true;
+	return o;
 }
 
 void kr_buf_free(struct kr_buf *b)

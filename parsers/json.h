@@ -81,6 +81,8 @@ bool kr_buf_reserve(struct kr_buf *b, size_t extra);
 bool kr_buf_append(struct kr_buf *b, const void *s, size_t n);
 bool kr_buf_puts(struct kr_buf *b, const char *s);
 bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n);
+/* The same into memory with room for 6 * n + 2 bytes; returns the end (not NUL-terminated). */
+char *kr_json_string_to(char *o, const char *s, size_t n);
 void kr_buf_free(struct kr_buf *b);
 
 /* Appends the compact JSON text of j (numbers exactly as they were written). */
