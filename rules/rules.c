@@ -3,10 +3,13 @@
  * Compile: the pattern tree is expanded into disjunctive normal form ($or alternatives multiply
  * out into sub-rules); each leaf array becomes a condition on one path slot. Build: each sub-rule
  * gets one anchor condition, the most selective one, and the anchor's matchers become keys
- * (slot, kind, text) in one open-addressing table whose value lists the conditions they satisfy;
- * prefix and suffix matchers are looked up by each distinct length the slot uses. Match: for every
- * value the event has, look up its keys; each anchor that fires makes its sub-rule a candidate,
- * whose other conditions (and array-element consistency) are then checked against the view. */
+ * (slot, kind, text) in one open-addressing table of 64-byte buckets, each holding its key and the
+ * entries of the conditions it satisfies (rule id, and the sub-rule's other conditions inline when
+ * they are plain exact values); prefix and suffix matchers are looked up by each distinct length
+ * the slot uses. Match: for every value the event has, look up its keys; an entry with inline
+ * checks decides its rule from the bucket alone, any other makes its sub-rule a candidate, whose
+ * other conditions (and array-element consistency) are then checked against the view. With a
+ * large index the parser's hint prefetches a value's bucket as soon as the value is parsed. */
 #include "rules.h"
 
 #include <arpa/inet.h>
