@@ -692,8 +692,6 @@ static int cb_end(void *ctx)
 	return close_container(ctx);
 }
 
-/* Which of the fields the parser itself needs (envelopes, CloudTrail conversion, checks) a key
- * names. Switching on the length first keeps the common miss to one or two compares. */
 /* k (of length n, checked by the caller) equals the literal lit of that length: with n a
  * constant this is two overlapping loads and compares, not a call to memcmp. */
 static inline bool key_is(const char *k, const char *lit, size_t n)
@@ -719,6 +717,8 @@ static inline bool key_is(const char *k, const char *lit, size_t n)
 	return memcmp(k, lit, n) == 0;
 }
 
+/* Which of the fields the parser itself needs (envelopes, CloudTrail conversion, checks) a key
+ * names. Switching on the length first keeps the common miss to one or two compares. */
 static enum special key_special(const struct pstate *p, const char *k, size_t n)
 {
 #define IS(lit) key_is(k, lit, sizeof(lit) - 1)
