@@ -24,8 +24,9 @@
 #   EVENTS     number of events (default 1000000)
 #   BENCH_DIR  cache of generated files and yajl_parse (default /tmp/kmsrouter-bench)
 #   KMSROUTER  kmsrouter binary (default build/kmsrouter, relative to the repo root)
-#   REPEAT     runs of yajl-only and of each kmsrouter rule set; the fastest
-#              is reported (default 3)
+#   REPEAT     runs of yajl-only and of each kmsrouter rule set, interleaved; the
+#              fastest is reported (default 7: this kind of VM drifts by 20% and more
+#              between minutes, and fewer runs often miss its quiet moments)
 #   JQ_EVENTS  "all" (default) runs jq on the whole file; "head" runs it on the
 #              first 100,000 events only, for when jq is too slow
 # Needs python3, jq, cc and libyajl-dev (scripts/install-deps.sh).
@@ -39,7 +40,7 @@ root=$PWD
 
 EVENTS=${EVENTS:-1000000}
 BENCH_DIR=${BENCH_DIR:-/tmp/kmsrouter-bench}
-REPEAT=${REPEAT:-3}
+REPEAT=${REPEAT:-7}
 JQ_EVENTS=${JQ_EVENTS:-all}
 if [ -n "${KMSROUTER:-}" ]; then
 	kmsrouter=$KMSROUTER
