@@ -1263,9 +1263,8 @@ static uint64_t anchor_cost(const struct kr_rules *r, const struct cond *cd, con
 	return cost;
 }
 
-/* A frozen record: one index key, its text right behind a 12-byte header, then its entries as
- * 32-bit words, one entry per condition the key satisfies. A record of up to 64 bytes never
- * straddles a cache line, so the usual hit (a key id, two rules) is one line. */
+/* A key too big for its bucket (fbucket below), in the overflow block: its text right behind a
+ * 12-byte header, then its entries as 32-bit words, one entry per condition the key satisfies. */
 struct frec {
 	uint32_t slot_kind; /* slot << 4 | kind */
 	uint32_t len;
@@ -1435,7 +1434,8 @@ static uint32_t fent_encode(struct kr_rules *r, struct checkmap *cm, uint32_t ci
 	return fent_words(nchecks);
 }
 
-/* Moves the build-time table into the frozen layout and frees it (the tags stay). */
+/* Moves the build-time table (and its tags) into the buckets and the overflow block, and frees
+ * it. */
 static enum kr_err freeze(struct kr_rules *r)
 {
 	/* encode every key's entries first (their sizes depend on the check ids they get) */
@@ -1503,9 +1503,9 @@ static enum kr_err freeze(struct kr_rules *r)
 		size_t tl = (e->len + 3) & ~(size_t)3, nw = first[i + 1] - first[i];
 		b->tag = r->tags[i];
 		b->slot_kind = frec_kind_key(e->slot, e->kind);
-		b->nents = (uint16_t)(e->nconds < FB_EXT ? e->nconds : 0);
 		if (e->len < FB_LONG && e->nconds < FB_EXT && tl + nw * 4 <= sizeof b->data) {
 			b->len = (uint16_t)e->len;
+			b->nents = (uint16_t)e->nconds;
 			memcpy(b->data, e->text, e->len);
 			memcpy(b->data + tl, words + first[i], nw * 4);
 			continue;
