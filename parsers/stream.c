@@ -42,14 +42,37 @@ enum special {
 	NSPECIAL
 };
 
-struct frame {
-	const struct kr_path_node *node;    /* container's trie node; array elements map to it */
-	const struct kr_path_node *keynode; /* objects: node of the current key's value */
-	uint32_t arr_id, idx;
-	uint32_t nkeys;
-	uint8_t is_array;
+/* A record's own keys come in much the same order from one event to the next: the key seen at
+ * position i of the previous record, with what it resolved to, answers the key at position i of
+ * this one after one comparison. One cache per record level (what a key means to the parser
+ * depends on it): top-level records and SNS Messages, elements of a top-level array, and
+ * CloudTrail records, whose level is "detail" in the trie. */
+#define KC_KEYS 24
+#define KC_KEYMAX 23
+
+struct kc_ent {
+	const struct kr_path_node *node;
+	int8_t len; /* -1: empty */
 	uint8_t special;
+	char key[KC_KEYMAX];
+};
+
+/* One open object or array. The flags let the callbacks' hot paths (an ordinary field inside a
+ * record) decide with one or two byte tests; anything else goes to the slow paths, which hold the
+ * whole logic. frames[-1] is a sentinel for depth 0 with every slow flag set. */
+struct frame {
+	const struct kr_path_node *node;  /* container's trie node */
+	const struct kr_path_node *vnode; /* node of the next value: the current key's child in an
+					     object, node itself in an array */
+	uint32_t arr_id, idx;
+	uint32_t nkeys;                   /* counted in keys_slow frames only */
+	uint8_t is_array;
+	uint8_t special;                  /* objects: what the current key is to the parser */
+	uint8_t slow;                     /* values here are not ordinary fields of a record */
+	uint8_t keys_slow;                /* keys here may be special (a record's own keys) */
+	uint8_t end_slow;                 /* closing this frame ends a record or a top-level value */
 	uint8_t trail_pushed;
+	struct kc_ent *kc;                /* a record's own frame: its key cache (see kc_ent) */
 };
 
 struct kr_stream;
@@ -71,6 +94,7 @@ struct pstate {
 	uint32_t next_arr_id;
 	uint32_t *trail;
 	uint32_t ntrail;
+	struct kc_ent kc[3][KC_KEYS]; /* by ev_depth */
 	const char *cancel_msg; /* why a callback stopped the parse; NULL: consumer asked to stop */
 	bool stop;              /* the consumer asked to stop */
 	bool pause;             /* the consumer asked to pause after the record that just ended */
@@ -217,15 +241,26 @@ static int report_pending(struct kr_stream *s, uint64_t end)
 
 /* ---- pstate ---- */
 
+static void kc_clear(struct pstate *p)
+{
+	for (int c = 0; c < 3; c++)
+		for (int i = 0; i < KC_KEYS; i++)
+			p->kc[c][i].len = -1;
+}
+
 static int pstate_open(struct kr_stream *s, struct pstate *p, bool inner)
 {
 	p->s = s;
 	p->inner = inner;
 	if (!p->frames) {
-		p->frames = calloc(s->max_depth + 2, sizeof *p->frames);
+		struct frame *base = calloc(s->max_depth + 3, sizeof *base);
 		p->trail = calloc(2 * (s->max_depth + 2), sizeof *p->trail);
-		if (!p->frames || !p->trail)
+		if (!base || !p->trail) {
+			free(base);
 			return -1;
+		}
+		base->slow = base->keys_slow = base->end_slow = 1;
+		p->frames = base + 1;
 	}
 	if (p->h)
 		yajl_free(p->h);
@@ -238,6 +273,7 @@ static int pstate_open(struct kr_stream *s, struct pstate *p, bool inner)
 	p->container = C_NONE;
 	p->in_record = false;
 	p->ntrail = 0;
+	kc_clear(p);
 	p->cancel_msg = NULL;
 	p->resync_at = 0;
 	p->stop = false;
@@ -249,7 +285,7 @@ static void pstate_close(struct pstate *p)
 	if (p->h)
 		yajl_free(p->h);
 	p->h = NULL;
-	free(p->frames);
+	free(p->frames ? p->frames - 1 : NULL);
 	free(p->trail);
 	p->frames = NULL;
 	p->trail = NULL;
@@ -437,7 +473,7 @@ static inline const struct kr_path_node *value_node(struct pstate *p)
 	struct frame *f = top(p);
 	if (!f)
 		return NULL;
-	return f->is_array ? f->node : f->keynode;
+	return f->vnode;
 }
 
 /* A scalar, a map or an array is starting at depth p->depth. Returns what it is. */
@@ -460,26 +496,18 @@ static enum vrole role(struct pstate *p, bool is_map)
 	return VR_FIELD;
 }
 
-static int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, size_t toklen)
+static inline struct frame *cur(struct pstate *p)
+{
+	return &p->frames[(int)p->depth - 1]; /* the sentinel at depth 0 */
+}
+
+/* A value outside the hot path: at or above a record's level, or the value of a key that the
+ * parser itself looks at. */
+static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype t, const char *v,
+						 size_t n, size_t toklen)
 {
 	struct kr_stream *s = p->s;
 	struct frame *f = top(p);
-	if (p->in_record && p->depth > p->ev_depth) {
-		/* the hot path: an ordinary field inside a record */
-		if (f->is_array) {
-			if (f->node && f->node->slot >= 0)
-				kr_view_add(&s->view, (uint32_t)f->node->slot, t, v, n, p->trail,
-					    p->ntrail);
-			f->idx++;
-			return 1;
-		}
-		if (f->special == SP_NONE) {
-			if (f->keynode && f->keynode->slot >= 0)
-				kr_view_add(&s->view, (uint32_t)f->keynode->slot, t, v, n, p->trail,
-					    p->ntrail);
-			return 1;
-		}
-	}
 	enum vrole r = role(p, false);
 	if (r == VR_CONTAINER_JUNK)
 		return 1;
@@ -544,6 +572,19 @@ static int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, si
 	return 1;
 }
 
+/* The hot path: an ordinary field inside a record. */
+static inline int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, size_t toklen)
+{
+	struct frame *f = cur(p);
+	if (__builtin_expect(f->slow | f->special, 0))
+		return scalar_slow(p, t, v, n, toklen);
+	const struct kr_path_node *node = f->vnode;
+	if (node && node->slot >= 0)
+		kr_view_add(&p->s->view, (uint32_t)node->slot, t, v, n, p->trail, p->ntrail);
+	f->idx++;
+	return 1;
+}
+
 static int cb_null(void *ctx)
 {
 	return scalar(ctx, KR_V_NULL, "", 0, 4);
@@ -564,12 +605,13 @@ static int cb_string(void *ctx, const unsigned char *v, size_t n)
 	return scalar(ctx, KR_V_STRING, (const char *)v, n, n + 2);
 }
 
-static inline void push_frame(struct pstate *p, struct frame *parent,
-			      const struct kr_path_node *node, bool is_map, bool push_trail)
+/* Pushes a frame from the slow path, working out its flags from the parse state. */
+static void push_frame(struct pstate *p, struct frame *parent, const struct kr_path_node *node,
+		       bool is_map, bool push_trail)
 {
 	struct frame *f = &p->frames[p->depth++];
 	f->node = node;
-	f->keynode = NULL;
+	f->vnode = is_map ? NULL : node;
 	f->is_array = !is_map;
 	f->special = SP_NONE;
 	f->nkeys = 0;
@@ -577,6 +619,16 @@ static inline void push_frame(struct pstate *p, struct frame *parent,
 	f->trail_pushed = 0;
 	if (!is_map)
 		f->arr_id = p->next_arr_id++;
+	unsigned rel = p->depth - p->ev_depth; /* the keys' rel in key_special */
+	bool field = p->in_record && p->depth > p->ev_depth;
+	f->slow = !field;
+	f->keys_slow = is_map && p->in_record &&
+		       (rel == 1 || (rel == 2 && p->ev_depth == 2 && !p->inner));
+	f->end_slow = !field || rel == 1;
+	/* a record's own frame; the key cache holds for the trie node it was filled from */
+	f->kc = f->keys_slow && rel == 1 && (node == p->s->root || node == p->s->detail_node)
+			? p->kc[p->ev_depth < 2 ? p->ev_depth : 2]
+			: NULL;
 	if (push_trail && node) {
 		/* an object or array inside an array: what lies below belongs to one element */
 		p->trail[p->ntrail++] = parent->arr_id;
@@ -585,7 +637,7 @@ static inline void push_frame(struct pstate *p, struct frame *parent,
 	}
 }
 
-static int open_container(struct pstate *p, bool is_map)
+static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool is_map)
 {
 	struct kr_stream *s = p->s;
 	if (p->depth >= s->max_depth) {
@@ -594,13 +646,6 @@ static int open_container(struct pstate *p, bool is_map)
 		return cancel(p, p->msg);
 	}
 	struct frame *parent = top(p);
-	if (p->in_record && p->depth > p->ev_depth &&
-	    (parent->is_array || parent->special == SP_NONE)) {
-		/* the hot path: an ordinary object or array inside a record */
-		push_frame(p, parent, parent->is_array ? parent->node : parent->keynode, is_map,
-			   parent->is_array);
-		return 1;
-	}
 	uint64_t start = tok_end(p) - 1;
 	enum vrole r = role(p, is_map);
 	const struct kr_path_node *node = NULL;
@@ -644,7 +689,8 @@ static int open_container(struct pstate *p, bool is_map)
 					p->container = C_CLOUDTRAIL;
 					node = NULL;
 					parent->node = NULL;
-					parent->keynode = NULL;
+					parent->vnode = NULL;
+					parent->slow = 1;
 				}
 				break;
 			default:
@@ -654,6 +700,34 @@ static int open_container(struct pstate *p, bool is_map)
 		push_trail = parent && parent->is_array;
 	}
 	push_frame(p, parent, node, is_map, push_trail);
+	return 1;
+}
+
+/* The hot path: an ordinary object or array inside a record. */
+static inline int open_container(struct pstate *p, bool is_map)
+{
+	struct frame *parent = cur(p);
+	if (__builtin_expect((parent->slow | parent->special) != 0 || p->depth >= p->s->max_depth, 0))
+		return open_container_slow(p, is_map);
+	const struct kr_path_node *node = parent->vnode;
+	struct frame *f = parent + 1;
+	p->depth++;
+	f->node = node;
+	f->vnode = is_map ? NULL : node;
+	f->idx = 0;
+	f->is_array = !is_map;
+	f->special = SP_NONE;
+	f->slow = f->keys_slow = f->end_slow = 0;
+	f->trail_pushed = 0;
+	f->kc = NULL;
+	if (!is_map)
+		f->arr_id = p->next_arr_id++;
+	if (parent->is_array && node) {
+		/* an object or array inside an array: what lies below belongs to one element */
+		p->trail[p->ntrail++] = parent->arr_id;
+		p->trail[p->ntrail++] = parent->idx;
+		f->trail_pushed = 1;
+	}
 	return 1;
 }
 
@@ -667,7 +741,7 @@ static int cb_start_array(void *ctx)
 	return open_container(ctx, false);
 }
 
-static int close_container(struct pstate *p)
+static __attribute__((noinline)) int close_container_slow(struct pstate *p)
 {
 	struct kr_stream *s = p->s;
 	struct frame *f = &p->frames[--p->depth];
@@ -687,41 +761,67 @@ static int close_container(struct pstate *p)
 	return !p->stop;
 }
 
+static inline int close_container(struct pstate *p)
+{
+	struct frame *f = cur(p);
+	if (__builtin_expect(f->end_slow, 0))
+		return close_container_slow(p);
+	p->depth--;
+	if (f->trail_pushed)
+		p->ntrail -= 2;
+	f[-1].idx++; /* counts elements in an array; unused in an object */
+	return 1;
+}
+
 static int cb_end(void *ctx)
 {
 	return close_container(ctx);
 }
 
-/* k (of length n, checked by the caller) equals the literal lit of that length: with n a
- * constant this is two overlapping loads and compares, not a call to memcmp. */
-static inline bool key_is(const char *k, const char *lit, size_t n)
+/* k and ek, both n bytes long, are equal. Keys are short: up to 24 bytes this is overlapping
+ * loads and compares (with n a constant, two of them), not a call to memcmp. */
+static inline bool key_eq(const char *k, const char *ek, size_t n)
 {
-	if (n > 16)
-		return memcmp(k, lit, n) == 0;
+	if (n > 24)
+		return memcmp(k, ek, n) == 0;
+	uint64_t a, b, c, d;
 	if (n >= 8) {
-		uint64_t a, b, c, d;
 		memcpy(&a, k, 8);
-		memcpy(&b, lit, 8);
+		memcpy(&b, ek, 8);
 		memcpy(&c, k + n - 8, 8);
-		memcpy(&d, lit + n - 8, 8);
+		memcpy(&d, ek + n - 8, 8);
+		if (n > 16) {
+			uint64_t e, f;
+			memcpy(&e, k + 8, 8);
+			memcpy(&f, ek + 8, 8);
+			return a == b && e == f && c == d;
+		}
 		return a == b && c == d;
 	}
 	if (n >= 4) {
-		uint32_t a, b, c, d;
-		memcpy(&a, k, 4);
-		memcpy(&b, lit, 4);
-		memcpy(&c, k + n - 4, 4);
-		memcpy(&d, lit + n - 4, 4);
-		return a == b && c == d;
+		uint32_t x, y, z, w;
+		memcpy(&x, k, 4);
+		memcpy(&y, ek, 4);
+		memcpy(&z, k + n - 4, 4);
+		memcpy(&w, ek + n - 4, 4);
+		return x == y && z == w;
 	}
-	return memcmp(k, lit, n) == 0;
+	if (n >= 2) {
+		uint16_t x, y, z, w;
+		memcpy(&x, k, 2);
+		memcpy(&y, ek, 2);
+		memcpy(&z, k + n - 2, 2);
+		memcpy(&w, ek + n - 2, 2);
+		return x == y && z == w;
+	}
+	return n == 0 || k[0] == ek[0];
 }
 
 /* Which of the fields the parser itself needs (envelopes, CloudTrail conversion, checks) a key
  * names. Switching on the length first keeps the common miss to one or two compares. */
 static enum special key_special(const struct pstate *p, const char *k, size_t n)
 {
-#define IS(lit) key_is(k, lit, sizeof(lit) - 1)
+#define IS(lit) key_eq(k, lit, sizeof(lit) - 1)
 	unsigned rel = p->depth - p->ev_depth; /* 1: the record's own keys */
 	if (p->ev_depth == 2 && !p->inner) {
 		if (rel == 2) {
@@ -762,19 +862,45 @@ static enum special key_special(const struct pstate *p, const char *k, size_t n)
 #undef IS
 }
 
-static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
+static __attribute__((noinline)) int map_key_slow(struct pstate *p, const char *k, size_t n)
 {
-	struct pstate *p = ctx;
 	struct frame *f = top(p);
-	const char *k = (const char *)key;
-	f->nkeys++;
-	f->keynode = kr_path_child(f->node, k, n);
+	uint32_t i = f->nkeys++;
+	f->vnode = kr_path_child(f->node, k, n);
 	/* only a record's own keys (and userIdentity's in a CloudTrail record) can be special */
 	unsigned rel = p->depth - p->ev_depth;
 	f->special = p->in_record && (rel == 1 || (rel == 2 && p->ev_depth == 2 && !p->inner))
 			     ? (uint8_t)key_special(p, k, n)
 			     : SP_NONE;
+	if (f->kc && i < KC_KEYS && n <= KC_KEYMAX) {
+		struct kc_ent *e = &f->kc[i];
+		e->node = f->vnode;
+		e->special = f->special;
+		e->len = (int8_t)n;
+		memcpy(e->key, k, n);
+	}
 	return 1;
+}
+
+static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
+{
+	struct pstate *p = ctx;
+	struct frame *f = cur(p);
+	const char *k = (const char *)key;
+	if (__builtin_expect(!f->keys_slow, 1)) {
+		f->vnode = kr_path_child(f->node, k, n);
+		return 1;
+	}
+	if (f->kc && f->nkeys < KC_KEYS) {
+		struct kc_ent *e = &f->kc[f->nkeys];
+		if (e->len == (int8_t)n && key_eq(k, e->key, n)) {
+			f->nkeys++;
+			f->vnode = e->node;
+			f->special = e->special;
+			return 1;
+		}
+	}
+	return map_key_slow(p, k, n);
 }
 
 static const yajl_callbacks callbacks = {
@@ -1299,11 +1425,13 @@ enum kr_err kr_stream_rebind(struct kr_stream *s, const struct kr_paths *paths)
 	if (s->outer.in_record || s->inner.in_record)
 		return KR_ERR_LIMIT;
 	for (unsigned i = 0; i < s->outer.depth; i++)
-		if (s->outer.frames[i].node || s->outer.frames[i].keynode)
+		if (s->outer.frames[i].node || s->outer.frames[i].vnode)
 			return KR_ERR_LIMIT;
 	enum kr_err e = kr_view_bind(&s->view, paths);
 	if (e)
 		return e;
+	kc_clear(&s->outer);
+	kc_clear(&s->inner);
 	s->paths = paths;
 	s->root = paths ? paths->root : NULL;
 	s->detail_node = kr_path_child(s->root, "detail", 6);

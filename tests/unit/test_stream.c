@@ -581,6 +581,48 @@ static void test_values_nothing_reads_do_not_hide_the_rest(void **state)
 	run_free(&r);
 }
 
+/* A record's own keys are remembered by position from the record before: keys that look alike
+ * (same length, same first bytes) at the same position, a changed order, and the same key at the
+ * top level and in an array (where "Records" means nothing) each still resolve on their own. */
+static void test_record_keys_resolve_whatever_came_before(void **state)
+{
+	(void)state;
+	static const char in[] =
+		"{\"id\":\"k1\",\"detail-type\":\"A\",\"detail\":{\"n\":1},\"source\":\"s\"}\n"
+		"{\"ix\":\"no\",\"detail-typf\":\"B\",\"detail\":{\"n\":5},\"sourcf\":\"t\",\"id\":\"k2\"}\n"
+		"{\"ix\":\"no\",\"detail-typf\":\"B\",\"detail\":7}\n"
+		"{\"detail\":{\"n\":2},\"source\":\"u\",\"id\":\"k3\",\"detail-type\":\"C\"}\n"
+		"[{\"Records\":[{\"eventID\":\"no\"}],\"id\":\"k4\"},{\"id\":\"k5\",\"Records\":5}]\n"
+		"{\"Records\":[{\"eventID\":\"ct1\",\"eventSource\":\"kms.amazonaws.com\","
+		"\"eventName\":\"Decrypt\"}]}\n"
+		"{\"id\":\"k6\",\"detail-type\":\"D\",\"detail\":{\"n\":3},\"source\":\"v\"}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 8);
+	assert_event(&r, 0, "k1", KR_ENV_EVENT, NULL);
+	assert_string_equal(r.items[0].view,
+			    "id=(0)k1[] ;source=(0)s[] ;detail-type=(0)A[] ;detail.n=(1)1[] ;");
+	assert_event(&r, 1, "k2", KR_ENV_EVENT, NULL);
+	assert_string_equal(r.items[1].view, "id=(0)k2[] ;detail.n=(1)5[] ;");
+	assert_invalid(&r, 2, offset_of(in, "{\"ix\":\"no\",\"detail-typf\":\"B\",\"detail\":7"), 3,
+		       "detail must be a JSON object");
+	assert_event(&r, 3, "k3", KR_ENV_EVENT, NULL);
+	assert_string_equal(r.items[3].view,
+			    "id=(0)k3[] ;source=(0)u[] ;detail-type=(0)C[] ;detail.n=(1)2[] ;");
+	/* in an array "Records" is an ordinary key: its array holds no records */
+	assert_event(&r, 4, "k4", KR_ENV_EVENT, "{\"Records\":[{\"eventID\":\"no\"}],\"id\":\"k4\"}");
+	assert_string_equal(r.items[4].view, "id=(0)k4[] ;");
+	assert_event(&r, 5, "k5", KR_ENV_EVENT, "{\"id\":\"k5\",\"Records\":5}");
+	assert_event(&r, 6, "ct1", KR_ENV_CLOUDTRAIL, NULL);
+	assert_string_equal(r.items[6].view, "id=(0)ct1[] ;source=(0)aws.kms[] ;"
+					     "detail-type=(0)AWS API Call via CloudTrail[] ;"
+					     "detail.eventName=(0)Decrypt[] ;");
+	assert_event(&r, 7, "k6", KR_ENV_EVENT, NULL);
+	assert_string_equal(r.items[7].view,
+			    "id=(0)k6[] ;source=(0)v[] ;detail-type=(0)D[] ;detail.n=(1)3[] ;");
+	run_free(&r);
+}
+
 /* ---- bad records ---- */
 
 static void test_malformed_record_between_two_good_ones_is_reported_and_skipped(void **state)
@@ -893,6 +935,7 @@ int main(void)
 		cmocka_unit_test(test_sns_message_that_is_not_an_object_is_invalid),
 		cmocka_unit_test(test_cloudtrail_log_records_become_api_call_events),
 		cmocka_unit_test(test_values_nothing_reads_do_not_hide_the_rest),
+		cmocka_unit_test(test_record_keys_resolve_whatever_came_before),
 		cmocka_unit_test(test_malformed_record_between_two_good_ones_is_reported_and_skipped),
 		cmocka_unit_test(test_malformed_element_inside_an_array_or_cloudtrail_log_is_skipped),
 		cmocka_unit_test(test_cut_cloudtrail_log_keeps_its_records_and_the_next_line),
