@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <yajl/yajl_parse.h>
 
 /* Nodes, strings and arrays live in chunks owned by the root, so building and freeing a large
@@ -573,6 +576,36 @@ char *kr_json_string_to(char *o, const char *s, size_t n)
 	static const char hex[] = "0123456789abcdef";
 	*o++ = '"';
 	size_t run = 0, i = 0;
+#ifdef __SSE2__
+	/* sixteen bytes at a time, copied as they are checked; bytes below 0x20 are those whose
+	 * unsigned maximum with 0x1F is 0x1F */
+	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+		      c1f = _mm_set1_epi8(0x1F);
+#define KR_JSON_SPECIAL(x)                                                                       \
+	_mm_movemask_epi8(_mm_or_si128(                                                          \
+		_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),               \
+		_mm_cmpeq_epi8(_mm_max_epu8(x, c1f), c1f)))
+	while (i + 16 <= n) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+		if (KR_JSON_SPECIAL(x))
+			break;
+		_mm_storeu_si128((__m128i *)(void *)(o + i), x);
+		i += 16;
+	}
+	if (n >= 16 && i < n && i >= n - 16) {
+		/* the rest: the last sixteen bytes, of which the first were checked already */
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + n - 16));
+		if (!((unsigned)KR_JSON_SPECIAL(x) >> (i - (n - 16)))) {
+			_mm_storeu_si128((__m128i *)(void *)(o + n - 16), x);
+			o += n;
+			*o++ = '"';
+			return o;
+		}
+	}
+#undef KR_JSON_SPECIAL
+	o += i;
+	run = i;
+#endif
 	/* eight bytes at a time while none is a quote, a backslash or a control character */
 	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
 	while (i + 8 <= n) {

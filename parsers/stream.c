@@ -319,8 +319,16 @@ static void begin_record(struct pstate *p, uint64_t start, unsigned ev_depth)
 
 static void capture(struct kr_stream *s, enum special sp, const char *v, size_t n)
 {
-	s->cap_buf[sp].len = 0;
-	if (kr_buf_append(&s->cap_buf[sp], v, n))
+	struct kr_buf *b = &s->cap_buf[sp];
+	if (n < b->cap) { /* the buffer from an earlier record is usually big enough */
+		memcpy(b->p, v, n);
+		b->p[n] = 0;
+		b->len = n;
+		s->has[sp] = true;
+		return;
+	}
+	b->len = 0;
+	if (kr_buf_append(b, v, n))
 		s->has[sp] = true;
 }
 
@@ -572,6 +580,15 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 	return 1;
 }
 
+/* Kept out of line so that the callbacks' common case, a value no rule reads, saves no
+ * registers. */
+static __attribute__((noinline)) int add_field(struct pstate *p, int32_t slot, enum kr_vtype t,
+					       const char *v, size_t n)
+{
+	kr_view_add(&p->s->view, (uint32_t)slot, t, v, n, p->trail, p->ntrail);
+	return 1;
+}
+
 /* The hot path: an ordinary field inside a record. */
 static inline int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, size_t toklen)
 {
@@ -579,9 +596,9 @@ static inline int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_
 	if (__builtin_expect(f->slow | f->special, 0))
 		return scalar_slow(p, t, v, n, toklen);
 	const struct kr_path_node *node = f->vnode;
-	if (node && node->slot >= 0)
-		kr_view_add(&p->s->view, (uint32_t)node->slot, t, v, n, p->trail, p->ntrail);
 	f->idx++;
+	if (node && node->slot >= 0)
+		return add_field(p, node->slot, t, v, n);
 	return 1;
 }
 
@@ -882,15 +899,10 @@ static __attribute__((noinline)) int map_key_slow(struct pstate *p, const char *
 	return 1;
 }
 
-static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
+/* A key of a record's own object (or of userIdentity in a CloudTrail record). */
+static __attribute__((noinline)) int map_key_record(struct pstate *p, struct frame *f,
+						    const char *k, size_t n)
 {
-	struct pstate *p = ctx;
-	struct frame *f = cur(p);
-	const char *k = (const char *)key;
-	if (__builtin_expect(!f->keys_slow, 1)) {
-		f->vnode = kr_path_child(f->node, k, n);
-		return 1;
-	}
 	if (f->kc && f->nkeys < KC_KEYS) {
 		struct kc_ent *e = &f->kc[f->nkeys];
 		if (e->len == (int8_t)n && key_eq(k, e->key, n)) {
@@ -901,6 +913,17 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
 		}
 	}
 	return map_key_slow(p, k, n);
+}
+
+static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
+{
+	struct pstate *p = ctx;
+	struct frame *f = cur(p);
+	const char *k = (const char *)key;
+	if (__builtin_expect(f->keys_slow, 0))
+		return map_key_record(p, f, k, n);
+	f->vnode = kr_path_child(f->node, k, n);
+	return 1;
 }
 
 static const yajl_callbacks callbacks = {

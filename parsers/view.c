@@ -242,22 +242,39 @@ static int grow(void **p, uint32_t *cap, uint32_t need, size_t elem)
 	return 0;
 }
 
-enum kr_err kr_view_add(struct kr_view *v, uint32_t slot, enum kr_vtype type, const char *text,
-			size_t len, const uint32_t *trail, uint32_t trail_len)
+/* Makes room for one more value of len bytes of text and trail_len trail words. */
+static enum kr_err view_room(struct kr_view *v, size_t len, uint32_t trail_len)
 {
-	if (slot >= v->nslots || len > UINT32_MAX / 2)
+	if (len > UINT32_MAX / 2)
 		return KR_ERR_LIMIT;
 	if (grow((void **)&v->vals, &v->capvals, v->nvals + 1, sizeof *v->vals) ||
 	    grow((void **)&v->arena, &v->arena_cap, v->arena_len + (uint32_t)len + 1, 1) ||
 	    grow((void **)&v->trails, &v->captrails, v->ntrails + trail_len, sizeof *v->trails))
 		return KR_ERR_NOMEM;
+	return KR_OK;
+}
+
+enum kr_err kr_view_add(struct kr_view *v, uint32_t slot, enum kr_vtype type, const char *text,
+			size_t len, const uint32_t *trail, uint32_t trail_len)
+{
+	if (slot >= v->nslots)
+		return KR_ERR_LIMIT;
+	/* one test for the usual case: all three buffers have room already */
+	if (__builtin_expect(v->nvals >= v->capvals || len >= v->arena_cap - v->arena_len ||
+				     trail_len > v->captrails - v->ntrails,
+			     0)) {
+		enum kr_err e = view_room(v, len, trail_len);
+		if (e)
+			return e;
+	}
 	struct kr_value *val = &v->vals[v->nvals];
 	val->type = (uint8_t)type;
 	val->text_off = v->arena_len;
 	val->len = (uint32_t)len;
+	char *t = v->arena + v->arena_len;
 	if (len)
-		memcpy(v->arena + v->arena_len, text, len);
-	v->arena[v->arena_len + len] = 0;
+		memcpy(t, text, len);
+	t[len] = 0;
 	v->arena_len += (uint32_t)len + 1;
 	val->trail_off = v->ntrails;
 	val->trail_len = trail_len;

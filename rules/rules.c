@@ -159,19 +159,29 @@ struct kr_match_state {
 
 /* ---- helpers ---- */
 
+/* The tail is one load that overlaps the last whole word (the length is in the seed, so two
+ * strings still differ), and short strings take two loads: no byte loop and no memcpy call. */
 static uint64_t hash_bytes(const char *s, size_t n, uint64_t seed)
 {
-	uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ULL);
-	while (n >= 8) {
-		uint64_t k;
-		memcpy(&k, s, 8);
-		h = (h ^ k) * 0xbf58476d1ce4e5b9ULL;
-		h ^= h >> 31;
-		s += 8;
-		n -= 8;
+	uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ULL), k;
+	if (n >= 8) {
+		const char *last = s + n - 8;
+		for (; s < last; s += 8) {
+			memcpy(&k, s, 8);
+			h = (h ^ k) * 0xbf58476d1ce4e5b9ULL;
+			h ^= h >> 31;
+		}
+		memcpy(&k, last, 8);
+	} else if (n >= 4) {
+		uint32_t a, b;
+		memcpy(&a, s, 4);
+		memcpy(&b, s + n - 4, 4);
+		k = (uint64_t)a << 32 | b;
+	} else {
+		k = n ? (uint64_t)(unsigned char)s[0] << 16 | (uint64_t)(unsigned char)s[n / 2] << 8 |
+				(unsigned char)s[n - 1]
+		      : 0;
 	}
-	uint64_t k = 0;
-	memcpy(&k, s, n);
 	h = (h ^ k) * 0x94d049bb133111ebULL;
 	h ^= h >> 29;
 	return h;

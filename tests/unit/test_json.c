@@ -432,6 +432,47 @@ static void test_json_string_passes_utf8_through_unchanged(void **state)
 	kr_buf_free(&b);
 }
 
+/* Every length up to 70 with one character that needs escaping at every position (and none):
+ * the block-wise scan must neither miss one nor copy bytes twice, whichever block it falls in. */
+static void test_json_string_finds_escapes_at_every_position(void **state)
+{
+	(void)state;
+	static const char specials[] = {'"', '\\', '\n', 0x01, 0x1f};
+	char in[72], want[96];
+	for (size_t n = 0; n <= 70; n++) {
+		for (size_t pos = 0; pos <= n; pos++) { /* pos == n: nothing to escape */
+			for (size_t k = 0; k < sizeof specials; k++) {
+				for (size_t i = 0; i < n; i++)
+					in[i] = (char)('a' + (i * 7 + n) % 26 + (i % 5 == 4 ? 0x60 : 0));
+				size_t w = 0;
+				want[w++] = '"';
+				for (size_t i = 0; i < n; i++) {
+					if (i == pos) {
+						in[i] = specials[k];
+						const char *e = specials[k] == '"'    ? "\\\""
+								: specials[k] == '\\' ? "\\\\"
+								: specials[k] == '\n' ? "\\n"
+								: specials[k] == 0x01 ? "\\u0001"
+										      : "\\u001f";
+						memcpy(want + w, e, strlen(e));
+						w += strlen(e);
+					} else {
+						want[w++] = in[i];
+					}
+				}
+				want[w++] = '"';
+				struct kr_buf b = {0};
+				assert_true(kr_buf_json_string(&b, in, n));
+				assert_int_equal(b.len, w);
+				assert_memory_equal(b.p, want, w);
+				kr_buf_free(&b);
+				if (pos == n)
+					break;
+			}
+		}
+	}
+}
+
 static void test_json_string_appends_after_existing_content(void **state)
 {
 	(void)state;
@@ -497,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_json_string_escapes_quotes_and_backslashes),
 		cmocka_unit_test(test_json_string_escapes_every_control_character),
 		cmocka_unit_test(test_json_string_passes_utf8_through_unchanged),
+		cmocka_unit_test(test_json_string_finds_escapes_at_every_position),
 		cmocka_unit_test(test_json_string_appends_after_existing_content),
 		cmocka_unit_test(test_json_string_round_trips_through_the_parser),
 	};
