@@ -84,10 +84,6 @@ static int on_event(void *vctx, const struct kr_event *ev)
 	struct match_ctx *m = vctx;
 	const uint32_t *ids;
 	size_t n = kr_rules_match(m->cfg->compiled, m->st, ev->view, &ids);
-	/* with thousands of rules their entries are not in the cache: start loading all of them at
-	   once, so that their misses overlap */
-	for (size_t i = 0; i < n && i < 8; i++)
-		__builtin_prefetch(&m->rules[ids[i]]);
 	/* lines collect in one buffer, written out every 64 KiB; a line in one reservation: the id
 	   (each byte escaped at worst as \u00XX), the names of the rules and of their sinks */
 	struct kr_buf *b = &m->line;
@@ -233,6 +229,10 @@ int kr_cmd_match(int argc, char **argv)
 	m.sink_len = calloc(cfg->nsinks + 1, sizeof *m.sink_len);
 	m.sink_stamp = calloc(cfg->nsinks + 1, sizeof *m.sink_stamp);
 	bool ok = m.st && m.rules && m.targets && m.sink_off && m.sink_len && m.sink_stamp;
+	/* with thousands of rules their entries are not in the cache: the matcher starts loading
+	   each as soon as its rule matches, while it goes on with the event */
+	if (ok)
+		kr_match_state_prefetch(m.st, m.rules, sizeof *m.rules);
 	ntargets = 0;
 	for (size_t i = 0; ok && i < cfg->nrules; i++) {
 		const struct kr_rule_cfg *r = &cfg->rules[i];

@@ -155,6 +155,8 @@ struct kr_match_state {
 	uint32_t *out, nout;
 	char *fold;
 	size_t foldcap;
+	const char *pf_base; /* kr_match_state_prefetch */
+	size_t pf_stride;
 };
 
 /* ---- helpers ---- */
@@ -1707,6 +1709,12 @@ void kr_rules_free(struct kr_rules *r)
 
 /* ---- matching ---- */
 
+void kr_match_state_prefetch(struct kr_match_state *st, const void *base, size_t stride)
+{
+	st->pf_base = base;
+	st->pf_stride = stride;
+}
+
 struct kr_match_state *kr_match_state_new(const struct kr_rules *r)
 {
 	struct kr_match_state *st = calloc(1, sizeof *st);
@@ -1768,6 +1776,8 @@ static inline bool out_has(const struct kr_match_state *st, uint32_t rule)
 
 static inline void out_add(struct kr_match_state *st, uint32_t rule)
 {
+	if (st->pf_base)
+		__builtin_prefetch(st->pf_base + (size_t)rule * st->pf_stride);
 	st->out[st->nout++] = rule;
 	if (st->nout == OUT_SCAN + 1) {
 		for (uint32_t i = 0; i < st->nout; i++)

@@ -48,6 +48,11 @@ const struct kr_paths *kr_rules_paths(const struct kr_rules *r);
 struct kr_match_state *kr_match_state_new(const struct kr_rules *r);
 void kr_match_state_free(struct kr_match_state *st);
 
+/* Asks kr_rules_match to prefetch base + id * stride for each rule as soon as it matches: the
+ * caller's own per-rule data (names, targets) is then in the cache when it reads it for the
+ * result, instead of one memory wait per matching rule after the match. */
+void kr_match_state_prefetch(struct kr_match_state *st, const void *base, size_t stride);
+
 /* Matches one event view (bound to kr_rules_paths(r)). Returns the number of matching rules and
  * points *ids at their ids in ascending order, valid until the next call with st. */
 size_t kr_rules_match(const struct kr_rules *r, struct kr_match_state *st,
