@@ -112,7 +112,10 @@ struct kr_stream {
 	size_t max_record;
 	unsigned max_depth;
 	bool raw_only;
-	struct kr_view view;
+	/* two views, used in turn from one emitted event to the next: an event's view stays intact
+	   while the next event is parsed (see kr_event.view) */
+	struct kr_view views[2];
+	unsigned vcur;
 
 	struct pstate outer, inner;
 
@@ -155,6 +158,8 @@ struct kr_stream {
 };
 
 static const yajl_callbacks callbacks;
+
+#define VIEW(s) (&(s)->views[(s)->vcur])
 
 static bool is_ws(char c)
 {
@@ -313,7 +318,7 @@ static void begin_record(struct pstate *p, uint64_t start, unsigned ev_depth)
 	p->rec_bad = NULL;
 	p->next_arr_id = 0;
 	p->ntrail = 0;
-	kr_view_reset(&s->view);
+	kr_view_reset(VIEW(s));
 	memset(s->has, 0, sizeof s->has);
 }
 
@@ -342,7 +347,7 @@ static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t r
 		enum kr_envelope env, uint64_t offset)
 {
 	struct kr_event ev = {.raw = raw, .raw_len = raw_len, .offset = offset, .envelope = env,
-			      .view = &s->view};
+			      .view = VIEW(s)};
 	enum special idsp = SP_ID, timesp = SP_TIME;
 	if (env == KR_ENV_CLOUDTRAIL) {
 		idsp = CT_EVENT_ID;
@@ -358,6 +363,7 @@ static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t r
 	}
 	s->stats.events++;
 	int rc = s->cb.event ? s->cb.event(s->ctx, &ev) : 0;
+	s->vcur ^= 1; /* the consumer may still read this event's view during the next event */
 	if (rc == KR_STREAM_PAUSE) {
 		p->pause = true;
 	} else if (rc != 0) {
@@ -419,7 +425,7 @@ static int emit_cloudtrail(struct kr_stream *s, struct pstate *p, uint64_t start
 		     kr_buf_json_string(b, f[i].val, f[i].len) && kr_buf_puts(b, ",");
 		int32_t slot = kr_path_slot(kr_path_child(s->root, f[i].key, strlen(f[i].key)));
 		if (slot >= 0)
-			kr_view_add(&s->view, (uint32_t)slot, KR_V_STRING, f[i].val, f[i].len, NULL, 0);
+			kr_view_add(VIEW(s), (uint32_t)slot, KR_V_STRING, f[i].val, f[i].len, NULL, 0);
 	}
 	ok = ok && kr_buf_puts(b, "\"resources\":[],\"detail\":") &&
 	     kr_buf_append(b, at(s, start), (size_t)(end - start)) && kr_buf_puts(b, "}");
@@ -574,7 +580,7 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 	const struct kr_path_node *node = value_node(p);
 	int32_t slot = kr_path_slot(node);
 	if (slot >= 0)
-		kr_view_add(&s->view, (uint32_t)slot, t, v, n, p->trail, p->ntrail);
+		kr_view_add(VIEW(s), (uint32_t)slot, t, v, n, p->trail, p->ntrail);
 	if (f && f->is_array)
 		f->idx++;
 	return 1;
@@ -585,7 +591,7 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 static __attribute__((noinline)) int add_field(struct pstate *p, int32_t slot, enum kr_vtype t,
 					       const char *v, size_t n)
 {
-	kr_view_add(&p->s->view, (uint32_t)slot, t, v, n, p->trail, p->ntrail);
+	kr_view_add(VIEW(p->s), (uint32_t)slot, t, v, n, p->trail, p->ntrail);
 	return 1;
 }
 
@@ -947,7 +953,7 @@ static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, 
 	if (!kr_buf_append(msg, s->cap_buf[SP_MESSAGE].p, s->cap_buf[SP_MESSAGE].len) ||
 	    pstate_open(s, p, true) != 0)
 		return report_invalid(s, start, end, "out of memory unwrapping the SNS message");
-	kr_view_reset(&s->view);
+	kr_view_reset(VIEW(s));
 	memset(s->has, 0, sizeof s->has);
 	p->feed_base = 0;
 	p->rec_bad = NULL;
@@ -1271,7 +1277,8 @@ enum kr_err kr_stream_new(const struct kr_paths *paths, const struct kr_stream_o
 	s->max_record = opts && opts->max_record ? opts->max_record : KR_DEFAULT_MAX_RECORD;
 	s->max_depth = opts && opts->max_depth ? opts->max_depth : KR_DEFAULT_MAX_DEPTH;
 	s->raw_only = opts && opts->raw_events_only;
-	if (kr_view_init(&s->view, paths) != KR_OK || pstate_open(s, &s->outer, false) != 0 ||
+	if (kr_view_init(&s->views[0], paths) != KR_OK || kr_view_init(&s->views[1], paths) != KR_OK ||
+	    pstate_open(s, &s->outer, false) != 0 ||
 	    pstate_open(s, &s->inner, true) != 0) {
 		kr_stream_free(s);
 		return KR_ERR_NOMEM;
@@ -1287,7 +1294,8 @@ void kr_stream_free(struct kr_stream *s)
 		return;
 	pstate_close(&s->outer);
 	pstate_close(&s->inner);
-	kr_view_fini(&s->view);
+	kr_view_fini(&s->views[0]);
+	kr_view_fini(&s->views[1]);
 	for (int i = 0; i < NSPECIAL; i++)
 		kr_buf_free(&s->cap_buf[i]);
 	kr_buf_free(&s->built);
@@ -1450,7 +1458,9 @@ enum kr_err kr_stream_rebind(struct kr_stream *s, const struct kr_paths *paths)
 	for (unsigned i = 0; i < s->outer.depth; i++)
 		if (s->outer.frames[i].node || s->outer.frames[i].vnode)
 			return KR_ERR_LIMIT;
-	enum kr_err e = kr_view_bind(&s->view, paths);
+	enum kr_err e = kr_view_bind(&s->views[0], paths);
+	if (e == KR_OK)
+		e = kr_view_bind(&s->views[1], paths);
 	if (e)
 		return e;
 	kc_clear(&s->outer);

@@ -40,6 +40,7 @@ struct match_ctx {
 	uint32_t *sink_stamp;
 	uint32_t stamp;
 	struct kr_buf line;
+	const struct kr_view *pending; /* the event whose line is begun, not yet matched */
 	unsigned long long events, matched, invalid;
 	bool write_failed;
 };
@@ -79,15 +80,16 @@ static inline char *put(char *o, const void *src, size_t n)
 
 #define PUT(o, lit) put((o), (lit), sizeof(lit) - 1)
 
-static int on_event(void *vctx, const struct kr_event *ev)
+/* Matches the pending event and ends its line: its rules and their sinks. */
+static bool finish_line(struct match_ctx *m)
 {
-	struct match_ctx *m = vctx;
+	const struct kr_view *view = m->pending;
+	m->pending = NULL;
 	const uint32_t *ids;
-	size_t n = kr_rules_match(m->cfg->compiled, m->st, ev->view, &ids);
-	/* lines collect in one buffer, written out every 64 KiB; a line in one reservation: the id
-	   (each byte escaped at worst as \u00XX), the names of the rules and of their sinks */
+	size_t n = kr_rules_match(m->cfg->compiled, m->st, view, &ids);
+	/* the rest of the line in one reservation: the names of the rules and of their sinks */
 	struct kr_buf *b = &m->line;
-	size_t need = sizeof "{\"id\":null,\"rules\":[],\"targets\":[]}\n" + 6 * ev->id_len;
+	size_t need = sizeof "],\"targets\":[]}\n";
 	for (size_t i = 0; i < n; i++) {
 		const struct out_rule *r = &m->rules[ids[i]];
 		size_t len;
@@ -98,12 +100,9 @@ static int on_event(void *vctx, const struct kr_event *ev)
 	}
 	if (!kr_buf_reserve(b, need)) {
 		fprintf(stderr, "kmsrouter: out of memory\n");
-		return 1;
+		return false;
 	}
 	char *o = b->p + b->len;
-	o = PUT(o, "{\"id\":");
-	o = ev->id ? kr_json_string_to(o, ev->id, ev->id_len) : PUT(o, "null");
-	o = PUT(o, ",\"rules\":[");
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			*o++ = ',';
@@ -135,14 +134,38 @@ static int on_event(void *vctx, const struct kr_event *ev)
 	m->events++;
 	if (n)
 		m->matched++;
-	if (b->len >= 64 * 1024 && !flush_lines(m))
+	return b->len < 64 * 1024 || flush_lines(m);
+}
+
+/* An event's line is begun at once (its id) and ended when the next event arrives (or the
+ * input ends, or an invalid record): by then the index entries its values point at, asked for
+ * while it was parsed, have come from memory, and the match does not wait for them. */
+static int on_event(void *vctx, const struct kr_event *ev)
+{
+	struct match_ctx *m = vctx;
+	if (m->pending && !finish_line(m))
 		return 1;
+	/* lines collect in one buffer, written out every 64 KiB; the id is escaped at worst as
+	   \u00XX per byte */
+	struct kr_buf *b = &m->line;
+	if (!kr_buf_reserve(b, sizeof "{\"id\":null,\"rules\":[" + 6 * ev->id_len)) {
+		fprintf(stderr, "kmsrouter: out of memory\n");
+		return 1;
+	}
+	char *o = b->p + b->len;
+	o = PUT(o, "{\"id\":");
+	o = ev->id ? kr_json_string_to(o, ev->id, ev->id_len) : PUT(o, "null");
+	o = PUT(o, ",\"rules\":[");
+	b->len = (size_t)(o - b->p);
+	m->pending = ev->view; /* intact until the next event's callback returns */
 	return 0;
 }
 
 static int on_invalid(void *vctx, const struct kr_invalid *inv)
 {
 	struct match_ctx *m = vctx;
+	if (m->pending && !finish_line(m))
+		return 1;
 	m->invalid++;
 	fprintf(stderr, "%s:%llu: %s\n", m->input, (unsigned long long)inv->line, inv->message);
 	return 0;
@@ -268,6 +291,8 @@ int kr_cmd_match(int argc, char **argv)
 	for (int i = 0; i < nfiles && !m.write_failed; i++) {
 		m.input = files[i];
 		enum kr_err e = kr_input_read(s, files[i], err);
+		if (m.pending && !finish_line(&m))
+			e = e ? e : KR_ERR_NOMEM;
 		if (e != KR_OK && !m.write_failed) {
 			flush_lines(&m);
 			fflush(stdout);

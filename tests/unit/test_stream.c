@@ -39,6 +39,8 @@ struct run {
 	struct item items[32];
 	size_t n;
 	size_t stop_after; /* 0: never ask the stream to stop */
+	const struct kr_view *prev_view; /* the last event's view, and its item (1-based) */
+	size_t prev_item;
 };
 
 static char *dupmem(const char *p, size_t n)
@@ -83,6 +85,13 @@ static int on_event(void *ctx, const struct kr_event *ev)
 {
 	struct run *r = ctx;
 	assert_true(r->n < sizeof r->items / sizeof r->items[0]);
+	/* the previous event's view is still intact (what kmsrouter match relies on), whatever
+	 * invalid records came between */
+	if (r->prev_view) {
+		char *d = dump_view(r->paths, r->prev_view);
+		assert_string_equal(d, r->items[r->prev_item - 1].view);
+		free(d);
+	}
 	struct item *it = &r->items[r->n++];
 	memset(it, 0, sizeof *it);
 	it->is_event = true;
@@ -92,6 +101,8 @@ static int on_event(void *ctx, const struct kr_event *ev)
 	it->raw = dupmem(ev->raw, ev->raw_len);
 	it->raw_len = ev->raw_len;
 	it->view = dump_view(r->paths, ev->view);
+	r->prev_view = ev->view;
+	r->prev_item = r->n;
 	if (ev->envelope == KR_ENV_EVENT) {
 		/* a plain event is the input's own bytes */
 		assert_true(ev->offset + ev->raw_len <= r->input_len);
@@ -125,6 +136,8 @@ static void run_free(struct run *r)
 		free(r->items[i].view);
 	}
 	r->n = 0;
+	r->prev_view = NULL;
+	r->prev_item = 0;
 }
 
 static const struct kr_stream_callbacks callbacks = {on_event, on_invalid};
