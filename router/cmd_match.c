@@ -2,10 +2,12 @@
  *
  * The rule names and target lists are JSON-encoded once at start; per event the work is the parse,
  * the index lookups and one buffered write. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "config.h"
@@ -61,12 +63,18 @@ static inline const char *out_name(const struct match_ctx *m, const struct out_r
 	return m->names.p + r->name_off;
 }
 
-/* Writes the lines collected so far. */
+/* Writes the lines collected so far: straight to the descriptor, as stdio would copy the 64 KiB
+ * into its own buffer first (nothing else goes to standard output meanwhile). */
 static bool flush_lines(struct match_ctx *m)
 {
 	struct kr_buf *b = &m->line;
-	if (b->len && fwrite(b->p, 1, b->len, stdout) != b->len)
-		m->write_failed = true;
+	for (size_t done = 0; done < b->len && !m->write_failed;) {
+		ssize_t w = write(STDOUT_FILENO, b->p + done, b->len - done);
+		if (w > 0)
+			done += (size_t)w;
+		else if (w < 0 && errno != EINTR)
+			m->write_failed = true;
+	}
 	b->len = 0;
 	return !m->write_failed;
 }
@@ -282,8 +290,6 @@ int kr_cmd_match(int argc, char **argv)
 		fprintf(stderr, "kmsrouter: out of memory\n");
 		goto out;
 	}
-	static char outbuf[1 << 16];
-	setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
 	bool read_error = false;
 	char *stdin_only[] = {"-"};
 	char **files = optind < argc ? argv + optind : stdin_only;
