@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -22,6 +23,8 @@ struct chunk {
 	max_align_t data[];
 };
 
+#define KR_JSON_BIG_CHUNK (2u << 20)
+
 struct kr_json_arena {
 	struct chunk *head;
 };
@@ -31,12 +34,21 @@ static void *arena_alloc(struct kr_json_arena *a, size_t n)
 	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
 	struct chunk *c = a->head;
 	if (!c || c->cap - c->used < n) {
-		size_t cap = c ? c->cap * 2 : 16384;
-		if (cap > (1u << 20))
-			cap = 1u << 20;
-		if (cap < n)
-			cap = n;
-		c = malloc(sizeof *c + cap);
+		size_t cap = c ? (sizeof *c + c->cap) * 2 - sizeof *c : 16384 - sizeof *c;
+		if (cap >= KR_JSON_BIG_CHUNK - sizeof *c && n <= KR_JSON_BIG_CHUNK - sizeof *c) {
+			/* a big tree (a configuration with thousands of rules): 2 MiB chunks in huge
+			   pages where the kernel offers them, one page fault each instead of 512 */
+			cap = KR_JSON_BIG_CHUNK - sizeof *c;
+			c = aligned_alloc(KR_JSON_BIG_CHUNK, KR_JSON_BIG_CHUNK);
+#ifdef MADV_HUGEPAGE
+			if (c)
+				(void)madvise(c, KR_JSON_BIG_CHUNK, MADV_HUGEPAGE);
+#endif
+		} else {
+			if (cap < n)
+				cap = n;
+			c = malloc(sizeof *c + cap);
+		}
 		if (!c)
 			return NULL;
 		c->next = a->head;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 
 /* A set of names (rules, sinks, sources) so that duplicate checks stay linear. */
@@ -900,7 +901,13 @@ enum kr_err kr_read_file(const char *path, char **out, size_t *len, char *err)
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
 	if (!f)
 		return kr_errf(err, KR_ERR_IO, "%s: %s", path, strerror(errno));
+	/* a regular file is read into a buffer of its size at once (a 10,000-rule file is 1.6 MB:
+	   no doubling and copying on the way) */
 	size_t cap = 4096, n = 0;
+	struct stat st;
+	if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    (uint64_t)st.st_size < SIZE_MAX / 2)
+		cap = (size_t)st.st_size + 2;
 	char *buf = malloc(cap);
 	while (buf) {
 		if (n + 1 >= cap) {
