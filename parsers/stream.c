@@ -149,6 +149,10 @@ struct kr_stream {
 	bool sk_str, sk_esc;
 	enum container sk_container;
 
+	/* bit (first byte & 63) of special_mask[length & 15] is set for every key key_special
+	   knows: the others skip it */
+	uint64_t special_mask[16];
+
 	/* captured fields of the current record */
 	struct kr_buf cap_buf[NSPECIAL];
 	bool has[NSPECIAL];
@@ -926,8 +930,14 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
 	struct pstate *p = ctx;
 	struct frame *f = cur(p);
 	const char *k = (const char *)key;
-	if (__builtin_expect(f->keys_slow, 0))
-		return map_key_record(p, f, k, n);
+	if (__builtin_expect(f->keys_slow, 0)) {
+		/* a record's own key: most are told apart from the ones key_special knows by their
+		 * length and first byte alone */
+		if (n && (p->s->special_mask[n & 15] >> ((unsigned char)k[0] & 63) & 1))
+			return map_key_record(p, f, k, n);
+		f->nkeys++;
+		f->special = SP_NONE;
+	}
 	f->vnode = kr_path_child(f->node, k, n);
 	return 1;
 }
@@ -1277,6 +1287,15 @@ enum kr_err kr_stream_new(const struct kr_paths *paths, const struct kr_stream_o
 	s->max_record = opts && opts->max_record ? opts->max_record : KR_DEFAULT_MAX_RECORD;
 	s->max_depth = opts && opts->max_depth ? opts->max_depth : KR_DEFAULT_MAX_DEPTH;
 	s->raw_only = opts && opts->raw_events_only;
+	static const char *const specials[] = {
+		"id", "time", "Type", "detail", "Message", "Records", "detail-type", "eventID",
+		"eventTime", "eventType", "awsRegion", "eventSource", "userIdentity",
+		"recipientAccountId", "accountId",
+	};
+	for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
+		size_t n = strlen(specials[i]);
+		s->special_mask[n & 15] |= 1ULL << ((unsigned char)specials[i][0] & 63);
+	}
 	if (kr_view_init(&s->views[0], paths) != KR_OK || kr_view_init(&s->views[1], paths) != KR_OK ||
 	    pstate_open(s, &s->outer, false) != 0 ||
 	    pstate_open(s, &s->inner, true) != 0) {
