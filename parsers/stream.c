@@ -526,7 +526,8 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 {
 	struct kr_stream *s = p->s;
 	struct frame *f = top(p);
-	enum vrole r = role(p, false);
+	/* a frame that is not slow is inside a record: its values are fields */
+	enum vrole r = f && !f->slow ? VR_FIELD : role(p, false);
 	if (r == VR_CONTAINER_JUNK)
 		return 1;
 	if (r == VR_BAD_RECORD) {
@@ -673,8 +674,8 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 		return cancel(p, p->msg);
 	}
 	struct frame *parent = top(p);
-	uint64_t start = tok_end(p) - 1;
-	enum vrole r = role(p, is_map);
+	enum vrole r = parent && !parent->slow ? VR_FIELD : role(p, is_map);
+	uint64_t start = r == VR_FIELD ? 0 : tok_end(p) - 1;
 	const struct kr_path_node *node = NULL;
 	bool push_trail = false;
 	if (r == VR_RECORD && p->container == C_CLOUDTRAIL && start > s->abs_base &&
