@@ -115,7 +115,7 @@ struct kr_stream {
 	/* two views, used in turn from one emitted event to the next: an event's view stays intact
 	   while the next event is parsed (see kr_event.view) */
 	struct kr_view views[2];
-	unsigned vcur;
+	struct kr_view *view; /* the one being filled */
 
 	struct pstate outer, inner;
 
@@ -163,7 +163,7 @@ struct kr_stream {
 
 static const yajl_callbacks callbacks;
 
-#define VIEW(s) (&(s)->views[(s)->vcur])
+#define VIEW(s) ((s)->view)
 
 static bool is_ws(char c)
 {
@@ -367,7 +367,8 @@ static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t r
 	}
 	s->stats.events++;
 	int rc = s->cb.event ? s->cb.event(s->ctx, &ev) : 0;
-	s->vcur ^= 1; /* the consumer may still read this event's view during the next event */
+	/* the consumer may still read this event's view during the next event */
+	s->view = s->view == &s->views[0] ? &s->views[1] : &s->views[0];
 	if (rc == KR_STREAM_PAUSE) {
 		p->pause = true;
 	} else if (rc != 0) {
@@ -1297,6 +1298,7 @@ enum kr_err kr_stream_new(const struct kr_paths *paths, const struct kr_stream_o
 		size_t n = strlen(specials[i]);
 		s->special_mask[n & 15] |= 1ULL << ((unsigned char)specials[i][0] & 63);
 	}
+	s->view = &s->views[0];
 	if (kr_view_init(&s->views[0], paths) != KR_OK || kr_view_init(&s->views[1], paths) != KR_OK ||
 	    pstate_open(s, &s->outer, false) != 0 ||
 	    pstate_open(s, &s->inner, true) != 0) {
