@@ -82,6 +82,7 @@ struct pstate {
 	yajl_handle h;
 	bool inner;
 	struct frame *frames;
+	struct frame *cur; /* frames[depth - 1]: the sentinel frames[-1] at depth 0 */
 	unsigned depth;
 	enum container container;
 	bool in_record;
@@ -279,6 +280,7 @@ static int pstate_open(struct kr_stream *s, struct pstate *p, bool inner)
 	if (!inner)
 		yajl_config(p->h, yajl_allow_multiple_values, 1);
 	p->depth = 0;
+	p->cur = p->frames - 1;
 	p->container = C_NONE;
 	p->in_record = false;
 	p->ntrail = 0;
@@ -517,7 +519,7 @@ static enum vrole role(struct pstate *p, bool is_map)
 
 static inline struct frame *cur(struct pstate *p)
 {
-	return &p->frames[(int)p->depth - 1]; /* the sentinel at depth 0 */
+	return p->cur;
 }
 
 /* A value outside the hot path: at or above a record's level, or the value of a key that the
@@ -639,6 +641,7 @@ static void push_frame(struct pstate *p, struct frame *parent, const struct kr_p
 		       bool is_map, bool push_trail)
 {
 	struct frame *f = &p->frames[p->depth++];
+	p->cur = f;
 	f->node = node;
 	f->vnode = is_map ? NULL : node;
 	f->is_array = !is_map;
@@ -741,6 +744,7 @@ static inline int open_container(struct pstate *p, bool is_map)
 	const struct kr_path_node *node = parent->vnode;
 	struct frame *f = parent + 1;
 	p->depth++;
+	p->cur = f;
 	f->node = node;
 	f->vnode = is_map ? NULL : node;
 	f->idx = 0;
@@ -774,6 +778,7 @@ static __attribute__((noinline)) int close_container_slow(struct pstate *p)
 {
 	struct kr_stream *s = p->s;
 	struct frame *f = &p->frames[--p->depth];
+	p->cur = f - 1;
 	if (f->trail_pushed)
 		p->ntrail -= 2;
 	struct frame *parent = top(p);
@@ -796,6 +801,7 @@ static inline int close_container(struct pstate *p)
 	if (__builtin_expect(f->end_slow, 0))
 		return close_container_slow(p);
 	p->depth--;
+	p->cur = f - 1;
 	if (f->trail_pushed)
 		p->ntrail -= 2;
 	f[-1].idx++; /* counts elements in an array; unused in an object */
@@ -1147,6 +1153,7 @@ static void drop_outer(struct pstate *p)
 	p->h = NULL;
 	p->in_record = false;
 	p->depth = 0;
+	p->cur = p->frames - 1;
 }
 
 /* The outer parse failed at stream offset err_at: report and start skipping. */
@@ -1348,6 +1355,8 @@ void kr_stream_reset(struct kr_stream *s)
 		yajl_free(s->outer.h);
 	s->outer.h = NULL;
 	s->outer.depth = 0;
+	if (s->outer.frames)
+		s->outer.cur = s->outer.frames - 1;
 	s->outer.in_record = false;
 	s->outer.container = C_NONE;
 }
@@ -1457,6 +1466,7 @@ enum kr_err kr_stream_end(struct kr_stream *s)
 	yajl_free(p->h);
 	p->h = NULL;
 	p->depth = 0;
+	p->cur = p->frames - 1;
 	p->in_record = false;
 	return KR_OK;
 }
