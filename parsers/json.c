@@ -3,13 +3,13 @@
  * yajl updates its consumed-bytes counter before each callback, so inside a callback it is the
  * offset just past the token; from that we derive where each value starts. */
 #include "json.h"
+#include "mem.h"
 
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -23,7 +23,7 @@ struct chunk {
 	max_align_t data[];
 };
 
-#define KR_JSON_BIG_CHUNK (2u << 20)
+#define KR_JSON_BIG_CHUNK KR_HUGE_PAGE
 
 struct kr_json_arena {
 	struct chunk *head;
@@ -39,11 +39,7 @@ static void *arena_alloc(struct kr_json_arena *a, size_t n)
 			/* a big tree (a configuration with thousands of rules): 2 MiB chunks in huge
 			   pages where the kernel offers them, one page fault each instead of 512 */
 			cap = KR_JSON_BIG_CHUNK - sizeof *c;
-			c = aligned_alloc(KR_JSON_BIG_CHUNK, KR_JSON_BIG_CHUNK);
-#ifdef MADV_HUGEPAGE
-			if (c)
-				(void)madvise(c, KR_JSON_BIG_CHUNK, MADV_HUGEPAGE);
-#endif
+			c = kr_big_alloc(KR_JSON_BIG_CHUNK, KR_JSON_BIG_CHUNK, KR_JSON_BIG_CHUNK);
 		} else {
 			if (cap < n)
 				cap = n;

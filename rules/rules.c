@@ -12,13 +12,14 @@
  * large index the parser's hint prefetches a value's bucket as soon as the value is parsed. */
 #include "rules.h"
 
+#include "mem.h"
+
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define MAX_SUBRULES_PER_RULE 1024
 #define NO_ANCHOR UINT32_MAX
@@ -1454,24 +1455,6 @@ static uint32_t fent_encode(struct kr_rules *r, struct checkmap *cm, uint32_t ci
 	return fent_words(nchecks);
 }
 
-/* The bucket array: a big one goes in 2 MiB pages where the kernel offers them (madvise), so
- * that a lookup's (or a prefetch's) random bucket costs no page walk, which in a virtual machine
- * walks two page tables. */
-#define HUGE_PAGE (2u << 20)
-
-static void *index_alloc(size_t bytes)
-{
-	if (bytes < HUGE_PAGE / 2)
-		return aligned_alloc(128, bytes);
-	size_t rounded = (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
-	void *p = aligned_alloc(HUGE_PAGE, rounded);
-#ifdef MADV_HUGEPAGE
-	if (p)
-		(void)madvise(p, rounded, MADV_HUGEPAGE); /* only a hint: 4 KiB pages work as well */
-#endif
-	return p;
-}
-
 /* Moves the build-time table (and its tags) into the buckets and the overflow block, and frees
  * it. */
 static enum kr_err freeze(struct kr_rules *r)
@@ -1518,7 +1501,8 @@ static enum kr_err freeze(struct kr_rules *r)
 	if (!err) {
 		r->frozen_len = total;
 		r->frozen = malloc(total);
-		r->buckets = index_alloc((size_t)bcap * sizeof *r->buckets);
+		/* read at random, for every event: in huge pages from 1 MiB on (see mem.h) */
+		r->buckets = kr_big_alloc((size_t)bcap * sizeof *r->buckets, 128, KR_HUGE_PAGE / 2);
 		r->btags = calloc(bcap, sizeof *r->btags);
 		r->bcap = bcap;
 		if (!r->frozen || !r->buckets || !r->btags)
