@@ -43,7 +43,12 @@ struct match_ctx {
 	uint32_t *sink_stamp;
 	uint32_t stamp;
 	struct kr_buf line;
-	const struct kr_view *pending; /* the event whose line is begun, not yet matched */
+	/* see on_event */
+	const struct kr_view *pending; /* the parsed event: its view, its line's start in side */
+	struct kr_buf side;
+	bool matched_waiting;          /* the matched event: its rules; its line's start ends line */
+	uint32_t *mids;
+	size_t nmids, capmids;
 	unsigned long long events, matched, invalid;
 	bool write_failed;
 };
@@ -89,14 +94,13 @@ static inline char *put(char *o, const void *src, size_t n)
 
 #define PUT(o, lit) put((o), (lit), sizeof(lit) - 1)
 
-/* Matches the pending event and ends its line: its rules and their sinks. */
-static bool finish_line(struct match_ctx *m)
+/* Ends the line of the matched event (its "{"id":...,"rules":[" ends the buffer): the names of
+ * its rules and of their sinks. */
+static bool write_tail(struct match_ctx *m)
 {
-	const struct kr_view *view = m->pending;
-	m->pending = NULL;
-	const uint32_t *ids;
-	size_t n = kr_rules_match(m->cfg->compiled, m->st, view, &ids);
-	/* the rest of the line in one reservation: the names of the rules and of their sinks */
+	const uint32_t *ids = m->mids;
+	size_t n = m->nmids;
+	m->matched_waiting = false;
 	struct kr_buf *b = &m->line;
 	size_t need = sizeof "],\"targets\":[]}\n";
 	for (size_t i = 0; i < n; i++) {
@@ -146,34 +150,75 @@ static bool finish_line(struct match_ctx *m)
 	return b->len < 64 * 1024 || flush_lines(m);
 }
 
-/* An event's line is begun at once (its id) and ended when the next event arrives (or the
- * input ends, or an invalid record): by then the index entries its values point at, asked for
- * while it was parsed, have come from memory, and the match does not wait for them. */
+/* Matches the parsed event: its rules' output entries start loading (kr_match_state_prefetch)
+ * and its line's beginning moves from the side buffer to the end of the lines. */
+static bool match_pending(struct match_ctx *m)
+{
+	const uint32_t *ids;
+	size_t n = kr_rules_match(m->cfg->compiled, m->st, m->pending, &ids);
+	m->pending = NULL;
+	if (n > m->capmids) {
+		uint32_t *a = realloc(m->mids, n * sizeof *a);
+		if (!a) {
+			fprintf(stderr, "kmsrouter: out of memory\n");
+			return false;
+		}
+		m->mids = a;
+		m->capmids = n;
+	}
+	if (n)
+		memcpy(m->mids, ids, n * sizeof *ids);
+	m->nmids = n;
+	m->matched_waiting = true;
+	bool ok = kr_buf_append(&m->line, m->side.p, m->side.len);
+	m->side.len = 0;
+	if (!ok)
+		fprintf(stderr, "kmsrouter: out of memory\n");
+	return ok;
+}
+
+/* Every line written so far, in order. */
+static bool drain(struct match_ctx *m)
+{
+	if (m->matched_waiting && !write_tail(m))
+		return false;
+	if (m->pending && (!match_pending(m) || !write_tail(m)))
+		return false;
+	return true;
+}
+
+/* Events go through two stages one event apart, each waiting for memory the previous one asked
+ * for early: an event is matched when the next one arrives (the index entries of its values,
+ * prefetched while it was parsed, have come from memory; its view is intact, see
+ * kr_event.view), and its line is ended when the one after arrives (the output entries of its
+ * rules, prefetched when they matched, have come too). Its id is encoded at once, into a side
+ * buffer that joins the lines when the event is matched. */
 static int on_event(void *vctx, const struct kr_event *ev)
 {
 	struct match_ctx *m = vctx;
-	if (m->pending && !finish_line(m))
+	if (m->matched_waiting && !write_tail(m))
 		return 1;
-	/* lines collect in one buffer, written out every 64 KiB; the id is escaped at worst as
-	   \u00XX per byte */
-	struct kr_buf *b = &m->line;
+	if (m->pending && !match_pending(m))
+		return 1;
+	/* the id is escaped at worst as \u00XX per byte */
+	struct kr_buf *b = &m->side;
 	if (!kr_buf_reserve(b, sizeof "{\"id\":null,\"rules\":[" + 6 * ev->id_len)) {
 		fprintf(stderr, "kmsrouter: out of memory\n");
 		return 1;
 	}
-	char *o = b->p + b->len;
+	char *o = b->p;
 	o = PUT(o, "{\"id\":");
 	o = ev->id ? kr_json_string_to(o, ev->id, ev->id_len) : PUT(o, "null");
 	o = PUT(o, ",\"rules\":[");
 	b->len = (size_t)(o - b->p);
-	m->pending = ev->view; /* intact until the next event's callback returns */
+	m->pending = ev->view;
 	return 0;
 }
 
 static int on_invalid(void *vctx, const struct kr_invalid *inv)
 {
 	struct match_ctx *m = vctx;
-	if (m->pending && !finish_line(m))
+	if (!drain(m))
 		return 1;
 	m->invalid++;
 	fprintf(stderr, "%s:%llu: %s\n", m->input, (unsigned long long)inv->line, inv->message);
@@ -302,7 +347,7 @@ int kr_cmd_match(int argc, char **argv)
 	for (int i = 0; i < nfiles && !m.write_failed; i++) {
 		m.input = files[i];
 		enum kr_err e = kr_input_read(s, files[i], err);
-		if (m.pending && !finish_line(&m))
+		if (!drain(&m))
 			e = e ? e : KR_ERR_NOMEM;
 		if (e != KR_OK && !m.write_failed) {
 			flush_lines(&m);
@@ -330,6 +375,8 @@ out:
 	free(m.sink_len);
 	free(m.sink_stamp);
 	kr_buf_free(&m.line);
+	kr_buf_free(&m.side);
+	free(m.mids);
 	kr_match_state_free(m.st);
 	kr_config_free(cfg);
 	return status;
