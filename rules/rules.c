@@ -1590,9 +1590,8 @@ static const uint32_t *frozen_find(const struct kr_rules *r, uint64_t h, uint32_
 #define PREFETCH_MIN_BYTES (256u * 1024u)
 
 /* A value of an indexed slot was just parsed: start loading what its lookup will read when the
- * event is matched, so that it finds it in the cache: the line of tags, and the key's home
- * bucket and the one after it (linear probing rarely goes further). Nothing here waits for
- * memory. */
+ * event is matched, so that it finds it in the cache: the line of tags, the key's home bucket
+ * and the next one. Nothing here waits for memory. */
 static void prefetch_key(const void *ctx, uint32_t slot, const char *s, size_t n)
 {
 	const struct kr_rules *r = ctx;
@@ -1602,6 +1601,9 @@ static void prefetch_key(const void *ctx, uint32_t slot, const char *s, size_t n
 	__builtin_prefetch(&r->btags[i]);
 	__builtin_prefetch(b);
 	__builtin_prefetch(b + 64);
+	/* linear probing leaves a key one bucket further about as often as not: its first line
+	   holds the key and its first entries */
+	__builtin_prefetch(&r->buckets[(i + 1) & (r->bcap - 1)]);
 }
 
 /* Each sub-rule is reached through one anchor condition, the one whose values the fewest other
