@@ -68,6 +68,8 @@ struct frame {
 	uint32_t nkeys;                   /* counted in keys_slow frames only */
 	uint8_t is_array;
 	uint8_t special;                  /* objects: what the current key is to the parser */
+	uint8_t mspecial;                 /* the same, for an object as the key's value: SP_NONE
+					     for "detail", whose object is an ordinary field */
 	uint8_t slow;                     /* values here are not ordinary fields of a record */
 	uint8_t keys_slow;                /* keys here may be special (a record's own keys) */
 	uint8_t end_slow;                 /* closing this frame ends a record or a top-level value */
@@ -645,7 +647,7 @@ static void push_frame(struct pstate *p, struct frame *parent, const struct kr_p
 	f->node = node;
 	f->vnode = is_map ? NULL : node;
 	f->is_array = !is_map;
-	f->special = SP_NONE;
+	f->special = f->mspecial = SP_NONE;
 	f->nkeys = 0;
 	f->idx = 0;
 	f->trail_pushed = 0;
@@ -739,7 +741,9 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 static inline int open_container(struct pstate *p, bool is_map)
 {
 	struct frame *parent = cur(p);
-	if (__builtin_expect((parent->slow | parent->special) != 0 || p->depth >= p->s->max_depth, 0))
+	if (__builtin_expect((parent->slow | (is_map ? parent->mspecial : parent->special)) != 0 ||
+				     p->depth >= p->s->max_depth,
+			     0))
 		return open_container_slow(p, is_map);
 	const struct kr_path_node *node = parent->vnode;
 	struct frame *f = parent + 1;
@@ -749,7 +753,7 @@ static inline int open_container(struct pstate *p, bool is_map)
 	f->vnode = is_map ? NULL : node;
 	f->idx = 0;
 	f->is_array = !is_map;
-	f->special = SP_NONE;
+	f->special = f->mspecial = SP_NONE;
 	f->slow = f->keys_slow = f->end_slow = 0;
 	f->trail_pushed = 0;
 	f->kc = NULL;
@@ -907,6 +911,7 @@ static __attribute__((noinline)) int map_key_slow(struct pstate *p, const char *
 	f->special = p->in_record && (rel == 1 || (rel == 2 && p->ev_depth == 2 && !p->inner))
 			     ? (uint8_t)key_special(p, k, n)
 			     : SP_NONE;
+	f->mspecial = f->special == SP_DETAIL ? SP_NONE : f->special;
 	if (f->kc && i < KC_KEYS && n <= KC_KEYMAX) {
 		struct kc_ent *e = &f->kc[i];
 		e->node = f->vnode;
@@ -927,6 +932,7 @@ static __attribute__((noinline)) int map_key_record(struct pstate *p, struct fra
 			f->nkeys++;
 			f->vnode = e->node;
 			f->special = e->special;
+			f->mspecial = e->special == SP_DETAIL ? SP_NONE : e->special;
 			return 1;
 		}
 	}
@@ -944,7 +950,7 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
 		if (n && (p->s->special_mask[n & 15] >> ((unsigned char)k[0] & 63) & 1))
 			return map_key_record(p, f, k, n);
 		f->nkeys++;
-		f->special = SP_NONE;
+		f->special = f->mspecial = SP_NONE;
 	}
 	f->vnode = kr_path_child(f->node, k, n);
 	return 1;

@@ -845,14 +845,16 @@ static void test_wrongly_typed_detail_type_and_detail_are_invalid(void **state)
 	static const char in[] = "{\"id\":\"dt\",\"detail-type\":5}\n"
 				 "{\"id\":\"d\",\"detail\":[1]}\n"
 				 "{\"id\":\"d2\",\"detail\":\"text\"}\n"
-				 "{\"id\":\"g\"}\n";
+				 "{\"id\":\"dt2\",\"detail-type\":{\"a\":1}}\n"
+				 "{\"id\":\"g\",\"detail\":{\"n\":{\"x\":[]}}}\n";
 	struct run r;
 	run_both(&r, paths, S(in), NULL);
-	assert_int_equal(r.n, 4);
+	assert_int_equal(r.n, 5);
 	assert_invalid(&r, 0, 0, 1, "detail-type must be a string");
 	assert_invalid(&r, 1, offset_of(in, "{\"id\":\"d\""), 2, "detail must be a JSON object");
 	assert_invalid(&r, 2, offset_of(in, "{\"id\":\"d2\""), 3, "detail must be a JSON object");
-	assert_event(&r, 3, "g", KR_ENV_EVENT, "{\"id\":\"g\"}");
+	assert_invalid(&r, 3, offset_of(in, "{\"id\":\"dt2\""), 4, "detail-type must be a string");
+	assert_event(&r, 4, "g", KR_ENV_EVENT, "{\"id\":\"g\",\"detail\":{\"n\":{\"x\":[]}}}");
 	run_free(&r);
 }
 
