@@ -166,8 +166,6 @@ struct kr_stream {
 
 static const yajl_callbacks callbacks;
 
-#define VIEW(s) ((s)->view)
-
 static bool is_ws(char c)
 {
 	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
@@ -326,7 +324,7 @@ static void begin_record(struct pstate *p, uint64_t start, unsigned ev_depth)
 	p->rec_bad = NULL;
 	p->next_arr_id = 0;
 	p->ntrail = 0;
-	kr_view_reset(VIEW(s));
+	kr_view_reset(s->view);
 	memset(s->has, 0, sizeof s->has);
 }
 
@@ -355,7 +353,7 @@ static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t r
 		enum kr_envelope env, uint64_t offset)
 {
 	struct kr_event ev = {.raw = raw, .raw_len = raw_len, .offset = offset, .envelope = env,
-			      .view = VIEW(s)};
+			      .view = s->view};
 	enum special idsp = SP_ID, timesp = SP_TIME;
 	if (env == KR_ENV_CLOUDTRAIL) {
 		idsp = CT_EVENT_ID;
@@ -434,7 +432,7 @@ static int emit_cloudtrail(struct kr_stream *s, struct pstate *p, uint64_t start
 		     kr_buf_json_string(b, f[i].val, f[i].len) && kr_buf_puts(b, ",");
 		int32_t slot = kr_path_slot(kr_path_child(s->root, f[i].key, strlen(f[i].key)));
 		if (slot >= 0)
-			kr_view_add(VIEW(s), (uint32_t)slot, KR_V_STRING, f[i].val, f[i].len, NULL, 0);
+			kr_view_add(s->view, (uint32_t)slot, KR_V_STRING, f[i].val, f[i].len, NULL, 0);
 	}
 	ok = ok && kr_buf_puts(b, "\"resources\":[],\"detail\":") &&
 	     kr_buf_append(b, at(s, start), (size_t)(end - start)) && kr_buf_puts(b, "}");
@@ -519,11 +517,6 @@ static enum vrole role(struct pstate *p, bool is_map)
 	return VR_FIELD;
 }
 
-static inline struct frame *cur(struct pstate *p)
-{
-	return p->cur;
-}
-
 /* A value outside the hot path: at or above a record's level, or the value of a key that the
  * parser itself looks at. */
 static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype t, const char *v,
@@ -590,7 +583,7 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 	const struct kr_path_node *node = value_node(p);
 	int32_t slot = kr_path_slot(node);
 	if (slot >= 0)
-		kr_view_add(VIEW(s), (uint32_t)slot, t, v, n, p->trail, p->ntrail);
+		kr_view_add(s->view, (uint32_t)slot, t, v, n, p->trail, p->ntrail);
 	if (f && f->is_array)
 		f->idx++;
 	return 1;
@@ -601,14 +594,14 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 static __attribute__((noinline)) int add_field(struct pstate *p, int32_t slot, enum kr_vtype t,
 					       const char *v, size_t n)
 {
-	kr_view_add(VIEW(p->s), (uint32_t)slot, t, v, n, p->trail, p->ntrail);
+	kr_view_add(p->s->view, (uint32_t)slot, t, v, n, p->trail, p->ntrail);
 	return 1;
 }
 
 /* The hot path: an ordinary field inside a record. */
 static inline int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, size_t toklen)
 {
-	struct frame *f = cur(p);
+	struct frame *f = p->cur;
 	if (__builtin_expect(f->slow | f->special, 0))
 		return scalar_slow(p, t, v, n, toklen);
 	const struct kr_path_node *node = f->vnode;
@@ -638,6 +631,15 @@ static int cb_string(void *ctx, const unsigned char *v, size_t n)
 	return scalar(ctx, KR_V_STRING, (const char *)v, n, n + 2);
 }
 
+/* f, an object or array, is an element of the array parent: what lies below it belongs to one
+ * element (its trail). */
+static inline void push_element(struct pstate *p, const struct frame *parent, struct frame *f)
+{
+	p->trail[p->ntrail++] = parent->arr_id;
+	p->trail[p->ntrail++] = parent->idx;
+	f->trail_pushed = 1;
+}
+
 /* Pushes a frame from the slow path, working out its flags from the parse state. */
 static void push_frame(struct pstate *p, struct frame *parent, const struct kr_path_node *node,
 		       bool is_map, bool push_trail)
@@ -663,12 +665,8 @@ static void push_frame(struct pstate *p, struct frame *parent, const struct kr_p
 	f->kc = f->keys_slow && rel == 1 && (node == p->s->root || node == p->s->detail_node)
 			? p->kc[p->ev_depth < 2 ? p->ev_depth : 2]
 			: NULL;
-	if (push_trail && node) {
-		/* an object or array inside an array: what lies below belongs to one element */
-		p->trail[p->ntrail++] = parent->arr_id;
-		p->trail[p->ntrail++] = parent->idx;
-		f->trail_pushed = 1;
-	}
+	if (push_trail && node)
+		push_element(p, parent, f);
 }
 
 static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool is_map)
@@ -740,7 +738,7 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 /* The hot path: an ordinary object or array inside a record. */
 static inline int open_container(struct pstate *p, bool is_map)
 {
-	struct frame *parent = cur(p);
+	struct frame *parent = p->cur;
 	if (__builtin_expect((parent->slow | (is_map ? parent->mspecial : parent->special)) != 0 ||
 				     p->depth >= p->s->max_depth,
 			     0))
@@ -759,12 +757,8 @@ static inline int open_container(struct pstate *p, bool is_map)
 	f->kc = NULL;
 	if (!is_map)
 		f->arr_id = p->next_arr_id++;
-	if (parent->is_array && node) {
-		/* an object or array inside an array: what lies below belongs to one element */
-		p->trail[p->ntrail++] = parent->arr_id;
-		p->trail[p->ntrail++] = parent->idx;
-		f->trail_pushed = 1;
-	}
+	if (parent->is_array && node)
+		push_element(p, parent, f);
 	return 1;
 }
 
@@ -801,7 +795,7 @@ static __attribute__((noinline)) int close_container_slow(struct pstate *p)
 
 static inline int close_container(struct pstate *p)
 {
-	struct frame *f = cur(p);
+	struct frame *f = p->cur;
 	if (__builtin_expect(f->end_slow, 0))
 		return close_container_slow(p);
 	p->depth--;
@@ -942,7 +936,7 @@ static __attribute__((noinline)) int map_key_record(struct pstate *p, struct fra
 static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
 {
 	struct pstate *p = ctx;
-	struct frame *f = cur(p);
+	struct frame *f = p->cur;
 	const char *k = (const char *)key;
 	if (__builtin_expect(f->keys_slow, 0)) {
 		/* a record's own key: most are told apart from the ones key_special knows by their
@@ -977,7 +971,7 @@ static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, 
 	if (!kr_buf_append(msg, s->cap_buf[SP_MESSAGE].p, s->cap_buf[SP_MESSAGE].len) ||
 	    pstate_open(s, p, true) != 0)
 		return report_invalid(s, start, end, "out of memory unwrapping the SNS message");
-	kr_view_reset(VIEW(s));
+	kr_view_reset(s->view);
 	memset(s->has, 0, sizeof s->has);
 	p->feed_base = 0;
 	p->rec_bad = NULL;

@@ -1312,17 +1312,17 @@ struct fcheck {
 
 /* The index proper: open addressing over 128-byte buckets, two cache lines that the parser's
  * hint prefetches together (a key id and up to ten rules fit in one), with a parallel array of
- * 16-bit tags that the probe reads first. tag 0: empty. A key that does not fit (long text, many
- * entries) has len FB_LONG, nents FB_EXT and in data the offset of its frec in r->frozen. */
+ * 16-bit tags that the probe reads first (tag 0: an empty bucket). A key that does not fit (long
+ * text, many entries) has len FB_LONG, nents FB_EXT and in data the offset of its frec in
+ * r->frozen. */
 #define FB_LONG 0xFFFFu
 #define FB_EXT 0xFFFFu
 
 struct fbucket {
-	uint32_t tag;
 	uint32_t slot_kind;
 	uint16_t len;
 	uint16_t nents;
-	char data[116]; /* the key text, 4-aligned, then its entries */
+	char data[120]; /* the key text, 4-aligned, then its entries */
 };
 
 _Static_assert(sizeof(struct fbucket) == 128, "one bucket, two cache lines");
@@ -1520,11 +1520,10 @@ static enum kr_err freeze(struct kr_rules *r)
 		if (!r->tags[i])
 			continue;
 		uint32_t bi = (uint32_t)e->h & (bcap - 1);
-		while (r->buckets[bi].tag)
+		while (r->btags[bi])
 			bi = (bi + 1) & (bcap - 1);
 		struct fbucket *b = &r->buckets[bi];
 		size_t tl = (e->len + 3) & ~(size_t)3, nw = first[i + 1] - first[i];
-		b->tag = r->tags[i];
 		r->btags[bi] = tag16_of(e->h);
 		b->slot_kind = frec_kind_key(e->slot, e->kind);
 		if (e->len < FB_LONG && e->nconds < FB_EXT && tl + nw * 4 <= sizeof b->data) {
