@@ -2,12 +2,56 @@
 #include "http.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "dynlib.h"
+
 #define BODY_KEEP (64u * 1024u)
+
+/* libcurl, loaded by the first kr_http_new (see dynlib.h) */
+static struct {
+	CURLcode (*global_init)(long);
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	CURLMcode (*multi_cleanup)(CURLM *);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	const char *(*easy_strerror)(CURLcode);
+	void (*easy_cleanup)(CURL *);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+} C;
+
+#define SYM(f) {"curl_" #f, offsetof(__typeof__(C), f)}
+static const struct kr_dynsym curl_syms[] = {
+	SYM(global_init), SYM(multi_init), SYM(multi_setopt), SYM(multi_add_handle),
+	SYM(multi_remove_handle), SYM(multi_socket_action), SYM(multi_info_read),
+	SYM(multi_cleanup), SYM(easy_init), SYM(easy_setopt), SYM(easy_getinfo),
+	SYM(easy_strerror), SYM(easy_cleanup), SYM(slist_append), SYM(slist_free_all),
+};
+#undef SYM
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static enum kr_err curl_state;
+static char curl_msg[KR_ERRBUF];
+
+static void load_curl(void)
+{
+	curl_state = kr_dynlib_load("libcurl.so.4", curl_syms,
+				    sizeof curl_syms / sizeof curl_syms[0], &C, curl_msg);
+	if (!curl_state && C.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		curl_state = kr_errf(curl_msg, KR_ERR_IO, "libcurl could not be initialised");
+}
 
 struct transfer {
 	struct kr_http *h;
@@ -33,23 +77,23 @@ static void check_done(struct kr_http *h)
 {
 	CURLMsg *msg;
 	int left;
-	while ((msg = curl_multi_info_read(h->multi, &left))) {
+	while ((msg = C.multi_info_read(h->multi, &left))) {
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		CURL *easy = msg->easy_handle;
 		CURLcode code = msg->data.result;
 		struct transfer *t = NULL;
-		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+		C.easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
 		struct kr_http_response r = {.retry_after_ms = t->retry_after_ms};
-		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
+		C.easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
 		if (code != CURLE_OK) {
-			r.error = t->errbuf[0] ? t->errbuf : curl_easy_strerror(code);
+			r.error = t->errbuf[0] ? t->errbuf : C.easy_strerror(code);
 			r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
 			r.status = 0;
 		}
 		r.body = t->body ? t->body : "";
 		r.body_len = t->body_len;
-		curl_multi_remove_handle(h->multi, easy);
+		C.multi_remove_handle(h->multi, easy);
 		if (t->prev)
 			t->prev->next = t->next;
 		else
@@ -57,8 +101,8 @@ static void check_done(struct kr_http *h)
 		if (t->next)
 			t->next->prev = t->prev;
 		t->done(t->arg, &r);
-		curl_easy_cleanup(easy);
-		curl_slist_free_all(t->headers);
+		C.easy_cleanup(easy);
+		C.slist_free_all(t->headers);
 		free(t->body);
 		free(t);
 	}
@@ -71,7 +115,7 @@ static void on_io(struct kr_loop *l, int fd, unsigned events, void *arg)
 	int flags = (events & KR_IO_READ ? CURL_CSELECT_IN : 0) |
 		    (events & KR_IO_WRITE ? CURL_CSELECT_OUT : 0);
 	int running;
-	curl_multi_socket_action(h->multi, fd, flags, &running);
+	C.multi_socket_action(h->multi, fd, flags, &running);
 	check_done(h);
 }
 
@@ -95,7 +139,7 @@ static void on_timer(struct kr_loop *l, struct kr_timer *t, void *arg)
 	(void)t;
 	struct kr_http *h = arg;
 	int running;
-	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	C.multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	check_done(h);
 }
 
@@ -164,29 +208,27 @@ static size_t header_cb(char *data, size_t size, size_t n, void *userp)
 	return len;
 }
 
-struct kr_http *kr_http_new(struct kr_loop *loop)
+enum kr_err kr_http_new(struct kr_loop *loop, struct kr_http **out, char *err)
 {
-	static bool initialised;
-	if (!initialised) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			return NULL;
-		initialised = true;
-	}
+	pthread_once(&curl_once, load_curl);
+	if (curl_state)
+		return kr_errf(err, curl_state, "%s", curl_msg);
 	struct kr_http *h = calloc(1, sizeof *h);
 	if (!h)
-		return NULL;
+		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	h->loop = loop;
-	h->multi = curl_multi_init();
+	h->multi = C.multi_init();
 	h->timer = kr_timer_new(loop, on_timer, h);
 	if (!h->multi || !h->timer) {
 		kr_http_free(h);
-		return NULL;
+		return kr_errf(err, KR_ERR_NOMEM, "cannot start the HTTP client");
 	}
-	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-	return h;
+	C.multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	C.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+	C.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	C.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	*out = h;
+	return KR_OK;
 }
 
 void kr_http_free(struct kr_http *h)
@@ -196,17 +238,17 @@ void kr_http_free(struct kr_http *h)
 	while (h->active) {
 		struct transfer *t = h->active;
 		h->active = t->next;
-		curl_multi_remove_handle(h->multi, t->easy);
+		C.multi_remove_handle(h->multi, t->easy);
 		struct kr_http_response r = {.error = "the client was closed", .retry_after_ms = -1,
 					     .body = ""};
 		t->done(t->arg, &r);
-		curl_easy_cleanup(t->easy);
-		curl_slist_free_all(t->headers);
+		C.easy_cleanup(t->easy);
+		C.slist_free_all(t->headers);
 		free(t->body);
 		free(t);
 	}
 	if (h->multi)
-		curl_multi_cleanup(h->multi);
+		C.multi_cleanup(h->multi);
 	kr_timer_free(h->timer);
 	free(h);
 }
@@ -221,53 +263,53 @@ enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
 	t->done = done;
 	t->arg = arg;
 	t->retry_after_ms = -1;
-	t->easy = curl_easy_init();
+	t->easy = C.easy_init();
 	if (!t->easy) {
 		free(t);
 		return KR_ERR_NOMEM;
 	}
 	CURL *e = t->easy;
 	for (const char *const *hd = req->headers; hd && *hd; hd++) {
-		struct curl_slist *l = curl_slist_append(t->headers, *hd);
+		struct curl_slist *l = C.slist_append(t->headers, *hd);
 		if (!l) {
-			curl_slist_free_all(t->headers);
-			curl_easy_cleanup(e);
+			C.slist_free_all(t->headers);
+			C.easy_cleanup(e);
 			free(t);
 			return KR_ERR_NOMEM;
 		}
 		t->headers = l;
 	}
 	/* no "Expect: 100-continue" round trip before a body */
-	struct curl_slist *l = curl_slist_append(t->headers, "Expect:");
+	struct curl_slist *l = C.slist_append(t->headers, "Expect:");
 	if (l)
 		t->headers = l;
-	curl_easy_setopt(e, CURLOPT_URL, req->url);
-	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+	C.easy_setopt(e, CURLOPT_URL, req->url);
+	C.easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+	C.easy_setopt(e, CURLOPT_POST, 1L);
+	C.easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+	C.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+	C.easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+	C.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+	C.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->timeout_ms);
+	C.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	C.easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	C.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	C.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	C.easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	C.easy_setopt(e, CURLOPT_WRITEDATA, t);
+	C.easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	C.easy_setopt(e, CURLOPT_HEADERDATA, t);
+	C.easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+	C.easy_setopt(e, CURLOPT_PRIVATE, t);
 	if (req->userpwd) {
-		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(e, CURLOPT_USERPWD, req->userpwd);
+		C.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		C.easy_setopt(e, CURLOPT_USERPWD, req->userpwd);
 	}
 	if (req->ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
-	if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
-		curl_slist_free_all(t->headers);
-		curl_easy_cleanup(e);
+		C.easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+	if (C.multi_add_handle(h->multi, e) != CURLM_OK) {
+		C.slist_free_all(t->headers);
+		C.easy_cleanup(e);
 		free(t);
 		return KR_ERR_NOMEM;
 	}

@@ -37,9 +37,9 @@ struct kr_http_request {
 	const char *ca_file;  /* extra CA bundle, or NULL */
 };
 
-/* Returns a new client on loop; free with kr_http_free (pending requests complete with an
- * error first). */
-struct kr_http *kr_http_new(struct kr_loop *loop);
+/* A new client on loop in *out; free with kr_http_free (pending requests complete with an
+ * error first). The first call loads libcurl: KR_ERR_UNAVAILABLE when it cannot. */
+enum kr_err kr_http_new(struct kr_loop *loop, struct kr_http **out, char *err);
 void kr_http_free(struct kr_http *h);
 
 /* Starts a request; done is called once, later, from the loop. */

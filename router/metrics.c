@@ -4,12 +4,42 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "dynlib.h"
 #include "json.h"
+
+/* libmicrohttpd, loaded by the first kr_metrics_listen (see dynlib.h) */
+static struct {
+	struct MHD_Daemon *(*start_daemon)(unsigned int, uint16_t, MHD_AcceptPolicyCallback, void *,
+					   MHD_AccessHandlerCallback, void *, ...);
+	void (*stop_daemon)(struct MHD_Daemon *);
+	struct MHD_Response *(*create_response_from_buffer)(size_t, void *, enum MHD_ResponseMemoryMode);
+	enum MHD_Result (*add_response_header)(struct MHD_Response *, const char *, const char *);
+	enum MHD_Result (*queue_response)(struct MHD_Connection *, unsigned int, struct MHD_Response *);
+	void (*destroy_response)(struct MHD_Response *);
+} M;
+
+#define SYM(f) {"MHD_" #f, offsetof(__typeof__(M), f)}
+static const struct kr_dynsym mhd_syms[] = {
+	SYM(start_daemon),	       SYM(stop_daemon),    SYM(create_response_from_buffer),
+	SYM(add_response_header), SYM(queue_response), SYM(destroy_response),
+};
+#undef SYM
+
+static pthread_once_t mhd_once = PTHREAD_ONCE_INIT;
+static enum kr_err mhd_state;
+static char mhd_msg[KR_ERRBUF];
+
+static void load_mhd(void)
+{
+	mhd_state = kr_dynlib_load("libmicrohttpd.so.12", mhd_syms,
+				   sizeof mhd_syms / sizeof mhd_syms[0], &M, mhd_msg);
+}
 
 static const uint64_t bucket_ms[KR_LATENCY_BUCKETS] = {1,   5,    10,   25,   50,    100,
 						       250, 500, 1000, 2500, 5000, 10000};
@@ -62,7 +92,7 @@ void kr_metrics_free(struct kr_metrics *m)
 	if (!m)
 		return;
 	if (m->daemon)
-		MHD_stop_daemon(m->daemon);
+		M.stop_daemon(m->daemon);
 	list_free(&m->sinks);
 	list_free(&m->rules);
 	list_free(&m->sources);
@@ -289,14 +319,14 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 	if (!body)
 		return MHD_NO;
 	struct MHD_Response *r =
-		MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+		M.create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
 		free(body);
 		return MHD_NO;
 	}
-	MHD_add_response_header(r, "Content-Type", type);
-	enum MHD_Result ret = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
+	M.add_response_header(r, "Content-Type", type);
+	enum MHD_Result ret = M.queue_response(c, status, r);
+	M.destroy_response(r);
 	return ret;
 }
 
@@ -320,10 +350,15 @@ enum kr_err kr_metrics_listen(struct kr_metrics *m, const char *listen, char *er
 	if (gai != 0)
 		return kr_errf(err, KR_ERR_CONFIG, "metrics listen \"%s\": %s", listen,
 			       gai_strerror(gai));
+	pthread_once(&mhd_once, load_mhd);
+	if (mhd_state) {
+		freeaddrinfo(res);
+		return kr_errf(err, mhd_state, "metrics listen \"%s\": %s", listen, mhd_msg);
+	}
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	if (res->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR,
+	m->daemon = M.start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR,
 				     res->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
 				     MHD_OPTION_END);
 	freeaddrinfo(res);

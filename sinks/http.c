@@ -144,8 +144,8 @@ static enum kr_err http_create(const struct kr_sink_args *a, void **ctx, char *e
 				e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 		}
 	}
-	if (!e && !(s->http = kr_http_new(a->loop)))
-		e = kr_errf(err, KR_ERR_NOMEM, "cannot start the HTTP client");
+	if (!e)
+		e = kr_http_new(a->loop, &s->http, err);
 	if (e) {
 		http_destroy(s);
 		return e;
