@@ -14,12 +14,24 @@
 
 struct kr_dynsym {
 	const char *name; /* the symbol */
-	size_t offset;    /* where its address goes in the caller's table of function pointers */
+	size_t offset;    /* where its address goes in the table of function pointers */
 };
 
-/* Opens soname (for the rest of the process) and writes the address of each of the n symbols
- * into table + offset. Thread safe; callers load a library once and keep the table. */
-enum kr_err kr_dynlib_load(const char *soname, const struct kr_dynsym *syms, size_t n,
-			   void *table, char *err);
+/* A library: fill in the first five fields statically, the rest is kr_dynlib_load's. */
+struct kr_dynlib {
+	const char *soname;
+	const struct kr_dynsym *syms;
+	size_t nsyms;
+	void *table;                  /* the caller's struct of function pointers */
+	enum kr_err (*init)(char *err); /* optional, once after the symbols are resolved */
+	int tried;
+	enum kr_err outcome;
+	char msg[KR_ERRBUF];
+};
+
+/* Loads lib on the first call (dlopen for the rest of the process, every symbol into table);
+ * later calls give the first outcome again. Thread safe. KR_ERR_UNAVAILABLE, with err naming the
+ * library or the symbol, when it cannot be loaded. */
+enum kr_err kr_dynlib_load(struct kr_dynlib *lib, char *err);
 
 #endif

@@ -2,7 +2,6 @@
 #include "http.h"
 
 #include <curl/curl.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +13,7 @@
 #define BODY_KEEP (64u * 1024u)
 
 /* libcurl, loaded by the first kr_http_new (see dynlib.h) */
-static struct {
+static struct curl_api {
 	CURLcode (*global_init)(long);
 	CURLM *(*multi_init)(void);
 	CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
@@ -32,7 +31,7 @@ static struct {
 	void (*slist_free_all)(struct curl_slist *);
 } C;
 
-#define SYM(f) {"curl_" #f, offsetof(__typeof__(C), f)}
+#define SYM(f) {"curl_" #f, offsetof(struct curl_api, f)}
 static const struct kr_dynsym curl_syms[] = {
 	SYM(global_init), SYM(multi_init), SYM(multi_setopt), SYM(multi_add_handle),
 	SYM(multi_remove_handle), SYM(multi_socket_action), SYM(multi_info_read),
@@ -41,17 +40,18 @@ static const struct kr_dynsym curl_syms[] = {
 };
 #undef SYM
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static enum kr_err curl_state;
-static char curl_msg[KR_ERRBUF];
-
-static void load_curl(void)
+static enum kr_err init_curl(char *err)
 {
-	curl_state = kr_dynlib_load("libcurl.so.4", curl_syms,
-				    sizeof curl_syms / sizeof curl_syms[0], &C, curl_msg);
-	if (!curl_state && C.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		curl_state = kr_errf(curl_msg, KR_ERR_IO, "libcurl could not be initialised");
+	return C.global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK
+		       ? KR_OK
+		       : kr_errf(err, KR_ERR_IO, "libcurl could not be initialised");
 }
+
+static struct kr_dynlib curl = {.soname = "libcurl.so.4",
+				.syms = curl_syms,
+				.nsyms = sizeof curl_syms / sizeof curl_syms[0],
+				.table = &C,
+				.init = init_curl};
 
 struct transfer {
 	struct kr_http *h;
@@ -210,9 +210,9 @@ static size_t header_cb(char *data, size_t size, size_t n, void *userp)
 
 enum kr_err kr_http_new(struct kr_loop *loop, struct kr_http **out, char *err)
 {
-	pthread_once(&curl_once, load_curl);
-	if (curl_state)
-		return kr_errf(err, curl_state, "%s", curl_msg);
+	enum kr_err e = kr_dynlib_load(&curl, err);
+	if (e)
+		return e;
 	struct kr_http *h = calloc(1, sizeof *h);
 	if (!h)
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");

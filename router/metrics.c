@@ -14,7 +14,7 @@
 #include "json.h"
 
 /* libmicrohttpd, loaded by the first kr_metrics_listen (see dynlib.h) */
-static struct {
+static struct mhd_api {
 	struct MHD_Daemon *(*start_daemon)(unsigned int, uint16_t, MHD_AcceptPolicyCallback, void *,
 					   MHD_AccessHandlerCallback, void *, ...);
 	void (*stop_daemon)(struct MHD_Daemon *);
@@ -24,22 +24,17 @@ static struct {
 	void (*destroy_response)(struct MHD_Response *);
 } M;
 
-#define SYM(f) {"MHD_" #f, offsetof(__typeof__(M), f)}
+#define SYM(f) {"MHD_" #f, offsetof(struct mhd_api, f)}
 static const struct kr_dynsym mhd_syms[] = {
 	SYM(start_daemon),	       SYM(stop_daemon),    SYM(create_response_from_buffer),
 	SYM(add_response_header), SYM(queue_response), SYM(destroy_response),
 };
 #undef SYM
 
-static pthread_once_t mhd_once = PTHREAD_ONCE_INIT;
-static enum kr_err mhd_state;
-static char mhd_msg[KR_ERRBUF];
-
-static void load_mhd(void)
-{
-	mhd_state = kr_dynlib_load("libmicrohttpd.so.12", mhd_syms,
-				   sizeof mhd_syms / sizeof mhd_syms[0], &M, mhd_msg);
-}
+static struct kr_dynlib mhd = {.soname = "libmicrohttpd.so.12",
+			       .syms = mhd_syms,
+			       .nsyms = sizeof mhd_syms / sizeof mhd_syms[0],
+			       .table = &M};
 
 static const uint64_t bucket_ms[KR_LATENCY_BUCKETS] = {1,   5,    10,   25,   50,    100,
 						       250, 500, 1000, 2500, 5000, 10000};
@@ -350,10 +345,11 @@ enum kr_err kr_metrics_listen(struct kr_metrics *m, const char *listen, char *er
 	if (gai != 0)
 		return kr_errf(err, KR_ERR_CONFIG, "metrics listen \"%s\": %s", listen,
 			       gai_strerror(gai));
-	pthread_once(&mhd_once, load_mhd);
-	if (mhd_state) {
+	char why[KR_ERRBUF];
+	enum kr_err e = kr_dynlib_load(&mhd, why);
+	if (e) {
 		freeaddrinfo(res);
-		return kr_errf(err, mhd_state, "metrics listen \"%s\": %s", listen, mhd_msg);
+		return kr_errf(err, e, "metrics listen \"%s\": %s", listen, why);
 	}
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	if (res->ai_family == AF_INET6)

@@ -9,49 +9,67 @@
 
 #include "dynlib.h"
 
-static struct {
+static struct zlib_api {
 	const char *(*version)(void);
 	unsigned long (*crc)(unsigned long, const unsigned char *, unsigned);
 } Z;
 
 static const struct kr_dynsym zsyms[] = {
-	{"zlibVersion", offsetof(__typeof__(Z), version)},
-	{"crc32", offsetof(__typeof__(Z), crc)},
+	{"zlibVersion", offsetof(struct zlib_api, version)},
+	{"crc32", offsetof(struct zlib_api, crc)},
 };
 
-static void test_symbols_of_a_library_are_resolved(void **state)
+static int inits;
+
+static enum kr_err count_init(char *err)
+{
+	(void)err;
+	inits++;
+	return KR_OK;
+}
+
+static void test_symbols_of_a_library_are_resolved_once(void **state)
 {
 	(void)state;
 	char err[KR_ERRBUF] = "";
-	assert_int_equal(kr_dynlib_load("libz.so.1", zsyms, 2, &Z, err), KR_OK);
+	static struct kr_dynlib z = {
+		.soname = "libz.so.1", .syms = zsyms, .nsyms = 2, .table = &Z, .init = count_init};
+	assert_int_equal(kr_dynlib_load(&z, err), KR_OK);
 	assert_non_null(Z.version);
 	assert_true(strlen(Z.version()) > 0);
 	/* the function is the library's own: CRC-32 of "123456789" is 0xcbf43926 */
 	assert_int_equal(Z.crc(0, (const unsigned char *)"123456789", 9), 0xcbf43926ul);
-	/* loading again is harmless */
-	assert_int_equal(kr_dynlib_load("libz.so.1", zsyms, 2, &Z, err), KR_OK);
+	/* loading again gives the same outcome without loading (or initialising) again */
+	assert_int_equal(kr_dynlib_load(&z, err), KR_OK);
+	assert_int_equal(inits, 1);
 }
 
 static void test_a_missing_library_is_unavailable_and_named(void **state)
 {
 	(void)state;
 	char err[KR_ERRBUF] = "";
-	void *table[2] = {NULL, NULL};
+	static void *table[2];
 	static const struct kr_dynsym syms[] = {{"f", 0}};
-	assert_int_equal(kr_dynlib_load("libkmsrouter-no-such-library.so.9", syms, 1, table, err),
-			 KR_ERR_UNAVAILABLE);
+	static struct kr_dynlib lib = {
+		.soname = "libkmsrouter-no-such-library.so.9", .syms = syms, .nsyms = 1, .table = table};
+	assert_int_equal(kr_dynlib_load(&lib, err), KR_ERR_UNAVAILABLE);
 	assert_non_null(strstr(err, "libkmsrouter-no-such-library.so.9"));
 	assert_null(table[0]);
+	/* the same answer again */
+	err[0] = 0;
+	assert_int_equal(kr_dynlib_load(&lib, err), KR_ERR_UNAVAILABLE);
+	assert_non_null(strstr(err, "libkmsrouter-no-such-library.so.9"));
 }
 
 static void test_a_missing_symbol_is_unavailable_and_named(void **state)
 {
 	(void)state;
 	char err[KR_ERRBUF] = "";
-	void *table[2] = {NULL, NULL};
+	static void *table[2];
 	static const struct kr_dynsym syms[] = {{"zlibVersion", 0},
 						{"kr_no_such_symbol", sizeof(void *)}};
-	assert_int_equal(kr_dynlib_load("libz.so.1", syms, 2, table, err), KR_ERR_UNAVAILABLE);
+	static struct kr_dynlib lib = {.soname = "libz.so.1", .syms = syms, .nsyms = 2, .table = table};
+	assert_int_equal(kr_dynlib_load(&lib, err), KR_ERR_UNAVAILABLE);
 	assert_non_null(strstr(err, "kr_no_such_symbol"));
 	assert_non_null(strstr(err, "libz.so.1"));
 }
@@ -59,7 +77,7 @@ static void test_a_missing_symbol_is_unavailable_and_named(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_symbols_of_a_library_are_resolved),
+		cmocka_unit_test(test_symbols_of_a_library_are_resolved_once),
 		cmocka_unit_test(test_a_missing_library_is_unavailable_and_named),
 		cmocka_unit_test(test_a_missing_symbol_is_unavailable_and_named),
 	};
