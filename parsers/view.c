@@ -293,8 +293,9 @@ enum kr_err kr_view_add(struct kr_view *v, uint32_t slot, enum kr_vtype type, co
 	}
 	v->tail[slot] = idx;
 	const struct kr_paths *p = v->paths;
-	if (type == KR_V_STRING && p->hint && p->hinted[slot])
-		p->hint(p->hint_ctx, slot, text, len);
+	val->hinted = type == KR_V_STRING && p->hint && p->hinted[slot];
+	if (val->hinted)
+		val->hint = p->hint(p->hint_ctx, slot, text, len);
 	return KR_OK;
 }
 

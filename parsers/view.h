@@ -33,8 +33,9 @@ struct kr_path_node {
 
 /* Told of a string value of a hinted slot as soon as the parser records it, before the event
  * ends: the rule set uses it to bring the index entry for that value into the cache while the
- * parse goes on, so the match that follows does not wait for memory. */
-typedef void (*kr_path_hint_fn)(const void *ctx, uint32_t slot, const char *s, size_t n);
+ * parse goes on, so the match that follows does not wait for memory. What it returns is kept
+ * with the value (kr_value.hint, the index key's hash) for the rule set's own use. */
+typedef uint64_t (*kr_path_hint_fn)(const void *ctx, uint32_t slot, const char *s, size_t n);
 
 struct kr_paths {
 	struct kr_path_node *root;
@@ -86,6 +87,8 @@ struct kr_value {
 	uint32_t trail_off, trail_len; /* into the view's trail buffer: (array id, index) pairs */
 	uint32_t next;          /* next value of the same slot, 1-based; 0 ends */
 	uint8_t type;
+	uint8_t hinted;         /* hint holds what the slot's hint function returned */
+	uint64_t hint;
 };
 
 struct kr_view {

@@ -117,6 +117,7 @@ struct slotinfo {
 	uint16_t kinds;       /* bit (1 << ikind) for every kind of key this slot has */
 	struct scanref *scan; /* numeric and unindexable matchers */
 	uint32_t nscan;
+	bool exact_only;      /* only exact keys: no prefix, suffix, ignore-case or scanned matcher */
 };
 
 struct kr_rules {
@@ -1591,7 +1592,7 @@ static const uint32_t *frozen_find(const struct kr_rules *r, uint64_t h, uint32_
 /* A value of an indexed slot was just parsed: start loading what its lookup will read when the
  * event is matched, so that it finds it in the cache: the line of tags, the key's home bucket
  * and the next one. Nothing here waits for memory. */
-static void prefetch_key(const void *ctx, uint32_t slot, const char *s, size_t n)
+static uint64_t prefetch_key(const void *ctx, uint32_t slot, const char *s, size_t n)
 {
 	const struct kr_rules *r = ctx;
 	uint64_t h = key_hash(slot, IX_STR, s, n);
@@ -1603,6 +1604,7 @@ static void prefetch_key(const void *ctx, uint32_t slot, const char *s, size_t n
 	/* linear probing leaves a key one bucket further about as often as not: its first line
 	   holds the key and its first entries */
 	__builtin_prefetch(&r->buckets[(i + 1) & (r->bcap - 1)]);
+	return h; /* kept with the value: the lookup need not hash it again */
 }
 
 /* Each sub-rule is reached through one anchor condition, the one whose values the fewest other
@@ -1676,6 +1678,11 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 			return KR_ERR_NOMEM;
 	if (freeze(r) != KR_OK)
 		return KR_ERR_NOMEM;
+	for (uint32_t i = 0; i < r->nslots; i++) {
+		struct slotinfo *si = &r->slots[i];
+		si->exact_only = !si->icase && !si->nscan && !si->nplen[0] && !si->nplen[1] &&
+				 !si->nplen[2] && !si->nplen[3];
+	}
 	/* the slots with exact-string keys: the parser announces their values (prefetch_key); not
 	 * worth its cost while the index is small enough to stay in the cache anyway */
 	if ((size_t)r->bcap * sizeof *r->buckets + r->frozen_len < PREFETCH_MIN_BYTES) {
@@ -1813,6 +1820,23 @@ static inline void out_add(struct kr_match_state *st, uint32_t rule)
 	}
 }
 
+/* a and b, both n bytes long, are equal: up to 32 bytes (a detail-type) in overlapping 8-byte
+ * loads, no call. */
+static inline bool text_eq(const char *a, const char *b, size_t n)
+{
+	if (n < 8 || n > 32)
+		return n == 0 || memcmp(a, b, n) == 0;
+	uint64_t x, y, ok = 0;
+	for (size_t i = 0; i + 8 < n; i += 8) {
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		ok |= x ^ y;
+	}
+	memcpy(&x, a + n - 8, 8);
+	memcpy(&y, b + n - 8, 8);
+	return (ok | (x ^ y)) == 0;
+}
+
 static inline uint32_t check_at(uint32_t first, const uint16_t *rest, uint32_t k)
 {
 	return k ? rest[k - 1] : first;
@@ -1832,7 +1856,7 @@ static bool fent_holds(const struct kr_rules *r, uint32_t first, const uint16_t 
 			for (const struct kr_value *val = kr_view_first(v, c->slot); val && !ok;
 			     val = kr_view_next(v, val))
 				ok = val->type == c->vtype && val->len == c->len &&
-				     (c->len == 0 || memcmp(kr_view_text(v, val), c->text, c->len) == 0);
+				     text_eq(kr_view_text(v, val), c->text, c->len);
 			if (ok || !c->alt_more || k >= n)
 				break;
 		}
@@ -1865,12 +1889,12 @@ static void satisfy_rule_key(const struct kr_rules *r, struct kr_match_state *st
 	}
 }
 
-static inline void lookup(const struct kr_rules *r, struct kr_match_state *st,
-			  const struct kr_view *v, uint32_t slot, uint8_t kind, const char *s,
-			  size_t n)
+static inline void lookup_hashed(const struct kr_rules *r, struct kr_match_state *st,
+				 const struct kr_view *v, uint32_t slot, uint8_t kind, const char *s,
+				 size_t n, uint64_t h)
 {
 	uint32_t nents;
-	const uint32_t *w = frozen_find(r, key_hash(slot, kind, s, n), slot, kind, s, n, &nents);
+	const uint32_t *w = frozen_find(r, h, slot, kind, s, n, &nents);
 	if (!w)
 		return;
 	for (uint32_t i = 0; i < nents; i++) {
@@ -1886,14 +1910,27 @@ static inline void lookup(const struct kr_rules *r, struct kr_match_state *st,
 	}
 }
 
+static inline void lookup(const struct kr_rules *r, struct kr_match_state *st,
+			  const struct kr_view *v, uint32_t slot, uint8_t kind, const char *s,
+			  size_t n)
+{
+	lookup_hashed(r, st, v, slot, kind, s, n, key_hash(slot, kind, s, n));
+}
+
 static void match_value(const struct kr_rules *r, struct kr_match_state *st, uint32_t slot,
 			const struct kr_view *v, const struct kr_value *val)
 {
 	const struct slotinfo *si = &r->slots[slot];
 	const char *s = kr_view_text(v, val);
 	size_t n = val->len;
-	if (si->kinds >> exact_kind[val->type] & 1)
-		lookup(r, st, v, slot, exact_kind[val->type], s, n);
+	if (si->kinds >> exact_kind[val->type] & 1) {
+		/* a hinted string's hash came with it (prefetch_key hashed it as IX_STR) */
+		uint8_t kind = exact_kind[val->type];
+		lookup_hashed(r, st, v, slot, kind, s, n,
+			      val->hinted ? val->hint : key_hash(slot, kind, s, n));
+	}
+	if (si->exact_only)
+		return;
 	if (val->type == KR_V_STRING) {
 		for (uint32_t i = 0; i < si->nplen[0] && si->plen[0][i] <= n; i++)
 			lookup(r, st, v, slot, IX_PREFIX, s, si->plen[0][i]);
@@ -2047,7 +2084,8 @@ size_t kr_rules_match(const struct kr_rules *r, struct kr_match_state *st,
 	st->nout = 0;
 	for (uint32_t t = 0; t < v->ntouched; t++) {
 		uint32_t slot = v->touched[t];
-		if (slot >= r->nslots)
+		/* a slot only other conditions read (a detail-type checked from the key id's entry) */
+		if (slot >= r->nslots || (r->slots[slot].exact_only && !r->slots[slot].kinds))
 			continue;
 		for (const struct kr_value *val = kr_view_first(v, slot); val;
 		     val = kr_view_next(v, val))
