@@ -517,6 +517,47 @@ static enum vrole role(struct pstate *p, bool is_map)
 	return VR_FIELD;
 }
 
+/* The value of a key the parser itself looks at (f->special) inside a record: checked, or kept. */
+static inline void special_value(struct pstate *p, const struct frame *f, enum kr_vtype t,
+				 const char *v, size_t n)
+{
+	struct kr_stream *s = p->s;
+	switch (f->special) {
+	case SP_NONE:
+		break;
+	case SP_DETAIL_TYPE:
+		if (t != KR_V_STRING && !s->raw_only)
+			p->rec_bad = "detail-type must be a string";
+		break;
+	case SP_DETAIL:
+		if (!s->raw_only)
+			p->rec_bad = "detail must be a JSON object";
+		break;
+	case SP_MESSAGE:
+		if (t == KR_V_STRING)
+			capture(s, SP_MESSAGE, v, n);
+		break;
+	case CT_USER_IDENTITY:
+		break;
+	default:
+		if (t == KR_V_STRING)
+			capture(s, (enum special)f->special, v, n);
+	}
+}
+
+/* A special key's value in a record's own object (id, time, detail-type, ...): what scalar_slow
+ * does for it, without working out where it is. */
+static __attribute__((noinline)) int scalar_special(struct pstate *p, enum kr_vtype t,
+						    const char *v, size_t n)
+{
+	const struct frame *f = p->cur;
+	special_value(p, f, t, v, n);
+	const struct kr_path_node *node = f->vnode;
+	if (node && node->slot >= 0)
+		kr_view_add(p->s->view, (uint32_t)node->slot, t, v, n, p->trail, p->ntrail);
+	return 1;
+}
+
 /* A value outside the hot path: at or above a record's level, or the value of a key that the
  * parser itself looks at. */
 static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype t, const char *v,
@@ -557,29 +598,8 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 	}
 	if (!p->in_record)
 		return 1;
-	if (f && !f->is_array) {
-		switch (f->special) {
-		case SP_NONE:
-			break;
-		case SP_DETAIL_TYPE:
-			if (t != KR_V_STRING && !s->raw_only)
-				p->rec_bad = "detail-type must be a string";
-			break;
-		case SP_DETAIL:
-			if (!s->raw_only)
-				p->rec_bad = "detail must be a JSON object";
-			break;
-		case SP_MESSAGE:
-			if (t == KR_V_STRING)
-				capture(s, SP_MESSAGE, v, n);
-			break;
-		case CT_USER_IDENTITY:
-			break;
-		default:
-			if (t == KR_V_STRING)
-				capture(s, (enum special)f->special, v, n);
-		}
-	}
+	if (f && !f->is_array)
+		special_value(p, f, t, v, n);
 	const struct kr_path_node *node = value_node(p);
 	int32_t slot = kr_path_slot(node);
 	if (slot >= 0)
@@ -603,7 +623,7 @@ static inline int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_
 {
 	struct frame *f = p->cur;
 	if (__builtin_expect(f->slow | f->special, 0))
-		return scalar_slow(p, t, v, n, toklen);
+		return f->slow ? scalar_slow(p, t, v, n, toklen) : scalar_special(p, t, v, n);
 	const struct kr_path_node *node = f->vnode;
 	f->idx++;
 	if (node && node->slot >= 0)
