@@ -93,12 +93,13 @@ __attribute__((target("avx2"))) static size_t scan_lines_avx2(const unsigned cha
 {
 	size_t i = 0;
 	const __m256i nl = _mm256_set1_epi8('\n'), zero = _mm256_setzero_si256();
+	__m256i ors = zero; /* every byte ORed together: its high bits say whether any was >= 0x80 */
 	while (i + 64 <= n) {
 		__m256i acc = zero;
 		for (unsigned k = 0; k < 127 && i + 64 <= n; k++, i += 64) {
 			__m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(s + i));
 			__m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(s + i + 32));
-			*hi |= (unsigned)_mm256_movemask_epi8(_mm256_or_si256(a, b));
+			ors = _mm256_or_si256(ors, _mm256_or_si256(a, b));
 			acc = _mm256_sub_epi8(acc, _mm256_add_epi8(_mm256_cmpeq_epi8(a, nl),
 								   _mm256_cmpeq_epi8(b, nl)));
 		}
@@ -106,6 +107,7 @@ __attribute__((target("avx2"))) static size_t scan_lines_avx2(const unsigned cha
 		*lines += (size_t)_mm256_extract_epi64(sum, 0) + (size_t)_mm256_extract_epi64(sum, 1) +
 			  (size_t)_mm256_extract_epi64(sum, 2) + (size_t)_mm256_extract_epi64(sum, 3);
 	}
+	*hi |= (unsigned)_mm256_movemask_epi8(ors);
 	return i;
 }
 #endif
