@@ -802,13 +802,12 @@ static __attribute__((noinline)) int close_container_slow(struct pstate *p)
 	struct frame *parent = top(p);
 	if (parent && parent->is_array)
 		parent->idx++;
-	if (p->in_record && p->depth == p->ev_depth) {
-		if (!end_record(p, tok_end(p)))
-			return 0;
-	}
+	uint64_t end = tok_end(p);
+	if (p->in_record && p->depth == p->ev_depth && !end_record(p, end))
+		return 0;
 	if (p->depth == 0 && !p->inner) {
 		p->container = C_NONE;
-		s->last_top_end = tok_end(p);
+		s->last_top_end = end;
 	}
 	return !p->stop;
 }
