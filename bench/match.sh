@@ -25,8 +25,9 @@
 #   BENCH_DIR  cache of generated files and yajl_parse (default /tmp/kmsrouter-bench)
 #   KMSROUTER  kmsrouter binary (default build/kmsrouter, relative to the repo root)
 #   REPEAT     runs of yajl-only and of each kmsrouter rule set, interleaved; the
-#              fastest is reported (default 7: this kind of VM drifts by 20% and more
-#              between minutes, and fewer runs often miss its quiet moments)
+#              fastest is reported (default 15: this kind of VM drifts by 20% and more
+#              between minutes, and with fewer runs one program often misses the quiet
+#              moments the other had; a whole run takes about two minutes)
 #   JQ_EVENTS  "all" (default) runs jq on the whole file; "head" runs it on the
 #              first 100,000 events only, for when jq is too slow
 # Needs python3, jq, cc and libyajl-dev (scripts/install-deps.sh).
@@ -40,7 +41,7 @@ root=$PWD
 
 EVENTS=${EVENTS:-1000000}
 BENCH_DIR=${BENCH_DIR:-/tmp/kmsrouter-bench}
-REPEAT=${REPEAT:-7}
+REPEAT=${REPEAT:-15}
 JQ_EVENTS=${JQ_EVENTS:-all}
 if [ -n "${KMSROUTER:-}" ]; then
 	kmsrouter=$KMSROUTER
