@@ -53,7 +53,7 @@ enum special {
 struct kc_ent {
 	const struct kr_path_node *node;
 	int8_t len; /* -1: empty */
-	uint8_t special;
+	uint8_t special, mspecial;
 	char key[KC_KEYMAX];
 };
 
@@ -832,10 +832,8 @@ static int cb_end(void *ctx)
 
 /* k and ek, both n bytes long, are equal. Keys are short: up to 24 bytes this is overlapping
  * loads and compares (with n a constant, two of them), not a call to memcmp. */
-static inline bool key_eq(const char *k, const char *ek, size_t n)
+static inline bool short_key_eq(const char *k, const char *ek, size_t n) /* n <= 24 */
 {
-	if (n > 24)
-		return memcmp(k, ek, n) == 0;
 	uint64_t a, b, c, d;
 	if (n >= 8) {
 		memcpy(&a, k, 8);
@@ -867,6 +865,11 @@ static inline bool key_eq(const char *k, const char *ek, size_t n)
 		return x == y && z == w;
 	}
 	return n == 0 || k[0] == ek[0];
+}
+
+static inline bool key_eq(const char *k, const char *ek, size_t n)
+{
+	return n > 24 ? memcmp(k, ek, n) == 0 : short_key_eq(k, ek, n);
 }
 
 /* Which of the fields the parser itself needs (envelopes, CloudTrail conversion, checks) a key
@@ -929,6 +932,7 @@ static __attribute__((noinline)) int map_key_slow(struct pstate *p, const char *
 		struct kc_ent *e = &f->kc[i];
 		e->node = f->vnode;
 		e->special = f->special;
+		e->mspecial = f->mspecial;
 		e->len = (int8_t)n;
 		memcpy(e->key, k, n);
 	}
@@ -941,11 +945,11 @@ static __attribute__((noinline)) int map_key_record(struct pstate *p, struct fra
 {
 	if (f->kc && f->nkeys < KC_KEYS) {
 		struct kc_ent *e = &f->kc[f->nkeys];
-		if (e->len == (int8_t)n && key_eq(k, e->key, n)) {
+		if (e->len == (int8_t)n && short_key_eq(k, e->key, n)) { /* len <= KC_KEYMAX */
 			f->nkeys++;
 			f->vnode = e->node;
 			f->special = e->special;
-			f->mspecial = e->special == SP_DETAIL ? SP_NONE : e->special;
+			f->mspecial = e->mspecial;
 			return 1;
 		}
 	}
