@@ -2099,8 +2099,17 @@ size_t kr_rules_match(const struct kr_rules *r, struct kr_match_state *st,
 		if (finalize(r, st, v, si))
 			out_add(st, rule);
 	}
-	if (st->nout > 1)
+	if (st->nout > 16) {
 		qsort(st->out, st->nout, sizeof *st->out, cmp_u32);
+	} else {
+		/* a few ids, nearly always: insertion sort, no call */
+		for (uint32_t i = 1; i < st->nout; i++) {
+			uint32_t x = st->out[i], j = i;
+			for (; j > 0 && st->out[j - 1] > x; j--)
+				st->out[j] = st->out[j - 1];
+			st->out[j] = x;
+		}
+	}
 	*ids = st->out;
 	return st->nout;
 }
