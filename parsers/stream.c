@@ -945,7 +945,7 @@ static __attribute__((noinline)) int map_key_record(struct pstate *p, struct fra
 {
 	if (f->kc && f->nkeys < KC_KEYS) {
 		struct kc_ent *e = &f->kc[f->nkeys];
-		if (e->len == (int8_t)n && short_key_eq(k, e->key, n)) { /* len <= KC_KEYMAX */
+		if (n <= KC_KEYMAX && e->len == (int8_t)n && short_key_eq(k, e->key, n)) {
 			f->nkeys++;
 			f->vnode = e->node;
 			f->special = e->special;

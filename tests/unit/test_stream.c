@@ -597,6 +597,12 @@ static void test_values_nothing_reads_do_not_hide_the_rest(void **state)
 /* A record's own keys are remembered by position from the record before: keys that look alike
  * (same length, same first bytes) at the same position, a changed order, and the same key at the
  * top level and in an array (where "Records" means nothing) each still resolve on their own. */
+/* 261 bytes, after the 'd' that starts the key */
+#define LONG_KEY_TAIL_29 "ddddddddddddddddddddddddddddd"
+#define LONG_KEY_TAIL                                                                            \
+	LONG_KEY_TAIL_29 LONG_KEY_TAIL_29 LONG_KEY_TAIL_29 LONG_KEY_TAIL_29 LONG_KEY_TAIL_29     \
+		LONG_KEY_TAIL_29 LONG_KEY_TAIL_29 LONG_KEY_TAIL_29 LONG_KEY_TAIL_29
+
 static void test_record_keys_resolve_whatever_came_before(void **state)
 {
 	(void)state;
@@ -608,10 +614,12 @@ static void test_record_keys_resolve_whatever_came_before(void **state)
 		"[{\"Records\":[{\"eventID\":\"no\"}],\"id\":\"k4\"},{\"id\":\"k5\",\"Records\":5}]\n"
 		"{\"Records\":[{\"eventID\":\"ct1\",\"eventSource\":\"kms.amazonaws.com\","
 		"\"eventName\":\"Decrypt\"}]}\n"
-		"{\"id\":\"k6\",\"detail-type\":\"D\",\"detail\":{\"n\":3},\"source\":\"v\"}\n";
+		"{\"id\":\"k6\",\"detail-type\":\"D\",\"detail\":{\"n\":3},\"source\":\"v\"}\n"
+		/* a long key whose length wraps to that of the cached "detail" (262 = 256 + 6) */
+		"{\"id\":\"k7\",\"detail-type\":\"E\",\"d" LONG_KEY_TAIL "\":7,\"source\":\"w\"}\n";
 	struct run r;
 	run_both(&r, paths, S(in), NULL);
-	assert_int_equal(r.n, 8);
+	assert_int_equal(r.n, 9);
 	assert_event(&r, 0, "k1", KR_ENV_EVENT, NULL);
 	assert_string_equal(r.items[0].view,
 			    "id=(0)k1[] ;source=(0)s[] ;detail-type=(0)A[] ;detail.n=(1)1[] ;");
@@ -633,6 +641,9 @@ static void test_record_keys_resolve_whatever_came_before(void **state)
 	assert_event(&r, 7, "k6", KR_ENV_EVENT, NULL);
 	assert_string_equal(r.items[7].view,
 			    "id=(0)k6[] ;source=(0)v[] ;detail-type=(0)D[] ;detail.n=(1)3[] ;");
+	/* not taken for "detail": 7 would make the record invalid */
+	assert_event(&r, 8, "k7", KR_ENV_EVENT, NULL);
+	assert_string_equal(r.items[8].view, "id=(0)k7[] ;source=(0)w[] ;detail-type=(0)E[] ;");
 	run_free(&r);
 }
 
