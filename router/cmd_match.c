@@ -177,14 +177,17 @@ static bool match_pending(struct match_ctx *m)
 	return ok;
 }
 
+/* Each event in the stages moves on by one: the matched one's line is ended, the parsed one is
+ * matched. */
+static bool advance(struct match_ctx *m)
+{
+	return (!m->matched_waiting || write_tail(m)) && (!m->pending || match_pending(m));
+}
+
 /* Every line written so far, in order. */
 static bool drain(struct match_ctx *m)
 {
-	if (m->matched_waiting && !write_tail(m))
-		return false;
-	if (m->pending && (!match_pending(m) || !write_tail(m)))
-		return false;
-	return true;
+	return advance(m) && (!m->matched_waiting || write_tail(m));
 }
 
 /* Events go through two stages one event apart, each waiting for memory the previous one asked
@@ -196,9 +199,7 @@ static bool drain(struct match_ctx *m)
 static int on_event(void *vctx, const struct kr_event *ev)
 {
 	struct match_ctx *m = vctx;
-	if (m->matched_waiting && !write_tail(m))
-		return 1;
-	if (m->pending && !match_pending(m))
+	if (!advance(m))
 		return 1;
 	/* the id is escaped at worst as \u00XX per byte */
 	struct kr_buf *b = &m->side;
