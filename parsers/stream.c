@@ -82,6 +82,9 @@ struct kr_stream;
 struct pstate {
 	struct kr_stream *s;
 	yajl_handle h;
+	/* h's callbacks: yajl_string is NULL while the next string can only be one no rule and no
+	   envelope reads (see want_strings), so yajl neither calls us for it nor decodes it */
+	yajl_callbacks cbs;
 	bool inner;
 	struct frame *frames;
 	struct frame *cur; /* frames[depth - 1]: the sentinel frames[-1] at depth 0 */
@@ -135,6 +138,9 @@ struct kr_stream {
 	uint64_t hi_end;    /* input before this offset may hold bytes >= 0x80: a record starting
 			       before it gets the strict UTF-8 check; all-ASCII input needs none */
 	uint64_t last_top_end;
+	uint64_t last_elem_end; /* in the array that holds the records (a top-level array or a
+				   CloudTrail log's Records): where its last element ended, or just
+				   after its '[' */
 	bool tail_nonws;
 
 	/* a bad record's report waits until the skipper has found where the record ends */
@@ -274,7 +280,8 @@ static int pstate_open(struct kr_stream *s, struct pstate *p, bool inner)
 	}
 	if (p->h)
 		yajl_free(p->h);
-	p->h = yajl_alloc(&callbacks, NULL, p);
+	p->cbs = callbacks;
+	p->h = yajl_alloc(&p->cbs, NULL, p);
 	if (!p->h)
 		return -1;
 	if (!inner)
@@ -447,6 +454,7 @@ static int end_record(struct pstate *p, uint64_t end)
 	p->in_record = false;
 	if (p->inner)
 		return 1; /* parse_sns looks at the result */
+	s->last_elem_end = end;
 	uint64_t start = p->rec_start;
 	size_t bad;
 	int rc;
@@ -578,6 +586,16 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 			start = s->last_top_end > s->abs_base ? s->last_top_end : s->abs_base;
 			while (start < end && is_ws(*at(s, start)))
 				start++;
+		} else if (!p->inner && s->last_elem_end >= s->abs_base && s->last_elem_end < end) {
+			/* an element of the array that holds the records: it starts after the previous
+			 * one, the comma and the whitespace (kr_stream_reserve keeps those bytes) */
+			start = s->last_elem_end;
+			while (start < end && is_ws(*at(s, start)))
+				start++;
+			if (start < end && *at(s, start) == ',')
+				start++;
+			while (start < end && is_ws(*at(s, start)))
+				start++;
 		} else if (t == KR_V_STRING) {
 			/* find the opening quote in the buffer when we still hold it */
 			uint64_t i = end >= 2 ? end - 2 : 0;
@@ -585,6 +603,8 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 				i--;
 			start = i;
 		}
+		if (p->depth > 0 && !p->inner)
+			s->last_elem_end = end;
 		if (p->inner) {
 			p->rec_bad = "the SNS Message is not a JSON object";
 			return 1;
@@ -651,6 +671,21 @@ static int cb_string(void *ctx, const unsigned char *v, size_t n)
 	return scalar(ctx, KR_V_STRING, (const char *)v, n, n + 2);
 }
 
+/* Whether yajl passes on the strings that come next (see pstate.cbs). In an array: when a rule
+ * reads something in it, or outside a record. After a key: when the parser looks at its value,
+ * a rule reads it, or outside a record. A value that is an object or array sets its own, and
+ * closing it sets the array around it back. */
+static inline void strings_in_array(struct pstate *p, const struct frame *f)
+{
+	p->cbs.yajl_string = f->slow || f->node ? cb_string : NULL;
+}
+
+static inline void strings_after_key(struct pstate *p, const struct frame *f)
+{
+	const struct kr_path_node *vn = f->vnode;
+	p->cbs.yajl_string = f->slow || f->special || (vn && vn->slot >= 0) ? cb_string : NULL;
+}
+
 /* f, an object or array, is an element of the array parent: what lies below it belongs to one
  * element (its trail). */
 static inline void push_element(struct pstate *p, const struct frame *parent, struct frame *f)
@@ -678,11 +713,13 @@ static void push_frame(struct pstate *p, struct frame *parent, const struct kr_p
 	unsigned rel = p->depth - p->ev_depth; /* the keys' rel in key_special */
 	bool field = p->in_record && p->depth > p->ev_depth;
 	f->slow = !field;
-	f->keys_slow = is_map && p->in_record &&
-		       (rel == 1 || (rel == 2 && p->ev_depth == 2 && !p->inner));
+	bool own_keys = is_map && p->in_record &&
+			(rel == 1 || (rel == 2 && p->ev_depth == 2 && !p->inner));
+	/* an object outside a record too: cb_map_key's common path takes its frame for a field's */
+	f->keys_slow = own_keys || (is_map && f->slow);
 	f->end_slow = !field || rel == 1;
 	/* a record's own frame; the key cache holds for the trie node it was filled from */
-	f->kc = f->keys_slow && rel == 1 && (node == p->s->root || node == p->s->detail_node)
+	f->kc = own_keys && rel == 1 && (node == p->s->root || node == p->s->detail_node)
 			? p->kc[p->ev_depth < 2 ? p->ev_depth : 2]
 			: NULL;
 	if (push_trail && node)
@@ -716,6 +753,7 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 		if (!is_map && p->depth == 0 && !p->inner && !s->raw_only) {
 			p->container = C_ARRAY; /* a top-level array holds the records */
 			p->cont_start = start;
+			s->last_elem_end = start + 1;
 		} else {
 			begin_record(p, start, p->depth);
 			p->rec_bad = p->inner ? "the SNS Message is not a JSON object"
@@ -739,6 +777,7 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 					/* {"Records": [ ... ]}: a CloudTrail log, its elements are records */
 					p->in_record = false;
 					p->container = C_CLOUDTRAIL;
+					s->last_elem_end = tok_end(p);
 					node = NULL;
 					parent->node = NULL;
 					parent->vnode = NULL;
@@ -752,6 +791,8 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 		push_trail = parent && parent->is_array;
 	}
 	push_frame(p, parent, node, is_map, push_trail);
+	if (!is_map)
+		strings_in_array(p, p->cur);
 	return 1;
 }
 
@@ -775,8 +816,10 @@ static inline int open_container(struct pstate *p, bool is_map)
 	f->slow = f->keys_slow = f->end_slow = 0;
 	f->trail_pushed = 0;
 	f->kc = NULL;
-	if (!is_map)
+	if (!is_map) {
 		f->arr_id = p->next_arr_id++;
+		p->cbs.yajl_string = node ? cb_string : NULL;
+	}
 	if (parent->is_array && node)
 		push_element(p, parent, f);
 	return 1;
@@ -802,6 +845,11 @@ static __attribute__((noinline)) int close_container_slow(struct pstate *p)
 	struct frame *parent = top(p);
 	if (parent && parent->is_array)
 		parent->idx++;
+	/* in an object a key comes next, which sets it */
+	if (parent && parent->is_array)
+		strings_in_array(p, parent);
+	else
+		p->cbs.yajl_string = cb_string;
 	uint64_t end = tok_end(p);
 	if (p->in_record && p->depth == p->ev_depth && !end_record(p, end))
 		return 0;
@@ -822,6 +870,8 @@ static inline int close_container(struct pstate *p)
 	if (f->trail_pushed)
 		p->ntrail -= 2;
 	f[-1].idx++; /* counts elements in an array; unused in an object */
+	if (f[-1].is_array)
+		strings_in_array(p, f - 1);
 	return 1;
 }
 
@@ -936,6 +986,7 @@ static __attribute__((noinline)) int map_key_slow(struct pstate *p, const char *
 		e->len = (int8_t)n;
 		memcpy(e->key, k, n);
 	}
+	strings_after_key(p, f);
 	return 1;
 }
 
@@ -950,10 +1001,38 @@ static __attribute__((noinline)) int map_key_record(struct pstate *p, struct fra
 			f->vnode = e->node;
 			f->special = e->special;
 			f->mspecial = e->mspecial;
+			strings_after_key(p, f);
 			return 1;
 		}
 	}
 	return map_key_slow(p, k, n);
+}
+
+/* A key that a rule may name (f's special is set already). Out of line: the common case, a key
+ * no rule names, then saves no registers. */
+static __attribute__((noinline)) int field_key(struct pstate *p, struct frame *f, const char *k,
+					       size_t n)
+{
+	f->vnode = kr_path_lookup(f->node, k, n);
+	strings_after_key(p, f);
+	return 1;
+}
+
+/* A key of a record's own object, or of an object outside a record. Every call in it is the
+ * last thing it does: no registers to save. */
+static inline int own_key(struct pstate *p, struct frame *f, const char *k, size_t n)
+{
+	/* most are told apart from the ones key_special knows by their length and first byte
+	 * alone */
+	if (n && (p->s->special_mask[n & 15] >> ((unsigned char)k[0] & 63) & 1))
+		return map_key_record(p, f, k, n);
+	f->nkeys++;
+	f->special = f->mspecial = SP_NONE;
+	if (kr_path_may_have(f->node, k, n))
+		return field_key(p, f, k, n);
+	f->vnode = NULL;
+	p->cbs.yajl_string = f->slow ? cb_string : NULL;
+	return 1;
 }
 
 static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
@@ -961,15 +1040,13 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
 	struct pstate *p = ctx;
 	struct frame *f = p->cur;
 	const char *k = (const char *)key;
-	if (__builtin_expect(f->keys_slow, 0)) {
-		/* a record's own key: most are told apart from the ones key_special knows by their
-		 * length and first byte alone */
-		if (n && (p->s->special_mask[n & 15] >> ((unsigned char)k[0] & 63) & 1))
-			return map_key_record(p, f, k, n);
-		f->nkeys++;
-		f->special = f->mspecial = SP_NONE;
-	}
-	f->vnode = kr_path_child(f->node, k, n);
+	if (__builtin_expect(f->keys_slow, 0))
+		return own_key(p, f, k, n);
+	/* a field of a record (f is not slow): most keys are none a rule names */
+	if (kr_path_may_have(f->node, k, n))
+		return field_key(p, f, k, n);
+	f->vnode = NULL;
+	p->cbs.yajl_string = NULL;
 	return 1;
 }
 
@@ -1165,6 +1242,7 @@ static int restart_outer(struct kr_stream *s, enum container c)
 		if (yajl_parse(p->h, (const unsigned char *)syn, strlen(syn)) != yajl_status_ok)
 			return -1;
 	}
+	s->last_elem_end = s->fed; /* not the synthetic bytes' offsets */
 	return 0;
 }
 
@@ -1370,6 +1448,7 @@ void kr_stream_reset(struct kr_stream *s)
 	s->nl_total = 0;
 	s->hi_end = 0;
 	s->last_top_end = 0;
+	s->last_elem_end = 0;
 	s->tail_nonws = false;
 	s->sk = SK_OFF;
 	s->pend = false;
@@ -1406,6 +1485,10 @@ char *kr_stream_reserve(struct kr_stream *s, size_t want)
 	    s->last_top_end >= s->abs_base &&
 	    s->fed - s->last_top_end <= s->max_record)
 		keep = s->last_top_end;
+	/* in the array that holds the records, likewise after its last element */
+	if (!s->outer.in_record && s->outer.container != C_NONE && s->last_elem_end < keep &&
+	    s->last_elem_end >= s->abs_base && s->fed - s->last_elem_end <= s->max_record)
+		keep = s->last_elem_end;
 	if (keep > s->abs_base) {
 		s->base_line = line_of(s, keep);
 		size_t drop = (size_t)(keep - s->abs_base);

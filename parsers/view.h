@@ -65,13 +65,17 @@ enum kr_err kr_paths_set_hint(struct kr_paths *p, kr_path_hint_fn hint, const vo
 const struct kr_path_node *kr_path_lookup(const struct kr_path_node *node, const char *key,
 					  size_t len);
 
+/* false: node has no child key (node NULL, or the masks turn the key away); true: it may. */
+static inline bool kr_path_may_have(const struct kr_path_node *node, const char *key, size_t len)
+{
+	return node && (node->lenmask >> (len & 63) & 1) &&
+	       (!len || (node->firstmask >> ((unsigned char)key[0] & 63) & 1));
+}
+
 static inline const struct kr_path_node *kr_path_child(const struct kr_path_node *node,
 						       const char *key, size_t len)
 {
-	if (!node || !(node->lenmask >> (len & 63) & 1) ||
-	    (len && !(node->firstmask >> ((unsigned char)key[0] & 63) & 1)))
-		return NULL;
-	return kr_path_lookup(node, key, len);
+	return kr_path_may_have(node, key, len) ? kr_path_lookup(node, key, len) : NULL;
 }
 
 /* Slot of a node, or -1 when no rule tests this exact path. */

@@ -463,6 +463,27 @@ static void test_values_in_arrays_of_objects_carry_their_element(void **state)
 	run_free(&r);
 }
 
+/* A value in the array of records that is not an object is reported from its first byte, an
+ * escaped quote in it or not, however the input was cut into chunks. */
+static void test_non_object_elements_are_reported_from_their_first_byte(void **state)
+{
+	(void)state;
+	static const char in[] = "[{\"id\":\"e1\"}  ,\n  \"es\\\"caped\",-12.5e3 , [\"x\"],\n"
+				 "{\"id\":\"e2\"}]\n"
+				 "{\"Records\":[\"ct\\\\\", {\"eventID\":\"c1\"}]}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 7);
+	assert_event(&r, 0, "e1", KR_ENV_EVENT, "{\"id\":\"e1\"}");
+	assert_invalid(&r, 1, offset_of(in, "\"es"), 2, "not a JSON object");
+	assert_invalid(&r, 2, offset_of(in, "-12.5e3"), 2, "not a JSON object");
+	assert_invalid(&r, 3, offset_of(in, "[\"x\"]"), 2, "not a JSON object");
+	assert_event(&r, 4, "e2", KR_ENV_EVENT, "{\"id\":\"e2\"}");
+	assert_invalid(&r, 5, offset_of(in, "\"ct"), 4, "not a JSON object");
+	assert_event(&r, 6, "c1", KR_ENV_CLOUDTRAIL, NULL);
+	run_free(&r);
+}
+
 /* ---- envelopes ---- */
 
 static void test_sns_envelope_is_unwrapped(void **state)
@@ -591,6 +612,43 @@ static void test_values_nothing_reads_do_not_hide_the_rest(void **state)
 	assert_invalid(&r, 3, offset_of(in, "{\"id\":\"bad3\""), 4, "maximum depth");
 	assert_event(&r, 4, "g2", KR_ENV_EVENT, NULL);
 	assert_string_equal(r.items[4].view, "id=(0)g2[] ;detail-type=(0)T[] ;");
+	run_free(&r);
+}
+
+/* The parser asks yajl to pass on only the strings something reads (a rule's path, the parser's
+ * own fields, anything outside a record): after each skipped string, nested container and
+ * record, what comes next is still seen. */
+static void test_strings_nothing_reads_are_skipped_without_losing_what_follows(void **state)
+{
+	(void)state;
+	static const char in[] =
+		"{\"id\":\"s1\",\"skip\":[\"a\",{\"b\":\"c\"},[\"d\"]],\"source\":\"src\"} \"stray\"\n"
+		"[{\"id\":\"s2\",\"skip\":[\"e\"]}, \"loose\", {\"id\":\"s3\",\"detail\":{\"arr\":"
+		"[[\"x\"],\"y\",{\"k\":\"z\"},\"w\"],\"q\":\"no\",\"n\":\"7\"}}]\n"
+		"{\"id\":\"s4\",\"skip\":{\"s\":\"t\"},\"detail\":\"not an object\"}\n"
+		"{\"id\":\"s5\",\"skip\":\"u\",\"detail-type\":\"T\",\"detail\":{\"r\":[{\"q\":\"v\","
+		"\"a\":\"1\"},\"m\",{\"a\":\"2\"}]}}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 7);
+	assert_event(&r, 0, "s1", KR_ENV_EVENT, NULL);
+	assert_string_equal(r.items[0].view, "id=(0)s1[] ;source=(0)src[] ;");
+	assert_invalid(&r, 1, offset_of(in, "\"stray\""), 1, "not a JSON object");
+	assert_event(&r, 2, "s2", KR_ENV_EVENT, "{\"id\":\"s2\",\"skip\":[\"e\"]}");
+	assert_invalid(&r, 3, offset_of(in, "\"loose\""), 2, "not a JSON object");
+	assert_event(&r, 4, "s3", KR_ENV_EVENT, NULL);
+	assert_string_equal(r.items[4].view,
+			    "id=(0)s3[] ;detail.n=(0)7[] ;detail.arr=(0)x[0,0] (0)y[] (0)w[] ;");
+	assert_invalid(&r, 5, offset_of(in, "{\"id\":\"s4\""), 3, "detail must be a JSON object");
+	assert_event(&r, 6, "s5", KR_ENV_EVENT, NULL);
+	const char *v = r.items[6].view;
+	unsigned id1, i1, id2, i2;
+	assert_int_equal(sscanf(v, "id=(0)s5[] ;detail-type=(0)T[] ;detail.r.a=(0)1[%u,%u] (0)2[%u,%u]",
+				&id1, &i1, &id2, &i2),
+			 4);
+	assert_int_equal(id1, id2);
+	assert_int_equal(i1, 0);
+	assert_int_equal(i2, 2);
 	run_free(&r);
 }
 
@@ -957,10 +1015,12 @@ int main(void)
 		cmocka_unit_test(test_pretty_printed_objects_span_lines),
 		cmocka_unit_test(test_top_level_array_elements_are_records),
 		cmocka_unit_test(test_values_in_arrays_of_objects_carry_their_element),
+		cmocka_unit_test(test_non_object_elements_are_reported_from_their_first_byte),
 		cmocka_unit_test(test_sns_envelope_is_unwrapped),
 		cmocka_unit_test(test_sns_message_that_is_not_an_object_is_invalid),
 		cmocka_unit_test(test_cloudtrail_log_records_become_api_call_events),
 		cmocka_unit_test(test_values_nothing_reads_do_not_hide_the_rest),
+		cmocka_unit_test(test_strings_nothing_reads_are_skipped_without_losing_what_follows),
 		cmocka_unit_test(test_record_keys_resolve_whatever_came_before),
 		cmocka_unit_test(test_malformed_record_between_two_good_ones_is_reported_and_skipped),
 		cmocka_unit_test(test_malformed_element_inside_an_array_or_cloudtrail_log_is_skipped),
