@@ -165,6 +165,7 @@ struct kr_stream {
 	/* captured fields of the current record */
 	struct kr_buf cap_buf[NSPECIAL];
 	bool has[NSPECIAL];
+	bool plain[NSPECIAL]; /* yajl passed the value straight from buf: it had no escape */
 	struct kr_buf built; /* SNS message copy / CloudTrail event */
 
 	struct kr_stream_stats stats;
@@ -338,6 +339,9 @@ static void begin_record(struct pstate *p, uint64_t start, unsigned ev_depth)
 static void capture(struct kr_stream *s, enum special sp, const char *v, size_t n)
 {
 	struct kr_buf *b = &s->cap_buf[sp];
+	/* a string with an escape in it comes from yajl's own buffer (decoded), as does one that
+	   straddles two of our chunks */
+	s->plain[sp] = (uintptr_t)v - (uintptr_t)s->buf < s->len;
 	if (n < b->cap) { /* the buffer from an earlier record is usually big enough */
 		memcpy(b->p, v, n);
 		b->p[n] = 0;
@@ -369,6 +373,7 @@ static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t r
 	if (s->has[idsp]) {
 		ev.id = s->cap_buf[idsp].p;
 		ev.id_len = s->cap_buf[idsp].len;
+		ev.id_plain = s->plain[idsp];
 	}
 	if (s->has[timesp]) {
 		ev.time = s->cap_buf[timesp].p;

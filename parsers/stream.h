@@ -35,6 +35,8 @@ struct kr_event {
 	size_t raw_len;
 	const char *id;         /* the event's "id" string, or NULL */
 	size_t id_len;
+	bool id_plain;          /* id needs no escaping in JSON: its text in the input had no
+				   escape, so it holds no quote, backslash or control character */
 	const char *time;       /* the event's "time" string, or NULL */
 	size_t time_len;
 	uint64_t offset;        /* byte offset of the record in the stream */

@@ -209,7 +209,15 @@ static int on_event(void *vctx, const struct kr_event *ev)
 	}
 	char *o = b->p;
 	o = PUT(o, "{\"id\":");
-	o = ev->id ? kr_json_string_to(o, ev->id, ev->id_len) : PUT(o, "null");
+	if (!ev->id) {
+		o = PUT(o, "null");
+	} else if (ev->id_plain) { /* the usual case: as it was in the input */
+		*o++ = '"';
+		o = put(o, ev->id, ev->id_len);
+		*o++ = '"';
+	} else {
+		o = kr_json_string_to(o, ev->id, ev->id_len);
+	}
 	o = PUT(o, ",\"rules\":[");
 	b->len = (size_t)(o - b->p);
 	m->pending = ev->view;
