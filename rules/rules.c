@@ -135,6 +135,7 @@ struct kr_rules {
 	struct ientry *table;
 	uint32_t *tags; /* per table slot: 0 empty, else bits of the hash (build time) */
 	uint32_t tcap, tn;
+	uint32_t *torder; /* the table slots in the order their keys were added (build time) */
 	/* the built index, frozen: 128-byte buckets holding each key with its entries, and a block
 	 * of records (frec) for the keys too big for a bucket */
 	struct fbucket *buckets;
@@ -1084,9 +1085,10 @@ static enum kr_err table_alloc(struct kr_rules *r, uint32_t keys)
 		cap *= 2;
 	r->table = calloc(cap, sizeof *r->table);
 	r->tags = calloc(cap, sizeof *r->tags);
+	r->torder = malloc(((size_t)keys + 1) * sizeof *r->torder);
 	r->tcap = cap;
 	r->tn = 0;
-	return r->table && r->tags ? KR_OK : KR_ERR_NOMEM;
+	return r->table && r->tags && r->torder ? KR_OK : KR_ERR_NOMEM;
 }
 
 /* Adds cond under key (slot, kind, s). */
@@ -1107,7 +1109,7 @@ static enum kr_err table_add(struct kr_rules *r, uint32_t slot, uint8_t kind, co
 		e->kind = kind;
 		e->text = s;
 		e->len = (uint32_t)n;
-		r->tn++;
+		r->torder[r->tn++] = i;
 	} else if (e->last == cond) {
 		return KR_OK;
 	}
@@ -1195,12 +1197,14 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci)
 /* Frees the build-time table and its tags (not the frozen index). */
 static void table_entries_free(struct kr_rules *r)
 {
-	for (uint32_t i = 0; r->table && i < r->tcap; i++)
-		free(r->table[i].conds);
+	for (uint32_t t = 0; r->table && t < r->tn; t++)
+		free(r->table[r->torder[t]].conds);
 	free(r->table);
 	free(r->tags);
+	free(r->torder);
 	r->table = NULL;
 	r->tags = NULL;
+	r->torder = NULL;
 }
 
 static void table_free(struct kr_rules *r)
@@ -1242,44 +1246,15 @@ static enum kr_err sort_u64(uint64_t *a, size_t n)
 	return KR_OK;
 }
 
-/* How many positive conditions have the key with hash h (keys sorted in hs). A collision only
- * skews the estimate, never a match. */
-static uint64_t key_count(const uint64_t *hs, size_t n, uint64_t h)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (hs[mid] < h)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	size_t first = lo;
-	hi = n;
-	while (lo < hi) { /* upper bound: a detail-type shared by thousands of rules is one search */
-		size_t mid = lo + (hi - lo) / 2;
-		if (hs[mid] <= h)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo - first;
-}
-
-/* How many conditions an event value can wake up through this condition's keys; a matcher that
- * cannot be indexed costs as much as a scan. */
-static uint64_t anchor_cost(const struct kr_rules *r, const struct cond *cd, const uint64_t *hs,
-			    size_t nh)
+/* How many conditions an event value can wake up through this condition's keys (shares[] holds,
+ * for each of its indexable matchers in turn, how many positive conditions have that key); a
+ * matcher that cannot be indexed costs as much as a scan. */
+static uint64_t anchor_cost(const struct kr_rules *r, const struct cond *cd, const uint32_t *shares)
 {
 	uint64_t cost = 0;
 	for (uint32_t k = 0; k < cd->m_n; k++) {
 		const struct matcher *m = &r->matchers[cd->m_off + k];
-		if (!indexable(m)) {
-			cost += 1u << 24;
-			continue;
-		}
-		uint64_t c = key_count(hs, nh, key_hash(cd->slot, index_kind(m), m->text, m->len));
-		cost += c ? c : 1;
+		cost += indexable(m) ? *shares++ : 1u << 24;
 	}
 	return cost;
 }
@@ -1460,16 +1435,16 @@ static uint32_t fent_encode(struct kr_rules *r, struct checkmap *cm, uint32_t ci
  * it. */
 static enum kr_err freeze(struct kr_rules *r)
 {
-	/* encode every key's entries first (their sizes depend on the check ids they get) */
+	/* encode every key's entries first (their sizes depend on the check ids they get), keys in
+	   the order they were added: the conditions, sub-rules and matchers an entry reads are then
+	   read in the order they lie in memory, not at random */
 	uint32_t *words = NULL, nwords = 0, capwords = 0;
-	uint32_t *first = calloc(r->tcap + 1, sizeof *first);
+	uint32_t *first = malloc(((size_t)r->tcap + 1) * sizeof *first); /* by table slot */
 	struct checkmap cm = {0};
 	enum kr_err err = first ? KR_OK : KR_ERR_NOMEM;
-	for (uint32_t i = 0; i < r->tcap && !err; i++) {
-		first[i] = nwords;
-		if (!r->tags[i])
-			continue;
-		const struct ientry *e = &r->table[i];
+	for (uint32_t t = 0; t < r->tn && !err; t++) {
+		const struct ientry *e = &r->table[r->torder[t]];
+		first[r->torder[t]] = nwords;
 		for (uint32_t k = 0; k < e->nconds && !err; k++) {
 			uint32_t *nw = grow(words, &capwords, nwords + fent_words(FENT_MAX_CHECKS) + 1,
 					    sizeof *nw);
@@ -1481,20 +1456,19 @@ static enum kr_err freeze(struct kr_rules *r)
 			nwords += fent_encode(r, &cm, e->conds[k], words + nwords);
 		}
 	}
-	if (first)
-		first[r->tcap] = nwords;
 	free(cm.ids);
+	/* an entry's words end where the next added key's begin */
+#define WORDS_END(t) ((t) + 1 < r->tn ? first[r->torder[(t) + 1]] : nwords)
 	/* then the buckets: a key whose text and entries fit goes whole into its bucket,
 	   others into the overflow block (a frec), pointed to from the bucket */
 	uint32_t bcap = 16;
 	while (bcap < r->tn + r->tn / 2 + 1)
 		bcap *= 2;
 	size_t total = 8;
-	for (uint32_t i = 0; i < r->tcap && !err; i++) {
-		if (!r->tags[i])
-			continue;
-		size_t tl = (r->table[i].len + 3) & ~(size_t)3, nw = first[i + 1] - first[i];
-		if (r->table[i].len >= FB_LONG || tl + nw * 4 > sizeof(((struct fbucket *)0)->data))
+	for (uint32_t t = 0; t < r->tn && !err; t++) {
+		const struct ientry *e = &r->table[r->torder[t]];
+		size_t tl = (e->len + 3) & ~(size_t)3, nw = WORDS_END(t) - first[r->torder[t]];
+		if (e->len >= FB_LONG || tl + nw * 4 > sizeof(((struct fbucket *)0)->data))
 			total += sizeof(struct frec) + tl + nw * 4;
 	}
 	if (!err && total > UINT32_MAX)
@@ -1516,15 +1490,14 @@ static enum kr_err freeze(struct kr_rules *r)
 	}
 	memset(r->buckets, 0, (size_t)bcap * sizeof *r->buckets);
 	size_t o = 8; /* offset 0 is never a record */
-	for (uint32_t i = 0; i < r->tcap; i++) {
+	for (uint32_t t = 0; t < r->tn; t++) {
+		uint32_t i = r->torder[t];
 		const struct ientry *e = &r->table[i];
-		if (!r->tags[i])
-			continue;
 		uint32_t bi = (uint32_t)e->h & (bcap - 1);
 		while (r->btags[bi])
 			bi = (bi + 1) & (bcap - 1);
 		struct fbucket *b = &r->buckets[bi];
-		size_t tl = (e->len + 3) & ~(size_t)3, nw = first[i + 1] - first[i];
+		size_t tl = (e->len + 3) & ~(size_t)3, nw = WORDS_END(t) - first[i];
 		r->btags[bi] = tag16_of(e->h);
 		b->slot_kind = frec_kind_key(e->slot, e->kind);
 		if (e->len < FB_LONG && e->nconds < FB_EXT && tl + nw * 4 <= sizeof b->data) {
@@ -1547,6 +1520,7 @@ static enum kr_err freeze(struct kr_rules *r)
 		memcpy(b->data, &off, sizeof off);
 		o += sizeof(struct frec) + tl + nw * 4;
 	}
+#undef WORDS_END
 	free(words);
 	free(first);
 	table_entries_free(r);
@@ -1627,27 +1601,49 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 		r->rule_subs[i + 1] += r->rule_subs[i];
 	r->slots = calloc(r->nslots + 1, sizeof *r->slots);
 	r->always = malloc((r->nsubs + 1) * sizeof *r->always);
-	/* the keys of every positive condition, sorted: how many conditions share each key */
+	/* how many positive conditions share each key: the keys' hashes, each with its position in
+	   the list below its low bits, sorted; a run of one hash is the conditions that share it
+	   (a collision of the bits kept only skews the estimate, never a match) */
 	size_t nkeys = 0; /* conditions share matchers ($or alternatives): count per condition */
 	for (uint32_t ci = 0; ci < r->nconds; ci++)
 		nkeys += r->conds[ci].m_n;
 	uint64_t *hs = malloc((nkeys + 1) * sizeof *hs);
-	if (!r->slots || !r->always || !hs) {
+	uint32_t *shares = malloc((nkeys + 1) * sizeof *shares);
+	uint32_t *cpos = malloc(((size_t)r->nconds + 1) * sizeof *cpos); /* cond's first in shares */
+	if (!r->slots || !r->always || !hs || !shares || !cpos) {
 		free(hs);
+		free(shares);
+		free(cpos);
 		return KR_ERR_NOMEM;
 	}
+	unsigned bits = 1;
+	while (bits < 63 && ((uint64_t)1 << bits) <= nkeys)
+		bits++;
+	const uint64_t low = ((uint64_t)1 << bits) - 1;
 	size_t nh = 0;
 	for (uint32_t ci = 0; ci < r->nconds; ci++) {
 		const struct cond *cd = &r->conds[ci];
+		cpos[ci] = (uint32_t)nh;
 		for (uint32_t k = 0; !cd->absent_ok && k < cd->m_n; k++) {
 			const struct matcher *m = &r->matchers[cd->m_off + k];
-			if (indexable(m))
-				hs[nh++] = key_hash(cd->slot, index_kind(m), m->text, m->len);
+			if (indexable(m)) {
+				hs[nh] = (key_hash(cd->slot, index_kind(m), m->text, m->len) & ~low) | nh;
+				nh++;
+			}
 		}
 	}
 	if (sort_u64(hs, nh) != KR_OK) {
 		free(hs);
+		free(shares);
+		free(cpos);
 		return KR_ERR_NOMEM;
+	}
+	for (size_t i = 0, j; i < nh; i = j) {
+		for (j = i + 1; j < nh && (hs[j] & ~low) == (hs[i] & ~low); j++)
+			;
+		uint32_t run = j - i > UINT32_MAX ? UINT32_MAX : (uint32_t)(j - i);
+		for (size_t k = i; k < j; k++)
+			shares[hs[k] & low] = run;
 	}
 	for (uint32_t si = 0; si < r->nsubs; si++) {
 		struct sub *s = &r->subs[si];
@@ -1657,7 +1653,7 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 			const struct cond *cd = &r->conds[s->c_off + k];
 			if (cd->absent_ok)
 				continue;
-			uint64_t c = anchor_cost(r, cd, hs, nh);
+			uint64_t c = anchor_cost(r, cd, shares + cpos[s->c_off + k]);
 			if (c < best) {
 				best = c;
 				s->anchor = s->c_off + k;
@@ -1666,6 +1662,8 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 		if (s->anchor == NO_ANCHOR)
 			r->always[r->nalways++] = si;
 	}
+	free(shares);
+	free(cpos);
 	free(hs);
 	uint32_t anchor_keys = 0;
 	for (uint32_t si = 0; si < r->nsubs; si++)
