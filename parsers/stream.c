@@ -165,7 +165,9 @@ struct kr_stream {
 	/* captured fields of the current record */
 	struct kr_buf cap_buf[NSPECIAL];
 	bool has[NSPECIAL];
-	bool plain[NSPECIAL]; /* yajl passed the value straight from buf: it had no escape */
+	bool plain[NSPECIAL]; /* yajl passed the value straight from buf: it had no escape, and it
+				 is left there, at offset cap_at (the record it is in is kept) */
+	uint64_t cap_at[NSPECIAL];
 	struct kr_buf built; /* SNS message copy / CloudTrail event */
 
 	struct kr_stream_stats stats;
@@ -336,28 +338,49 @@ static void begin_record(struct pstate *p, uint64_t start, unsigned ev_depth)
 	memset(s->has, 0, sizeof s->has);
 }
 
-static void capture(struct kr_stream *s, enum special sp, const char *v, size_t n)
+/* A value that is not in buf (decoded by yajl or straddling two chunks): copied. */
+static __attribute__((noinline)) void capture_copy(struct kr_stream *s, enum special sp,
+						   const char *v, size_t n)
 {
 	struct kr_buf *b = &s->cap_buf[sp];
-	/* a string with an escape in it comes from yajl's own buffer (decoded), as does one that
-	   straddles two of our chunks */
-	s->plain[sp] = (uintptr_t)v - (uintptr_t)s->buf < s->len;
+	s->plain[sp] = false;
 	if (n < b->cap) { /* the buffer from an earlier record is usually big enough */
 		memcpy(b->p, v, n);
 		b->p[n] = 0;
 		b->len = n;
-		s->has[sp] = true;
 		return;
 	}
 	b->len = 0;
-	if (kr_buf_append(b, v, n))
-		s->has[sp] = true;
+	if (!kr_buf_append(b, v, n))
+		s->has[sp] = false;
+}
+
+/* Keeps a value the parser looks at (see plain). */
+static inline void capture(struct kr_stream *s, enum special sp, const char *v, size_t n)
+{
+	s->has[sp] = true;
+	/* a string with an escape in it comes from yajl's own buffer (decoded), as does one that
+	   straddles two of our chunks: those are copied */
+	uintptr_t d = (uintptr_t)v - (uintptr_t)s->buf;
+	if (__builtin_expect(d >= s->len, 0)) {
+		capture_copy(s, sp, v, n);
+		return;
+	}
+	s->plain[sp] = true;
+	s->cap_at[sp] = s->abs_base + d;
+	s->cap_buf[sp].len = n;
+}
+
+/* A captured value (cap_buf[sp].len bytes, not NUL-terminated). */
+static inline const char *cap_text(const struct kr_stream *s, enum special sp)
+{
+	return s->plain[sp] ? at(s, s->cap_at[sp]) : s->cap_buf[sp].p;
 }
 
 static bool cap_is(const struct kr_stream *s, enum special sp, const char *lit)
 {
 	size_t n = strlen(lit);
-	return s->has[sp] && s->cap_buf[sp].len == n && memcmp(s->cap_buf[sp].p, lit, n) == 0;
+	return s->has[sp] && s->cap_buf[sp].len == n && memcmp(cap_text(s, sp), lit, n) == 0;
 }
 
 static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t raw_len,
@@ -371,12 +394,12 @@ static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t r
 		timesp = CT_EVENT_TIME;
 	}
 	if (s->has[idsp]) {
-		ev.id = s->cap_buf[idsp].p;
+		ev.id = cap_text(s, idsp);
 		ev.id_len = s->cap_buf[idsp].len;
 		ev.id_plain = s->plain[idsp];
 	}
 	if (s->has[timesp]) {
-		ev.time = s->cap_buf[timesp].p;
+		ev.time = cap_text(s, timesp);
 		ev.time_len = s->cap_buf[timesp].len;
 	}
 	s->stats.events++;
@@ -409,8 +432,9 @@ static int emit_cloudtrail(struct kr_stream *s, struct pstate *p, uint64_t start
 			dtype = dtypes[i][1];
 	char source[128] = "aws.";
 	if (s->has[CT_EVENT_SOURCE]) {
-		const char *es = s->cap_buf[CT_EVENT_SOURCE].p;
-		size_t n = strcspn(es, ".");
+		const char *es = cap_text(s, CT_EVENT_SOURCE);
+		const char *dot = memchr(es, '.', s->cap_buf[CT_EVENT_SOURCE].len);
+		size_t n = dot ? (size_t)(dot - es) : s->cap_buf[CT_EVENT_SOURCE].len;
 		if (n > sizeof source - 5)
 			n = sizeof source - 5;
 		memcpy(source + 4, es, n);
@@ -426,13 +450,13 @@ static int emit_cloudtrail(struct kr_stream *s, struct pstate *p, uint64_t start
 		bool present;
 	} f[] = {
 		{"version", "0", 1, true},
-		{"id", s->cap_buf[CT_EVENT_ID].p, s->cap_buf[CT_EVENT_ID].len, s->has[CT_EVENT_ID]},
+		{"id", cap_text(s, CT_EVENT_ID), s->cap_buf[CT_EVENT_ID].len, s->has[CT_EVENT_ID]},
 		{"detail-type", dtype, strlen(dtype), true},
 		{"source", source, strlen(source), source[0] != 0},
-		{"account", s->cap_buf[account].p, s->cap_buf[account].len, s->has[account]},
-		{"time", s->cap_buf[CT_EVENT_TIME].p, s->cap_buf[CT_EVENT_TIME].len,
+		{"account", cap_text(s, account), s->cap_buf[account].len, s->has[account]},
+		{"time", cap_text(s, CT_EVENT_TIME), s->cap_buf[CT_EVENT_TIME].len,
 		 s->has[CT_EVENT_TIME]},
-		{"region", s->cap_buf[CT_REGION].p, s->cap_buf[CT_REGION].len, s->has[CT_REGION]},
+		{"region", cap_text(s, CT_REGION), s->cap_buf[CT_REGION].len, s->has[CT_REGION]},
 	};
 	struct kr_buf *b = &s->built;
 	b->len = 0;
@@ -558,16 +582,51 @@ static inline void special_value(struct pstate *p, const struct frame *f, enum k
 	}
 }
 
-/* A special key's value in a record's own object (id, time, detail-type, ...): what scalar_slow
- * does for it, without working out where it is. */
-static __attribute__((noinline)) int scalar_special(struct pstate *p, enum kr_vtype t,
-						    const char *v, size_t n)
+/* Kept out of line so that the callbacks' common case, a value no rule reads, saves no
+ * registers. */
+static __attribute__((noinline)) int add_field(struct pstate *p, int32_t slot, enum kr_vtype t,
+					       const char *v, size_t n)
+{
+	kr_view_add(p->s->view, (uint32_t)slot, t, v, n, p->trail, p->ntrail);
+	return 1;
+}
+
+/* special_value and the field's recording: the general case of scalar_special. */
+static __attribute__((noinline)) int special_slow(struct pstate *p, enum kr_vtype t, const char *v,
+						  size_t n)
 {
 	const struct frame *f = p->cur;
 	special_value(p, f, t, v, n);
 	const struct kr_path_node *node = f->vnode;
 	if (node && node->slot >= 0)
 		kr_view_add(p->s->view, (uint32_t)node->slot, t, v, n, p->trail, p->ntrail);
+	return 1;
+}
+
+/* A special key's value in a record's own object (id, time, detail-type, ...): what scalar_slow
+ * does for it, without working out where it is. The usual cases (a string to keep, found in buf;
+ * a string detail-type) take no call but the tail call that records a field. */
+static __attribute__((noinline)) int scalar_special(struct pstate *p, enum kr_vtype t,
+						    const char *v, size_t n)
+{
+	const struct frame *f = p->cur;
+	struct kr_stream *s = p->s;
+	unsigned sp = f->special;
+	if (t != KR_V_STRING || sp == SP_DETAIL || sp == CT_USER_IDENTITY)
+		return special_slow(p, t, v, n);
+	if (sp != SP_DETAIL_TYPE) {
+		uintptr_t d = (uintptr_t)v - (uintptr_t)s->buf;
+		if (d >= s->len)
+			return special_slow(p, t, v, n);
+		/* capture() for a string in buf */
+		s->has[sp] = true;
+		s->plain[sp] = true;
+		s->cap_at[sp] = s->abs_base + d;
+		s->cap_buf[sp].len = n;
+	}
+	const struct kr_path_node *node = f->vnode;
+	if (node && node->slot >= 0)
+		return add_field(p, node->slot, t, v, n);
 	return 1;
 }
 
@@ -634,14 +693,6 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 	return 1;
 }
 
-/* Kept out of line so that the callbacks' common case, a value no rule reads, saves no
- * registers. */
-static __attribute__((noinline)) int add_field(struct pstate *p, int32_t slot, enum kr_vtype t,
-					       const char *v, size_t n)
-{
-	kr_view_add(p->s->view, (uint32_t)slot, t, v, n, p->trail, p->ntrail);
-	return 1;
-}
 
 /* The hot path: an ordinary field inside a record. */
 static inline int scalar(struct pstate *p, enum kr_vtype t, const char *v, size_t n, size_t toklen)
@@ -1073,7 +1124,7 @@ static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, 
 	struct pstate *p = &s->inner;
 	struct kr_buf *msg = &s->built;
 	msg->len = 0;
-	if (!kr_buf_append(msg, s->cap_buf[SP_MESSAGE].p, s->cap_buf[SP_MESSAGE].len) ||
+	if (!kr_buf_append(msg, cap_text(s, SP_MESSAGE), s->cap_buf[SP_MESSAGE].len) ||
 	    pstate_open(s, p, true) != 0)
 		return report_invalid(s, start, end, "out of memory unwrapping the SNS message");
 	kr_view_reset(s->view);

@@ -33,11 +33,13 @@ struct kr_event {
 	const char *raw;        /* the event's JSON bytes, unchanged (inner event for SNS, built
 				   event for a CloudTrail record); valid during the callback */
 	size_t raw_len;
-	const char *id;         /* the event's "id" string, or NULL */
+	const char *id;         /* the event's "id" string (id_len bytes, not NUL-terminated),
+				   or NULL */
 	size_t id_len;
 	bool id_plain;          /* id needs no escaping in JSON: its text in the input had no
 				   escape, so it holds no quote, backslash or control character */
-	const char *time;       /* the event's "time" string, or NULL */
+	const char *time;       /* the event's "time" string (time_len bytes, not
+				   NUL-terminated), or NULL */
 	size_t time_len;
 	uint64_t offset;        /* byte offset of the record in the stream */
 	enum kr_envelope envelope;
