@@ -782,9 +782,33 @@ static void push_frame(struct pstate *p, struct frame *parent, const struct kr_p
 		push_element(p, parent, f);
 }
 
+/* An object at the top level: a record, the usual case of open_container_slow, with what
+ * push_frame works out for it written down. */
+static __attribute__((noinline)) int record_at_top(struct pstate *p)
+{
+	struct kr_stream *s = p->s;
+	begin_record(p, tok_end(p) - 1, 0);
+	struct frame *f = &p->frames[0];
+	p->depth = 1;
+	p->cur = f;
+	f->node = s->root;
+	f->vnode = NULL;
+	f->is_array = 0;
+	f->special = f->mspecial = SP_NONE;
+	f->nkeys = 0;
+	f->idx = 0;
+	f->trail_pushed = 0;
+	f->slow = 0;
+	f->keys_slow = f->end_slow = 1;
+	f->kc = p->kc[0];
+	return 1;
+}
+
 static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool is_map)
 {
 	struct kr_stream *s = p->s;
+	if (p->depth == 0 && is_map && !p->inner)
+		return record_at_top(p);
 	if (p->depth >= s->max_depth) {
 		snprintf(p->msg, sizeof p->msg, "nesting deeper than the maximum depth of %u",
 			 s->max_depth);

@@ -102,6 +102,27 @@ static bool write_tail(struct match_ctx *m)
 	size_t n = m->nmids;
 	m->matched_waiting = false;
 	struct kr_buf *b = &m->line;
+	if (n == 0 || (n == 1 && m->rules[ids[0]].ntargets == 1)) {
+		/* nearly every line: no rule, or one rule with one sink */
+		const struct out_rule *r = n ? &m->rules[ids[0]] : NULL;
+		size_t len = 0, slen = r ? m->sink_len[r->targets] : 0;
+		const char *name = r ? out_name(m, r, &len) : NULL;
+		if (!kr_buf_reserve(b, sizeof "],\"targets\":[]}\n" + len + slen)) {
+			fprintf(stderr, "kmsrouter: out of memory\n");
+			return false;
+		}
+		char *o = b->p + b->len;
+		if (r)
+			o = put(o, name, len);
+		o = PUT(o, "],\"targets\":[");
+		if (r)
+			o = put(o, m->names.p + m->sink_off[r->targets], slen);
+		o = PUT(o, "]}\n");
+		b->len = (size_t)(o - b->p);
+		m->events++;
+		m->matched += n;
+		return b->len < 64 * 1024 || flush_lines(m);
+	}
 	size_t need = sizeof "],\"targets\":[]}\n";
 	for (size_t i = 0; i < n; i++) {
 		const struct out_rule *r = &m->rules[ids[i]];
