@@ -371,9 +371,12 @@ static inline void capture(struct kr_stream *s, enum special sp, const char *v, 
 	s->cap_buf[sp].len = n;
 }
 
-/* A captured value (cap_buf[sp].len bytes, not NUL-terminated). */
+/* A captured value (cap_buf[sp].len bytes, not NUL-terminated), or NULL when the record has
+ * none (plain and cap_at are then left from an earlier record). */
 static inline const char *cap_text(const struct kr_stream *s, enum special sp)
 {
+	if (!s->has[sp])
+		return NULL;
 	return s->plain[sp] ? at(s, s->cap_at[sp]) : s->cap_buf[sp].p;
 }
 

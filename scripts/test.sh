@@ -3,7 +3,9 @@
 #   1. release build: unit tests, conformance table, golden and bad-input suites;
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (gcc);
 #   3. the bad-input corpus under valgrind;
-#   4. each libFuzzer target for a short bounded time (clang).
+#   4. the unit tests again under clang's ASan + UBSan (it checks some things gcc does not,
+#      such as pointer arithmetic that overflows), then each libFuzzer target for a short
+#      bounded time (clang).
 # Installs what is missing first (scripts/install-deps.sh). Exits non-zero on the first failure.
 set -eu
 cd "$(dirname "$0")/.."
@@ -25,11 +27,14 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 echo "== valgrind"
 KR_VALGRIND=1 python3 tests/badinput/run.py build/kmsrouter
 
-echo "== fuzz"
+echo "== clang sanitizers and fuzz"
 if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang meson setup build-fuzz --buildtype=debugoptimized -Dfuzz=true \
     -Db_sanitize=address,undefined -Db_lundef=false -Db_lto=false
 fi
 ninja -C build-fuzz
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-fuzz --print-errorlogs --suite unit
 meson test -C build-fuzz --print-errorlogs --suite fuzz
 echo "== all tests passed"

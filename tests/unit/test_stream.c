@@ -195,6 +195,31 @@ static enum kr_err run_chunked(struct run *r, const struct kr_paths *paths, cons
 	return e;
 }
 
+/* The input in two chunks, split at byte split: whole records in each, so that the strings of
+ * the first are gone from the buffer while the second is parsed. */
+static enum kr_err run_split(struct run *r, const struct kr_paths *paths, const char *in,
+			     size_t len, size_t split)
+{
+	memset(r, 0, sizeof *r);
+	r->paths = paths;
+	r->input = in;
+	r->input_len = len;
+	struct kr_stream *s;
+	assert_int_equal(kr_stream_new(paths, NULL, &callbacks, r, &s), KR_OK);
+	enum kr_err e = KR_OK;
+	size_t parts[2][2] = {{0, split}, {split, len - split}};
+	for (int i = 0; i < 2 && e == KR_OK; i++) {
+		char *w = kr_stream_reserve(s, parts[i][1]);
+		assert_non_null(w);
+		memcpy(w, in + parts[i][0], parts[i][1]);
+		e = kr_stream_commit(s, parts[i][1]);
+	}
+	if (e == KR_OK)
+		e = kr_stream_end(s);
+	kr_stream_free(s);
+	return e;
+}
+
 static void describe(const struct item *it, char *out, size_t cap)
 {
 	if (it->is_event)
@@ -582,6 +607,40 @@ static void test_cloudtrail_log_records_become_api_call_events(void **state)
 	/* and the detail-type follows the record's eventType */
 	assert_string_equal(kr_json_get(j, "detail-type")->str, "AWS Service Event via CloudTrail");
 	kr_json_free(j);
+	run_free(&r);
+}
+
+/* A field one CloudTrail record has and the next one lacks: the second record's event has none
+ * of it (nothing left over from the first, whose bytes may be gone from the buffer). */
+static void test_cloudtrail_fields_do_not_carry_over_to_the_next_record(void **state)
+{
+	(void)state;
+	static const char in[] =
+		"{\"Records\":[{\"eventVersion\":\"1.08\",\"userIdentity\":{\"accountId\":\"111122223333\"},"
+		"\"eventTime\":\"2024-03-01T12:00:00Z\",\"eventSource\":\"kms.amazonaws.com\","
+		"\"eventName\":\"Decrypt\",\"awsRegion\":\"us-east-1\",\"eventID\":\"ct-1\","
+		"\"eventType\":\"AwsApiCall\",\"recipientAccountId\":\"111122223333\"},"
+		"{\"eventVersion\":\"1.08\",\"eventName\":\"Encrypt\",\"padding\":\"................"
+		"................................................................\"}]}\n";
+	struct run r;
+	run_both(&r, paths, S(in), NULL);
+	/* and with the first record's bytes dropped from the buffer when the second ends */
+	struct run split;
+	assert_int_equal(run_split(&split, paths, S(in), offset_of(in, "{\"eventVersion\":\"1.08\",\"eventName")),
+			 KR_OK);
+	char msg[512];
+	if (!same_runs(&r, &split, msg, sizeof msg))
+		fail_msg("split run: %s", msg);
+	run_free(&split);
+	assert_int_equal(r.n, 2);
+	assert_event(&r, 0, "ct-1", KR_ENV_CLOUDTRAIL, NULL);
+	const struct item *e = event_at(&r, 1);
+	assert_true(e->is_event);
+	assert_null(e->id);
+	assert_null(strstr(e->raw, "111122223333"));
+	assert_null(strstr(e->raw, "2024-03-01"));
+	assert_null(strstr(e->raw, "us-east-1"));
+	assert_non_null(strstr(e->raw, "\"detail\":{\"eventVersion\":\"1.08\",\"eventName\":\"Encrypt\""));
 	run_free(&r);
 }
 
@@ -1019,6 +1078,7 @@ int main(void)
 		cmocka_unit_test(test_sns_envelope_is_unwrapped),
 		cmocka_unit_test(test_sns_message_that_is_not_an_object_is_invalid),
 		cmocka_unit_test(test_cloudtrail_log_records_become_api_call_events),
+		cmocka_unit_test(test_cloudtrail_fields_do_not_carry_over_to_the_next_record),
 		cmocka_unit_test(test_values_nothing_reads_do_not_hide_the_rest),
 		cmocka_unit_test(test_strings_nothing_reads_are_skipped_without_losing_what_follows),
 		cmocka_unit_test(test_record_keys_resolve_whatever_came_before),
