@@ -27,12 +27,44 @@ struct chunk {
 
 struct kr_json_arena {
 	struct chunk *head;
+	struct chunk *spare; /* given back by arena_rewind, used again before allocating */
 };
+
+/* Where the arena stood: arena_rewind goes back there. */
+struct arena_mark {
+	struct chunk *head;
+	size_t used;
+};
+
+static struct arena_mark arena_mark(const struct kr_json_arena *a)
+{
+	return (struct arena_mark){a->head, a->head ? a->head->used : 0};
+}
+
+/* Everything allocated since m is free again (the chunks added since are kept as spares). */
+static void arena_rewind(struct kr_json_arena *a, struct arena_mark m)
+{
+	while (a->head != m.head) {
+		struct chunk *c = a->head;
+		a->head = c->next;
+		c->next = a->spare;
+		a->spare = c;
+	}
+	if (a->head)
+		a->head->used = m.used;
+}
 
 static void *arena_alloc(struct kr_json_arena *a, size_t n)
 {
 	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
 	struct chunk *c = a->head;
+	if ((!c || c->cap - c->used < n) && a->spare && a->spare->cap >= n) {
+		c = a->spare;
+		a->spare = c->next;
+		c->next = a->head;
+		c->used = 0;
+		a->head = c;
+	}
 	if (!c || c->cap - c->used < n) {
 		size_t cap = c ? (sizeof *c + c->cap) * 2 - sizeof *c : 16384 - sizeof *c;
 		if (cap >= KR_JSON_BIG_CHUNK - sizeof *c && n <= KR_JSON_BIG_CHUNK - sizeof *c) {
@@ -61,10 +93,11 @@ static void arena_free(struct kr_json_arena *a)
 {
 	if (!a)
 		return;
-	for (struct chunk *c = a->head, *next; c; c = next) {
-		next = c->next;
-		free(c);
-	}
+	for (int l = 0; l < 2; l++)
+		for (struct chunk *c = l ? a->spare : a->head, *next; c; c = next) {
+			next = c->next;
+			free(c);
+		}
 	free(a);
 }
 
@@ -90,6 +123,10 @@ struct builder {
 	bool completing; /* inside yajl_complete_parse */
 	char *pending_key;
 	size_t pending_keylen, pending_keyoff;
+	const struct kr_json_opts *opts;
+	bool streaming;          /* stack[1] is the array whose elements go to opts->element */
+	size_t elem_index;
+	struct arena_mark elem_mark; /* where the element being built started */
 	enum kr_err err;
 	char *errbuf;
 	size_t err_offset;
@@ -293,6 +330,19 @@ static int close_container(struct builder *b)
 	return 1;
 }
 
+/* The element just completed (the last member) goes to opts->element; a dropped one gives its
+ * memory back. Keys cached since the element started lived in that memory: the cache forgets
+ * them all. */
+static void hand_over(struct builder *b)
+{
+	const struct kr_json *elem = b->members[b->nmembers - 1].val;
+	if (!b->opts->element(b->opts->element_ctx, elem, b->elem_index++))
+		return;
+	b->nmembers--;
+	arena_rewind(b->arena, b->elem_mark);
+	memset(b->keys, 0, sizeof b->keys);
+}
+
 /* A new node with room for extra bytes after it (a scalar's text). */
 static struct kr_json *node(struct builder *b, enum kr_json_type t, size_t off, size_t extra)
 {
@@ -319,6 +369,8 @@ static int scalar(struct builder *b, enum kr_json_type t, size_t toklen, const c
 		size_t end = consumed(b);
 		off = end >= toklen ? end - toklen : 0;
 	}
+	if (b->streaming && b->depth == 2)
+		b->elem_mark = arena_mark(b->arena);
 	/* the node and its text in one allocation */
 	struct kr_json *j = node(b, t, off, s ? len + 1 : 0);
 	if (!j)
@@ -331,7 +383,11 @@ static int scalar(struct builder *b, enum kr_json_type t, size_t toklen, const c
 		if (t == KR_JSON_NUMBER)
 			j->num = strtod(j->str, NULL);
 	}
-	return add(b, j);
+	if (!add(b, j))
+		return 0;
+	if (b->streaming && b->depth == 2)
+		hand_over(b);
+	return 1;
 }
 
 static int cb_null(void *ctx)
@@ -359,6 +415,16 @@ static int open_container(struct builder *b, enum kr_json_type t)
 	size_t off = consumed(b) - 1;
 	if (b->depth >= b->max_depth)
 		return fail(b, KR_ERR_LIMIT, off, "nesting deeper than the maximum depth");
+	if (b->streaming && b->depth == 2)
+		b->elem_mark = arena_mark(b->arena);
+	/* the array under the root object's element_key: its elements are streamed */
+	if (b->depth == 1 && t == KR_JSON_ARRAY && b->opts && b->opts->element &&
+	    b->stack[0]->type == KR_JSON_OBJECT &&
+	    b->pending_keylen == strlen(b->opts->element_key) &&
+	    memcmp(b->pending_key, b->opts->element_key, b->pending_keylen) == 0) {
+		b->streaming = true;
+		b->elem_index = 0;
+	}
 	struct kr_json *j = node(b, t, off, 0);
 	if (!j || !add(b, j))
 		return 0;
@@ -379,7 +445,14 @@ static int cb_start_array(void *ctx)
 
 static int cb_end(void *ctx)
 {
-	return close_container(ctx);
+	struct builder *b = ctx;
+	if (!close_container(b))
+		return 0;
+	if (b->streaming && b->depth == 2)
+		hand_over(b); /* an element of the streamed array is complete */
+	else if (b->streaming && b->depth == 1)
+		b->streaming = false; /* the streamed array itself */
+	return 1;
 }
 
 static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
@@ -435,7 +508,7 @@ void kr_json_yajl_error(void *handle, const char *prefix, char *out, size_t cap)
 enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opts *opts,
 			  struct kr_json **out, size_t *err_offset, char *err)
 {
-	struct builder b = {.text = text, .len = len, .errbuf = err, .err = KR_OK};
+	struct builder b = {.text = text, .len = len, .errbuf = err, .err = KR_OK, .opts = opts};
 	b.max_depth = opts && opts->max_depth ? opts->max_depth : 64;
 	b.last_key_wins = opts && opts->last_key_wins;
 	*out = NULL;

@@ -49,6 +49,13 @@ struct kr_json_opts {
 	unsigned max_depth; /* 0: 64 */
 	bool last_key_wins; /* duplicate object keys: keep the last (as EventBridge does with
 			       patterns and events) instead of failing */
+	/* Streaming one big array: each element of the array that is the value of element_key in
+	 * the root object goes to element() as soon as it is complete (index: its position).
+	 * When element returns true the element is dropped, as if it had not been in the array,
+	 * and its memory is used again for the next one: the tree never holds the whole array. */
+	const char *element_key;
+	bool (*element)(void *ctx, const struct kr_json *elem, size_t index);
+	void *element_ctx;
 };
 
 /* Parses exactly one JSON value (surrounding whitespace allowed). On success *out is a new tree;

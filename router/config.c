@@ -54,10 +54,24 @@ static int nameset_add(struct nameset *ns, const char *name)
 	return 1;
 }
 
+/* A rule taken while the file was parsed (stream_rule): its name and its targets' names, in
+ * pool; the targets are looked up once the sinks are loaded (load_streamed_rules). */
+struct srule {
+	const char *name;
+	uint32_t tfirst, nt; /* in vctx.tnames */
+};
+
 struct vctx {
 	struct kr_config *c;
 	char *err;
 	struct nameset names; /* of the list being loaded */
+	/* rules streamed from the parse (see stream_rule) */
+	bool stream_off; /* a rule needs the tree: load the file again, the usual way */
+	struct nameset rnames;
+	struct srule *sr;
+	size_t nsr, capsr;
+	const char **tnames;
+	size_t ntn, captn;
 };
 
 /* out = base[idx]suffix, e.g. $.rules[12].pattern. Called once per list entry, so it avoids
@@ -662,6 +676,144 @@ static const char *rule_path(char *out, size_t cap, size_t i, const char *suffix
 	return out;
 }
 
+static const char *const rule_keys[] = {"name", "pattern", "targets", "description"};
+
+/* Appends a target to r unless its sink is there already. */
+static void add_target(struct kr_rule_cfg *r, const struct kr_target_cfg *tc)
+{
+	for (size_t q = 0; q < r->ntargets; q++)
+		if (r->targets[q] == tc->sink)
+			return;
+	r->tcfg[r->ntargets] = *tc;
+	r->targets[r->ntargets++] = tc->sink;
+}
+
+/* c->rules for nrules rules and ntargets targets in all: the rules, then every rule's target
+ * settings and sink indexes, in one block (freed as c->rules). */
+static enum kr_err rules_block(struct vctx *v, size_t nrules, size_t ntargets,
+			       struct kr_target_cfg **tcfg_pool, uint32_t **targets_pool)
+{
+	struct kr_config *c = v->c;
+	size_t rules_size = (nrules + 1) * sizeof *c->rules,
+	       tcfg_size = (ntargets + 1) * sizeof *c->rules->tcfg;
+	_Static_assert(sizeof(struct kr_rule_cfg) % _Alignof(struct kr_target_cfg) == 0 &&
+			       sizeof(struct kr_target_cfg) % _Alignof(uint32_t) == 0,
+		       "the arrays that follow the rules in their block stay aligned");
+	char *block = calloc(1, rules_size + tcfg_size + (ntargets + 1) * sizeof *c->rules->targets);
+	if (!block)
+		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+	c->rules = (struct kr_rule_cfg *)block;
+	c->rules_cap = nrules;
+	*tcfg_pool = (struct kr_target_cfg *)(block + rules_size);
+	*targets_pool = (uint32_t *)(block + rules_size + tcfg_size);
+	return KR_OK;
+}
+
+/* A copy of n bytes in the config's pool of names (sized for the whole text: never moved). */
+static const char *pool_put(struct kr_config *c, const char *s, size_t n)
+{
+	if (!c->pool && !(c->pool = malloc(c->len + 1)))
+		return NULL;
+	if (c->pool_len + n + 1 > c->len + 1)
+		return NULL;
+	char *d = c->pool + c->pool_len;
+	memcpy(d, s, n);
+	d[n] = 0;
+	c->pool_len += n + 1;
+	return d;
+}
+
+/* Called by the parser for each element of "rules" as soon as it is complete: a rule that
+ * passes every check of load_rules but the lookup of its sinks (not loaded yet) is compiled at
+ * once, while its nodes are in the cache, and dropped from the tree. The first that does not
+ * (an error, a target object) turns streaming off: the file is then loaded again the usual way,
+ * so that errors are found and reported exactly as load_rules does. */
+static bool stream_rule(void *ctx, const struct kr_json *o, size_t index)
+{
+	struct vctx *v = ctx;
+	struct kr_config *c = v->c;
+	(void)index;
+	if (v->stream_off)
+		return false;
+	const struct kr_json *f[4];
+	if (o->type != KR_JSON_OBJECT || get_keys(o, rule_keys, 4, f) < o->n)
+		goto off;
+	const struct kr_json *n = f[0], *pat = f[1], *tg = f[2], *d = f[3];
+	if (!n || n->type != KR_JSON_STRING || n->len == 0 || (d && d->type != KR_JSON_STRING) ||
+	    !pat || !tg || tg->type != KR_JSON_ARRAY)
+		goto off;
+	for (size_t k = 0; k < tg->n; k++)
+		if (tg->items[k]->type != KR_JSON_STRING)
+			goto off;
+	if (v->nsr == v->capsr) {
+		size_t cap = v->capsr ? v->capsr * 2 : 256;
+		struct srule *a = realloc(v->sr, cap * sizeof *a);
+		if (!a)
+			goto off;
+		v->sr = a;
+		v->capsr = cap;
+	}
+	while (v->ntn + tg->n > v->captn) {
+		size_t cap = v->captn ? v->captn * 2 : 256;
+		const char **a = realloc(v->tnames, cap * sizeof *a);
+		if (!a)
+			goto off;
+		v->tnames = a;
+		v->captn = cap;
+	}
+	const char *name = pool_put(c, n->str, n->len);
+	if (!name || nameset_add(&v->rnames, name) <= 0)
+		goto off;
+	const struct kr_json *bad = NULL;
+	char perr[KR_ERRBUF];
+	if (kr_rules_add(c->compiled, pat, &bad, perr) != KR_OK)
+		goto off;
+	struct srule *r = &v->sr[v->nsr++];
+	r->name = name;
+	r->tfirst = (uint32_t)v->ntn;
+	r->nt = (uint32_t)tg->n;
+	for (size_t k = 0; k < tg->n; k++)
+		if (!(v->tnames[v->ntn++] = pool_put(c, tg->items[k]->str, tg->items[k]->len)))
+			goto off;
+	return true;
+off:
+	v->stream_off = true;
+	return false;
+}
+
+/* The rules stream_rule took, their targets looked up now that the sinks are loaded. Returns
+ * KR_ERR_CONFIG with stream_off set when a target names no sink (load_rules reports that). */
+static enum kr_err load_streamed_rules(struct vctx *v)
+{
+	struct kr_config *c = v->c;
+	struct kr_target_cfg *tcfg_pool;
+	uint32_t *targets_pool;
+	enum kr_err e = rules_block(v, v->nsr, v->ntn, &tcfg_pool, &targets_pool);
+	if (e)
+		return e;
+	for (size_t i = 0; i < v->nsr; i++) {
+		const struct srule *s = &v->sr[i];
+		struct kr_rule_cfg *r = &c->rules[i];
+		r->name = s->name;
+		r->targets = targets_pool;
+		r->tcfg = tcfg_pool;
+		targets_pool += s->nt;
+		tcfg_pool += s->nt;
+		for (uint32_t k = 0; k < s->nt; k++) {
+			int32_t si = find_sink(c, v->tnames[s->tfirst + k]);
+			if (si < 0) {
+				v->stream_off = true;
+				return KR_ERR_CONFIG;
+			}
+			struct kr_target_cfg tc = {0};
+			target_of_sink(v, si, &tc);
+			add_target(r, &tc);
+		}
+		c->nrules++;
+	}
+	return KR_OK;
+}
+
 static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 {
 	free(v->names.slots);
@@ -678,18 +830,11 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 		if (tg && tg->type == KR_JSON_ARRAY)
 			ntargets += tg->n;
 	}
-	size_t rules_size = (arr->n + 1) * sizeof *c->rules,
-	       tcfg_size = (ntargets + 1) * sizeof *c->rules->tcfg;
-	_Static_assert(sizeof(struct kr_rule_cfg) % _Alignof(struct kr_target_cfg) == 0 &&
-			       sizeof(struct kr_target_cfg) % _Alignof(uint32_t) == 0,
-		       "the arrays that follow the rules in their block stay aligned");
-	char *block = calloc(1, rules_size + tcfg_size + (ntargets + 1) * sizeof *c->rules->targets);
-	if (!block)
-		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
-	c->rules = (struct kr_rule_cfg *)block;
-	c->rules_cap = arr->n;
-	struct kr_target_cfg *tcfg_pool = (struct kr_target_cfg *)(block + rules_size);
-	uint32_t *targets_pool = (uint32_t *)(block + rules_size + tcfg_size);
+	struct kr_target_cfg *tcfg_pool;
+	uint32_t *targets_pool;
+	enum kr_err e = rules_block(v, arr->n, ntargets, &tcfg_pool, &targets_pool);
+	if (e)
+		return e;
 	/* every rule adds a name: size the set once rather than rehashing it as it fills */
 	size_t cap = 64;
 	while (cap < (arr->n + 1) * 2)
@@ -698,7 +843,6 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 	if (!v->names.slots)
 		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
 	v->names.cap = cap;
-	static const char *const rule_keys[] = {"name", "pattern", "targets", "description"};
 	for (size_t i = 0; i < arr->n; i++) {
 		const struct kr_json *o = arr->items[i];
 		char jp[64], jp2[96];
@@ -729,11 +873,9 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 				    "rule \"%s\" needs a \"pattern\"", r->name);
 		const struct kr_json *bad = NULL;
 		char perr[KR_ERRBUF];
-		enum kr_err e = kr_rules_add(c->compiled, pat, &bad, perr);
-		if (e)
+		if (kr_rules_add(c->compiled, pat, &bad, perr) != KR_OK)
 			return verr(v, bad ? bad : pat, rule_path(jp2, sizeof jp2, i, ".pattern"), "%s",
 				    perr);
-		r->pattern = pat;
 		if (!tg)
 			return verr(v, o, rule_path(jp, sizeof jp, i, ""),
 				    "rule \"%s\" needs \"targets\" (an array of sink names)", r->name);
@@ -758,13 +900,7 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 				if ((e = load_target(v, t, jp3, &tc)))
 					return e;
 			}
-			bool dup = false;
-			for (size_t q = 0; q < r->ntargets; q++)
-				dup |= r->targets[q] == tc.sink;
-			if (!dup) {
-				r->tcfg[r->ntargets] = tc;
-				r->targets[r->ntargets++] = tc.sink;
-			}
+			add_target(r, &tc);
 		}
 		c->nrules++;
 	}
@@ -832,8 +968,11 @@ static enum kr_err load_engine_settings(struct vctx *v, const struct kr_json *d)
 }
 
 /* Parses text (NUL-terminated at len), taking ownership of it: it stays as the config's text. */
-static enum kr_err parse_owned(const char *name, char *text, size_t len, struct kr_config **out,
-			       char *err)
+/* Loads the configuration in text (taken over). With stream, rules are compiled while the text is
+ * parsed (stream_rule); when one of them needs the usual way, *again is set and nothing is
+ * loaded: the caller loads again without stream (text is then still the caller's). */
+static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
+				  struct kr_config **out, char *err, bool stream, bool *again)
 {
 	*out = NULL;
 	struct kr_config *c = calloc(1, sizeof *c);
@@ -856,9 +995,22 @@ static enum kr_err parse_owned(const char *name, char *text, size_t len, struct 
 	c->len = len;
 	struct vctx v = {.c = c, .err = err};
 	struct kr_json_opts jo = {.allow_comments = true, .max_depth = 128};
+	if (stream) {
+		if (kr_rules_new(&c->compiled) != KR_OK) {
+			c->text = NULL;
+			kr_config_free(c);
+			*again = true;
+			return KR_OK;
+		}
+		jo.element_key = "rules";
+		jo.element = stream_rule;
+		jo.element_ctx = &v;
+	}
 	size_t off = 0;
 	char jerr[KR_ERRBUF];
 	enum kr_err e = kr_json_parse(c->text, len, &jo, &c->doc, &off, jerr);
+	if (v.stream_off)
+		goto load_again;
 	if (e) {
 		struct kr_json at = {.offset = off};
 		verr(&v, &at, "$", "%s", jerr);
@@ -874,7 +1026,7 @@ static enum kr_err parse_owned(const char *name, char *text, size_t len, struct 
 	if (!e)
 		e = check_keys(&v, d, "$", top_keys, sizeof top_keys / sizeof *top_keys,
 			       "the configuration");
-	if (!e && kr_rules_new(&c->compiled) != KR_OK)
+	if (!e && !c->compiled && kr_rules_new(&c->compiled) != KR_OK)
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	const struct kr_json *j;
 	if (!e && (j = kr_json_get(d, "sources")))
@@ -883,17 +1035,44 @@ static enum kr_err parse_owned(const char *name, char *text, size_t len, struct 
 		e = load_sinks(&v, j);
 	if (!e)
 		e = load_engine_settings(&v, d);
-	if (!e && (j = kr_json_get(d, "rules")))
+	if (!e && v.nsr) {
+		e = load_streamed_rules(&v);
+		if (v.stream_off)
+			goto load_again;
+	} else if (!e && (j = kr_json_get(d, "rules"))) {
 		e = load_rules(&v, j);
+	}
 	if (!e && kr_rules_build(c->compiled) != KR_OK)
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	free(v.names.slots);
+	free(v.rnames.slots);
+	free(v.sr);
+	free(v.tnames);
 	if (e) {
 		kr_config_free(c);
 		return e;
 	}
 	*out = c;
 	return KR_OK;
+load_again:
+	free(v.names.slots);
+	free(v.rnames.slots);
+	free(v.sr);
+	free(v.tnames);
+	c->text = NULL; /* the caller's again */
+	kr_config_free(c);
+	*again = true;
+	return KR_OK;
+}
+
+static enum kr_err parse_owned(const char *name, char *text, size_t len, struct kr_config **out,
+			       char *err)
+{
+	bool again = false;
+	enum kr_err e = parse_owned_as(name, text, len, out, err, true, &again);
+	if (!again)
+		return e;
+	return parse_owned_as(name, text, len, out, err, false, &again);
 }
 
 enum kr_err kr_read_file(const char *path, char **out, size_t *len, char *err)
@@ -973,6 +1152,7 @@ void kr_config_free(struct kr_config *c)
 	kr_rules_free(c->compiled);
 	kr_json_free(c->doc);
 	free(c->text);
+	free(c->pool);
 	free(c->path);
 	free(c->dir);
 	free(c);

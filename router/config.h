@@ -54,7 +54,6 @@ struct kr_source_cfg {
 
 struct kr_rule_cfg {
 	const char *name;
-	const struct kr_json *pattern;
 	uint32_t *targets; /* sink indexes, in the order written, without repeats */
 	struct kr_target_cfg *tcfg; /* the same targets with their settings */
 	size_t ntargets;
@@ -65,6 +64,8 @@ struct kr_config {
 	char *dir; /* the folder of path: relative paths inside resolve against it */
 	char *text;
 	size_t len;
+	char *pool; /* rule and target names taken while the text was parsed (no tree kept) */
+	size_t pool_len;
 	struct kr_json *doc;
 	struct kr_sink_cfg *sinks;
 	size_t nsinks;

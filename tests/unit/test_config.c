@@ -115,7 +115,6 @@ static void test_valid_config_loads_rules_and_sinks(void **state)
 	assert_int_equal(c->nrules, 2);
 	assert_string_equal(c->rules[0].name, "key-deleted");
 	assert_string_equal(c->rules[1].name, "either");
-	assert_non_null(c->rules[0].pattern);
 	assert_int_equal(kr_rules_count(c->compiled), 2);
 	char err[KR_ERRBUF];
 	assert_int_equal(kr_config_unavailable(c, err), 0);
@@ -170,6 +169,59 @@ static void test_compiled_rule_ids_follow_the_config_order(void **state)
 	kr_match_state_free(st);
 	kr_view_fini(&v);
 	kr_config_free(c);
+}
+
+/* Rules are compiled while the file is parsed; what needs the whole document (rules before
+ * sinks, a target object, an error anywhere) loads as before. */
+static void test_rules_load_the_same_before_sinks_and_with_target_objects(void **state)
+{
+	(void)state;
+	static const char *const texts[] = {
+		"{\"rules\": [{\"name\": \"r0\", \"pattern\": {\"a\": [1]}, \"targets\": [\"b\", \"a\"]},\n"
+		"            {\"name\": \"r1\", \"pattern\": {\"b\": [2]}, \"targets\": [\"a\"]}],\n"
+		" \"sinks\": [{\"name\": \"a\", \"type\": \"log\"}, {\"name\": \"b\", \"type\": \"log\"}]}",
+		"{\"sinks\": [{\"name\": \"a\", \"type\": \"log\"}, {\"name\": \"b\", \"type\": \"log\"}],\n"
+		" \"rules\": [{\"name\": \"r0\", \"pattern\": {\"a\": [1]}, \"targets\": [\"b\", \"a\"]},\n"
+		"            {\"name\": \"r1\", \"pattern\": {\"b\": [2]},\n"
+		"             \"targets\": [{\"sink\": \"a\", \"retry\": {\"max_attempts\": 2}}]}]}",
+	};
+	for (size_t t = 0; t < 2; t++) {
+		struct kr_config *c = load_ok(texts[t]);
+		assert_int_equal(c->nrules, 2);
+		assert_string_equal(c->rules[0].name, "r0");
+		assert_string_equal(c->rules[1].name, "r1");
+		assert_int_equal(c->rules[0].ntargets, 2);
+		assert_int_equal(c->rules[0].targets[0], 1);
+		assert_int_equal(c->rules[0].targets[1], 0);
+		assert_int_equal(c->rules[1].ntargets, 1);
+		assert_int_equal(c->rules[1].targets[0], 0);
+		assert_int_equal(kr_rules_count(c->compiled), 2);
+		if (t == 1)
+			assert_int_equal(c->rules[1].tcfg[0].retry.max_attempts, 2);
+		kr_config_free(c);
+	}
+}
+
+/* The first error in the file's order is the one reported, whichever rule the parse met first. */
+static void test_errors_keep_their_order_when_rules_are_compiled_during_the_parse(void **state)
+{
+	(void)state;
+	/* a target naming no sink in rule 0 comes before rule 1's bad pattern */
+	assert_config_error("{\"sinks\": [{\"name\": \"s\", \"type\": \"log\"}],\n"
+			    " \"rules\": [{\"name\": \"r0\", \"pattern\": {\"a\": [1]}, \"targets\": [\"t\"]},\n"
+			    "            {\"name\": \"r1\", \"pattern\": {\"a\": [{\"prefix\": 1}]},\n"
+			    "             \"targets\": [\"s\"]}]}",
+			    "\"t\"", 0, "$.rules[0].targets[0]", "no sink is named \"t\"");
+	/* a bad pattern, then malformed JSON further on: the JSON error */
+	assert_config_error("{\"sinks\": [{\"name\": \"s\", \"type\": \"log\"}],\n"
+			    " \"rules\": [{\"name\": \"r0\", \"pattern\": {\"a\": 1}, \"targets\": [\"s\"]}],\n"
+			    " \"log\": {\"level\": \"info\",}}",
+			    "}", 4, "$", "parse error");
+	/* good rules, then an unknown top-level key: the key */
+	assert_config_error("{\"rules\": [{\"name\": \"r0\", \"pattern\": {\"a\": [1]}, \"targets\": [\"s\"]}],\n"
+			    " \"sinks\": [{\"name\": \"s\", \"type\": \"log\"}],\n"
+			    " \"sink\": []}",
+			    "\"sink\"", 0, "$", "unknown key \"sink\"");
 }
 
 static void test_empty_object_is_a_valid_config(void **state)
@@ -392,6 +444,8 @@ int main(void)
 		cmocka_unit_test(test_valid_config_loads_rules_and_sinks),
 		cmocka_unit_test(test_targets_are_sink_indexes_in_order_without_repeats),
 		cmocka_unit_test(test_compiled_rule_ids_follow_the_config_order),
+		cmocka_unit_test(test_rules_load_the_same_before_sinks_and_with_target_objects),
+		cmocka_unit_test(test_errors_keep_their_order_when_rules_are_compiled_during_the_parse),
 		cmocka_unit_test(test_empty_object_is_a_valid_config),
 		cmocka_unit_test(test_unavailable_types_load_and_are_reported),
 		cmocka_unit_test(test_unknown_top_level_key_is_an_error_with_did_you_mean),

@@ -511,9 +511,96 @@ static void test_json_string_round_trips_through_the_parser(void **state)
 	}
 }
 
+/* ---- streaming the elements of one array ---- */
+
+struct seen {
+	char log[512];
+	size_t calls;
+};
+
+/* Drops the objects (after noting their index and "name"), keeps everything else. */
+static bool drop_objects(void *ctx, const struct kr_json *elem, size_t index)
+{
+	struct seen *s = ctx;
+	const struct kr_json *n = kr_json_get(elem, "name");
+	size_t o = strlen(s->log);
+	snprintf(s->log + o, sizeof s->log - o, "%zu:%s:%s ", index, kr_json_type_name(elem->type),
+		 n ? n->str : "-");
+	s->calls++;
+	return elem->type == KR_JSON_OBJECT;
+}
+
+static void test_elements_of_the_streamed_array_go_to_the_callback_and_may_be_dropped(void **state)
+{
+	(void)state;
+	static const char text[] =
+		"{\"a\": 1, \"x\": {\"rules\": [7]},\n"
+		" \"rules\": [{\"name\": \"r0\", \"k\": [1, 2]}, \"s1\", {\"name\": \"r2\"}, [3],\n"
+		"            {\"deep\": {\"name\": \"in\"}, \"name\": \"r4\"}, 5],\n"
+		" \"z\": {\"name\": \"after\", \"k\": true}}";
+	struct seen seen = {.log = ""};
+	struct kr_json_opts o = {.element_key = "rules", .element = drop_objects,
+				 .element_ctx = &seen};
+	struct kr_json *j = parse_ok(text, &o);
+	/* only the root object's "rules", each element once, in order */
+	assert_string_equal(seen.log, "0:object:r0 1:string:- 2:object:r2 3:array:- 4:object:r4 "
+				      "5:number:- ");
+	const struct kr_json *rules = kr_json_get(j, "rules");
+	assert_int_equal(rules->n, 3);
+	assert_string_equal(rules->items[0]->str, "s1");
+	assert_int_equal(rules->items[0]->offset, (size_t)(strstr(text, "\"s1\"") - text));
+	assert_int_equal(rules->items[1]->type, KR_JSON_ARRAY);
+	assert_int_equal(rules->items[1]->items[0]->num, 3);
+	assert_int_equal(rules->items[2]->num, 5);
+	/* what follows the dropped elements is whole: keys met inside them are not reused */
+	const struct kr_json *z = kr_json_get(j, "z");
+	assert_string_equal(kr_json_get(z, "name")->str, "after");
+	assert_int_equal(kr_json_get(z, "k")->type, KR_JSON_TRUE);
+	assert_int_equal(kr_json_get(kr_json_get(j, "x"), "rules")->n, 1);
+	assert_int_equal(kr_json_get(j, "a")->num, 1);
+	kr_json_free(j);
+}
+
+/* Many dropped elements reuse the same memory; an element bigger than a chunk still works, and
+ * an error inside the array is reported as without streaming. */
+static void test_streamed_array_of_many_and_big_elements(void **state)
+{
+	(void)state;
+	size_t n = 20000, cap = n * 64 + 200000;
+	char *text = malloc(cap);
+	assert_non_null(text);
+	size_t o = (size_t)sprintf(text, "{\"rules\": [");
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)sprintf(text + o, "%s{\"name\": \"r%zu\", \"v\": [%zu]}", i ? "," : "", i, i);
+	o += (size_t)sprintf(text + o, ",{\"name\": \"big\", \"v\": [");
+	for (size_t i = 0; i < 30000; i++)
+		o += (size_t)sprintf(text + o, "%s%zu", i ? "," : "", i % 10);
+	o += (size_t)sprintf(text + o, "]}], \"end\": \"ok\"}");
+	struct seen seen = {.log = ""};
+	struct kr_json_opts opts = {.element_key = "rules", .element = drop_objects,
+				    .element_ctx = &seen};
+	struct kr_json *j = parse_ok(text, &opts);
+	assert_int_equal(seen.calls, n + 1);
+	assert_int_equal(kr_json_get(j, "rules")->n, 0);
+	assert_string_equal(kr_json_get(j, "end")->str, "ok");
+	kr_json_free(j);
+	/* an error in element 3 */
+	static const char bad[] = "{\"rules\": [{\"name\": \"a\"}, {}, {\"b\": 1}, {\"c\": ]}]}";
+	char err[KR_ERRBUF];
+	size_t off, off2;
+	char err2[KR_ERRBUF];
+	assert_int_equal(parse_err(bad, &opts, &off, err), KR_ERR_JSON);
+	assert_int_equal(parse_err(bad, NULL, &off2, err2), KR_ERR_JSON);
+	assert_int_equal(off, off2);
+	assert_string_equal(err, err2);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_elements_of_the_streamed_array_go_to_the_callback_and_may_be_dropped),
+		cmocka_unit_test(test_streamed_array_of_many_and_big_elements),
 		cmocka_unit_test(test_every_node_records_the_offset_where_it_starts),
 		cmocka_unit_test(test_string_offset_is_found_after_escaped_backslashes),
 		cmocka_unit_test(test_top_level_value_offset_skips_leading_whitespace),
