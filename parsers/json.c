@@ -113,6 +113,8 @@ struct builder {
 	const char *text;
 	size_t len;
 	struct kr_json_arena *arena;
+	struct kr_json_arena key_arena; /* the keys in the cache below: never rewound (see
+					   hand_over), moved into arena at the end */
 	struct kr_json *root;
 	struct kr_json **stack;
 	size_t *first;          /* per open container: index of its first member in members */
@@ -331,8 +333,7 @@ static int close_container(struct builder *b)
 }
 
 /* The element just completed (the last member) goes to opts->element; a dropped one gives its
- * memory back. Keys cached since the element started lived in that memory: the cache forgets
- * them all. */
+ * memory back (the keys it shares with the next ones are in key_arena, and stay). */
 static void hand_over(struct builder *b)
 {
 	const struct kr_json *elem = b->members[b->nmembers - 1].val;
@@ -340,7 +341,6 @@ static void hand_over(struct builder *b)
 		return;
 	b->nmembers--;
 	arena_rewind(b->arena, b->elem_mark);
-	memset(b->keys, 0, sizeof b->keys);
 }
 
 /* A new node with room for extra bytes after it (a scalar's text). */
@@ -461,12 +461,17 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
 	unsigned h = len ? ((unsigned)len * 31u + s[0] * 7u + s[len - 1]) & 255u : 0;
 	if (b->keys[h].s && b->keys[h].n == len && memcmp(b->keys[h].s, s, len) == 0) {
 		b->pending_key = b->keys[h].s;
-	} else {
-		b->pending_key = arena_strdup(b, (const char *)s, len);
-		if (len <= 64) {
-			b->keys[h].s = b->pending_key;
+	} else if (len <= 64) {
+		char *d = arena_alloc(&b->key_arena, len + 1);
+		if (d) {
+			memcpy(d, s, len);
+			d[len] = 0;
+			b->keys[h].s = d;
 			b->keys[h].n = len;
 		}
+		b->pending_key = d;
+	} else {
+		b->pending_key = arena_strdup(b, (const char *)s, len);
 	}
 	if (!b->pending_key)
 		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
@@ -551,6 +556,19 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 	}
 	if (err_offset)
 		*err_offset = b.err_offset;
+	/* the cached keys' chunks join the tree's (freed with it) */
+	while (b.key_arena.head) {
+		struct chunk *c = b.key_arena.head, *h = b.arena->head;
+		b.key_arena.head = c->next;
+		/* behind the current chunk: allocations go on in that one */
+		if (h) {
+			c->next = h->next;
+			h->next = c;
+		} else {
+			c->next = NULL;
+			b.arena->head = c;
+		}
+	}
 	yajl_free(b.h);
 	free(b.stack);
 	free(b.first);
