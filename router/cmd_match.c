@@ -85,7 +85,13 @@ static bool flush_lines(struct match_ctx *m)
 	return !m->write_failed;
 }
 
-/* Appends n bytes known to fit (kr_buf_reserve was called for them). */
+/* Room for n more bytes in b: the usual case, there is, takes no call. */
+static inline bool room(struct kr_buf *b, size_t n)
+{
+	return b->cap - b->len >= n || kr_buf_reserve(b, n);
+}
+
+/* Appends n bytes known to fit (room() was called for them). */
 static inline char *put(char *o, const void *src, size_t n)
 {
 	memcpy(o, src, n);
@@ -107,7 +113,7 @@ static bool write_tail(struct match_ctx *m)
 		const struct out_rule *r = n ? &m->rules[ids[0]] : NULL;
 		size_t len = 0, slen = r ? m->sink_len[r->targets] : 0;
 		const char *name = r ? out_name(m, r, &len) : NULL;
-		if (!kr_buf_reserve(b, sizeof "],\"targets\":[]}\n" + len + slen)) {
+		if (!room(b, sizeof "],\"targets\":[]}\n" + len + slen)) {
 			fprintf(stderr, "kmsrouter: out of memory\n");
 			return false;
 		}
@@ -132,7 +138,7 @@ static bool write_tail(struct match_ctx *m)
 		for (size_t t = 0; t < r->ntargets; t++)
 			need += m->sink_len[out_target(m, r, t)] + 1;
 	}
-	if (!kr_buf_reserve(b, need)) {
+	if (!room(b, need)) {
 		fprintf(stderr, "kmsrouter: out of memory\n");
 		return false;
 	}
@@ -191,11 +197,14 @@ static bool match_pending(struct match_ctx *m)
 		memcpy(m->mids, ids, n * sizeof *ids);
 	m->nmids = n;
 	m->matched_waiting = true;
-	bool ok = kr_buf_append(&m->line, m->side.p, m->side.len);
-	m->side.len = 0;
-	if (!ok)
+	struct kr_buf *l = &m->line;
+	if (!room(l, m->side.len)) {
 		fprintf(stderr, "kmsrouter: out of memory\n");
-	return ok;
+		return false;
+	}
+	l->len = (size_t)(put(l->p + l->len, m->side.p, m->side.len) - l->p);
+	m->side.len = 0;
+	return true;
 }
 
 /* Each event in the stages moves on by one: the matched one's line is ended, the parsed one is
@@ -224,7 +233,7 @@ static int on_event(void *vctx, const struct kr_event *ev)
 		return 1;
 	/* the id is escaped at worst as \u00XX per byte */
 	struct kr_buf *b = &m->side;
-	if (!kr_buf_reserve(b, sizeof "{\"id\":null,\"rules\":[" + 6 * ev->id_len)) {
+	if (!room(b, sizeof "{\"id\":null,\"rules\":[" + 6 * ev->id_len)) {
 		fprintf(stderr, "kmsrouter: out of memory\n");
 		return 1;
 	}
