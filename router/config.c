@@ -9,9 +9,16 @@
 #include <sys/stat.h>
 
 
-/* A set of names (rules, sinks, sources) so that duplicate checks stay linear. */
+/* A set of names (rules, sinks, sources) so that duplicate checks stay linear. Each slot keeps
+ * its name's hash: a probe compares names only when the hashes are equal, and growing does not
+ * read the names again. */
+struct nameslot {
+	const char *name; /* NULL: empty */
+	uint64_t hash;
+};
+
 struct nameset {
-	const char **slots;
+	struct nameslot *slots;
 	size_t cap, n;
 };
 
@@ -28,14 +35,14 @@ static int nameset_add(struct nameset *ns, const char *name)
 {
 	if ((ns->n + 1) * 2 > ns->cap) {
 		size_t cap = ns->cap ? ns->cap * 2 : 64;
-		const char **slots = calloc(cap, sizeof *slots);
+		struct nameslot *slots = calloc(cap, sizeof *slots);
 		if (!slots)
 			return -1;
 		for (size_t i = 0; i < ns->cap; i++) {
-			if (!ns->slots[i])
+			if (!ns->slots[i].name)
 				continue;
-			size_t j = name_hash(ns->slots[i]) & (cap - 1);
-			while (slots[j])
+			size_t j = ns->slots[i].hash & (cap - 1);
+			while (slots[j].name)
 				j = (j + 1) & (cap - 1);
 			slots[j] = ns->slots[i];
 		}
@@ -43,13 +50,15 @@ static int nameset_add(struct nameset *ns, const char *name)
 		ns->slots = slots;
 		ns->cap = cap;
 	}
-	size_t j = name_hash(name) & (ns->cap - 1);
-	while (ns->slots[j]) {
-		if (strcmp(ns->slots[j], name) == 0)
+	uint64_t h = name_hash(name);
+	size_t j = h & (ns->cap - 1);
+	while (ns->slots[j].name) {
+		if (ns->slots[j].hash == h && strcmp(ns->slots[j].name, name) == 0)
 			return 0;
 		j = (j + 1) & (ns->cap - 1);
 	}
-	ns->slots[j] = name;
+	ns->slots[j].name = name;
+	ns->slots[j].hash = h;
 	ns->n++;
 	return 1;
 }
