@@ -118,6 +118,7 @@ struct kr_stream {
 	size_t max_record;
 	unsigned max_depth;
 	bool raw_only;
+	bool no_time;
 	/* two views, used in turn from one emitted event to the next: an event's view stays intact
 	   while the next event is parsed (see kr_event.view) */
 	struct kr_view views[2];
@@ -1037,7 +1038,7 @@ static enum special key_special(const struct pstate *p, const char *k, size_t n)
 	switch (n) {
 	case 2: return IS("id") ? SP_ID : SP_NONE;
 	case 4:
-		if (IS("time")) return SP_TIME;
+		if (!p->s->no_time && IS("time")) return SP_TIME;
 		return envelopes && IS("Type") ? SP_TYPE : SP_NONE;
 	case 6: return IS("detail") ? SP_DETAIL : SP_NONE;
 	case 7:
@@ -1480,12 +1481,15 @@ enum kr_err kr_stream_new(const struct kr_paths *paths, const struct kr_stream_o
 	s->max_record = opts && opts->max_record ? opts->max_record : KR_DEFAULT_MAX_RECORD;
 	s->max_depth = opts && opts->max_depth ? opts->max_depth : KR_DEFAULT_MAX_DEPTH;
 	s->raw_only = opts && opts->raw_events_only;
+	s->no_time = opts && opts->no_time;
 	static const char *const specials[] = {
 		"id", "time", "Type", "detail", "Message", "Records", "detail-type", "eventID",
 		"eventTime", "eventType", "awsRegion", "eventSource", "userIdentity",
 		"recipientAccountId", "accountId",
 	};
 	for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
+		if (s->no_time && strcmp(specials[i], "time") == 0)
+			continue;
 		size_t n = strlen(specials[i]);
 		s->special_mask[n & 15] |= 1ULL << ((unsigned char)specials[i][0] & 63);
 	}

@@ -74,6 +74,9 @@ struct kr_stream_opts {
 	unsigned max_depth;     /* 0: KR_DEFAULT_MAX_DEPTH */
 	bool raw_events_only;   /* no envelope or container detection: every top-level object is
 				   an event as it stands (test-pattern) */
+	bool no_time;           /* the consumer does not read kr_event.time: an event's "time" is
+				   then not kept (NULL; an event built from a CloudTrail record
+				   still has its eventTime) and costs nothing when no rule reads it */
 };
 
 struct kr_stream;

@@ -297,7 +297,7 @@ int kr_cmd_match(int argc, char **argv)
 		{0},
 	};
 	const char *config = NULL;
-	struct kr_stream_opts so = {0};
+	struct kr_stream_opts so = {.no_time = true}; /* the lines have no time */
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {

@@ -67,7 +67,8 @@ static int test_one(const struct kr_json *pattern, const struct kr_json *event, 
 	}
 	o.rules = r;
 	struct kr_stream_callbacks cb = {.event = on_event, .invalid = on_invalid};
-	struct kr_stream_opts so = {.raw_events_only = true, .max_record = eb.len + 1};
+	struct kr_stream_opts so = {.raw_events_only = true, .no_time = true,
+				    .max_record = eb.len + 1};
 	if (kr_stream_new(kr_rules_paths(r), &so, &cb, &o, &s) != KR_OK ||
 	    kr_stream_parse_mem(s, eb.p, eb.len) != KR_OK || kr_stream_end(s) != KR_OK) {
 		kr_errf(err, KR_ERR_NOMEM, "out of memory");

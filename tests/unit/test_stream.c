@@ -509,6 +509,63 @@ static void test_non_object_elements_are_reported_from_their_first_byte(void **s
 	run_free(&r);
 }
 
+/* ---- kr_event.time, and no_time ---- */
+
+struct times {
+	char got[4][48]; /* "-" for NULL */
+	size_t n;
+	char view[4][160];
+	const struct kr_paths *paths;
+};
+
+static int on_event_time(void *ctx, const struct kr_event *ev)
+{
+	struct times *t = ctx;
+	if (t->n < 4) {
+		snprintf(t->got[t->n], sizeof t->got[0], "%.*s", ev->time ? (int)ev->time_len : 1,
+			 ev->time ? ev->time : "-");
+		char *d = dump_view(t->paths, ev->view);
+		snprintf(t->view[t->n], sizeof t->view[0], "%s", d);
+		free(d);
+	}
+	t->n++;
+	return 0;
+}
+
+static void test_time_is_kept_unless_no_time_and_stays_matchable(void **state)
+{
+	(void)state;
+	static const char in[] =
+		"{\"id\":\"a\",\"time\":\"2024-03-01T00:00:00Z\",\"detail\":{\"n\":1}}\n"
+		"{\"Records\":[{\"eventID\":\"c\",\"eventTime\":\"2024-03-02T00:00:00Z\"}]}\n";
+	struct kr_paths *tp = kr_paths_new();
+	assert_non_null(tp);
+	const char *segs[1] = {"time"};
+	size_t lens[1] = {4};
+	uint32_t slot;
+	assert_int_equal(kr_paths_add(tp, segs, lens, 1, &slot), KR_OK);
+	static const struct kr_stream_callbacks cbs = {on_event_time, NULL};
+	for (int no_time = 0; no_time < 2; no_time++) {
+		for (int with_path = 0; with_path < 2; with_path++) {
+			struct times t = {.n = 0, .paths = with_path ? tp : NULL};
+			struct kr_stream_opts o = {.no_time = no_time};
+			struct kr_stream *st;
+			assert_int_equal(kr_stream_new(with_path ? tp : NULL, &o, &cbs, &t, &st), KR_OK);
+			assert_int_equal(kr_stream_parse_mem(st, S(in)), KR_OK);
+			assert_int_equal(kr_stream_end(st), KR_OK);
+			kr_stream_free(st);
+			assert_int_equal(t.n, 2);
+			assert_string_equal(t.got[0], no_time ? "-" : "2024-03-01T00:00:00Z");
+			/* a CloudTrail record's eventTime is part of the event built from it */
+			assert_string_equal(t.got[1], "2024-03-02T00:00:00Z");
+			/* a rule on "time" sees it either way */
+			assert_string_equal(t.view[0], with_path ? "time=(0)2024-03-01T00:00:00Z[] ;" : "");
+			assert_string_equal(t.view[1], with_path ? "time=(0)2024-03-02T00:00:00Z[] ;" : "");
+		}
+	}
+	kr_paths_free(tp);
+}
+
 /* ---- envelopes ---- */
 
 static void test_sns_envelope_is_unwrapped(void **state)
@@ -1075,6 +1132,7 @@ int main(void)
 		cmocka_unit_test(test_top_level_array_elements_are_records),
 		cmocka_unit_test(test_values_in_arrays_of_objects_carry_their_element),
 		cmocka_unit_test(test_non_object_elements_are_reported_from_their_first_byte),
+		cmocka_unit_test(test_time_is_kept_unless_no_time_and_stays_matchable),
 		cmocka_unit_test(test_sns_envelope_is_unwrapped),
 		cmocka_unit_test(test_sns_message_that_is_not_an_object_is_invalid),
 		cmocka_unit_test(test_cloudtrail_log_records_become_api_call_events),
