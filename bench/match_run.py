@@ -245,9 +245,11 @@ def main():
             continue
         argv = [kmsrouter, "match", "-c", cfg, events_file]
         try:
-            # exit status 1 = "no event matched", as expected with no events
-            kr_load[r] = "config load %.3f s" % run_once(
-                [kmsrouter, "match", "-c", cfg, empty], ok_status=(0, 1))[0]
+            # exit status 1 = "no event matched", as expected with no events; best of 5,
+            # as one run is at the mercy of whatever else the machine does then
+            kr_load[r] = "config load %.3f s" % min(
+                run_once([kmsrouter, "match", "-c", cfg, empty], ok_status=(0, 1))[0]
+                for _ in range(5))
         except RunError:
             kr_load[r] = "config load: failed on an empty input"
         if isinstance(best.get(r), RunError):
