@@ -83,7 +83,7 @@ struct pstate {
 	struct kr_stream *s;
 	yajl_handle h;
 	/* h's callbacks: yajl_string is NULL while the next string can only be one no rule and no
-	   envelope reads (see want_strings), so yajl neither calls us for it nor decodes it */
+	   envelope reads (see strings_after_key), so yajl neither calls us for it nor decodes it */
 	yajl_callbacks cbs;
 	bool inner;
 	struct frame *frames;
@@ -344,6 +344,7 @@ static __attribute__((noinline)) void capture_copy(struct kr_stream *s, enum spe
 						   const char *v, size_t n)
 {
 	struct kr_buf *b = &s->cap_buf[sp];
+	s->has[sp] = true;
 	s->plain[sp] = false;
 	if (n < b->cap) { /* the buffer from an earlier record is usually big enough */
 		memcpy(b->p, v, n);
@@ -356,20 +357,25 @@ static __attribute__((noinline)) void capture_copy(struct kr_stream *s, enum spe
 		s->has[sp] = false;
 }
 
-/* Keeps a value the parser looks at (see plain). */
-static inline void capture(struct kr_stream *s, enum special sp, const char *v, size_t n)
+/* Keeps a value the parser looks at where it is, when it is in buf (see plain): false when it
+ * is not. A string with an escape in it comes from yajl's own buffer (decoded), as does one that
+ * straddles two of our chunks. */
+static inline bool capture_in_buf(struct kr_stream *s, enum special sp, const char *v, size_t n)
 {
-	s->has[sp] = true;
-	/* a string with an escape in it comes from yajl's own buffer (decoded), as does one that
-	   straddles two of our chunks: those are copied */
 	uintptr_t d = (uintptr_t)v - (uintptr_t)s->buf;
-	if (__builtin_expect(d >= s->len, 0)) {
-		capture_copy(s, sp, v, n);
-		return;
-	}
+	if (__builtin_expect(d >= s->len, 0))
+		return false;
+	s->has[sp] = true;
 	s->plain[sp] = true;
 	s->cap_at[sp] = s->abs_base + d;
 	s->cap_buf[sp].len = n;
+	return true;
+}
+
+static inline void capture(struct kr_stream *s, enum special sp, const char *v, size_t n)
+{
+	if (!capture_in_buf(s, sp, v, n))
+		capture_copy(s, sp, v, n);
 }
 
 /* A captured value (cap_buf[sp].len bytes, not NUL-terminated), or NULL when the record has
@@ -618,16 +624,8 @@ static __attribute__((noinline)) int scalar_special(struct pstate *p, enum kr_vt
 	unsigned sp = f->special;
 	if (t != KR_V_STRING || sp == SP_DETAIL || sp == CT_USER_IDENTITY)
 		return special_slow(p, t, v, n);
-	if (sp != SP_DETAIL_TYPE) {
-		uintptr_t d = (uintptr_t)v - (uintptr_t)s->buf;
-		if (d >= s->len)
-			return special_slow(p, t, v, n);
-		/* capture() for a string in buf */
-		s->has[sp] = true;
-		s->plain[sp] = true;
-		s->cap_at[sp] = s->abs_base + d;
-		s->cap_buf[sp].len = n;
-	}
+	if (sp != SP_DETAIL_TYPE && !capture_in_buf(s, (enum special)sp, v, n))
+		return special_slow(p, t, v, n);
 	const struct kr_path_node *node = f->vnode;
 	if (node && node->slot >= 0)
 		return add_field(p, node->slot, t, v, n);
@@ -927,13 +925,12 @@ static __attribute__((noinline)) int close_container_slow(struct pstate *p)
 	if (f->trail_pushed)
 		p->ntrail -= 2;
 	struct frame *parent = top(p);
-	if (parent && parent->is_array)
+	if (parent && parent->is_array) {
 		parent->idx++;
-	/* in an object a key comes next, which sets it */
-	if (parent && parent->is_array)
 		strings_in_array(p, parent);
-	else
-		p->cbs.yajl_string = cb_string;
+	} else {
+		p->cbs.yajl_string = cb_string; /* in an object a key comes next, which sets it */
+	}
 	uint64_t end = tok_end(p);
 	if (p->in_record && p->depth == p->ev_depth && !end_record(p, end))
 		return 0;
@@ -1326,7 +1323,7 @@ static int restart_outer(struct kr_stream *s, enum container c)
 		if (yajl_parse(p->h, (const unsigned char *)syn, strlen(syn)) != yajl_status_ok)
 			return -1;
 	}
-	s->last_elem_end = s->fed; /* not the synthetic bytes' offsets */
+	s->last_elem_end = s->fed; /* the elements go on where the input resumes */
 	return 0;
 }
 

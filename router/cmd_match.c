@@ -100,6 +100,19 @@ static inline char *put(char *o, const void *src, size_t n)
 
 #define PUT(o, lit) put((o), (lit), sizeof(lit) - 1)
 
+/* The line ends at o with its targets' "]": closes it and counts it; the lines go out every
+ * 64 KiB. */
+static bool line_ended(struct match_ctx *m, char *o, size_t nrules)
+{
+	struct kr_buf *b = &m->line;
+	o = PUT(o, "]}\n");
+	b->len = (size_t)(o - b->p);
+	m->events++;
+	if (nrules)
+		m->matched++;
+	return b->len < 64 * 1024 || flush_lines(m);
+}
+
 /* Ends the line of the matched event (its "{"id":...,"rules":[" ends the buffer): the names of
  * its rules and of their sinks. */
 static bool write_tail(struct match_ctx *m)
@@ -123,11 +136,7 @@ static bool write_tail(struct match_ctx *m)
 		o = PUT(o, "],\"targets\":[");
 		if (r)
 			o = put(o, m->names.p + m->sink_off[r->targets], slen);
-		o = PUT(o, "]}\n");
-		b->len = (size_t)(o - b->p);
-		m->events++;
-		m->matched += n;
-		return b->len < 64 * 1024 || flush_lines(m);
+		return line_ended(m, o, n);
 	}
 	size_t need = sizeof "],\"targets\":[]}\n";
 	for (size_t i = 0; i < n; i++) {
@@ -169,12 +178,7 @@ static bool write_tail(struct match_ctx *m)
 			first = false;
 		}
 	}
-	o = PUT(o, "]}\n");
-	b->len = (size_t)(o - b->p);
-	m->events++;
-	if (n)
-		m->matched++;
-	return b->len < 64 * 1024 || flush_lines(m);
+	return line_ended(m, o, n);
 }
 
 /* Matches the parsed event: its rules' output entries start loading (kr_match_state_prefetch)

@@ -977,6 +977,14 @@ static enum kr_err load_engine_settings(struct vctx *v, const struct kr_json *d)
 }
 
 /* Parses text (NUL-terminated at len), taking ownership of it: it stays as the config's text. */
+static void vctx_fini(struct vctx *v)
+{
+	free(v->names.slots);
+	free(v->rnames.slots);
+	free(v->sr);
+	free(v->tnames);
+}
+
 /* Loads the configuration in text (taken over). With stream, rules are compiled while the text is
  * parsed (stream_rule); when one of them needs the usual way, *again is set and nothing is
  * loaded: the caller loads again without stream (text is then still the caller's). */
@@ -1023,6 +1031,7 @@ static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 	if (e) {
 		struct kr_json at = {.offset = off};
 		verr(&v, &at, "$", "%s", jerr);
+		vctx_fini(&v);
 		kr_config_free(c);
 		return e == KR_ERR_NOMEM ? e : KR_ERR_CONFIG;
 	}
@@ -1053,10 +1062,7 @@ static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 	}
 	if (!e && kr_rules_build(c->compiled) != KR_OK)
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
-	free(v.names.slots);
-	free(v.rnames.slots);
-	free(v.sr);
-	free(v.tnames);
+	vctx_fini(&v);
 	if (e) {
 		kr_config_free(c);
 		return e;
@@ -1064,10 +1070,7 @@ static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 	*out = c;
 	return KR_OK;
 load_again:
-	free(v.names.slots);
-	free(v.rnames.slots);
-	free(v.sr);
-	free(v.tnames);
+	vctx_fini(&v);
 	c->text = NULL; /* the caller's again */
 	kr_config_free(c);
 	*again = true;

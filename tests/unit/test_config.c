@@ -217,6 +217,11 @@ static void test_errors_keep_their_order_when_rules_are_compiled_during_the_pars
 			    " \"rules\": [{\"name\": \"r0\", \"pattern\": {\"a\": 1}, \"targets\": [\"s\"]}],\n"
 			    " \"log\": {\"level\": \"info\",}}",
 			    "}", 4, "$", "parse error");
+	/* good rules (compiled already), then malformed JSON: the JSON error, and nothing kept */
+	assert_config_error("{\"sinks\": [{\"name\": \"s\", \"type\": \"log\"}],\n"
+			    " \"rules\": [{\"name\": \"r0\", \"pattern\": {\"a\": [1]}, \"targets\": [\"s\"]}],\n"
+			    " \"log\": {,}}",
+			    "}}", 0, "$", "parse error");
 	/* good rules, then an unknown top-level key: the key */
 	assert_config_error("{\"rules\": [{\"name\": \"r0\", \"pattern\": {\"a\": [1]}, \"targets\": [\"s\"]}],\n"
 			    " \"sinks\": [{\"name\": \"s\", \"type\": \"log\"}],\n"
