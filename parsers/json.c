@@ -191,9 +191,9 @@ static int fail(struct builder *b, enum kr_err e, size_t off, const char *msg)
 	return 0;
 }
 
-static char *arena_strdup(struct builder *b, const char *s, size_t n)
+static char *arena_strdup(struct kr_json_arena *a, const char *s, size_t n)
 {
-	char *d = arena_alloc(b->arena, n + 1);
+	char *d = arena_alloc(a, n + 1);
 	if (d) {
 		memcpy(d, s, n);
 		d[n] = 0;
@@ -462,16 +462,13 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
 	if (b->keys[h].s && b->keys[h].n == len && memcmp(b->keys[h].s, s, len) == 0) {
 		b->pending_key = b->keys[h].s;
 	} else if (len <= 64) {
-		char *d = arena_alloc(&b->key_arena, len + 1);
-		if (d) {
-			memcpy(d, s, len);
-			d[len] = 0;
-			b->keys[h].s = d;
+		b->pending_key = arena_strdup(&b->key_arena, (const char *)s, len);
+		if (b->pending_key) {
+			b->keys[h].s = b->pending_key;
 			b->keys[h].n = len;
 		}
-		b->pending_key = d;
 	} else {
-		b->pending_key = arena_strdup(b, (const char *)s, len);
+		b->pending_key = arena_strdup(b->arena, (const char *)s, len);
 	}
 	if (!b->pending_key)
 		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
