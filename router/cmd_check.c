@@ -34,9 +34,16 @@ int kr_cmd_check(int argc, char **argv)
 	       c->nsources, c->nsources == 1 ? "" : "s", kr_rules_paths(c->compiled)->nslots,
 	       kr_rules_paths(c->compiled)->nslots == 1 ? "" : "s");
 	for (size_t i = 0; i < c->nrules; i++) {
-		printf("rule %s ->", c->rules[i].name);
-		for (size_t t = 0; t < c->rules[i].ntargets; t++)
-			printf(" %s", c->sinks[c->rules[i].targets[t]].name);
+		const struct kr_rule_cfg *r = &c->rules[i];
+		printf("rule %s ->", r->name);
+		for (size_t t = 0; t < r->ntargets; t++)
+			printf(" %s%s", c->sinks[r->targets[t]].name,
+			       r->tcfg[t].input_transformer ? " (input_transformer)"
+			       : r->tcfg[t].input_path	    ? " (input_path)"
+							    : "");
+		if (r->nmerged)
+			printf(" [%zu identical target entr%s merged: delivered once]", r->nmerged,
+			       r->nmerged == 1 ? "y" : "ies");
 		printf("\n");
 	}
 	for (size_t i = 0; i < c->nsinks; i++)

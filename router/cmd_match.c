@@ -40,8 +40,6 @@ struct match_ctx {
 	struct out_rule *rules;
 	uint32_t *targets;      /* the rules' sink lists, one after another */
 	uint32_t *sink_off, *sink_len;
-	uint32_t *sink_stamp;
-	uint32_t stamp;
 	struct kr_buf line;
 	/* see on_event */
 	const struct kr_view *pending; /* the parsed event: its view, its line's start in side */
@@ -160,18 +158,13 @@ static bool write_tail(struct match_ctx *m)
 		o = put(o, name, len);
 	}
 	o = PUT(o, "],\"targets\":[");
-	if (++m->stamp == 0) {
-		memset(m->sink_stamp, 0, (m->cfg->nsinks + 1) * sizeof *m->sink_stamp);
-		m->stamp = 1;
-	}
+	/* one entry per delivery: a sink that several rules (or several target entries of one
+	   rule) deliver to appears once for each, as run delivers to it once for each */
 	bool first = true;
 	for (size_t i = 0; i < n; i++) {
 		const struct out_rule *r = &m->rules[ids[i]];
 		for (size_t t = 0; t < r->ntargets; t++) {
 			uint32_t si = out_target(m, r, t);
-			if (m->sink_stamp[si] == m->stamp)
-				continue;
-			m->sink_stamp[si] = m->stamp;
 			if (!first)
 				*o++ = ',';
 			o = put(o, m->names.p + m->sink_off[si], m->sink_len[si]);
@@ -274,7 +267,9 @@ static const char help[] =
 	"AWS delivers or archives them: JSON Lines, concatenated or pretty-printed JSON objects, a\n"
 	"JSON array, a CloudTrail log file ({\"Records\": [...]}), SNS notifications, any of them\n"
 	"gzip-compressed. For every event prints one line:\n"
-	"  {\"id\":...,\"rules\":[matching rule names],\"targets\":[their sinks, without repeats]}\n"
+	"  {\"id\":...,\"rules\":[matching rule names],\"targets\":[the sink of each delivery]}\n"
+	"where targets has one entry per target entry of each matching rule, in order, so a sink\n"
+	"appears as often as run would deliver the event to it.\n"
 	"Invalid records are reported on stderr as FILE:LINE: message and skipped.\n\n"
 	"  -c, --config FILE   the configuration (its rules and sinks are used)\n"
 	"  --max-record BYTES  largest record accepted (default 262144)\n\n"
@@ -351,8 +346,7 @@ int kr_cmd_match(int argc, char **argv)
 	m.targets = calloc(ntargets + 1, sizeof *m.targets);
 	m.sink_off = calloc(cfg->nsinks + 1, sizeof *m.sink_off);
 	m.sink_len = calloc(cfg->nsinks + 1, sizeof *m.sink_len);
-	m.sink_stamp = calloc(cfg->nsinks + 1, sizeof *m.sink_stamp);
-	bool ok = m.st && m.rules && m.targets && m.sink_off && m.sink_len && m.sink_stamp;
+	bool ok = m.st && m.rules && m.targets && m.sink_off && m.sink_len;
 	/* with thousands of rules their entries are not in the cache: the matcher starts loading
 	   each as soon as its rule matches, while it goes on with the event */
 	if (ok)
@@ -416,7 +410,6 @@ out:
 	free(m.targets);
 	free(m.sink_off);
 	free(m.sink_len);
-	free(m.sink_stamp);
 	kr_buf_free(&m.line);
 	kr_buf_free(&m.side);
 	free(m.mids);

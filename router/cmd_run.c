@@ -32,8 +32,27 @@ struct runner {
 	bool stopping;
 	uint64_t deadline;
 	bool progress; /* replay on a terminal */
+	bool replay;   /* the config's sources are not used */
 	uint64_t started;
 };
+
+/* Whether two configurations have the same sources (names, types and options), which a
+ * reload does not restart. */
+static bool same_sources(const struct kr_config *a, const struct kr_config *b)
+{
+	if (a->nsources != b->nsources)
+		return false;
+	bool same = true;
+	for (size_t i = 0; i < a->nsources && same; i++) {
+		struct kr_buf x = {0}, y = {0};
+		same = strcmp(a->sources[i].name, b->sources[i].name) == 0 &&
+		       kr_json_write(&x, a->sources[i].obj) && kr_json_write(&y, b->sources[i].obj) &&
+		       x.len == y.len && memcmp(x.p, y.p, x.len) == 0;
+		kr_buf_free(&x);
+		kr_buf_free(&y);
+	}
+	return same;
+}
 
 static void on_signal(struct kr_loop *l, int fd, unsigned events, void *arg)
 {
@@ -58,19 +77,27 @@ static void on_signal(struct kr_loop *l, int fd, unsigned events, void *arg)
 				kr_engine_reopen(r->engine);
 				continue;
 			}
-			if (kr_config_load(r->config_path, &cfg, err) != KR_OK) {
+			struct kr_global_stats *gs = kr_metrics_global(r->metrics);
+			bool loaded = kr_config_load(r->config_path, &cfg, err) == KR_OK;
+			bool sources_changed =
+				loaded && !r->replay && !same_sources(kr_engine_config(r->engine), cfg);
+			if (!loaded || kr_engine_reload(r->engine, cfg, err) != KR_OK) {
 				kr_log(KR_LOG_ERROR, "main", "msg",
 				       "reload failed; the running configuration stays", "error", err, NULL);
+				if (loaded)
+					kr_config_free(cfg);
 				kr_engine_reopen(r->engine);
-			} else if (kr_engine_reload(r->engine, cfg, err) != KR_OK) {
-				kr_log(KR_LOG_ERROR, "main", "msg",
-				       "reload failed; the running configuration stays", "error", err, NULL);
-				kr_config_free(cfg);
-				kr_engine_reopen(r->engine);
-			} else {
-				kr_log(KR_LOG_INFO, "main", "msg", "configuration reloaded", "path",
-				       r->config_path, NULL);
+				kr_metrics_count(&gs->reload_failures, 1);
+				continue;
 			}
+			kr_metrics_count(&gs->reloads, 1);
+			kr_log(KR_LOG_INFO, "main", "msg", "configuration reloaded", "path",
+			       r->config_path, NULL);
+			if (sources_changed)
+				kr_log(KR_LOG_WARN, "main", "msg",
+				       "the sources in the configuration changed: sources keep running as "
+				       "they were started; restart kmsrouter to apply the change",
+				       "path", r->config_path, NULL);
 		}
 	}
 }
@@ -115,9 +142,9 @@ static void print_progress(struct runner *r, bool final)
 		fprintf(stderr,
 			"\r\033[K%s %3.0f%%  read %llu  delivered %llu  dead-lettered %llu  failed %llu  "
 			"%.0f/s%s",
-			bar, share * 100, (unsigned long long)(t.events + t.invalid),
+			bar, share * 100, (unsigned long long)t.records,
 			(unsigned long long)t.delivered, (unsigned long long)t.dead_lettered,
-			(unsigned long long)t.failed_records, (double)(t.events + t.invalid) / (secs > 0 ? secs : 1),
+			(unsigned long long)t.failed_records, (double)t.records / (secs > 0 ? secs : 1),
 			eta);
 		fflush(stderr);
 		return;
@@ -125,13 +152,16 @@ static void print_progress(struct runner *r, bool final)
 	if (r->progress)
 		fputs("\r\033[K", stderr);
 	fprintf(stderr,
-		"kmsrouter: %llu events read (%llu invalid, %llu outside the time range, %llu already "
-		"done), %llu unmatched, %llu deliveries, %llu dead-lettered, %llu records failed, "
-		"%.1f s\n",
-		(unsigned long long)t.events, (unsigned long long)t.invalid,
-		(unsigned long long)t.filtered, (unsigned long long)t.skipped,
+		"kmsrouter: %llu records read (%llu events, %llu invalid), %llu already done, "
+		"%llu outside the time range, %llu matched, %llu unmatched, %llu deliveries "
+		"succeeded, %llu deliveries dead-lettered, %llu invalid records dead-lettered, "
+		"%llu records left unacknowledged, %.1f s\n",
+		(unsigned long long)t.records, (unsigned long long)t.events,
+		(unsigned long long)t.invalid, (unsigned long long)t.skipped,
+		(unsigned long long)t.filtered, (unsigned long long)t.matched,
 		(unsigned long long)t.unmatched, (unsigned long long)t.delivered,
-		(unsigned long long)t.dead_lettered, (unsigned long long)t.failed_records, secs);
+		(unsigned long long)t.dead_lettered, (unsigned long long)t.invalid_dead_lettered,
+		(unsigned long long)t.unacked, secs);
 }
 
 /* Runs until the sources are done and everything delivered (or until a signal drains it). */
@@ -169,19 +199,28 @@ static int drive(struct runner *r, uint64_t grace_ms)
 	return 0;
 }
 
-static int finish(struct runner *r, bool replay)
+/* The summary line and the exit status: 1 when any record is left unacknowledged (a delivery
+ * failed with no dead letter, or the grace period ended with deliveries in flight) or an input
+ * could not be read, whether the run ended by itself or on a signal. */
+static int finish(struct runner *r)
 {
 	struct kr_engine_totals t;
 	kr_engine_totals(r->engine, &t);
-	if (replay || r->progress)
-		print_progress(r, true);
-	if (r->stopping)
-		return t.failed_records ? KR_EXIT_NOMATCH : KR_EXIT_OK;
-	return t.failed_records || t.in_flight || t.source_errors ? KR_EXIT_NOMATCH : KR_EXIT_OK;
+	print_progress(r, true);
+	int status = t.unacked || t.failed_records || t.in_flight || t.source_errors
+			     ? KR_EXIT_NOMATCH
+			     : KR_EXIT_OK;
+	char unacked[24], code[8];
+	snprintf(unacked, sizeof unacked, "%llu", (unsigned long long)t.unacked);
+	snprintf(code, sizeof code, "%d", status);
+	kr_log(status ? KR_LOG_WARN : KR_LOG_INFO, "main", "msg",
+	       r->replay ? "replay stopped" : "stopped", "unacknowledged", unacked, "exit_status", code,
+	       NULL);
+	return status;
 }
 
 static int run_common(struct runner *r, struct kr_config *cfg, const struct kr_engine_opts *eo,
-		      const struct kr_json *replay_source, bool replay)
+		      const struct kr_json *replay_source)
 {
 	char err[KR_ERRBUF] = "";
 	int status = KR_EXIT_USAGE;
@@ -208,7 +247,7 @@ static int run_common(struct runner *r, struct kr_config *cfg, const struct kr_e
 		kr_config_free(cfg);
 		goto out;
 	}
-	enum kr_err e = replay ? kr_engine_add_source(r->engine, "replay",
+	enum kr_err e = r->replay ? kr_engine_add_source(r->engine, "replay",
 						     kr_source_lookup("file")->plugin,
 						     replay_source, err)
 			       : kr_engine_start_sources(r->engine, err);
@@ -216,13 +255,18 @@ static int run_common(struct runner *r, struct kr_config *cfg, const struct kr_e
 		fprintf(stderr, "kmsrouter: %s\n", err);
 		goto out;
 	}
-	kr_log(KR_LOG_INFO, "main", "msg", replay ? "replay started" : "started", "version",
-	       KR_VERSION, NULL);
+	char counts[3][24];
+	snprintf(counts[0], sizeof counts[0], "%zu", cfg->nrules);
+	snprintf(counts[1], sizeof counts[1], "%zu", cfg->nsinks);
+	snprintf(counts[2], sizeof counts[2], "%zu", r->replay ? (size_t)1 : cfg->nsources);
+	kr_log(KR_LOG_INFO, "main", "msg", r->replay ? "replay started" : "started", "version",
+	       KR_VERSION, "config", r->config_path, "rules", counts[0], "sinks", counts[1],
+	       "sources", counts[2], NULL);
 	if (drive(r, grace) != 0) {
 		fprintf(stderr, "kmsrouter: event loop failed: %s\n", strerror(errno));
 		goto out;
 	}
-	status = finish(r, replay);
+	status = finish(r);
 out:
 	kr_engine_free(r->engine);
 	kr_metrics_free(r->metrics);
@@ -240,11 +284,15 @@ static const char run_help[] =
 	"and delivers it to the rules' targets, acknowledging a record only once all its deliveries\n"
 	"succeeded or were dead-lettered. Without -c it runs the built-in default: the example rules\n"
 	"over the bundled example events into the log sink on standard output.\n\n"
-	"  SIGTERM, SIGINT  stop reading, finish in-flight deliveries, exit 0\n"
+	"  SIGTERM, SIGINT  stop reading, finish in-flight deliveries within shutdown_grace_seconds\n"
 	"  SIGHUP           reload the configuration (an invalid one is reported and the running\n"
 	"                   one stays); log files are reopened\n\n"
-	"Exit status: 0 every record was delivered or dead-lettered; 1 some record was not;\n"
-	"2 usage or configuration error.\n";
+	"Ends with one summary line on stderr: records read (events, invalid), matched,\n"
+	"unmatched, deliveries succeeded and dead-lettered, records left unacknowledged.\n\n"
+	"Exit status: 0 every record read was delivered or dead-lettered (and acknowledged);\n"
+	"1 some record was left unacknowledged (a delivery failed with no dead letter, or the\n"
+	"grace period ended first) or an input could not be read; 2 usage or configuration\n"
+	"error, a sink that cannot work (such as a log file in a missing folder), or no sources.\n";
 
 int kr_cmd_run(int argc, char **argv)
 {
@@ -264,8 +312,15 @@ int kr_cmd_run(int argc, char **argv)
 		fprintf(stderr, "kmsrouter: %s\n", err);
 		return KR_EXIT_USAGE;
 	}
+	if (cfg->nsources == 0) {
+		fprintf(stderr, "kmsrouter: %s: the configuration has no \"sources\": run would have "
+				"nothing to read (add a source, or use `kmsrouter replay` for files)\n",
+			config);
+		kr_config_free(cfg);
+		return KR_EXIT_USAGE;
+	}
 	struct runner r = {.config_path = config};
-	return run_common(&r, cfg, NULL, NULL, false);
+	return run_common(&r, cfg, NULL, NULL);
 }
 
 static const char replay_help[] =
@@ -278,8 +333,9 @@ static const char replay_help[] =
 	"  --replay-name NAME       add \"replay-name\": NAME to every event, as EventBridge does\n"
 	"  --checkpoint FILE        record progress in FILE and resume from it: a killed replay\n"
 	"                           started again goes on where it stopped, without loss\n\n"
-	"Shows progress on a terminal, a summary line otherwise. Exit status: 0 every event was\n"
-	"delivered or dead-lettered; 1 some was not; 2 usage or configuration error.\n";
+	"Shows progress on a terminal, and ends with the same summary line as run. Exit status:\n"
+	"0 every record read was delivered or dead-lettered; 1 some record was left\n"
+	"unacknowledged (as run); 2 usage or configuration error.\n";
 
 static char *absolute(const char *p)
 {
@@ -391,8 +447,8 @@ int kr_cmd_replay(int argc, char **argv)
 		kr_json_free(src);
 		return KR_EXIT_USAGE;
 	}
-	struct runner r = {.config_path = config, .progress = isatty(2) == 1};
-	int status = run_common(&r, cfg, &eo, src, true);
+	struct runner r = {.config_path = config, .progress = isatty(2) == 1, .replay = true};
+	int status = run_common(&r, cfg, &eo, src);
 	kr_json_free(src);
 	return status;
 }

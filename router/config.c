@@ -687,12 +687,42 @@ static const char *rule_path(char *out, size_t cap, size_t i, const char *suffix
 
 static const char *const rule_keys[] = {"name", "pattern", "targets", "description"};
 
-/* Appends a target to r unless its sink is there already. */
+/* Whether two JSON values (NULL: absent) have the same compact text. */
+static bool same_json(const struct kr_json *a, const struct kr_json *b)
+{
+	if (!a || !b)
+		return a == b;
+	struct kr_buf x = {0}, y = {0};
+	bool same = kr_json_write(&x, a) && kr_json_write(&y, b) && x.len == y.len &&
+		    memcmp(x.p, y.p, x.len) == 0;
+	kr_buf_free(&x);
+	kr_buf_free(&y);
+	return same;
+}
+
+/* Whether two target entries would make the same delivery: same sink, same transformation,
+ * same retry policy and dead letter. */
+static bool same_target(const struct kr_target_cfg *a, const struct kr_target_cfg *b)
+{
+	return a->sink == b->sink && a->dead_letter == b->dead_letter &&
+	       a->retry.max_attempts == b->retry.max_attempts &&
+	       a->retry.max_age_ms == b->retry.max_age_ms &&
+	       a->retry.initial_backoff_ms == b->retry.initial_backoff_ms &&
+	       a->retry.max_backoff_ms == b->retry.max_backoff_ms &&
+	       same_json(a->input_path, b->input_path) &&
+	       same_json(a->input_transformer, b->input_transformer);
+}
+
+/* Appends target entry k of r. Each entry is its own delivery, as in EventBridge, even when
+ * several name one sink; only an entry identical to an earlier one (same_target) is merged
+ * into it, and counted in r->nmerged so that check and run can say so. */
 static void add_target(struct kr_rule_cfg *r, const struct kr_target_cfg *tc)
 {
 	for (size_t q = 0; q < r->ntargets; q++)
-		if (r->targets[q] == tc->sink)
+		if (same_target(&r->tcfg[q], tc)) {
+			r->nmerged++;
 			return;
+		}
 	r->tcfg[r->ntargets] = *tc;
 	r->targets[r->ntargets++] = tc->sink;
 }
@@ -749,7 +779,7 @@ static bool stream_rule(void *ctx, const struct kr_json *o, size_t index)
 		goto off;
 	const struct kr_json *n = f[0], *pat = f[1], *tg = f[2], *d = f[3];
 	if (!n || n->type != KR_JSON_STRING || n->len == 0 || (d && d->type != KR_JSON_STRING) ||
-	    !pat || !tg || tg->type != KR_JSON_ARRAY)
+	    !pat || pat->type == KR_JSON_STRING || !tg || tg->type != KR_JSON_ARRAY)
 		goto off;
 	for (size_t k = 0; k < tg->n; k++)
 		if (tg->items[k]->type != KR_JSON_STRING)
@@ -823,6 +853,31 @@ static enum kr_err load_streamed_rules(struct vctx *v)
 	return KR_OK;
 }
 
+/* Compiles a rule's pattern: an object, or the same as a JSON string, the shape in which
+ * `aws events describe-rule` prints EventPattern. An error inside such a string is placed at
+ * the string, with the offset inside it. */
+static enum kr_err add_pattern(struct vctx *v, const struct kr_json *pat, const char *jp)
+{
+	const struct kr_json *bad = NULL;
+	char perr[KR_ERRBUF];
+	if (pat->type != KR_JSON_STRING) {
+		if (kr_rules_add(v->c->compiled, pat, &bad, perr) != KR_OK)
+			return verr(v, bad ? bad : pat, jp, "%s", perr);
+		return KR_OK;
+	}
+	struct kr_json *tree = NULL;
+	size_t off = 0;
+	if (kr_json_parse(pat->str, pat->len, NULL, &tree, &off, perr) != KR_OK)
+		return verr(v, pat, jp, "the pattern string is not valid JSON (at character %zu of "
+				       "the string): %s", off + 1, perr);
+	enum kr_err e = KR_OK;
+	if (kr_rules_add(v->c->compiled, tree, &bad, perr) != KR_OK)
+		e = verr(v, pat, jp, "in the pattern string (at character %zu of it): %s",
+			 (bad ? bad->offset : 0) + 1, perr);
+	kr_json_free(tree);
+	return e;
+}
+
 static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 {
 	free(v->names.slots);
@@ -880,11 +935,8 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 		if (!pat)
 			return verr(v, o, rule_path(jp, sizeof jp, i, ""),
 				    "rule \"%s\" needs a \"pattern\"", r->name);
-		const struct kr_json *bad = NULL;
-		char perr[KR_ERRBUF];
-		if (kr_rules_add(c->compiled, pat, &bad, perr) != KR_OK)
-			return verr(v, bad ? bad : pat, rule_path(jp2, sizeof jp2, i, ".pattern"), "%s",
-				    perr);
+		if ((e = add_pattern(v, pat, rule_path(jp2, sizeof jp2, i, ".pattern"))))
+			return e;
 		if (!tg)
 			return verr(v, o, rule_path(jp, sizeof jp, i, ""),
 				    "rule \"%s\" needs \"targets\" (an array of sink names)", r->name);

@@ -54,9 +54,12 @@ struct kr_source_cfg {
 
 struct kr_rule_cfg {
 	const char *name;
-	uint32_t *targets; /* sink indexes, in the order written, without repeats */
-	struct kr_target_cfg *tcfg; /* the same targets with their settings */
+	uint32_t *targets; /* sink of each target entry, in the order written */
+	struct kr_target_cfg *tcfg; /* the same entries with their settings */
 	size_t ntargets;
+	/* entries identical to an earlier one of the rule (same sink, transformation, retry and
+	   dead letter): merged into it, since they would deliver the same thing twice */
+	size_t nmerged;
 };
 
 struct kr_config {

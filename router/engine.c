@@ -36,6 +36,8 @@ struct sink_inst {
 	struct dlv *wait_head, *wait_tail;
 	bool pumping;
 	struct kr_sink_stats *stats;
+	/* failed attempts after a delivery's first are logged at most once a second per sink */
+	uint64_t log_next_ms, log_suppressed;
 };
 
 struct gen {
@@ -71,15 +73,26 @@ struct dlv {
 	struct kr_retry_cfg retry;
 	int32_t dead_letter;
 	bool is_dead_letter;
+	bool is_invalid; /* an invalid record to the invalid dead letter */
 	char *payload; /* owned; NULL when the payload is the record's own bytes */
 	uint32_t attempts;
 	uint64_t first_wall, last_wall, submit_mono;
+	int32_t target_index; /* the entry in its rule's targets, or -1 (unmatched, invalid) */
 	char err_code[64];
 	char err_msg[256];
+	struct err_count *counts; /* failures per error code, NULL until the first */
+	uint32_t ncounts;
 	struct kr_timer *timer;
 	struct dlv *next_wait;
 	struct dlv *prev_all, *next_all; /* every live delivery, for shutdown */
 };
+
+/* How often a delivery failed with one error code (the dead letter carries them all). */
+struct err_count {
+	char code[64];
+	uint32_t n;
+};
+#define MAX_ERR_CODES 8 /* distinct codes kept per delivery; more count as "other" */
 
 /* A record matched while --rate holds it back: dispatched when a token is free. */
 struct ready {
@@ -120,6 +133,7 @@ struct kr_engine {
 	struct kr_engine_opts opts;
 	struct kr_metrics *metrics;
 	uint64_t in_flight; /* records created and not yet done */
+	uint64_t unacked;   /* records not yet acknowledged to their source (done or not) */
 	uint32_t max_in_flight;
 	bool stopping;
 	struct kr_engine_totals totals;
@@ -258,6 +272,7 @@ static struct dlv *delivery_new(struct kr_engine *e, struct record *rec, struct 
 	d->retry = d->sink->cfg->retry;
 	d->dead_letter = d->sink->cfg->dead_letter;
 	d->payload = payload;
+	d->target_index = -1;
 	d->pub.payload = payload ? payload : rec->event;
 	d->pub.len = payload ? len : rec->len;
 	d->pub.rule = rule;
@@ -284,6 +299,7 @@ static void delivery_free(struct dlv *d)
 		d->next_all->prev_all = d->prev_all;
 	kr_timer_free(d->timer);
 	free(d->payload);
+	free(d->counts);
 	free(d);
 	if (!e->closing)
 		gen_unref(e, g);
@@ -346,6 +362,49 @@ void kr_delivery_done(struct kr_delivery *pub, enum kr_outcome o, uint64_t not_b
 	gen_unref(e, g);
 }
 
+/* Counts a failure under its error code; past MAX_ERR_CODES - 1 distinct codes, the rest
+ * count together as "other". */
+static void count_error(struct dlv *d)
+{
+	uint32_t distinct = d->ncounts < MAX_ERR_CODES ? d->ncounts : MAX_ERR_CODES - 1;
+	for (uint32_t i = 0; i < distinct; i++)
+		if (strcmp(d->counts[i].code, d->err_code) == 0) {
+			d->counts[i].n++;
+			return;
+		}
+	if (!d->counts && !(d->counts = calloc(MAX_ERR_CODES, sizeof *d->counts)))
+		return;
+	const char *code = d->ncounts < MAX_ERR_CODES - 1 ? d->err_code : "other";
+	uint32_t i = d->ncounts < MAX_ERR_CODES ? d->ncounts++ : MAX_ERR_CODES - 1;
+	snprintf(d->counts[i].code, sizeof d->counts[i].code, "%s", code);
+	d->counts[i].n++;
+}
+
+/* Logs a failed attempt, so that an operator sees a failing target the moment it fails: the
+ * first failure of each delivery always, later ones at most once a second per sink (with how
+ * many were not logged in between). next says what happens now. */
+static void log_failure(struct dlv *d, const char *next)
+{
+	struct sink_inst *s = d->sink;
+	char attempt[16], suppressed[24] = "";
+	if (d->attempts > 1) {
+		uint64_t now = d->e->clock_mono;
+		if (now < s->log_next_ms) {
+			s->log_suppressed++;
+			return;
+		}
+		s->log_next_ms = now + 1000;
+		if (s->log_suppressed)
+			snprintf(suppressed, sizeof suppressed, "%llu",
+				 (unsigned long long)s->log_suppressed);
+		s->log_suppressed = 0;
+	}
+	snprintf(attempt, sizeof attempt, "%u", d->attempts);
+	kr_log(KR_LOG_WARN, "engine", "msg", "delivery attempt failed", "sink", d->pub.sink,
+	       "rule", d->pub.rule, "attempt", attempt, "error_code", d->err_code, "error",
+	       d->err_msg, "next", next, suppressed[0] ? "suppressed" : NULL, suppressed, NULL);
+}
+
 static void deliver_outcome(struct dlv *d, enum kr_outcome o, uint64_t not_before_ms,
 			    const char *error_code, const char *error_message)
 {
@@ -355,7 +414,10 @@ static void deliver_outcome(struct dlv *d, enum kr_outcome o, uint64_t not_befor
 	kr_metrics_observe_latency(s->stats, now - d->submit_mono);
 	if (o == KR_DELIVERED) {
 		kr_metrics_count(&s->stats->success, 1);
-		if (d->is_dead_letter) {
+		if (d->is_invalid) {
+			e->totals.invalid_dead_lettered++;
+			kr_metrics_count(&s->stats->dead_letters_written, 1);
+		} else if (d->is_dead_letter) {
 			e->totals.dead_lettered++;
 			kr_metrics_count(&s->stats->dead_letters_written, 1);
 		} else {
@@ -366,6 +428,7 @@ static void deliver_outcome(struct dlv *d, enum kr_outcome o, uint64_t not_befor
 	}
 	snprintf(d->err_code, sizeof d->err_code, "%s", error_code ? error_code : "error");
 	snprintf(d->err_msg, sizeof d->err_msg, "%s", error_message ? error_message : "");
+	count_error(d);
 	bool retryable = o == KR_RETRYABLE;
 	kr_metrics_count(retryable ? &s->stats->retryable : &s->stats->permanent, 1);
 	uint64_t age = now - d->rec->received_mono;
@@ -381,15 +444,35 @@ static void deliver_outcome(struct dlv *d, enum kr_outcome o, uint64_t not_befor
 			delay = not_before_ms - wall;
 		if (age + delay >= d->retry.max_age_ms)
 			delay = d->retry.max_age_ms - age;
-		kr_metrics_count(&s->stats->retries, 1);
 		if (!d->timer)
 			d->timer = kr_timer_new(e->loop, retry_fire, d);
 		if (d->timer) {
+			char next[48];
+			snprintf(next, sizeof next, "retry in %llu ms", (unsigned long long)delay);
+			log_failure(d, next);
+			kr_metrics_count(&s->stats->retries, 1);
 			kr_timer_start(d->timer, delay);
 			return;
 		}
 	}
+	log_failure(d, !retryable ? "permanent failure: no retry"
+		       : d->attempts >= d->retry.max_attempts ? "attempts used up"
+							       : "event too old to retry");
 	dead_letter(d);
+}
+
+/* {"CODE":n,...} of a delivery's failures, without the braces. */
+static bool put_counts(struct kr_buf *b, const struct dlv *d)
+{
+	for (uint32_t i = 0; i < d->ncounts; i++) {
+		char n[16];
+		snprintf(n, sizeof n, ":%u", d->counts[i].n);
+		if ((i && !kr_buf_puts(b, ",")) ||
+		    !kr_buf_json_string(b, d->counts[i].code, strlen(d->counts[i].code)) ||
+		    !kr_buf_puts(b, n))
+			return false;
+	}
+	return true;
 }
 
 /* The policy is exhausted or the failure permanent: to the dead-letter sink, or the record
@@ -409,7 +492,8 @@ static void dead_letter(struct dlv *d)
 		delivery_finished(d, false);
 		return;
 	}
-	char first[40], last[40];
+	char first[40], last[40], index[16];
+	snprintf(index, sizeof index, "%d", d->target_index);
 	rfc3339(d->first_wall, first, sizeof first);
 	rfc3339(d->last_wall, last, sizeof last);
 	struct kr_buf b = {0};
@@ -418,11 +502,13 @@ static void dead_letter(struct dlv *d)
 		  kr_buf_json_string(&b, d->pub.rule, strlen(d->pub.rule)) &&
 		  kr_buf_puts(&b, ",\"target\":") &&
 		  kr_buf_json_string(&b, d->pub.sink, strlen(d->pub.sink)) &&
+		  kr_buf_puts(&b, ",\"target_index\":") && kr_buf_puts(&b, index) &&
 		  kr_buf_puts(&b, ",\"error_code\":") &&
 		  kr_buf_json_string(&b, d->err_code, strlen(d->err_code)) &&
 		  kr_buf_puts(&b, ",\"error_message\":") &&
 		  kr_buf_json_string(&b, d->err_msg, strlen(d->err_msg)) &&
-		  kr_buf_puts(&b, ",\"attempts\":") && kr_buf_puts(&b, tag) &&
+		  kr_buf_puts(&b, ",\"error_counts\":{") && put_counts(&b, d) &&
+		  kr_buf_puts(&b, "},\"attempts\":") && kr_buf_puts(&b, tag) &&
 		  kr_buf_puts(&b, ",\"first_attempt_time\":\"") && kr_buf_puts(&b, first) &&
 		  kr_buf_puts(&b, "\",\"last_attempt_time\":\"") && kr_buf_puts(&b, last) &&
 		  kr_buf_puts(&b, "\"}");
@@ -490,6 +576,7 @@ static void ack_advance(struct inp *in)
 			in->ack_tail = NULL;
 		pos = r->position;
 		moved = true;
+		h->e->unacked--;
 		free(r);
 	}
 	if (moved && h->ctx)
@@ -527,6 +614,7 @@ static struct record *record_new(struct inp *in, const char *raw, size_t len)
 		in->ack_head = r;
 	in->ack_tail = r;
 	h->e->in_flight++;
+	h->e->unacked++;
 	h->e->totals.records++;
 	return r;
 }
@@ -620,6 +708,7 @@ static void route(struct kr_engine *e, struct gen *g, struct record *r, const ui
 		record_done_now(e, r);
 		return;
 	}
+	e->totals.matched++;
 	/* deliveries are created first and enqueued after, so the record cannot finish while its
 	   later targets are still being added */
 	r->pending++;
@@ -648,6 +737,7 @@ static void route(struct kr_engine *e, struct gen *g, struct record *r, const ui
 			}
 			d->retry = tc->retry;
 			d->dead_letter = tc->dead_letter;
+			d->target_index = (int32_t)t;
 			delivery_enqueue(d);
 		}
 	}
@@ -784,7 +874,7 @@ static int on_invalid(void *ctx, const struct kr_invalid *inv)
 						  "(invalid)", b.p, b.len)
 				   : (kr_buf_free(&b), NULL);
 		if (d) {
-			d->is_dead_letter = true;
+			d->is_dead_letter = d->is_invalid = true;
 			delivery_enqueue(d);
 			return 0;
 		}
@@ -989,6 +1079,11 @@ enum kr_err kr_engine_reload(struct kr_engine *e, struct kr_config *cfg, char *e
 	return KR_OK;
 }
 
+const struct kr_config *kr_engine_config(const struct kr_engine *e)
+{
+	return e->cur->cfg;
+}
+
 void kr_engine_reopen(struct kr_engine *e)
 {
 	for (size_t i = 0; i < e->cur->cfg->nsinks; i++)
@@ -1092,6 +1187,7 @@ void kr_engine_totals(const struct kr_engine *e, struct kr_engine_totals *t)
 {
 	*t = e->totals;
 	t->in_flight = e->in_flight;
+	t->unacked = e->unacked;
 }
 
 void kr_engine_free(struct kr_engine *e)

@@ -50,6 +50,9 @@ enum kr_err kr_engine_add_source(struct kr_engine *e, const char *name,
  * and err says why. Takes ownership of cfg on success only. */
 enum kr_err kr_engine_reload(struct kr_engine *e, struct kr_config *cfg, char *err);
 
+/* The configuration in use (the last one reloaded). */
+const struct kr_config *kr_engine_config(const struct kr_engine *e);
+
 /* Reopens files of the current sinks (SIGHUP when the reload failed). */
 void kr_engine_reopen(struct kr_engine *e);
 
@@ -63,10 +66,25 @@ void kr_engine_stop_reading(struct kr_engine *e);
 /* True when every source is done (or stopped) and nothing is in flight. */
 bool kr_engine_idle(const struct kr_engine *e);
 
-/* Totals for the exit status and summaries. */
+/* Totals for the exit status and summaries. Each word counts one thing:
+ *   records       records read and handled in this run: events + invalid (not skipped)
+ *   events        events found (matched + unmatched + filtered)
+ *   invalid       records that could not be parsed
+ *   skipped       records done in an earlier run (checkpoint), not handled again
+ *   filtered      events outside replay's time range
+ *   matched       events some rule matched; unmatched: events no rule matched
+ *   delivered     deliveries that succeeded (to rule targets and the unmatched sink)
+ *   dead_lettered deliveries that failed and were written to their dead-letter sink
+ *   invalid_dead_lettered  invalid records written to the invalid dead letter
+ *   failed_records records with a delivery that neither succeeded nor was dead-lettered
+ *   in_flight     records still being delivered
+ *   unacked       records not acknowledged to their source (failed, in flight, or behind
+ *                 one of those in an ordered input)
+ *   source_errors inputs a source could not read */
 struct kr_engine_totals {
-	uint64_t records, events, invalid, unmatched, delivered, dead_lettered, failed_records,
-		filtered, skipped, in_flight, source_errors;
+	uint64_t records, events, invalid, skipped, filtered, matched, unmatched, delivered,
+		dead_lettered, invalid_dead_lettered, failed_records, in_flight, unacked,
+		source_errors;
 };
 void kr_engine_totals(const struct kr_engine *e, struct kr_engine_totals *t);
 

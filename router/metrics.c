@@ -1,6 +1,7 @@
 /* Metrics registry, Prometheus rendering and the HTTP endpoints (see metrics.h). */
 #include "metrics.h"
 
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "dynlib.h"
 #include "json.h"
@@ -211,6 +213,10 @@ void kr_metrics_publish(struct kr_metrics *m)
 		     ((struct kr_rule_stats *)m->rules.v[i].cell)->matched);
 	help(b, "kmsrouter_events_unmatched_total", "counter", "Events no rule matched.");
 	line(b, "kmsrouter_events_unmatched_total", NULL, NULL, NULL, m->global.unmatched);
+	help(b, "kmsrouter_reloads_total", "counter",
+	     "Configuration reloads (SIGHUP) by result (success, failure).");
+	line(b, "kmsrouter_reloads_total", "result", "success", NULL, m->global.reloads);
+	line(b, "kmsrouter_reloads_total", "result", "failure", NULL, m->global.reload_failures);
 	help(b, "kmsrouter_in_flight_records", "gauge", "Records being delivered.");
 	line(b, "kmsrouter_in_flight_records", NULL, NULL, NULL,
 	     (unsigned long long)(m->global.in_flight > 0 ? m->global.in_flight : 0));
@@ -325,14 +331,14 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 	return ret;
 }
 
-enum kr_err kr_metrics_listen(struct kr_metrics *m, const char *listen, char *err)
+enum kr_err kr_metrics_listen(struct kr_metrics *m, const char *where, char *err)
 {
 	char host[256];
-	const char *colon = strrchr(listen, ':');
-	if (!colon || (size_t)(colon - listen) >= sizeof host)
-		return kr_errf(err, KR_ERR_CONFIG, "metrics listen \"%s\": expected HOST:PORT", listen);
-	memcpy(host, listen, (size_t)(colon - listen));
-	host[colon - listen] = 0;
+	const char *colon = strrchr(where, ':');
+	if (!colon || (size_t)(colon - where) >= sizeof host)
+		return kr_errf(err, KR_ERR_CONFIG, "metrics listen \"%s\": expected HOST:PORT", where);
+	memcpy(host, where, (size_t)(colon - where));
+	host[colon - where] = 0;
 	char *h = host;
 	if (h[0] == '[') { /* [::1]:9464 */
 		h++;
@@ -343,22 +349,37 @@ enum kr_err kr_metrics_listen(struct kr_metrics *m, const char *listen, char *er
 	struct addrinfo *res = NULL;
 	int gai = getaddrinfo(h[0] ? h : NULL, colon + 1, &hints, &res);
 	if (gai != 0)
-		return kr_errf(err, KR_ERR_CONFIG, "metrics listen \"%s\": %s", listen,
+		return kr_errf(err, KR_ERR_CONFIG, "metrics listen \"%s\": %s", where,
 			       gai_strerror(gai));
 	char why[KR_ERRBUF];
 	enum kr_err e = kr_dynlib_load(&mhd, why);
 	if (e) {
 		freeaddrinfo(res);
-		return kr_errf(err, e, "metrics listen \"%s\": %s", listen, why);
+		return kr_errf(err, e, "metrics listen \"%s\": %s", where, why);
+	}
+	/* the socket is bound here, not by libmicrohttpd, so that a failure says why and names
+	   the port that was asked for */
+	int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+		int en = errno;
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return kr_errf(err, KR_ERR_IO, "metrics listen \"%s\": cannot listen on port %s: %s",
+			       where, colon + 1, strerror(en));
 	}
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	if (res->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	m->daemon = M.start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_SOCK_ADDR,
-				     res->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-				     MHD_OPTION_END);
 	freeaddrinfo(res);
-	if (!m->daemon)
-		return kr_errf(err, KR_ERR_IO, "metrics listen \"%s\": cannot listen there", listen);
+	m->daemon = M.start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_LISTEN_SOCKET, fd,
+				     MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+	if (!m->daemon) {
+		close(fd);
+		return kr_errf(err, KR_ERR_IO, "metrics listen \"%s\": cannot serve on port %s",
+			       where, colon + 1);
+	}
 	return KR_OK;
 }

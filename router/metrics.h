@@ -32,6 +32,7 @@ struct kr_source_stats {
 
 struct kr_global_stats {
 	uint64_t unmatched;
+	uint64_t reloads, reload_failures; /* SIGHUP reloads that took effect, and that did not */
 	int64_t in_flight;
 };
 

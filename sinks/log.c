@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +71,44 @@ static bool append_minified(struct kr_buf *b, const char *p, size_t n)
 	return true;
 }
 
+/* What can be known before the first write: the file's folder exists and can be written to,
+ * and the file, if it exists, is one we can append to. A sink that can never work fails the
+ * start (exit 2) instead of looking like a hang while every delivery's retries run out. */
+static enum kr_err check_path(const char *path, char *err)
+{
+	struct stat st;
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return kr_errf(err, KR_ERR_CONFIG, "%s is a directory, not a file", path);
+		if (access(path, W_OK) != 0)
+			return kr_errf(err, KR_ERR_CONFIG, "cannot write %s: %s", path,
+				       strerror(errno));
+		return KR_OK;
+	}
+	if (errno != ENOENT && errno != ENOTDIR)
+		return kr_errf(err, KR_ERR_CONFIG, "cannot use %s: %s", path, strerror(errno));
+	const char *slash = strrchr(path, '/');
+	char dir[4096];
+	size_t n = slash ? (size_t)(slash - path) : 0;
+	if (n >= sizeof dir)
+		return kr_errf(err, KR_ERR_CONFIG, "%s: the path is too long", path);
+	memcpy(dir, path, n);
+	dir[n] = 0;
+	if (!slash)
+		strcpy(dir, ".");
+	else if (n == 0)
+		strcpy(dir, "/");
+	if (stat(dir, &st) != 0)
+		return kr_errf(err, KR_ERR_CONFIG, "cannot create %s: its folder %s: %s", path, dir,
+			       strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return kr_errf(err, KR_ERR_CONFIG, "cannot create %s: %s is not a folder", path, dir);
+	if (access(dir, W_OK | X_OK) != 0)
+		return kr_errf(err, KR_ERR_CONFIG, "cannot create %s in %s: %s", path, dir,
+			       strerror(errno));
+	return KR_OK;
+}
+
 static enum kr_err log_create(const struct kr_sink_args *a, void **ctx, char *err)
 {
 	struct log_sink *s = calloc(1, sizeof *s);
@@ -78,6 +117,12 @@ static enum kr_err log_create(const struct kr_sink_args *a, void **ctx, char *er
 	const char *path = kr_opt_string(a->obj, "path", "-");
 	if (strcmp(path, "-") != 0 && !(s->path = kr_resolve_path(a->base_dir, path)))
 		goto nomem;
+	if (s->path && check_path(s->path, err) != KR_OK) {
+		free(s->path);
+		free(s->name);
+		free(s);
+		return KR_ERR_CONFIG;
+	}
 	s->fd = s->path ? -1 : 1;
 	s->metadata = kr_opt_bool(a->obj, "metadata", false);
 	s->fsync_ms = kr_opt_int(a->obj, "fsync_interval_ms", 1000);

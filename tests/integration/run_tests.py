@@ -380,11 +380,9 @@ def run_delivers_every_event(t):
 
 @test
 def unwritable_log_sink_is_retried_then_dead_lettered(t):
-    """A log sink whose file cannot be opened (its parent is a regular file) fails each delivery
-    as retryable; after retry.max_attempts (3) it goes to the dead-letter sink with the DLQ
+    """A log sink whose writes fail (/dev/full: no space left) fails each delivery as
+    retryable; after retry.max_attempts (3) it goes to the dead-letter sink with the DLQ
     attributes, exit 0. Without a dead_letter the run exits 1 and logs an error."""
-    with open(t.path('notadir'), 'w') as f:
-        f.write('a regular file, not a directory\n')
     events = [make_event('deletion', 'dl-%03d' % i)[1] for i in range(20)]
     with open(t.path('events.jsonl'), 'w') as f:
         f.write(jsonl(events))
@@ -392,7 +390,7 @@ def unwritable_log_sink_is_retried_then_dead_lettered(t):
              'max_backoff_ms': 40}
     cfg = {
         'sources': [{'name': 'in', 'type': 'file', 'paths': ['events.jsonl']}],
-        'sinks': [log_sink('out', 'notadir/out.jsonl', retry=retry, dead_letter='dlq'),
+        'sinks': [log_sink('out', '/dev/full', retry=retry, dead_letter='dlq'),
                   log_sink('dlq', 'dlq.jsonl')],
         'rules': [{'name': 'deleted', 'pattern': by_type('KMS CMK Deletion'),
                    'targets': ['out']}],
@@ -420,7 +418,7 @@ def unwritable_log_sink_is_retried_then_dead_lettered(t):
         check(isinstance(d.get('error_code'), str) and d['error_code'],
               'error_code missing: %r' % d.get('error_code'))
         msg = d.get('error_message') or ''
-        check('notadir/out.jsonl' in msg, 'error_message does not name the path: %r' % msg)
+        check('/dev/full' in msg, 'error_message does not name the path: %r' % msg)
         times = []
         for k in ('first_attempt_time', 'last_attempt_time'):
             v = d.get(k)
@@ -515,20 +513,19 @@ def invalid_records_go_to_the_invalid_dead_letter(t):
 @test
 def sigterm_mid_stream_drains(t):
     """A follow-mode source on a file the test keeps appending to; every event goes to two
-    sinks: "out" (works) and "held" (its folder is a regular file until after SIGTERM, so those
-    deliveries are in flight, retrying). SIGTERM after some events are delivered, then the folder
+    sinks: "out" (works) and "held" (a symlink into a folder that does not exist until after
+    SIGTERM, so those deliveries are in flight, retrying). SIGTERM after some events are delivered, then the folder
     is fixed: exit 0 within the grace period; every event the router read is in both outputs
     exactly once (a gap-free prefix of what was appended), no broken line, and the checkpoint
     says the same."""
     grace = 10
     open(t.path('in.jsonl'), 'w').close()
-    with open(t.path('held'), 'w') as f:
-        f.write('not a directory yet\n')
+    os.symlink(os.path.join('held', 'out.jsonl'), t.path('held.jsonl'))
     retry = {'max_attempts': 1000, 'max_event_age_seconds': 300, 'initial_backoff_ms': 20,
              'max_backoff_ms': 100}
     cfg = {
         'sources': [follow_source(['in.jsonl'], checkpoint='cp.json')],
-        'sinks': [log_sink('out', 'out.jsonl'), log_sink('held', 'held/out.jsonl', retry=retry)],
+        'sinks': [log_sink('out', 'out.jsonl'), log_sink('held', 'held.jsonl', retry=retry)],
         'rules': [{'name': 'all', 'pattern': KMS, 'targets': ['out', 'held']}],
         'shutdown_grace_seconds': grace,
     }
@@ -565,8 +562,7 @@ def sigterm_mid_stream_drains(t):
     check(not errors, 'writer failed: %s' % errors)
     check(r.running(), 'kmsrouter exited (status %s) with the "held" deliveries still failing'
           % r.p.returncode)
-    os.unlink(t.path('held'))  # the held deliveries can succeed from now on
-    os.mkdir(t.path('held'))
+    os.mkdir(t.path('held'))  # the held deliveries can succeed from now on
     rc = r.wait(grace + 5, 'exit after SIGTERM')
     took = r.ended - sent
     err = r.stderr()
@@ -814,8 +810,9 @@ def replay_filters_time_and_adds_replay_name(t):
     summary = [l for l in err.splitlines() if l.startswith('kmsrouter: ')]
     check(summary, 'no summary line on stderr: %s' % err[-300:])
     s = summary[-1]
-    check(s.startswith('kmsrouter: %d events read (' % len(events)),
-          'summary does not say %d events read: %s' % (len(events), s))
+    check(s.startswith('kmsrouter: %d records read (%d events, 0 invalid)'
+                       % (len(events), len(events))),
+          'summary does not say %d records read: %s' % (len(events), s))
     check('%d outside the time range' % (len(events) - len(inside)) in s,
           'summary does not say %d outside the time range: %s' % (len(events) - len(inside), s))
     # without --replay-name the rule on replay-name matches nothing
@@ -1064,15 +1061,13 @@ def max_in_flight_bounds_the_records_read(t):
     """With max_in_flight 100 and a sink that keeps failing (retrying), the router holds at most
     100 records in flight (kmsrouter_in_flight_records and kmsrouter_records_total)."""
     limit = 100
-    with open(t.path('notadir'), 'w') as f:
-        f.write('a regular file\n')
     with open(t.path('events.jsonl'), 'w') as f:
         f.write(jsonl(make_event('deletion', 'mif-%04d' % i)[1] for i in range(3000)))
     port = free_port()
     retry = {'max_attempts': 1000, 'max_event_age_seconds': 300, 'initial_backoff_ms': 100,
              'max_backoff_ms': 200}
     cfg = {'sources': [{'name': 'in', 'type': 'file', 'paths': ['events.jsonl']}],
-           'sinks': [log_sink('out', 'notadir/out.jsonl', retry=retry)],
+           'sinks': [log_sink('out', '/dev/full', retry=retry)],
            'rules': [{'name': 'all', 'pattern': KMS, 'targets': ['out']}],
            'max_in_flight': limit, 'shutdown_grace_seconds': 0,
            'metrics': {'listen': '127.0.0.1:%d' % port}}
@@ -1201,11 +1196,11 @@ def replay_shows_progress_on_a_terminal_and_a_summary_otherwise(t):
     check(frames and re.search(r'\[[#.]{20}\] +\d+%  read \d+  delivered \d+', frames[-1]),
           'no progress bar on the terminal: %r' % tty[-300:])
     check(any('ETA' in x for x in frames), 'no ETA in %r' % frames[-3:])
-    check('3000 events read' in tty, 'no summary at the end: %r' % tty[-300:])
+    check('3000 records read (3000 events' in tty, 'no summary at the end: %r' % tty[-300:])
     rc, err = t.run(['replay', '-c', t.path('config.json'), t.path('events.jsonl')], timeout=30)
     check(rc == 0, 'exit status %s' % rc)
     lines = [x for x in err.splitlines() if x.startswith('kmsrouter: ')]
-    check(len(lines) == 1 and '3000 events read' in lines[0] and '%' not in err,
+    check(len(lines) == 1 and '3000 records read (3000 events' in lines[0] and '%' not in err,
           'not a one-line summary: %r' % err[-300:])
 
 
