@@ -1,7 +1,8 @@
 #!/bin/sh
 # The whole test suite, as CI runs it (.ci/run):
 #   1. release build: unit tests, conformance table, golden and bad-input suites;
-#   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (gcc);
+#   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (gcc); this build and the
+#      clang one below treat every warning as an error (-Dwerror=true);
 #   3. the bad-input corpus under valgrind;
 #   4. the unit tests again under clang's ASan + UBSan (it checks some things gcc does not,
 #      such as pointer arithmetic that overflows), then each libFuzzer target for a short
@@ -16,7 +17,7 @@ meson test -C build --print-errorlogs --no-suite fuzz
 
 echo "== ASan + UBSan"
 if [ ! -f build-asan/build.ninja ]; then
-  meson setup build-asan --buildtype=debugoptimized \
+  meson setup build-asan --buildtype=debugoptimized -Dwerror=true \
     -Db_sanitize=address,undefined -Db_lundef=false -Db_lto=false
 fi
 ninja -C build-asan
@@ -29,7 +30,7 @@ KR_VALGRIND=1 python3 tests/badinput/run.py build/kmsrouter
 
 echo "== clang sanitizers and fuzz"
 if [ ! -f build-fuzz/build.ninja ]; then
-  CC=clang meson setup build-fuzz --buildtype=debugoptimized -Dfuzz=true \
+  CC=clang meson setup build-fuzz --buildtype=debugoptimized -Dfuzz=true -Dwerror=true \
     -Db_sanitize=address,undefined -Db_lundef=false -Db_lto=false
 fi
 ninja -C build-fuzz
