@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "transform.h"
+
 
 /* A set of names (rules, sinks, sources) so that duplicate checks stay linear. Each slot keeps
  * its name's hash: a probe compares names only when the hashes are equal, and growing does not
@@ -463,6 +465,55 @@ static bool jsonpath_ok(const char *p)
 	return true;
 }
 
+/* The offset in the config text of byte i of the decoded string whose literal (its opening
+ * quote) is at off, so that an error inside an input template names its own line and column. */
+static size_t string_byte_offset(const char *text, size_t len, size_t off, size_t i)
+{
+	size_t r = off + 1, d = 0;
+	while (d < i && r < len && text[r] != '"') {
+		if (text[r] != '\\') {
+			r++;
+			d++;
+		} else if (r + 5 < len && text[r + 1] == 'u') {
+			unsigned cp = 0; /* the parser has checked the four hex digits */
+			for (size_t k = r + 2; k < r + 6; k++)
+				cp = cp * 16 + (unsigned)(text[k] <= '9' ? text[k] - '0'
+									 : (text[k] | 0x20) - 'a' + 10);
+			bool pair = cp >= 0xD800 && cp < 0xDC00 && r + 11 < len &&
+				    text[r + 6] == '\\' && text[r + 7] == 'u';
+			r += pair ? 12 : 6;
+			d += pair ? 4 : cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
+		} else {
+			r += 2;
+			d++;
+		}
+	}
+	return r;
+}
+
+/* An error at byte offset off of the config text (verr takes the offset from a node). */
+static enum kr_err verr_at(struct vctx *v, size_t off, const char *jpath, const char *msg)
+{
+	size_t line = 1, col = 1;
+	kr_json_linecol(v->c->text, v->c->len, off, &line, &col);
+	return kr_errf(v->err, KR_ERR_CONFIG, "%s:%zu:%zu: %s: %s", v->c->path, line, col, jpath,
+		       msg);
+}
+
+/* A variable name as EventBridge's InputPathsMap takes it: 1 to 256 of [A-Za-z0-9_-]. */
+static bool variable_name_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 256)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+/* The transformer's template is checked here, once, by the scanner that fills it for each
+ * event (kr_template_check): a template accepted here gives valid output for every event. */
 static enum kr_err load_transformer(struct vctx *v, const struct kr_json *o, const char *jpath)
 {
 	static const char *const keys[] = {"input_paths", "input_template"};
@@ -490,9 +541,24 @@ static enum kr_err load_transformer(struct vctx *v, const struct kr_json *o, con
 				p[sizeof p - 1] = 0;
 			if (strncmp(paths->keys[i], "aws.events.", 11) == 0)
 				return verr(v, x, p, "the aws.events. prefix is reserved");
+			if (!variable_name_ok(paths->keys[i], paths->keylens[i]))
+				return verr_at(v, paths->key_offsets[i], p,
+					       "a variable name is 1 to 256 letters, digits, '_' and "
+					       "'-'");
 			if (x->type != KR_JSON_STRING || !jsonpath_ok(x->str))
 				return verr(v, x, p, "must be a JSONPath such as \"$.detail.key-id\"");
 		}
+	}
+	size_t at;
+	char msg[KR_ERRBUF];
+	e = kr_template_check(tmpl->str, tmpl->len, paths, &at, msg);
+	if (e == KR_ERR_NOMEM)
+		return kr_errf(v->err, e, "out of memory");
+	if (e) {
+		if (snprintf(p, sizeof p, "%s.input_template", jpath) >= (int)sizeof p)
+			p[sizeof p - 1] = 0;
+		return verr_at(v, string_byte_offset(v->c->text, v->c->len, tmpl->offset, at), p,
+			       msg);
 	}
 	return KR_OK;
 }

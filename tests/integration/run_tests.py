@@ -979,8 +979,10 @@ def metrics_count_what_was_delivered(t):
 @test
 def input_transformer_and_input_path(t):
     """A target with input_path "$.detail" delivers the detail object; one with an
-    input_transformer delivers its template with the variables substituted (strings escaped,
-    numbers as they are, aws.events.rule-name); a plain target delivers the whole event."""
+    input_transformer delivers its template with the variables substituted as the EventBridge
+    guide documents (strings quoted and escaped outside quotes, escaped inside them, numbers as
+    they are, aws.events.rule-name; a path not in the event does not appear, so its field is left
+    out); a plain target delivers the whole event."""
     key_ids = ['1234abcd-12ab-34cd-56ef-1234567890ab', 'key "with" quotes\\and backslash',
                'k\u00e9y-\u00fc']
     events = []
@@ -991,7 +993,8 @@ def input_transformer_and_input_path(t):
     with open(t.path('events.jsonl'), 'w') as f:
         f.write(jsonl(events))
     template = ('{"key": "<k>", "type": "<t>", "resource": "<res>", "days": <days>, '
-                '"nested": <nested>, "rule": "<aws.events.rule-name>", "missing": <nope>}')
+                '"nested": <nested>, "rule": "<aws.events.rule-name>", "missing": <nope>, '
+                '"unquoted": <k>, "text": "<k> is <nope>gone"}')
     cfg = {
         'sources': [{'name': 'in', 'type': 'file', 'paths': ['events.jsonl']}],
         'sinks': [log_sink('detail', 'detail.jsonl'), log_sink('templated', 'templated.jsonl'),
@@ -1015,7 +1018,8 @@ def input_transformer_and_input_path(t):
     templated = parse_lines(t.path('templated.jsonl'))
     want = [{'key': e['detail']['key-id'], 'type': 'KMS CMK Deletion',
              'resource': e['resources'][0], 'days': e['detail']['pending-days'],
-             'nested': e['detail']['nested'], 'rule': 'deleted', 'missing': None}
+             'nested': e['detail']['nested'], 'rule': 'deleted', 'unquoted': e['detail']['key-id'],
+             'text': e['detail']['key-id'] + ' is gone'}
             for e in events]
     check(sorted(templated, key=json.dumps) == sorted(want, key=json.dumps),
           'input_transformer delivered %s, want %s' % (json.dumps(templated)[:400],
@@ -1133,7 +1137,8 @@ def followed_input_survives_rotation_and_truncation(t):
 @test
 def unmatched_sink_metadata_and_reserved_variables(t):
     """Events no rule matches go to the "unmatched" sink; a log sink with "metadata" writes
-    {rule, sink, received_time, payload}; <aws.events.event> and
+    {rule, sink, received_time, payload}; <aws.events.event> (the event without "detail", as
+    EventBridge documents it), <aws.events.event.json> (the whole event) and
     <aws.events.event.ingestion-time> are substituted."""
     matched = [make_event('deletion', 'm-%d' % i)[1] for i in range(5)]
     others = [make_event('rotation', 'u-%d' % i)[1] for i in range(7)]
@@ -1144,7 +1149,8 @@ def unmatched_sink_metadata_and_reserved_variables(t):
                      log_sink('whole', 'whole.jsonl'), log_sink('rest', 'rest.jsonl')],
            'rules': [{'name': 'deleted', 'pattern': by_type('KMS CMK Deletion'), 'targets': [
                'meta', {'sink': 'whole', 'input_transformer': {'input_template':
-                        '{"at": "<aws.events.event.ingestion-time>", "e": <aws.events.event>}'}}]}],
+                        '{"at": "<aws.events.event.ingestion-time>", "e": <aws.events.event>,'
+                        ' "j": <aws.events.event.json>}'}}]}],
            'unmatched': 'rest'}
     write_json(t.path('config.json'), cfg)
     rc, err = t.run(['run', '-c', t.path('config.json')], timeout=30)
@@ -1160,7 +1166,10 @@ def unmatched_sink_metadata_and_reserved_variables(t):
           'received_time: %s' % meta[0]['received_time'])
     whole = parse_lines(t.path('whole.jsonl'))
     check(sorted(json.dumps(w['e'], sort_keys=True) for w in whole) ==
-          sorted(json.dumps(e, sort_keys=True) for e in matched), '<aws.events.event>')
+          sorted(json.dumps({k: v for k, v in e.items() if k != 'detail'}, sort_keys=True)
+                 for e in matched), '<aws.events.event>')
+    check(sorted(json.dumps(w['j'], sort_keys=True) for w in whole) ==
+          sorted(json.dumps(e, sort_keys=True) for e in matched), '<aws.events.event.json>')
     check(all(re.match(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$', w['at']) for w in whole),
           'ingestion time: %s' % whole[0]['at'])
 

@@ -443,6 +443,175 @@ static void test_config_must_be_an_object_and_lists_must_be_arrays(void **state)
 			    "\"s\"", 0, "$.rules[0].targets", "must be an array of sink names");
 }
 
+/* ---- input transformers (router/transform.h): refused at load unless every event gives valid
+ * output ---- */
+
+/* A config whose one target transforms with input_paths paths and input_template tmpl, written
+ * as in the file (a JSON string literal). Returns a static buffer. */
+static const char *transformer_config(const char *paths, const char *tmpl)
+{
+	static char buf[16384];
+	int n = snprintf(buf, sizeof buf,
+			 "{\"sinks\": [{\"name\": \"s\", \"type\": \"log\"}],\n"
+			 " \"rules\": [{\"name\": \"r\", \"pattern\": {\"a\": [1]}, \"targets\": [\n"
+			 "  {\"sink\": \"s\", \"input_transformer\": {\"input_paths\": %s,\n"
+			 "   \"input_template\": %s}}]}]}",
+			 paths, tmpl);
+	assert_true(n > 0 && (size_t)n < sizeof buf);
+	return buf;
+}
+
+static const char tmpl_path[] = "$.rules[0].targets[0].input_transformer.input_template";
+static const char guide_paths[] = "{\"timestamp\": \"$.time\", \"instance\": \"$.detail.instance-id\","
+				  " \"state\": \"$.detail.state\", \"resource\": \"$.resources[0]\"}";
+
+static void test_transformer_templates_of_the_eventbridge_guide_load(void **state)
+{
+	(void)state;
+	static const char *const ok[] = {
+		"\"\\\"instance <instance> is in <state>\\\"\"",
+		"\"\\\"instance \\\\\\\"<instance>\\\\\\\" is in <state>\\\"\"",
+		"\"{\\n  \\\"instance\\\" : <instance>,\\n  \\\"state\\\": <state>\\n}\"",
+		"\"{\\\"instance\\\" : <instance>, \\\"state\\\": \\\"<state>\\\", \\\"instanceStatus\\\":"
+		" \\\"instance \\\\\\\"<instance>\\\\\\\" is in <state>\\\"}\"",
+		"\"{\\\"instance\\\" : <instance>, \\\"state\\\": [ 9, <state>, true ],"
+		" \\\"Transformed\\\" : \\\"Yes\\\"}\"",
+		"\"{\\\"ruleArn\\\" : <aws.events.rule-arn>, \\\"ruleName\\\" : <aws.events.rule-name>,"
+		" \\\"originalEvent\\\" : <aws.events.event>, \\\"all\\\": <aws.events.event.json>,"
+		" \\\"at\\\": <aws.events.event.ingestion-time>}\"",
+		"\"\\\"<aws.events.rule-name> triggered\\\"\"",
+		"\"{\\\"timestamp\\\" : <timestamp>, \\\"message\\\": \\\"instance \\\\\\\"<instance>\\\\\\\""
+		" is in <state>\\\"}\"",
+		"\"\\\"line <instance>\\\"\\n\\\"line <state>\\\"\\n\"",
+		"\"[<resource>, \\\"a < b, </b> and <b c> are text\\\", {}]\"",
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		struct kr_config *c = load_ok(transformer_config(guide_paths, ok[i]));
+		kr_config_free(c);
+	}
+}
+
+static void test_transformer_variable_that_is_not_defined_is_an_error(void **state)
+{
+	(void)state;
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": <nope>}\""), "<nope>", 0,
+			    tmpl_path, "<nope> is not a variable");
+	assert_config_error(transformer_config("{}", "\"\\\"at <aws.events.time>\\\"\""),
+			    "<aws.events.time>", 0, tmpl_path, "is not a variable");
+}
+
+/* The column counts the file's characters, escapes included. */
+static void test_transformer_error_points_at_the_character_in_the_file(void **state)
+{
+	(void)state;
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"\\u00e9\\ud83d\\ude00\\\\n\\\":"
+							    " \\\"\\\\\\\"<state>\\\", \\\"b\\\": <x>}\""),
+			    "<x>", 0, tmpl_path, "<x> is not a variable");
+}
+
+static void test_transformer_unbalanced_template_is_an_error(void **state)
+{
+	(void)state;
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": <state>\""), "\"}}]}]}",
+			    0, tmpl_path, "expected ',' or '}'");
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": [1, <state>}\""),
+			    "}\"}}]}]}", 0, tmpl_path, "expected ',' or ']'");
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": 1}}\""), "}\"}}]}]}", 0,
+			    tmpl_path, "text after the end of the JSON template");
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": \\\"<state>}\""),
+			    "\\\"<state>", 0, tmpl_path, "a string is not closed");
+}
+
+static void test_transformer_template_invalid_once_filled_is_an_error(void **state)
+{
+	(void)state;
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": <state> <state>}\""),
+			    "<state>}", 0, tmpl_path, "expected ',' or '}'");
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": <state>,}\""), "}\"}}",
+			    0, tmpl_path, "expected a key in double quotes");
+	assert_config_error(transformer_config(guide_paths, "\"[<state>, ]\""), "]\"}}", 0,
+			    tmpl_path, "expected a JSON value");
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": <>}\""), "<>}", 0,
+			    tmpl_path, "'<' does not start a variable");
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": 007}\""), "007", 0,
+			    tmpl_path, "leading zeros");
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": \\\"\\\\x\\\"}\""),
+			    "\\\\x", 0, tmpl_path, "a backslash in a string must start a JSON escape");
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": \\\"\\n\\\"}\""), "\\n\\\"}",
+			    0, tmpl_path, "a control character in a string");
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"a\\\": 1, \\\"a\\\": <state>}\""),
+			    "{\\\"a", 0, tmpl_path, "the template is not JSON once its variables are filled");
+}
+
+/* EventBridge: "The placeholder can't be used as an object key". */
+static void test_transformer_variable_as_an_object_key_is_an_error(void **state)
+{
+	(void)state;
+	assert_config_error(transformer_config(guide_paths, "\"{<state>: 1}\""), "<state>", 0,
+			    tmpl_path, "a variable cannot be used as an object key");
+	assert_config_error(transformer_config(guide_paths, "\"{\\\"k-<state>\\\": 1}\""), "<state>",
+			    0, tmpl_path, "a variable cannot be used in an object key");
+}
+
+/* EventBridge: the event variables "can only be used as a value for a JSON field, as [their]
+ * contents are not escaped". */
+static void test_transformer_event_variable_inside_a_string_is_an_error(void **state)
+{
+	(void)state;
+	assert_config_error(transformer_config("{}", "\"{\\\"e\\\": \\\"<aws.events.event>\\\"}\""),
+			    "<aws.events.event>", 0, tmpl_path,
+			    "<aws.events.event> can only be the value of a JSON field");
+	assert_config_error(transformer_config("{}", "\"\\\"was <aws.events.event.json>\\\"\""),
+			    "<aws.events.event.json>", 0, tmpl_path,
+			    "<aws.events.event.json> can only be the value of a JSON field");
+}
+
+/* EventBridge: "For Strings, quotes are required". */
+static void test_transformer_text_template_needs_quotes(void **state)
+{
+	(void)state;
+	assert_config_error(transformer_config(guide_paths, "\"<instance> is in state <state>\""),
+			    "<instance> is", 0, tmpl_path,
+			    "a template is JSON (an object or an array) or text in double quotes");
+	assert_config_error(transformer_config(guide_paths, "\"  \""), "\"}}]}]}", 0, tmpl_path,
+			    "a template is JSON");
+	assert_config_error(transformer_config(guide_paths, "\"\\\"<instance>\\\" is <state>\""),
+			    "is <state>", 0, tmpl_path, "a text template is strings in double quotes");
+}
+
+/* EventBridge: "You can define up to 100 variables". */
+static void test_transformer_takes_at_most_100_variables(void **state)
+{
+	(void)state;
+	char paths[8192];
+	size_t o = 0;
+	paths[o++] = '{';
+	for (int i = 0; i < 101; i++)
+		o += (size_t)snprintf(paths + o, sizeof paths - o, "%s\"v%d\": \"$.detail.a%d\"",
+				      i ? ", " : "", i, i);
+	snprintf(paths + o, sizeof paths - o, "}");
+	assert_config_error(transformer_config(paths, "\"[<v0>, <v100>]\""), "{\"v0\"", 0,
+			    "$.rules[0].targets[0].input_transformer.input_paths",
+			    "at most 100 variables");
+	char *cut = strstr(paths, ", \"v100\"");
+	assert_non_null(cut);
+	strcpy(cut, "}");
+	struct kr_config *c = load_ok(transformer_config(paths, "\"[<v0>, <v99>]\""));
+	kr_config_free(c);
+}
+
+static void test_transformer_variable_name_is_letters_digits_dash_underscore(void **state)
+{
+	(void)state;
+	assert_config_error(transformer_config("{\"a b\": \"$.detail\"}", "\"[1]\""), "\"a b\"", 0,
+			    "$.rules[0].targets[0].input_transformer.input_paths.a b",
+			    "a variable name is 1 to 256 letters, digits, '_' and '-'");
+	assert_config_error(transformer_config("{\"aws.events.x\": \"$.detail\"}", "\"[1]\""),
+			    "\"$.detail\"", 0,
+			    "$.rules[0].targets[0].input_transformer.input_paths.aws.events.x",
+			    "the aws.events. prefix is reserved");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -468,6 +637,16 @@ int main(void)
 		cmocka_unit_test(test_truncated_json_is_an_error_at_the_end),
 		cmocka_unit_test(test_comments_are_accepted_anywhere_whitespace_is),
 		cmocka_unit_test(test_config_must_be_an_object_and_lists_must_be_arrays),
+		cmocka_unit_test(test_transformer_templates_of_the_eventbridge_guide_load),
+		cmocka_unit_test(test_transformer_variable_that_is_not_defined_is_an_error),
+		cmocka_unit_test(test_transformer_error_points_at_the_character_in_the_file),
+		cmocka_unit_test(test_transformer_unbalanced_template_is_an_error),
+		cmocka_unit_test(test_transformer_template_invalid_once_filled_is_an_error),
+		cmocka_unit_test(test_transformer_variable_as_an_object_key_is_an_error),
+		cmocka_unit_test(test_transformer_event_variable_inside_a_string_is_an_error),
+		cmocka_unit_test(test_transformer_text_template_needs_quotes),
+		cmocka_unit_test(test_transformer_takes_at_most_100_variables),
+		cmocka_unit_test(test_transformer_variable_name_is_letters_digits_dash_underscore),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
