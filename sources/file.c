@@ -1,12 +1,15 @@
 /* file source: archived or growing files, and standard input.
  *
- * Reads each path (globs expanded once at start, "-" for stdin) in every format the parsers read,
- * through kr_reader, one chunk per pull so other sources and deliveries get their turn. Without
- * "follow" the inputs are read one after another and the source is done at the end of the last.
- * With "follow", every input is watched like tail -F: at its end the source waits and polls;
- * when the path is replaced (rotation) or truncated, the old file is finished and the new one
- * read from its start. With "checkpoint", the number of records done per input is saved
- * (atomically, soon after each acknowledgement) and skipped on the next start. */
+ * Reads each path ("-" for stdin) in every format the parsers read, through kr_reader, one chunk
+ * per pull so other sources and deliveries get their turn. Without "follow" the inputs are read
+ * one after another and the source is done at the end of the last; a glob is expanded once, and
+ * one that matches nothing is an error. With "follow", every input is watched like tail -F: at
+ * its end the source waits and polls; when the path is replaced (rotation) or truncated, the old
+ * file is finished and the new one read from its start; and every poll_interval_ms the globs are
+ * expanded again, so a file that starts to match one is read from its beginning (a glob that
+ * matches nothing is warned about once, not an error). With "checkpoint", the number of records
+ * done per input is saved (atomically, soon after each acknowledgement) and skipped on the next
+ * start. */
 #include <errno.h>
 #include <glob.h>
 #include <stdio.h>
@@ -35,8 +38,12 @@ struct finput {
 struct file_src {
 	struct kr_source_handle *h;
 	struct kr_loop *loop;
+	char *name;
 	struct finput *in;
 	size_t n, cur;
+	char **globs; /* followed globs, expanded again at every poll */
+	size_t nglobs;
+	uint64_t next_scan; /* when the globs are expanded again (kr_now_ms) */
 	bool follow;
 	uint64_t poll_ms;
 	char *checkpoint;
@@ -51,16 +58,22 @@ static const struct kr_option file_options[] = {
 	{.name = "paths", .type = KR_OPT_STRINGS, .required = true,
 	 .help = "files or globs to read, \"-\" for standard input"},
 	{.name = "follow", .type = KR_OPT_BOOL, .def = "false",
-	 .help = "keep reading as the files grow, across rotation (like tail -F)"},
+	 .help = "keep reading as the files grow, across rotation, and read files that start to "
+		 "match the globs (like tail -F)"},
 	{.name = "poll_interval_ms", .type = KR_OPT_INT, .def = "250",
-	 .help = "how often a followed file at its end is looked at again"},
+	 .help = "how often a followed file at its end, and the globs, are looked at again"},
 	{.name = "checkpoint", .type = KR_OPT_STRING,
 	 .help = "file that records how far each input was delivered, to resume from"},
 	{0},
 };
 
+/* Adds an input for path unless there is one already (two globs matching the same file, or the
+ * file found again by a rescan, must not read it twice). */
 static int add_input(struct file_src *f, const char *path)
 {
+	for (size_t i = 0; i < f->n; i++)
+		if (strcmp(f->in[i].path, path) == 0)
+			return 0;
 	struct finput *v = realloc(f->in, (f->n + 1) * sizeof *v);
 	if (!v)
 		return -1;
@@ -145,13 +158,88 @@ static void load_checkpoint(struct file_src *f)
 	free(text);
 }
 
+static bool is_glob(const char *p)
+{
+	return strpbrk(p, "*?[") != NULL;
+}
+
+/* Adds the files that match a glob now (announce: say so for each new one); *matched is the
+ * number of files that match, new or not. -1 when out of memory. */
+static int expand(struct file_src *f, const char *pattern, bool announce, size_t *matched)
+{
+	glob_t g;
+	*matched = 0;
+	if (glob(pattern, 0, NULL, &g) != 0)
+		return 0;
+	int r = 0;
+	for (size_t k = 0; k < g.gl_pathc && r == 0; k++) {
+		size_t before = f->n;
+		r = add_input(f, g.gl_pathv[k]);
+		if (r == 0 && announce && f->n != before)
+			kr_log(KR_LOG_INFO, "source", "name", f->name, "msg",
+			       "a new file matches a followed glob; reading it from its beginning",
+			       "glob", pattern, "path", g.gl_pathv[k], NULL);
+	}
+	*matched = g.gl_pathc;
+	globfree(&g);
+	return r;
+}
+
+/* Expands the followed globs again (follow, every poll_interval_ms). */
+static void rescan(struct file_src *f)
+{
+	for (size_t i = 0; i < f->nglobs; i++) {
+		size_t matched;
+		if (expand(f, f->globs[i], true, &matched) != 0)
+			kr_log(KR_LOG_ERROR, "source", "name", f->name, "msg",
+			       "out of memory; a new file is not read", "glob", f->globs[i], NULL);
+	}
+}
+
+/* One entry of "paths", resolved: inputs for what it names now; a followed glob is kept to be
+ * expanded again. -1 when out of memory. */
+static int add_path(struct file_src *f, const char *p)
+{
+	if (strcmp(p, "-") == 0 || !is_glob(p)) {
+		if (f->follow && strcmp(p, "-") != 0 && access(p, F_OK) != 0)
+			kr_log(KR_LOG_WARN, "source", "name", f->name, "msg",
+			       "a followed file does not exist yet; waiting for it", "path", p, NULL);
+		return add_input(f, p);
+	}
+	size_t matched;
+	if (expand(f, p, false, &matched) != 0)
+		return -1;
+	if (f->follow) {
+		char **v = realloc(f->globs, (f->nglobs + 1) * sizeof *v);
+		if (!v)
+			return -1;
+		f->globs = v;
+		if (!(v[f->nglobs] = strdup(p)))
+			return -1;
+		f->nglobs++;
+	}
+	if (matched)
+		return 0;
+	if (f->follow) {
+		kr_log(KR_LOG_WARN, "source", "name", f->name, "msg",
+		       "no file matches a followed glob; waiting for one", "glob", p, NULL);
+	} else {
+		kr_log(KR_LOG_ERROR, "source", "name", f->name, "msg", "no file matches a glob",
+		       "glob", p, NULL);
+		kr_engine_source_error(f->h);
+	}
+	return 0;
+}
+
 static void file_destroy(void *ctx);
 
 static enum kr_err file_create(const struct kr_source_args *a, void **ctx, char *err)
 {
 	struct file_src *f = calloc(1, sizeof *f);
-	if (!f)
+	if (!f || !(f->name = strdup(a->name))) {
+		free(f);
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	}
 	f->h = a->handle;
 	f->loop = a->loop;
 	f->follow = kr_opt_bool(a->obj, "follow", false);
@@ -166,28 +254,12 @@ static enum kr_err file_create(const struct kr_source_args *a, void **ctx, char 
 	for (size_t i = 0; i < np; i++) {
 		const char *given = paths->type == KR_JSON_ARRAY ? paths->items[i]->str : paths->str;
 		char *p = kr_resolve_path(a->base_dir, given);
-		if (!p) {
-			file_destroy(f);
-			return kr_errf(err, KR_ERR_NOMEM, "out of memory");
-		}
-		glob_t g;
-		int gr = strcmp(p, "-") == 0 ? GLOB_NOMATCH : glob(p, 0, NULL, &g);
-		if (gr == 0) {
-			for (size_t k = 0; k < g.gl_pathc; k++)
-				if (add_input(f, g.gl_pathv[k]) != 0) {
-					globfree(&g);
-					free(p);
-					file_destroy(f);
-					return kr_errf(err, KR_ERR_NOMEM, "out of memory");
-				}
-			globfree(&g);
-		} else if (add_input(f, p) != 0) {
-			/* no match: keep the path itself (stdin, or a file that follow waits for) */
-			free(p);
-			file_destroy(f);
-			return kr_errf(err, KR_ERR_NOMEM, "out of memory");
-		}
+		int added = p ? add_path(f, p) : -1;
 		free(p);
+		if (added != 0) {
+			file_destroy(f);
+			return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		}
 	}
 	f->save_timer = kr_timer_new(a->loop, save_fire, f);
 	if (!f->save_timer) {
@@ -196,6 +268,7 @@ static enum kr_err file_create(const struct kr_source_args *a, void **ctx, char 
 	}
 	if (f->checkpoint)
 		load_checkpoint(f);
+	f->next_scan = kr_now_ms() + f->poll_ms;
 	*ctx = f;
 	return KR_OK;
 }
@@ -275,6 +348,11 @@ static enum kr_pull file_pull(void *ctx)
 			return KR_PULL_MORE;
 		}
 		return KR_PULL_DONE;
+	}
+	uint64_t now = kr_now_ms();
+	if (f->nglobs && now >= f->next_scan) {
+		rescan(f);
+		f->next_scan = now + f->poll_ms;
 	}
 	bool more = false;
 	for (size_t i = 0; i < f->n; i++) {
@@ -357,9 +435,13 @@ static void file_destroy(void *ctx)
 		free(f->in[i].path);
 	}
 	free(f->in);
+	for (size_t i = 0; i < f->nglobs; i++)
+		free(f->globs[i]);
+	free(f->globs);
 	kr_timer_free(f->save_timer);
 	kr_timer_free(f->poll_timer);
 	free(f->checkpoint);
+	free(f->name);
 	free(f);
 }
 
