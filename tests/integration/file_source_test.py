@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""The file source's globs, with real `kmsrouter run` processes on real files.
+"""The file source's globs and checkpoints, with real `kmsrouter run` and `replay` processes on
+real files.
 
     python3 tests/integration/file_source_test.py PATH_TO_KMSROUTER [name-filter]
 
 Following: a file that starts to match a glob after the start is read from its beginning, once;
 a followed glob that matches nothing is warned about once and read when a file appears; without
-follow such a glob is an error. Prints `ok NAME` / `FAIL NAME: reason`, exits 1 if any test
-failed. Helpers come from run_tests.py next to this file.
+follow such a glob is an error. Checkpoints: a checkpoint resumes an unchanged or grown input,
+and is refused (exit 2, saying what changed) when the file was replaced, truncated or rewritten,
+when --from, --to or --replay-name changed, or when it has no identity record (an older
+kmsrouter wrote it); --checkpoint-reset starts over. Prints `ok NAME` / `FAIL NAME: reason`, exits
+1 if any test failed. Helpers come from run_tests.py next to this file.
 """
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -35,6 +40,13 @@ def ids(evs):
     return [e['id'] for e in evs]
 
 
+def write_events(path, evs):
+    """Writes the file anew through a temporary file and a rename: a new inode."""
+    with open(path + '.new', 'w') as f:
+        f.write(jsonl(evs))
+    os.rename(path + '.new', path)
+
+
 def all_to_out(**kw):
     cfg = {'sinks': [log_sink('out', 'out.jsonl')],
            'rules': [{'name': 'all', 'pattern': KMS, 'targets': ['out']}]}
@@ -45,6 +57,13 @@ def all_to_out(**kw):
 def log_lines(err, level, msg):
     """The log lines of a level whose msg contains msg."""
     return [l for l in err.splitlines() if 'level=%s' % level in l and msg in l]
+
+
+def already_done(err):
+    """The "N already done" of replay's summary line."""
+    m = re.search(r'^kmsrouter: \d+ events read \(.*?(\d+) already done\)', err, re.M)
+    check(m, 'no summary line on stderr: %s' % err.strip()[-300:])
+    return int(m.group(1))
 
 
 def stop(r):
@@ -133,6 +152,186 @@ def without_follow_a_glob_that_matches_nothing_is_an_error(t):
     check(len(errors) == 1 and 'nothing/*.jsonl' in errors[0],
           'want one error naming the glob, got: %s' % err.strip()[-300:])
     expect_ids_once(t.path('out.jsonl'), ids(evs), 'out')
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def replay(t, *extra, files=('in.jsonl',), timeout=20):
+    args = ['replay', '-c', t.path('config.json'), '--checkpoint', t.path('cp.json')]
+    args += list(extra) + [t.path(f) for f in files]
+    return t.run(args, timeout=timeout)
+
+
+def expect_refused(t, rc, err, *needles):
+    """Exit 2 with one message that names the checkpoint, each needle, and --checkpoint-reset."""
+    check(rc == 2, 'exit status %s, want 2; stderr: %s' % (rc, err.strip()[-400:]))
+    lines = [l for l in err.splitlines() if t.path('cp.json') in l and 'no longer fits' in l]
+    check(lines, 'no message naming the checkpoint: %s' % err.strip()[-400:])
+    for n in needles + ('pass --checkpoint-reset to start over',):
+        check(n in lines[0], 'the message does not say %r: %s' % (n, lines[0]))
+
+
+@test
+def replay_resumes_an_unchanged_or_grown_input(t):
+    """A finished replay with a checkpoint run again skips every record as already done; after
+    the file grew (past the 4 KiB whose hash is kept) it delivers exactly the new records. The
+    checkpoint names the file (version 2, device, inode, size, head hash) and no temporary file
+    is left."""
+    first, more = events('first', 10), events('more', 25)
+    append(t.path('in.jsonl'), jsonl(first))
+    write_json(t.path('config.json'), all_to_out())
+    rc, err = replay(t)
+    check(rc == 0, 'first replay: exit status %s; stderr: %s' % (rc, err[-300:]))
+    with open(t.path('cp.json')) as f:
+        cp = json.load(f)
+    st = os.stat(t.path('in.jsonl'))
+    entry = cp['inputs'][0]
+    check(st.st_size < 4096, 'test setup: the first file is not under 4 KiB')
+    check(cp.get('version') == 2 and entry.get('records') == 10 and
+          entry.get('inode') == st.st_ino and entry.get('dev') == st.st_dev and
+          entry.get('size') == st.st_size and entry.get('head_bytes') == st.st_size and
+          isinstance(entry.get('head_fnv1a64'), str),
+          'checkpoint %s does not identify the file (inode %d, size %d)'
+          % (cp, st.st_ino, st.st_size))
+    check(not os.path.exists(t.path('cp.json.tmp')), 'cp.json.tmp left behind')
+    rc, err = replay(t)
+    check(rc == 0 and already_done(err) == 10, 'unchanged input: exit status %s, want 0 with 10 '
+          'already done; stderr: %s' % (rc, err[-300:]))
+    append(t.path('in.jsonl'), jsonl(more))
+    rc, err = replay(t)
+    check(rc == 0 and already_done(err) == 10, 'grown input: exit status %s, want 0 with 10 '
+          'already done; stderr: %s' % (rc, err[-300:]))
+    expect_ids_once(t.path('out.jsonl'), ids(first + more), 'out')
+    rc, err = replay(t)
+    check(rc == 0 and already_done(err) == 35, 'after the grown input: exit status %s, want 0 '
+          'with 35 already done; stderr: %s' % (rc, err[-300:]))
+
+
+@test
+def replay_refuses_a_checkpoint_of_a_replaced_file(t):
+    """The input replaced by another file (new inode), truncated in place, or rewritten in place
+    with as many bytes: exit 2, a message naming the checkpoint, the file and what changed, and
+    nothing delivered. --checkpoint-reset reads it from the beginning and says so."""
+    old, new = events('old', 30), events('new', 20)
+    append(t.path('in.jsonl'), jsonl(old))
+    write_json(t.path('config.json'), all_to_out())
+    rc, err = replay(t)
+    check(rc == 0, 'first replay: exit status %s; stderr: %s' % (rc, err[-300:]))
+    ino = os.stat(t.path('in.jsonl')).st_ino
+    write_events(t.path('in.jsonl'), new)
+    rc, err = replay(t)
+    expect_refused(t, rc, err, t.path('in.jsonl'), 'the file was replaced (inode %d -> %d)'
+                   % (ino, os.stat(t.path('in.jsonl')).st_ino))
+    # back to the checkpointed file, then changed in place
+    write_events(t.path('in.jsonl'), old)
+    rc, err = replay(t, '--checkpoint-reset')
+    check(rc == 0 and already_done(err) == 0, 'reset: exit status %s, want 0 with nothing '
+          'already done; stderr: %s' % (rc, err[-300:]))
+    check(log_lines(err, 'info', 'checkpoint reset'), 'the reset is not logged: %s' % err[-300:])
+    size = os.path.getsize(t.path('in.jsonl'))
+    with open(t.path('in.jsonl'), 'w') as f:  # truncated in place: same inode
+        f.write(jsonl(new))
+    rc, err = replay(t)
+    expect_refused(t, rc, err, 'the file was truncated (%d -> %d bytes)'
+                   % (size, os.path.getsize(t.path('in.jsonl'))))
+    with open(t.path('in.jsonl'), 'w') as f:  # as many bytes, other records
+        f.write(jsonl(events('odd', 30)))
+    check(os.path.getsize(t.path('in.jsonl')) == size, 'test setup: sizes differ')
+    rc, err = replay(t)
+    expect_refused(t, rc, err, 'the file was rewritten')
+    check(count_lines(t.path('out.jsonl')) == 60, 'a refused replay delivered something')
+    with open(t.path('in.jsonl'), 'w') as f:
+        f.write(jsonl(new))
+    rc, err = replay(t, '--checkpoint-reset')
+    check(rc == 0 and already_done(err) == 0, 'reset: exit status %s, want 0 with nothing '
+          'already done; stderr: %s' % (rc, err[-300:]))
+    got = rt.ids_of(t.path('out.jsonl'))
+    check(got[60:] == ids(new), 'after the reset: %d records delivered, want the %d of the new '
+          'file' % (len(got) - 60, len(new)))
+    rc, err = replay(t)
+    check(rc == 0 and already_done(err) == 20, 'after the reset the checkpoint fits: exit '
+          'status %s, want 0 with 20 already done; stderr: %s' % (rc, err[-300:]))
+
+
+@test
+def replay_refuses_a_checkpoint_of_another_window(t):
+    """A checkpoint written with --from A is refused with --from B, without --from, or with a
+    --replay-name it did not have (each named with its old and new value); the same options
+    resume."""
+    evs = events('w', 30, time='2024-03-01T12:00:00Z')
+    append(t.path('in.jsonl'), jsonl(evs))
+    write_json(t.path('config.json'), all_to_out())
+    frm = '2024-03-01T00:00:00Z'
+    rc, err = replay(t, '--from', frm)
+    check(rc == 0, 'first replay: exit status %s; stderr: %s' % (rc, err[-300:]))
+    rc, err = replay(t, '--from', '2024-02-01T00:00:00.250+01:00')
+    expect_refused(t, rc, err, '--from changed from %s to 2024-01-31T23:00:00.250Z' % frm)
+    rc, err = replay(t)
+    expect_refused(t, rc, err, '--from changed from %s to (not set)' % frm)
+    rc, err = replay(t, '--from', frm, '--replay-name', 'again', '--to', '2025-01-01T00:00:00Z')
+    expect_refused(t, rc, err, '--replay-name changed from (not set) to again',
+                   '--to changed from (not set) to 2025-01-01T00:00:00Z')
+    check(count_lines(t.path('out.jsonl')) == 30, 'a refused replay delivered something')
+    rc, err = replay(t, '--from', '2024-03-01T01:00:00+01:00')  # the same instant
+    check(rc == 0 and already_done(err) == 30, 'same window: exit status %s, want 0 with 30 '
+          'already done; stderr: %s' % (rc, err[-300:]))
+
+
+@test
+def replay_refuses_a_checkpoint_without_identity(t):
+    """A checkpoint as older versions wrote it (path and records only) is not trusted: exit 2,
+    saying it has no identity record; --checkpoint-reset delivers everything. The reset flag
+    without --checkpoint is a usage error."""
+    evs = events('v1', 20)
+    append(t.path('in.jsonl'), jsonl(evs))
+    write_json(t.path('config.json'), all_to_out())
+    write_json(t.path('cp.json'), {'version': 1, 'inputs': [
+        {'path': t.path('in.jsonl'), 'records': 12}]})
+    rc, err = replay(t)
+    expect_refused(t, rc, err, t.path('in.jsonl'), 'the checkpoint has no identity record')
+    check(count_lines(t.path('out.jsonl')) == 0, 'a refused replay delivered something')
+    rc, err = replay(t, '--checkpoint-reset')
+    check(rc == 0 and already_done(err) == 0, 'reset: exit status %s, want 0 with nothing '
+          'already done; stderr: %s' % (rc, err[-300:]))
+    expect_ids_once(t.path('out.jsonl'), ids(evs), 'out')
+    rc, err = t.run(['replay', '-c', t.path('config.json'), '--checkpoint-reset',
+                     t.path('in.jsonl')], timeout=10)
+    check(rc == 2 and '--checkpoint-reset needs --checkpoint' in err,
+          '--checkpoint-reset alone: exit status %s; stderr: %s' % (rc, err.strip()[-200:]))
+
+
+@test
+def run_checkpoint_resumes_a_grown_file_and_refuses_a_replaced_one(t):
+    """run with follow and a checkpoint: stopped and started again after the file grew, it
+    delivers only the new records; after the file was replaced it refuses to start (exit 2,
+    telling to delete the checkpoint), and starts over once the checkpoint is deleted."""
+    first, more, other = events('first', 30), events('more', 20), events('other', 10)
+    src = t.path('in.jsonl')
+    append(src, jsonl(first))
+    write_json(t.path('config.json'), all_to_out(
+        sources=[follow_source([src], checkpoint='cp.json')]))
+    out = t.path('out.jsonl')
+    r = Router(t, ['run', '-c', t.path('config.json')])
+    wait_for(lambda: count_lines(out) >= 30, 5, 'the first events', proc=r)
+    stop(r)
+    append(src, jsonl(more))
+    r = Router(t, ['run', '-c', t.path('config.json')])
+    wait_for(lambda: count_lines(out) >= 50, 5, 'the events appended while stopped', proc=r)
+    stop(r)
+    expect_ids_once(out, ids(first + more), 'out')
+    ino = os.stat(src).st_ino
+    write_events(src, other)
+    rc, err = t.run(['run', '-c', t.path('config.json')], timeout=10)
+    check(rc == 2, 'replaced file: exit status %s, want 2; stderr: %s' % (rc, err[-300:]))
+    check('checkpoint %s no longer fits the input: %s: the file was replaced (inode %d -> %d); '
+          'delete the checkpoint file to start over' % (t.path('cp.json'), src, ino,
+                                                        os.stat(src).st_ino) in err,
+          'unexpected message: %s' % err.strip()[-400:])
+    os.unlink(t.path('cp.json'))
+    r = Router(t, ['run', '-c', t.path('config.json')])
+    wait_for(lambda: count_lines(out) >= 60, 5, 'the events of the new file', proc=r)
+    stop(r)
+    expect_ids_once(out, ids(first + more + other), 'out')
 
 
 def main():
