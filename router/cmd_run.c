@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -325,14 +326,17 @@ int kr_cmd_run(int argc, char **argv)
 
 static const char replay_help[] =
 	"usage: kmsrouter replay -c CONFIG [--from TIME] [--to TIME] [--rate N]\n"
-	"                        [--replay-name NAME] [--checkpoint FILE] FILE...\n\n"
+	"                        [--replay-name NAME] [--checkpoint FILE [--checkpoint-reset]]\n"
+	"                        FILE...\n\n"
 	"Replays archived events (any format the router reads) through the configuration's rules\n"
 	"and sinks; its sources are not used.\n\n"
 	"  --from TIME, --to TIME   only events whose \"time\" is in [from, to) (RFC 3339)\n"
 	"  --rate N                 at most N events per second\n"
 	"  --replay-name NAME       add \"replay-name\": NAME to every event, as EventBridge does\n"
 	"  --checkpoint FILE        record progress in FILE and resume from it: a killed replay\n"
-	"                           started again goes on where it stopped, without loss\n\n"
+	"                           started again goes on where it stopped, without loss; it is\n"
+	"                           refused when the files or --from, --to, --replay-name changed\n"
+	"  --checkpoint-reset       discard the checkpoint and start from the beginning\n\n"
 	"Shows progress on a terminal, and ends with the same summary line as run. Exit status:\n"
 	"0 every record read was delivered or dead-lettered; 1 some record was left\n"
 	"unacknowledged (as run); 2 usage or configuration error.\n";
@@ -347,6 +351,43 @@ static char *absolute(const char *p)
 	return kr_resolve_path(cwd, p);
 }
 
+/* Appends ,"key":"value" (or without the comma for the first). */
+static bool put_key(struct kr_buf *b, bool *first, const char *key, const char *value)
+{
+	bool ok = kr_buf_puts(b, *first ? "" : ",") && kr_buf_json_string(b, key, strlen(key)) &&
+		  kr_buf_puts(b, ":") && kr_buf_json_string(b, value, strlen(value));
+	*first = false;
+	return ok;
+}
+
+/* A time in UTC to the millisecond, so one instant written two ways is the same window. */
+static bool put_time(struct kr_buf *b, bool *first, const char *key, uint64_t ms)
+{
+	if (!ms)
+		return true;
+	char when[64];
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (ms % 1000)
+		snprintf(when + n, sizeof when - n, ".%03uZ", (unsigned)(ms % 1000));
+	else
+		snprintf(when + n, sizeof when - n, "Z");
+	return put_key(b, first, key, when);
+}
+
+/* What a checkpoint of this replay is only valid for: the options that change which events are
+ * delivered and how (the file source refuses to resume with other ones). */
+static bool put_window(struct kr_buf *b, const struct kr_engine_opts *eo)
+{
+	bool first = true;
+	return kr_buf_puts(b, ",\"checkpoint_window\":{") &&
+	       put_time(b, &first, "--from", eo->from_ms) && put_time(b, &first, "--to", eo->to_ms) &&
+	       (!eo->replay_name || put_key(b, &first, "--replay-name", eo->replay_name)) &&
+	       kr_buf_puts(b, "}");
+}
+
 int kr_cmd_replay(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -356,10 +397,12 @@ int kr_cmd_replay(int argc, char **argv)
 		{"rate", required_argument, NULL, 'r'},
 		{"replay-name", required_argument, NULL, 'n'},
 		{"checkpoint", required_argument, NULL, 'k'},
+		{"checkpoint-reset", no_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *config = NULL, *checkpoint = NULL;
+	bool checkpoint_reset = false;
 	struct kr_engine_opts eo = {0};
 	int opt;
 	optind = 1;
@@ -395,6 +438,9 @@ int kr_cmd_replay(int argc, char **argv)
 		case 'k':
 			checkpoint = optarg;
 			break;
+		case 'R':
+			checkpoint_reset = true;
+			break;
 		case 'h':
 			fputs(replay_help, stdout);
 			return KR_EXIT_OK;
@@ -405,6 +451,10 @@ int kr_cmd_replay(int argc, char **argv)
 	}
 	if (!config || optind >= argc) {
 		fputs(replay_help, stderr);
+		return KR_EXIT_USAGE;
+	}
+	if (checkpoint_reset && !checkpoint) {
+		fprintf(stderr, "kmsrouter replay: --checkpoint-reset needs --checkpoint\n");
 		return KR_EXIT_USAGE;
 	}
 	if (eo.from_ms && eo.to_ms && eo.to_ms <= eo.from_ms) {
@@ -428,7 +478,10 @@ int kr_cmd_replay(int argc, char **argv)
 	ok = ok && kr_buf_puts(&b, "]");
 	if (ok && checkpoint) {
 		char *p = absolute(checkpoint);
-		ok = p && kr_buf_puts(&b, ",\"checkpoint\":") && kr_buf_json_string(&b, p, strlen(p));
+		ok = p && kr_buf_puts(&b, ",\"checkpoint\":") && kr_buf_json_string(&b, p, strlen(p)) &&
+		     kr_buf_puts(&b, checkpoint_reset ? ",\"checkpoint_reset\":true"
+						      : ",\"checkpoint_reset\":false") &&
+		     put_window(&b, &eo);
 		free(p);
 	}
 	ok = ok && kr_buf_puts(&b, "}");
