@@ -21,6 +21,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "options.h"
 #include "plugin.h"
 
 
@@ -34,6 +35,7 @@ struct runner {
 	uint64_t deadline;
 	bool progress; /* replay on a terminal */
 	bool replay;   /* the config's sources are not used */
+	struct kr_opts_mem mem; /* replay's source options */
 	uint64_t started;
 };
 
@@ -220,6 +222,18 @@ static int finish(struct runner *r)
 	return status;
 }
 
+/* replay's file source, from the object built of the command line. */
+static enum kr_err add_replay_source(struct runner *r, const struct kr_json *obj, char *err)
+{
+	const struct kr_source_plugin *p = kr_source_lookup("file")->plugin;
+	struct kr_opts_src src = {.file = "replay", .mem = &r->mem, .err = err};
+	void *conf = kr_opts_keep(&r->mem, calloc(1, p->conf_size));
+	if (!conf)
+		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	enum kr_err e = kr_opts_fill(&src, p->options, obj, "replay", conf);
+	return e ? e : kr_engine_add_source(r->engine, "replay", p, obj, conf, err);
+}
+
 static int run_common(struct runner *r, struct kr_config *cfg, const struct kr_engine_opts *eo,
 		      const struct kr_json *replay_source)
 {
@@ -227,10 +241,9 @@ static int run_common(struct runner *r, struct kr_config *cfg, const struct kr_e
 	int status = KR_EXIT_USAGE;
 	r->sigfd = -1;
 	r->started = kr_now_ms();
-	if (cfg->log_format || cfg->log_level)
-		kr_log_configure(cfg->log_format, cfg->log_level);
+	kr_log_configure(cfg->log.format, (enum kr_log_level)cfg->log.level);
 	uint64_t grace = cfg->shutdown_grace_ms;
-	const char *listen = cfg->metrics_listen;
+	const char *listen = cfg->metrics.listen;
 	r->loop = kr_loop_new();
 	r->metrics = kr_metrics_new();
 	if (!r->loop || !r->metrics || setup_signals(r) != 0) {
@@ -248,10 +261,8 @@ static int run_common(struct runner *r, struct kr_config *cfg, const struct kr_e
 		kr_config_free(cfg);
 		goto out;
 	}
-	enum kr_err e = r->replay ? kr_engine_add_source(r->engine, "replay",
-						     kr_source_lookup("file")->plugin,
-						     replay_source, err)
-			       : kr_engine_start_sources(r->engine, err);
+	enum kr_err e = r->replay ? add_replay_source(r, replay_source, err)
+				  : kr_engine_start_sources(r->engine, err);
 	if (e != KR_OK) {
 		fprintf(stderr, "kmsrouter: %s\n", err);
 		goto out;
@@ -270,6 +281,7 @@ static int run_common(struct runner *r, struct kr_config *cfg, const struct kr_e
 	status = finish(r);
 out:
 	kr_engine_free(r->engine);
+	kr_opts_mem_free(&r->mem);
 	kr_metrics_free(r->metrics);
 	if (r->sigfd >= 0) {
 		kr_loop_unwatch(r->loop, r->sigfd);

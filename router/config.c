@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "log.h"
 #include "transform.h"
 
 
@@ -75,6 +77,9 @@ struct srule {
 struct vctx {
 	struct kr_config *c;
 	char *err;
+	struct kr_opts_src src; /* for kr_opts_fill: the file, its text, where errors go */
+	bool sinks_loaded;      /* sink names can be looked up (before: dead_letter waits) */
+	const char *rule_keys[4]; /* of kr_rule_options: name, pattern, targets, description */
 	struct nameset names; /* of the list being loaded */
 	/* rules streamed from the parse (see stream_rule) */
 	bool stream_off; /* a rule needs the tree: load the file again, the usual way */
@@ -120,59 +125,9 @@ static enum kr_err verr(struct vctx *v, const struct kr_json *node, const char *
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	size_t line = 1, col = 1;
-	if (node)
-		kr_json_linecol(v->c->text, v->c->len, node->offset, &line, &col);
-	return kr_errf(v->err, KR_ERR_CONFIG, "%s:%zu:%zu: %s: %s", v->c->path, line, col, jpath,
-		       msg);
+	return kr_opts_error(&v->src, node, jpath, "%s", msg);
 }
 
-/* Edit distance counting a swap of two neighbouring letters as one edit ("paht" -> "path"). */
-static size_t edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	if (la > 64 || lb > 64)
-		return 99;
-	size_t d[65][65];
-	for (size_t i = 0; i <= la; i++)
-		d[i][0] = i;
-	for (size_t j = 0; j <= lb; j++)
-		d[0][j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		for (size_t j = 1; j <= lb; j++) {
-			size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-			size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
-			size_t best = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-			    d[i - 2][j - 2] + 1 < best)
-				best = d[i - 2][j - 2] + 1;
-			d[i][j] = best;
-		}
-	}
-	return d[la][lb];
-}
-
-/* " (did you mean \"x\"?)" for the closest of the names, or "" */
-static void did_you_mean(const char *key, const char *const *names, size_t n, char *out,
-			 size_t cap)
-{
-	size_t best = 99;
-	const char *bn = NULL;
-	for (size_t i = 0; i < n; i++) {
-		size_t d = edit_distance(key, names[i]);
-		if (d < best) {
-			best = d;
-			bn = names[i];
-		}
-	}
-	size_t kl = strlen(key);
-	if (bn && best <= (kl < 6 ? 1 : kl < 12 ? 2 : 3))
-		snprintf(out, cap, " (did you mean \"%s\"?)", bn);
-	else
-		out[0] = 0;
-}
-
-/* The index in allowed of key (compared as C strings, as check_keys always has), or nallowed. */
 static size_t allowed_index(const char *key, const char *const *allowed, size_t nallowed)
 {
 	size_t j = 0;
@@ -187,7 +142,7 @@ static enum kr_err unknown_key(struct vctx *v, const struct kr_json *obj, size_t
 			       const char *what)
 {
 	char hint[128];
-	did_you_mean(obj->keys[i], allowed, nallowed, hint, sizeof hint);
+	kr_opts_did_you_mean(obj->keys[i], allowed, nallowed, hint, sizeof hint);
 	struct kr_json at = {.offset = obj->key_offsets[i]};
 	return verr(v, &at, jpath, "unknown key \"%s\" in %s%s", obj->keys[i], what, hint);
 }
@@ -221,51 +176,12 @@ static size_t get_keys(const struct kr_json *obj, const char *const *allowed, si
 	return obj->n;
 }
 
-static bool opt_type_ok(enum kr_opt_type t, const struct kr_json *j)
-{
-	switch (t) {
-	case KR_OPT_STRING: return j->type == KR_JSON_STRING;
-	case KR_OPT_BOOL: return j->type == KR_JSON_TRUE || j->type == KR_JSON_FALSE;
-	case KR_OPT_INT:
-		return j->type == KR_JSON_NUMBER && j->num >= 0 && j->num == (double)(long long)j->num;
-	case KR_OPT_STRINGS:
-		if (j->type == KR_JSON_STRING)
-			return true;
-		if (j->type != KR_JSON_ARRAY)
-			return false;
-		for (size_t i = 0; i < j->n; i++)
-			if (j->items[i]->type != KR_JSON_STRING)
-				return false;
-		return true;
-	case KR_OPT_OBJECT:
-		if (j->type != KR_JSON_OBJECT)
-			return false;
-		for (size_t i = 0; i < j->n; i++)
-			if (j->items[i]->type != KR_JSON_STRING)
-				return false;
-		return true;
-	}
-	return false;
-}
-
-static const char *opt_type_name(enum kr_opt_type t)
-{
-	switch (t) {
-	case KR_OPT_STRING: return "a string";
-	case KR_OPT_BOOL: return "true or false";
-	case KR_OPT_INT: return "a non-negative integer";
-	case KR_OPT_STRINGS: return "a string or an array of strings";
-	case KR_OPT_OBJECT: return "an object of strings";
-	}
-	return "?";
-}
-
 /* Common checks of a source or sink entry: name, type, plugin options. */
 static enum kr_err check_plugin_entry(struct vctx *v, const struct kr_json *o, const char *jpath,
 				      const char *what, const struct kr_option *opts,
 				      bool available, const char **name, const char **type,
 				      const char *const *known_types, size_t nknown,
-				      const char *const *common, size_t ncommon)
+				      const struct kr_option *common)
 {
 	char p[160];
 	if (o->type != KR_JSON_OBJECT)
@@ -284,7 +200,7 @@ static enum kr_err check_plugin_entry(struct vctx *v, const struct kr_json *o, c
 			if (strcmp(known_types[i], t->str) == 0)
 				return KR_OK; /* recognised; its options are checked where it is built */
 		char hint[128], list[256] = "";
-		did_you_mean(t->str, known_types, nknown, hint, sizeof hint);
+		kr_opts_did_you_mean(t->str, known_types, nknown, hint, sizeof hint);
 		for (size_t i = 0; i < nknown; i++) {
 			strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
 			strncat(list, known_types[i], sizeof list - strlen(list) - 1);
@@ -294,35 +210,13 @@ static enum kr_err check_plugin_entry(struct vctx *v, const struct kr_json *o, c
 			    list);
 	}
 	const char *allowed[64];
-	size_t na = 0;
-	allowed[na++] = "name";
-	allowed[na++] = "type";
-	for (size_t i = 0; i < ncommon && na < 64; i++)
-		allowed[na++] = common[i];
-	for (const struct kr_option *op = opts; op && op->name && na < 64; op++)
-		allowed[na++] = op->name;
+	size_t na = kr_opts_names(common, allowed, 64);
+	na += kr_opts_names(opts, allowed + na, 64 - na);
 	char ctxname[96];
 	snprintf(ctxname, sizeof ctxname, "%s of type \"%s\"", what, t->str);
-	enum kr_err e = check_keys(v, o, jpath, allowed, na, ctxname);
-	if (e)
-		return e;
-	for (const struct kr_option *op = opts; op && op->name; op++) {
-		const struct kr_json *val = kr_json_get(o, op->name);
-		snprintf(p, sizeof p, "%s.%s", jpath, op->name);
-		if (!val) {
-			if (op->required)
-				return verr(v, o, jpath, "%s \"%s\" needs \"%s\"", what, n->str,
-					    op->name);
-			continue;
-		}
-		if (!opt_type_ok(op->type, val))
-			return verr(v, val, p, "\"%s\" must be %s", op->name,
-				    opt_type_name(op->type));
-	}
-	return KR_OK;
+	return check_keys(v, o, jpath, allowed, na, ctxname);
 }
 
-static const char *const sink_common[] = {"retry", "dead_letter", "concurrency", "timeout_ms"};
 
 static int32_t find_sink(const struct kr_config *c, const char *name)
 {
@@ -346,95 +240,106 @@ static enum kr_err sink_ref(struct vctx *v, const struct kr_json *j, const char 
 	for (size_t q = 0; q < v->c->nsinks && nn < 256; q++)
 		names[nn++] = v->c->sinks[q].name;
 	char hint[128];
-	did_you_mean(j->str, names, nn, hint, sizeof hint);
+	kr_opts_did_you_mean(j->str, names, nn, hint, sizeof hint);
 	return verr(v, j, jpath, "no sink is named \"%s\"%s", j->str, hint);
 }
 
-static enum kr_err uint_field(struct vctx *v, const struct kr_json *j, const char *jpath,
-			      uint64_t min, uint64_t max, uint64_t *out)
+/* KR_OPT_SINK for kr_opts_fill: a sink's own dead_letter is only looked up once every sink is
+ * loaded (load_engine_settings); until then it is checked to be a string. */
+static enum kr_err sink_ref_cb(void *ctx, const struct kr_json *j, const char *jpath,
+			       int32_t *out)
 {
-	if (j->type != KR_JSON_NUMBER || j->num != (double)(uint64_t)j->num || j->num < (double)min ||
-	    j->num > (double)max)
-		return verr(v, j, jpath, "must be an integer from %llu to %llu",
-			    (unsigned long long)min, (unsigned long long)max);
-	*out = (uint64_t)j->num;
+	struct vctx *v = ctx;
+	if (v->sinks_loaded)
+		return sink_ref(v, j, jpath, out);
+	*out = -1;
+	return j->type == KR_JSON_STRING ? KR_OK : verr(v, j, jpath, "must be a sink name (a string)");
+}
+
+/* EventBridge's RetryPolicy (MaximumRetryAttempts, MaximumEventAgeInSeconds) and the bounds of
+ * the exponential back-off with full jitter between attempts. */
+static const struct kr_option retry_options[] = {
+	{.name = "max_attempts", .type = KR_OPT_INT,
+	 .offset = offsetof(struct kr_retry_cfg, max_attempts), .def = "185", .min = 1,
+	 .max = 1000000, .help = "attempts in all, the first included (EventBridge's default: 185)"},
+	{.name = "max_event_age_seconds", .type = KR_OPT_INT,
+	 .offset = offsetof(struct kr_retry_cfg, max_age_ms), .def = "86400", .min = 1,
+	 .max = 86400u * 365u, .scale = 1000,
+	 .help = "give up once the event is this old (EventBridge's default: 24 hours)"},
+	{.name = "initial_backoff_ms", .type = KR_OPT_INT,
+	 .offset = offsetof(struct kr_retry_cfg, initial_backoff_ms), .def = "1000", .min = 1,
+	 .max = 3600000, .help = "the longest wait before the second attempt"},
+	{.name = "max_backoff_ms", .type = KR_OPT_INT,
+	 .offset = offsetof(struct kr_retry_cfg, max_backoff_ms), .def = "60000", .min = 1,
+	 .max = 86400000, .help = "the longest wait between two attempts (not before Retry-After)"},
+	{0},
+};
+
+const struct kr_option kr_sink_common_options[] = {
+	{.name = "name", .type = KR_OPT_STRING, .offset = offsetof(struct kr_sink_cfg, name),
+	 .required = true, .help = "the sink's name, which rules' targets use"},
+	{.name = "type", .type = KR_OPT_STRING, .offset = offsetof(struct kr_sink_cfg, type),
+	 .required = true, .help = "the plugin (see below)"},
+	{.name = "retry", .type = KR_OPT_TABLE, .offset = offsetof(struct kr_sink_cfg, retry),
+	 .table = retry_options, .help = "the retry policy of the sink's deliveries"},
+	{.name = "dead_letter", .type = KR_OPT_SINK,
+	 .offset = offsetof(struct kr_sink_cfg, dead_letter),
+	 .help = "where deliveries go when the policy is used up or the failure is permanent; "
+		 "without one such a record is not acknowledged"},
+	{.name = "concurrency", .type = KR_OPT_INT,
+	 .offset = offsetof(struct kr_sink_cfg, concurrency), .def = "16", .min = 1,
+	 .max = 100000,
+	 .help = "deliveries in flight at once (a sink that writes batches may default higher)"},
+	{.name = "timeout_ms", .type = KR_OPT_INT, .offset = offsetof(struct kr_sink_cfg, timeout_ms),
+	 .def = "10000", .min = 1, .max = 3600000, .help = "per request, for sinks that make requests"},
+	{0},
+};
+
+const struct kr_option kr_source_common_options[] = {
+	{.name = "name", .type = KR_OPT_STRING, .offset = offsetof(struct kr_source_cfg, name),
+	 .required = true, .help = "the source's name"},
+	{.name = "type", .type = KR_OPT_STRING, .offset = offsetof(struct kr_source_cfg, type),
+	 .required = true, .help = "the plugin (see below)"},
+	{0},
+};
+
+static enum kr_err check_retry(struct vctx *v, const struct kr_json *o, const char *jp,
+			       const struct kr_retry_cfg *r)
+{
+	if (r->max_backoff_ms < r->initial_backoff_ms)
+		return verr(v, o, jp, "max_backoff_ms is smaller than initial_backoff_ms");
 	return KR_OK;
 }
 
-static const struct kr_retry_cfg default_retry = {
-	.max_attempts = 185, /* EventBridge's default RetryPolicy */
-	.max_age_ms = 86400u * 1000u,
-	.initial_backoff_ms = 1000,
-	.max_backoff_ms = 60000,
-};
-
-/* {"max_attempts": N, "max_event_age_seconds": S, "initial_backoff_ms": B, "max_backoff_ms": M}
- * over the values in *r. */
-static enum kr_err load_retry(struct vctx *v, const struct kr_json *o, const char *jpath,
-			      struct kr_retry_cfg *r)
-{
-	static const char *const keys[] = {"max_attempts", "max_event_age_seconds",
-					   "initial_backoff_ms", "max_backoff_ms"};
-	if (o->type != KR_JSON_OBJECT)
-		return verr(v, o, jpath, "\"retry\" must be an object");
-	enum kr_err e = check_keys(v, o, jpath, keys, 4, "a retry policy");
-	char p[160];
-	uint64_t x;
-	const struct kr_json *j;
-	if (!e && (j = kr_json_get(o, "max_attempts"))) {
-		snprintf(p, sizeof p, "%s.max_attempts", jpath);
-		if (!(e = uint_field(v, j, p, 1, 1000000, &x)))
-			r->max_attempts = (uint32_t)x;
-	}
-	if (!e && (j = kr_json_get(o, "max_event_age_seconds"))) {
-		snprintf(p, sizeof p, "%s.max_event_age_seconds", jpath);
-		if (!(e = uint_field(v, j, p, 1, 86400u * 365u, &x)))
-			r->max_age_ms = x * 1000u;
-	}
-	if (!e && (j = kr_json_get(o, "initial_backoff_ms"))) {
-		snprintf(p, sizeof p, "%s.initial_backoff_ms", jpath);
-		if (!(e = uint_field(v, j, p, 1, 3600000, &x)))
-			r->initial_backoff_ms = x;
-	}
-	if (!e && (j = kr_json_get(o, "max_backoff_ms"))) {
-		snprintf(p, sizeof p, "%s.max_backoff_ms", jpath);
-		if (!(e = uint_field(v, j, p, 1, 86400000, &x)))
-			r->max_backoff_ms = x;
-	}
-	if (!e && r->max_backoff_ms < r->initial_backoff_ms)
-		e = verr(v, o, jpath, "max_backoff_ms is smaller than initial_backoff_ms");
-	return e;
-}
-
-/* retry, concurrency, timeout_ms of a sink (dead_letter is resolved once all sinks are known). */
+/* The options every sink has (dead_letter is resolved once all sinks are known). */
 static enum kr_err load_sink_common(struct vctx *v, struct kr_sink_cfg *s, const struct kr_json *o,
 				    const char *jp)
 {
+	enum kr_err e = kr_opts_fill(&v->src, kr_sink_common_options, o, jp, s);
+	if (e)
+		return e;
+	if (!kr_json_get(o, "concurrency") && s->plugin && s->plugin->default_concurrency)
+		s->concurrency = s->plugin->default_concurrency;
+	const struct kr_json *r = kr_json_get(o, "retry");
 	char p[160];
-	const struct kr_json *j;
-	uint64_t x;
-	enum kr_err e = KR_OK;
-	s->retry = default_retry;
-	s->dead_letter = -1;
-	const struct kr_sink_entry *ent = kr_sink_lookup(s->type);
-	s->concurrency = ent && ent->plugin && ent->plugin->default_concurrency
-				 ? ent->plugin->default_concurrency
-				 : 16;
-	s->timeout_ms = 10000;
-	if ((j = kr_json_get(o, "retry"))) {
-		snprintf(p, sizeof p, "%s.retry", jp);
-		e = load_retry(v, j, p, &s->retry);
-	}
-	if (!e && (j = kr_json_get(o, "concurrency"))) {
-		snprintf(p, sizeof p, "%s.concurrency", jp);
-		if (!(e = uint_field(v, j, p, 1, 100000, &x)))
-			s->concurrency = (uint32_t)x;
-	}
-	if (!e && (j = kr_json_get(o, "timeout_ms"))) {
-		snprintf(p, sizeof p, "%s.timeout_ms", jp);
-		if (!(e = uint_field(v, j, p, 1, 3600000, &x)))
-			s->timeout_ms = x;
-	}
+	snprintf(p, sizeof p, "%s.retry", jp);
+	return r ? check_retry(v, r, p, &s->retry) : KR_OK;
+}
+
+/* The plugin's own options into a new struct (owned by the config), then its validate hook. */
+static enum kr_err load_plugin_conf(struct vctx *v, const struct kr_option *options,
+				    size_t conf_size,
+				    enum kr_err (*validate)(const void *, const struct kr_opts_check *),
+				    const struct kr_json *o, const char *jp, void **conf)
+{
+	void *c = calloc(1, conf_size ? conf_size : 1);
+	if (!c || !kr_opts_keep(&v->c->mem, c))
+		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
+	enum kr_err e = kr_opts_fill(&v->src, options, o, jp, c);
+	struct kr_opts_check chk = {.src = &v->src, .obj = o, .jpath = jp};
+	if (!e && validate)
+		e = validate(c, &chk);
+	*conf = c;
 	return e;
 }
 
@@ -512,15 +417,55 @@ static bool variable_name_ok(const char *s, size_t n)
 	return true;
 }
 
+static const struct kr_option transformer_options[] = {
+	{.name = "input_paths", .type = KR_OPT_MAP,
+	 .help = "variables: up to 100 names, each with a JSONPath into the event ($.detail.key-id)"},
+	{.name = "input_template", .type = KR_OPT_STRING, .required = true,
+	 .help = "the payload, with <variable> placeholders: a JSON template ({...} or [...]) or "
+		 "quoted text lines, as EventBridge's InputTemplate"},
+	{0},
+};
+
+static const char *const doc_pattern[] = {
+	"an EventBridge event pattern: an object, or a JSON string holding one", NULL};
+static const char *const doc_targets[] = {
+	"an array of targets: sink names, or objects (see \"targets\")", NULL};
+
+/* In the order stream_rule and load_rules read them from get_keys: name, pattern, targets,
+ * description. */
+const struct kr_option kr_rule_options[] = {
+	{.name = "name", .type = KR_OPT_STRING, .required = true,
+	 .help = "unique; it names the rule in outputs, dead letters and metrics"},
+	{.name = "pattern", .type = KR_OPT_DOC, .values = doc_pattern, .required = true,
+	 .help = "which events the rule matches"},
+	{.name = "targets", .type = KR_OPT_DOC, .values = doc_targets, .required = true,
+	 .help = "each entry is its own delivery of a matched event"},
+	{.name = "description", .type = KR_OPT_STRING, .help = "free text"},
+	{0},
+};
+
+const struct kr_option kr_target_options[] = {
+	{.name = "sink", .type = KR_OPT_SINK, .required = true, .help = "where the delivery goes"},
+	{.name = "retry", .type = KR_OPT_TABLE, .table = retry_options,
+	 .help = "overrides the sink's retry policy, key by key"},
+	{.name = "dead_letter", .type = KR_OPT_SINK, .help = "overrides the sink's dead letter"},
+	{.name = "input_path", .type = KR_OPT_STRING,
+	 .help = "deliver only this part of the event: a JSONPath such as \"$.detail\""},
+	{.name = "input_transformer", .type = KR_OPT_TABLE, .table = transformer_options,
+	 .help = "deliver a payload built from the event (not with input_path)"},
+	{0},
+};
+
 /* The transformer's template is checked here, once, by the scanner that fills it for each
  * event (kr_template_check): a template accepted here gives valid output for every event. */
 static enum kr_err load_transformer(struct vctx *v, const struct kr_json *o, const char *jpath)
 {
-	static const char *const keys[] = {"input_paths", "input_template"};
+	const char *keys[4];
+	size_t nkeys = kr_opts_names(transformer_options, keys, 4);
 	char p[512];
 	if (o->type != KR_JSON_OBJECT)
 		return verr(v, o, jpath, "\"input_transformer\" must be an object");
-	enum kr_err e = check_keys(v, o, jpath, keys, 2, "an input transformer");
+	enum kr_err e = check_keys(v, o, jpath, keys, nkeys, "an input transformer");
 	if (e)
 		return e;
 	const struct kr_json *paths = kr_json_get(o, "input_paths"),
@@ -576,12 +521,12 @@ static void target_of_sink(const struct vctx *v, int32_t si, struct kr_target_cf
 static enum kr_err load_target(struct vctx *v, const struct kr_json *t, const char *jp,
 			       struct kr_target_cfg *out)
 {
-	static const char *const keys[] = {"sink", "retry", "dead_letter", "input_path",
-					   "input_transformer"};
+	const char *keys[8];
+	size_t nkeys = kr_opts_names(kr_target_options, keys, 8);
 	char p[512];
 	const struct kr_json *sink = t;
 	if (t->type == KR_JSON_OBJECT) {
-		enum kr_err e = check_keys(v, t, jp, keys, 5, "a target");
+		enum kr_err e = check_keys(v, t, jp, keys, nkeys, "a target");
 		if (e)
 			return e;
 		sink = kr_json_get(t, "sink");
@@ -602,7 +547,8 @@ static enum kr_err load_target(struct vctx *v, const struct kr_json *t, const ch
 	const struct kr_json *j;
 	if ((j = kr_json_get(t, "retry"))) {
 		snprintf(p, sizeof p, "%s.retry", jp);
-		if ((e = load_retry(v, j, p, &out->retry)))
+		if ((e = kr_opts_update(&v->src, retry_options, j, p, &out->retry)) ||
+		    (e = check_retry(v, j, p, &out->retry)))
 			return e;
 	}
 	if ((j = kr_json_get(t, "dead_letter"))) {
@@ -635,8 +581,7 @@ struct plugin_list {
 	const char *what; /* "sink" */
 	const char *known[32];
 	size_t nknown;
-	const char *const *common;
-	size_t ncommon;
+	const struct kr_option *common; /* the options every entry has */
 	/* the options of a type (NULL when the type is not available) */
 	const struct kr_option *(*options)(const char *type);
 	/* stores entry i, already checked */
@@ -660,8 +605,7 @@ static enum kr_err load_plugin_list(struct vctx *v, const struct kr_json *arr,
 			t && t->type == KR_JSON_STRING ? pl->options(t->str) : NULL;
 		const char *name, *type;
 		enum kr_err e = check_plugin_entry(v, o, jp, pl->what, opts, opts != NULL, &name,
-						   &type, pl->known, pl->nknown, pl->common,
-						   pl->ncommon);
+						   &type, pl->known, pl->nknown, pl->common);
 		if (e)
 			return e;
 		int added = nameset_add(&v->names, name);
@@ -698,6 +642,9 @@ static enum kr_err store_sink(struct vctx *v, size_t i, const struct kr_json *o,
 	s->plugin = ent ? ent->plugin : NULL;
 	s->obj = o;
 	enum kr_err e = load_sink_common(v, s, o, jp);
+	if (!e && s->plugin)
+		e = load_plugin_conf(v, s->plugin->options, s->plugin->conf_size, s->plugin->validate,
+				     o, jp, &s->conf);
 	if (!e)
 		v->c->nsinks++;
 	return e;
@@ -706,21 +653,23 @@ static enum kr_err store_sink(struct vctx *v, size_t i, const struct kr_json *o,
 static enum kr_err store_source(struct vctx *v, size_t i, const struct kr_json *o, const char *jp,
 				const char *name, const char *type)
 {
-	(void)jp;
 	struct kr_source_cfg *s = &v->c->sources[i];
 	const struct kr_source_entry *ent = kr_source_lookup(type);
 	s->name = name;
 	s->type = type;
 	s->plugin = ent ? ent->plugin : NULL;
 	s->obj = o;
-	v->c->nsources++;
-	return KR_OK;
+	enum kr_err e = s->plugin ? load_plugin_conf(v, s->plugin->options, s->plugin->conf_size,
+						     s->plugin->validate, o, jp, &s->conf)
+				  : KR_OK;
+	if (!e)
+		v->c->nsources++;
+	return e;
 }
 
 static enum kr_err load_sinks(struct vctx *v, const struct kr_json *arr)
 {
-	struct plugin_list pl = {.list = "$.sinks", .what = "sink", .common = sink_common,
-				 .ncommon = sizeof sink_common / sizeof *sink_common,
+	struct plugin_list pl = {.list = "$.sinks", .what = "sink", .common = kr_sink_common_options,
 				 .options = sink_options, .store = store_sink};
 	for (const struct kr_sink_entry *e = kr_sink_registry; e->type && pl.nknown < 32; e++)
 		pl.known[pl.nknown++] = e->type;
@@ -732,7 +681,8 @@ static enum kr_err load_sinks(struct vctx *v, const struct kr_json *arr)
 
 static enum kr_err load_sources(struct vctx *v, const struct kr_json *arr)
 {
-	struct plugin_list pl = {.list = "$.sources", .what = "source", .options = source_options,
+	struct plugin_list pl = {.list = "$.sources", .what = "source",
+				 .common = kr_source_common_options, .options = source_options,
 				 .store = store_source};
 	for (const struct kr_source_entry *e = kr_source_registry; e->type && pl.nknown < 32; e++)
 		pl.known[pl.nknown++] = e->type;
@@ -751,7 +701,6 @@ static const char *rule_path(char *out, size_t cap, size_t i, const char *suffix
 	return out;
 }
 
-static const char *const rule_keys[] = {"name", "pattern", "targets", "description"};
 
 /* Whether two JSON values (NULL: absent) have the same compact text. */
 static bool same_json(const struct kr_json *a, const struct kr_json *b)
@@ -841,7 +790,7 @@ static bool stream_rule(void *ctx, const struct kr_json *o, size_t index)
 	if (v->stream_off)
 		return false;
 	const struct kr_json *f[4];
-	if (o->type != KR_JSON_OBJECT || get_keys(o, rule_keys, 4, f) < o->n)
+	if (o->type != KR_JSON_OBJECT || get_keys(o, v->rule_keys, 4, f) < o->n)
 		goto off;
 	const struct kr_json *n = f[0], *pat = f[1], *tg = f[2], *d = f[3];
 	if (!n || n->type != KR_JSON_STRING || n->len == 0 || (d && d->type != KR_JSON_STRING) ||
@@ -979,9 +928,9 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 		if (o->type != KR_JSON_OBJECT)
 			return verr(v, o, rule_path(jp, sizeof jp, i, ""), "a rule must be an object");
 		const struct kr_json *f[4];
-		size_t bad_key = get_keys(o, rule_keys, 4, f);
+		size_t bad_key = get_keys(o, v->rule_keys, 4, f);
 		if (bad_key < o->n)
-			return unknown_key(v, o, bad_key, rule_path(jp, sizeof jp, i, ""), rule_keys, 4,
+			return unknown_key(v, o, bad_key, rule_path(jp, sizeof jp, i, ""), v->rule_keys, 4,
 					   "a rule");
 		struct kr_rule_cfg *r = &c->rules[i];
 		const struct kr_json *n = f[0], *pat = f[1], *tg = f[2], *d = f[3];
@@ -1034,6 +983,52 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 	return KR_OK;
 }
 
+static const char *const doc_sources[] = {"an array of sources (see \"source types\")", NULL};
+static const char *const doc_sinks[] = {"an array of sinks (see \"sink types\")", NULL};
+static const char *const doc_rules[] = {"an array of rules (see \"rules\")", NULL};
+
+static const struct kr_option metrics_options[] = {
+	{.name = "listen", .type = KR_OPT_STRING, .offset = offsetof(struct kr_metrics_cfg, listen),
+	 .required = true,
+	 .help = "HOST:PORT to serve Prometheus /metrics, /healthz and /readyz on"},
+	{0},
+};
+
+static const struct kr_option log_options[] = {
+	{.name = "format", .type = KR_OPT_ENUM, .offset = offsetof(struct kr_log_cfg, format),
+	 .def = "\"logfmt\"", .values = kr_log_format_names,
+	 .help = "one line per event of note on stderr, as logfmt or JSON"},
+	{.name = "level", .type = KR_OPT_ENUM, .offset = offsetof(struct kr_log_cfg, level),
+	 .def = "\"info\"", .values = kr_log_level_names, .help = "the least level logged"},
+	{0},
+};
+
+const struct kr_option kr_config_options[] = {
+	{.name = "sources", .type = KR_OPT_DOC, .values = doc_sources,
+	 .help = "where records come from (run; replay reads the files it is given instead)"},
+	{.name = "sinks", .type = KR_OPT_DOC, .values = doc_sinks,
+	 .help = "where deliveries go"},
+	{.name = "rules", .type = KR_OPT_DOC, .values = doc_rules,
+	 .help = "EventBridge event patterns and the targets of the events they match"},
+	{.name = "invalid_dead_letter", .type = KR_OPT_SINK,
+	 .offset = offsetof(struct kr_config, invalid_dead_letter),
+	 .help = "the sink records that cannot be parsed go to, as {\"record\", \"source\", "
+		 "\"position\", \"error_message\"}"},
+	{.name = "unmatched", .type = KR_OPT_SINK, .offset = offsetof(struct kr_config, unmatched),
+	 .help = "the sink events no rule matches go to"},
+	{.name = "max_in_flight", .type = KR_OPT_INT,
+	 .offset = offsetof(struct kr_config, max_in_flight), .def = "10000", .min = 1,
+	 .max = 10000000, .help = "records being delivered at once; sources wait beyond it"},
+	{.name = "shutdown_grace_seconds", .type = KR_OPT_INT,
+	 .offset = offsetof(struct kr_config, shutdown_grace_ms), .def = "30", .max = 3600,
+	 .scale = 1000, .help = "how long SIGTERM waits for deliveries in flight"},
+	{.name = "metrics", .type = KR_OPT_TABLE, .offset = offsetof(struct kr_config, metrics),
+	 .table = metrics_options, .help = "the metrics and health endpoints (none by default)"},
+	{.name = "log", .type = KR_OPT_TABLE, .offset = offsetof(struct kr_config, log),
+	 .table = log_options, .help = "logging"},
+	{0},
+};
+
 /* Sinks' dead letters and the top-level settings of the engine. */
 static enum kr_err load_engine_settings(struct vctx *v, const struct kr_json *d)
 {
@@ -1041,56 +1036,17 @@ static enum kr_err load_engine_settings(struct vctx *v, const struct kr_json *d)
 	enum kr_err e = KR_OK;
 	char p[160];
 	const struct kr_json *j;
+	v->sinks_loaded = true;
 	for (size_t i = 0; i < c->nsinks && !e; i++)
 		if ((j = kr_json_get(c->sinks[i].obj, "dead_letter"))) {
 			jp_index(p, sizeof p, "$.sinks", i, ".dead_letter");
 			e = sink_ref(v, j, p, &c->sinks[i].dead_letter);
 		}
-	c->invalid_dead_letter = c->unmatched = -1;
-	c->max_in_flight = 10000;
-	c->shutdown_grace_ms = 30000;
-	uint64_t x;
-	if (!e && (j = kr_json_get(d, "invalid_dead_letter")))
-		e = sink_ref(v, j, "$.invalid_dead_letter", &c->invalid_dead_letter);
-	if (!e && (j = kr_json_get(d, "unmatched")))
-		e = sink_ref(v, j, "$.unmatched", &c->unmatched);
-	if (!e && (j = kr_json_get(d, "max_in_flight")) &&
-	    !(e = uint_field(v, j, "$.max_in_flight", 1, 10000000, &x)))
-		c->max_in_flight = (uint32_t)x;
-	if (!e && (j = kr_json_get(d, "shutdown_grace_seconds")) &&
-	    !(e = uint_field(v, j, "$.shutdown_grace_seconds", 0, 3600, &x)))
-		c->shutdown_grace_ms = x * 1000;
-	if (!e && (j = kr_json_get(d, "metrics"))) {
-		static const char *const keys[] = {"listen"};
-		const struct kr_json *l = kr_json_get(j, "listen");
-		if (j->type != KR_JSON_OBJECT)
-			e = verr(v, j, "$.metrics", "must be an object such as {\"listen\": \"127.0.0.1:9464\"}");
-		else if (!(e = check_keys(v, j, "$.metrics", keys, 1, "metrics"))) {
-			if (!l || l->type != KR_JSON_STRING || !strchr(l->str, ':'))
-				e = verr(v, l ? l : j, "$.metrics.listen", "needs \"listen\": \"HOST:PORT\"");
-			else
-				c->metrics_listen = l->str;
-		}
-	}
-	if (!e && (j = kr_json_get(d, "log"))) {
-		static const char *const keys[] = {"format", "level"};
-		if (j->type != KR_JSON_OBJECT) {
-			e = verr(v, j, "$.log", "must be an object such as {\"format\": \"json\"}");
-		} else if (!(e = check_keys(v, j, "$.log", keys, 2, "log settings"))) {
-			const struct kr_json *f = kr_json_get(j, "format"), *l = kr_json_get(j, "level");
-			if (f && (f->type != KR_JSON_STRING ||
-				  (strcmp(f->str, "logfmt") && strcmp(f->str, "json"))))
-				e = verr(v, f, "$.log.format", "must be \"logfmt\" or \"json\"");
-			else if (l && (l->type != KR_JSON_STRING ||
-				       (strcmp(l->str, "debug") && strcmp(l->str, "info") &&
-					strcmp(l->str, "warn") && strcmp(l->str, "error"))))
-				e = verr(v, l, "$.log.level", "must be \"debug\", \"info\", \"warn\" or \"error\"");
-			else {
-				c->log_format = f ? f->str : NULL;
-				c->log_level = l ? l->str : NULL;
-			}
-		}
-	}
+	if (!e)
+		e = kr_opts_fill(&v->src, kr_config_options, d, "$", c);
+	if (!e && c->metrics.listen && !strchr(c->metrics.listen, ':'))
+		e = verr(v, kr_json_get(kr_json_get(d, "metrics"), "listen"), "$.metrics.listen",
+			 "must be \"HOST:PORT\" such as \"127.0.0.1:9464\"");
 	return e;
 }
 
@@ -1129,6 +1085,10 @@ static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 		strcpy(c->dir, ".");
 	c->len = len;
 	struct vctx v = {.c = c, .err = err};
+	v.src = (struct kr_opts_src){.file = c->path, .text = c->text, .len = len,
+				     .base_dir = c->dir, .mem = &c->mem, .sink_ref = sink_ref_cb,
+				     .sink_ctx = &v, .err = err};
+	kr_opts_names(kr_rule_options, v.rule_keys, 4);
 	struct kr_json_opts jo = {.allow_comments = true, .max_depth = 128};
 	if (stream) {
 		if (kr_rules_new(&c->compiled) != KR_OK) {
@@ -1156,12 +1116,10 @@ static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 	const struct kr_json *d = c->doc;
 	if (d->type != KR_JSON_OBJECT)
 		e = verr(&v, d, "$", "the configuration must be a JSON object");
-	static const char *const top_keys[] = {"sources", "sinks", "rules", "invalid_dead_letter",
-					       "unmatched", "metrics", "log", "max_in_flight",
-					       "shutdown_grace_seconds"};
+	const char *top_keys[32];
+	size_t ntop = kr_opts_names(kr_config_options, top_keys, 32);
 	if (!e)
-		e = check_keys(&v, d, "$", top_keys, sizeof top_keys / sizeof *top_keys,
-			       "the configuration");
+		e = check_keys(&v, d, "$", top_keys, ntop, "the configuration");
 	if (!e && !c->compiled && kr_rules_new(&c->compiled) != KR_OK)
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	const struct kr_json *j;
@@ -1285,6 +1243,7 @@ void kr_config_free(struct kr_config *c)
 	free(c->pool);
 	free(c->path);
 	free(c->dir);
+	kr_opts_mem_free(&c->mem);
 	free(c);
 }
 
@@ -1309,24 +1268,6 @@ size_t kr_config_unavailable(const struct kr_config *c, char *err)
 		}
 	}
 	return n;
-}
-
-const char *kr_opt_string(const struct kr_json *obj, const char *name, const char *def)
-{
-	const struct kr_json *j = kr_json_get(obj, name);
-	return j && j->type == KR_JSON_STRING ? j->str : def;
-}
-
-bool kr_opt_bool(const struct kr_json *obj, const char *name, bool def)
-{
-	const struct kr_json *j = kr_json_get(obj, name);
-	return j ? j->type == KR_JSON_TRUE : def;
-}
-
-uint64_t kr_opt_int(const struct kr_json *obj, const char *name, uint64_t def)
-{
-	const struct kr_json *j = kr_json_get(obj, name);
-	return j && j->type == KR_JSON_NUMBER && j->num >= 0 ? (uint64_t)j->num : def;
 }
 
 char *kr_resolve_path(const char *base_dir, const char *p)

@@ -14,12 +14,13 @@
 
 #include "err.h"
 #include "json.h"
+#include "options.h"
 #include "plugin.h"
 #include "rules.h"
 
 /* Retry policy, as EventBridge's RetryPolicy plus the back-off bounds. */
 struct kr_retry_cfg {
-	uint32_t max_attempts;      /* attempts in all, >= 1 */
+	uint64_t max_attempts;      /* attempts in all, >= 1 */
 	uint64_t max_age_ms;        /* give up once the event is this old */
 	uint64_t initial_backoff_ms;
 	uint64_t max_backoff_ms;
@@ -30,9 +31,10 @@ struct kr_sink_cfg {
 	const char *type;
 	const struct kr_sink_plugin *plugin; /* NULL: not available in this build */
 	const struct kr_json *obj;
+	void *conf;            /* the plugin's options struct (NULL: type not available) */
 	struct kr_retry_cfg retry;
 	int32_t dead_letter;   /* sink index, or -1 */
-	uint32_t concurrency;  /* deliveries in flight at once */
+	uint64_t concurrency;  /* deliveries in flight at once */
 	uint64_t timeout_ms;   /* per request, for sinks that make requests */
 };
 
@@ -50,6 +52,7 @@ struct kr_source_cfg {
 	const char *type;
 	const struct kr_source_plugin *plugin;
 	const struct kr_json *obj;
+	void *conf; /* the plugin's options struct (NULL: type not available) */
 };
 
 struct kr_rule_cfg {
@@ -80,11 +83,24 @@ struct kr_config {
 	struct kr_rules *compiled; /* rule i of the config is rule id i */
 	int32_t invalid_dead_letter;  /* sink index for records that cannot be parsed, or -1 */
 	int32_t unmatched;            /* sink index for events no rule matches, or -1 */
-	const char *metrics_listen;   /* "host:port", or NULL */
-	const char *log_format, *log_level;
-	uint32_t max_in_flight;       /* records being delivered at once */
+	struct kr_metrics_cfg {
+		const char *listen;   /* "host:port", or NULL */
+	} metrics;
+	struct kr_log_cfg {
+		int format, level;    /* indexes in kr_log_format_names, kr_log_level_names */
+	} log;
+	uint64_t max_in_flight;       /* records being delivered at once */
 	uint64_t shutdown_grace_ms;
+	struct kr_opts_mem mem;       /* what filling the option structs allocated */
 };
+
+/* The option tables of the configuration's own keys (the plugins have theirs), from which
+ * loading, defaults and `kmsrouter help config` come. */
+extern const struct kr_option kr_config_options[];      /* the top level */
+extern const struct kr_option kr_rule_options[];        /* an entry of "rules" */
+extern const struct kr_option kr_target_options[];      /* a target given as an object */
+extern const struct kr_option kr_sink_common_options[]; /* every sink, besides its own */
+extern const struct kr_option kr_source_common_options[]; /* every source */
 
 /* Loads and validates a config file. On error returns non-KR_OK with "FILE:LINE:COL: $.path:
  * message" in err. On success *out is new; free with kr_config_free. */

@@ -209,8 +209,8 @@ static enum kr_err gen_new(struct kr_engine *e, struct kr_config *cfg, struct ge
 		s->idx = (uint32_t)i;
 		s->cfg = &cfg->sinks[i];
 		s->stats = kr_metrics_sink(e->metrics, s->cfg->name);
-		struct kr_sink_args a = {.name = s->cfg->name, .base_dir = cfg->dir,
-					 .obj = s->cfg->obj, .loop = e->loop};
+		struct kr_sink_args a = {.name = s->cfg->name, .conf = s->cfg->conf,
+					 .timeout_ms = s->cfg->timeout_ms, .loop = e->loop};
 		char serr[KR_ERRBUF] = "";
 		if (s->cfg->plugin->create(&a, &s->ctx, serr) != KR_OK) {
 			s->ctx = NULL;
@@ -939,13 +939,13 @@ static void input_rebind(struct kr_engine *e, struct inp *in)
 
 enum kr_err kr_engine_add_source(struct kr_engine *e, const char *name,
 				 const struct kr_source_plugin *plugin, const struct kr_json *obj,
-				 char *err)
+				 const void *conf, char *err)
 {
 	struct kr_source_handle *h = handle_new(e, name);
 	if (!h)
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	h->plugin = plugin;
-	struct kr_source_args a = {.name = h->name, .base_dir = e->cur->cfg->dir, .obj = obj,
+	struct kr_source_args a = {.name = h->name, .conf = conf, .obj = obj,
 				   .loop = e->loop, .engine = e, .handle = h};
 	char serr[KR_ERRBUF] = "";
 	if (plugin->create(&a, &h->ctx, serr) != KR_OK) {
@@ -965,7 +965,7 @@ enum kr_err kr_engine_start_sources(struct kr_engine *e, char *err)
 				       "source \"%s\": type \"%s\" is not available in this build",
 				       c->sources[i].name, c->sources[i].type);
 		enum kr_err r = kr_engine_add_source(e, c->sources[i].name, c->sources[i].plugin,
-						     c->sources[i].obj, err);
+						     c->sources[i].obj, c->sources[i].conf, err);
 		if (r)
 			return r;
 	}

@@ -41,10 +41,11 @@ void kr_engine_free(struct kr_engine *e);
 /* Starts the configuration's own sources (run). */
 enum kr_err kr_engine_start_sources(struct kr_engine *e, char *err);
 
-/* Adds a source of a given plugin with a config object (replay adds a file source). */
+/* Adds a source of a given plugin with its config object and its filled options struct, which
+ * must outlive the engine (replay adds a file source). */
 enum kr_err kr_engine_add_source(struct kr_engine *e, const char *name,
 				 const struct kr_source_plugin *plugin, const struct kr_json *obj,
-				 char *err);
+				 const void *conf, char *err);
 
 /* Swaps in a new configuration (rules and sinks; the sources stay). On failure nothing changes
  * and err says why. Takes ownership of cfg on success only. */

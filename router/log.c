@@ -14,28 +14,13 @@
 static bool json_format;
 static enum kr_log_level min_level = KR_LOG_INFO;
 
-bool kr_log_configure(const char *format, const char *level)
+const char *const kr_log_format_names[] = {"logfmt", "json", NULL};
+const char *const kr_log_level_names[] = {"debug", "info", "warn", "error", NULL};
+
+void kr_log_configure(int format, enum kr_log_level level)
 {
-	if (format) {
-		if (strcmp(format, "json") == 0)
-			json_format = true;
-		else if (strcmp(format, "logfmt") == 0)
-			json_format = false;
-		else
-			return false;
-	}
-	if (level) {
-		static const char *const names[] = {"debug", "info", "warn", "error"};
-		bool found = false;
-		for (int i = 0; i < 4; i++)
-			if (strcmp(level, names[i]) == 0) {
-				min_level = (enum kr_log_level)i;
-				found = true;
-			}
-		if (!found)
-			return false;
-	}
-	return true;
+	json_format = format == 1;
+	min_level = level;
 }
 
 bool kr_log_is_secret_key(const char *key)

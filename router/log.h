@@ -12,9 +12,11 @@
 
 enum kr_log_level { KR_LOG_DEBUG, KR_LOG_INFO, KR_LOG_WARN, KR_LOG_ERROR };
 
-/* format: "logfmt" or "json"; level: "debug", "info", "warn", "error". Returns false when a
- * name is not known. */
-bool kr_log_configure(const char *format, const char *level);
+/* The values of the config's "log" settings, NULL-terminated: format 0 is logfmt (the
+ * default), 1 JSON; a level's index is its enum kr_log_level. */
+extern const char *const kr_log_format_names[];
+extern const char *const kr_log_level_names[];
+void kr_log_configure(int format, enum kr_log_level level);
 
 void kr_log(enum kr_log_level level, const char *component, ...) __attribute__((sentinel));
 

@@ -22,21 +22,65 @@ struct kr_loop;
 struct kr_engine;
 struct kr_source_handle;
 
+/* Option types, and the C type each fills at its offset. */
 enum kr_opt_type {
-	KR_OPT_STRING,
-	KR_OPT_BOOL,
-	KR_OPT_INT,      /* a non-negative integer */
-	KR_OPT_STRINGS,  /* an array of strings, or one string */
-	KR_OPT_OBJECT    /* a JSON object of string values (e.g. headers) */
+	KR_OPT_STRING,     /* const char *: a string */
+	KR_OPT_BOOL,       /* bool: true or false */
+	KR_OPT_INT,        /* uint64_t: an integer in [min, max], times scale when scale > 1 */
+	KR_OPT_DURATION,   /* uint64_t ms: an integer of milliseconds, or "250ms", "10s", "5m",
+			      "2h", in [min, max] ms */
+	KR_OPT_SIZE,       /* uint64_t bytes: an integer, or "64KiB", "1MiB", "1GiB", "10kB" (SI),
+			      in [min, max] */
+	KR_OPT_ENUM,       /* int: the index in values of the string given */
+	KR_OPT_URL,        /* const char *: a URL whose scheme is one of values */
+	KR_OPT_PATH,       /* const char *: a file path, resolved against the config's folder
+			      ("-" stays "-") */
+	KR_OPT_STRINGS,    /* struct kr_strings: an array of strings, or one string */
+	KR_OPT_PATHS,      /* struct kr_strings: the same, each a path resolved as KR_OPT_PATH */
+	KR_OPT_MAP,        /* struct kr_strmap: an object of string values */
+	KR_OPT_TABLE,      /* a nested object, filled by table at offset */
+	KR_OPT_SECRET_ENV, /* struct kr_secret: the name of an environment variable that must be
+			      set; its value is a secret, never logged */
+	KR_OPT_SINK,       /* int32_t: a sink of the configuration, by name (-1: none) */
+	KR_OPT_DOC         /* not filled: an entry of the reference for a value that has its own
+			      loader (a rule's pattern, its targets); values says what it is */
+};
+
+struct kr_strings {
+	const char *const *v;
+	size_t n;
+};
+
+struct kr_strmap {
+	const char *const *keys;
+	const char *const *values;
+	size_t n;
+};
+
+struct kr_secret {
+	const char *env;   /* the variable's name, NULL when the option is not set */
+	const char *value; /* its value (getenv): never log it */
 };
 
 struct kr_option {
 	const char *name;
 	enum kr_opt_type type;
-	const char *def;   /* default as text shown by --help, NULL: none */
+	size_t offset;     /* where the value goes in the struct being filled */
+	const char *def;   /* the default as JSON text ("\"POST\"", "250", "false"); NULL: none */
 	bool required;
-	const char *help;
+	const char *help;  /* one line */
+	uint64_t min, max; /* INT, DURATION, SIZE bounds (max 0: none) */
+	uint64_t scale;    /* INT: stored as value * scale (seconds given, ms kept) */
+	const char *const *values;     /* ENUM: the values; URL: the schemes; NULL-terminated */
+	const struct kr_option *table; /* TABLE: its options */
 };
+
+/* A plugin's check of what its table cannot say (options that go together, a value that
+ * depends on another): report with kr_opts_reject, which places the error at the named option
+ * (or at the plugin's object when that option is not set) as FILE:LINE:COL: $.path: message. */
+struct kr_opts_check;
+enum kr_err kr_opts_reject(const struct kr_opts_check *c, const char *option, const char *fmt,
+			   ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- sinks ---- */
 
@@ -61,8 +105,8 @@ void kr_delivery_done(struct kr_delivery *d, enum kr_outcome o, uint64_t not_bef
 
 struct kr_sink_args {
 	const char *name;
-	const char *base_dir; /* relative paths in options are relative to the config's folder */
-	const struct kr_json *obj; /* the sink's config object, validated against the options */
+	const void *conf;     /* the plugin's options struct, filled and validated (conf_size) */
+	uint64_t timeout_ms;  /* the sink's timeout_ms (an option every sink has) */
 	struct kr_loop *loop;
 };
 
@@ -70,10 +114,15 @@ struct kr_sink_plugin {
 	const char *name;
 	const char *description;
 	const struct kr_option *options; /* terminated by an entry with name NULL */
+	size_t conf_size; /* the struct the options fill (offsets in options) */
+	/* optional: checks what the table cannot say, with kr_opts_reject; run by config loading,
+	   so that `check` rejects what `run` would */
+	enum kr_err (*validate)(const void *conf, const struct kr_opts_check *c);
 	/* deliveries in flight at once unless the config says ("concurrency"); 0: 16. A sink that
 	   batches (writes on flush) takes as many as the engine gives. */
 	uint32_t default_concurrency;
-	/* mandatory: builds the instance from validated options; err says why not */
+	/* mandatory: builds the instance from the filled, validated options; err says why not (only
+	   what cannot be known from the config: a folder that does not exist, no memory) */
 	enum kr_err (*create)(const struct kr_sink_args *a, void **ctx, char *err);
 	/* mandatory: takes a delivery; completes it now or later with kr_delivery_done */
 	void (*submit)(void *ctx, struct kr_delivery *d);
@@ -89,8 +138,8 @@ struct kr_sink_plugin {
 
 struct kr_source_args {
 	const char *name;
-	const char *base_dir;
-	const struct kr_json *obj;
+	const void *conf;          /* the plugin's options struct, filled and validated */
+	const struct kr_json *obj; /* the source's config object (for keys that are not options) */
 	struct kr_loop *loop;
 	struct kr_engine *engine;
 	struct kr_source_handle *handle; /* pass to kr_engine_event / kr_engine_invalid */
@@ -102,6 +151,8 @@ struct kr_source_plugin {
 	const char *name;
 	const char *description;
 	const struct kr_option *options;
+	size_t conf_size;
+	enum kr_err (*validate)(const void *conf, const struct kr_opts_check *c);
 	/* mandatory */
 	enum kr_err (*create)(const struct kr_source_args *a, void **ctx, char *err);
 	/* mandatory: reads a bounded amount and hands events to the engine. MORE: call again soon;
@@ -136,10 +187,6 @@ extern const struct kr_source_entry kr_source_registry[];
 const struct kr_sink_entry *kr_sink_lookup(const char *type);
 const struct kr_source_entry *kr_source_lookup(const char *type);
 
-/* Option helpers for plugins: the value in the config object, or the default. */
-const char *kr_opt_string(const struct kr_json *obj, const char *name, const char *def);
-bool kr_opt_bool(const struct kr_json *obj, const char *name, bool def);
-uint64_t kr_opt_int(const struct kr_json *obj, const char *name, uint64_t def);
 /* A new string: p if absolute (or "-"), else base_dir/p. Free with free(). */
 char *kr_resolve_path(const char *base_dir, const char *p);
 

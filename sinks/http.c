@@ -7,6 +7,7 @@
  * delivered; 429 and 5xx retryable, not before Retry-After; other 4xx permanent; no response
  * (refused, timeout, TLS) retryable. rate_limit caps requests per second; the engine's
  * concurrency limit caps requests in flight. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,24 +40,67 @@ struct http_sink {
 	struct kr_http *http;
 };
 
+struct http_conf {
+	const char *url;
+	int method; /* in methods */
+	struct kr_strmap headers;
+	const char *api_key_header;
+	struct kr_secret api_key, basic_user, basic_password;
+	uint64_t rate_limit;
+	const char *ca_file;
+};
+
+static const char *const methods[] = {"POST", "PUT", NULL};
+static const char *const schemes[] = {"http", "https", NULL};
+
 static const struct kr_option http_options[] = {
-	{.name = "url", .type = KR_OPT_STRING, .required = true, .help = "http:// or https:// URL"},
-	{.name = "method", .type = KR_OPT_STRING, .def = "\"POST\"", .help = "POST or PUT"},
-	{.name = "headers", .type = KR_OPT_OBJECT, .help = "extra request headers (not secrets)"},
+	{.name = "url", .type = KR_OPT_URL, .offset = offsetof(struct http_conf, url),
+	 .values = schemes, .required = true, .help = "where each event is sent"},
+	{.name = "method", .type = KR_OPT_ENUM, .offset = offsetof(struct http_conf, method),
+	 .values = methods, .def = "\"POST\"", .help = "the request method"},
+	{.name = "headers", .type = KR_OPT_MAP, .offset = offsetof(struct http_conf, headers),
+	 .help = "extra request headers (not secrets)"},
 	{.name = "api_key_header", .type = KR_OPT_STRING,
-	 .help = "header that carries the API key (e.g. x-api-key)"},
-	{.name = "api_key_env", .type = KR_OPT_STRING,
-	 .help = "environment variable holding the API key"},
-	{.name = "basic_username_env", .type = KR_OPT_STRING,
+	 .offset = offsetof(struct http_conf, api_key_header),
+	 .help = "header that carries the API key (e.g. x-api-key), with api_key_env"},
+	{.name = "api_key_env", .type = KR_OPT_SECRET_ENV,
+	 .offset = offsetof(struct http_conf, api_key),
+	 .help = "environment variable holding the API key, with api_key_header"},
+	{.name = "basic_username_env", .type = KR_OPT_SECRET_ENV,
+	 .offset = offsetof(struct http_conf, basic_user),
 	 .help = "environment variable holding the Basic auth user name"},
-	{.name = "basic_password_env", .type = KR_OPT_STRING,
+	{.name = "basic_password_env", .type = KR_OPT_SECRET_ENV,
+	 .offset = offsetof(struct http_conf, basic_password),
 	 .help = "environment variable holding the Basic auth password"},
-	{.name = "rate_limit", .type = KR_OPT_INT, .def = "0",
-	 .help = "requests per second at most (0: no limit)"},
-	{.name = "ca_file", .type = KR_OPT_STRING,
+	{.name = "rate_limit", .type = KR_OPT_INT, .offset = offsetof(struct http_conf, rate_limit),
+	 .def = "0", .max = 1000000, .help = "requests per second at most (0: no limit)"},
+	{.name = "ca_file", .type = KR_OPT_PATH, .offset = offsetof(struct http_conf, ca_file),
 	 .help = "CA bundle to verify the server with, besides the system's"},
 	{0},
 };
+
+/* What the table cannot say: options that go together, and header text that would break the
+ * request. */
+static enum kr_err http_validate(const void *conf, const struct kr_opts_check *c)
+{
+	const struct http_conf *h = conf;
+	if (!h->api_key_header != !h->api_key.env)
+		return kr_opts_reject(c, h->api_key_header ? "api_key_header" : "api_key_env",
+				      "api_key_header and api_key_env go together");
+	if (!h->basic_user.env != !h->basic_password.env)
+		return kr_opts_reject(c, h->basic_user.env ? "basic_username_env"
+							   : "basic_password_env",
+				      "basic_username_env and basic_password_env go together");
+	if (h->api_key_header && (!*h->api_key_header || strpbrk(h->api_key_header, ": \r\n")))
+		return kr_opts_reject(c, "api_key_header", "must be a header name");
+	for (size_t i = 0; i < h->headers.n; i++)
+		if (!*h->headers.keys[i] || strpbrk(h->headers.keys[i], ": \r\n") ||
+		    strpbrk(h->headers.values[i], "\r\n"))
+			return kr_opts_reject(c, "headers",
+					      "header \"%s\" has a forbidden character",
+					      h->headers.keys[i]);
+	return KR_OK;
+}
 
 static void http_destroy(void *ctx);
 
@@ -76,79 +120,40 @@ static enum kr_err add_header(struct http_sink *s, const char *name, const char 
 
 static enum kr_err http_create(const struct kr_sink_args *a, void **ctx, char *err)
 {
+	const struct http_conf *c = a->conf;
 	struct http_sink *s = calloc(1, sizeof *s);
 	if (!s)
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	s->loop = a->loop;
-	const char *url = kr_opt_string(a->obj, "url", "");
-	const char *method = kr_opt_string(a->obj, "method", "POST");
-	enum kr_err e = KR_OK;
-	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-		e = kr_errf(err, KR_ERR_CONFIG, "\"url\" must start with http:// or https://");
-	else if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0)
-		e = kr_errf(err, KR_ERR_CONFIG, "\"method\" must be \"POST\" or \"PUT\"");
-	if (e) {
-		free(s);
-		return e;
-	}
 	s->name = strdup(a->name);
-	s->url = strdup(url);
-	s->method = strdup(method);
-	s->timeout_ms = kr_opt_int(a->obj, "timeout_ms", 10000);
-	s->rate = kr_opt_int(a->obj, "rate_limit", 0);
+	s->url = strdup(c->url);
+	s->method = strdup(methods[c->method]);
+	s->timeout_ms = a->timeout_ms;
+	s->rate = c->rate_limit;
 	s->tokens = (double)s->rate;
 	s->tokens_at = kr_now_ms();
-	const char *ca = kr_opt_string(a->obj, "ca_file", NULL);
-	if (ca)
-		s->ca_file = kr_resolve_path(a->base_dir, ca);
-	if (!s->name || !s->url || !s->method || (ca && !s->ca_file))
+	if (c->ca_file)
+		s->ca_file = strdup(c->ca_file);
+	enum kr_err e = KR_OK;
+	if (!s->name || !s->url || !s->method || (c->ca_file && !s->ca_file))
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	e = e ? e : add_header(s, "Content-Type", "application/json");
-	const struct kr_json *hd = kr_json_get(a->obj, "headers");
-	for (size_t i = 0; !e && hd && i < hd->n; i++) {
-		if (strpbrk(hd->keys[i], ":\r\n") || strpbrk(hd->items[i]->str, "\r\n"))
-			e = kr_errf(err, KR_ERR_CONFIG, "header \"%s\" has a forbidden character",
-				    hd->keys[i]);
+	for (size_t i = 0; !e && i < c->headers.n; i++)
+		e = add_header(s, c->headers.keys[i], c->headers.values[i]);
+	if (!e && c->api_key_header)
+		e = add_header(s, c->api_key_header, c->api_key.value);
+	if (!e && c->basic_user.env) {
+		size_t n = strlen(c->basic_user.value) + strlen(c->basic_password.value) + 2;
+		if ((s->userpwd = malloc(n)))
+			snprintf(s->userpwd, n, "%s:%s", c->basic_user.value, c->basic_password.value);
 		else
-			e = add_header(s, hd->keys[i], hd->items[i]->str);
-	}
-	const char *kh = kr_opt_string(a->obj, "api_key_header", NULL),
-		   *ke = kr_opt_string(a->obj, "api_key_env", NULL);
-	if (!e && (kh || ke)) {
-		const char *key = ke ? getenv(ke) : NULL;
-		if (!kh || !ke)
-			e = kr_errf(err, KR_ERR_CONFIG, "api_key_header and api_key_env go together");
-		else if (!key || !*key)
-			e = kr_errf(err, KR_ERR_CONFIG, "environment variable %s (the API key) is not set",
-				    ke);
-		else if (strpbrk(key, "\r\n"))
-			e = kr_errf(err, KR_ERR_CONFIG, "environment variable %s has a line break", ke);
-		else
-			e = add_header(s, kh, key);
-	}
-	const char *ue = kr_opt_string(a->obj, "basic_username_env", NULL),
-		   *pe = kr_opt_string(a->obj, "basic_password_env", NULL);
-	if (!e && (ue || pe)) {
-		const char *user = ue ? getenv(ue) : NULL, *pass = pe ? getenv(pe) : NULL;
-		if (!ue || !pe)
-			e = kr_errf(err, KR_ERR_CONFIG,
-				    "basic_username_env and basic_password_env go together");
-		else if (!user || !pass)
-			e = kr_errf(err, KR_ERR_CONFIG, "environment variables %s and %s must be set",
-				    ue, pe);
-		else {
-			size_t n = strlen(user) + strlen(pass) + 2;
-			if ((s->userpwd = malloc(n)))
-				snprintf(s->userpwd, n, "%s:%s", user, pass);
-			else
-				e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
-		}
+			e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	}
 	if (!e)
 		e = kr_http_new(a->loop, &s->http, err);
 	if (e) {
 		http_destroy(s);
-		return e;
+		return e == KR_ERR_NOMEM ? kr_errf(err, e, "out of memory") : e;
 	}
 	*ctx = s;
 	return KR_OK;
@@ -289,6 +294,8 @@ const struct kr_sink_plugin kr_sink_http = {
 	.name = "http",
 	.description = "POSTs (or PUTs) each event to an HTTP endpoint, like EventBridge API destinations",
 	.options = http_options,
+	.conf_size = sizeof(struct http_conf),
+	.validate = http_validate,
 	.create = http_create,
 	.submit = http_submit,
 	.destroy = http_destroy,

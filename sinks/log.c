@@ -8,6 +8,7 @@
  * file; the next flush opens the path again, as logrotate expects. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +32,20 @@ struct log_sink {
 	size_t npending, cap;
 };
 
+struct log_conf {
+	const char *path;
+	bool metadata;
+	uint64_t fsync_ms;
+};
+
 static const struct kr_option log_options[] = {
-	{.name = "path", .type = KR_OPT_STRING, .def = "\"-\"",
-	 .help = "file to append JSON Lines to, or \"-\" for standard output"},
-	{.name = "metadata", .type = KR_OPT_BOOL, .def = "false",
+	{.name = "path", .type = KR_OPT_PATH, .offset = offsetof(struct log_conf, path),
+	 .def = "\"-\"", .help = "file to append JSON Lines to, or \"-\" for standard output"},
+	{.name = "metadata", .type = KR_OPT_BOOL, .offset = offsetof(struct log_conf, metadata),
+	 .def = "false",
 	 .help = "write {\"rule\", \"sink\", \"received_time\", \"payload\"} instead of the payload"},
-	{.name = "fsync_interval_ms", .type = KR_OPT_INT, .def = "1000",
+	{.name = "fsync_interval_ms", .type = KR_OPT_DURATION,
+	 .offset = offsetof(struct log_conf, fsync_ms), .def = "1000",
 	 .help = "fsync the file at most this often after writes (0: never)"},
 	{0},
 };
@@ -114,8 +123,8 @@ static enum kr_err log_create(const struct kr_sink_args *a, void **ctx, char *er
 	struct log_sink *s = calloc(1, sizeof *s);
 	if (!s || !(s->name = strdup(a->name)))
 		goto nomem;
-	const char *path = kr_opt_string(a->obj, "path", "-");
-	if (strcmp(path, "-") != 0 && !(s->path = kr_resolve_path(a->base_dir, path)))
+	const struct log_conf *c = a->conf;
+	if (strcmp(c->path, "-") != 0 && !(s->path = strdup(c->path)))
 		goto nomem;
 	if (s->path && check_path(s->path, err) != KR_OK) {
 		free(s->path);
@@ -124,8 +133,8 @@ static enum kr_err log_create(const struct kr_sink_args *a, void **ctx, char *er
 		return KR_ERR_CONFIG;
 	}
 	s->fd = s->path ? -1 : 1;
-	s->metadata = kr_opt_bool(a->obj, "metadata", false);
-	s->fsync_ms = kr_opt_int(a->obj, "fsync_interval_ms", 1000);
+	s->metadata = c->metadata;
+	s->fsync_ms = c->fsync_ms;
 	s->last_fsync = kr_now_ms();
 	*ctx = s;
 	return KR_OK;
@@ -282,6 +291,7 @@ const struct kr_sink_plugin kr_sink_log = {
 	.name = "log",
 	.description = "writes each delivered event as one JSON line to a file or stdout",
 	.options = log_options,
+	.conf_size = sizeof(struct log_conf),
 	.default_concurrency = 1u << 20,
 	.create = log_create,
 	.submit = log_submit,

@@ -28,6 +28,7 @@
 #include <glob.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,17 +87,27 @@ struct file_src {
 	uint64_t bytes_total;
 };
 
+struct file_conf {
+	struct kr_strings paths;
+	bool follow;
+	uint64_t poll_ms;
+	const char *checkpoint;
+};
+
 static const struct kr_option file_options[] = {
-	{.name = "paths", .type = KR_OPT_STRINGS, .required = true,
-	 .help = "files or globs to read, \"-\" for standard input"},
-	{.name = "follow", .type = KR_OPT_BOOL, .def = "false",
+	{.name = "paths", .type = KR_OPT_PATHS, .offset = offsetof(struct file_conf, paths),
+	 .required = true, .help = "files or globs to read, \"-\" for standard input"},
+	{.name = "follow", .type = KR_OPT_BOOL, .offset = offsetof(struct file_conf, follow),
+	 .def = "false",
 	 .help = "keep reading as the files grow, across rotation, and read files that start to "
 		 "match the globs (like tail -F)"},
-	{.name = "poll_interval_ms", .type = KR_OPT_INT, .def = "250",
+	{.name = "poll_interval_ms", .type = KR_OPT_DURATION,
+	 .offset = offsetof(struct file_conf, poll_ms), .def = "250", .min = 1, .max = 3600000,
 	 .help = "how often a followed file at its end, and the globs, are looked at again"},
-	{.name = "checkpoint", .type = KR_OPT_STRING,
+	{.name = "checkpoint", .type = KR_OPT_PATH, .offset = offsetof(struct file_conf, checkpoint),
 	 .help = "file that records how far each input was delivered, to resume from; a start "
-		 "is refused when an input was replaced since (delete the file to start over)"},
+		 "is refused when an input was replaced since (delete the file to start over; with "
+		 "follow, a replaced file is read from its beginning)"},
 	{0},
 };
 
@@ -497,14 +508,15 @@ static enum kr_err file_create(const struct kr_source_args *a, void **ctx, char 
 	}
 	f->h = a->handle;
 	f->loop = a->loop;
-	f->follow = kr_opt_bool(a->obj, "follow", false);
-	f->poll_ms = kr_opt_int(a->obj, "poll_interval_ms", 250);
-	const char *cp = kr_opt_string(a->obj, "checkpoint", NULL);
+	const struct file_conf *c = a->conf;
+	f->follow = c->follow;
+	f->poll_ms = c->poll_ms;
+	const char *cp = c->checkpoint;
 	const struct kr_json *window = kr_json_get(a->obj, "checkpoint_window");
 	const struct kr_json *reset = kr_json_get(a->obj, "checkpoint_reset");
 	if (window && window->type != KR_JSON_OBJECT)
 		window = NULL;
-	if (cp && !(f->checkpoint = kr_resolve_path(a->base_dir, cp)))
+	if (cp && !(f->checkpoint = strdup(cp)))
 		goto fail;
 	if (window) {
 		struct kr_buf b = {0};
@@ -514,13 +526,8 @@ static enum kr_err file_create(const struct kr_source_args *a, void **ctx, char 
 		}
 		f->window = b.p;
 	}
-	const struct kr_json *paths = kr_json_get(a->obj, "paths");
-	size_t np = paths->type == KR_JSON_ARRAY ? paths->n : 1;
-	for (size_t i = 0; i < np; i++) {
-		const char *given = paths->type == KR_JSON_ARRAY ? paths->items[i]->str : paths->str;
-		char *p = kr_resolve_path(a->base_dir, given);
-		int added = p ? add_path(f, p) : -1;
-		free(p);
+	for (size_t i = 0; i < c->paths.n; i++) {
+		int added = add_path(f, c->paths.v[i]);
 		if (added != 0)
 			goto fail;
 	}
@@ -755,6 +762,7 @@ const struct kr_source_plugin kr_source_file = {
 	.name = "file",
 	.description = "reads archived or growing files (any format and envelope), or stdin",
 	.options = file_options,
+	.conf_size = sizeof(struct file_conf),
 	.create = file_create,
 	.pull = file_pull,
 	.ack = file_ack,
