@@ -23,6 +23,7 @@ int kr_cmd_match(int argc, char **argv);
 int kr_cmd_check(int argc, char **argv);
 int kr_cmd_run(int argc, char **argv);
 int kr_cmd_replay(int argc, char **argv);
+int kr_cmd_help(int argc, char **argv);
 
 
 #endif

@@ -429,7 +429,7 @@ static const struct kr_option transformer_options[] = {
 static const char *const doc_pattern[] = {
 	"an EventBridge event pattern: an object, or a JSON string holding one", NULL};
 static const char *const doc_targets[] = {
-	"an array of targets: sink names, or objects (see \"targets\")", NULL};
+	"an array of targets: sink names, or objects as below", NULL};
 
 /* In the order stream_rule and load_rules read them from get_keys: name, pattern, targets,
  * description. */
@@ -983,9 +983,9 @@ static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
 	return KR_OK;
 }
 
-static const char *const doc_sources[] = {"an array of sources (see \"source types\")", NULL};
-static const char *const doc_sinks[] = {"an array of sinks (see \"sink types\")", NULL};
-static const char *const doc_rules[] = {"an array of rules (see \"rules\")", NULL};
+static const char *const doc_sources[] = {"an array of sources, whose types are below", NULL};
+static const char *const doc_sinks[] = {"an array of sinks, whose types are below", NULL};
+static const char *const doc_rules[] = {"an array of rules, below", NULL};
 
 static const struct kr_option metrics_options[] = {
 	{.name = "listen", .type = KR_OPT_STRING, .offset = offsetof(struct kr_metrics_cfg, listen),

@@ -24,7 +24,8 @@ static void usage(FILE *f)
 		   "EventBridge event patterns.\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\n  kmsrouter COMMAND --help   describes a command\n"
+	fprintf(f, "\n  kmsrouter COMMAND --help     describes a command\n"
+		   "  kmsrouter help config [TYPE] the configuration reference\n"
 		   "  kmsrouter --version\n");
 }
 
@@ -39,6 +40,8 @@ int main(int argc, char **argv)
 		printf("kmsrouter %s\n", KR_VERSION);
 		return KR_EXIT_OK;
 	}
+	if (strcmp(cmd, "help") == 0 && argc > 2)
+		return kr_cmd_help(argc - 1, argv + 1);
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
 		usage(stdout);
 		return KR_EXIT_OK;

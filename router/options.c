@@ -9,28 +9,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-void *kr_opts_keep(struct kr_opts_mem *m, void *p)
+static void *keep(struct kr_opts_mem *m, void *p, void (*release)(void *))
 {
 	if (!p)
 		return NULL;
 	if (m->n == m->cap) {
 		size_t cap = m->cap ? m->cap * 2 : 16;
-		void **v = realloc(m->p, cap * sizeof *v);
+		struct kr_opts_kept *v = realloc(m->v, cap * sizeof *v);
 		if (!v) {
-			free(p);
+			release(p);
 			return NULL;
 		}
-		m->p = v;
+		m->v = v;
 		m->cap = cap;
 	}
-	return m->p[m->n++] = p;
+	m->v[m->n].p = p;
+	m->v[m->n++].release = release;
+	return p;
+}
+
+void *kr_opts_keep(struct kr_opts_mem *m, void *p)
+{
+	return keep(m, p, free);
+}
+
+static void json_release(void *j)
+{
+	kr_json_free(j);
+}
+
+struct kr_json *kr_opts_keep_json(struct kr_opts_mem *m, struct kr_json *j)
+{
+	return keep(m, j, json_release);
 }
 
 void kr_opts_mem_free(struct kr_opts_mem *m)
 {
-	for (size_t i = 0; i < m->n; i++)
-		free(m->p[i]);
-	free(m->p);
+	for (size_t i = m->n; i-- > 0;)
+		m->v[i].release(m->v[i].p);
+	free(m->v);
 	*m = (struct kr_opts_mem){0};
 }
 
@@ -376,7 +393,7 @@ static enum kr_err fill_default(const struct kr_opts_src *s, const struct kr_opt
 	if (e == KR_OK && (o->type == KR_OPT_STRING || o->type == KR_OPT_URL ||
 			   o->type == KR_OPT_STRINGS || o->type == KR_OPT_MAP)) {
 		/* the value points into the tree: the tree lives as long as the config */
-		if (!kr_opts_keep(s->mem, j))
+		if (!kr_opts_keep_json(s->mem, j))
 			return kr_errf(s->err, KR_ERR_NOMEM, "out of memory");
 		return KR_OK;
 	}

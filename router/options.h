@@ -21,13 +21,19 @@
 #include "plugin.h"
 
 /* Allocations made while filling option structs; freed together with kr_opts_mem_free. */
+struct kr_opts_kept {
+	void *p;
+	void (*release)(void *);
+};
 struct kr_opts_mem {
-	void **p;
+	struct kr_opts_kept *v;
 	size_t n, cap;
 };
 void kr_opts_mem_free(struct kr_opts_mem *m);
 /* Keeps p (allocated with malloc) in m; returns p, or NULL (p freed) when out of memory. */
 void *kr_opts_keep(struct kr_opts_mem *m, void *p);
+/* The same for a JSON tree (freed with kr_json_free). */
+struct kr_json *kr_opts_keep_json(struct kr_opts_mem *m, struct kr_json *j);
 
 /* Where a filled object comes from, for error messages and relative paths. */
 struct kr_opts_src {

@@ -316,6 +316,54 @@ def a_pattern_given_as_a_json_string_is_accepted(t):
           'exit %s: %s' % (rc, err))
 
 
+@test
+def help_config_prints_every_option_from_the_tables(t):
+    """`kmsrouter help config` lists every top-level, rule, target, source and sink option with
+    its type and default; `help config http` only the http sink's; an unknown type is exit 2."""
+    r = Router(t, ['help', 'config'])
+    check(r.wait(10) == 0, 'help config: exit %s' % r.p.returncode)
+    with open(r.out_path) as f:
+        out = f.read()
+    for word in ('max_in_flight  (an integer from 1 to 10000000; default 10000)',
+                 'input_transformer', 'max_event_age_seconds', 'sink type "log"',
+                 'sink type "http"', 'source type "file"', 'api_key_env', 'poll_interval_ms',
+                 'fsync_interval_ms', 'method  (one of "POST", "PUT"; default "POST")',
+                 'sink type "lambda": not available in this build'):
+        check(word in out, 'help config lacks %r' % word)
+    r = Router(t, ['help', 'config', 'http'])
+    check(r.wait(10) == 0, 'help config http: exit %s' % r.p.returncode)
+    with open(r.out_path) as f:
+        out = f.read()
+    check('url  (a string: a URL with the scheme "http", "https"; required)' in out
+          and 'sink type "log"' not in out and 'max_in_flight' not in out,
+          'help config http: %s' % out[:400])
+    rc, err = t.run(['help', 'config', 'nosuch'], timeout=10)
+    check(rc == 2 and 'no source or sink type "nosuch"' in err, 'unknown type: %s %s' % (rc, err))
+
+
+@test
+def check_rejects_what_run_would_with_its_place(t):
+    """Values that only the http sink's create used to reject (a URL of another scheme, an
+    unknown method, an unset api_key_env) are rejected by check, at FILE:LINE:COL."""
+    env_unset = 'KR_IT_SURELY_UNSET_%d' % os.getpid()
+    for opts, where, msg in (
+            ({'url': 'ftp://x'}, '$.sinks[0].url', 'scheme "http", "https"'),
+            ({'url': 'http://x', 'method': 'GET'}, '$.sinks[0].method', 'one of "POST", "PUT"'),
+            ({'url': 'http://x', 'api_key_header': 'x-api-key', 'api_key_env': env_unset},
+             '$.sinks[0].api_key_env', 'environment variable %s is not set' % env_unset),
+            ({'url': 'http://x', 'api_key_header': 'x-api-key'}, '$.sinks[0].api_key_header',
+             'go together')):
+        sink = {'name': 'h', 'type': 'http'}
+        sink.update(opts)
+        cfg = {'sources': [{'name': 'in', 'type': 'file', 'paths': ['/dev/null']}],
+               'sinks': [sink], 'rules': []}
+        write_json(t.path('config.json'), cfg)
+        for cmd in ('check', 'run'):
+            rc, err = t.run([cmd, '-c', t.path('config.json')], timeout=10)
+            check(rc == 2 and re.search(r'config\.json:\d+:\d+: %s: ' % re.escape(where), err)
+                  and msg in err, '%s %s: exit %s, %s' % (cmd, opts, rc, err.strip()))
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__.strip())
