@@ -1,8 +1,12 @@
-/* HTTP on curl multi, driven by kr_loop (see http.h). */
+/* HTTP on curl multi, driven by kr_loop (see http.h).
+ *
+ * The loop's multi handle (struct shared) lives while a client of that loop does; curl keeps
+ * its connection cache there, which is what lets two plugins reuse one connection. */
 #include "http.h"
 
 #include <curl/curl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -10,7 +14,8 @@
 
 #include "dynlib.h"
 
-#define BODY_KEEP (64u * 1024u)
+#define DEFAULT_MAX_BODY (1024u * 1024u)
+#define MAX_HEADERS (64u * 1024u) /* response header bytes kept */
 
 /* libcurl, loaded by the first kr_http_new (see dynlib.h) */
 static struct curl_api {
@@ -60,97 +65,131 @@ struct transfer {
 	kr_http_done_fn done;
 	void *arg;
 	char *body;
-	size_t body_len;
+	size_t body_len, max_body;
+	bool too_large, body_prefix;
+	char *resp_headers;
+	size_t resp_headers_len;
 	int64_t retry_after_ms;
 	char errbuf[CURL_ERROR_SIZE];
 	struct transfer *next, *prev;
 };
 
-struct kr_http {
+/* The curl multi handle of one loop, shared by its clients. */
+struct shared {
 	struct kr_loop *loop;
 	CURLM *multi;
 	struct kr_timer *timer;
-	struct transfer *active;
+	unsigned refs;
+	struct shared *next;
 };
 
-static void check_done(struct kr_http *h)
+static struct shared *all_shared; /* loop thread only: one per loop that has a client */
+
+struct kr_http {
+	struct shared *sh;
+	struct transfer *active;
+	size_t npending;
+};
+
+static void transfer_free(struct transfer *t)
+{
+	C.easy_cleanup(t->easy);
+	C.slist_free_all(t->headers);
+	free(t->body);
+	free(t->resp_headers);
+	free(t);
+}
+
+static void unlink_transfer(struct transfer *t)
+{
+	struct kr_http *h = t->h;
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		h->active = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	h->npending--;
+}
+
+static void check_done(struct shared *sh)
 {
 	CURLMsg *msg;
 	int left;
-	while ((msg = C.multi_info_read(h->multi, &left))) {
+	while ((msg = C.multi_info_read(sh->multi, &left))) {
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		CURL *easy = msg->easy_handle;
 		CURLcode code = msg->data.result;
 		struct transfer *t = NULL;
 		C.easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
-		struct kr_http_response r = {.retry_after_ms = t->retry_after_ms};
+		struct kr_http_response r = {.retry_after_ms = t->retry_after_ms,
+					     .too_large = t->too_large};
 		C.easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
-		if (code != CURLE_OK) {
+		char why[160];
+		if (t->too_large && !t->body_prefix) {
+			snprintf(why, sizeof why, "the response body is larger than %zu bytes",
+				 t->max_body);
+			r.error = why;
+			r.status = 0;
+		} else if (code != CURLE_OK) {
 			r.error = t->errbuf[0] ? t->errbuf : C.easy_strerror(code);
 			r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
 			r.status = 0;
 		}
 		r.body = t->body ? t->body : "";
 		r.body_len = t->body_len;
-		C.multi_remove_handle(h->multi, easy);
-		if (t->prev)
-			t->prev->next = t->next;
-		else
-			h->active = t->next;
-		if (t->next)
-			t->next->prev = t->prev;
+		r.headers = t->resp_headers ? t->resp_headers : "";
+		C.multi_remove_handle(sh->multi, easy);
+		unlink_transfer(t);
 		t->done(t->arg, &r);
-		C.easy_cleanup(easy);
-		C.slist_free_all(t->headers);
-		free(t->body);
-		free(t);
+		transfer_free(t);
 	}
 }
 
 static void on_io(struct kr_loop *l, int fd, unsigned events, void *arg)
 {
 	(void)l;
-	struct kr_http *h = arg;
+	struct shared *sh = arg;
 	int flags = (events & KR_IO_READ ? CURL_CSELECT_IN : 0) |
 		    (events & KR_IO_WRITE ? CURL_CSELECT_OUT : 0);
 	int running;
-	C.multi_socket_action(h->multi, fd, flags, &running);
-	check_done(h);
+	C.multi_socket_action(sh->multi, fd, flags, &running);
+	check_done(sh);
 }
 
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
 	(void)easy;
 	(void)socketp;
-	struct kr_http *h = userp;
+	struct shared *sh = userp;
 	if (what == CURL_POLL_REMOVE) {
-		kr_loop_unwatch(h->loop, s);
+		kr_loop_unwatch(sh->loop, s);
 		return 0;
 	}
 	unsigned ev = (what == CURL_POLL_IN || what == CURL_POLL_INOUT ? KR_IO_READ : 0) |
 		      (what == CURL_POLL_OUT || what == CURL_POLL_INOUT ? KR_IO_WRITE : 0);
-	return kr_loop_watch(h->loop, s, ev, on_io, h) == 0 ? 0 : -1;
+	return kr_loop_watch(sh->loop, s, ev, on_io, sh) == 0 ? 0 : -1;
 }
 
 static void on_timer(struct kr_loop *l, struct kr_timer *t, void *arg)
 {
 	(void)l;
 	(void)t;
-	struct kr_http *h = arg;
+	struct shared *sh = arg;
 	int running;
-	C.multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(h);
+	C.multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(sh);
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
 	(void)multi;
-	struct kr_http *h = userp;
+	struct shared *sh = userp;
 	if (timeout_ms < 0)
-		kr_timer_stop(h->timer);
+		kr_timer_stop(sh->timer);
 	else
-		kr_timer_start(h->timer, (uint64_t)timeout_ms);
+		kr_timer_start(sh->timer, (uint64_t)timeout_ms);
 	return 0;
 }
 
@@ -158,54 +197,139 @@ static size_t write_cb(char *data, size_t size, size_t n, void *userp)
 {
 	struct transfer *t = userp;
 	size_t len = size * n;
-	size_t keep = t->body_len < BODY_KEEP ? BODY_KEEP - t->body_len : 0;
-	if (keep > len)
-		keep = len;
-	if (keep) {
-		char *b = realloc(t->body, t->body_len + keep + 1);
-		if (!b)
-			return 0;
-		memcpy(b + t->body_len, data, keep);
-		t->body = b;
-		t->body_len += keep;
-		b[t->body_len] = 0;
+	size_t keep = len;
+	if (len > t->max_body - t->body_len) {
+		t->too_large = true;
+		if (!t->body_prefix)
+			return 0; /* stops the transfer */
+		keep = t->max_body - t->body_len;
+		if (!keep)
+			return len;
 	}
+	char *b = realloc(t->body, t->body_len + keep + 1);
+	if (!b)
+		return 0;
+	memcpy(b + t->body_len, data, keep);
+	t->body = b;
+	t->body_len += keep;
+	b[t->body_len] = 0;
 	return len;
 }
 
 /* Retry-After: delay-seconds or an HTTP-date */
+static int64_t retry_after(const char *p)
+{
+	char *end;
+	long secs = strtol(p, &end, 10);
+	if (end != p && *end == 0 && secs >= 0)
+		return (int64_t)secs * 1000;
+	struct tm tm = {0};
+	if (!strptime(p, "%a, %d %b %Y %H:%M:%S GMT", &tm))
+		return -1;
+	int64_t at = (int64_t)timegm(&tm) * 1000;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return at > now ? at - now : 0;
+}
+
+/* Keeps the header lines of the last response (a redirect or a 100 Continue starts over). */
 static size_t header_cb(char *data, size_t size, size_t n, void *userp)
 {
 	struct transfer *t = userp;
 	size_t len = size * n;
-	static const char name[] = "retry-after:";
-	if (len > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
-		char v[128];
-		size_t vl = len - (sizeof name - 1);
-		if (vl >= sizeof v)
-			vl = sizeof v - 1;
-		memcpy(v, data + sizeof name - 1, vl);
-		v[vl] = 0;
-		char *p = v;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		p[strcspn(p, "\r\n")] = 0;
-		char *end;
-		long secs = strtol(p, &end, 10);
-		if (end != p && *end == 0 && secs >= 0) {
-			t->retry_after_ms = (int64_t)secs * 1000;
-		} else {
-			struct tm tm = {0};
-			if (strptime(p, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
-				int64_t at = (int64_t)timegm(&tm) * 1000;
-				struct timespec ts;
-				clock_gettime(CLOCK_REALTIME, &ts);
-				int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-				t->retry_after_ms = at > now ? at - now : 0;
-			}
-		}
+	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+		t->resp_headers_len = 0;
+		t->retry_after_ms = -1;
+		if (t->resp_headers)
+			t->resp_headers[0] = 0;
+		return len;
 	}
+	if (t->resp_headers_len + len + 1 > MAX_HEADERS)
+		return len; /* past the limit: the rest is not kept */
+	char *b = realloc(t->resp_headers, t->resp_headers_len + len + 1);
+	if (!b)
+		return 0;
+	memcpy(b + t->resp_headers_len, data, len);
+	t->resp_headers = b;
+	t->resp_headers_len += len;
+	b[t->resp_headers_len] = 0;
+	struct kr_http_response r = {.headers = t->resp_headers};
+	char v[128];
+	if (strncasecmp(data, "retry-after:", 12) == 0 &&
+	    kr_http_header(&r, "retry-after", v, sizeof v))
+		t->retry_after_ms = retry_after(v);
 	return len;
+}
+
+const char *kr_http_header(const struct kr_http_response *r, const char *name, char *out,
+			   size_t cap)
+{
+	size_t nl = strlen(name);
+	for (const char *p = r->headers; p && *p;) {
+		const char *eol = strchr(p, '\n');
+		const char *end = eol ? eol : p + strlen(p);
+		if ((size_t)(end - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+			const char *v = p + nl + 1;
+			while (v < end && (*v == ' ' || *v == '\t'))
+				v++;
+			const char *ve = end;
+			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			size_t vl = (size_t)(ve - v) < cap - 1 ? (size_t)(ve - v) : cap - 1;
+			memcpy(out, v, vl);
+			out[vl] = 0;
+			return out;
+		}
+		p = eol ? eol + 1 : end;
+	}
+	return NULL;
+}
+
+static struct shared *shared_get(struct kr_loop *loop)
+{
+	for (struct shared *sh = all_shared; sh; sh = sh->next)
+		if (sh->loop == loop) {
+			sh->refs++;
+			return sh;
+		}
+	struct shared *sh = calloc(1, sizeof *sh);
+	if (!sh)
+		return NULL;
+	sh->loop = loop;
+	sh->refs = 1;
+	sh->multi = C.multi_init();
+	sh->timer = kr_timer_new(loop, on_timer, sh);
+	if (!sh->multi || !sh->timer) {
+		if (sh->multi)
+			C.multi_cleanup(sh->multi);
+		kr_timer_free(sh->timer);
+		free(sh);
+		return NULL;
+	}
+	C.multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	C.multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+	C.multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	C.multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+	/* HTTP/2 streams of one connection are shared by the requests to its host */
+	C.multi_setopt(sh->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	sh->next = all_shared;
+	all_shared = sh;
+	return sh;
+}
+
+static void shared_put(struct shared *sh)
+{
+	if (--sh->refs)
+		return;
+	for (struct shared **p = &all_shared; *p; p = &(*p)->next)
+		if (*p == sh) {
+			*p = sh->next;
+			break;
+		}
+	C.multi_cleanup(sh->multi);
+	kr_timer_free(sh->timer);
+	free(sh);
 }
 
 enum kr_err kr_http_new(struct kr_loop *loop, struct kr_http **out, char *err)
@@ -214,19 +338,10 @@ enum kr_err kr_http_new(struct kr_loop *loop, struct kr_http **out, char *err)
 	if (e)
 		return e;
 	struct kr_http *h = calloc(1, sizeof *h);
-	if (!h)
-		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
-	h->loop = loop;
-	h->multi = C.multi_init();
-	h->timer = kr_timer_new(loop, on_timer, h);
-	if (!h->multi || !h->timer) {
-		kr_http_free(h);
+	if (!h || !(h->sh = shared_get(loop))) {
+		free(h);
 		return kr_errf(err, KR_ERR_NOMEM, "cannot start the HTTP client");
 	}
-	C.multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	C.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-	C.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	C.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	*out = h;
 	return KR_OK;
 }
@@ -237,20 +352,78 @@ void kr_http_free(struct kr_http *h)
 		return;
 	while (h->active) {
 		struct transfer *t = h->active;
-		h->active = t->next;
-		C.multi_remove_handle(h->multi, t->easy);
+		C.multi_remove_handle(h->sh->multi, t->easy);
+		unlink_transfer(t);
 		struct kr_http_response r = {.error = "the client was closed", .retry_after_ms = -1,
-					     .body = ""};
+					     .body = "", .headers = ""};
 		t->done(t->arg, &r);
-		C.easy_cleanup(t->easy);
-		C.slist_free_all(t->headers);
-		free(t->body);
-		free(t);
+		transfer_free(t);
 	}
-	if (h->multi)
-		C.multi_cleanup(h->multi);
-	kr_timer_free(h->timer);
+	shared_put(h->sh);
 	free(h);
+}
+
+size_t kr_http_pending(const struct kr_http *h)
+{
+	return h->npending;
+}
+
+/* The method and body options of a request. */
+static void set_method(CURL *e, const struct kr_http_request *req)
+{
+	const char *m = req->method ? req->method : "GET";
+	if (strcmp(m, "GET") == 0 && !req->body_len) {
+		C.easy_setopt(e, CURLOPT_HTTPGET, 1L);
+		return;
+	}
+	if (strcmp(m, "HEAD") == 0) {
+		C.easy_setopt(e, CURLOPT_NOBODY, 1L);
+		return;
+	}
+	/* a body (possibly empty) is sent the way POST sends it, under the method asked for */
+	C.easy_setopt(e, CURLOPT_POST, 1L);
+	C.easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+	C.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+	if (strcmp(m, "POST") != 0)
+		C.easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+}
+
+static bool add_header(struct transfer *t, const char *line)
+{
+	struct curl_slist *l = C.slist_append(t->headers, line);
+	if (!l)
+		return false;
+	t->headers = l;
+	return true;
+}
+
+/* The auth options of a request. */
+static bool set_auth(CURL *e, struct transfer *t, const struct kr_http_request *req)
+{
+	if (req->auth == KR_HTTP_AUTH_NONE)
+		return true;
+	C.easy_setopt(e, CURLOPT_USERNAME, req->user ? req->user : "");
+	C.easy_setopt(e, CURLOPT_PASSWORD, req->password ? req->password : "");
+	if (req->auth == KR_HTTP_AUTH_BASIC) {
+		C.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		return true;
+	}
+	char scope[160];
+	snprintf(scope, sizeof scope, "aws:amz:%s:%s", req->region ? req->region : "",
+		 req->service ? req->service : "");
+	C.easy_setopt(e, CURLOPT_AWS_SIGV4, scope);
+	if (!req->token || !*req->token)
+		return true;
+	/* curl signs the request's headers, this one included */
+	size_t n = strlen(req->token) + sizeof "X-Amz-Security-Token: ";
+	char *line = malloc(n);
+	if (!line)
+		return false;
+	snprintf(line, n, "X-Amz-Security-Token: %s", req->token);
+	bool ok = add_header(t, line);
+	explicit_bzero(line, n);
+	free(line);
+	return ok;
 }
 
 enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
@@ -263,59 +436,52 @@ enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
 	t->done = done;
 	t->arg = arg;
 	t->retry_after_ms = -1;
+	t->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
+	t->body_prefix = req->body_prefix;
 	t->easy = C.easy_init();
 	if (!t->easy) {
 		free(t);
 		return KR_ERR_NOMEM;
 	}
 	CURL *e = t->easy;
-	for (const char *const *hd = req->headers; hd && *hd; hd++) {
-		struct curl_slist *l = C.slist_append(t->headers, *hd);
-		if (!l) {
-			C.slist_free_all(t->headers);
-			C.easy_cleanup(e);
-			free(t);
-			return KR_ERR_NOMEM;
-		}
-		t->headers = l;
-	}
+	bool ok = true;
+	for (const char *const *hd = req->headers; ok && hd && *hd; hd++)
+		ok = add_header(t, *hd);
 	/* no "Expect: 100-continue" round trip before a body */
-	struct curl_slist *l = C.slist_append(t->headers, "Expect:");
-	if (l)
-		t->headers = l;
+	ok = ok && add_header(t, "Expect:") && set_auth(e, t, req);
+	if (!ok) {
+		transfer_free(t);
+		return KR_ERR_NOMEM;
+	}
+	uint64_t timeout = req->timeout_ms ? req->timeout_ms : 30000;
 	C.easy_setopt(e, CURLOPT_URL, req->url);
-	C.easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
-	C.easy_setopt(e, CURLOPT_POST, 1L);
-	C.easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
-	C.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+	set_method(e, req);
 	C.easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-	C.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-	C.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->timeout_ms);
+	C.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout);
+	C.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+		      (long)(req->connect_timeout_ms ? req->connect_timeout_ms : timeout));
 	C.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	C.easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	C.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	C.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	C.easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	C.easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	C.easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	C.easy_setopt(e, CURLOPT_WRITEDATA, t);
 	C.easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
 	C.easy_setopt(e, CURLOPT_HEADERDATA, t);
 	C.easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
 	C.easy_setopt(e, CURLOPT_PRIVATE, t);
-	if (req->userpwd) {
-		C.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		C.easy_setopt(e, CURLOPT_USERPWD, req->userpwd);
-	}
 	if (req->ca_file)
 		C.easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
-	if (C.multi_add_handle(h->multi, e) != CURLM_OK) {
-		C.slist_free_all(t->headers);
-		C.easy_cleanup(e);
-		free(t);
+	if (C.multi_add_handle(h->sh->multi, e) != CURLM_OK) {
+		transfer_free(t);
 		return KR_ERR_NOMEM;
 	}
 	t->next = h->active;
 	if (h->active)
 		h->active->prev = t;
 	h->active = t;
+	h->npending++;
 	return KR_OK;
 }

@@ -28,7 +28,7 @@ struct http_sink {
 	char *method;
 	char **headers; /* "Name: value", NULL-terminated */
 	size_t nheaders;
-	char *userpwd;
+	const char *user, *password; /* Basic auth, from the environment (not copied) */
 	char *ca_file;
 	uint64_t timeout_ms;
 	uint64_t rate; /* requests per second, 0: no limit */
@@ -142,12 +142,9 @@ static enum kr_err http_create(const struct kr_sink_args *a, void **ctx, char *e
 		e = add_header(s, c->headers.keys[i], c->headers.values[i]);
 	if (!e && c->api_key_header)
 		e = add_header(s, c->api_key_header, c->api_key.value);
-	if (!e && c->basic_user.env) {
-		size_t n = strlen(c->basic_user.value) + strlen(c->basic_password.value) + 2;
-		if ((s->userpwd = malloc(n)))
-			snprintf(s->userpwd, n, "%s:%s", c->basic_user.value, c->basic_password.value);
-		else
-			e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	if (c->basic_user.env) {
+		s->user = c->basic_user.value;
+		s->password = c->basic_password.value;
 	}
 	if (!e)
 		e = kr_http_new(a->loop, &s->http, err);
@@ -195,8 +192,13 @@ static void send_now(struct http_sink *s, struct kr_delivery *d)
 		.body = d->payload,
 		.body_len = d->len,
 		.timeout_ms = s->timeout_ms,
-		.userpwd = s->userpwd,
+		.auth = s->user ? KR_HTTP_AUTH_BASIC : KR_HTTP_AUTH_NONE,
+		.user = s->user,
+		.password = s->password,
 		.ca_file = s->ca_file,
+		/* only the start of a response says why it failed (error_message) */
+		.max_body = 4096,
+		.body_prefix = true,
 	};
 	if (kr_http_send(s->http, &req, on_response, d) != KR_OK)
 		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "cannot start the request");
@@ -276,13 +278,6 @@ static void http_destroy(void *ctx)
 	for (size_t i = 0; i < s->nheaders; i++)
 		free(s->headers[i]);
 	free(s->headers);
-	if (s->userpwd) {
-		/* a secret: do not leave it in freed memory */
-		volatile char *p = s->userpwd;
-		while (*p)
-			*p++ = 0;
-		free(s->userpwd);
-	}
 	free(s->ca_file);
 	free(s->name);
 	free(s->url);
