@@ -116,7 +116,5 @@ void kr_config_free(struct kr_config *c);
  * build; returns their number. */
 size_t kr_config_unavailable(const struct kr_config *c, char *err);
 
-/* Reads a whole file ("-": stdin) into a new NUL-terminated buffer; free with free(). */
-enum kr_err kr_read_file(const char *path, char **out, size_t *len, char *err);
 
 #endif

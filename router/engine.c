@@ -54,10 +54,15 @@ struct inp;
 
 struct record {
 	struct inp *in;
-	struct record *next;
+	struct record *next, *prev; /* in the input's ack queue */
+	/* an event of a framed record (kr_input_record_begin): it is not in the ack queue; its
+	   frame is, and is done when all its events are */
+	struct record *frame;
+	void *token; /* a frame's token (unordered inputs: handed back in its ack) */
 	uint64_t position;
 	uint32_t pending;
 	bool done, failed;
+	bool is_frame; /* counted in unacked but not in in_flight (its events are) */
 	char *event; /* points into bytes[] */
 	size_t len;
 	uint64_t received_wall, received_mono;
@@ -102,15 +107,25 @@ struct ready {
 	size_t n;
 };
 
-/* One input of a source (a file): its parser and its records in read order. */
+/* One input of a source (a file, a partition, a queue): its parser and its records in read
+ * order. Acknowledgements are collected here and handed to the source at the end of the
+ * engine's round (flush_acks), never from inside its pull. */
 struct inp {
 	struct kr_source_handle *h;
-	uint32_t index;
+	uint64_t id; /* the source's own */
+	bool unordered, closed;
 	struct kr_stream *stream;
 	struct gen *gen; /* the generation whose paths the stream fills */
 	uint64_t next_pos, skip;
 	char *name;
 	struct record *ack_head, *ack_tail;
+	struct record *frame; /* the framed record being read, or NULL (each event a record) */
+	/* acknowledgements not yet handed over: the done prefix (ordered), the done frames'
+	   tokens (unordered) */
+	bool ack_dirty;
+	uint64_t ack_pos;
+	void **tokens;
+	size_t ntokens, captokens;
 };
 
 struct kr_source_handle {
@@ -118,8 +133,8 @@ struct kr_source_handle {
 	char *name;
 	const struct kr_source_plugin *plugin;
 	void *ctx;
-	struct inp **inputs;
-	uint32_t ninputs;
+	struct inp **inputs; /* open, or closed with records in flight */
+	size_t ninputs;
 	bool done;
 	struct kr_source_stats *stats;
 };
@@ -564,35 +579,91 @@ static void delivery_enqueue(struct dlv *d)
 
 /* ---- records and acks ---- */
 
+static void unlink_record(struct inp *in, struct record *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		in->ack_head = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	else
+		in->ack_tail = r->prev;
+}
+
+/* Collects what became acknowledgeable in input in: the done prefix of an ordered input's queue;
+ * unordered inputs collect each done frame's token in record_release. */
 static void ack_advance(struct inp *in)
 {
-	struct kr_source_handle *h = in->h;
-	bool moved = false;
-	uint64_t pos = 0;
+	struct kr_engine *e = in->h->e;
 	while (in->ack_head && in->ack_head->done && !in->ack_head->failed) {
 		struct record *r = in->ack_head;
-		in->ack_head = r->next;
-		if (!in->ack_head)
-			in->ack_tail = NULL;
-		pos = r->position;
-		moved = true;
-		h->e->unacked--;
+		unlink_record(in, r);
+		in->ack_pos = r->position;
+		in->ack_dirty = true;
+		e->unacked--;
 		free(r);
 	}
-	if (moved && h->ctx)
-		h->plugin->ack(h->ctx, in->index, pos);
+}
+
+/* Keeps a done frame's token for its acknowledgement (unordered inputs). */
+static bool keep_token(struct inp *in, void *token)
+{
+	if (in->ntokens == in->captokens) {
+		size_t cap = in->captokens ? in->captokens * 2 : 64;
+		void **t = realloc(in->tokens, cap * sizeof *t);
+		if (!t)
+			return false;
+		in->tokens = t;
+		in->captokens = cap;
+	}
+	in->tokens[in->ntokens++] = token;
+	return true;
 }
 
 static void record_release(struct kr_engine *e, struct record *r)
 {
 	r->done = true;
-	e->in_flight--;
+	if (!r->is_frame)
+		e->in_flight--;
+	struct record *frame = r->frame;
+	if (frame) {
+		/* an event of a frame: the frame's place in the queue holds the acknowledgement */
+		if (r->failed)
+			frame->failed = true;
+		free(r);
+		if (--frame->pending == 0)
+			record_release(e, frame);
+		return;
+	}
 	if (r->failed)
 		e->totals.failed_records++; /* it stays at its place and blocks the acknowledged prefix */
-	ack_advance(r->in);
+	struct inp *in = r->in;
+	if (!in->unordered) {
+		ack_advance(in);
+		return;
+	}
+	/* each record on its own: a failed one is never acknowledged (the source delivers it
+	   again); a done one is handed back by its token */
+	if (!r->failed && keep_token(in, r->token))
+		e->unacked--;
+	unlink_record(in, r);
+	free(r);
 }
 
-/* A record in input in's ack queue, keeping a copy of its event (one allocation). */
+static void enqueue_record(struct inp *in, struct record *r)
+{
+	r->prev = in->ack_tail;
+	if (in->ack_tail)
+		in->ack_tail->next = r;
+	else
+		in->ack_head = r;
+	in->ack_tail = r;
+	in->h->e->unacked++;
+}
+
+/* An event (or invalid) record of input in, keeping a copy of its event (one allocation): in
+ * the ack queue, or in the framed record being read. */
 static struct record *record_new(struct inp *in, const char *raw, size_t len)
 {
 	struct kr_source_handle *h = in->h;
@@ -608,13 +679,13 @@ static struct record *record_new(struct inp *in, const char *raw, size_t len)
 	r->position = in->next_pos;
 	r->received_wall = h->e->clock_wall;
 	r->received_mono = h->e->clock_mono;
-	if (in->ack_tail)
-		in->ack_tail->next = r;
-	else
-		in->ack_head = r;
-	in->ack_tail = r;
+	if (in->frame) {
+		r->frame = in->frame;
+		in->frame->pending++;
+	} else {
+		enqueue_record(in, r);
+	}
 	h->e->in_flight++;
-	h->e->unacked++;
 	h->e->totals.records++;
 	return r;
 }
@@ -946,7 +1017,7 @@ enum kr_err kr_engine_add_source(struct kr_engine *e, const char *name,
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	h->plugin = plugin;
 	struct kr_source_args a = {.name = h->name, .conf = conf, .obj = obj,
-				   .loop = e->loop, .engine = e, .handle = h};
+				   .loop = e->loop, .handle = h};
 	char serr[KR_ERRBUF] = "";
 	if (plugin->create(&a, &h->ctx, serr) != KR_OK) {
 		h->ctx = NULL;
@@ -972,56 +1043,125 @@ enum kr_err kr_engine_start_sources(struct kr_engine *e, char *err)
 	return KR_OK;
 }
 
-struct kr_stream *kr_engine_input_begin(struct kr_source_handle *h, uint32_t input,
-					const char *name, uint64_t skip)
+struct kr_input *kr_input_open(struct kr_source_handle *h, const struct kr_input_opts *o)
 {
 	struct kr_engine *e = h->e;
-	if (input >= h->ninputs) {
-		struct inp **v = realloc(h->inputs, (input + 1) * sizeof *v);
-		if (!v)
-			return NULL;
-		memset(v + h->ninputs, 0, (input + 1 - h->ninputs) * sizeof *v);
-		h->inputs = v;
-		h->ninputs = input + 1;
+	struct inp **v = realloc(h->inputs, (h->ninputs + 1) * sizeof *v);
+	if (!v)
+		return NULL;
+	h->inputs = v;
+	struct inp *in = calloc(1, sizeof *in);
+	if (!in || !(in->name = strdup(o->name ? o->name : h->name))) {
+		free(in);
+		return NULL;
 	}
-	struct inp *in = h->inputs[input];
-	if (!in) {
-		in = calloc(1, sizeof *in);
-		if (!in)
-			return NULL;
-		in->h = h;
-		in->index = input;
-		in->gen = e->cur;
-		struct kr_stream_callbacks cb = {.event = on_event, .invalid = on_invalid};
-		if (kr_stream_new(kr_rules_paths(e->cur->cfg->compiled), NULL, &cb, in, &in->stream) !=
-		    KR_OK) {
-			free(in);
-			return NULL;
-		}
-		e->cur->refs++;
-		h->inputs[input] = in;
-	} else {
-		input_rebind(e, in);
+	in->h = h;
+	in->id = o->id;
+	in->unordered = o->unordered;
+	in->skip = o->skip;
+	in->gen = e->cur;
+	struct kr_stream_callbacks cb = {.event = on_event, .invalid = on_invalid};
+	if (kr_stream_new(kr_rules_paths(e->cur->cfg->compiled), NULL, &cb, in, &in->stream) !=
+	    KR_OK) {
+		free(in->name);
+		free(in);
+		return NULL;
 	}
-	in->next_pos = 0;
-	in->skip = skip;
-	free(in->name);
-	in->name = strdup(name);
-	return in->stream;
+	e->cur->refs++;
+	h->inputs[h->ninputs++] = in;
+	return (struct kr_input *)in;
 }
 
-void kr_engine_input_end(struct kr_source_handle *h, uint32_t input)
+struct kr_stream *kr_input_stream(struct kr_input *input)
 {
-	if (input < h->ninputs && h->inputs[input])
-		input_rebind(h->e, h->inputs[input]);
+	return ((struct inp *)input)->stream;
 }
 
-uint32_t kr_engine_in_flight_limit(const struct kr_source_handle *h)
+enum kr_err kr_input_record_begin(struct kr_input *input, uint64_t position, void *token)
+{
+	struct inp *in = (struct inp *)input;
+	struct record *f = calloc(1, sizeof *f);
+	if (!f)
+		return KR_ERR_NOMEM;
+	f->in = in;
+	f->is_frame = true;
+	f->position = position;
+	f->token = token;
+	f->pending = 1; /* until kr_input_record_end */
+	f->event = f->bytes;
+	enqueue_record(in, f);
+	in->frame = f;
+	return KR_OK;
+}
+
+void kr_input_record_end(struct kr_input *input)
+{
+	struct inp *in = (struct inp *)input;
+	struct record *f = in->frame;
+	if (!f)
+		return;
+	in->frame = NULL;
+	if (--f->pending == 0)
+		record_release(in->h->e, f);
+}
+
+void kr_input_close(struct kr_input *input)
+{
+	struct inp *in = (struct inp *)input;
+	kr_input_record_end(input);
+	in->closed = true;
+}
+
+/* Frees an input (its queue holds only records the engine is closing with). */
+static void input_free(struct kr_engine *e, struct inp *in, bool closing)
+{
+	kr_stream_free(in->stream);
+	for (struct record *r = in->ack_head, *n; r; r = n) {
+		n = r->next;
+		free(r);
+	}
+	if (!closing)
+		gen_unref(e, in->gen);
+	free(in->tokens);
+	free(in->name);
+	free(in);
+}
+
+/* Hands the collected acknowledgements to the sources (the end of a round, outside any pull),
+ * and frees the closed inputs that have nothing left in flight after a last one. */
+static void flush_acks(struct kr_engine *e)
+{
+	for (size_t i = 0; i < e->nsources; i++) {
+		struct kr_source_handle *h = e->sources[i];
+		for (size_t k = 0; k < h->ninputs; k++) {
+			struct inp *in = h->inputs[k];
+			bool finished = in->closed && !in->ack_head && !in->frame;
+			struct kr_ack a = {.id = in->id};
+			for (size_t t = 0; t < in->ntokens && h->ctx; t++) {
+				a.token = in->tokens[t];
+				h->plugin->ack(h->ctx, &a);
+			}
+			in->ntokens = 0;
+			a.token = NULL;
+			a.position = in->ack_pos;
+			a.final = finished;
+			if ((in->ack_dirty || finished) && h->ctx)
+				h->plugin->ack(h->ctx, &a);
+			in->ack_dirty = false;
+			if (finished) {
+				h->inputs[k--] = h->inputs[--h->ninputs];
+				input_free(e, in, false);
+			}
+		}
+	}
+}
+
+uint64_t kr_source_in_flight_limit(const struct kr_source_handle *h)
 {
 	return h->e->max_in_flight;
 }
 
-void kr_engine_source_error(struct kr_source_handle *h)
+void kr_source_error(struct kr_source_handle *h)
 {
 	h->e->totals.source_errors++;
 }
@@ -1072,9 +1212,8 @@ enum kr_err kr_engine_reload(struct kr_engine *e, struct kr_config *cfg, char *e
 	e->max_in_flight = cfg->max_in_flight;
 	/* streams between records move now; the others at their next step between records */
 	for (size_t i = 0; i < e->nsources; i++)
-		for (uint32_t k = 0; k < e->sources[i]->ninputs; k++)
-			if (e->sources[i]->inputs[k])
-				input_rebind(e, e->sources[i]->inputs[k]);
+		for (size_t k = 0; k < e->sources[i]->ninputs; k++)
+			input_rebind(e, e->sources[i]->inputs[k]);
 	gen_unref(e, old);
 	return KR_OK;
 }
@@ -1123,9 +1262,8 @@ int kr_engine_step(struct kr_engine *e)
 		if (h->done || !h->ctx)
 			continue;
 		/* a stream left on a retired generation moves as soon as it is between records */
-		for (uint32_t k = 0; k < h->ninputs; k++)
-			if (h->inputs[k])
-				input_rebind(e, h->inputs[k]);
+		for (size_t k = 0; k < h->ninputs; k++)
+			input_rebind(e, h->inputs[k]);
 		if (!kr_engine_wants(e) || (e->opts.rate && e->nready > e->opts.rate)) {
 			held = true;
 			continue;
@@ -1150,6 +1288,7 @@ int kr_engine_step(struct kr_engine *e)
 			kr_metrics_set(&e->sources[i]->stats->lag,
 				       e->sources[i]->plugin->lag(e->sources[i]->ctx));
 	kr_metrics_set(&kr_metrics_global(e->metrics)->in_flight, (int64_t)e->in_flight);
+	flush_acks(e);
 	return sleep;
 }
 
@@ -1212,18 +1351,8 @@ void kr_engine_free(struct kr_engine *e)
 		struct kr_source_handle *h = e->sources[i];
 		if (h->ctx)
 			h->plugin->destroy(h->ctx);
-		for (uint32_t k = 0; k < h->ninputs; k++) {
-			struct inp *in = h->inputs[k];
-			if (!in)
-				continue;
-			kr_stream_free(in->stream);
-			for (struct record *r = in->ack_head, *n; r; r = n) {
-				n = r->next;
-				free(r);
-			}
-			free(in->name);
-			free(in);
-		}
+		for (size_t k = 0; k < h->ninputs; k++)
+			input_free(e, h->inputs[k], true);
 		free(h->inputs);
 		free(h->name);
 		free(h);

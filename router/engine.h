@@ -96,20 +96,6 @@ int64_t kr_parse_rfc3339_ms(const char *s);
 /* Bytes read and bytes in all, over the sources that know (0, 0 when none does). */
 void kr_engine_progress(const struct kr_engine *e, uint64_t *done, uint64_t *total);
 
-/* ---- for source plugins ---- */
-
-/* Starts (or restarts, after a rotation) input number input of the source (a file), named for
- * messages; its records are numbered from 1 and those up to skip are done already (a
- * checkpoint). Returns the input's stream, to feed with a kr_reader; each input is acknowledged
- * on its own, in order. NULL when out of memory. */
-struct kr_stream *kr_engine_input_begin(struct kr_source_handle *h, uint32_t input,
-					const char *name, uint64_t skip);
-/* The input's stream was ended (kr_reader_finish): it moves to a reloaded config now. */
-void kr_engine_input_end(struct kr_source_handle *h, uint32_t input);
-/* The configured limit of records in flight (a source may size its checkpoints by it). */
-uint32_t kr_engine_in_flight_limit(const struct kr_source_handle *h);
-/* A source could not read an input (logged by the source): the run does not end well. */
-void kr_engine_source_error(struct kr_source_handle *h);
 /* Whether the engine wants more records now (below the in-flight limit, not stopping). */
 bool kr_engine_wants(const struct kr_engine *e);
 

@@ -7,7 +7,7 @@
  *
  * Ownership: the engine owns deliveries and their payloads; a sink borrows a delivery from submit
  * until it calls kr_delivery_done (once, possibly from inside submit). A source hands events to
- * the engine with kr_engine_event / kr_engine_invalid, which copy what they keep. */
+ * the engine through inputs (kr_input_open, below), which copy what they keep. */
 #ifndef KR_PLUGIN_H
 #define KR_PLUGIN_H
 
@@ -19,7 +19,7 @@
 
 struct kr_json;
 struct kr_loop;
-struct kr_engine;
+struct kr_ack;
 struct kr_source_handle;
 
 /* Option types, and the C type each fills at its offset. */
@@ -141,8 +141,7 @@ struct kr_source_args {
 	const void *conf;          /* the plugin's options struct, filled and validated */
 	const struct kr_json *obj; /* the source's config object (for keys that are not options) */
 	struct kr_loop *loop;
-	struct kr_engine *engine;
-	struct kr_source_handle *handle; /* pass to kr_engine_event / kr_engine_invalid */
+	struct kr_source_handle *handle; /* pass to kr_input_open and the other kr_source_ calls */
 };
 
 enum kr_pull { KR_PULL_MORE, KR_PULL_WAIT, KR_PULL_DONE };
@@ -159,8 +158,9 @@ struct kr_source_plugin {
 	   WAIT: nothing to read now; the source's own fd watch or timer wakes the loop, and the
 	   engine pulls again on its next round; DONE: input exhausted */
 	enum kr_pull (*pull)(void *ctx);
-	/* mandatory: records up to and including position (the source's own numbering) are done */
-	void (*ack)(void *ctx, uint32_t input, uint64_t position);
+	/* mandatory: records are done (delivered everywhere or dead-lettered); see struct kr_ack.
+	   Called at the end of an engine round, never from inside this source's pull. */
+	void (*ack)(void *ctx, const struct kr_ack *a);
 	/* optional: how far behind the source is, in bytes (metrics), or -1 */
 	int64_t (*lag)(void *ctx);
 	/* optional: bytes read so far and bytes in all (replay's progress and ETA) */
@@ -168,6 +168,51 @@ struct kr_source_plugin {
 	/* mandatory */
 	void (*destroy)(void *ctx);
 };
+
+/* Inputs: a source reads records through inputs (a file, a Kafka partition, an SQS queue), each
+ * with its own parser stream and acknowledgements. An ordered input (a file, a partition) is
+ * acknowledged by its contiguous done prefix: a failed record holds back the ones after it. An
+ * unordered one (a queue) record by record, by the token the source gave the record. */
+struct kr_stream;
+struct kr_input;
+
+struct kr_input_opts {
+	const char *name; /* for messages and dead letters: a path, "topic/3", a queue's URL */
+	uint64_t id;      /* the source's own id of the input, handed back in its acks */
+	bool unordered;
+	uint64_t skip;    /* records numbered by the engine: those up to skip are done already (a
+			     checkpoint); they are counted and acknowledged, not delivered */
+};
+
+/* Opens an input; NULL when out of memory. Its bytes go to the parser stream of
+ * kr_input_stream (through kr_stream_feed or a kr_reader). */
+struct kr_input *kr_input_open(struct kr_source_handle *h, const struct kr_input_opts *o);
+struct kr_stream *kr_input_stream(struct kr_input *in);
+
+/* Framed records (a Kafka message, an SQS message): the bytes fed between begin and end are one
+ * record, done when every event in it is. position (ordered inputs: increasing) and token
+ * (unordered: the source's, e.g. a receipt handle it owns) are handed back in its ack. Without
+ * framing, each event or invalid record the stream finds is a record, numbered from 1. */
+enum kr_err kr_input_record_begin(struct kr_input *in, uint64_t position, void *token);
+void kr_input_record_end(struct kr_input *in);
+
+/* The source is done with the input: at the end of a file, or when a Kafka partition is
+ * revoked. End its stream first (kr_reader_finish or kr_stream_finish). Its records in flight
+ * finish; the source then gets a last ack with final set, saying what it may still commit, and
+ * the engine frees the input. The source must not use in after this call. */
+void kr_input_close(struct kr_input *in);
+
+struct kr_ack {
+	uint64_t id;       /* the input's (kr_input_opts.id) */
+	uint64_t position; /* ordered: every record up to and including this one is done */
+	void *token;       /* unordered: this record is done (position is 0); NULL otherwise */
+	bool final;        /* the input was closed and nothing of it is in flight any more */
+};
+
+/* The configured limit of records in flight (a source may size its checkpoints by it). */
+uint64_t kr_source_in_flight_limit(const struct kr_source_handle *h);
+/* A source could not read an input (logged by the source): the run does not end well. */
+void kr_source_error(struct kr_source_handle *h);
 
 /* ---- registry ---- */
 
@@ -186,6 +231,9 @@ extern const struct kr_source_entry kr_source_registry[];
 
 const struct kr_sink_entry *kr_sink_lookup(const char *type);
 const struct kr_source_entry *kr_source_lookup(const char *type);
+
+/* Reads a whole file ("-": stdin) into a new NUL-terminated buffer; free with free(). */
+enum kr_err kr_read_file(const char *path, char **out, size_t *len, char *err);
 
 /* A new string: p if absolute (or "-"), else base_dir/p. Free with free(). */
 char *kr_resolve_path(const char *base_dir, const char *p);

@@ -35,7 +35,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine.h"
 #include "input.h"
 #include "json.h"
 #include "log.h"
@@ -59,7 +58,10 @@ struct fid {
 struct finput {
 	char *path;
 	struct kr_reader *reader;
+	struct kr_input *input; /* the engine's, while the file is being read */
 	struct kr_stream *stream;
+	uint32_t gen;      /* opened how many times: acks of an earlier opening (a rotated file) are
+			      not this file's */
 	bool finished;     /* read to the end and ended (not follow) */
 	uint64_t done;     /* records acknowledged */
 	uint64_t skip;     /* from the checkpoint */
@@ -492,7 +494,7 @@ static int add_path(struct file_src *f, const char *p)
 	} else {
 		kr_log(KR_LOG_ERROR, "source", "name", f->name, "msg", "no file matches a glob",
 		       "glob", p, NULL);
-		kr_engine_source_error(f->h);
+		kr_source_error(f->h);
 	}
 	return 0;
 }
@@ -575,6 +577,13 @@ static enum kr_read step_input(struct finput *in, char *err)
 	return kr_reader_step(in->reader, err);
 }
 
+static void close_input(struct finput *in)
+{
+	kr_input_close(in->input);
+	in->input = NULL;
+	in->stream = NULL;
+}
+
 /* Opens input i (again); false when it cannot be opened now. The identity kept for the
  * checkpoint is that of the file the reader opened: when the path is replaced between the two
  * looks, both are taken again. */
@@ -593,15 +602,19 @@ static bool open_input(struct file_src *f, size_t i)
 			       "path", in->path, NULL);
 			in->skip = in->done = 0;
 		}
-		in->stream = kr_engine_input_begin(f->h, (uint32_t)i, in->path, in->skip);
-		if (!in->stream)
+		in->gen++;
+		struct kr_input_opts o = {.name = in->path, .id = (uint64_t)i << 32 | in->gen,
+					  .skip = in->skip};
+		if (!(in->input = kr_input_open(f->h, &o)))
 			return false;
+		in->stream = kr_input_stream(in->input);
 		if (kr_reader_open(in->path, in->stream, &in->reader, err) != KR_OK) {
 			in->reader = NULL;
+			close_input(in);
 			if (!f->follow) {
 				kr_log(KR_LOG_ERROR, "source", "msg", "cannot read input", "error", err,
 				       NULL);
-				kr_engine_source_error(f->h);
+				kr_source_error(f->h);
 			}
 			return false;
 		}
@@ -612,6 +625,7 @@ static bool open_input(struct file_src *f, size_t i)
 			break;
 		kr_reader_close(in->reader);
 		in->reader = NULL;
+		close_input(in);
 	}
 	in->id = now;
 	return true;
@@ -624,7 +638,7 @@ static void finish_input(struct file_src *f, size_t i)
 		kr_reader_finish(in->reader);
 		kr_reader_close(in->reader);
 		in->reader = NULL;
-		kr_engine_input_end(f->h, (uint32_t)i);
+		close_input(in);
 	}
 }
 
@@ -652,7 +666,7 @@ static enum kr_pull file_pull(void *ctx)
 				return KR_PULL_MORE;
 			if (r == KR_READ_ERROR) {
 				kr_log(KR_LOG_ERROR, "source", "msg", "read error", "error", err, NULL);
-				kr_engine_source_error(f->h);
+				kr_source_error(f->h);
 			}
 			finish_input(f, f->cur);
 			in->finished = true;
@@ -695,17 +709,18 @@ static enum kr_pull file_pull(void *ctx)
 	return KR_PULL_WAIT;
 }
 
-static void file_ack(void *ctx, uint32_t input, uint64_t position)
+static void file_ack(void *ctx, const struct kr_ack *a)
 {
 	struct file_src *f = ctx;
-	if (input >= f->n)
-		return;
-	f->in[input].done = position;
+	size_t i = (size_t)(a->id >> 32);
+	if (i >= f->n || (uint32_t)a->id != f->in[i].gen)
+		return; /* a file read before a rotation: the checkpoint is about the new one */
+	f->in[i].done = a->position;
 	if (f->checkpoint) {
 		f->dirty = true;
 		/* a kill -9 repeats what was acknowledged but not saved: keep that under a quarter
 		   of the in-flight limit, and save what trickles in soon anyway */
-		uint64_t every = kr_engine_in_flight_limit(f->h) / 4 + 1;
+		uint64_t every = kr_source_in_flight_limit(f->h) / 4 + 1;
 		if (++f->unsaved >= every) {
 			save_checkpoint(f);
 			f->unsaved = 0;
