@@ -83,7 +83,7 @@ struct file_src {
 	char *checkpoint;
 	char *window; /* JSON text of "checkpoint_window", or NULL */
 	bool dirty;
-	uint64_t unsaved; /* acknowledgements since the last save */
+	uint64_t unsaved; /* records acknowledged since the last save */
 	struct kr_timer *save_timer;
 	struct kr_timer *poll_timer;
 	uint64_t bytes_total;
@@ -715,13 +715,14 @@ static void file_ack(void *ctx, const struct kr_ack *a)
 	size_t i = (size_t)(a->id >> 32);
 	if (i >= f->n || (uint32_t)a->id != f->in[i].gen)
 		return; /* a file read before a rotation: the checkpoint is about the new one */
+	uint64_t moved = a->position > f->in[i].done ? a->position - f->in[i].done : 0;
 	f->in[i].done = a->position;
-	if (f->checkpoint) {
+	if (f->checkpoint && moved) {
 		f->dirty = true;
 		/* a kill -9 repeats what was acknowledged but not saved: keep that under a quarter
 		   of the in-flight limit, and save what trickles in soon anyway */
 		uint64_t every = kr_source_in_flight_limit(f->h) / 4 + 1;
-		if (++f->unsaved >= every) {
+		if ((f->unsaved += moved) >= every) {
 			save_checkpoint(f);
 			f->unsaved = 0;
 		} else if (!kr_timer_active(f->save_timer)) {
