@@ -162,6 +162,7 @@ struct kr_engine {
 	uint64_t completions;
 	/* the clock read once per round: records and submissions of a round share it */
 	uint64_t clock_mono, clock_wall;
+	bool in_round; /* kr_engine_step is running: completions share the round's clock */
 	bool closing; /* kr_engine_free: completions only free */
 };
 
@@ -225,7 +226,8 @@ static enum kr_err gen_new(struct kr_engine *e, struct kr_config *cfg, struct ge
 		s->cfg = &cfg->sinks[i];
 		s->stats = kr_metrics_sink(e->metrics, s->cfg->name);
 		struct kr_sink_args a = {.name = s->cfg->name, .conf = s->cfg->conf,
-					 .timeout_ms = s->cfg->timeout_ms, .loop = e->loop};
+					 .timeout_ms = s->cfg->timeout_ms,
+					 .concurrency = s->cfg->concurrency, .loop = e->loop};
 		char serr[KR_ERRBUF] = "";
 		if (s->cfg->plugin->create(&a, &s->ctx, serr) != KR_OK) {
 			s->ctx = NULL;
@@ -370,8 +372,8 @@ void kr_delivery_done(struct kr_delivery *pub, enum kr_outcome o, uint64_t not_b
 	}
 	/* the delivery may be the last thing holding its generation: keep it (and s) alive */
 	g->refs++;
-	if (!s->cfg->plugin->flush)
-		tick(e); /* called from a network callback, outside a round */
+	if (!e->in_round)
+		tick(e); /* from a network or timer callback: the round's clock is stale */
 	deliver_outcome(d, o, not_before_ms, error_code, error_message);
 	sink_pump(s);
 	gen_unref(e, g);
@@ -548,7 +550,9 @@ static void sink_pump(struct sink_inst *s)
 	if (s->pumping)
 		return;
 	s->pumping = true;
-	while (s->wait_head && s->inflight < s->cfg->concurrency) {
+	/* a sink that batches limits its batches itself; it gets every delivery */
+	uint64_t limit = s->cfg->plugin->batches ? UINT64_MAX : s->cfg->concurrency;
+	while (s->wait_head && s->inflight < limit) {
 		struct dlv *d = s->wait_head;
 		s->wait_head = d->next_wait;
 		if (!s->wait_head)
@@ -1256,6 +1260,7 @@ int kr_engine_step(struct kr_engine *e)
 	int sleep = 1000;
 	bool held = false;
 	tick(e);
+	e->in_round = true;
 	release_ready(e);
 	for (size_t i = 0; i < e->nsources; i++) {
 		struct kr_source_handle *h = e->sources[i];
@@ -1288,6 +1293,7 @@ int kr_engine_step(struct kr_engine *e)
 			kr_metrics_set(&e->sources[i]->stats->lag,
 				       e->sources[i]->plugin->lag(e->sources[i]->ctx));
 	kr_metrics_set(&kr_metrics_global(e->metrics)->in_flight, (int64_t)e->in_flight);
+	e->in_round = false;
 	flush_acks(e);
 	return sleep;
 }

@@ -107,6 +107,7 @@ struct kr_sink_args {
 	const char *name;
 	const void *conf;     /* the plugin's options struct, filled and validated (conf_size) */
 	uint64_t timeout_ms;  /* the sink's timeout_ms (an option every sink has) */
+	uint64_t concurrency; /* the sink's concurrency: for a sink that batches, batches in flight */
 	struct kr_loop *loop;
 };
 
@@ -118,9 +119,11 @@ struct kr_sink_plugin {
 	/* optional: checks what the table cannot say, with kr_opts_reject; run by config loading,
 	   so that `check` rejects what `run` would */
 	enum kr_err (*validate)(const void *conf, const struct kr_opts_check *c);
-	/* deliveries in flight at once unless the config says ("concurrency"); 0: 16. A sink that
-	   batches (writes on flush) takes as many as the engine gives. */
+	/* deliveries in flight at once unless the config says ("concurrency"); 0: 16 */
 	uint32_t default_concurrency;
+	/* the sink batches (kr_batcher, batch.h): the engine gives it every delivery at once, and
+	   "concurrency" is the number of its batches in flight */
+	bool batches;
 	/* mandatory: builds the instance from the filled, validated options; err says why not (only
 	   what cannot be known from the config: a folder that does not exist, no memory) */
 	enum kr_err (*create)(const struct kr_sink_args *a, void **ctx, char *err);

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "batch.h"
 #include "config.h"
 #include "engine.h"
 #include "loop.h"
@@ -388,6 +389,115 @@ static void test_reload_sends_new_records_to_the_new_sinks(void **state)
 	stop(&t);
 }
 
+/* ---- a fake sink that batches with kr_batcher ---- */
+
+static struct kr_batcher *batcher;
+static struct kr_batch *sent[16];
+static size_t nsent;
+
+static void bs_send(void *ctx, struct kr_batch *b)
+{
+	(void)ctx;
+	assert_true(nsent < 16);
+	sent[nsent++] = b;
+}
+
+static enum kr_err bs_create(const struct kr_sink_args *a, void **ctx, char *err)
+{
+	(void)err;
+	struct kr_batch_opts o = {.max_entries = 2, .linger_ms = 20,
+				  .max_in_flight = a->concurrency, .send = bs_send};
+	*ctx = NULL;
+	return kr_batcher_new(a->loop, &o, &batcher);
+}
+
+static void bs_submit(void *ctx, struct kr_delivery *d)
+{
+	(void)ctx;
+	kr_batcher_add(batcher, d);
+}
+
+static void bs_flush(void *ctx)
+{
+	(void)ctx;
+	kr_batcher_flush(batcher);
+}
+
+static void bs_destroy(void *ctx)
+{
+	(void)ctx;
+	kr_batcher_free(batcher);
+}
+
+static const struct kr_sink_plugin batch_sink = {
+	.name = "batch", .batches = true, .create = bs_create, .submit = bs_submit,
+	.flush = bs_flush, .destroy = bs_destroy};
+
+static bool batch_has(const struct kr_batch *b, const char *id)
+{
+	char needle[64];
+	snprintf(needle, sizeof needle, "\"id\":\"%s\"", id);
+	for (size_t i = 0; i < b->n; i++)
+		if (strstr(b->entries[i]->payload, needle))
+			return true;
+	return false;
+}
+
+static void test_a_batching_sink_retries_only_the_entries_that_failed(void **state)
+{
+	(void)state;
+	nsent = 0;
+	acks.n = 0;
+	struct h t = {.loop = kr_loop_new(), .metrics = kr_metrics_new()};
+	struct kr_config *c = config(
+		"{\"sinks\": [{\"name\": \"b\", \"type\": \"log\", \"concurrency\": 1,"
+		"  \"retry\": {\"max_attempts\": 3, \"initial_backoff_ms\": 1, \"max_backoff_ms\": 2}}],"
+		" \"rules\": [{\"name\": \"all\", \"pattern\": {\"source\": [\"aws.kms\"]},"
+		"             \"targets\": [\"b\"]}]}");
+	c->sinks[0].plugin = &batch_sink;
+	char err[KR_ERRBUF];
+	assert_int_equal(kr_engine_new(t.loop, c, NULL, t.metrics, &t.e, err), KR_OK);
+	assert_int_equal(kr_engine_add_source(t.e, "fake", &fake_source, NULL, NULL, err), KR_OK);
+	struct kr_input_opts o = {.name = "f", .id = 1};
+	struct kr_input *in = kr_input_open(handle, &o);
+	const char *ids[] = {"e0", "e1", "e2", "e3", "e4"};
+	for (int i = 0; i < 5; i++)
+		feed(in, ev(ids[i], "KMS CMK Rotation"));
+	/* [e0 e1] is full and goes; [e2 e3] is full and waits: concurrency 1 is one batch out */
+	assert_int_equal(nsent, 1);
+	assert_int_equal(sent[0]->n, 2);
+	assert_int_equal(kr_batcher_waiting(batcher), 3);
+	/* e1 throttled, e0 delivered: only e1 is tried again */
+	kr_batch_entry(sent[0], 1, KR_RETRYABLE, 0, "Throttled", "slow down");
+	kr_batch_end(sent[0], KR_DELIVERED, 0, NULL, NULL);
+	assert_int_equal(nsent, 2);
+	assert_true(batch_has(sent[1], "e2") && batch_has(sent[1], "e3"));
+	kr_batch_end(sent[1], KR_DELIVERED, 0, NULL, NULL);
+	/* e4 goes after its linger; e1's retry with it or after it */
+	uint64_t until = kr_now_ms() + 3000;
+	bool seen_e1 = false, seen_e4 = false;
+	for (size_t k = 2; !(seen_e1 && seen_e4);) {
+		while (nsent <= k && kr_now_ms() < until)
+			kr_loop_run_once(t.loop, 5);
+		assert_true(nsent > k);
+		for (size_t i = 0; i < sent[k]->n; i++)
+			if (strstr(sent[k]->entries[i]->payload, "\"e1\"")) {
+				seen_e1 = true;
+				assert_int_equal(sent[k]->entries[i]->attempt, 2);
+			}
+		seen_e4 = seen_e4 || batch_has(sent[k], "e4");
+		kr_batch_end(sent[k++], KR_DELIVERED, 0, NULL, NULL);
+	}
+	assert_true(nsent <= 4);
+	round_(&t);
+	assert_int_equal(acks.n, 1);
+	assert_int_equal(acks.a[0].position, 5);
+	struct kr_engine_totals tot;
+	kr_engine_totals(t.e, &tot);
+	assert_int_equal(tot.delivered, 5);
+	stop(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -397,6 +507,7 @@ int main(void)
 		cmocka_unit_test(test_a_failed_record_is_never_acknowledged),
 		cmocka_unit_test(test_retries_then_dead_letter_with_its_attributes),
 		cmocka_unit_test(test_reload_sends_new_records_to_the_new_sinks),
+		cmocka_unit_test(test_a_batching_sink_retries_only_the_entries_that_failed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

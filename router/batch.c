@@ -1,0 +1,196 @@
+/* Batching for sinks (see batch.h). One batch is open and filling; full ones wait in order for
+ * a slot among max_in_flight; the linger timer closes the open batch. */
+#include "batch.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct batch {
+	struct kr_batch pub; /* first: the sink sees this part */
+	struct kr_batcher *b;
+	bool *answered;
+	struct batch *next;
+};
+
+struct kr_batcher {
+	struct kr_batch_opts o;
+	struct kr_timer *linger;
+	struct batch *open;
+	struct batch *ready_head, *ready_tail; /* closed, waiting for a slot */
+	size_t in_flight, waiting;
+};
+
+static void pump(struct kr_batcher *b);
+
+static void close_open(struct kr_batcher *b)
+{
+	struct batch *x = b->open;
+	if (!x)
+		return;
+	b->open = NULL;
+	kr_timer_stop(b->linger);
+	if (b->ready_tail)
+		b->ready_tail->next = x;
+	else
+		b->ready_head = x;
+	b->ready_tail = x;
+}
+
+static void linger_fire(struct kr_loop *l, struct kr_timer *t, void *arg)
+{
+	(void)l;
+	(void)t;
+	struct kr_batcher *b = arg;
+	close_open(b);
+	pump(b);
+}
+
+static void pump(struct kr_batcher *b)
+{
+	while (b->ready_head && b->in_flight < b->o.max_in_flight) {
+		struct batch *x = b->ready_head;
+		b->ready_head = x->next;
+		if (!b->ready_head)
+			b->ready_tail = NULL;
+		x->next = NULL;
+		b->in_flight++;
+		b->waiting -= x->pub.n;
+		b->o.send(b->o.ctx, &x->pub);
+	}
+}
+
+enum kr_err kr_batcher_new(struct kr_loop *loop, const struct kr_batch_opts *o,
+			   struct kr_batcher **out)
+{
+	struct kr_batcher *b = calloc(1, sizeof *b);
+	if (!b)
+		return KR_ERR_NOMEM;
+	b->o = *o;
+	if (!b->o.max_entries)
+		b->o.max_entries = 1;
+	if (!b->o.max_in_flight)
+		b->o.max_in_flight = 1;
+	if (!(b->linger = kr_timer_new(loop, linger_fire, b))) {
+		free(b);
+		return KR_ERR_NOMEM;
+	}
+	*out = b;
+	return KR_OK;
+}
+
+static void batch_free(struct batch *x)
+{
+	free(x->pub.entries);
+	free(x->answered);
+	free(x);
+}
+
+static void fail_all(struct batch *x, const char *code, const char *msg)
+{
+	for (size_t i = 0; i < x->pub.n; i++)
+		kr_delivery_done(x->pub.entries[i], KR_RETRYABLE, 0, code, msg);
+	batch_free(x);
+}
+
+void kr_batcher_free(struct kr_batcher *b)
+{
+	if (!b)
+		return;
+	kr_timer_free(b->linger);
+	b->linger = NULL;
+	struct batch *open = b->open;
+	b->open = NULL;
+	if (open)
+		fail_all(open, "Closed", "the sink was closed");
+	while (b->ready_head) {
+		struct batch *x = b->ready_head;
+		b->ready_head = x->next;
+		fail_all(x, "Closed", "the sink was closed");
+	}
+	free(b);
+}
+
+static size_t entry_size(const struct kr_batcher *b, const struct kr_delivery *d)
+{
+	return b->o.entry_size ? b->o.entry_size(b->o.ctx, d) : d->len;
+}
+
+void kr_batcher_add(struct kr_batcher *b, struct kr_delivery *d)
+{
+	size_t size = entry_size(b, d);
+	if (b->o.max_bytes && size > b->o.max_bytes) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "the entry is %zu bytes; a batch takes at most %zu", size,
+			 b->o.max_bytes);
+		kr_delivery_done(d, KR_PERMANENT, 0, "EntryTooLarge", msg);
+		return;
+	}
+	struct batch *x = b->open;
+	if (x && b->o.max_bytes && x->pub.bytes + size > b->o.max_bytes) {
+		close_open(b);
+		x = NULL;
+	}
+	if (!x) {
+		x = calloc(1, sizeof *x);
+		if (x) {
+			x->pub.entries = calloc(b->o.max_entries, sizeof *x->pub.entries);
+			x->answered = calloc(b->o.max_entries, sizeof *x->answered);
+		}
+		if (!x || !x->pub.entries || !x->answered) {
+			if (x)
+				batch_free(x);
+			kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+			return;
+		}
+		x->b = b;
+		b->open = x;
+		if (b->o.linger_ms)
+			kr_timer_start(b->linger, b->o.linger_ms);
+	}
+	x->pub.entries[x->pub.n++] = d;
+	x->pub.bytes += size;
+	b->waiting++;
+	if (x->pub.n == b->o.max_entries || (b->o.max_bytes && x->pub.bytes == b->o.max_bytes))
+		close_open(b);
+	pump(b);
+}
+
+void kr_batcher_flush(struct kr_batcher *b)
+{
+	if (!b->o.linger_ms)
+		close_open(b);
+	pump(b);
+}
+
+void kr_batch_entry(struct kr_batch *bt, size_t i, enum kr_outcome o, uint64_t not_before_ms,
+		    const char *error_code, const char *error_message)
+{
+	struct batch *x = (struct batch *)bt;
+	if (i >= bt->n || x->answered[i])
+		return;
+	x->answered[i] = true;
+	kr_delivery_done(bt->entries[i], o, not_before_ms, error_code, error_message);
+}
+
+void kr_batch_end(struct kr_batch *bt, enum kr_outcome o, uint64_t not_before_ms,
+		  const char *error_code, const char *error_message)
+{
+	struct batch *x = (struct batch *)bt;
+	struct kr_batcher *b = x->b;
+	for (size_t i = 0; i < bt->n; i++)
+		kr_batch_entry(bt, i, o, not_before_ms, error_code, error_message);
+	batch_free(x);
+	b->in_flight--;
+	pump(b);
+}
+
+size_t kr_batcher_in_flight(const struct kr_batcher *b)
+{
+	return b->in_flight;
+}
+
+size_t kr_batcher_waiting(const struct kr_batcher *b)
+{
+	return b->waiting;
+}
