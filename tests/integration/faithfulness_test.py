@@ -368,9 +368,7 @@ def main():
     if len(sys.argv) < 2:
         print(__doc__.strip())
         return 2
-    rt.KR = os.path.abspath(sys.argv[1])
     rt.TESTS[:] = TESTS
-    sys.argv[1:] = [rt.KR] + sys.argv[2:]
     return rt.main()
 
 

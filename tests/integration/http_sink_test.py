@@ -266,8 +266,13 @@ def test_rate_limit_spaces_the_requests(d):
 
 
 def main():
-    tests = [(k, v) for k, v in sorted(globals().items())
-             if k.startswith("test_") and FILTER in k]
+    names = sorted(k for k in globals() if k.startswith("test_"))
+    if sys.argv[1] == "--list":  # meson registers each case as its own test
+        print("\n".join(names))
+        return
+    # a test's whole name selects it alone; otherwise every test whose name contains FILTER
+    chosen = [k for k in names if k == FILTER] or [k for k in names if FILTER in k]
+    tests = [(k, globals()[k]) for k in chosen]
     failed = 0
     for name, fn in tests:
         with tempfile.TemporaryDirectory() as d:

@@ -1220,13 +1220,18 @@ def main():
     if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
         print(__doc__.strip())
         return 2
+    if sys.argv[1] == '--list':  # meson registers each case as its own test
+        print('\n'.join(fn.__name__ for fn in TESTS))
+        return 0
     KR = os.path.abspath(sys.argv[1])
     if not os.access(KR, os.X_OK):
         print('%s is not an executable' % KR, file=sys.stderr)
         return 2
     flt = sys.argv[2] if len(sys.argv) > 2 else ''
     keep = os.environ.get('KEEP_TMP') == '1'
-    selected = [fn for fn in TESTS if flt in fn.__name__]
+    # a test's whole name selects it alone; otherwise every test whose name contains flt
+    exact = [fn for fn in TESTS if fn.__name__ == flt]
+    selected = exact or [fn for fn in TESTS if flt in fn.__name__]
     if not selected:
         print('no test matches %r' % flt, file=sys.stderr)
         return 2
