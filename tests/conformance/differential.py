@@ -1405,6 +1405,13 @@ def variants(v):
         for i in range(len(v.pairs)):
             yield Obj(v.pairs[:i] + v.pairs[i + 1:])
         for i, (k, x) in enumerate(v.pairs):
+            # a $or replaced by one of its branches
+            if k == "$or" and isinstance(x, list):
+                others = {key for key, _ in v.pairs}
+                for b in x:
+                    if isinstance(b, Obj) and not others & {key for key, _ in b.pairs}:
+                        yield Obj(v.pairs[:i] + b.pairs + v.pairs[i + 1:])
+        for i, (k, x) in enumerate(v.pairs):
             for w in variants(x):
                 yield Obj(v.pairs[:i] + [(k, w)] + v.pairs[i + 1:])
         for i, (k, x) in enumerate(v.pairs):
