@@ -1660,6 +1660,8 @@ def write_record(path, args, runner, cases, tags, shrunk, jdk_dependent):
                   % (args.seed, args.cases, " --shrink" if args.shrink else ""))
         out.write("# expected is aws/event-ruler's answer (batch oracle, --mode subrules): true, false or \"error\".\n")
         out.write("# Number literals and string escapes are spelled as generated: never re-serialize these lines.\n")
+        if args.note:
+            out.write("# " + args.note + "\n")
         for (name, p, e), a in zip(entries, ora):
             out.write(record_line(name, p, e, a) + "\n")
     agree = sum(kind(a) == kind(b) for a, b in zip(ora, kms))
@@ -1679,6 +1681,7 @@ def main(argv):
     ap.add_argument("--cases", type=int, default=20000)
     ap.add_argument("--record", metavar="FILE", help="write every case with event-ruler's answer as a conformance file")
     ap.add_argument("--shrink", action="store_true", help="shrink each disagreement to a minimal case")
+    ap.add_argument("--note", help="a comment line for the header of the --record file (say which event-ruler and JDK)")
     ap.add_argument("--show", type=int, default=10, help="how many disagreements to print unshrunk (default 10)")
     args = ap.parse_args(argv[1:])
 
