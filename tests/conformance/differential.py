@@ -3,7 +3,7 @@
 
 Usage:
     python3 tests/conformance/differential.py --kmsrouter build/kmsrouter \\
-        --oracle /tmp/er-out/oracle --seed N [--cases 20000] [--shrink] [--record FILE]
+        --oracle PATH/TO/oracle --seed N [--cases 20000] [--shrink] [--record FILE]
 
 From one seed it generates random EventBridge event patterns (every operator,
 nesting, $or, invalid patterns) and random KMS-shaped events whose values come
