@@ -8,9 +8,12 @@
  * kr_view with the values of the paths the rules want, and hands the event to the caller.
  *
  * A bad record (malformed or truncated JSON, too big, too deep, invalid UTF-8, a NUL byte, not an
- * object, detail-type or detail of the wrong type) is reported with its offset and line, then the
- * parser resynchronises: at the end of the bad value when its brackets balance, else at the next
- * line that starts with '{'. The records around it are still read.
+ * object, detail-type or detail of the wrong type) is reported with its offset, line, size and
+ * bytes, then the parser resynchronises: at the end of the bad value when its brackets balance,
+ * else at the next line that starts with '{'. The records around it are still read. What a record
+ * becomes never depends on how the input was cut into chunks: a record is too big when it is
+ * still open max_record bytes after its first byte, and the parser decides that at exactly that
+ * byte, however the input arrives.
  *
  * Memory: the stream keeps only the bytes of the record being parsed (plus one read window), and
  * reuses its buffers; nothing grows with the input. Used from one thread. */
@@ -49,10 +52,22 @@ struct kr_event {
 				       kr_stream_free end that) */
 };
 
+/* Of an oversized invalid record, kr_invalid.raw holds this many first bytes (or max_record when
+ * that is smaller): enough to tell what the record was, bounded whatever its size. */
+#define KR_INVALID_PREFIX 1024u
+
+/* A bad record: the bytes from offset to offset + size did not make an event. Consecutive reports
+ * have increasing offsets and do not overlap (nor the events around them). */
 struct kr_invalid {
-	uint64_t offset;        /* byte offset where the bad record (or bad bytes) start */
+	uint64_t offset;        /* byte offset of its first byte in the stream */
 	uint64_t line;          /* 1-based line of offset */
-	const char *raw;        /* the record's bytes as far as they are known, may be NULL */
+	uint64_t size;          /* its length in bytes, whitespace after it left out; 0 when the
+				   input breaks off between records (an array or a CloudTrail log
+				   cut short after its last element: offset is where) */
+	const char *raw;        /* its bytes as they were (not NUL-terminated, maybe not UTF-8):
+				   all size of them when size <= max_record, else the first
+				   min(KR_INVALID_PREFIX, max_record); NULL when size is 0. Valid
+				   during the callback */
 	size_t raw_len;
 	const char *message;    /* what is wrong, for humans */
 };
