@@ -160,6 +160,10 @@ struct kr_stream {
 	/* the line of last_elem_end when it is cut_at, noted when the array of records closes */
 	uint64_t cut_at, cut_line;
 
+	/* a byte order mark at bom_at (a file starts there) is skipped when bom_pending */
+	bool bom_pending;
+	uint64_t bom_at;
+
 	/* a bad record's report waits until the skipper has found where the record ends */
 	bool pend;
 	bool pend_copied; /* its first max_record bytes are in pend_copy, no longer kept in buf */
@@ -1596,7 +1600,7 @@ static void cut_oversized(struct kr_stream *s, uint64_t start, bool scalar, enum
 }
 
 /* The offset yajl may not be fed past: where the value open in a record's place becomes too big
- * (see cut_oversized). */
+ * (see cut_oversized), or a file start not reached yet (a byte order mark may follow). */
 static uint64_t feed_limit(const struct kr_stream *s, const struct pstate *p)
 {
 	uint64_t lim = UINT64_MAX, base;
@@ -1606,7 +1610,35 @@ static uint64_t feed_limit(const struct kr_stream *s, const struct pstate *p)
 	else if (gap_level(s, p, &base, &elem) && s->gap_from == base && s->gap_elem == elem &&
 		 s->gap_tok_open)
 		lim = s->gap_tok + s->max_record;
+	if (s->bom_pending && s->bom_at > s->fed && s->bom_at < lim)
+		lim = s->bom_at;
 	return lim;
+}
+
+/* At a file start (bom_at): a UTF-8 byte order mark is skipped, when the parse is between
+ * records there. Returns false when more input is needed to tell. */
+static bool skip_bom(struct kr_stream *s, uint64_t upto, bool eof)
+{
+	static const char bom[] = "\xEF\xBB\xBF";
+	size_t have = upto - s->fed < 3 ? (size_t)(upto - s->fed) : 3;
+	if (have < 3 && !eof && memcmp(at(s, s->fed), bom, have) == 0)
+		return false;
+	s->bom_pending = false;
+	if (have < 3 || memcmp(at(s, s->fed), bom, 3) != 0)
+		return true;
+	struct pstate *p = &s->outer;
+	uint64_t base;
+	bool elem;
+	if (p->h) {
+		if (!gap_level(s, p, &base, &elem) || elem)
+			return true;
+		gap_sync(s, base, elem);
+		if (gap_scan(s, s->fed))
+			return true; /* a scalar is open: the mark is part of it */
+		drop_outer(p);   /* the top level starts again after the mark */
+	}
+	s->fed += 3;
+	return true;
 }
 
 /* Handles the stream up to offset upto. */
@@ -1626,6 +1658,13 @@ static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 				return KR_ERR_IO;
 			if (restart_outer(s, s->sk_container) != 0)
 				return KR_ERR_NOMEM;
+			continue;
+		}
+		if (s->bom_pending && s->fed >= s->bom_at) {
+			if (s->fed > s->bom_at)
+				s->bom_pending = false; /* the mark fell inside skipped bytes */
+			else if (!skip_bom(s, upto, eof))
+				break;
 			continue;
 		}
 		if (!p->h && restart_outer(s, C_NONE) != 0)
@@ -1766,6 +1805,8 @@ void kr_stream_reset(struct kr_stream *s)
 	s->gap_from = s->gap_pos = s->gap_nl = 0;
 	s->gap_elem = s->gap_comma = s->gap_tok_open = false;
 	s->cut_at = UINT64_MAX;
+	s->bom_pending = true; /* the stream starts a file */
+	s->bom_at = 0;
 	s->sk = SK_OFF;
 	s->pend = s->pend_copied = false;
 	s->paused = false;
@@ -1857,6 +1898,12 @@ enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t le
 	s->len = len;
 	s->stats.bytes += len;
 	return process(s, len, false);
+}
+
+void kr_stream_file_start(struct kr_stream *s)
+{
+	s->bom_pending = true;
+	s->bom_at = s->abs_base + s->len;
 }
 
 /* Whether something other than whitespace follows the last top-level value. */

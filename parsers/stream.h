@@ -15,6 +15,9 @@
  * still open max_record bytes after its first byte, and the parser decides that at exactly that
  * byte, however the input arrives.
  *
+ * A UTF-8 byte order mark at the start of the stream (or of a file within it, see
+ * kr_stream_file_start) is skipped.
+ *
  * Memory: the stream keeps only the bytes of the record being parsed (plus one read window), and
  * reuses its buffers; nothing grows with the input. Used from one thread. */
 #ifndef KR_STREAM_H
@@ -111,6 +114,11 @@ enum kr_err kr_stream_commit(struct kr_stream *s, size_t n);
 /* Zero-copy input: parses len bytes held in memory, which must stay valid and unchanged until
  * kr_stream_end returns. Cannot be mixed with reserve/commit before kr_stream_reset. */
 enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t len);
+
+/* The next bytes given (kr_stream_reserve/commit) start another file, e.g. the next member of a
+ * multi-member gzip file: a UTF-8 byte order mark there is skipped, as at the start of the stream,
+ * when it falls between records (inside a record or a bad record's bytes it stays part of them). */
+void kr_stream_file_start(struct kr_stream *s);
 
 /* End of input: reports a truncated last record. The stream can then be reset for the next input
  * with kr_stream_reset (offsets and lines start again at 0 and 1). */

@@ -1337,6 +1337,119 @@ static void test_array_cut_short_is_reported_where_its_last_element_ended(void *
 	run_free(&r);
 }
 
+/* ---- byte order marks ---- */
+
+static void test_byte_order_mark_at_the_start_is_skipped(void **state)
+{
+	(void)state;
+	static const char in[] = "\xEF\xBB\xBF{\"id\":\"a\"}\n{\"id\":\"b\"}\n";
+	struct run r;
+	run_every_chunking(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 2);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_int_equal(r.items[0].offset, 3);
+	assert_event(&r, 1, "b", KR_ENV_EVENT, "{\"id\":\"b\"}");
+	run_free(&r);
+	/* a pretty-printed array and a CloudTrail log too; a mark alone is an empty input */
+	static const char arr[] = "\xEF\xBB\xBF[\n  {\"id\":\"a\"}\n]\n";
+	run_every_chunking(&r, paths, S(arr), NULL);
+	assert_int_equal(r.n, 1);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	run_free(&r);
+	static const char ct[] = "\xEF\xBB\xBF{\"Records\":[{\"eventID\":\"c1\"}]}";
+	run_every_chunking(&r, paths, S(ct), NULL);
+	assert_int_equal(r.n, 1);
+	assert_event(&r, 0, "c1", KR_ENV_CLOUDTRAIL, NULL);
+	run_free(&r);
+	run_every_chunking(&r, paths, S("\xEF\xBB\xBF"), NULL);
+	assert_int_equal(r.n, 0);
+	run_free(&r);
+}
+
+/* Anywhere else a byte order mark is bad input, as are a second one and a part of one. */
+static void test_byte_order_mark_elsewhere_is_invalid(void **state)
+{
+	(void)state;
+	static const char mid[] = "{\"id\":\"a\"}\n\xEF\xBB\xBF{\"id\":\"b\"}\n{\"id\":\"c\"}\n";
+	struct run r;
+	run_every_chunking(&r, paths, S(mid), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_invalid(&r, 1, 11, 2, "malformed JSON");
+	assert_invalid_bytes(&r, 1, 13, 13);
+	assert_event(&r, 2, "c", KR_ENV_EVENT, "{\"id\":\"c\"}");
+	run_free(&r);
+	static const char twice[] = "\xEF\xBB\xBF\xEF\xBB\xBF{\"id\":\"a\"}\n{\"id\":\"b\"}\n";
+	run_every_chunking(&r, paths, S(twice), NULL);
+	assert_int_equal(r.n, 2);
+	assert_invalid(&r, 0, 3, 1, "malformed JSON");
+	assert_invalid_bytes(&r, 0, 13, 13);
+	assert_event(&r, 1, "b", KR_ENV_EVENT, "{\"id\":\"b\"}");
+	run_free(&r);
+	static const char part[] = "\xEF\xBB{\"id\":\"a\"}\n";
+	run_every_chunking(&r, paths, S(part), NULL);
+	assert_int_equal(r.n, 1);
+	assert_invalid(&r, 0, 0, 1, "malformed JSON");
+	run_free(&r);
+	/* inside a string it is text */
+	static const char text[] = "{\"id\":\"\xEF\xBB\xBF\"}";
+	run_every_chunking(&r, paths, S(text), NULL);
+	assert_int_equal(r.n, 1);
+	assert_event(&r, 0, "\xEF\xBB\xBF", KR_ENV_EVENT, text);
+	run_free(&r);
+}
+
+/* Feeds parts[i] in turn, a byte at a time, calling kr_stream_file_start before each part after
+ * the first. */
+static void run_files(struct run *r, const char *all, const char *const *parts, size_t nparts)
+{
+	memset(r, 0, sizeof *r);
+	r->paths = paths;
+	r->input = all;
+	r->input_len = strlen(all);
+	struct kr_stream *s;
+	assert_int_equal(kr_stream_new(paths, NULL, &callbacks, r, &s), KR_OK);
+	for (size_t i = 0; i < nparts; i++) {
+		if (i)
+			kr_stream_file_start(s);
+		for (const char *p = parts[i]; *p; p++) {
+			char *w = kr_stream_reserve(s, 1);
+			assert_non_null(w);
+			*w = *p;
+			assert_int_equal(kr_stream_commit(s, 1), KR_OK);
+		}
+	}
+	assert_int_equal(kr_stream_end(s), KR_OK);
+	kr_stream_free(s);
+}
+
+/* Where another file starts in the stream (a gzip member), its byte order mark is skipped too,
+ * when it falls between records; inside a record it is part of it. */
+static void test_byte_order_mark_where_a_file_starts_is_skipped_between_records(void **state)
+{
+	(void)state;
+	static const char *const files[] = {"{\"id\":\"a\"}\n", "\xEF\xBB\xBF{\"id\":\"b\"}",
+					    "\xEF\xBB\xBF{\"id\":\"c\"}\n"};
+	static const char all[] =
+		"{\"id\":\"a\"}\n\xEF\xBB\xBF{\"id\":\"b\"}\xEF\xBB\xBF{\"id\":\"c\"}\n";
+	struct run r;
+	run_files(&r, all, files, 3);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_event(&r, 1, "b", KR_ENV_EVENT, "{\"id\":\"b\"}");
+	assert_event(&r, 2, "c", KR_ENV_EVENT, "{\"id\":\"c\"}");
+	run_free(&r);
+	static const char *const cut[] = {"{\"id\":\"a\"}\n{\"id\":", "\xEF\xBB\xBF\"b\"}\n",
+					  "{\"id\":\"c\"}\n"};
+	static const char cut_all[] = "{\"id\":\"a\"}\n{\"id\":\xEF\xBB\xBF\"b\"}\n{\"id\":\"c\"}\n";
+	run_files(&r, cut_all, cut, 3);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_invalid(&r, 1, 11, 2, "malformed JSON");
+	assert_event(&r, 2, "c", KR_ENV_EVENT, "{\"id\":\"c\"}");
+	run_free(&r);
+}
+
 /* ---- the stream's API ---- */
 
 static void test_only_paths_in_the_set_are_recorded(void **state)
@@ -1456,6 +1569,9 @@ int main(void)
 		cmocka_unit_test(test_invalid_record_carries_its_size_and_bytes_or_a_bounded_prefix),
 		cmocka_unit_test(test_positions_in_binary_garbage_increase_and_are_exact),
 		cmocka_unit_test(test_array_cut_short_is_reported_where_its_last_element_ended),
+		cmocka_unit_test(test_byte_order_mark_at_the_start_is_skipped),
+		cmocka_unit_test(test_byte_order_mark_elsewhere_is_invalid),
+		cmocka_unit_test(test_byte_order_mark_where_a_file_starts_is_skipped_between_records),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
