@@ -108,6 +108,7 @@ struct pstate {
 	struct kc_ent kc[3][KC_KEYS]; /* by ev_depth */
 	const char *cancel_msg; /* why a callback stopped the parse; NULL: consumer asked to stop */
 	bool stop;              /* the consumer asked to stop */
+	bool quiet;             /* a synthetic opening is being parsed (restart_outer) */
 	bool pause;             /* the consumer asked to pause after the record that just ended */
 	uint64_t pause_at;
 	char msg[160];
@@ -174,6 +175,7 @@ struct kr_stream {
 	char pend_msg[256];
 
 	bool paused; /* a consumer's pause: input from fed on waits for kr_stream_resume */
+	enum container resume_in; /* the pause came after an element of this container */
 
 	/* skipper */
 	enum skip_state sk;
@@ -344,14 +346,15 @@ static void gap_sync(struct kr_stream *s, uint64_t base, bool elem)
 	s->gap_comma = s->gap_tok_open = false;
 }
 
-/* A gap that starts after an opening '[' or a ',' the skipper took: no ',' may come. */
-static void gap_set(struct kr_stream *s, uint64_t from, uint64_t pos, uint64_t nl)
+/* A gap in the array of records whose first pos - from bytes were looked at elsewhere (nl
+ * newlines among them). comma: a ',' was among them, or none may come (after the '['). */
+static void gap_set(struct kr_stream *s, uint64_t from, uint64_t pos, uint64_t nl, bool comma)
 {
 	s->gap_from = from;
 	s->gap_pos = pos;
 	s->gap_nl = nl;
 	s->gap_elem = true;
-	s->gap_comma = true;
+	s->gap_comma = comma;
 	s->gap_tok_open = false;
 }
 
@@ -791,6 +794,8 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 			p->rec_bad = "the SNS Message is not a JSON object";
 			return 1;
 		}
+		if (p->quiet)
+			return 1;
 		uint64_t end = tok_end(p);
 		uint64_t start = gap_value_start(s, p, end, end >= toklen ? end - toklen : end);
 		if (report_invalid(s, start, end, "record is not a JSON object"))
@@ -954,7 +959,7 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 		if (!is_map && p->depth == 0 && !p->inner && !s->raw_only) {
 			p->container = C_ARRAY; /* a top-level array holds the records */
 			s->last_elem_end = start + 1;
-			gap_set(s, start + 1, start + 1, 0);
+			gap_set(s, start + 1, start + 1, 0, true);
 		} else {
 			begin_record(p, start, p->depth);
 			p->rec_bad = p->inner ? "the SNS Message is not a JSON object"
@@ -979,7 +984,7 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 					p->in_record = false;
 					p->container = C_CLOUDTRAIL;
 					s->last_elem_end = tok_end(p);
-					gap_set(s, s->last_elem_end, s->last_elem_end, 0);
+					gap_set(s, s->last_elem_end, s->last_elem_end, 0, true);
 					node = NULL;
 					parent->node = NULL;
 					parent->vnode = NULL;
@@ -1486,25 +1491,45 @@ static bool skip_run(struct kr_stream *s, uint64_t upto, bool eof)
 	return false;
 }
 
-/* Starts a fresh outer parse inside container c (feeding the synthetic opening). */
-static int restart_outer(struct kr_stream *s, enum container c)
+/* Starts a fresh outer parse inside container c, where an element has just ended (after_elem: a
+ * record the consumer paused after) or where the skipper took the ',' after a bad one. A
+ * synthetic opening puts yajl in the state it would be in there ("[null" or "[null,", with
+ * {"Records": for a CloudTrail log; the null is no record), so that what follows parses as it
+ * would have without the break. */
+static int restart_outer(struct kr_stream *s, enum container c, bool after_elem)
 {
 	struct pstate *p = &s->outer;
 	if (pstate_open(s, p, false) != 0)
 		return -1;
-	static const char arr[] = "[", ct[] = "{\"Records\":[";
-	const char *syn = c == C_ARRAY ? arr : c == C_CLOUDTRAIL ? ct : NULL;
-	if (syn) {
-		p->feed_base = s->fed; /* offsets of synthetic bytes are never used */
-		if (yajl_parse(p->h, (const unsigned char *)syn, strlen(syn)) != yajl_status_ok)
-			return -1;
-		/* the elements go on where the input resumes, after the skipped one and its ',' */
-		s->last_elem_end = s->sk_vend;
-		gap_set(s, s->sk_vend, s->fed, s->sk_nl);
-	} else {
+	if (c == C_NONE) {
 		s->last_top_end = s->fed;
+		return 0;
+	}
+	char syn[32];
+	snprintf(syn, sizeof syn, "%s%s", c == C_ARRAY ? "[" : "{\"Records\":[",
+		 after_elem ? "null" : "null,");
+	p->feed_base = s->fed; /* offsets of synthetic bytes are never used */
+	p->quiet = true;
+	yajl_status st = yajl_parse(p->h, (const unsigned char *)syn, strlen(syn));
+	p->quiet = false;
+	if (st != yajl_status_ok)
+		return -1;
+	if (after_elem) {
+		s->last_elem_end = s->fed;
+		gap_set(s, s->fed, s->fed, 0, false);
+	} else {
+		s->last_elem_end = s->sk_vend;
+		gap_set(s, s->sk_vend, s->fed, s->sk_nl, true);
 	}
 	return 0;
+}
+
+/* A fresh outer parse at fed: at the top level, or after the element the consumer paused after. */
+static int resume_outer(struct kr_stream *s)
+{
+	enum container c = s->resume_in;
+	s->resume_in = C_NONE;
+	return restart_outer(s, c, true);
 }
 
 /* The outer yajl handle is dead after an error: the skipper takes over, then a new one. */
@@ -1656,7 +1681,7 @@ static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 			s->fed = s->sk_pos;
 			if (report_pending(s, s->sk_pos))
 				return KR_ERR_IO;
-			if (restart_outer(s, s->sk_container) != 0)
+			if (restart_outer(s, s->sk_container, false) != 0)
 				return KR_ERR_NOMEM;
 			continue;
 		}
@@ -1667,7 +1692,7 @@ static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 				break;
 			continue;
 		}
-		if (!p->h && restart_outer(s, C_NONE) != 0)
+		if (!p->h && resume_outer(s) != 0)
 			return KR_ERR_NOMEM;
 		size_t n = (size_t)(upto - s->fed < WINDOW ? upto - s->fed : WINDOW);
 		/* a record that starts in this window cannot become too big in it */
@@ -1681,16 +1706,12 @@ static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 		if (p->stop)
 			return KR_ERR_IO;
 		if (p->pause) {
-			/* go on after the record later: at the top level with a fresh parse, inside an
-			   array or a CloudTrail log through the skipper's resumption after an element */
-			enum container c = p->container;
+			/* go on after the record later, with a fresh parse in the state after it (see
+			   restart_outer) */
+			s->resume_in = p->container;
 			p->pause = false;
 			s->fed = p->pause_at;
 			drop_outer(p);
-			if (c == C_NONE)
-				s->last_top_end = p->pause_at;
-			else
-				skip_begin(s, SK_AFTER_ELEM, p->pause_at, c);
 			s->paused = true;
 			return KR_OK;
 		}
@@ -1810,6 +1831,7 @@ void kr_stream_reset(struct kr_stream *s)
 	s->sk = SK_OFF;
 	s->pend = s->pend_copied = false;
 	s->paused = false;
+	s->resume_in = C_NONE;
 	if (s->outer.h)
 		yajl_free(s->outer.h);
 	s->outer.h = NULL;
@@ -1925,6 +1947,9 @@ enum kr_err kr_stream_end(struct kr_stream *s)
 		enum kr_err e = process(s, s->abs_base + s->len, true);
 		if (e)
 			return e;
+		/* a pause in an array of records with nothing after it: the array is still open */
+		if (!p->h && !s->paused && s->resume_in != C_NONE && resume_outer(s) != 0)
+			return KR_ERR_NOMEM;
 		if (!p->h)
 			return KR_OK;
 		if (p->depth == 0 && !p->in_record && !top_open(s))
@@ -1933,6 +1958,10 @@ enum kr_err kr_stream_end(struct kr_stream *s)
 		st = yajl_complete_parse(p->h);
 		if (p->stop)
 			return KR_ERR_IO;
+		/* after a complete top-level value yajl takes the end of the input for the end of the
+		   next one, however it was cut short */
+		if (st == yajl_status_ok && p->depth == 0 && !p->in_record && top_open(s))
+			st = yajl_status_error;
 		if (st == yajl_status_ok || !p->in_record)
 			break;
 		/* A record open at the end: it was cut short. Skip it as after any bad record, so that

@@ -4,7 +4,9 @@
  *   1. kr_stream_parse_mem over the whole input, then kr_stream_end;
  *   2. a second stream fed with kr_stream_reserve/kr_stream_commit in chunks of 1..64 bytes:
  *      with bit 7 of the first input byte set, all of (first byte & 63) + 1 bytes, else sizes
- *      from a small PRNG seeded with the first byte; then kr_stream_end;
+ *      from a small PRNG seeded with the first byte; then kr_stream_end. With bit 6 of the first
+ *      byte set its consumer also pauses after every event (KR_STREAM_PAUSE), and the run goes on
+ *      with kr_stream_resume before the next chunk;
  *   3. the stream of run 1 after kr_stream_reset, fed the whole input with one
  *      kr_stream_reserve/kr_stream_commit, then kr_stream_end.
  * The last input byte picks the options: bit 0 small limits (max_record 4096, max_depth 16)
@@ -23,8 +25,8 @@
  *     record's size bytes, a plain event's raw bytes);
  *   - the three runs report the same thing: the same events (offset, envelope, raw bytes, id,
  *     time, view values) and invalid records (offset, line, size, raw bytes, message), in the same
- *     order, and their counts agree with kr_stream_stats: how the input is chunked changes
- *     nothing;
+ *     order, and their counts agree with kr_stream_stats: how the input is chunked (or the
+ *     consumer pauses) changes nothing;
  *   - no kr_stream_* call fails (the callbacks never ask to stop; out of memory aside). */
 #include <stdbool.h>
 #include <stddef.h>
@@ -57,6 +59,7 @@ struct run {
 	uint64_t prev_offset;  /* its offset */
 	uint64_t prev_end;     /* and where its bytes end, as far as known */
 	uint64_t sink;         /* keeps the byte reads alive */
+	bool pause;            /* pause after every event */
 };
 
 /* Reports come in input order and do not overlap. */
@@ -156,7 +159,7 @@ static int on_event(void *ctx, const struct kr_event *ev)
 		d = mix(d, ev->time, ev->time_len);
 	r->sink += check_view(ev->view, &d);
 	r->digest = d;
-	return 0;
+	return r->pause ? KR_STREAM_PAUSE : 0;
 }
 
 static int on_invalid(void *ctx, const struct kr_invalid *inv)
@@ -285,6 +288,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* 2: a second stream, reserve/commit in small chunks */
 	struct run r2 = new_run(data, size, lines, &opts);
+	r2.pause = (data[0] & 0x40) != 0;
 	if (kr_stream_new(g_paths, &opts, &callbacks, &r2, &s2) != KR_OK)
 		abort();
 	uint32_t rng = 0x9e3779b9u ^ ((uint32_t)data[0] * 0x01000193u);
@@ -300,12 +304,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (n > size - off)
 			n = size - off;
+		while (kr_stream_paused(s2))
+			CHECK(kr_stream_resume(s2) == KR_OK);
 		char *dst = kr_stream_reserve(s2, n);
 		CHECK(dst != NULL);
 		memcpy(dst, data + off, n);
 		CHECK(kr_stream_commit(s2, n) == KR_OK);
 		off += n;
 	}
+	while (kr_stream_paused(s2))
+		CHECK(kr_stream_resume(s2) == KR_OK);
 	CHECK(kr_stream_end(s2) == KR_OK);
 	check_stats(s2, &r2, size);
 	kr_stream_free(s2);

@@ -41,6 +41,7 @@ struct run {
 	struct item items[256];
 	size_t n;
 	size_t stop_after; /* 0: never ask the stream to stop */
+	size_t events;
 	const struct kr_view *prev_view; /* the last event's view, and its item (1-based) */
 	size_t prev_item;
 };
@@ -83,9 +84,12 @@ static char *dump_view(const struct kr_paths *paths, const struct kr_view *v)
 	return b.p;
 }
 
+static size_t pause_every; /* when not 0, the consumer pauses after every so many events */
+
 static int on_event(void *ctx, const struct kr_event *ev)
 {
 	struct run *r = ctx;
+	r->events++;
 	assert_true(r->n < sizeof r->items / sizeof r->items[0]);
 	/* the previous event's view is still intact (what kmsrouter match relies on), whatever
 	 * invalid records came between */
@@ -110,6 +114,8 @@ static int on_event(void *ctx, const struct kr_event *ev)
 		assert_true(ev->offset + ev->raw_len <= r->input_len);
 		assert_memory_equal(ev->raw, r->input + ev->offset, ev->raw_len);
 	}
+	if (pause_every && r->events % pause_every == 0)
+		return KR_STREAM_PAUSE;
 	return r->stop_after && r->n >= r->stop_after;
 }
 
@@ -191,15 +197,21 @@ static enum kr_err run_chunked(struct run *r, const struct kr_paths *paths, cons
 	assert_int_equal(kr_stream_new(paths, o, &callbacks, r, &s), KR_OK);
 	enum kr_err e = KR_OK;
 	for (size_t i = 0; i < len && e == KR_OK;) {
+		/* a paused stream takes no input until it has gone on with what it holds */
+		while (kr_stream_paused(s) && e == KR_OK)
+			e = kr_stream_resume(s);
 		size_t k = chunk_len();
 		if (k > len - i)
 			k = len - i;
 		char *w = kr_stream_reserve(s, k);
 		assert_non_null(w);
 		memcpy(w, in + i, k);
-		e = kr_stream_commit(s, k);
+		if (e == KR_OK)
+			e = kr_stream_commit(s, k);
 		i += k;
 	}
+	while (kr_stream_paused(s) && e == KR_OK)
+		e = kr_stream_resume(s);
 	if (e == KR_OK)
 		e = kr_stream_end(s);
 	kr_stream_free(s);
@@ -1337,6 +1349,58 @@ static void test_array_cut_short_is_reported_where_its_last_element_ended(void *
 	run_free(&r);
 }
 
+/* A consumer that pauses after events (backpressure) changes nothing either: the parse goes on
+ * after the record as if it had not stopped, whatever follows it in an array or a log. */
+static void test_pausing_after_events_changes_nothing(void **state)
+{
+	(void)state;
+	static const char *const inputs[] = {
+		"{\"id\":\"a\"}\n{\"id\":\"b\"}}\n{\"id\":\"c\"}\n\"open",
+		"[{\"id\":\"a\"} \"x\", {\"id\":\"b\"}]\n{\"id\":\"c\"}\n",
+		"[{\"id\":\"a\"},]\n[{\"id\":\"b\"}\n{\"id\":\"c\"}]\n[{\"id\":\"d\"}, {\"id\":\"e\"}",
+		"{\"Records\":[{\"eventID\":\"c1\"}{\"eventID\":\"c2\"}]}\n{\"id\":\"n\"}\n",
+		"{\"Records\":[{\"eventID\":\"c1\"},\n{\"id\":\"next\"}\n{\"Records\":[{\"eventID\":\"c3\"}",
+		"{\"Records\":[{\"eventID\":\"c1\"}], \"x\": 1}{\"Records\":[{\"eventID\":\"c2\"}], \"y\" 2}\n",
+		"[{\"id\":\"a\"}, 7, {\"id\":\"b\"}, {\"id\": x}, {\"id\":\"c\"}]",
+	};
+	for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+		struct run want, got;
+		size_t len = strlen(inputs[i]);
+		assert_int_equal(run_mem(&want, paths, inputs[i], len, NULL), KR_OK);
+		for (size_t every = 1; every <= 2; every++) {
+			for (size_t chunk = 0; chunk <= 7; chunk += 3) {
+				char diff[2400];
+				pause_every = every;
+				fixed_chunk = chunk;
+				enum kr_err e = run_chunked(&got, paths, inputs[i], len, NULL, 99);
+				pause_every = fixed_chunk = 0;
+				assert_int_equal(e, KR_OK);
+				bool same = same_runs(&want, &got, diff, sizeof diff);
+				run_free(&got);
+				if (!same)
+					fail_msg("input %zu, pausing every %zu events, chunks of %zu: %s", i,
+						 every, chunk, diff);
+			}
+		}
+		run_free(&want);
+	}
+}
+
+/* A value cut short by the end of the input after another top-level value: yajl takes that for
+ * the end of the input; it is reported all the same. */
+static void test_value_cut_short_at_the_end_after_another_is_reported(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"a\"}\n\"never closed";
+	struct run r;
+	run_every_chunking(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 2);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_invalid(&r, 1, offset_of(in, "\"never"), 2, "malformed JSON at the end");
+	assert_invalid_bytes(&r, 1, 13, 13);
+	run_free(&r);
+}
+
 /* ---- byte order marks ---- */
 
 static void test_byte_order_mark_at_the_start_is_skipped(void **state)
@@ -1569,6 +1633,8 @@ int main(void)
 		cmocka_unit_test(test_invalid_record_carries_its_size_and_bytes_or_a_bounded_prefix),
 		cmocka_unit_test(test_positions_in_binary_garbage_increase_and_are_exact),
 		cmocka_unit_test(test_array_cut_short_is_reported_where_its_last_element_ended),
+		cmocka_unit_test(test_pausing_after_events_changes_nothing),
+		cmocka_unit_test(test_value_cut_short_at_the_end_after_another_is_reported),
 		cmocka_unit_test(test_byte_order_mark_at_the_start_is_skipped),
 		cmocka_unit_test(test_byte_order_mark_elsewhere_is_invalid),
 		cmocka_unit_test(test_byte_order_mark_where_a_file_starts_is_skipped_between_records),
