@@ -1654,6 +1654,8 @@ static bool skip_bom(struct kr_stream *s, uint64_t upto, bool eof)
 	struct pstate *p = &s->outer;
 	uint64_t base;
 	bool elem;
+	if (!p->h && s->resume_in != C_NONE)
+		return true; /* paused after an element: in an array, as below */
 	if (p->h) {
 		if (!gap_level(s, p, &base, &elem) || elem)
 			return true;

@@ -69,8 +69,9 @@ struct kr_invalid {
 				   cut short after its last element: offset is where) */
 	const char *raw;        /* its bytes as they were (not NUL-terminated, maybe not UTF-8):
 				   all size of them when size <= max_record, else the first
-				   min(KR_INVALID_PREFIX, max_record); NULL when size is 0. Valid
-				   during the callback */
+				   min(KR_INVALID_PREFIX, max_record); NULL when size is 0 (or,
+				   out of memory, when they could not be kept). Valid during the
+				   callback */
 	size_t raw_len;
 	const char *message;    /* what is wrong, for humans */
 };
@@ -117,7 +118,8 @@ enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t le
 
 /* The next bytes given (kr_stream_reserve/commit) start another file, e.g. the next member of a
  * multi-member gzip file: a UTF-8 byte order mark there is skipped, as at the start of the stream,
- * when it falls between records (inside a record or a bad record's bytes it stays part of them). */
+ * when it falls between top-level values (inside a record, an array of records or a bad record's
+ * bytes it stays part of them). */
 void kr_stream_file_start(struct kr_stream *s);
 
 /* End of input: reports a truncated last record. The stream can then be reset for the next input
