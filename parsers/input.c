@@ -89,9 +89,11 @@ static enum kr_read step_gzip(struct kr_reader *r, char *err)
 		z->avail_in = (uInt)n;
 	}
 	if (r->member_done) {
-		/* another gzip member follows (concatenated .gz files) */
+		/* another gzip member follows (concatenated .gz files): a file of its own, which may
+		   start with a byte order mark */
 		inflateReset(z);
 		r->member_done = false;
+		kr_stream_file_start(r->s);
 	}
 	char *out = kr_stream_reserve(r->s, CHUNK);
 	if (!out) {

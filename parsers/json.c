@@ -749,6 +749,34 @@ void kr_buf_free(struct kr_buf *b)
 	b->len = b->cap = 0;
 }
 
+bool kr_buf_base64(struct kr_buf *b, const void *s, size_t n)
+{
+	static const char digits[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *in = s;
+	if (n > SIZE_MAX / 8 || !kr_buf_reserve(b, (n + 2) / 3 * 4 + 1))
+		return false;
+	char *o = b->p + b->len;
+	size_t i = 0;
+	for (; i + 3 <= n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		*o++ = digits[v >> 18];
+		*o++ = digits[v >> 12 & 63];
+		*o++ = digits[v >> 6 & 63];
+		*o++ = digits[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+		*o++ = digits[v >> 18];
+		*o++ = digits[v >> 12 & 63];
+		*o++ = i + 1 < n ? digits[v >> 6 & 63] : '=';
+		*o++ = '=';
+	}
+	*o = 0;
+	b->len = (size_t)(o - b->p);
+	return true;
+}
+
 /* Appends the JSON text of j (numbers exactly as they were written). */
 bool kr_json_write(struct kr_buf *b, const struct kr_json *j)
 {

@@ -91,6 +91,9 @@ bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n);
 /* The same into memory with room for 6 * n + 2 bytes; returns the end (not NUL-terminated). */
 char *kr_json_string_to(char *o, const char *s, size_t n);
 void kr_buf_free(struct kr_buf *b);
+/* Appends the standard base64 of the n bytes at s (RFC 4648 section 4: "+/", '=' padding, no
+ * line breaks), NUL-terminated; returns false when out of memory. */
+bool kr_buf_base64(struct kr_buf *b, const void *s, size_t n);
 
 /* Appends the compact JSON text of j (numbers exactly as they were written). */
 bool kr_json_write(struct kr_buf *b, const struct kr_json *j);

@@ -7,7 +7,13 @@
  *
  * After a bad record the outer yajl handle is discarded and a small byte scanner (the skipper)
  * finds where to start again; inside a top-level array or a CloudTrail log, the new handle is first
- * fed a synthetic opening ("[" or {"Records":[) so that the remaining elements parse as before. */
+ * fed a synthetic opening ("[" or {"Records":[) so that the remaining elements parse as before.
+ *
+ * Nothing here may depend on where the chunks of input begin and end. Two rules see to that:
+ * yajl is never fed past the byte at which a value in a record's place (a record, or a scalar
+ * where a record belongs) that is still open becomes too big, so the oversized check always
+ * happens at that byte; and everything a report needs (a record's first byte, its line, its bytes
+ * up to max_record) is kept in the buffer, or copied before it is dropped, until it is reported. */
 #include "stream.h"
 
 #include <stdio.h>
@@ -93,7 +99,6 @@ struct pstate {
 	bool in_record;
 	unsigned ev_depth;
 	uint64_t rec_start;
-	uint64_t cont_start;  /* where the top-level value holding the records began */
 	uint64_t resync_at;   /* set with cancel_msg: go on at this offset, at the top level */
 	const char *rec_bad;
 	uint64_t feed_base;
@@ -103,12 +108,13 @@ struct pstate {
 	struct kc_ent kc[3][KC_KEYS]; /* by ev_depth */
 	const char *cancel_msg; /* why a callback stopped the parse; NULL: consumer asked to stop */
 	bool stop;              /* the consumer asked to stop */
+	bool quiet;             /* a synthetic opening is being parsed (restart_outer) */
 	bool pause;             /* the consumer asked to pause after the record that just ended */
 	uint64_t pause_at;
 	char msg[160];
 };
 
-enum skip_state { SK_OFF, SK_VALUE, SK_AFTER_ELEM, SK_AFTER_CT_ARRAY, SK_RESYNC };
+enum skip_state { SK_OFF, SK_VALUE, SK_SCALAR, SK_AFTER_ELEM, SK_AFTER_CT_ARRAY, SK_RESYNC };
 
 struct kr_stream {
 	const struct kr_paths *paths;
@@ -142,19 +148,42 @@ struct kr_stream {
 	uint64_t last_elem_end; /* in the array that holds the records (a top-level array or a
 				   CloudTrail log's Records): where its last element ended, or just
 				   after its '[' */
-	bool tail_nonws;
+
+	/* The gap after the last value where records are (after last_top_end at the top level, after
+	 * last_elem_end in the array of records), looked at after each yajl call: whitespace, and in
+	 * the array one ','. Its first other byte starts a value that has not ended yet (yajl holds a
+	 * scalar that spans calls), or junk: either way where a bad record there starts. The state is
+	 * that of the gap from gap_from (at the level gap_elem); another gap_from starts it afresh. */
+	uint64_t gap_from, gap_pos; /* [gap_from, gap_pos) was looked at */
+	uint64_t gap_nl;            /* newlines in it */
+	uint64_t gap_tok;           /* with gap_tok_open: the first byte of the value in the gap */
+	bool gap_elem, gap_comma, gap_tok_open;
+	/* the line of last_elem_end when it is cut_at, noted when the array of records closes */
+	uint64_t cut_at, cut_line;
+
+	/* a byte order mark at bom_at (a file starts there) is skipped when bom_pending */
+	bool bom_pending;
+	uint64_t bom_at;
 
 	/* a bad record's report waits until the skipper has found where the record ends */
 	bool pend;
-	bool pend_raw; /* its bytes are still in the buffer */
-	uint64_t pend_start, pend_line;
+	bool pend_copied; /* its first max_record bytes are in pend_copy, no longer kept in buf */
+	bool pend_cut;    /* when nothing but separators turns out to be bad, report the cut point
+			     pend_cut_at (an array or a log broken off after an element) */
+	uint64_t pend_start, pend_line, pend_cut_at, pend_cut_line;
+	struct kr_buf pend_copy;
 	char pend_msg[256];
 
 	bool paused; /* a consumer's pause: input from fed on waits for kr_stream_resume */
+	enum container resume_in; /* the pause came after an element of this container */
 
 	/* skipper */
 	enum skip_state sk;
 	uint64_t sk_pos;
+	uint64_t sk_last; /* just after the last byte of the bad record seen so far (not whitespace,
+			     not the separators after an element) */
+	uint64_t sk_vend; /* in an array: where the skipped element ended, */
+	uint64_t sk_nl;   /* and the newlines between it and sk_pos */
 	unsigned sk_depth;
 	bool sk_str, sk_esc;
 	enum container sk_container;
@@ -176,9 +205,10 @@ struct kr_stream {
 
 static const yajl_callbacks callbacks;
 
+/* Whitespace as yajl's lexer has it (with \v and \f). */
 static bool is_ws(char c)
 {
-	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f';
 }
 
 /* ---- positions ---- */
@@ -223,40 +253,159 @@ static void scan_input(struct kr_stream *s, size_t n)
 
 /* ---- reporting ---- */
 
-static int report_invalid_at(struct kr_stream *s, uint64_t start, uint64_t line, uint64_t end,
+/* Reports the size bytes at start as a bad record: with its bytes as kr_invalid.raw says (from
+ * buf, or from pend_copy when they were dropped since). */
+static int report_invalid_at(struct kr_stream *s, uint64_t start, uint64_t line, uint64_t size,
 			     const char *msg)
 {
-	struct kr_invalid inv = {.offset = start, .line = line, .message = msg};
-	if (end > start && start >= s->abs_base && end <= s->abs_base + s->len) {
+	struct kr_invalid inv = {.offset = start, .line = line, .size = size, .message = msg};
+	uint64_t want = size;
+	if (want > s->max_record)
+		want = s->max_record < KR_INVALID_PREFIX ? s->max_record : KR_INVALID_PREFIX;
+	if (want && start >= s->abs_base && start + want <= s->abs_base + s->len) {
 		inv.raw = at(s, start);
-		inv.raw_len = (size_t)(end - start);
+		inv.raw_len = (size_t)want;
+	} else if (want && s->pend_copied && start == s->pend_start && want <= s->pend_copy.len) {
+		inv.raw = s->pend_copy.p;
+		inv.raw_len = (size_t)want;
 	}
 	s->stats.invalid++;
 	int rc = s->cb.invalid ? s->cb.invalid(s->ctx, &inv) : 0;
 	return rc == KR_STREAM_PAUSE ? 0 : rc;
 }
 
+/* A bad record [start, end) that is in the buffer. */
 static int report_invalid(struct kr_stream *s, uint64_t start, uint64_t end, const char *msg)
 {
-	return report_invalid_at(s, start, line_of(s, start), end, msg);
+	return report_invalid_at(s, start, line_of(s, start), end - start, msg);
 }
 
-/* The skipper found the end of the bad record: report it with its bytes (whitespace after it
- * left out; at most max_record of them). */
+/* The skipper found the end of the bad record (parsing goes on at end): report it, up to the last
+ * byte that belongs to it (sk_last). */
 static int report_pending(struct kr_stream *s, uint64_t end)
 {
 	if (!s->pend)
 		return 0;
 	s->pend = false;
-	uint64_t start = s->pend_start;
-	if (!s->pend_raw || start < s->abs_base)
-		return report_invalid_at(s, start, s->pend_line, start, s->pend_msg);
-	while (end > start && (*at(s, end - 1) == ' ' || *at(s, end - 1) == '\n' ||
-			       *at(s, end - 1) == '\r' || *at(s, end - 1) == '\t'))
-		end--;
-	if (end - start > s->max_record)
-		end = start + s->max_record;
-	return report_invalid_at(s, start, s->pend_line, end, s->pend_msg);
+	uint64_t start = s->pend_start, line = s->pend_line;
+	uint64_t stop = s->sk_last < end ? s->sk_last : end;
+	uint64_t size = stop > start ? stop - start : 0;
+	if (!size && s->pend_cut) {
+		start = s->pend_cut_at;
+		line = s->pend_cut_line;
+	}
+	int rc = report_invalid_at(s, start, line, size, s->pend_msg);
+	s->pend_copied = false;
+	s->pend_copy.len = 0;
+	return rc;
+}
+
+/* A bad record at start, to be reported when the skipper has found its end; its bytes are kept
+ * until then (see kr_stream_reserve). */
+static void pend_begin(struct kr_stream *s, uint64_t start, uint64_t line, const char *msg)
+{
+	s->pend = true;
+	s->pend_start = start;
+	s->pend_line = line;
+	s->pend_cut = false;
+	s->pend_copied = false;
+	s->pend_copy.len = 0;
+	snprintf(s->pend_msg, sizeof s->pend_msg, "%s", msg);
+}
+
+/* ---- the gap between the values where records are ---- */
+
+/* Whether the parse is between the values where records are, and if so where the gap after the
+ * last one starts (*base) and whether that is in the array of records (*elem). */
+static bool gap_level(const struct kr_stream *s, const struct pstate *p, uint64_t *base,
+		      bool *elem)
+{
+	if (!p->h || p->in_record)
+		return false;
+	if (p->depth == 0) {
+		*base = s->last_top_end;
+		*elem = false;
+		return true;
+	}
+	if ((p->container == C_ARRAY && p->depth == 1) ||
+	    (p->container == C_CLOUDTRAIL && p->depth == 2 && p->frames[0].special == SP_RECORDS)) {
+		*base = s->last_elem_end;
+		*elem = true;
+		return true;
+	}
+	return false;
+}
+
+static void gap_sync(struct kr_stream *s, uint64_t base, bool elem)
+{
+	if (s->gap_from == base && s->gap_elem == elem)
+		return;
+	s->gap_from = s->gap_pos = base;
+	s->gap_elem = elem;
+	s->gap_nl = 0;
+	s->gap_comma = s->gap_tok_open = false;
+}
+
+/* A gap in the array of records whose first pos - from bytes were looked at elsewhere (nl
+ * newlines among them). comma: a ',' was among them, or none may come (after the '['). */
+static void gap_set(struct kr_stream *s, uint64_t from, uint64_t pos, uint64_t nl, bool comma)
+{
+	s->gap_from = from;
+	s->gap_pos = pos;
+	s->gap_nl = nl;
+	s->gap_elem = true;
+	s->gap_comma = comma;
+	s->gap_tok_open = false;
+}
+
+/* Looks at the gap up to offset upto (bytes the parse has consumed, held in buf). Returns whether
+ * a value (or junk) starts in it, at gap_tok. */
+static bool gap_scan(struct kr_stream *s, uint64_t upto)
+{
+	if (s->gap_tok_open)
+		return true;
+	uint64_t i = s->gap_pos;
+	for (; i < upto; i++) {
+		char c = *at(s, i);
+		if (c == '\n')
+			s->gap_nl++;
+		else if (is_ws(c))
+			continue;
+		else if (c == ',' && s->gap_elem && !s->gap_comma)
+			s->gap_comma = true;
+		else {
+			s->gap_tok = i;
+			s->gap_tok_open = true;
+			break;
+		}
+	}
+	s->gap_pos = i;
+	return s->gap_tok_open;
+}
+
+/* Where the value that yajl has just found in the gap (it ends at end) starts. */
+static uint64_t gap_value_start(struct kr_stream *s, const struct pstate *p, uint64_t end,
+				uint64_t fallback)
+{
+	uint64_t base;
+	bool elem;
+	if (!gap_level(s, p, &base, &elem))
+		return fallback;
+	gap_sync(s, base, elem);
+	return gap_scan(s, end) ? s->gap_tok : fallback;
+}
+
+/* The line of last_elem_end, the cut point of a broken array of records. */
+static uint64_t cut_line(const struct kr_stream *s)
+{
+	uint64_t cut = s->last_elem_end;
+	if (cut >= s->abs_base)
+		return line_of(s, cut);
+	if (s->gap_elem && s->gap_from == cut && s->gap_pos >= s->abs_base)
+		return line_of(s, s->gap_pos) - s->gap_nl;
+	if (s->cut_at == cut)
+		return s->cut_line;
+	return s->base_line;
 }
 
 /* ---- pstate ---- */
@@ -327,8 +476,6 @@ static int cancel(struct pstate *p, const char *msg)
 static void begin_record(struct pstate *p, uint64_t start, unsigned ev_depth)
 {
 	struct kr_stream *s = p->s;
-	if (ev_depth == 0)
-		p->cont_start = start;
 	p->in_record = true;
 	p->rec_start = start;
 	p->ev_depth = ev_depth;
@@ -497,13 +644,11 @@ static int end_record(struct pstate *p, uint64_t end)
 	uint64_t start = p->rec_start;
 	size_t bad;
 	int rc;
+	/* no record gets here bigger than max_record: process() stops feeding at the byte where an
+	   open one becomes too big (cut_oversized) */
 	if (p->rec_bad)
 		rc = report_invalid(s, start, end, p->rec_bad);
-	else if (end - start > s->max_record) {
-		snprintf(p->msg, sizeof p->msg, "record exceeds the maximum size of %zu bytes",
-			 s->max_record);
-		rc = report_invalid(s, start, end, p->msg);
-	} else if (start < s->hi_end && !kr_utf8_valid(at(s, start), (size_t)(end - start), &bad)) {
+	else if (start < s->hi_end && !kr_utf8_valid(at(s, start), (size_t)(end - start), &bad)) {
 		snprintf(p->msg, sizeof p->msg,
 			 "invalid UTF-8 (overlong form, surrogate or beyond U+10FFFF) at byte %zu of the record",
 			 bad);
@@ -556,7 +701,8 @@ static enum vrole role(struct pstate *p, bool is_map)
 	if (p->container == C_ARRAY && p->depth == 1)
 		return is_map ? VR_RECORD : VR_BAD_RECORD;
 	if (p->container == C_CLOUDTRAIL) {
-		if (p->depth == 2)
+		/* in the Records array; other members of the log are no records */
+		if (p->depth == 2 && p->frames[0].special == SP_RECORDS)
 			return is_map ? VR_RECORD : VR_BAD_RECORD;
 		if (p->depth == 1)
 			return VR_CONTAINER_JUNK;
@@ -644,42 +790,20 @@ static __attribute__((noinline)) int scalar_slow(struct pstate *p, enum kr_vtype
 	if (r == VR_CONTAINER_JUNK)
 		return 1;
 	if (r == VR_BAD_RECORD) {
-		uint64_t end = tok_end(p);
-		uint64_t start = end >= toklen ? end - toklen : end;
-		if (p->depth == 0 && !p->inner) {
-			/* a top-level value starts after the previous one and the whitespace behind it;
-			 * kr_stream_reserve keeps those bytes */
-			start = s->last_top_end > s->abs_base ? s->last_top_end : s->abs_base;
-			while (start < end && is_ws(*at(s, start)))
-				start++;
-		} else if (!p->inner && s->last_elem_end >= s->abs_base && s->last_elem_end < end) {
-			/* an element of the array that holds the records: it starts after the previous
-			 * one, the comma and the whitespace (kr_stream_reserve keeps those bytes) */
-			start = s->last_elem_end;
-			while (start < end && is_ws(*at(s, start)))
-				start++;
-			if (start < end && *at(s, start) == ',')
-				start++;
-			while (start < end && is_ws(*at(s, start)))
-				start++;
-		} else if (t == KR_V_STRING) {
-			/* find the opening quote in the buffer when we still hold it */
-			uint64_t i = end >= 2 ? end - 2 : 0;
-			while (i > s->abs_base && *at(s, i) != '"')
-				i--;
-			start = i;
-		}
-		if (p->depth > 0 && !p->inner)
-			s->last_elem_end = end;
 		if (p->inner) {
 			p->rec_bad = "the SNS Message is not a JSON object";
 			return 1;
 		}
+		if (p->quiet)
+			return 1;
+		uint64_t end = tok_end(p);
+		uint64_t start = gap_value_start(s, p, end, end >= toklen ? end - toklen : end);
 		if (report_invalid(s, start, end, "record is not a JSON object"))
 			p->stop = true;
-		if (p->depth == 0) {
+		if (p->depth == 0)
 			s->last_top_end = end;
-		}
+		else
+			s->last_elem_end = end;
 		return !p->stop;
 	}
 	if (!p->in_record)
@@ -834,8 +958,8 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 	} else if (r == VR_BAD_RECORD) {
 		if (!is_map && p->depth == 0 && !p->inner && !s->raw_only) {
 			p->container = C_ARRAY; /* a top-level array holds the records */
-			p->cont_start = start;
 			s->last_elem_end = start + 1;
+			gap_set(s, start + 1, start + 1, 0, true);
 		} else {
 			begin_record(p, start, p->depth);
 			p->rec_bad = p->inner ? "the SNS Message is not a JSON object"
@@ -860,6 +984,7 @@ static __attribute__((noinline)) int open_container_slow(struct pstate *p, bool 
 					p->in_record = false;
 					p->container = C_CLOUDTRAIL;
 					s->last_elem_end = tok_end(p);
+					gap_set(s, s->last_elem_end, s->last_elem_end, 0, true);
 					node = NULL;
 					parent->node = NULL;
 					parent->vnode = NULL;
@@ -1190,9 +1315,34 @@ static void skip_begin(struct kr_stream *s, enum skip_state st, uint64_t from,
 {
 	s->sk = st;
 	s->sk_pos = from;
+	s->sk_vend = from;
+	s->sk_nl = 0;
 	s->sk_depth = 0;
 	s->sk_str = s->sk_esc = false;
 	s->sk_container = c;
+}
+
+/* The value being skipped ended at sk_pos: go on after it in its array, or at the top level. */
+static bool skip_value_done(struct kr_stream *s)
+{
+	if (s->sk_container == C_NONE) {
+		s->sk = SK_OFF;
+		return true;
+	}
+	s->sk_vend = s->sk_pos;
+	s->sk_nl = 0;
+	s->sk = SK_AFTER_ELEM;
+	return false;
+}
+
+/* Bad bytes in [from, to): the last one that is not whitespace ends the bad record so far. */
+static void skip_note(struct kr_stream *s, uint64_t from, uint64_t to)
+{
+	for (uint64_t i = to; i > from && i > s->sk_last; i--)
+		if (!is_ws(*at(s, i - 1))) {
+			s->sk_last = i;
+			return;
+		}
 }
 
 /* Runs the skipper over input up to upto. Returns true when it is done (s->sk_pos is where to go
@@ -1205,6 +1355,8 @@ static bool skip_run(struct kr_stream *s, uint64_t upto, bool eof)
 		char next = has_next ? *at(s, s->sk_pos + 1) : 0;
 		switch (s->sk) {
 		case SK_VALUE:
+			if (!is_ws(c))
+				s->sk_last = s->sk_pos + 1;
 			if (c == '\n') {
 				if (!has_next && !eof)
 					return false;
@@ -1230,19 +1382,44 @@ static bool skip_run(struct kr_stream *s, uint64_t upto, bool eof)
 			} else if (c == '}' || c == ']') {
 				if (s->sk_depth <= 1) {
 					s->sk_pos++;
-					if (s->sk_container == C_NONE) {
-						s->sk = SK_OFF;
+					if (skip_value_done(s))
 						return true;
-					}
-					s->sk = SK_AFTER_ELEM;
 					continue;
 				}
 				s->sk_depth--;
 			}
 			s->sk_pos++;
 			break;
+		case SK_SCALAR:
+			/* a string or a bare token (number, literal) where a record belongs */
+			if (c == '\n') {
+				/* no string holds a raw newline: past the value, or it was cut short */
+				if (!s->sk_str && skip_value_done(s))
+					return true;
+				if (s->sk_str)
+					s->sk = SK_RESYNC;
+				break;
+			}
+			if (s->sk_str) {
+				s->sk_last = s->sk_pos + 1;
+				s->sk_pos++;
+				if (s->sk_esc)
+					s->sk_esc = false;
+				else if (c == '\\')
+					s->sk_esc = true;
+				else if (c == '"' && skip_value_done(s))
+					return true;
+			} else if (is_ws(c) || strchr(",:[]{}\"", c)) {
+				if (skip_value_done(s))
+					return true;
+			} else {
+				s->sk_last = s->sk_pos + 1;
+				s->sk_pos++;
+			}
+			break;
 		case SK_AFTER_ELEM:
-			if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			if (is_ws(c)) {
+				s->sk_nl += c == '\n';
 				s->sk_pos++;
 			} else if (c == ',') {
 				s->sk_pos++;
@@ -1268,34 +1445,39 @@ static bool skip_run(struct kr_stream *s, uint64_t upto, bool eof)
 				s->sk = SK_OFF;
 				return true;
 			}
-			if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			if (is_ws(c))
 				s->sk_pos++;
 			else
 				s->sk = SK_RESYNC;
 			break;
 		case SK_RESYNC: {
+			uint64_t from = s->sk_pos;
 			const char *p = at(s, s->sk_pos), *end = at(s, upto);
 			for (;;) {
 				const char *nl = memchr(p, '\n', (size_t)(end - p));
 				if (!nl) {
+					skip_note(s, from, upto);
 					s->sk_pos = upto;
-					return eof;
+					break;
 				}
 				if (nl + 1 == end) {
+					skip_note(s, from, upto);
 					s->sk_pos = upto - 1;
 					if (!eof)
 						return false;
 					s->sk_pos = upto;
-					return true;
+					break;
 				}
 				if (nl[1] == '{') {
 					s->sk_pos = (uint64_t)(nl + 1 - s->buf) + s->abs_base;
+					skip_note(s, from, s->sk_pos);
 					s->sk_container = C_NONE;
 					s->sk = SK_OFF;
 					return true;
 				}
 				p = nl + 1;
 			}
+			break;
 		}
 		case SK_OFF:
 			return true;
@@ -1309,22 +1491,45 @@ static bool skip_run(struct kr_stream *s, uint64_t upto, bool eof)
 	return false;
 }
 
-/* Starts a fresh outer parse inside container c (feeding the synthetic opening). */
-static int restart_outer(struct kr_stream *s, enum container c)
+/* Starts a fresh outer parse inside container c, where an element has just ended (after_elem: a
+ * record the consumer paused after) or where the skipper took the ',' after a bad one. A
+ * synthetic opening puts yajl in the state it would be in there ("[null" or "[null,", with
+ * {"Records": for a CloudTrail log; the null is no record), so that what follows parses as it
+ * would have without the break. */
+static int restart_outer(struct kr_stream *s, enum container c, bool after_elem)
 {
 	struct pstate *p = &s->outer;
 	if (pstate_open(s, p, false) != 0)
 		return -1;
-	s->tail_nonws = false;
-	static const char arr[] = "[", ct[] = "{\"Records\":[";
-	const char *syn = c == C_ARRAY ? arr : c == C_CLOUDTRAIL ? ct : NULL;
-	if (syn) {
-		p->feed_base = s->fed; /* offsets of synthetic bytes are never used */
-		if (yajl_parse(p->h, (const unsigned char *)syn, strlen(syn)) != yajl_status_ok)
-			return -1;
+	if (c == C_NONE) {
+		s->last_top_end = s->fed;
+		return 0;
 	}
-	s->last_elem_end = s->fed; /* the elements go on where the input resumes */
+	char syn[32];
+	snprintf(syn, sizeof syn, "%s%s", c == C_ARRAY ? "[" : "{\"Records\":[",
+		 after_elem ? "null" : "null,");
+	p->feed_base = s->fed; /* offsets of synthetic bytes are never used */
+	p->quiet = true;
+	yajl_status st = yajl_parse(p->h, (const unsigned char *)syn, strlen(syn));
+	p->quiet = false;
+	if (st != yajl_status_ok)
+		return -1;
+	if (after_elem) {
+		s->last_elem_end = s->fed;
+		gap_set(s, s->fed, s->fed, 0, false);
+	} else {
+		s->last_elem_end = s->sk_vend;
+		gap_set(s, s->sk_vend, s->fed, s->sk_nl, true);
+	}
 	return 0;
+}
+
+/* A fresh outer parse at fed: at the top level, or after the element the consumer paused after. */
+static int resume_outer(struct kr_stream *s)
+{
+	enum container c = s->resume_in;
+	s->resume_in = C_NONE;
+	return restart_outer(s, c, true);
 }
 
 /* The outer yajl handle is dead after an error: the skipper takes over, then a new one. */
@@ -1338,53 +1543,129 @@ static void drop_outer(struct pstate *p)
 	p->cur = p->frames - 1;
 }
 
-/* The outer parse failed at stream offset err_at: report and start skipping. */
-static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why)
+/* The outer parse failed at stream offset err_at (yajl's bytes consumed; with nul, a NUL byte
+ * was what it could not take): report and start skipping. */
+static int outer_failed(struct kr_stream *s, uint64_t err_at, const char *why, bool nul)
 {
 	struct pstate *p = &s->outer;
+	if (nul)
+		why = "NUL byte in the record";
 	if (p->resync_at) {
-		int rc = report_invalid(s, p->cont_start, p->resync_at, why);
+		/* a record of the stream begins inside a CloudTrail log, which was cut short after
+		 * its last element */
+		int rc = report_invalid_at(s, s->last_elem_end, cut_line(s), 0, why);
 		skip_begin(s, SK_RESYNC, p->resync_at - 1, C_NONE);
 		p->resync_at = 0;
 		drop_outer(p);
 		return rc;
 	}
-	/* outside a record but inside an array or a CloudTrail log, the container is what broke;
-	 * at the top level, the bytes after the last good value */
-	uint64_t start = p->in_record ? p->rec_start : p->depth ? p->cont_start : err_at;
-	if (!p->in_record && !p->depth) {
-		uint64_t t = s->last_top_end > s->abs_base ? s->last_top_end : s->abs_base;
-		while (t < err_at && is_ws(*at(s, t)))
-			t++;
-		if (t < err_at)
-			start = t;
-	}
-	if (start < s->abs_base)
-		start = err_at;
-	uint64_t seen = err_at > start ? err_at : start; /* what yajl read of the record */
-	if (seen > s->abs_base + s->len)
-		seen = s->abs_base + s->len;
-	uint64_t lo = start > s->abs_base ? start - 1 : s->abs_base;
-	uint64_t hi = err_at + 1 < s->abs_base + s->len ? err_at + 1 : s->abs_base + s->len;
-	if (lo >= s->abs_base && hi > lo && memchr(at(s, lo), 0, (size_t)(hi - lo)))
-		why = "NUL byte in the record";
-	else if (p->in_record && seen > start + 1 &&
-		 memmem(at(s, start + 1), (size_t)(seen - start - 1), "\n{", 2))
-		why = "truncated record (a line starting with '{' begins before it ends)";
-	s->pend = true;
-	s->pend_start = start;
-	s->pend_line = line_of(s, start);
-	s->pend_raw = true;
-	snprintf(s->pend_msg, sizeof s->pend_msg, "%s", why);
 	if (p->in_record) {
-		skip_begin(s, SK_VALUE, p->rec_start, p->container);
-	} else {
-		/* yajl has just read the offending token: a '{' starting a line may be the next record */
-		uint64_t from = err_at >= s->abs_base + 2 ? err_at - 2 : s->abs_base;
-		skip_begin(s, SK_RESYNC, from, C_NONE);
+		uint64_t start = p->rec_start;
+		if (!nul && err_at > start + 1 &&
+		    memmem(at(s, start + 1), (size_t)(err_at - start - 1), "\n{", 2))
+			why = "truncated record (a line starting with '{' begins before it ends)";
+		pend_begin(s, start, line_of(s, start), why);
+		s->sk_last = start;
+		skip_begin(s, SK_VALUE, start, p->container);
+		drop_outer(p);
+		return 0; /* reported when the skipper has found the record's end */
 	}
+	/* Between records: the bad bytes start at the first byte in the gap that is neither
+	 * whitespace nor a separator. yajl has read the byte at err_at only when it stopped there
+	 * (then it is the bad one); otherwise the bad byte comes before. */
+	uint64_t base, start = err_at;
+	bool elem, found = false;
+	if (gap_level(s, p, &base, &elem)) {
+		gap_sync(s, base, elem);
+		uint64_t upto = err_at < s->abs_base + s->len ? err_at + 1 : err_at;
+		found = gap_scan(s, upto);
+		if (found)
+			start = s->gap_tok;
+	} else {
+		elem = true; /* in a CloudTrail log, after its records */
+	}
+	uint64_t from = err_at >= s->abs_base + 2 ? err_at - 2 : s->abs_base;
+	if (elem && !found) {
+		/* nothing but separators before the error: the array broke off after its last
+		 * element */
+		int rc = report_invalid_at(s, s->last_elem_end, cut_line(s), 0, why);
+		skip_begin(s, SK_RESYNC, from, C_NONE);
+		drop_outer(p);
+		return rc;
+	}
+	pend_begin(s, start, line_of(s, start), why);
+	if (elem) {
+		s->pend_cut = true;
+		s->pend_cut_at = s->last_elem_end;
+		s->pend_cut_line = cut_line(s);
+	}
+	s->sk_last = start;
+	skip_note(s, start, err_at);
+	/* yajl has just read the offending token: a '{' starting a line may be the next record */
+	skip_begin(s, SK_RESYNC, from, C_NONE);
 	drop_outer(p);
-	return 0; /* reported when the skipper has found the record's end */
+	return 0;
+}
+
+/* A record, or a scalar where a record belongs, still open max_record bytes after its first byte
+ * (start): too big, whatever follows. process() feeds yajl no further than that byte, so this is
+ * decided there however the input was chunked. The value is skipped from its first byte. */
+static void cut_oversized(struct kr_stream *s, uint64_t start, bool scalar, enum container c)
+{
+	char why[96];
+	snprintf(why, sizeof why, "record exceeds the maximum size of %zu bytes", s->max_record);
+	pend_begin(s, start, line_of(s, start), why);
+	s->sk_last = start;
+	skip_begin(s, scalar ? SK_SCALAR : SK_VALUE, start, c);
+	if (scalar) {
+		s->sk_str = *at(s, start) == '"';
+		s->sk_pos = s->sk_last = start + 1;
+	}
+	drop_outer(&s->outer);
+}
+
+/* The offset yajl may not be fed past: where the value open in a record's place becomes too big
+ * (see cut_oversized), or a file start not reached yet (a byte order mark may follow). */
+static uint64_t feed_limit(const struct kr_stream *s, const struct pstate *p)
+{
+	uint64_t lim = UINT64_MAX, base;
+	bool elem;
+	if (p->in_record)
+		lim = p->rec_start + s->max_record;
+	else if (gap_level(s, p, &base, &elem) && s->gap_from == base && s->gap_elem == elem &&
+		 s->gap_tok_open)
+		lim = s->gap_tok + s->max_record;
+	if (s->bom_pending && s->bom_at > s->fed && s->bom_at < lim)
+		lim = s->bom_at;
+	return lim;
+}
+
+/* At a file start (bom_at): a UTF-8 byte order mark is skipped, when the parse is between
+ * records there. Returns false when more input is needed to tell. */
+static bool skip_bom(struct kr_stream *s, uint64_t upto, bool eof)
+{
+	static const char bom[] = "\xEF\xBB\xBF";
+	size_t have = upto - s->fed < 3 ? (size_t)(upto - s->fed) : 3;
+	if (have < 3 && !eof && memcmp(at(s, s->fed), bom, have) == 0)
+		return false;
+	s->bom_pending = false;
+	if (have < 3 || memcmp(at(s, s->fed), bom, 3) != 0)
+		return true;
+	struct pstate *p = &s->outer;
+	uint64_t base;
+	bool elem;
+	if (!p->h && s->resume_in != C_NONE)
+		return true; /* paused after an element: in an array, as below */
+	if (p->h) {
+		if (!gap_level(s, p, &base, &elem) || elem)
+			return true;
+		gap_sync(s, base, elem);
+		if (gap_scan(s, s->fed))
+			return true; /* a scalar is open: the mark is part of it */
+		drop_outer(p);   /* the top level starts again after the mark */
+	}
+	s->fed += 3;
+	return true;
 }
 
 /* Handles the stream up to offset upto. */
@@ -1402,61 +1683,71 @@ static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 			s->fed = s->sk_pos;
 			if (report_pending(s, s->sk_pos))
 				return KR_ERR_IO;
-			if (restart_outer(s, s->sk_container) != 0)
+			if (restart_outer(s, s->sk_container, false) != 0)
 				return KR_ERR_NOMEM;
-			if (s->fed >= upto)
+			continue;
+		}
+		if (s->bom_pending && s->fed >= s->bom_at) {
+			if (s->fed > s->bom_at)
+				s->bom_pending = false; /* the mark fell inside skipped bytes */
+			else if (!skip_bom(s, upto, eof))
 				break;
 			continue;
 		}
-		if (!p->h && restart_outer(s, C_NONE) != 0)
+		if (!p->h && resume_outer(s) != 0)
 			return KR_ERR_NOMEM;
 		size_t n = (size_t)(upto - s->fed < WINDOW ? upto - s->fed : WINDOW);
+		/* a record that starts in this window cannot become too big in it */
+		if (n > s->max_record)
+			n = s->max_record;
+		uint64_t lim = feed_limit(s, p);
+		if (lim > s->fed && lim - s->fed < n)
+			n = (size_t)(lim - s->fed);
 		p->feed_base = s->fed;
 		yajl_status st = yajl_parse(p->h, (const unsigned char *)at(s, s->fed), n);
 		if (p->stop)
 			return KR_ERR_IO;
 		if (p->pause) {
-			/* go on after the record later: at the top level with a fresh parse, inside an
-			   array or a CloudTrail log through the skipper's resumption after an element */
-			enum container c = p->container;
+			/* go on after the record later, with a fresh parse in the state after it (see
+			   restart_outer) */
+			s->resume_in = p->container;
 			p->pause = false;
 			s->fed = p->pause_at;
 			drop_outer(p);
-			if (c == C_NONE)
-				s->last_top_end = p->pause_at;
-			else
-				skip_begin(s, SK_AFTER_ELEM, p->pause_at, c);
 			s->paused = true;
 			return KR_OK;
 		}
 		if (st != yajl_status_ok) {
 			uint64_t err_at = s->fed + yajl_get_bytes_consumed(p->h);
 			char why[200];
-			if (p->cancel_msg)
+			bool nul = false;
+			if (p->cancel_msg) {
 				snprintf(why, sizeof why, "%s", p->cancel_msg);
-			else
+			} else {
 				kr_json_yajl_error(p->h, "malformed JSON: ", why, sizeof why);
-			if (outer_failed(s, err_at, why))
+				/* yajl stops after a byte that cannot start a token or go on a UTF-8
+				   sequence, at one inside a string, literal or number */
+				bool after = !strstr(why, "lexical error") ||
+					     strstr(why, "invalid char in json text") || strstr(why, "UTF8");
+				if (after)
+					nul = err_at > s->abs_base && *at(s, err_at - 1) == 0;
+				else
+					nul = err_at < s->abs_base + s->len && *at(s, err_at) == 0;
+			}
+			if (outer_failed(s, err_at, why, nul))
 				return KR_ERR_IO;
 			continue;
 		}
-		uint64_t before = s->fed;
 		s->fed += n;
-		if (p->in_record && s->fed - p->rec_start > s->max_record + 1) {
-			char why[120];
-			snprintf(why, sizeof why, "record exceeds the maximum size of %zu bytes",
-				 s->max_record);
-			if (outer_failed(s, s->fed, why))
-				return KR_ERR_IO;
-			continue;
-		}
-		if (p->depth == 0) {
-			uint64_t from = s->last_top_end > before ? s->last_top_end : before;
-			if (s->last_top_end > before)
-				s->tail_nonws = false;
-			for (uint64_t i = from; i < s->fed && !s->tail_nonws; i++)
-				if (!is_ws(*at(s, i)))
-					s->tail_nonws = true;
+		uint64_t base;
+		bool elem;
+		if (p->in_record) {
+			if (s->fed - p->rec_start >= s->max_record)
+				cut_oversized(s, p->rec_start, false, p->container);
+		} else if (gap_level(s, p, &base, &elem)) {
+			gap_sync(s, base, elem);
+			if (gap_scan(s, s->fed) && s->fed - s->gap_tok >= s->max_record)
+				cut_oversized(s, s->gap_tok, true, elem ? p->container : C_NONE);
 		}
 	}
 	return KR_OK;
@@ -1513,6 +1804,7 @@ void kr_stream_free(struct kr_stream *s)
 	for (int i = 0; i < NSPECIAL; i++)
 		kr_buf_free(&s->cap_buf[i]);
 	kr_buf_free(&s->built);
+	kr_buf_free(&s->pend_copy);
 	if (!s->external)
 		free(s->buf);
 	free(s);
@@ -1533,10 +1825,15 @@ void kr_stream_reset(struct kr_stream *s)
 	s->hi_end = 0;
 	s->last_top_end = 0;
 	s->last_elem_end = 0;
-	s->tail_nonws = false;
+	s->gap_from = s->gap_pos = s->gap_nl = 0;
+	s->gap_elem = s->gap_comma = s->gap_tok_open = false;
+	s->cut_at = UINT64_MAX;
+	s->bom_pending = true; /* the stream starts a file */
+	s->bom_at = 0;
 	s->sk = SK_OFF;
-	s->pend = false;
+	s->pend = s->pend_copied = false;
 	s->paused = false;
+	s->resume_in = C_NONE;
 	if (s->outer.h)
 		yajl_free(s->outer.h);
 	s->outer.h = NULL;
@@ -1556,23 +1853,31 @@ char *kr_stream_reserve(struct kr_stream *s, size_t want)
 		keep = s->outer.rec_start;
 	if (s->sk != SK_OFF && s->sk_pos < keep)
 		keep = s->sk_pos;
-	/* the bad record being skipped is reported with its bytes, up to max_record of them */
-	if (s->pend && s->pend_raw) {
-		if (s->pend_start < s->abs_base || s->fed - s->pend_start > s->max_record)
-			s->pend_raw = false;
-		else if (s->pend_start < keep)
-			keep = s->pend_start;
+	/* a scalar (or junk) open where a record belongs is reported from its first byte */
+	uint64_t base;
+	bool elem;
+	bool gap = gap_level(s, &s->outer, &base, &elem);
+	if (gap && s->gap_from == base && s->gap_elem == elem && s->gap_tok_open && s->gap_tok < keep)
+		keep = s->gap_tok;
+	/* in a CloudTrail log after its records, an error is reported where they ended: note that
+	 * line while it can be counted */
+	if (!gap && s->outer.h && !s->outer.in_record && s->outer.container != C_NONE &&
+	    s->cut_at != s->last_elem_end) {
+		s->cut_line = cut_line(s);
+		s->cut_at = s->last_elem_end;
 	}
-	/* between records, keep what follows the last one (bounded), so that a stray top-level
-	 * value can be reported from its first byte */
-	if (!s->outer.in_record && s->outer.depth == 0 && s->last_top_end < keep &&
-	    s->last_top_end >= s->abs_base &&
-	    s->fed - s->last_top_end <= s->max_record)
-		keep = s->last_top_end;
-	/* in the array that holds the records, likewise after its last element */
-	if (!s->outer.in_record && s->outer.container != C_NONE && s->last_elem_end < keep &&
-	    s->last_elem_end >= s->abs_base && s->fed - s->last_elem_end <= s->max_record)
-		keep = s->last_elem_end;
+	/* the bad record being skipped is reported with its bytes: they stay here up to
+	 * max_record of them, then that many are copied (a report gives no more) */
+	if (s->pend && !s->pend_copied && s->pend_start >= s->abs_base && s->pend_start < keep) {
+		if (s->fed - s->pend_start <= s->max_record) {
+			keep = s->pend_start;
+		} else {
+			s->pend_copied = true;
+			s->pend_copy.len = 0;
+			if (!kr_buf_append(&s->pend_copy, at(s, s->pend_start), s->max_record))
+				s->pend_copy.len = 0; /* reported without its bytes */
+		}
+	}
 	if (keep > s->abs_base) {
 		s->base_line = line_of(s, keep);
 		size_t drop = (size_t)(keep - s->abs_base);
@@ -1619,6 +1924,23 @@ enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t le
 	return process(s, len, false);
 }
 
+void kr_stream_file_start(struct kr_stream *s)
+{
+	s->bom_pending = true;
+	s->bom_at = s->abs_base + s->len;
+}
+
+/* Whether something other than whitespace follows the last top-level value. */
+static bool top_open(struct kr_stream *s)
+{
+	uint64_t base;
+	bool elem;
+	if (!gap_level(s, &s->outer, &base, &elem) || elem)
+		return false;
+	gap_sync(s, base, elem);
+	return gap_scan(s, s->fed);
+}
+
 enum kr_err kr_stream_end(struct kr_stream *s)
 {
 	struct pstate *p = &s->outer;
@@ -1627,30 +1949,47 @@ enum kr_err kr_stream_end(struct kr_stream *s)
 		enum kr_err e = process(s, s->abs_base + s->len, true);
 		if (e)
 			return e;
+		/* a pause in an array of records with nothing after it: the array is still open */
+		if (!p->h && !s->paused && s->resume_in != C_NONE && resume_outer(s) != 0)
+			return KR_ERR_NOMEM;
 		if (!p->h)
 			return KR_OK;
-		if (p->depth == 0 && !p->in_record && !s->tail_nonws)
+		if (p->depth == 0 && !p->in_record && !top_open(s))
 			return KR_OK;
 		p->feed_base = s->fed;
 		st = yajl_complete_parse(p->h);
 		if (p->stop)
 			return KR_ERR_IO;
+		/* after a complete top-level value yajl takes the end of the input for the end of the
+		   next one, however it was cut short */
+		if (st == yajl_status_ok && p->depth == 0 && !p->in_record && top_open(s))
+			st = yajl_status_error;
 		if (st == yajl_status_ok || !p->in_record)
 			break;
 		/* A record open at the end: it was cut short. Skip it as after any bad record, so that
 		 * records that yajl took for its fields (a line starting with '{') are read again. */
-		if (outer_failed(s, s->fed, "truncated record (the input ends inside it)"))
+		if (outer_failed(s, s->fed, "truncated record (the input ends inside it)", false))
 			return KR_ERR_IO;
 	}
 	if (st != yajl_status_ok) {
-		uint64_t start = s->last_top_end;
-		if (start < s->abs_base)
-			start = s->abs_base;
-		while (start < s->fed && is_ws(*at(s, start)))
-			start++;
-		if (report_invalid(s, start, s->fed,
-				   p->depth ? "truncated JSON (the input ends inside an array or a CloudTrail log)"
-					    : "malformed JSON at the end of the input"))
+		/* the input ends inside a value where a record belongs (reported from its first
+		 * byte), or inside the array of records after an element (reported where that ended) */
+		const char *msg = p->depth ? "truncated JSON (the input ends inside an array or a CloudTrail log)"
+					   : "malformed JSON at the end of the input";
+		uint64_t base;
+		bool elem, found = false;
+		if (gap_level(s, p, &base, &elem)) {
+			gap_sync(s, base, elem);
+			found = gap_scan(s, s->fed);
+		}
+		int rc;
+		if (found)
+			rc = report_invalid(s, s->gap_tok, s->fed, msg);
+		else if (p->depth)
+			rc = report_invalid_at(s, s->last_elem_end, cut_line(s), 0, msg);
+		else
+			rc = report_invalid(s, s->fed, s->fed, msg);
+		if (rc)
 			return KR_ERR_IO;
 	}
 	yajl_free(p->h);

@@ -8,9 +8,15 @@
  * kr_view with the values of the paths the rules want, and hands the event to the caller.
  *
  * A bad record (malformed or truncated JSON, too big, too deep, invalid UTF-8, a NUL byte, not an
- * object, detail-type or detail of the wrong type) is reported with its offset and line, then the
- * parser resynchronises: at the end of the bad value when its brackets balance, else at the next
- * line that starts with '{'. The records around it are still read.
+ * object, detail-type or detail of the wrong type) is reported with its offset, line, size and
+ * bytes, then the parser resynchronises: at the end of the bad value when its brackets balance,
+ * else at the next line that starts with '{'. The records around it are still read. What a record
+ * becomes never depends on how the input was cut into chunks: a record is too big when it is
+ * still open max_record bytes after its first byte, and the parser decides that at exactly that
+ * byte, however the input arrives.
+ *
+ * A UTF-8 byte order mark at the start of the stream (or of a file within it, see
+ * kr_stream_file_start) is skipped.
  *
  * Memory: the stream keeps only the bytes of the record being parsed (plus one read window), and
  * reuses its buffers; nothing grows with the input. Used from one thread. */
@@ -49,10 +55,23 @@ struct kr_event {
 				       kr_stream_free end that) */
 };
 
+/* Of an oversized invalid record, kr_invalid.raw holds this many first bytes (or max_record when
+ * that is smaller): enough to tell what the record was, bounded whatever its size. */
+#define KR_INVALID_PREFIX 1024u
+
+/* A bad record: the bytes from offset to offset + size did not make an event. Consecutive reports
+ * have increasing offsets and do not overlap (nor the events around them). */
 struct kr_invalid {
-	uint64_t offset;        /* byte offset where the bad record (or bad bytes) start */
+	uint64_t offset;        /* byte offset of its first byte in the stream */
 	uint64_t line;          /* 1-based line of offset */
-	const char *raw;        /* the record's bytes as far as they are known, may be NULL */
+	uint64_t size;          /* its length in bytes, whitespace after it left out; 0 when the
+				   input breaks off between records (an array or a CloudTrail log
+				   cut short after its last element: offset is where) */
+	const char *raw;        /* its bytes as they were (not NUL-terminated, maybe not UTF-8):
+				   all size of them when size <= max_record, else the first
+				   min(KR_INVALID_PREFIX, max_record); NULL when size is 0 (or,
+				   out of memory, when they could not be kept). Valid during the
+				   callback */
 	size_t raw_len;
 	const char *message;    /* what is wrong, for humans */
 };
@@ -96,6 +115,12 @@ enum kr_err kr_stream_commit(struct kr_stream *s, size_t n);
 /* Zero-copy input: parses len bytes held in memory, which must stay valid and unchanged until
  * kr_stream_end returns. Cannot be mixed with reserve/commit before kr_stream_reset. */
 enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t len);
+
+/* The next bytes given (kr_stream_reserve/commit) start another file, e.g. the next member of a
+ * multi-member gzip file: a UTF-8 byte order mark there is skipped, as at the start of the stream,
+ * when it falls between top-level values (inside a record, an array of records or a bad record's
+ * bytes it stays part of them). */
+void kr_stream_file_start(struct kr_stream *s);
 
 /* End of input: reports a truncated last record. The stream can then be reset for the next input
  * with kr_stream_reset (offsets and lines start again at 0 and 1). */

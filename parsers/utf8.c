@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 #include <string.h>
+
+#include "json.h"
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -149,4 +151,97 @@ size_t kr_scan_lines(const char *str, size_t n, bool *high)
 	if (hi)
 		*high = true;
 	return lines;
+}
+
+/* The length of the well-formed UTF-8 sequence at s (n > 0 bytes, s[0] >= 0x80), or 0 with *sub
+ * the length of the maximal subpart of an ill-formed one there (at least 1): the bytes that
+ * start a sequence correctly before the one that does not fit (RFC 3629's table 3-7). */
+static size_t utf8_seq(const unsigned char *s, size_t n, size_t *sub)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+	size_t len;
+	if (c >= 0xC2 && c <= 0xDF)
+		len = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+		len = 3;
+	else if (c >= 0xF0 && c <= 0xF4)
+		len = 4;
+	else {
+		*sub = 1;
+		return 0;
+	}
+	if (c == 0xE0)
+		lo = 0xA0;
+	else if (c == 0xED)
+		hi = 0x9F;
+	else if (c == 0xF0)
+		lo = 0x90;
+	else if (c == 0xF4)
+		hi = 0x8F;
+	for (size_t k = 1; k < len; k++) {
+		if (k >= n || s[k] < lo || s[k] > hi) {
+			*sub = k;
+			return 0;
+		}
+		lo = 0x80;
+		hi = 0xBF;
+	}
+	return len;
+}
+
+bool kr_utf8_json_string(struct kr_buf *b, const char *str, size_t n, size_t *replaced)
+{
+	if (replaced)
+		*replaced = 0;
+	if (kr_utf8_valid(str, n, NULL))
+		return kr_buf_json_string(b, str, n);
+	/* at most 6 bytes out per byte in (\u00XX; U+FFFD is 3 for at least 1) */
+	if (n > SIZE_MAX / 8 || !kr_buf_reserve(b, n * 6 + 3))
+		return false;
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)str;
+	char *o = b->p + b->len;
+	*o++ = '"';
+	for (size_t i = 0; i < n;) {
+		unsigned char c = s[i];
+		if (c >= 0x80) {
+			size_t sub, len = utf8_seq(s + i, n - i, &sub);
+			if (len) {
+				memcpy(o, s + i, len);
+				o += len;
+				i += len;
+			} else {
+				memcpy(o, "\xEF\xBF\xBD", 3);
+				o += 3;
+				i += sub;
+				if (replaced)
+					++*replaced;
+			}
+			continue;
+		}
+		i++;
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		default:
+			memcpy(o, "u00", 3);
+			o[3] = hex[c >> 4];
+			o[4] = hex[c & 15];
+			o += 5;
+		}
+	}
+	*o++ = '"';
+	*o = 0;
+	b->len = (size_t)(o - b->p);
+	return true;
 }

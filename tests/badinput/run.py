@@ -456,6 +456,20 @@ def build_cases():
              diags=[("case.jsonl", 5, KW_JSON)],
              good=[("case.jsonl", n) for n in (1, 2, 3, 4)]))
 
+    # ---- UTF-8 byte order marks ----------------------------------------
+    # Skipped where a file starts (also each member of a multi-member gzip file, and on stdin);
+    # anywhere else a mark is bad input like any other.
+    bom = b"\xef\xbb\xbf"
+    add(Case("bom-at-start-skipped", {"case.jsonl": bom + b"\n".join(BEFORE + AFTER) + b"\n"},
+             OUT_BEFORE + OUT_AFTER, rc=0, no_diags=True))
+    add(Case("bom-at-start-stdin-skipped", {}, OUT_BEFORE + OUT_AFTER, rc=0, args=[],
+             stdin=bom + b"\n".join(BEFORE + AFTER) + b"\n", no_diags=True))
+    members = (gzip.compress(bom + b"\n".join(BEFORE) + b"\n", mtime=0) +
+               gzip.compress(bom + b"\n".join(AFTER) + b"\n", mtime=0))
+    add(Case("bom-gzip-members-skipped", {"case.jsonl.gz": members}, OUT_BEFORE + OUT_AFTER,
+             rc=0, no_diags=True))
+    add(sandwich("bom-mid-file", bom + compact(event_with(DELETION, "bad-bom")), KW_JSON))
+
     # ---- usage, config and unreadable-file errors: exit status 2 ---------
     ok = b"\n".join(BEFORE) + b"\n"
     add(Case("usage-missing-input-file", {"present.jsonl": ok}, None, rc=2,

@@ -4,7 +4,9 @@
  *   1. kr_stream_parse_mem over the whole input, then kr_stream_end;
  *   2. a second stream fed with kr_stream_reserve/kr_stream_commit in chunks of 1..64 bytes:
  *      with bit 7 of the first input byte set, all of (first byte & 63) + 1 bytes, else sizes
- *      from a small PRNG seeded with the first byte; then kr_stream_end;
+ *      from a small PRNG seeded with the first byte; then kr_stream_end. With bit 6 of the first
+ *      byte set its consumer also pauses after every event (KR_STREAM_PAUSE), and the run goes on
+ *      with kr_stream_resume before the next chunk;
  *   3. the stream of run 1 after kr_stream_reset, fed the whole input with one
  *      kr_stream_reserve/kr_stream_commit, then kr_stream_end.
  * The last input byte picks the options: bit 0 small limits (max_record 4096, max_depth 16)
@@ -15,13 +17,17 @@
  * violated invariant calls __builtin_trap():
  *   - ev->raw is non-NULL with raw_len > 0, the view is the one bound to our paths and is
  *     internally consistent (offsets inside its arena and trail buffer);
- *   - every invalid report has line >= 1 and a message; its offset lies inside the input;
- *   - the three runs give the same number of events and invalid reports, and these agree with
- *     kr_stream_stats;
- *   - no kr_stream_* call fails (the callbacks never ask to stop; out of memory aside).
- * With KR_FUZZ_STRICT=1 in the environment it also requires that the three runs report the same
- * events (offset, envelope, raw bytes, id, time, view values) and the same invalid offsets and
- * lines, and that each invalid report's line is the true line of its offset. */
+ *   - every invalid report has a message and lies inside the input; its line is the true line of
+ *     its offset; its raw bytes are the input's at its offset, all size of them when size is at
+ *     most max_record, else the first min(KR_INVALID_PREFIX, max_record), none when size is 0;
+ *   - reports (events and invalid records) come in input order: each one's offset is greater
+ *     than the one before, and none starts inside the bytes of the one before (an invalid
+ *     record's size bytes, a plain event's raw bytes);
+ *   - the three runs report the same thing: the same events (offset, envelope, raw bytes, id,
+ *     time, view values) and invalid records (offset, line, size, raw bytes, message), in the same
+ *     order, and their counts agree with kr_stream_stats: how the input is chunked (or the
+ *     consumer pauses) changes nothing;
+ *   - no kr_stream_* call fails (the callbacks never ask to stop; out of memory aside). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,17 +46,31 @@
 #define FNV_BASIS 0xcbf29ce484222325ull
 
 static struct kr_paths *g_paths;
-static bool g_strict;
 static volatile uint64_t g_sink;
 
 struct run {
 	const uint8_t *data;
 	size_t size;
+	const uint32_t *lines; /* lines[i]: the 1-based line of offset i */
+	size_t max_record;
 	uint64_t events, invalid;
-	uint64_t ev_digest, inv_digest;
-	uint64_t sink; /* keeps the byte reads alive */
-	bool strict;
+	uint64_t digest;       /* of every report, in order */
+	bool any;              /* a report came before: */
+	uint64_t prev_offset;  /* its offset */
+	uint64_t prev_end;     /* and where its bytes end, as far as known */
+	uint64_t sink;         /* keeps the byte reads alive */
+	bool pause;            /* pause after every event */
 };
+
+/* Reports come in input order and do not overlap. */
+static void in_order(struct run *r, uint64_t offset, uint64_t end)
+{
+	if (r->any)
+		CHECK(offset > r->prev_offset && offset >= r->prev_end);
+	r->any = true;
+	r->prev_offset = offset;
+	r->prev_end = end;
+}
 
 static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
@@ -119,13 +139,14 @@ static int on_event(void *ctx, const struct kr_event *ev)
 	if (ev->envelope == KR_ENV_EVENT) /* the input's own bytes */
 		CHECK(ev->offset + ev->raw_len <= r->size &&
 		      memcmp(ev->raw, r->data + ev->offset, ev->raw_len) == 0);
+	in_order(r, ev->offset, ev->envelope == KR_ENV_EVENT ? ev->offset + ev->raw_len : ev->offset);
 	CHECK(ev->id != NULL || ev->id_len == 0);
 	CHECK(ev->time != NULL || ev->time_len == 0);
 	if (ev->id)
 		r->sink += touch(ev->id, ev->id_len);
 	if (ev->time)
 		r->sink += touch(ev->time, ev->time_len);
-	uint64_t d = r->ev_digest;
+	uint64_t d = mix_u64(r->digest, 1);
 	d = mix_u64(d, ev->offset);
 	d = mix_u64(d, ev->envelope);
 	d = mix_u64(d, ev->raw_len);
@@ -137,31 +158,35 @@ static int on_event(void *ctx, const struct kr_event *ev)
 	if (ev->time)
 		d = mix(d, ev->time, ev->time_len);
 	r->sink += check_view(ev->view, &d);
-	r->ev_digest = d;
-	return 0;
+	r->digest = d;
+	return r->pause ? KR_STREAM_PAUSE : 0;
 }
 
 static int on_invalid(void *ctx, const struct kr_invalid *inv)
 {
 	struct run *r = ctx;
 	r->invalid++;
-	CHECK(inv->line >= 1);
 	CHECK(inv->message != NULL);
-	r->sink += touch(inv->message, strlen(inv->message));
-	CHECK(inv->offset <= r->size);
+	size_t mlen = strlen(inv->message);
+	r->sink += touch(inv->message, mlen);
+	CHECK(inv->offset <= r->size && inv->size <= r->size - inv->offset);
+	CHECK(inv->line == r->lines[inv->offset]);
+	in_order(r, inv->offset, inv->offset + inv->size);
+	uint64_t want = inv->size;
+	if (want > r->max_record)
+		want = r->max_record < KR_INVALID_PREFIX ? r->max_record : KR_INVALID_PREFIX;
+	CHECK(inv->raw_len == want && (inv->raw != NULL) == (want > 0));
 	if (inv->raw) {
-		CHECK(inv->offset + inv->raw_len <= r->size);
 		r->sink += touch(inv->raw, inv->raw_len);
 		/* raw is the input's own bytes at offset */
 		CHECK(memcmp(inv->raw, r->data + inv->offset, inv->raw_len) == 0);
 	}
-	if (r->strict) {
-		uint64_t line = 1;
-		for (uint64_t i = 0; i < inv->offset && i < r->size; i++)
-			line += r->data[i] == '\n';
-		CHECK(inv->line == line);
-	}
-	r->inv_digest = mix_u64(mix_u64(r->inv_digest, inv->offset), inv->line);
+	uint64_t d = mix_u64(r->digest, 2);
+	d = mix_u64(d, inv->offset);
+	d = mix_u64(d, inv->line);
+	d = mix_u64(d, inv->size);
+	d = mix(d, inv->raw ? inv->raw : "", inv->raw_len);
+	r->digest = mix(d, inv->message, mlen);
 	return 0;
 }
 
@@ -193,8 +218,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	const char *strict = getenv("KR_FUZZ_STRICT");
-	g_strict = strict && strict[0] == '1';
 	g_paths = kr_paths_new();
 	if (!g_paths)
 		abort();
@@ -218,10 +241,15 @@ static void same(const struct run *a, const struct run *b)
 {
 	CHECK(a->events == b->events);
 	CHECK(a->invalid == b->invalid);
-	if (g_strict) {
-		CHECK(a->ev_digest == b->ev_digest);
-		CHECK(a->inv_digest == b->inv_digest);
-	}
+	CHECK(a->digest == b->digest);
+}
+
+static struct run new_run(const uint8_t *data, size_t size, const uint32_t *lines,
+			  const struct kr_stream_opts *opts)
+{
+	return (struct run){.data = data, .size = size, .lines = lines,
+			    .max_record = opts->max_record ? opts->max_record : KR_DEFAULT_MAX_RECORD,
+			    .digest = FNV_BASIS};
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -236,13 +264,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	opts.raw_events_only = (optbyte & 2) != 0;
 
+	uint32_t *lines = malloc((size + 1) * sizeof *lines);
+	if (!lines)
+		return 0;
+	lines[0] = 1;
+	for (size_t i = 0; i < size; i++)
+		lines[i + 1] = lines[i] + (data[i] == '\n');
+
 	/* 1: zero-copy; the buffer is a heap copy so that ASan sees reads past its end */
-	struct run r1 = {.data = data, .size = size, .strict = g_strict,
-			 .ev_digest = FNV_BASIS, .inv_digest = FNV_BASIS};
+	struct run r1 = new_run(data, size, lines, &opts);
 	struct kr_stream *s1 = NULL, *s2 = NULL;
 	char *copy = malloc(size);
-	if (!copy)
+	if (!copy) {
+		free(lines);
 		return 0;
+	}
 	memcpy(copy, data, size);
 	if (kr_stream_new(g_paths, &opts, &callbacks, &r1, &s1) != KR_OK)
 		abort();
@@ -251,8 +287,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_stats(s1, &r1, size);
 
 	/* 2: a second stream, reserve/commit in small chunks */
-	struct run r2 = {.data = data, .size = size, .strict = g_strict,
-			 .ev_digest = FNV_BASIS, .inv_digest = FNV_BASIS};
+	struct run r2 = new_run(data, size, lines, &opts);
+	r2.pause = (data[0] & 0x40) != 0;
 	if (kr_stream_new(g_paths, &opts, &callbacks, &r2, &s2) != KR_OK)
 		abort();
 	uint32_t rng = 0x9e3779b9u ^ ((uint32_t)data[0] * 0x01000193u);
@@ -268,12 +304,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (n > size - off)
 			n = size - off;
+		while (kr_stream_paused(s2))
+			CHECK(kr_stream_resume(s2) == KR_OK);
 		char *dst = kr_stream_reserve(s2, n);
 		CHECK(dst != NULL);
 		memcpy(dst, data + off, n);
 		CHECK(kr_stream_commit(s2, n) == KR_OK);
 		off += n;
 	}
+	while (kr_stream_paused(s2))
+		CHECK(kr_stream_resume(s2) == KR_OK);
 	CHECK(kr_stream_end(s2) == KR_OK);
 	check_stats(s2, &r2, size);
 	kr_stream_free(s2);
@@ -288,8 +328,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct run first = r1;
 	struct kr_stream_stats before, after;
 	kr_stream_stats(s1, &before);
-	r1 = (struct run){.data = data, .size = size, .strict = g_strict,
-			  .ev_digest = FNV_BASIS, .inv_digest = FNV_BASIS};
+	r1 = new_run(data, size, lines, &opts);
 	char *dst = kr_stream_reserve(s1, size);
 	CHECK(dst != NULL);
 	memcpy(dst, data, size);
@@ -301,5 +340,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kr_stream_free(s1);
 	same(&first, &r1);
 	g_sink += first.sink + r1.sink;
+	free(lines);
 	return 0;
 }

@@ -511,6 +511,36 @@ static void test_json_string_round_trips_through_the_parser(void **state)
 	}
 }
 
+static void test_base64_matches_the_rfc_4648_vectors(void **state)
+{
+	(void)state;
+	static const char *const vec[][2] = {
+		{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+		{"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+	};
+	for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+		struct kr_buf b = {0};
+		assert_true(kr_buf_base64(&b, vec[i][0], strlen(vec[i][0])));
+		assert_non_null(b.p);
+		assert_string_equal(b.p, vec[i][1]);
+		kr_buf_free(&b);
+	}
+	/* any bytes, the whole alphabet, appended after what is there */
+	unsigned char all[256];
+	for (int i = 0; i < 256; i++)
+		all[i] = (unsigned char)i;
+	struct kr_buf b = {0};
+	assert_true(kr_buf_puts(&b, "x="));
+	assert_true(kr_buf_base64(&b, "\x00\xFF\xFE\xFB\xEF", 5));
+	assert_string_equal(b.p, "x=AP/+++8=");
+	b.len = 0;
+	assert_true(kr_buf_base64(&b, all, sizeof all));
+	assert_int_equal(b.len, 344);
+	assert_memory_equal(b.p, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v", 64);
+	assert_string_equal(b.p + 320, "8PHy8/T19vf4+fr7/P3+/w==");
+	kr_buf_free(&b);
+}
+
 /* ---- streaming the elements of one array ---- */
 
 struct seen {
@@ -628,6 +658,7 @@ int main(void)
 		cmocka_unit_test(test_json_string_finds_escapes_at_every_position),
 		cmocka_unit_test(test_json_string_appends_after_existing_content),
 		cmocka_unit_test(test_json_string_round_trips_through_the_parser),
+		cmocka_unit_test(test_base64_matches_the_rfc_4648_vectors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* Unit tests for parsers/stream.h. Every input goes through kr_stream_parse_mem and, for several
- * seeds, through kr_stream_reserve/kr_stream_commit in random chunks of 1..7 bytes; both ways must
- * report the same events (id, raw bytes, envelope, offset, view) and the same invalid records
- * (offset, line, message). The assertions then look at what the memory run reported. */
+ * seeds, through kr_stream_reserve/kr_stream_commit in random chunks of 1..7 bytes (some inputs
+ * in every chunk size); all ways must report the same events (id, raw bytes, envelope, offset,
+ * view) and the same invalid records (offset, line, size, raw bytes, message). The assertions
+ * then look at what the memory run reported. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -26,8 +27,9 @@ struct item {
 	uint64_t offset, line;
 	enum kr_envelope env;
 	char *id; /* NULL: no id */
-	char *raw;
+	char *raw; /* invalid records: NULL when the report had none */
 	size_t raw_len;
+	uint64_t size; /* invalid records */
 	char *msg;
 	char *view; /* "path=(type)text[trail] ...;" for every slot with values */
 };
@@ -36,9 +38,10 @@ struct run {
 	const struct kr_paths *paths;
 	const char *input;
 	size_t input_len;
-	struct item items[32];
+	struct item items[256];
 	size_t n;
 	size_t stop_after; /* 0: never ask the stream to stop */
+	size_t events;
 	const struct kr_view *prev_view; /* the last event's view, and its item (1-based) */
 	size_t prev_item;
 };
@@ -81,9 +84,12 @@ static char *dump_view(const struct kr_paths *paths, const struct kr_view *v)
 	return b.p;
 }
 
+static size_t pause_every; /* when not 0, the consumer pauses after every so many events */
+
 static int on_event(void *ctx, const struct kr_event *ev)
 {
 	struct run *r = ctx;
+	r->events++;
 	assert_true(r->n < sizeof r->items / sizeof r->items[0]);
 	/* the previous event's view is still intact (what kmsrouter match relies on), whatever
 	 * invalid records came between */
@@ -108,6 +114,8 @@ static int on_event(void *ctx, const struct kr_event *ev)
 		assert_true(ev->offset + ev->raw_len <= r->input_len);
 		assert_memory_equal(ev->raw, r->input + ev->offset, ev->raw_len);
 	}
+	if (pause_every && r->events % pause_every == 0)
+		return KR_STREAM_PAUSE;
 	return r->stop_after && r->n >= r->stop_after;
 }
 
@@ -119,10 +127,16 @@ static int on_invalid(void *ctx, const struct kr_invalid *inv)
 	memset(it, 0, sizeof *it);
 	it->offset = inv->offset;
 	it->line = inv->line;
+	it->size = inv->size;
 	it->msg = dupmem(inv->message, strlen(inv->message));
+	assert_true(inv->offset + inv->size <= r->input_len);
 	if (inv->raw) {
-		assert_true(inv->offset + inv->raw_len <= r->input_len);
+		assert_true(inv->raw_len <= inv->size);
 		assert_memory_equal(inv->raw, r->input + inv->offset, inv->raw_len);
+		it->raw = dupmem(inv->raw, inv->raw_len);
+		it->raw_len = inv->raw_len;
+	} else {
+		assert_int_equal(inv->raw_len, 0);
 	}
 	return r->stop_after && r->n >= r->stop_after;
 }
@@ -159,9 +173,12 @@ static enum kr_err run_mem(struct run *r, const struct kr_paths *paths, const ch
 }
 
 static uint64_t rng;
+static size_t fixed_chunk; /* when not 0, every chunk has this size */
 
 static size_t chunk_len(void)
 {
+	if (fixed_chunk)
+		return fixed_chunk;
 	rng ^= rng << 13;
 	rng ^= rng >> 7;
 	rng ^= rng << 17;
@@ -180,15 +197,21 @@ static enum kr_err run_chunked(struct run *r, const struct kr_paths *paths, cons
 	assert_int_equal(kr_stream_new(paths, o, &callbacks, r, &s), KR_OK);
 	enum kr_err e = KR_OK;
 	for (size_t i = 0; i < len && e == KR_OK;) {
+		/* a paused stream takes no input until it has gone on with what it holds */
+		while (kr_stream_paused(s) && e == KR_OK)
+			e = kr_stream_resume(s);
 		size_t k = chunk_len();
 		if (k > len - i)
 			k = len - i;
 		char *w = kr_stream_reserve(s, k);
 		assert_non_null(w);
 		memcpy(w, in + i, k);
-		e = kr_stream_commit(s, k);
+		if (e == KR_OK)
+			e = kr_stream_commit(s, k);
 		i += k;
 	}
+	while (kr_stream_paused(s) && e == KR_OK)
+		e = kr_stream_resume(s);
 	if (e == KR_OK)
 		e = kr_stream_end(s);
 	kr_stream_free(s);
@@ -227,8 +250,9 @@ static void describe(const struct item *it, char *out, size_t cap)
 			 (unsigned long long)it->offset, (int)it->env, it->id ? it->id : "(none)",
 			 it->raw, it->view);
 	else
-		snprintf(out, cap, "invalid @%llu line %llu: %s", (unsigned long long)it->offset,
-			 (unsigned long long)it->line, it->msg);
+		snprintf(out, cap, "invalid @%llu line %llu size %llu raw %zu: %s",
+			 (unsigned long long)it->offset, (unsigned long long)it->line,
+			 (unsigned long long)it->size, it->raw_len, it->msg);
 }
 
 static bool same_item(const struct item *a, const struct item *b)
@@ -236,7 +260,9 @@ static bool same_item(const struct item *a, const struct item *b)
 	if (a->is_event != b->is_event || a->offset != b->offset)
 		return false;
 	if (!a->is_event)
-		return a->line == b->line && strcmp(a->msg, b->msg) == 0;
+		return a->line == b->line && a->size == b->size && strcmp(a->msg, b->msg) == 0 &&
+		       a->raw_len == b->raw_len && !a->raw == !b->raw &&
+		       (!a->raw || memcmp(a->raw, b->raw, a->raw_len) == 0);
 	return a->env == b->env && !a->id == !b->id && (!a->id || strcmp(a->id, b->id) == 0) &&
 	       a->raw_len == b->raw_len && memcmp(a->raw, b->raw, a->raw_len) == 0 &&
 	       strcmp(a->view, b->view) == 0;
@@ -282,6 +308,52 @@ static void run_both(struct run *r, const struct kr_paths *paths, const char *in
 			fail_msg("chunked run (seed %llu) differs from parse_mem at %s",
 				 (unsigned long long)seeds[k], diff);
 		}
+	}
+}
+
+/* Runs the input in one piece and in every chunk size from 1 to its length (from 256 on, every
+ * 61st), plus random chunks; all must report the same as the first. Leaves the parse_mem reports
+ * in *r. */
+static void run_every_chunking(struct run *r, const struct kr_paths *paths, const char *in,
+			       size_t len, const struct kr_stream_opts *o)
+{
+	run_both(r, paths, in, len, o);
+	for (size_t k = 1; k <= len; k += k < 256 ? 1 : 61) {
+		struct run c;
+		char diff[2400];
+		fixed_chunk = k;
+		enum kr_err e = run_chunked(&c, paths, in, len, o, 1);
+		fixed_chunk = 0;
+		assert_int_equal(e, KR_OK);
+		bool same = same_runs(r, &c, diff, sizeof diff);
+		run_free(&c);
+		if (!same) {
+			run_free(r);
+			fail_msg("chunks of %zu bytes differ from parse_mem at %s", k, diff);
+		}
+	}
+}
+
+/* The reports of a run come in input order and do not overlap (an invalid record's size bytes, a
+ * plain event's raw bytes), and each invalid record's line is the line of its offset. */
+static void assert_reports_in_order(const struct run *r)
+{
+	uint64_t end = 0, line = 1, counted = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		const struct item *it = &r->items[i];
+		if (i && it->offset < end)
+			fail_msg("report %zu @%llu starts before the one before ended (@%llu)", i,
+				 (unsigned long long)it->offset, (unsigned long long)end);
+		uint64_t len = it->is_event ? (it->env == KR_ENV_EVENT ? it->raw_len : 0) : it->size;
+		end = it->offset + (len ? len : 1);
+		if (it->is_event)
+			continue;
+		for (; counted < it->offset; counted++)
+			line += r->input[counted] == '\n';
+		if (it->line != line)
+			fail_msg("report %zu: invalid @%llu says line %llu, it is on line %llu", i,
+				 (unsigned long long)it->offset, (unsigned long long)it->line,
+				 (unsigned long long)line);
 	}
 }
 
@@ -380,6 +452,17 @@ static void assert_invalid(const struct run *r, size_t i, uint64_t offset, uint6
 		fail_msg("report %zu: invalid @%llu line %llu '%s', want @%llu line %llu '...%s...'",
 			 i, (unsigned long long)it->offset, (unsigned long long)it->line, it->msg,
 			 (unsigned long long)offset, (unsigned long long)line, msg_part);
+}
+
+/* An invalid record's size and bytes: raw is all of them (want_raw NULL: the first raw_len of
+ * the input at its offset). */
+static void assert_invalid_bytes(const struct run *r, size_t i, uint64_t size, size_t raw_len)
+{
+	const struct item *it = invalid_at(r, i);
+	if (it->size != size || it->raw_len != raw_len || (raw_len && !it->raw))
+		fail_msg("report %zu: invalid @%llu size %llu with %zu bytes, want size %llu with %zu",
+			 i, (unsigned long long)it->offset, (unsigned long long)it->size, it->raw_len,
+			 (unsigned long long)size, raw_len);
 }
 
 /* ---- record framing ---- */
@@ -1043,6 +1126,394 @@ static void test_wrongly_typed_detail_type_and_detail_are_invalid(void **state)
 	run_free(&r);
 }
 
+/* ---- what a record becomes does not depend on the chunks ---- */
+
+/* {"<key>":"<id><padding>"} of exactly n bytes. */
+static void put_record(struct kr_buf *b, const char *key, const char *id, size_t n)
+{
+	size_t base = strlen(key) + 7 + strlen(id);
+	assert_true(n >= base);
+	assert_true(kr_buf_puts(b, "{\"") && kr_buf_puts(b, key) && kr_buf_puts(b, "\":\"") &&
+		    kr_buf_puts(b, id));
+	for (size_t i = base; i < n; i++)
+		assert_true(kr_buf_puts(b, "p"));
+	assert_true(kr_buf_puts(b, "\"}"));
+}
+
+/* Records of exactly max_record bytes are events and one byte more is too big, whichever byte a
+ * chunk ends at: at the top level, in a CloudTrail log's Records and in a JSON array. */
+static void test_max_record_is_the_same_limit_however_the_input_is_chunked(void **state)
+{
+	(void)state;
+	struct kr_stream_opts o = {.max_record = 40};
+	static const char *const layouts[][4] = {
+		/* opening, separator, closing, key */
+		{"", "\n", "\n", "id"},
+		{"{\"Records\":[", ",", "]}\n", "eventID"},
+		{"[", ", ", "]\n", "id"},
+		{"{\"Records\": [\n  ", ",\n  ", "\n]}", "eventID"},
+	};
+	for (size_t l = 0; l < sizeof layouts / sizeof layouts[0]; l++) {
+		struct kr_buf in = {0};
+		assert_true(kr_buf_puts(&in, layouts[l][0]));
+		put_record(&in, layouts[l][3], "a", 40);
+		assert_true(kr_buf_puts(&in, layouts[l][1]));
+		size_t big = in.len;
+		put_record(&in, layouts[l][3], "b", 41);
+		assert_true(kr_buf_puts(&in, layouts[l][1]));
+		put_record(&in, layouts[l][3], "c", 40);
+		assert_true(kr_buf_puts(&in, layouts[l][1]));
+		put_record(&in, layouts[l][3], "d", 39);
+		assert_true(kr_buf_puts(&in, layouts[l][2]));
+		struct run r;
+		run_every_chunking(&r, paths, in.p, in.len, &o);
+		enum kr_envelope env = l % 2 ? KR_ENV_CLOUDTRAIL : KR_ENV_EVENT;
+		assert_int_equal(r.n, 4);
+		assert_int_equal(event_at(&r, 0)->env, env);
+		assert_invalid(&r, 1, big, l == 3 ? 3 : 2 - (l != 0), "maximum size of 40 bytes");
+		assert_invalid_bytes(&r, 1, 41, 40);
+		assert_memory_equal(r.items[1].raw, in.p + big, 40);
+		assert_int_equal(event_at(&r, 2)->env, env);
+		assert_int_equal(event_at(&r, 3)->env, env);
+		assert_reports_in_order(&r);
+		run_free(&r);
+		kr_buf_free(&in);
+	}
+}
+
+/* What fuzz_stream found: an oversized CloudTrail record followed by a stray '}'. Reading the
+ * whole record before judging it (one chunk) and judging it part way (small chunks) used to
+ * disagree on what came after it. */
+static void test_oversized_record_followed_by_junk_is_one_report_however_chunked(void **state)
+{
+	(void)state;
+	struct kr_stream_opts o = {.max_record = 64};
+	static const char in[] =
+		"{\"Records\":[{\"eventID\":\"x\",\"p\":\"qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq\"}}]}\n"
+		"{\"id\":\"next\"}\n";
+	struct run r;
+	run_every_chunking(&r, paths, S(in), &o);
+	assert_int_equal(r.n, 2);
+	assert_invalid(&r, 0, 12, 1, "maximum size of 64 bytes");
+	/* the record and the junk after it, up to the line where reading resumes */
+	assert_invalid_bytes(&r, 0, offset_of(in, "\n{\"id\"") - 12, 64);
+	assert_event(&r, 1, "next", KR_ENV_EVENT, "{\"id\":\"next\"}");
+	run_free(&r);
+}
+
+/* A scalar where a record belongs is not a record; one that goes on past max_record is cut
+ * there like a record, and reading resumes after it. */
+static void test_oversized_scalar_where_a_record_belongs_is_cut_like_a_record(void **state)
+{
+	(void)state;
+	struct kr_stream_opts o = {.max_record = 40};
+	static const char top[] =
+		"\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\n"
+		"{\"id\":\"a\"}\n"
+		"\"short\"\n"
+		"{\"id\":\"b\"}\n";
+	struct run r;
+	run_every_chunking(&r, paths, S(top), &o);
+	assert_int_equal(r.n, 4);
+	assert_invalid(&r, 0, 0, 1, "maximum size of 40 bytes");
+	assert_invalid_bytes(&r, 0, 62, 40);
+	assert_event(&r, 1, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_invalid(&r, 2, offset_of(top, "\"short\""), 3, "not a JSON object");
+	assert_invalid_bytes(&r, 2, 7, 7);
+	assert_event(&r, 3, "b", KR_ENV_EVENT, "{\"id\":\"b\"}");
+	run_free(&r);
+	static const char arr[] =
+		"[{\"id\":\"a\"}, \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\\\"x\",\n"
+		" {\"id\":\"b\"}, 12345678901234567890123456789012345678901234567890, 7,\n"
+		" {\"id\":\"c\"}]\n";
+	run_every_chunking(&r, paths, S(arr), &o);
+	assert_int_equal(r.n, 6);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_invalid(&r, 1, offset_of(arr, "\"xxx"), 1, "maximum size of 40 bytes");
+	assert_invalid_bytes(&r, 1, 63, 40);
+	assert_event(&r, 2, "b", KR_ENV_EVENT, "{\"id\":\"b\"}");
+	assert_invalid(&r, 3, offset_of(arr, "1234"), 2, "maximum size of 40 bytes");
+	assert_invalid_bytes(&r, 3, 50, 40);
+	assert_invalid(&r, 4, offset_of(arr, "7,"), 2, "not a JSON object");
+	assert_invalid_bytes(&r, 4, 1, 1);
+	assert_event(&r, 5, "c", KR_ENV_EVENT, "{\"id\":\"c\"}");
+	assert_reports_in_order(&r);
+	run_free(&r);
+}
+
+/* An invalid record comes with its size and its bytes: all of them (whitespace after it left
+ * out) when it is not too big, else the first KR_INVALID_PREFIX. */
+static void test_invalid_record_carries_its_size_and_bytes_or_a_bounded_prefix(void **state)
+{
+	(void)state;
+	struct kr_stream_opts o = {.max_record = 2048};
+	struct kr_buf in = {0};
+	assert_true(kr_buf_puts(&in, "{\"id\":\"g1\"}\n{\"id\":\"big\",\"detail\":{\"n\":\""));
+	for (int i = 0; i < 5000; i++)
+		assert_true(kr_buf_puts(&in, i % 100 ? "x" : "\xC3\xA9"));
+	assert_true(kr_buf_puts(&in, "\"}}\n{\"id\":\"bad\", \"x\": [1,,2]}   \t\n"
+				     "{\"id\":\"g2\"}\n"));
+	size_t big = offset_of(in.p, "{\"id\":\"big\""), bad = offset_of(in.p, "{\"id\":\"bad\"");
+	struct run r;
+	run_every_chunking(&r, paths, in.p, in.len, &o);
+	assert_int_equal(r.n, 4);
+	assert_event(&r, 0, "g1", KR_ENV_EVENT, "{\"id\":\"g1\"}");
+	assert_invalid(&r, 1, big, 2, "maximum size of 2048 bytes");
+	assert_invalid_bytes(&r, 1, bad - 1 - big, KR_INVALID_PREFIX);
+	assert_memory_equal(r.items[1].raw, in.p + big, KR_INVALID_PREFIX);
+	assert_invalid(&r, 2, bad, 3, "malformed JSON");
+	assert_invalid_bytes(&r, 2, strlen("{\"id\":\"bad\", \"x\": [1,,2]}"),
+			     strlen("{\"id\":\"bad\", \"x\": [1,,2]}"));
+	assert_event(&r, 3, "g2", KR_ENV_EVENT, "{\"id\":\"g2\"}");
+	run_free(&r);
+	kr_buf_free(&in);
+}
+
+/* Binary garbage between records: each stretch of it up to the next line starting with '{' is
+ * one invalid record, at its exact offset and line, in order, none overlapping another. */
+static void test_positions_in_binary_garbage_increase_and_are_exact(void **state)
+{
+	(void)state;
+	static const char in[] = "\x01\x02\n\x80\x81\n{\"id\":\"g\"}\n\xff\xfe\n";
+	struct run r;
+	run_every_chunking(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 3);
+	assert_invalid(&r, 0, 0, 1, "malformed JSON");
+	assert_invalid_bytes(&r, 0, 5, 5);
+	assert_event(&r, 1, "g", KR_ENV_EVENT, "{\"id\":\"g\"}");
+	assert_invalid(&r, 2, 17, 4, "malformed JSON");
+	assert_invalid_bytes(&r, 2, 2, 2);
+	run_free(&r);
+
+	uint64_t x = 0x9E3779B97F4A7C15ULL;
+	for (int round = 0; round < 40; round++) {
+		char buf[3000];
+		size_t n = 0;
+		while (n < sizeof buf - 40) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			unsigned c = (unsigned)(x >> 24) & 0xFF;
+			if (c < 8) {
+				n += (size_t)snprintf(buf + n, 40, "\n{\"id\":\"r%d\"}\n", (int)n);
+				continue;
+			}
+			/* newlines, brackets, quotes and ':' more often than the rest */
+			static const char often[] = "\n\n{{}[]\",:\\ ";
+			buf[n++] = c < 64 ? often[c % (sizeof often - 1)] : (char)c;
+		}
+		struct kr_stream_opts small = {.max_record = 64, .max_depth = 8};
+		run_both(&r, paths, buf, n, round % 2 ? &small : NULL);
+		size_t invalid = 0;
+		for (size_t i = 0; i < r.n; i++)
+			invalid += !r.items[i].is_event;
+		assert_true(invalid > 0);
+		assert_reports_in_order(&r);
+		run_free(&r);
+	}
+}
+
+/* An array of records, or a CloudTrail log, that breaks off after an element: reported where the
+ * last element ended, with no bytes (none were lost); the records around are read. */
+static void test_array_cut_short_is_reported_where_its_last_element_ended(void **state)
+{
+	(void)state;
+	static const char ct[] = "{\"Records\":[{\"eventID\":\"c1\"},\n{\"id\":\"next\"}\n";
+	struct run r;
+	run_every_chunking(&r, paths, S(ct), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "c1", KR_ENV_CLOUDTRAIL, NULL);
+	assert_invalid(&r, 1, offset_of(ct, ",\n{"), 1, "truncated CloudTrail log");
+	assert_invalid_bytes(&r, 1, 0, 0);
+	assert_event(&r, 2, "next", KR_ENV_EVENT, "{\"id\":\"next\"}");
+	run_free(&r);
+	static const char arr[] = "[{\"id\":\"a\"}, {\"id\":\"b\"}  \n";
+	run_every_chunking(&r, paths, S(arr), NULL);
+	assert_int_equal(r.n, 3);
+	assert_invalid(&r, 2, offset_of(arr, "  \n"), 1, "truncated JSON");
+	assert_invalid_bytes(&r, 2, 0, 0);
+	run_free(&r);
+	/* a missing comma before an element that starts a line: the array broke off, and what
+	 * follows is read at the top level */
+	static const char comma[] = "[{\"id\":\"a\"}\n{\"id\":\"b\"}]\n{\"id\":\"c\"}\n";
+	run_every_chunking(&r, paths, S(comma), NULL);
+	assert_int_equal(r.n, 5);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_invalid(&r, 1, offset_of(comma, "\n{\"id\":\"b\""), 1, "malformed JSON");
+	assert_invalid_bytes(&r, 1, 0, 0);
+	assert_event(&r, 2, "b", KR_ENV_EVENT, "{\"id\":\"b\"}");
+	assert_invalid(&r, 3, offset_of(comma, "]\n{\"id\":\"c\""), 2, "malformed JSON");
+	assert_invalid_bytes(&r, 3, 1, 1);
+	assert_event(&r, 4, "c", KR_ENV_EVENT, "{\"id\":\"c\"}");
+	assert_reports_in_order(&r);
+	run_free(&r);
+}
+
+/* A consumer that pauses after events (backpressure) changes nothing either: the parse goes on
+ * after the record as if it had not stopped, whatever follows it in an array or a log. */
+static void test_pausing_after_events_changes_nothing(void **state)
+{
+	(void)state;
+	static const char *const inputs[] = {
+		"{\"id\":\"a\"}\n{\"id\":\"b\"}}\n{\"id\":\"c\"}\n\"open",
+		"[{\"id\":\"a\"} \"x\", {\"id\":\"b\"}]\n{\"id\":\"c\"}\n",
+		"[{\"id\":\"a\"},]\n[{\"id\":\"b\"}\n{\"id\":\"c\"}]\n[{\"id\":\"d\"}, {\"id\":\"e\"}",
+		"{\"Records\":[{\"eventID\":\"c1\"}{\"eventID\":\"c2\"}]}\n{\"id\":\"n\"}\n",
+		"{\"Records\":[{\"eventID\":\"c1\"},\n{\"id\":\"next\"}\n{\"Records\":[{\"eventID\":\"c3\"}",
+		"{\"Records\":[{\"eventID\":\"c1\"}], \"x\": 1}{\"Records\":[{\"eventID\":\"c2\"}], \"y\" 2}\n",
+		"[{\"id\":\"a\"}, 7, {\"id\":\"b\"}, {\"id\": x}, {\"id\":\"c\"}]",
+	};
+	for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+		struct run want, got;
+		size_t len = strlen(inputs[i]);
+		assert_int_equal(run_mem(&want, paths, inputs[i], len, NULL), KR_OK);
+		for (size_t every = 1; every <= 2; every++) {
+			for (size_t chunk = 0; chunk <= 7; chunk += 3) {
+				char diff[2400];
+				pause_every = every;
+				fixed_chunk = chunk;
+				enum kr_err e = run_chunked(&got, paths, inputs[i], len, NULL, 99);
+				pause_every = fixed_chunk = 0;
+				assert_int_equal(e, KR_OK);
+				bool same = same_runs(&want, &got, diff, sizeof diff);
+				run_free(&got);
+				if (!same)
+					fail_msg("input %zu, pausing every %zu events, chunks of %zu: %s", i,
+						 every, chunk, diff);
+			}
+		}
+		run_free(&want);
+	}
+}
+
+/* A value cut short by the end of the input after another top-level value: yajl takes that for
+ * the end of the input; it is reported all the same. */
+static void test_value_cut_short_at_the_end_after_another_is_reported(void **state)
+{
+	(void)state;
+	static const char in[] = "{\"id\":\"a\"}\n\"never closed";
+	struct run r;
+	run_every_chunking(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 2);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_invalid(&r, 1, offset_of(in, "\"never"), 2, "malformed JSON at the end");
+	assert_invalid_bytes(&r, 1, 13, 13);
+	run_free(&r);
+}
+
+/* ---- byte order marks ---- */
+
+static void test_byte_order_mark_at_the_start_is_skipped(void **state)
+{
+	(void)state;
+	static const char in[] = "\xEF\xBB\xBF{\"id\":\"a\"}\n{\"id\":\"b\"}\n";
+	struct run r;
+	run_every_chunking(&r, paths, S(in), NULL);
+	assert_int_equal(r.n, 2);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_int_equal(r.items[0].offset, 3);
+	assert_event(&r, 1, "b", KR_ENV_EVENT, "{\"id\":\"b\"}");
+	run_free(&r);
+	/* a pretty-printed array and a CloudTrail log too; a mark alone is an empty input */
+	static const char arr[] = "\xEF\xBB\xBF[\n  {\"id\":\"a\"}\n]\n";
+	run_every_chunking(&r, paths, S(arr), NULL);
+	assert_int_equal(r.n, 1);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	run_free(&r);
+	static const char ct[] = "\xEF\xBB\xBF{\"Records\":[{\"eventID\":\"c1\"}]}";
+	run_every_chunking(&r, paths, S(ct), NULL);
+	assert_int_equal(r.n, 1);
+	assert_event(&r, 0, "c1", KR_ENV_CLOUDTRAIL, NULL);
+	run_free(&r);
+	run_every_chunking(&r, paths, S("\xEF\xBB\xBF"), NULL);
+	assert_int_equal(r.n, 0);
+	run_free(&r);
+}
+
+/* Anywhere else a byte order mark is bad input, as are a second one and a part of one. */
+static void test_byte_order_mark_elsewhere_is_invalid(void **state)
+{
+	(void)state;
+	static const char mid[] = "{\"id\":\"a\"}\n\xEF\xBB\xBF{\"id\":\"b\"}\n{\"id\":\"c\"}\n";
+	struct run r;
+	run_every_chunking(&r, paths, S(mid), NULL);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_invalid(&r, 1, 11, 2, "malformed JSON");
+	assert_invalid_bytes(&r, 1, 13, 13);
+	assert_event(&r, 2, "c", KR_ENV_EVENT, "{\"id\":\"c\"}");
+	run_free(&r);
+	static const char twice[] = "\xEF\xBB\xBF\xEF\xBB\xBF{\"id\":\"a\"}\n{\"id\":\"b\"}\n";
+	run_every_chunking(&r, paths, S(twice), NULL);
+	assert_int_equal(r.n, 2);
+	assert_invalid(&r, 0, 3, 1, "malformed JSON");
+	assert_invalid_bytes(&r, 0, 13, 13);
+	assert_event(&r, 1, "b", KR_ENV_EVENT, "{\"id\":\"b\"}");
+	run_free(&r);
+	static const char part[] = "\xEF\xBB{\"id\":\"a\"}\n";
+	run_every_chunking(&r, paths, S(part), NULL);
+	assert_int_equal(r.n, 1);
+	assert_invalid(&r, 0, 0, 1, "malformed JSON");
+	run_free(&r);
+	/* inside a string it is text */
+	static const char text[] = "{\"id\":\"\xEF\xBB\xBF\"}";
+	run_every_chunking(&r, paths, S(text), NULL);
+	assert_int_equal(r.n, 1);
+	assert_event(&r, 0, "\xEF\xBB\xBF", KR_ENV_EVENT, text);
+	run_free(&r);
+}
+
+/* Feeds parts[i] in turn, a byte at a time, calling kr_stream_file_start before each part after
+ * the first. */
+static void run_files(struct run *r, const char *all, const char *const *parts, size_t nparts)
+{
+	memset(r, 0, sizeof *r);
+	r->paths = paths;
+	r->input = all;
+	r->input_len = strlen(all);
+	struct kr_stream *s;
+	assert_int_equal(kr_stream_new(paths, NULL, &callbacks, r, &s), KR_OK);
+	for (size_t i = 0; i < nparts; i++) {
+		if (i)
+			kr_stream_file_start(s);
+		for (const char *p = parts[i]; *p; p++) {
+			char *w = kr_stream_reserve(s, 1);
+			assert_non_null(w);
+			*w = *p;
+			assert_int_equal(kr_stream_commit(s, 1), KR_OK);
+		}
+	}
+	assert_int_equal(kr_stream_end(s), KR_OK);
+	kr_stream_free(s);
+}
+
+/* Where another file starts in the stream (a gzip member), its byte order mark is skipped too,
+ * when it falls between records; inside a record it is part of it. */
+static void test_byte_order_mark_where_a_file_starts_is_skipped_between_records(void **state)
+{
+	(void)state;
+	static const char *const files[] = {"{\"id\":\"a\"}\n", "\xEF\xBB\xBF{\"id\":\"b\"}",
+					    "\xEF\xBB\xBF{\"id\":\"c\"}\n"};
+	static const char all[] =
+		"{\"id\":\"a\"}\n\xEF\xBB\xBF{\"id\":\"b\"}\xEF\xBB\xBF{\"id\":\"c\"}\n";
+	struct run r;
+	run_files(&r, all, files, 3);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_event(&r, 1, "b", KR_ENV_EVENT, "{\"id\":\"b\"}");
+	assert_event(&r, 2, "c", KR_ENV_EVENT, "{\"id\":\"c\"}");
+	run_free(&r);
+	static const char *const cut[] = {"{\"id\":\"a\"}\n{\"id\":", "\xEF\xBB\xBF\"b\"}\n",
+					  "{\"id\":\"c\"}\n"};
+	static const char cut_all[] = "{\"id\":\"a\"}\n{\"id\":\xEF\xBB\xBF\"b\"}\n{\"id\":\"c\"}\n";
+	run_files(&r, cut_all, cut, 3);
+	assert_int_equal(r.n, 3);
+	assert_event(&r, 0, "a", KR_ENV_EVENT, "{\"id\":\"a\"}");
+	assert_invalid(&r, 1, 11, 2, "malformed JSON");
+	assert_event(&r, 2, "c", KR_ENV_EVENT, "{\"id\":\"c\"}");
+	run_free(&r);
+}
+
 /* ---- the stream's API ---- */
 
 static void test_only_paths_in_the_set_are_recorded(void **state)
@@ -1156,6 +1627,17 @@ int main(void)
 		cmocka_unit_test(test_raw_events_only_ignores_envelopes),
 		cmocka_unit_test(test_nonzero_callback_stops_the_stream),
 		cmocka_unit_test(test_reset_restarts_offsets_lines_and_counts_totals),
+		cmocka_unit_test(test_max_record_is_the_same_limit_however_the_input_is_chunked),
+		cmocka_unit_test(test_oversized_record_followed_by_junk_is_one_report_however_chunked),
+		cmocka_unit_test(test_oversized_scalar_where_a_record_belongs_is_cut_like_a_record),
+		cmocka_unit_test(test_invalid_record_carries_its_size_and_bytes_or_a_bounded_prefix),
+		cmocka_unit_test(test_positions_in_binary_garbage_increase_and_are_exact),
+		cmocka_unit_test(test_array_cut_short_is_reported_where_its_last_element_ended),
+		cmocka_unit_test(test_pausing_after_events_changes_nothing),
+		cmocka_unit_test(test_value_cut_short_at_the_end_after_another_is_reported),
+		cmocka_unit_test(test_byte_order_mark_at_the_start_is_skipped),
+		cmocka_unit_test(test_byte_order_mark_elsewhere_is_invalid),
+		cmocka_unit_test(test_byte_order_mark_where_a_file_starts_is_skipped_between_records),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,4 +1,5 @@
-/* Unit tests for parsers/utf8.h: strict UTF-8 validation (RFC 3629) and the reported bad offset. */
+/* Unit tests for parsers/utf8.h: strict UTF-8 validation (RFC 3629) and the reported bad offset;
+ * the lossy JSON string writer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "json.h"
 #include "utf8.h"
 
 #define S(lit) (lit), (sizeof(lit) - 1)
@@ -233,6 +235,84 @@ static void test_scan_lines_counts_newlines_and_notes_high_bytes(void **state)
 	assert_false(high);
 }
 
+/* ---- lossy JSON strings ---- */
+
+static void assert_lossy(const char *in, size_t n, const char *want, size_t want_replaced)
+{
+	struct kr_buf b = {0};
+	size_t replaced = 999;
+	assert_true(kr_utf8_json_string(&b, in, n, &replaced));
+	assert_string_equal(b.p, want);
+	assert_int_equal(b.len, strlen(want));
+	assert_int_equal(replaced, want_replaced);
+	kr_buf_free(&b);
+}
+
+static void test_lossy_json_string_of_valid_utf8_is_kr_buf_json_string(void **state)
+{
+	(void)state;
+	static const char in[] = "caf\xC3\xA9 \"q\" \\ \n\t\x01 \xF0\x9F\x98\x80 \xE2\x82\xAC";
+	struct kr_buf want = {0};
+	assert_true(kr_buf_json_string(&want, S(in)));
+	assert_lossy(S(in), want.p, 0);
+	kr_buf_free(&want);
+	assert_lossy("", 0, "\"\"", 0);
+}
+
+/* One U+FFFD per maximal subpart: a bad lead byte alone, or the bytes that began a sequence
+ * correctly up to the one that does not fit (which is looked at again). */
+static void test_lossy_json_string_replaces_each_maximal_subpart_with_u_fffd(void **state)
+{
+	(void)state;
+#define FFFD "\xEF\xBF\xBD"
+	assert_lossy(S("a\xFF" "b"), "\"a" FFFD "b\"", 1);
+	assert_lossy(S("\xC3("), "\"" FFFD "(\"", 1);
+	assert_lossy(S("ab\xE2\x82"), "\"ab" FFFD "\"", 1);            /* cut by the end */
+	assert_lossy(S("\xE2\x82(cd"), "\"" FFFD "(cd\"", 1);
+	assert_lossy(S("\xF0\x9F\x98x"), "\"" FFFD "x\"", 1);
+	assert_lossy(S("\xED\xA0\x80"), "\"" FFFD FFFD FFFD "\"", 3);    /* surrogate */
+	assert_lossy(S("\xC0\xAF"), "\"" FFFD FFFD "\"", 2);              /* overlong */
+	assert_lossy(S("\xE0\x80\xAF"), "\"" FFFD FFFD FFFD "\"", 3);
+	assert_lossy(S("\xF4\x90\x80\x80"), "\"" FFFD FFFD FFFD FFFD "\"", 4); /* > U+10FFFF */
+	assert_lossy(S("\x80\xBF"), "\"" FFFD FFFD "\"", 2);              /* lone continuations */
+	assert_lossy(S("\xC3\xA9\xC3"), "\"\xC3\xA9" FFFD "\"", 1);
+	/* escapes as usual around them, NUL included */
+	assert_lossy(S("\x00\"\\\xFF\n"), "\"\\u0000\\\"\\\\" FFFD "\\n\"", 1);
+#undef FFFD
+}
+
+/* Whatever the bytes: valid UTF-8 out, a JSON string that parses, and the input itself when it
+ * was valid. */
+static void test_lossy_json_string_is_valid_utf8_and_json_whatever_the_input(void **state)
+{
+	(void)state;
+	uint32_t x = 777;
+	for (int iter = 0; iter < 500; iter++) {
+		char in[96];
+		size_t n = (size_t)(iter % 96);
+		for (size_t i = 0; i < n; i++) {
+			x = x * 1103515245u + 12345u;
+			unsigned r = x >> 16;
+			/* mostly text, some high bytes and controls */
+			in[i] = (char)(r % 4 ? 0x20 + r % 95 : (iter % 3 ? 0x80 + r % 128 : r % 32));
+		}
+		struct kr_buf b = {0};
+		assert_true(kr_utf8_json_string(&b, in, n, NULL));
+		assert_true(kr_utf8_valid(b.p, b.len, NULL));
+		struct kr_json *j = NULL;
+		char err[KR_ERRBUF];
+		if (kr_json_parse(b.p, b.len, NULL, &j, NULL, err) != KR_OK)
+			fail_msg("lossy string does not parse: %s", err);
+		assert_int_equal(j->type, KR_JSON_STRING);
+		if (kr_utf8_valid(in, n, NULL)) {
+			assert_int_equal(j->len, n);
+			assert_memory_equal(j->str, in, n);
+		}
+		kr_json_free(j);
+		kr_buf_free(&b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,6 +333,9 @@ int main(void)
 		cmocka_unit_test(test_bad_byte_is_found_at_every_position_of_a_long_ascii_run),
 		cmocka_unit_test(test_bad_offset_pointer_may_be_null),
 		cmocka_unit_test(test_length_bounds_what_is_read),
+		cmocka_unit_test(test_lossy_json_string_of_valid_utf8_is_kr_buf_json_string),
+		cmocka_unit_test(test_lossy_json_string_replaces_each_maximal_subpart_with_u_fffd),
+		cmocka_unit_test(test_lossy_json_string_is_valid_utf8_and_json_whatever_the_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
