@@ -23,6 +23,7 @@
 #include "plugin.h"
 #include "rules.h"
 #include "transform.h"
+#include "utf8.h"
 
 struct gen;
 struct dlv;
@@ -935,10 +936,20 @@ static int on_invalid(void *ctx, const struct kr_invalid *inv)
 		return 1;
 	struct gen *g = in->gen;
 	if (g->cfg->invalid_dead_letter >= 0) {
+		/* always valid JSON: bytes that are not UTF-8 are replaced in "record" and kept
+		   exactly in "record_base64"; an oversized record keeps a bounded prefix */
 		struct kr_buf b = {0};
+		const char *raw = inv->raw ? inv->raw : "";
+		size_t raw_len = inv->raw ? inv->raw_len : 0, replaced = 0;
+		char nums[96];
+		snprintf(nums, sizeof nums, ",\"record_size\":%llu,\"record_truncated\":%s,\"offset\":%llu",
+			 (unsigned long long)inv->size, raw_len < inv->size ? "true" : "false",
+			 (unsigned long long)inv->offset);
 		bool ok = kr_buf_puts(&b, "{\"record\":") &&
-			  kr_buf_json_string(&b, inv->raw ? inv->raw : "", inv->raw ? inv->raw_len : 0) &&
-			  kr_buf_puts(&b, ",\"source\":") &&
+			  kr_utf8_json_string(&b, raw, raw_len, &replaced) &&
+			  (!replaced || (kr_buf_puts(&b, ",\"record_base64\":\"") &&
+					 kr_buf_base64(&b, raw, raw_len) && kr_buf_puts(&b, "\""))) &&
+			  kr_buf_puts(&b, nums) && kr_buf_puts(&b, ",\"source\":") &&
 			  kr_buf_json_string(&b, h->name, strlen(h->name)) &&
 			  kr_buf_puts(&b, ",\"position\":") &&
 			  kr_buf_json_string(&b, where, strlen(where)) &&

@@ -364,6 +364,57 @@ def check_rejects_what_run_would_with_its_place(t):
                   and msg in err, '%s %s: exit %s, %s' % (cmd, opts, rc, err.strip()))
 
 
+@test
+def invalid_records_dead_letter_as_valid_json(t):
+    """Invalid records reach the invalid dead letter as valid JSON: bytes that are not UTF-8
+    are replaced in "record" and kept exactly in "record_base64"; an oversized record keeps a
+    bounded prefix and its size; records in binary garbage come with increasing, exact
+    offsets."""
+    import base64
+    good = json.dumps(make_event('deletion', 'g-1')[1]).encode()
+    bad_utf8 = b'{"bad\xff\xfe": 1}'
+    big = b'{"id": "' + b'x' * 300000 + b'"}'
+    garbage = bytes(range(1, 8)) + b'\n\x80\x81{\n\xfe\xff\n'
+    data = good + b'\n' + bad_utf8 + b'\n' + big + b'\n' + garbage + good + b'\n'
+    with open(t.path('in.jsonl'), 'wb') as f:
+        f.write(data)
+    cfg = {'sources': [{'name': 'in', 'type': 'file', 'paths': ['in.jsonl']}],
+           'sinks': [log_sink('out', 'out.jsonl'), log_sink('bad', 'bad.jsonl')],
+           'rules': [{'name': 'r', 'pattern': KMS, 'targets': ['out']}],
+           'invalid_dead_letter': 'bad'}
+    write_json(t.path('config.json'), cfg)
+    rc, err = t.run(['run', '-c', t.path('config.json')], timeout=30)
+    check(rc == 0, 'exit %s: %s' % (rc, err[-300:]))
+    with open(t.path('bad.jsonl'), 'rb') as f:
+        raw_lines = f.read().split(b'\n')[:-1]
+    dl = []
+    for line in raw_lines:
+        line.decode('utf-8')  # raises on invalid UTF-8
+        dl.append(json.loads(line))
+    check(len(dl) >= 3, '%d dead letters: %s' % (len(dl), dl))
+    first = dl[0]
+    check(first['offset'] == len(good) + 1 and first['record_size'] == len(bad_utf8),
+          'bad UTF-8 record at %s size %s' % (first.get('offset'), first.get('record_size')))
+    check(base64.b64decode(first['record_base64']) == bad_utf8 and '\ufffd' in first['record'],
+          'record_base64 does not hold the exact bytes: %s' % first)
+    second = dl[1]
+    check(second['record_size'] == len(big) and second['record_truncated'] is True
+          and 0 < len(second['record']) <= 4096 and 'record_base64' not in second,
+          'oversized record: size %s, truncated %s, %d bytes kept'
+          % (second.get('record_size'), second.get('record_truncated'), len(second['record'])))
+    offsets = [d['offset'] for d in dl]
+    check(offsets == sorted(set(offsets)), 'offsets not increasing: %s' % offsets)
+    for d in dl[2:]:
+        start = d['offset']
+        kept = base64.b64decode(d['record_base64']) if 'record_base64' in d \
+            else d['record'].encode()
+        check(data[start:start + len(kept)] == kept,
+              'dead letter at offset %d does not hold the bytes there: %r vs %r'
+              % (start, kept, data[start:start + len(kept)]))
+    check(ids_of(t.path('out.jsonl')) == ['g-1', 'g-1'], 'good events: %s'
+          % ids_of(t.path('out.jsonl')))
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__.strip())
