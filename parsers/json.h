@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "buf.h"
 #include "err.h"
 
 enum kr_json_type {
@@ -77,23 +78,6 @@ const char *kr_json_type_name(enum kr_json_type t);
 /* The first line of a failed yajl handle's message, after prefix (a message about invalid
  * UTF-8 says so in words). handle is a yajl_handle. */
 void kr_json_yajl_error(void *handle, const char *prefix, char *out, size_t cap);
-
-/* Appends the JSON encoding of the len bytes at s (a JSON string literal, quotes included) to a
- * growable buffer; returns false when out of memory. */
-struct kr_buf {
-	char *p;
-	size_t len, cap;
-};
-bool kr_buf_reserve(struct kr_buf *b, size_t extra);
-bool kr_buf_append(struct kr_buf *b, const void *s, size_t n);
-bool kr_buf_puts(struct kr_buf *b, const char *s);
-bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n);
-/* The same into memory with room for 6 * n + 2 bytes; returns the end (not NUL-terminated). */
-char *kr_json_string_to(char *o, const char *s, size_t n);
-void kr_buf_free(struct kr_buf *b);
-/* Appends the standard base64 of the n bytes at s (RFC 4648 section 4: "+/", '=' padding, no
- * line breaks), NUL-terminated; returns false when out of memory. */
-bool kr_buf_base64(struct kr_buf *b, const void *s, size_t n);
 
 /* Appends the compact JSON text of j (numbers exactly as they were written). */
 bool kr_json_write(struct kr_buf *b, const struct kr_json *j);

@@ -49,10 +49,11 @@ struct kr_event {
 	size_t time_len;
 	uint64_t offset;        /* byte offset of the record in the stream */
 	enum kr_envelope envelope;
-	const struct kr_view *view; /* valid until the callback of the next event returns: the
-				       stream fills two views in turn, so a consumer may match an
-				       event while the next one is parsed (kr_stream_rebind and
-				       kr_stream_free end that) */
+	struct kr_view *view; /* valid until the callback of the next event returns: the stream
+				 fills two views in turn, so a consumer may match an event while the
+				 next one is parsed (kr_stream_rebind and kr_stream_free end that).
+				 The consumer may add values to it (replay's "replay-name"): the
+				 stream clears a view before it fills it again */
 };
 
 /* Of an oversized invalid record, kr_invalid.raw holds this many first bytes (or max_record when

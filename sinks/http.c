@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "json.h"
+#include "buf.h"
 #include "loop.h"
 #include "plugin.h"
 

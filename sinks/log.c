@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "buf.h"
 #include "loop.h"
 #include "plugin.h"
 

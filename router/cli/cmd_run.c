@@ -225,7 +225,7 @@ static int finish(struct runner *r)
 /* replay's file source, from the object built of the command line. */
 static enum kr_err add_replay_source(struct runner *r, const struct kr_json *obj, char *err)
 {
-	const struct kr_source_plugin *p = kr_source_lookup("file")->plugin;
+	const struct kr_source_plugin *p = kr_replay_source();
 	struct kr_opts_src src = {.file = "replay", .mem = &r->mem, .err = err};
 	void *conf = kr_opts_keep(&r->mem, calloc(1, p->conf_size));
 	if (!conf)

@@ -234,6 +234,8 @@ extern const struct kr_source_entry kr_source_registry[];
 
 const struct kr_sink_entry *kr_sink_lookup(const char *type);
 const struct kr_source_entry *kr_source_lookup(const char *type);
+/* The source `kmsrouter replay` reads its files with (options "paths", "checkpoint"). */
+const struct kr_source_plugin *kr_replay_source(void);
 
 /* Reads a whole file ("-": stdin) into a new NUL-terminated buffer; free with free(). */
 enum kr_err kr_read_file(const char *path, char **out, size_t *len, char *err);

@@ -36,6 +36,11 @@ const struct kr_sink_entry *kr_sink_lookup(const char *type)
 	return NULL;
 }
 
+const struct kr_source_plugin *kr_replay_source(void)
+{
+	return &kr_source_file;
+}
+
 const struct kr_source_entry *kr_source_lookup(const char *type)
 {
 	for (const struct kr_source_entry *e = kr_source_registry; e->type; e++)

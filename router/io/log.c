@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "buf.h"
 
 static bool json_format;
 static enum kr_log_level min_level = KR_LOG_INFO;

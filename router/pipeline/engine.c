@@ -867,7 +867,7 @@ static int on_event(void *ctx, const struct kr_event *ev)
 				kr_path_child(kr_rules_paths(in->gen->cfg->compiled)->root, "replay-name", 11);
 			int32_t slot = kr_path_slot(node);
 			if (slot >= 0)
-				kr_view_add((struct kr_view *)ev->view, (uint32_t)slot, KR_V_STRING,
+				kr_view_add(ev->view, (uint32_t)slot, KR_V_STRING,
 					    e->opts.replay_name, strlen(e->opts.replay_name), NULL, 0);
 		}
 	}

@@ -1,0 +1,30 @@
+/* kr_buf: a growable byte buffer, always NUL-terminated after its len bytes, and the text every
+ * layer builds in one: JSON string literals (escaped as JSON requires) and base64. Functions
+ * return false when out of memory and leave the buffer as it was. Free with kr_buf_free. Pure
+ * functions, any thread (one buffer per thread). */
+#ifndef KR_BUF_H
+#define KR_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct kr_buf {
+	char *p;
+	size_t len, cap;
+};
+
+bool kr_buf_reserve(struct kr_buf *b, size_t extra);
+bool kr_buf_append(struct kr_buf *b, const void *s, size_t n);
+bool kr_buf_puts(struct kr_buf *b, const char *s);
+void kr_buf_free(struct kr_buf *b);
+
+/* Appends the JSON encoding of the n bytes at s (a JSON string literal, quotes included). */
+bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n);
+/* The same into memory with room for 6 * n + 2 bytes; returns the end (not NUL-terminated). */
+char *kr_json_string_to(char *o, const char *s, size_t n);
+
+/* Appends the standard base64 of the n bytes at s (RFC 4648 section 4: "+/", '=' padding, no
+ * line breaks), NUL-terminated. */
+bool kr_buf_base64(struct kr_buf *b, const void *s, size_t n);
+
+#endif
