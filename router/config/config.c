@@ -1,5 +1,6 @@
 /* Configuration loading and validation (see config.h). */
 #include "config.h"
+#include "config_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,19 +14,6 @@
 #include "transform.h"
 
 
-/* A set of names (rules, sinks, sources) so that duplicate checks stay linear. Each slot keeps
- * its name's hash: a probe compares names only when the hashes are equal, and growing does not
- * read the names again. */
-struct nameslot {
-	const char *name; /* NULL: empty */
-	uint64_t hash;
-};
-
-struct nameset {
-	struct nameslot *slots;
-	size_t cap, n;
-};
-
 static uint64_t name_hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;
@@ -35,7 +23,7 @@ static uint64_t name_hash(const char *s)
 }
 
 /* Returns 1 when name was added, 0 when it was already there, -1 when out of memory. */
-static int nameset_add(struct nameset *ns, const char *name)
+int cfg_nameset_add(struct nameset *ns, const char *name)
 {
 	if ((ns->n + 1) * 2 > ns->cap) {
 		size_t cap = ns->cap ? ns->cap * 2 : 64;
@@ -67,32 +55,9 @@ static int nameset_add(struct nameset *ns, const char *name)
 	return 1;
 }
 
-/* A rule taken while the file was parsed (stream_rule): its name and its targets' names, in
- * pool; the targets are looked up once the sinks are loaded (load_streamed_rules). */
-struct srule {
-	const char *name;
-	uint32_t tfirst, nt; /* in vctx.tnames */
-};
-
-struct vctx {
-	struct kr_config *c;
-	char *err;
-	struct kr_opts_src src; /* for kr_opts_fill: the file, its text, where errors go */
-	bool sinks_loaded;      /* sink names can be looked up (before: dead_letter waits) */
-	const char *rule_keys[4]; /* of kr_rule_options: name, pattern, targets, description */
-	struct nameset names; /* of the list being loaded */
-	/* rules streamed from the parse (see stream_rule) */
-	bool stream_off; /* a rule needs the tree: load the file again, the usual way */
-	struct nameset rnames;
-	struct srule *sr;
-	size_t nsr, capsr;
-	const char **tnames;
-	size_t ntn, captn;
-};
-
 /* out = base[idx]suffix, e.g. $.rules[12].pattern. Called once per list entry, so it avoids
  * snprintf, which dominated loading a 10,000-rule file. */
-static void jp_index(char *out, size_t cap, const char *base, size_t idx, const char *suffix)
+void cfg_jp_index(char *out, size_t cap, const char *base, size_t idx, const char *suffix)
 {
 	char digits[24];
 	size_t nd = 0;
@@ -114,10 +79,7 @@ static void jp_index(char *out, size_t cap, const char *base, size_t idx, const 
 	memcpy(out + o, suffix, sl + 1);
 }
 
-static enum kr_err verr(struct vctx *v, const struct kr_json *node, const char *jpath,
-			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static enum kr_err verr(struct vctx *v, const struct kr_json *node, const char *jpath,
+enum kr_err cfg_verr(struct vctx *v, const struct kr_json *node, const char *jpath,
 			const char *fmt, ...)
 {
 	char msg[KR_ERRBUF];
@@ -137,29 +99,29 @@ static size_t allowed_index(const char *key, const char *const *allowed, size_t 
 	return j;
 }
 
-static enum kr_err unknown_key(struct vctx *v, const struct kr_json *obj, size_t i,
+enum kr_err cfg_unknown_key(struct vctx *v, const struct kr_json *obj, size_t i,
 			       const char *jpath, const char *const *allowed, size_t nallowed,
 			       const char *what)
 {
 	char hint[128];
 	kr_opts_did_you_mean(obj->keys[i], allowed, nallowed, hint, sizeof hint);
 	struct kr_json at = {.offset = obj->key_offsets[i]};
-	return verr(v, &at, jpath, "unknown key \"%s\" in %s%s", obj->keys[i], what, hint);
+	return cfg_verr(v, &at, jpath, "unknown key \"%s\" in %s%s", obj->keys[i], what, hint);
 }
 
-static enum kr_err check_keys(struct vctx *v, const struct kr_json *obj, const char *jpath,
+enum kr_err cfg_check_keys(struct vctx *v, const struct kr_json *obj, const char *jpath,
 			      const char *const *allowed, size_t nallowed, const char *what)
 {
 	for (size_t i = 0; i < obj->n; i++)
 		if (allowed_index(obj->keys[i], allowed, nallowed) == nallowed)
-			return unknown_key(v, obj, i, jpath, allowed, nallowed, what);
+			return cfg_unknown_key(v, obj, i, jpath, allowed, nallowed, what);
 	return KR_OK;
 }
 
 /* check_keys and kr_json_get of every allowed key in one pass over obj, for objects there are
  * many of (rules): vals[j] is what kr_json_get(obj, allowed[j]) returns. Returns the index of
  * the first key check_keys rejects, or obj->n. */
-static size_t get_keys(const struct kr_json *obj, const char *const *allowed, size_t nallowed,
+size_t cfg_get_keys(const struct kr_json *obj, const char *const *allowed, size_t nallowed,
 		       const struct kr_json **vals)
 {
 	for (size_t j = 0; j < nallowed; j++)
@@ -185,13 +147,13 @@ static enum kr_err check_plugin_entry(struct vctx *v, const struct kr_json *o, c
 {
 	char p[160];
 	if (o->type != KR_JSON_OBJECT)
-		return verr(v, o, jpath, "a %s must be an object", what);
+		return cfg_verr(v, o, jpath, "a %s must be an object", what);
 	const struct kr_json *n = kr_json_get(o, "name"), *t = kr_json_get(o, "type");
 	if (!n || n->type != KR_JSON_STRING || n->len == 0)
-		return verr(v, n ? n : o, jpath, "a %s needs a \"name\" (a non-empty string)", what);
+		return cfg_verr(v, n ? n : o, jpath, "a %s needs a \"name\" (a non-empty string)", what);
 	if (!t || t->type != KR_JSON_STRING) {
 		snprintf(p, sizeof p, "%s.type", jpath);
-		return verr(v, t ? t : o, t ? p : jpath, "a %s needs a \"type\" (a string)", what);
+		return cfg_verr(v, t ? t : o, t ? p : jpath, "a %s needs a \"type\" (a string)", what);
 	}
 	*name = n->str;
 	*type = t->str;
@@ -206,7 +168,7 @@ static enum kr_err check_plugin_entry(struct vctx *v, const struct kr_json *o, c
 			strncat(list, known_types[i], sizeof list - strlen(list) - 1);
 		}
 		snprintf(p, sizeof p, "%s.type", jpath);
-		return verr(v, t, p, "unknown %s type \"%s\"%s; known types: %s", what, t->str, hint,
+		return cfg_verr(v, t, p, "unknown %s type \"%s\"%s; known types: %s", what, t->str, hint,
 			    list);
 	}
 	const char *allowed[64];
@@ -214,11 +176,11 @@ static enum kr_err check_plugin_entry(struct vctx *v, const struct kr_json *o, c
 	na += kr_opts_names(opts, allowed + na, 64 - na);
 	char ctxname[96];
 	snprintf(ctxname, sizeof ctxname, "%s of type \"%s\"", what, t->str);
-	return check_keys(v, o, jpath, allowed, na, ctxname);
+	return cfg_check_keys(v, o, jpath, allowed, na, ctxname);
 }
 
 
-static int32_t find_sink(const struct kr_config *c, const char *name)
+int32_t cfg_find_sink(const struct kr_config *c, const char *name)
 {
 	for (size_t i = 0; i < c->nsinks; i++)
 		if (strcmp(c->sinks[i].name, name) == 0)
@@ -227,12 +189,12 @@ static int32_t find_sink(const struct kr_config *c, const char *name)
 }
 
 /* A sink named by a string node (dead_letter, unmatched, ...): its index, or an error. */
-static enum kr_err sink_ref(struct vctx *v, const struct kr_json *j, const char *jpath,
+enum kr_err cfg_sink_ref(struct vctx *v, const struct kr_json *j, const char *jpath,
 			    int32_t *out)
 {
 	if (j->type != KR_JSON_STRING)
-		return verr(v, j, jpath, "must be a sink name (a string)");
-	*out = find_sink(v->c, j->str);
+		return cfg_verr(v, j, jpath, "must be a sink name (a string)");
+	*out = cfg_find_sink(v->c, j->str);
 	if (*out >= 0)
 		return KR_OK;
 	const char *names[256];
@@ -241,7 +203,7 @@ static enum kr_err sink_ref(struct vctx *v, const struct kr_json *j, const char 
 		names[nn++] = v->c->sinks[q].name;
 	char hint[128];
 	kr_opts_did_you_mean(j->str, names, nn, hint, sizeof hint);
-	return verr(v, j, jpath, "no sink is named \"%s\"%s", j->str, hint);
+	return cfg_verr(v, j, jpath, "no sink is named \"%s\"%s", j->str, hint);
 }
 
 /* KR_OPT_SINK for kr_opts_fill: a sink's own dead_letter is only looked up once every sink is
@@ -251,14 +213,14 @@ static enum kr_err sink_ref_cb(void *ctx, const struct kr_json *j, const char *j
 {
 	struct vctx *v = ctx;
 	if (v->sinks_loaded)
-		return sink_ref(v, j, jpath, out);
+		return cfg_sink_ref(v, j, jpath, out);
 	*out = -1;
-	return j->type == KR_JSON_STRING ? KR_OK : verr(v, j, jpath, "must be a sink name (a string)");
+	return j->type == KR_JSON_STRING ? KR_OK : cfg_verr(v, j, jpath, "must be a sink name (a string)");
 }
 
 /* EventBridge's RetryPolicy (MaximumRetryAttempts, MaximumEventAgeInSeconds) and the bounds of
  * the exponential back-off with full jitter between attempts. */
-static const struct kr_option retry_options[] = {
+const struct kr_option cfg_retry_options[] = {
 	{.name = "max_attempts", .type = KR_OPT_INT,
 	 .offset = offsetof(struct kr_retry_cfg, max_attempts), .def = "185", .min = 1,
 	 .max = 1000000, .help = "attempts in all, the first included (EventBridge's default: 185)"},
@@ -281,7 +243,7 @@ const struct kr_option kr_sink_common_options[] = {
 	{.name = "type", .type = KR_OPT_STRING, .offset = offsetof(struct kr_sink_cfg, type),
 	 .required = true, .help = "the plugin (see below)"},
 	{.name = "retry", .type = KR_OPT_TABLE, .offset = offsetof(struct kr_sink_cfg, retry),
-	 .table = retry_options, .help = "the retry policy of the sink's deliveries"},
+	 .table = cfg_retry_options, .help = "the retry policy of the sink's deliveries"},
 	{.name = "dead_letter", .type = KR_OPT_SINK,
 	 .offset = offsetof(struct kr_sink_cfg, dead_letter),
 	 .help = "where deliveries go when the policy is used up or the failure is permanent; "
@@ -303,11 +265,11 @@ const struct kr_option kr_source_common_options[] = {
 	{0},
 };
 
-static enum kr_err check_retry(struct vctx *v, const struct kr_json *o, const char *jp,
+enum kr_err cfg_check_retry(struct vctx *v, const struct kr_json *o, const char *jp,
 			       const struct kr_retry_cfg *r)
 {
 	if (r->max_backoff_ms < r->initial_backoff_ms)
-		return verr(v, o, jp, "max_backoff_ms is smaller than initial_backoff_ms");
+		return cfg_verr(v, o, jp, "max_backoff_ms is smaller than initial_backoff_ms");
 	return KR_OK;
 }
 
@@ -323,7 +285,7 @@ static enum kr_err load_sink_common(struct vctx *v, struct kr_sink_cfg *s, const
 	const struct kr_json *r = kr_json_get(o, "retry");
 	char p[160];
 	snprintf(p, sizeof p, "%s.retry", jp);
-	return r ? check_retry(v, r, p, &s->retry) : KR_OK;
+	return r ? cfg_check_retry(v, r, p, &s->retry) : KR_OK;
 }
 
 /* The plugin's own options into a new struct (owned by the config), then its validate hook. */
@@ -341,238 +303,6 @@ static enum kr_err load_plugin_conf(struct vctx *v, const struct kr_option *opti
 		e = validate(c, &chk);
 	*conf = c;
 	return e;
-}
-
-/* A JSONPath as EventBridge's InputPath and InputPathsMap take it: $ or $.a.b[0]... */
-static bool jsonpath_ok(const char *p)
-{
-	if (p[0] != '$')
-		return false;
-	for (const char *c = p + 1; *c;) {
-		if (*c == '.') {
-			c++;
-			size_t n = strcspn(c, ".[");
-			if (n == 0)
-				return false;
-			c += n;
-		} else if (*c == '[') {
-			c++;
-			if (*c < '0' || *c > '9')
-				return false;
-			while (*c >= '0' && *c <= '9')
-				c++;
-			if (*c++ != ']')
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return true;
-}
-
-/* The offset in the config text of byte i of the decoded string whose literal (its opening
- * quote) is at off, so that an error inside an input template names its own line and column. */
-static size_t string_byte_offset(const char *text, size_t len, size_t off, size_t i)
-{
-	size_t r = off + 1, d = 0;
-	while (d < i && r < len && text[r] != '"') {
-		if (text[r] != '\\') {
-			r++;
-			d++;
-		} else if (r + 5 < len && text[r + 1] == 'u') {
-			unsigned cp = 0; /* the parser has checked the four hex digits */
-			for (size_t k = r + 2; k < r + 6; k++)
-				cp = cp * 16 + (unsigned)(text[k] <= '9' ? text[k] - '0'
-									 : (text[k] | 0x20) - 'a' + 10);
-			bool pair = cp >= 0xD800 && cp < 0xDC00 && r + 11 < len &&
-				    text[r + 6] == '\\' && text[r + 7] == 'u';
-			r += pair ? 12 : 6;
-			d += pair ? 4 : cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
-		} else {
-			r += 2;
-			d++;
-		}
-	}
-	return r;
-}
-
-/* An error at byte offset off of the config text (verr takes the offset from a node). */
-static enum kr_err verr_at(struct vctx *v, size_t off, const char *jpath, const char *msg)
-{
-	size_t line = 1, col = 1;
-	kr_json_linecol(v->c->text, v->c->len, off, &line, &col);
-	return kr_errf(v->err, KR_ERR_CONFIG, "%s:%zu:%zu: %s: %s", v->c->path, line, col, jpath,
-		       msg);
-}
-
-/* A variable name as EventBridge's InputPathsMap takes it: 1 to 256 of [A-Za-z0-9_-]. */
-static bool variable_name_ok(const char *s, size_t n)
-{
-	if (n == 0 || n > 256)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
-			return false;
-	return true;
-}
-
-static const struct kr_option transformer_options[] = {
-	{.name = "input_paths", .type = KR_OPT_MAP,
-	 .help = "variables: up to 100 names, each with a JSONPath into the event ($.detail.key-id)"},
-	{.name = "input_template", .type = KR_OPT_STRING, .required = true,
-	 .help = "the payload, with <variable> placeholders: a JSON template ({...} or [...]) or "
-		 "quoted text lines, as EventBridge's InputTemplate"},
-	{0},
-};
-
-static const char *const doc_pattern[] = {
-	"an EventBridge event pattern: an object, or a JSON string holding one", NULL};
-static const char *const doc_targets[] = {
-	"an array of targets: sink names, or objects as below", NULL};
-
-/* In the order stream_rule and load_rules read them from get_keys: name, pattern, targets,
- * description. */
-const struct kr_option kr_rule_options[] = {
-	{.name = "name", .type = KR_OPT_STRING, .required = true,
-	 .help = "unique; it names the rule in outputs, dead letters and metrics"},
-	{.name = "pattern", .type = KR_OPT_DOC, .values = doc_pattern, .required = true,
-	 .help = "which events the rule matches"},
-	{.name = "targets", .type = KR_OPT_DOC, .values = doc_targets, .required = true,
-	 .help = "each entry is its own delivery of a matched event"},
-	{.name = "description", .type = KR_OPT_STRING, .help = "free text"},
-	{0},
-};
-
-const struct kr_option kr_target_options[] = {
-	{.name = "sink", .type = KR_OPT_SINK, .required = true, .help = "where the delivery goes"},
-	{.name = "retry", .type = KR_OPT_TABLE, .table = retry_options,
-	 .help = "overrides the sink's retry policy, key by key"},
-	{.name = "dead_letter", .type = KR_OPT_SINK, .help = "overrides the sink's dead letter"},
-	{.name = "input_path", .type = KR_OPT_STRING,
-	 .help = "deliver only this part of the event: a JSONPath such as \"$.detail\""},
-	{.name = "input_transformer", .type = KR_OPT_TABLE, .table = transformer_options,
-	 .help = "deliver a payload built from the event (not with input_path)"},
-	{0},
-};
-
-/* The transformer's template is checked here, once, by the scanner that fills it for each
- * event (kr_template_check): a template accepted here gives valid output for every event. */
-static enum kr_err load_transformer(struct vctx *v, const struct kr_json *o, const char *jpath)
-{
-	const char *keys[4];
-	size_t nkeys = kr_opts_names(transformer_options, keys, 4);
-	char p[512];
-	if (o->type != KR_JSON_OBJECT)
-		return verr(v, o, jpath, "\"input_transformer\" must be an object");
-	enum kr_err e = check_keys(v, o, jpath, keys, nkeys, "an input transformer");
-	if (e)
-		return e;
-	const struct kr_json *paths = kr_json_get(o, "input_paths"),
-			     *tmpl = kr_json_get(o, "input_template");
-	if (!tmpl || tmpl->type != KR_JSON_STRING)
-		return verr(v, tmpl ? tmpl : o, jpath, "needs \"input_template\" (a string)");
-	if (paths) {
-		if (snprintf(p, sizeof p, "%s.input_paths", jpath) >= (int)sizeof p)
-			p[sizeof p - 1] = 0; /* a long path is cut, not wrong */
-		if (paths->type != KR_JSON_OBJECT)
-			return verr(v, paths, p, "must be an object of variable names to JSONPaths");
-		if (paths->n > 100)
-			return verr(v, paths, p, "at most 100 variables");
-		for (size_t i = 0; i < paths->n; i++) {
-			const struct kr_json *x = paths->items[i];
-			if (snprintf(p, sizeof p, "%s.input_paths.%s", jpath, paths->keys[i]) >=
-			    (int)sizeof p)
-				p[sizeof p - 1] = 0;
-			if (strncmp(paths->keys[i], "aws.events.", 11) == 0)
-				return verr(v, x, p, "the aws.events. prefix is reserved");
-			if (!variable_name_ok(paths->keys[i], paths->keylens[i]))
-				return verr_at(v, paths->key_offsets[i], p,
-					       "a variable name is 1 to 256 letters, digits, '_' and "
-					       "'-'");
-			if (x->type != KR_JSON_STRING || !jsonpath_ok(x->str))
-				return verr(v, x, p, "must be a JSONPath such as \"$.detail.key-id\"");
-		}
-	}
-	size_t at;
-	char msg[KR_ERRBUF];
-	e = kr_template_check(tmpl->str, tmpl->len, paths, &at, msg);
-	if (e == KR_ERR_NOMEM)
-		return kr_errf(v->err, e, "out of memory");
-	if (e) {
-		if (snprintf(p, sizeof p, "%s.input_template", jpath) >= (int)sizeof p)
-			p[sizeof p - 1] = 0;
-		return verr_at(v, string_byte_offset(v->c->text, v->c->len, tmpl->offset, at), p,
-			       msg);
-	}
-	return KR_OK;
-}
-
-/* A target's settings when it names sink si as it is. */
-static void target_of_sink(const struct vctx *v, int32_t si, struct kr_target_cfg *out)
-{
-	const struct kr_sink_cfg *s = &v->c->sinks[si];
-	out->sink = (uint32_t)si;
-	out->retry = s->retry;
-	out->dead_letter = s->dead_letter;
-}
-
-/* One entry of a rule's targets: a sink name, or an object overriding the sink's settings. */
-static enum kr_err load_target(struct vctx *v, const struct kr_json *t, const char *jp,
-			       struct kr_target_cfg *out)
-{
-	const char *keys[8];
-	size_t nkeys = kr_opts_names(kr_target_options, keys, 8);
-	char p[512];
-	const struct kr_json *sink = t;
-	if (t->type == KR_JSON_OBJECT) {
-		enum kr_err e = check_keys(v, t, jp, keys, nkeys, "a target");
-		if (e)
-			return e;
-		sink = kr_json_get(t, "sink");
-		if (!sink)
-			return verr(v, t, jp, "a target object needs \"sink\"");
-	} else if (t->type != KR_JSON_STRING) {
-		return verr(v, t, jp, "a target must be a sink name or an object with \"sink\"");
-	}
-	int32_t si;
-	if (t != sink)
-		snprintf(p, sizeof p, "%s.sink", jp);
-	enum kr_err e = sink_ref(v, sink, t == sink ? jp : p, &si);
-	if (e)
-		return e;
-	target_of_sink(v, si, out);
-	if (t->type != KR_JSON_OBJECT)
-		return KR_OK;
-	const struct kr_json *j;
-	if ((j = kr_json_get(t, "retry"))) {
-		snprintf(p, sizeof p, "%s.retry", jp);
-		if ((e = kr_opts_update(&v->src, retry_options, j, p, &out->retry)) ||
-		    (e = check_retry(v, j, p, &out->retry)))
-			return e;
-	}
-	if ((j = kr_json_get(t, "dead_letter"))) {
-		snprintf(p, sizeof p, "%s.dead_letter", jp);
-		if ((e = sink_ref(v, j, p, &out->dead_letter)))
-			return e;
-	}
-	const struct kr_json *ip = kr_json_get(t, "input_path"),
-			     *it = kr_json_get(t, "input_transformer");
-	if (ip && it)
-		return verr(v, it, jp, "use either \"input_path\" or \"input_transformer\", not both");
-	if (ip) {
-		snprintf(p, sizeof p, "%s.input_path", jp);
-		if (ip->type != KR_JSON_STRING || !jsonpath_ok(ip->str))
-			return verr(v, ip, p, "must be a JSONPath such as \"$.detail\"");
-		out->input_path = ip;
-	}
-	if (it) {
-		snprintf(p, sizeof p, "%s.input_transformer", jp);
-		if ((e = load_transformer(v, it, p)))
-			return e;
-		out->input_transformer = it;
-	}
-	return KR_OK;
 }
 
 /* What differs between the "sources" and "sinks" lists. */
@@ -595,11 +325,11 @@ static enum kr_err load_plugin_list(struct vctx *v, const struct kr_json *arr,
 	free(v->names.slots);
 	v->names = (struct nameset){0};
 	if (arr->type != KR_JSON_ARRAY)
-		return verr(v, arr, pl->list, "must be an array");
+		return cfg_verr(v, arr, pl->list, "must be an array");
 	for (size_t i = 0; i < arr->n; i++) {
 		const struct kr_json *o = arr->items[i];
 		char jp[64];
-		jp_index(jp, sizeof jp, pl->list, i, "");
+		cfg_jp_index(jp, sizeof jp, pl->list, i, "");
 		const struct kr_json *t = kr_json_get(o, "type");
 		const struct kr_option *opts =
 			t && t->type == KR_JSON_STRING ? pl->options(t->str) : NULL;
@@ -608,11 +338,11 @@ static enum kr_err load_plugin_list(struct vctx *v, const struct kr_json *arr,
 						   &type, pl->known, pl->nknown, pl->common);
 		if (e)
 			return e;
-		int added = nameset_add(&v->names, name);
+		int added = cfg_nameset_add(&v->names, name);
 		if (added < 0)
 			return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
 		if (added == 0)
-			return verr(v, kr_json_get(o, "name"), jp, "duplicate %s name \"%s\"", pl->what,
+			return cfg_verr(v, kr_json_get(o, "name"), jp, "duplicate %s name \"%s\"", pl->what,
 				    name);
 		if ((e = pl->store(v, i, o, jp, name, type)))
 			return e;
@@ -693,296 +423,6 @@ static enum kr_err load_sources(struct vctx *v, const struct kr_json *arr)
 	return load_plugin_list(v, arr, &pl);
 }
 
-/* $.rules[i] followed by suffix. The paths of a rule are only built when a message needs them:
- * building them for each of 10,000 rules was a good part of loading. */
-static const char *rule_path(char *out, size_t cap, size_t i, const char *suffix)
-{
-	jp_index(out, cap, "$.rules", i, suffix);
-	return out;
-}
-
-
-/* Whether two JSON values (NULL: absent) have the same compact text. */
-static bool same_json(const struct kr_json *a, const struct kr_json *b)
-{
-	if (!a || !b)
-		return a == b;
-	struct kr_buf x = {0}, y = {0};
-	bool same = kr_json_write(&x, a) && kr_json_write(&y, b) && x.len == y.len &&
-		    memcmp(x.p, y.p, x.len) == 0;
-	kr_buf_free(&x);
-	kr_buf_free(&y);
-	return same;
-}
-
-/* Whether two target entries would make the same delivery: same sink, same transformation,
- * same retry policy and dead letter. */
-static bool same_target(const struct kr_target_cfg *a, const struct kr_target_cfg *b)
-{
-	return a->sink == b->sink && a->dead_letter == b->dead_letter &&
-	       a->retry.max_attempts == b->retry.max_attempts &&
-	       a->retry.max_age_ms == b->retry.max_age_ms &&
-	       a->retry.initial_backoff_ms == b->retry.initial_backoff_ms &&
-	       a->retry.max_backoff_ms == b->retry.max_backoff_ms &&
-	       same_json(a->input_path, b->input_path) &&
-	       same_json(a->input_transformer, b->input_transformer);
-}
-
-/* Appends target entry k of r. Each entry is its own delivery, as in EventBridge, even when
- * several name one sink; only an entry identical to an earlier one (same_target) is merged
- * into it, and counted in r->nmerged so that check and run can say so. */
-static void add_target(struct kr_rule_cfg *r, const struct kr_target_cfg *tc)
-{
-	for (size_t q = 0; q < r->ntargets; q++)
-		if (same_target(&r->tcfg[q], tc)) {
-			r->nmerged++;
-			return;
-		}
-	r->tcfg[r->ntargets] = *tc;
-	r->targets[r->ntargets++] = tc->sink;
-}
-
-/* c->rules for nrules rules and ntargets targets in all: the rules, then every rule's target
- * settings and sink indexes, in one block (freed as c->rules). */
-static enum kr_err rules_block(struct vctx *v, size_t nrules, size_t ntargets,
-			       struct kr_target_cfg **tcfg_pool, uint32_t **targets_pool)
-{
-	struct kr_config *c = v->c;
-	size_t rules_size = (nrules + 1) * sizeof *c->rules,
-	       tcfg_size = (ntargets + 1) * sizeof *c->rules->tcfg;
-	_Static_assert(sizeof(struct kr_rule_cfg) % _Alignof(struct kr_target_cfg) == 0 &&
-			       sizeof(struct kr_target_cfg) % _Alignof(uint32_t) == 0,
-		       "the arrays that follow the rules in their block stay aligned");
-	char *block = calloc(1, rules_size + tcfg_size + (ntargets + 1) * sizeof *c->rules->targets);
-	if (!block)
-		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
-	c->rules = (struct kr_rule_cfg *)block;
-	c->rules_cap = nrules;
-	*tcfg_pool = (struct kr_target_cfg *)(block + rules_size);
-	*targets_pool = (uint32_t *)(block + rules_size + tcfg_size);
-	return KR_OK;
-}
-
-/* A copy of n bytes in the config's pool of names (sized for the whole text: never moved). */
-static const char *pool_put(struct kr_config *c, const char *s, size_t n)
-{
-	if (!c->pool && !(c->pool = malloc(c->len + 1)))
-		return NULL;
-	if (c->pool_len + n + 1 > c->len + 1)
-		return NULL;
-	char *d = c->pool + c->pool_len;
-	memcpy(d, s, n);
-	d[n] = 0;
-	c->pool_len += n + 1;
-	return d;
-}
-
-/* Called by the parser for each element of "rules" as soon as it is complete: a rule that
- * passes every check of load_rules but the lookup of its sinks (not loaded yet) is compiled at
- * once, while its nodes are in the cache, and dropped from the tree. The first that does not
- * (an error, a target object) turns streaming off: the file is then loaded again the usual way,
- * so that errors are found and reported exactly as load_rules does. */
-static bool stream_rule(void *ctx, const struct kr_json *o, size_t index)
-{
-	struct vctx *v = ctx;
-	struct kr_config *c = v->c;
-	(void)index;
-	if (v->stream_off)
-		return false;
-	const struct kr_json *f[4];
-	if (o->type != KR_JSON_OBJECT || get_keys(o, v->rule_keys, 4, f) < o->n)
-		goto off;
-	const struct kr_json *n = f[0], *pat = f[1], *tg = f[2], *d = f[3];
-	if (!n || n->type != KR_JSON_STRING || n->len == 0 || (d && d->type != KR_JSON_STRING) ||
-	    !pat || pat->type == KR_JSON_STRING || !tg || tg->type != KR_JSON_ARRAY)
-		goto off;
-	for (size_t k = 0; k < tg->n; k++)
-		if (tg->items[k]->type != KR_JSON_STRING)
-			goto off;
-	if (v->nsr == v->capsr) {
-		size_t cap = v->capsr ? v->capsr * 2 : 256;
-		struct srule *a = realloc(v->sr, cap * sizeof *a);
-		if (!a)
-			goto off;
-		v->sr = a;
-		v->capsr = cap;
-	}
-	while (v->ntn + tg->n > v->captn) {
-		size_t cap = v->captn ? v->captn * 2 : 256;
-		const char **a = realloc(v->tnames, cap * sizeof *a);
-		if (!a)
-			goto off;
-		v->tnames = a;
-		v->captn = cap;
-	}
-	const char *name = pool_put(c, n->str, n->len);
-	if (!name || nameset_add(&v->rnames, name) <= 0)
-		goto off;
-	const struct kr_json *bad = NULL;
-	char perr[KR_ERRBUF];
-	if (kr_rules_add(c->compiled, pat, &bad, perr) != KR_OK)
-		goto off;
-	struct srule *r = &v->sr[v->nsr++];
-	r->name = name;
-	r->tfirst = (uint32_t)v->ntn;
-	r->nt = (uint32_t)tg->n;
-	for (size_t k = 0; k < tg->n; k++)
-		if (!(v->tnames[v->ntn++] = pool_put(c, tg->items[k]->str, tg->items[k]->len)))
-			goto off;
-	return true;
-off:
-	v->stream_off = true;
-	return false;
-}
-
-/* The rules stream_rule took, their targets looked up now that the sinks are loaded. Returns
- * KR_ERR_CONFIG with stream_off set when a target names no sink (load_rules reports that). */
-static enum kr_err load_streamed_rules(struct vctx *v)
-{
-	struct kr_config *c = v->c;
-	struct kr_target_cfg *tcfg_pool;
-	uint32_t *targets_pool;
-	enum kr_err e = rules_block(v, v->nsr, v->ntn, &tcfg_pool, &targets_pool);
-	if (e)
-		return e;
-	for (size_t i = 0; i < v->nsr; i++) {
-		const struct srule *s = &v->sr[i];
-		struct kr_rule_cfg *r = &c->rules[i];
-		r->name = s->name;
-		r->targets = targets_pool;
-		r->tcfg = tcfg_pool;
-		targets_pool += s->nt;
-		tcfg_pool += s->nt;
-		for (uint32_t k = 0; k < s->nt; k++) {
-			int32_t si = find_sink(c, v->tnames[s->tfirst + k]);
-			if (si < 0) {
-				v->stream_off = true;
-				return KR_ERR_CONFIG;
-			}
-			struct kr_target_cfg tc = {0};
-			target_of_sink(v, si, &tc);
-			add_target(r, &tc);
-		}
-		c->nrules++;
-	}
-	return KR_OK;
-}
-
-/* Compiles a rule's pattern: an object, or the same as a JSON string, the shape in which
- * `aws events describe-rule` prints EventPattern. An error inside such a string is placed at
- * the string, with the offset inside it. */
-static enum kr_err add_pattern(struct vctx *v, const struct kr_json *pat, const char *jp)
-{
-	const struct kr_json *bad = NULL;
-	char perr[KR_ERRBUF];
-	if (pat->type != KR_JSON_STRING) {
-		if (kr_rules_add(v->c->compiled, pat, &bad, perr) != KR_OK)
-			return verr(v, bad ? bad : pat, jp, "%s", perr);
-		return KR_OK;
-	}
-	struct kr_json *tree = NULL;
-	size_t off = 0;
-	if (kr_json_parse(pat->str, pat->len, NULL, &tree, &off, perr) != KR_OK)
-		return verr(v, pat, jp, "the pattern string is not valid JSON (at character %zu of "
-				       "the string): %s", off + 1, perr);
-	enum kr_err e = KR_OK;
-	if (kr_rules_add(v->c->compiled, tree, &bad, perr) != KR_OK)
-		e = verr(v, pat, jp, "in the pattern string (at character %zu of it): %s",
-			 (bad ? bad->offset : 0) + 1, perr);
-	kr_json_free(tree);
-	return e;
-}
-
-static enum kr_err load_rules(struct vctx *v, const struct kr_json *arr)
-{
-	free(v->names.slots);
-	v->names = (struct nameset){0};
-	struct kr_config *c = v->c;
-	if (arr->type != KR_JSON_ARRAY)
-		return verr(v, arr, "$.rules", "\"rules\" must be an array");
-	/* The rules and the target arrays of all of them in one block (freed as c->rules), instead
-	   of two callocs per rule; so first count the targets. Each target is a node of the
-	   document, so the counts cannot overflow. */
-	size_t ntargets = 0;
-	for (size_t i = 0; i < arr->n; i++) {
-		const struct kr_json *tg = kr_json_get(arr->items[i], "targets");
-		if (tg && tg->type == KR_JSON_ARRAY)
-			ntargets += tg->n;
-	}
-	struct kr_target_cfg *tcfg_pool;
-	uint32_t *targets_pool;
-	enum kr_err e = rules_block(v, arr->n, ntargets, &tcfg_pool, &targets_pool);
-	if (e)
-		return e;
-	/* every rule adds a name: size the set once rather than rehashing it as it fills */
-	size_t cap = 64;
-	while (cap < (arr->n + 1) * 2)
-		cap *= 2;
-	v->names.slots = calloc(cap, sizeof *v->names.slots);
-	if (!v->names.slots)
-		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
-	v->names.cap = cap;
-	for (size_t i = 0; i < arr->n; i++) {
-		const struct kr_json *o = arr->items[i];
-		char jp[64], jp2[96];
-		if (o->type != KR_JSON_OBJECT)
-			return verr(v, o, rule_path(jp, sizeof jp, i, ""), "a rule must be an object");
-		const struct kr_json *f[4];
-		size_t bad_key = get_keys(o, v->rule_keys, 4, f);
-		if (bad_key < o->n)
-			return unknown_key(v, o, bad_key, rule_path(jp, sizeof jp, i, ""), v->rule_keys, 4,
-					   "a rule");
-		struct kr_rule_cfg *r = &c->rules[i];
-		const struct kr_json *n = f[0], *pat = f[1], *tg = f[2], *d = f[3];
-		if (!n || n->type != KR_JSON_STRING || n->len == 0)
-			return verr(v, n ? n : o, rule_path(jp, sizeof jp, i, ""),
-				    "a rule needs a \"name\" (a non-empty string)");
-		if (d && d->type != KR_JSON_STRING)
-			return verr(v, d, rule_path(jp2, sizeof jp2, i, ".description"),
-				    "\"description\" must be a string");
-		r->name = n->str;
-		int added = nameset_add(&v->names, r->name);
-		if (added <= 0) {
-			return added < 0 ? kr_errf(v->err, KR_ERR_NOMEM, "out of memory")
-					 : verr(v, n, rule_path(jp, sizeof jp, i, ""),
-						"duplicate rule name \"%s\"", r->name);
-		}
-		if (!pat)
-			return verr(v, o, rule_path(jp, sizeof jp, i, ""),
-				    "rule \"%s\" needs a \"pattern\"", r->name);
-		if ((e = add_pattern(v, pat, rule_path(jp2, sizeof jp2, i, ".pattern"))))
-			return e;
-		if (!tg)
-			return verr(v, o, rule_path(jp, sizeof jp, i, ""),
-				    "rule \"%s\" needs \"targets\" (an array of sink names)", r->name);
-		if (tg->type != KR_JSON_ARRAY)
-			return verr(v, tg, rule_path(jp2, sizeof jp2, i, ".targets"),
-				    "\"targets\" must be an array of sink names");
-		r->targets = targets_pool;
-		r->tcfg = tcfg_pool;
-		targets_pool += tg->n;
-		tcfg_pool += tg->n;
-		for (size_t k = 0; k < tg->n; k++) {
-			const struct kr_json *t = tg->items[k];
-			struct kr_target_cfg tc = {0};
-			int32_t si;
-			/* nearly every target is the name of a sink: that needs no path */
-			if (t->type == KR_JSON_STRING && (si = find_sink(c, t->str)) >= 0) {
-				target_of_sink(v, si, &tc);
-			} else {
-				char jp3[128];
-				jp_index(jp3, sizeof jp3, rule_path(jp2, sizeof jp2, i, ".targets"), k,
-					 "");
-				if ((e = load_target(v, t, jp3, &tc)))
-					return e;
-			}
-			add_target(r, &tc);
-		}
-		c->nrules++;
-	}
-	return KR_OK;
-}
-
 static const char *const doc_sources[] = {"an array of sources, whose types are below", NULL};
 static const char *const doc_sinks[] = {"an array of sinks, whose types are below", NULL};
 static const char *const doc_rules[] = {"an array of rules, below", NULL};
@@ -1039,13 +479,13 @@ static enum kr_err load_engine_settings(struct vctx *v, const struct kr_json *d)
 	v->sinks_loaded = true;
 	for (size_t i = 0; i < c->nsinks && !e; i++)
 		if ((j = kr_json_get(c->sinks[i].obj, "dead_letter"))) {
-			jp_index(p, sizeof p, "$.sinks", i, ".dead_letter");
-			e = sink_ref(v, j, p, &c->sinks[i].dead_letter);
+			cfg_jp_index(p, sizeof p, "$.sinks", i, ".dead_letter");
+			e = cfg_sink_ref(v, j, p, &c->sinks[i].dead_letter);
 		}
 	if (!e)
 		e = kr_opts_fill(&v->src, kr_config_options, d, "$", c);
 	if (!e && c->metrics.listen && !strchr(c->metrics.listen, ':'))
-		e = verr(v, kr_json_get(kr_json_get(d, "metrics"), "listen"), "$.metrics.listen",
+		e = cfg_verr(v, kr_json_get(kr_json_get(d, "metrics"), "listen"), "$.metrics.listen",
 			 "must be \"HOST:PORT\" such as \"127.0.0.1:9464\"");
 	return e;
 }
@@ -1060,7 +500,7 @@ static void vctx_fini(struct vctx *v)
 }
 
 /* Loads the configuration in text (taken over). With stream, rules are compiled while the text is
- * parsed (stream_rule); when one of them needs the usual way, *again is set and nothing is
+ * parsed (cfg_stream_rule); when one of them needs the usual way, *again is set and nothing is
  * loaded: the caller loads again without stream (text is then still the caller's). */
 static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 				  struct kr_config **out, char *err, bool stream, bool *again)
@@ -1098,7 +538,7 @@ static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 			return KR_OK;
 		}
 		jo.element_key = "rules";
-		jo.element = stream_rule;
+		jo.element = cfg_stream_rule;
 		jo.element_ctx = &v;
 	}
 	size_t off = 0;
@@ -1108,18 +548,18 @@ static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 		goto load_again;
 	if (e) {
 		struct kr_json at = {.offset = off};
-		verr(&v, &at, "$", "%s", jerr);
+		cfg_verr(&v, &at, "$", "%s", jerr);
 		vctx_fini(&v);
 		kr_config_free(c);
 		return e == KR_ERR_NOMEM ? e : KR_ERR_CONFIG;
 	}
 	const struct kr_json *d = c->doc;
 	if (d->type != KR_JSON_OBJECT)
-		e = verr(&v, d, "$", "the configuration must be a JSON object");
+		e = cfg_verr(&v, d, "$", "the configuration must be a JSON object");
 	const char *top_keys[32];
 	size_t ntop = kr_opts_names(kr_config_options, top_keys, 32);
 	if (!e)
-		e = check_keys(&v, d, "$", top_keys, ntop, "the configuration");
+		e = cfg_check_keys(&v, d, "$", top_keys, ntop, "the configuration");
 	if (!e && !c->compiled && kr_rules_new(&c->compiled) != KR_OK)
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	const struct kr_json *j;
@@ -1130,11 +570,11 @@ static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 	if (!e)
 		e = load_engine_settings(&v, d);
 	if (!e && v.nsr) {
-		e = load_streamed_rules(&v);
+		e = cfg_load_streamed_rules(&v);
 		if (v.stream_off)
 			goto load_again;
 	} else if (!e && (j = kr_json_get(d, "rules"))) {
-		e = load_rules(&v, j);
+		e = cfg_load_rules(&v, j);
 	}
 	if (!e && kr_rules_build(c->compiled) != KR_OK)
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
@@ -1234,7 +674,7 @@ void kr_config_free(struct kr_config *c)
 {
 	if (!c)
 		return;
-	free(c->rules); /* with the targets of all rules (load_rules) */
+	free(c->rules); /* with the targets of all rules (cfg_load_rules) */
 	free(c->sinks);
 	free(c->sources);
 	kr_rules_free(c->compiled);
@@ -1280,3 +720,4 @@ char *kr_resolve_path(const char *base_dir, const char *p)
 		snprintf(r, n, "%s/%s", base_dir, p);
 	return r;
 }
+
