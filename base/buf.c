@@ -53,7 +53,6 @@ bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n)
 
 char *kr_json_string_to(char *o, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	*o++ = '"';
 	size_t run = 0, i = 0;
 #ifdef __SSE2__
@@ -104,21 +103,7 @@ char *kr_json_string_to(char *o, const char *s, size_t n)
 		memcpy(o, s + run, i - run);
 		o += i - run;
 		run = i + 1;
-		*o++ = '\\';
-		switch (c) {
-		case '"': *o++ = '"'; break;
-		case '\\': *o++ = '\\'; break;
-		case '\n': *o++ = 'n'; break;
-		case '\r': *o++ = 'r'; break;
-		case '\t': *o++ = 't'; break;
-		case '\b': *o++ = 'b'; break;
-		case '\f': *o++ = 'f'; break;
-		default:
-			memcpy(o, "u00", 3);
-			o[3] = hex[c >> 4];
-			o[4] = hex[c & 15];
-			o += 5;
-		}
+		o = kr_json_escape(o, c);
 	}
 	memcpy(o, s + run, n - run);
 	o += n - run;

@@ -23,6 +23,30 @@ bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n);
 /* The same into memory with room for 6 * n + 2 bytes; returns the end (not NUL-terminated). */
 char *kr_json_string_to(char *o, const char *s, size_t n);
 
+/* Writes at o the escape of c, a byte JSON strings cannot hold as it is (a quote, a backslash or
+ * a control character); returns the end. */
+static inline char *kr_json_escape(char *o, unsigned char c)
+{
+	static const char hex[] = "0123456789abcdef";
+	*o++ = '\\';
+	switch (c) {
+	case '"': *o++ = '"'; break;
+	case '\\': *o++ = '\\'; break;
+	case '\n': *o++ = 'n'; break;
+	case '\r': *o++ = 'r'; break;
+	case '\t': *o++ = 't'; break;
+	case '\b': *o++ = 'b'; break;
+	case '\f': *o++ = 'f'; break;
+	default:
+		o[0] = 'u';
+		o[1] = o[2] = '0';
+		o[3] = hex[c >> 4];
+		o[4] = hex[c & 15];
+		o += 5;
+	}
+	return o;
+}
+
 /* Appends the standard base64 of the n bytes at s (RFC 4648 section 4: "+/", '=' padding, no
  * line breaks), NUL-terminated. */
 bool kr_buf_base64(struct kr_buf *b, const void *s, size_t n);

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "json.h"
+#include "buf.h"
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -198,7 +198,6 @@ bool kr_utf8_json_string(struct kr_buf *b, const char *str, size_t n, size_t *re
 	/* at most 6 bytes out per byte in (\u00XX; U+FFFD is 3 for at least 1) */
 	if (n > SIZE_MAX / 8 || !kr_buf_reserve(b, n * 6 + 3))
 		return false;
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)str;
 	char *o = b->p + b->len;
 	*o++ = '"';
@@ -224,21 +223,7 @@ bool kr_utf8_json_string(struct kr_buf *b, const char *str, size_t n, size_t *re
 			*o++ = (char)c;
 			continue;
 		}
-		*o++ = '\\';
-		switch (c) {
-		case '"': *o++ = '"'; break;
-		case '\\': *o++ = '\\'; break;
-		case '\n': *o++ = 'n'; break;
-		case '\r': *o++ = 'r'; break;
-		case '\t': *o++ = 't'; break;
-		case '\b': *o++ = 'b'; break;
-		case '\f': *o++ = 'f'; break;
-		default:
-			memcpy(o, "u00", 3);
-			o[3] = hex[c >> 4];
-			o[4] = hex[c & 15];
-			o += 5;
-		}
+		o = kr_json_escape(o, c);
 	}
 	*o++ = '"';
 	*o = 0;

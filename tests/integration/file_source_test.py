@@ -356,41 +356,8 @@ def main():
     if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
         print(__doc__.strip())
         return 2
-    if sys.argv[1] == '--list':  # meson registers each case as its own test
-        print('\n'.join(fn.__name__ for fn in TESTS))
-        return 0
-    rt.KR = os.path.abspath(sys.argv[1])
-    if not os.access(rt.KR, os.X_OK):
-        print('%s is not an executable' % rt.KR, file=sys.stderr)
-        return 2
-    flt = sys.argv[2] if len(sys.argv) > 2 else ''
-    keep = os.environ.get('KEEP_TMP') == '1'
-    exact = [fn for fn in TESTS if fn.__name__ == flt]
-    selected = exact or [fn for fn in TESTS if flt in fn.__name__]
-    if not selected:
-        print('no test matches %r' % flt, file=sys.stderr)
-        return 2
-    failed = 0
-    t0 = time.monotonic()
-    for fn in selected:
-        t = rt.T(fn.__name__)
-        start = time.monotonic()
-        try:
-            fn(t)
-            result = 'ok %s' % fn.__name__
-        except rt.Failure as e:
-            failed += 1
-            result = 'FAIL %s: %s' % (fn.__name__, e)
-        except Exception as e:
-            failed += 1
-            result = 'FAIL %s: %s: %s' % (fn.__name__, type(e).__name__, e)
-        finally:
-            t.cleanup(keep)
-        print('# %s: %.1f s%s' % (fn.__name__, time.monotonic() - start,
-                                  ', files kept in ' + t.dir if keep else ''))
-        print(result, flush=True)
-    print('# %d tests, %d failed, %.1f s' % (len(selected), failed, time.monotonic() - t0))
-    return 1 if failed else 0
+    rt.TESTS[:] = TESTS
+    return rt.main()
 
 
 if __name__ == '__main__':
