@@ -82,7 +82,8 @@ static bool append_minified(struct kr_buf *b, const char *p, size_t n)
 
 /* What can be known before the first write: the file's folder exists and can be written to,
  * and the file, if it exists, is one we can append to. A sink that can never work fails the
- * start (exit 2) instead of looking like a hang while every delivery's retries run out. */
+ * start (exit 2, and check) instead of looking like a hang while every delivery's retries run
+ * out. */
 static enum kr_err check_path(const char *path, char *err)
 {
 	struct stat st;
@@ -118,6 +119,17 @@ static enum kr_err check_path(const char *path, char *err)
 	return KR_OK;
 }
 
+/* The folder check at config load, so that check rejects what run would; not for a config
+ * loaded for another machine (match). */
+static enum kr_err log_validate(const void *conf, const struct kr_opts_check *c)
+{
+	const struct log_conf *l = conf;
+	char why[KR_ERRBUF];
+	if (kr_opts_offline(c) || strcmp(l->path, "-") == 0 || check_path(l->path, why) == KR_OK)
+		return KR_OK;
+	return kr_opts_reject(c, "path", "%s", why);
+}
+
 static enum kr_err log_create(const struct kr_sink_args *a, void **ctx, char *err)
 {
 	struct log_sink *s = calloc(1, sizeof *s);
@@ -126,12 +138,6 @@ static enum kr_err log_create(const struct kr_sink_args *a, void **ctx, char *er
 	const struct log_conf *c = a->conf;
 	if (strcmp(c->path, "-") != 0 && !(s->path = strdup(c->path)))
 		goto nomem;
-	if (s->path && check_path(s->path, err) != KR_OK) {
-		free(s->path);
-		free(s->name);
-		free(s);
-		return KR_ERR_CONFIG;
-	}
 	s->fd = s->path ? -1 : 1;
 	s->metadata = c->metadata;
 	s->fsync_ms = c->fsync_ms;
@@ -292,6 +298,7 @@ const struct kr_sink_plugin kr_sink_log = {
 	.description = "writes each delivered event as one JSON line to a file or stdout",
 	.options = log_options,
 	.conf_size = sizeof(struct log_conf),
+	.validate = log_validate,
 	.default_concurrency = 1u << 20,
 	.create = log_create,
 	.submit = log_submit,

@@ -472,7 +472,13 @@ static int add_path(struct file_src *f, const char *p)
 		if (f->follow && strcmp(p, "-") != 0 && access(p, F_OK) != 0)
 			kr_log(KR_LOG_WARN, "source", "name", f->name, "msg",
 			       "a followed file does not exist yet; waiting for it", "path", p, NULL);
-		return add_input(f, p);
+		size_t before = f->n;
+		int r = add_input(f, p);
+		if (r == 0 && f->n == before)
+			/* its checkpoint entry and its records are the path's: it is read once */
+			kr_log(KR_LOG_WARN, "source", "name", f->name, "msg",
+			       "a path is given more than once; it is read once", "path", p, NULL);
+		return r;
 	}
 	size_t matched;
 	if (expand(f, p, false, &matched) != 0)

@@ -327,7 +327,7 @@ int kr_cmd_match(int argc, char **argv)
 	}
 	char err[KR_ERRBUF] = "";
 	struct kr_config *cfg;
-	if (kr_config_load(config, &cfg, err) != KR_OK) {
+	if (kr_config_load_offline(config, &cfg, err) != KR_OK) {
 		fprintf(stderr, "kmsrouter: %s\n", err);
 		return KR_EXIT_USAGE;
 	}

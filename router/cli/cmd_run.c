@@ -5,6 +5,7 @@
  * invalid, say so, keep the running one, and reopen the sinks' files (logrotate). */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,12 @@ static int run_common(struct runner *r, struct kr_config *cfg, const struct kr_e
 	int status = KR_EXIT_USAGE;
 	r->sigfd = -1;
 	r->started = kr_now_ms();
+	/* Records and deliveries are allocated and freed a round at a time, up to max_in_flight of
+	   them: keep the freed heap for the next round instead of giving it back to the kernel and
+	   faulting it in again (glibc trims the heap's top past 128 KiB by default, which cost
+	   replay 7,000 page faults per million events). What is kept stays bounded by the largest
+	   round. */
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 	kr_log_configure(cfg->log.format, (enum kr_log_level)cfg->log.level);
 	uint64_t grace = cfg->shutdown_grace_ms;
 	const char *listen = cfg->metrics.listen;

@@ -503,7 +503,8 @@ static void vctx_fini(struct vctx *v)
  * parsed (cfg_stream_rule); when one of them needs the usual way, *again is set and nothing is
  * loaded: the caller loads again without stream (text is then still the caller's). */
 static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
-				  struct kr_config **out, char *err, bool stream, bool *again)
+				  struct kr_config **out, char *err, bool stream, bool offline,
+				  bool *again)
 {
 	*out = NULL;
 	struct kr_config *c = calloc(1, sizeof *c);
@@ -527,7 +528,7 @@ static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 	struct vctx v = {.c = c, .err = err};
 	v.src = (struct kr_opts_src){.file = c->path, .text = c->text, .len = len,
 				     .base_dir = c->dir, .mem = &c->mem, .sink_ref = sink_ref_cb,
-				     .sink_ctx = &v, .err = err};
+				     .sink_ctx = &v, .err = err, .offline = offline};
 	kr_opts_names(kr_rule_options, v.rule_keys, 4);
 	struct kr_json_opts jo = {.allow_comments = true, .max_depth = 128};
 	if (stream) {
@@ -594,13 +595,13 @@ load_again:
 }
 
 static enum kr_err parse_owned(const char *name, char *text, size_t len, struct kr_config **out,
-			       char *err)
+			       char *err, bool offline)
 {
 	bool again = false;
-	enum kr_err e = parse_owned_as(name, text, len, out, err, true, &again);
+	enum kr_err e = parse_owned_as(name, text, len, out, err, true, offline, &again);
 	if (!again)
 		return e;
-	return parse_owned_as(name, text, len, out, err, false, &again);
+	return parse_owned_as(name, text, len, out, err, false, offline, &again);
 }
 
 enum kr_err kr_read_file(const char *path, char **out, size_t *len, char *err)
@@ -647,14 +648,24 @@ enum kr_err kr_read_file(const char *path, char **out, size_t *len, char *err)
 	return KR_OK;
 }
 
-enum kr_err kr_config_load(const char *path, struct kr_config **out, char *err)
+static enum kr_err load(const char *path, bool offline, struct kr_config **out, char *err)
 {
 	char *text;
 	size_t len;
 	enum kr_err e = kr_read_file(path, &text, &len, err);
 	if (e)
 		return e;
-	return parse_owned(path, text, len, out, err);
+	return parse_owned(path, text, len, out, err, offline);
+}
+
+enum kr_err kr_config_load(const char *path, struct kr_config **out, char *err)
+{
+	return load(path, false, out, err);
+}
+
+enum kr_err kr_config_load_offline(const char *path, struct kr_config **out, char *err)
+{
+	return load(path, true, out, err);
 }
 
 enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
@@ -667,7 +678,7 @@ enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
 	}
 	memcpy(copy, text, len);
 	copy[len] = 0;
-	return parse_owned(name, copy, len, out, err);
+	return parse_owned(name, copy, len, out, err, false);
 }
 
 void kr_config_free(struct kr_config *c)

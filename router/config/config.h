@@ -103,8 +103,12 @@ extern const struct kr_option kr_sink_common_options[]; /* every sink, besides i
 extern const struct kr_option kr_source_common_options[]; /* every source */
 
 /* Loads and validates a config file. On error returns non-KR_OK with "FILE:LINE:COL: $.path:
- * message" in err. On success *out is new; free with kr_config_free. */
+ * message" in err. On success *out is new; free with kr_config_free. Checks what this machine
+ * must provide for it too (the environment variables of secrets, the folders of log files):
+ * what run and check load. */
 enum kr_err kr_config_load(const char *path, struct kr_config **out, char *err);
+/* The same without looking at this machine (match: a production config on a laptop). */
+enum kr_err kr_config_load_offline(const char *path, struct kr_config **out, char *err);
 
 /* The same from text in memory; name is used in messages. Copies text. */
 enum kr_err kr_config_parse(const char *name, const char *text, size_t len,

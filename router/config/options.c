@@ -74,6 +74,11 @@ enum kr_err kr_opts_error(const struct kr_opts_src *s, const struct kr_json *nod
 	return e;
 }
 
+bool kr_opts_offline(const struct kr_opts_check *c)
+{
+	return c->src->offline;
+}
+
 enum kr_err kr_opts_reject(const struct kr_opts_check *c, const char *option, const char *fmt,
 			   ...)
 {
@@ -350,6 +355,10 @@ static enum kr_err fill_one(const struct kr_opts_src *s, const struct kr_option 
 	case KR_OPT_SECRET_ENV: {
 		if (j->type != KR_JSON_STRING || j->len == 0)
 			return bad(s, o, j, jp);
+		if (s->offline) {
+			*(struct kr_secret *)at = (struct kr_secret){.env = j->str, .value = NULL};
+			return KR_OK;
+		}
 		const char *v = getenv(j->str);
 		if (!v || !*v)
 			return kr_opts_error(s, j, jp, "environment variable %s is not set", j->str);

@@ -48,6 +48,9 @@ struct kr_opts_src {
 				int32_t *out);
 	void *sink_ctx;
 	char *err; /* KR_ERRBUF bytes */
+	/* the config is not for this machine (match): secrets are not read from the environment
+	   and validate hooks leave out what depends on the machine (kr_opts_offline) */
+	bool offline;
 };
 
 /* Formats an error at node (NULL: no position) as "FILE:LINE:COL: JPATH: message". */

@@ -59,7 +59,7 @@ struct kr_strmap {
 
 struct kr_secret {
 	const char *env;   /* the variable's name, NULL when the option is not set */
-	const char *value; /* its value (getenv): never log it */
+	const char *value; /* its value (getenv): never log it; NULL in an offline load */
 };
 
 struct kr_option {
@@ -79,6 +79,9 @@ struct kr_option {
  * depends on another): report with kr_opts_reject, which places the error at the named option
  * (or at the plugin's object when that option is not set) as FILE:LINE:COL: $.path: message. */
 struct kr_opts_check;
+/* Whether the config is loaded for another machine (match): leave out checks of this one (files,
+ * folders); secrets then have no value. */
+bool kr_opts_offline(const struct kr_opts_check *c);
 enum kr_err kr_opts_reject(const struct kr_opts_check *c, const char *option, const char *fmt,
 			   ...) __attribute__((format(printf, 3, 4)));
 

@@ -147,8 +147,8 @@ def dead_letters_name_the_target_entry_and_count_every_error(t):
 
 @test
 def a_log_sink_that_cannot_work_fails_the_start(t):
-    """A log sink in a folder that does not exist: exit 2 at once, naming the sink and the
-    folder, instead of retrying in silence."""
+    """A log sink in a folder that does not exist: exit 2 at once, naming the option and the
+    folder, instead of retrying in silence; check rejects it too, match does not look."""
     with open(t.path('events.jsonl'), 'w') as f:
         f.write(jsonl([make_event('deletion', 'x')[1]]))
     cfg = {'sources': [{'name': 'in', 'type': 'file', 'paths': ['events.jsonl']}],
@@ -160,8 +160,14 @@ def a_log_sink_that_cannot_work_fails_the_start(t):
     took = time.monotonic() - start
     check(rc == 2, 'exit status %s, want 2: %s' % (rc, err[-300:]))
     check(took < 3, 'took %.1f s to fail' % took)
-    check('sink "out"' in err and t.path('missing') in err,
-          'the error does not name the sink and the folder: %s' % err[-300:])
+    check(re.search(r'config\.json:\d+:\d+: \$\.sinks\[0\]\.path: ', err)
+          and t.path('missing') in err,
+          'the error does not name the option and the folder: %s' % err[-300:])
+    # check says the same; match, for a config of another machine, does not look
+    rc, err2 = t.run(['check', '-c', t.path('config.json')], timeout=10)
+    check(rc == 2 and t.path('missing') in err2, 'check: exit %s: %s' % (rc, err2[-300:]))
+    rc, _ = t.run(['match', '-c', t.path('config.json'), t.path('events.jsonl')], timeout=10)
+    check(rc == 0, 'match on a config whose log folder is elsewhere: exit %s' % rc)
     for bad in ('', 'dir'):
         os.makedirs(t.path('adir'), exist_ok=True)
         cfg['sinks'][0]['path'] = 'adir' if bad else 'events.jsonl/out.jsonl'
@@ -362,6 +368,14 @@ def check_rejects_what_run_would_with_its_place(t):
             rc, err = t.run([cmd, '-c', t.path('config.json')], timeout=10)
             check(rc == 2 and re.search(r'config\.json:\d+:\d+: %s: ' % re.escape(where), err)
                   and msg in err, '%s %s: exit %s, %s' % (cmd, opts, rc, err.strip()))
+    # match reads a config for another machine: an unset secret is not its business
+    with open(t.path('e.jsonl'), 'w') as f:
+        f.write(jsonl([make_event('deletion', 'm-1')[1]]))
+    cfg['sinks'][0] = {'name': 'h', 'type': 'http', 'url': 'http://x',
+                       'api_key_header': 'x-api-key', 'api_key_env': env_unset}
+    write_json(t.path('config.json'), cfg)
+    rc, err = t.run(['match', '-c', t.path('config.json'), t.path('e.jsonl')], timeout=10)
+    check(rc == 1 and 'not set' not in err, 'match: exit %s (want 1: no rule), %s' % (rc, err))
 
 
 @test
