@@ -15,6 +15,7 @@
 #include "mem.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -316,6 +317,126 @@ static void strpool_free(struct strpool *p)
 	free(p->lens);
 }
 
+/* ---- numbers as event-ruler compares them ----
+ *
+ * event-ruler (ComparableNumber.generate) compares a number by its double value only when the
+ * double says exactly what the literal says: the literal, read as a decimal, rounded to the
+ * nearest double d, must be finite and equal in value to the decimal Double.toString(d) prints.
+ * Other numbers are "not representable": an error in numeric and anything-but patterns, text
+ * only in exact matches and in events. Double.toString is taken as JDK 19+ defines it (the
+ * shortest decimal that rounds to d, but at least two digits, the one closest to d), not the
+ * JDK 17 one, which is sometimes longer (README, compatibility notes). */
+
+#define NUM_DIGITS 17     /* a double's shortest decimal never needs more */
+#define NUMKEY_LEN 9
+
+/* A literal's value as 0.DIGITS x 10^exp, no leading or trailing zeros in DIGITS (ndig 0: zero).
+ * False when it has more than NUM_DIGITS significant digits. */
+struct decnum {
+	bool neg;
+	int ndig;
+	long exp;
+	char dig[NUM_DIGITS];
+};
+
+static bool dec_parse(const char *s, size_t n, struct decnum *d)
+{
+	size_t i = 0;
+	long intdigits = 0, pos = 0, first = -1, e = 0;
+	d->neg = n && s[0] == '-';
+	d->ndig = 0;
+	d->exp = 0;
+	if (d->neg)
+		i++;
+	bool frac = false;
+	for (; i < n; i++) {
+		char ch = s[i];
+		if (ch == '.') {
+			frac = true;
+			continue;
+		}
+		if (ch < '0' || ch > '9')
+			break;
+		if (!frac)
+			intdigits++;
+		if (ch != '0' || first >= 0) {
+			if (first < 0)
+				first = pos;
+			long at = pos - first;
+			if (ch != '0') {
+				if (at >= NUM_DIGITS)
+					return false;
+				while (d->ndig < at)
+					d->dig[d->ndig++] = '0';
+				d->dig[d->ndig++] = ch;
+			}
+		}
+		pos++;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		bool eneg = false;
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			eneg = s[i++] == '-';
+		for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			if (e < 100000)
+				e = e * 10 + (s[i] - '0');
+		if (eneg)
+			e = -e;
+	}
+	if (first >= 0)
+		d->exp = intdigits - first + e;
+	return true;
+}
+
+/* The key an exact number is indexed and compared by: for a representable number, a tag byte and
+ * its double's bits (-0 made 0), in out; returns NUMKEY_LEN, and its value in *val. 0 when the
+ * number is not representable: it is then compared by its text. */
+static size_t num_key(const char *s, size_t n, char *out, double *val)
+{
+	struct decnum lit, shortest;
+	char buf[NUM_DIGITS + 32];
+	if (!dec_parse(s, n, &lit))
+		return 0;
+	double d = 0;
+	if (lit.ndig) {
+		snprintf(buf, sizeof buf, "%s0.%.*se%ld", lit.neg ? "-" : "", lit.ndig, lit.dig,
+			 lit.exp);
+		d = strtod(buf, NULL);
+		if (!isfinite(d) || d == 0)
+			return 0;
+		/* up to 15 digits in the normal range, the literal is the shortest decimal of its
+		 * double (DBL_DIG): no need to look for it */
+		if (lit.ndig > 15 || lit.exp < -306 || lit.exp > 308) {
+			double a = fabs(d);
+			for (int p = 2; p <= NUM_DIGITS; p++) {
+				snprintf(buf, sizeof buf, "%.*e", p - 1, a);
+				if (strtod(buf, NULL) == a)
+					break;
+			}
+			if (!dec_parse(buf, strlen(buf), &shortest) || shortest.ndig != lit.ndig ||
+			    shortest.exp != lit.exp || memcmp(shortest.dig, lit.dig, (size_t)lit.ndig))
+				return 0;
+		}
+	}
+	d += 0.0; /* -0 is 0 */
+	out[0] = 1; /* no JSON number text starts so: a key never equals a text */
+	memcpy(out + 1, &d, sizeof d);
+	*val = d;
+	return NUMKEY_LEN;
+}
+
+/* What an event number is compared to exact number matchers by: its key, or its own text. */
+static inline const char *num_cmp_text(const char *s, size_t *n, char *key)
+{
+	double d;
+	size_t k = num_key(s, *n, key, &d);
+	if (!k)
+		return s;
+	*n = k;
+	return key;
+}
+
 /* ---- evaluation of one matcher against one value (also the reference for the indexes) ---- */
 
 static bool wildcard_match(const struct matcher *m, const char *s, size_t n)
@@ -398,7 +519,13 @@ static bool matcher_eval(const struct matcher *m, const struct kr_view *v,
 	}
 	switch (m->kind) {
 	case M_EXACT:
-		ok = val->type == m->vtype && n == m->len && memcmp(s, m->text, n) == 0;
+		if (val->type == KR_V_NUMBER && m->vtype == KR_V_NUMBER) {
+			char key[NUMKEY_LEN];
+			s = num_cmp_text(s, &n, key);
+			ok = n == m->len && memcmp(s, m->text, n) == 0;
+		} else {
+			ok = val->type == m->vtype && n == m->len && memcmp(s, m->text, n) == 0;
+		}
 		break;
 	case M_PREFIX:
 		ok = str && n >= m->len && memcmp(s, m->text, m->len) == 0;
@@ -420,8 +547,11 @@ static bool matcher_eval(const struct matcher *m, const struct kr_view *v,
 		break;
 	case M_NUMERIC:
 		if (val->type == KR_V_NUMBER) {
-			double d = strtod(s, NULL);
-			ok = (!m->has_lo || (m->lo_incl ? d >= m->lo : d > m->lo)) &&
+			char key[NUMKEY_LEN];
+			double d;
+			/* a number event-ruler cannot represent is text to it: never in a range */
+			ok = num_key(s, n, key, &d) &&
+			     (!m->has_lo || (m->lo_incl ? d >= m->lo : d > m->lo)) &&
 			     (!m->has_hi || (m->hi_incl ? d <= m->hi : d < m->hi));
 		}
 		break;
@@ -625,6 +755,19 @@ static enum kr_err compile_cidr(struct compiler *c, const struct kr_json *node, 
 	return KR_OK;
 }
 
+/* "Cannot compare number" unless num_key can represent the number literal e. */
+static enum kr_err check_comparable(struct compiler *c, const struct kr_json *e)
+{
+	char key[NUMKEY_LEN];
+	double d;
+	if (num_key(e->str, e->len, key, &d))
+		return KR_OK;
+	return perr(c, e,
+		    "Cannot compare number %s: it is not exactly representable as a double (IEEE 754 "
+		    "binary64) and can only be matched exactly",
+		    e->str);
+}
+
 static enum kr_err compile_numeric(struct compiler *c, const struct kr_json *node,
 				   struct matcher *m)
 {
@@ -638,6 +781,8 @@ static enum kr_err compile_numeric(struct compiler *c, const struct kr_json *nod
 			return perr(c, op, "Invalid member in numeric match: must be an operator string");
 		if (val->type != KR_JSON_NUMBER)
 			return perr(c, val, "Value of %s must be numeric", op->str);
+		if (check_comparable(c, val))
+			return KR_ERR_PATTERN;
 		const char *o = op->str;
 		if (i == 2 && !(m->has_lo && (strcmp(o, "<") == 0 || strcmp(o, "<=") == 0)))
 			return perr(c, op, "Too many elements in numeric expression");
@@ -670,9 +815,21 @@ static enum kr_err compile_numeric(struct compiler *c, const struct kr_json *nod
 	return KR_OK;
 }
 
-static enum kr_err compile_exact(struct compiler *c, const struct kr_json *e, struct matcher *m)
+/* An exact value; numbers by value where num_key represents them, else by text. comparable: the
+ * number must be representable (anything-but). */
+static enum kr_err compile_exact(struct compiler *c, const struct kr_json *e, struct matcher *m,
+				 bool comparable)
 {
 	m->kind = M_EXACT;
+	if (e->type == KR_JSON_NUMBER) {
+		char key[NUMKEY_LEN];
+		double d;
+		size_t k = num_key(e->str, e->len, key, &d);
+		if (!k && comparable)
+			return check_comparable(c, e);
+		m->vtype = KR_V_NUMBER;
+		return k ? set_text(c, m, key, k, false) : set_text(c, m, e->str, e->len, false);
+	}
 	switch (e->type) {
 	case KR_JSON_STRING: m->vtype = KR_V_STRING; break;
 	case KR_JSON_NUMBER: m->vtype = KR_V_NUMBER; break;
@@ -736,7 +893,7 @@ static enum kr_err compile_anything_but(struct compiler *c, const struct kr_json
 			if (seen_type >= 0 && (int)e->type != seen_type)
 				return perr(c, e, "Inside anything-but list, mixed types are not supported");
 			seen_type = (int)e->type;
-			err = compile_exact(c, e, s);
+			err = compile_exact(c, e, s, true);
 		} else if (e->type != KR_JSON_STRING) {
 			return perr(c, e, "Inside anything-but/%s, only strings are allowed", op);
 		} else if (strcmp(op, "prefix") == 0 || strcmp(op, "suffix") == 0) {
@@ -821,7 +978,7 @@ static enum kr_err compile_leaf(struct compiler *c, const struct kr_json *arr, s
 		if (e->type == KR_JSON_OBJECT)
 			err = compile_operator(c, e, m, &out->absent_ok);
 		else
-			err = compile_exact(c, e, m);
+			err = compile_exact(c, e, m, false);
 		if (err)
 			return err;
 	}
@@ -1334,7 +1491,8 @@ static uint32_t fent_checks(const struct kr_rules *r, uint32_t ci)
 		if (cd->absent_ok || cd->m_n == 0)
 			return FENT_GENERAL;
 		for (uint32_t j = 0; j < cd->m_n; j++)
-			if (r->matchers[cd->m_off + j].kind != M_EXACT)
+			if (r->matchers[cd->m_off + j].kind != M_EXACT ||
+			    r->matchers[cd->m_off + j].vtype == KR_V_NUMBER) /* compared by num_key */
 				return FENT_GENERAL;
 		n += cd->m_n;
 	}
@@ -1924,8 +2082,15 @@ static void match_value(const struct kr_rules *r, struct kr_match_state *st, uin
 	if (si->kinds >> exact_kind[val->type] & 1) {
 		/* a hinted string's hash came with it (prefetch_key hashed it as IX_STR) */
 		uint8_t kind = exact_kind[val->type];
-		lookup_hashed(r, st, v, slot, kind, s, n,
-			      val->hinted ? val->hint : key_hash(slot, kind, s, n));
+		char key[NUMKEY_LEN];
+		if (val->type == KR_V_NUMBER) {
+			size_t kn = n;
+			const char *k = num_cmp_text(s, &kn, key);
+			lookup(r, st, v, slot, kind, k, kn);
+		} else {
+			lookup_hashed(r, st, v, slot, kind, s, n,
+				      val->hinted ? val->hint : key_hash(slot, kind, s, n));
+		}
 	}
 	if (si->exact_only)
 		return;

@@ -163,15 +163,55 @@ static void test_exact_string_matches_only_the_same_string(void **state)
 	assert_false(one("{\"f\": [\"5\"]}", "f", KR_V_NUMBER, "5"));
 }
 
-static void test_exact_number_matches_by_its_json_text(void **state)
+static void test_exact_number_matches_every_spelling_of_its_value(void **state)
 {
 	(void)state;
 	const char *p = "{\"f\": [300]}";
 	assert_true(num_matches(p, "300"));
-	assert_false(num_matches(p, "3.0e2"));
-	assert_false(num_matches(p, "300.0"));
+	assert_true(num_matches(p, "3.0e2"));
+	assert_true(num_matches(p, "300.0"));
+	assert_true(num_matches(p, "3E+2"));
+	assert_false(num_matches(p, "301"));
 	assert_false(str_matches(p, "300"));
-	assert_true(num_matches("{\"f\": [3.0e2]}", "3.0e2"));
+	assert_true(num_matches("{\"f\": [-0.5E10]}", "-5000000000E+0"));
+	assert_true(num_matches("{\"f\": [-0.0]}", "0"));
+	assert_true(num_matches("{\"f\": [0]}", "-0"));
+	assert_true(num_matches("{\"f\": [40.96E+2]}", "4096"));
+	assert_true(num_matches("{\"f\": [1.7976931348623157e308]}", "17976931348623157e292"));
+	/* an inline check of a second condition (rule anchored on the string) compares by value too */
+	struct rset rs;
+	const char *pats[] = {"{\"s\": [\"a\"], \"f\": [300]}"};
+	rs_setup(&rs, pats, 1);
+	ev_str(&rs, "s", "a");
+	ev(&rs, "f", KR_V_NUMBER, "300.00");
+	assert_string_equal(matches(&rs), "0");
+	rs_fini(&rs);
+}
+
+/* ComparableNumber.generate: a literal whose double is not what it says (its shortest decimal,
+ * at least two digits, differs in value) is compared by its text only. */
+static void test_exact_number_not_representable_matches_by_text_only(void **state)
+{
+	(void)state;
+	const char *p = "{\"f\": [9007199254740993]}";
+	assert_true(num_matches(p, "9007199254740993"));
+	assert_false(num_matches(p, "9007199254740992"));
+	assert_false(num_matches(p, "9007199254740993.0"));
+	assert_true(num_matches("{\"f\": [1e400]}", "1e400"));
+	assert_false(num_matches("{\"f\": [1e400]}", "1E400"));
+	assert_false(num_matches("{\"f\": [5e-324]}", "4.9e-324"));
+	assert_true(num_matches("{\"f\": [4.9e-324]}", "49e-325"));
+	assert_true(num_matches("{\"f\": [9007199254740992]}", "9.007199254740992e15"));
+}
+
+static void test_anything_but_number_excludes_every_spelling_of_its_value(void **state)
+{
+	(void)state;
+	assert_false(num_matches("{\"f\": [{\"anything-but\": 0.1}]}", "0.10"));
+	assert_false(num_matches("{\"f\": [{\"anything-but\": [3.018e2]}]}", "301.8"));
+	assert_true(num_matches("{\"f\": [{\"anything-but\": [3.018e2]}]}", "301.9"));
+	/* an event number that is not representable is text: a number list never excludes it */
+	assert_true(num_matches("{\"f\": [{\"anything-but\": [1]}]}", "1.00000000000000000001"));
 }
 
 static void test_exact_true_false_and_null_match_only_their_type(void **state)
@@ -405,6 +445,20 @@ static void test_numeric_ranges_compare_by_value(void **state)
 	assert_false(num_matches("{\"f\": [{\"numeric\": [\"<\", -1.5]}]}", "-1.5"));
 	assert_true(num_matches("{\"f\": [{\"numeric\": [\">=\", 1, \"<\", 2]}]}", "1"));
 	assert_false(num_matches("{\"f\": [{\"numeric\": [\">=\", 1, \"<\", 2]}]}", "2"));
+}
+
+static void test_numeric_never_matches_a_number_it_cannot_represent(void **state)
+{
+	(void)state;
+	const char *gt = "{\"f\": [{\"numeric\": [\">\", 0]}]}";
+	assert_false(num_matches(gt, "1e400"));
+	assert_false(num_matches(gt, "5e-324"));
+	assert_false(num_matches(gt, "12345678901234567890"));
+	assert_true(num_matches(gt, "12345678901234567000"));
+	assert_true(num_matches(gt, "4.9e-324"));
+	/* the largest double is a bound like any other (event-ruler throws there: not copied) */
+	assert_true(num_matches("{\"f\": [{\"numeric\": [\"<\", 1.7976931348623157e308]}]}", "1"));
+	assert_true(num_matches("{\"f\": [{\"numeric\": [\">\", -1.7976931348623157e308]}]}", "1"));
 }
 
 /* ---- exists ---- */
@@ -698,6 +752,14 @@ static void test_invalid_patterns_name_the_field_and_the_offending_node(void **s
 	assert_pattern_error("{\"a\": [{\"exists\": \"yes\"}]}", "a", "exists", "\"yes\"");
 	assert_pattern_error("{\"a\": [{\"anything-but\": [\"x\", 1]}]}", "a", "mixed types",
 			     "1]");
+	assert_pattern_error("{\"a\": [{\"numeric\": [\">\", 9007199254740993]}]}", "a",
+			     "Cannot compare number 9007199254740993", "9007199254740993");
+	assert_pattern_error("{\"a\": [{\"numeric\": [\"<\", 1.8e308]}]}", "a",
+			     "Cannot compare number", "1.8e308");
+	assert_pattern_error("{\"a\": [{\"anything-but\": [0.10000000000000001]}]}", "a",
+			     "Cannot compare number", "0.10000000000000001");
+	assert_pattern_error("{\"a\": [{\"anything-but\": 5e-324}]}", "a", "Cannot compare number",
+			     "5e-324");
 	assert_pattern_error("{\"a\": [{\"prefix\": \"x\", \"suffix\": \"y\"}]}", "a",
 			     "Only one key", "{\"prefix\"");
 	assert_pattern_error("{\"a\": [[\"x\"]]}", "a", "Match value must be", "[\"x\"]]");
@@ -984,7 +1046,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exact_string_matches_only_the_same_string),
-		cmocka_unit_test(test_exact_number_matches_by_its_json_text),
+		cmocka_unit_test(test_exact_number_matches_every_spelling_of_its_value),
+		cmocka_unit_test(test_exact_number_not_representable_matches_by_text_only),
 		cmocka_unit_test(test_exact_true_false_and_null_match_only_their_type),
 		cmocka_unit_test(test_pattern_array_is_an_or_and_event_array_matches_on_any_element),
 		cmocka_unit_test(test_nested_fields_are_matched_by_their_full_path),
@@ -995,9 +1058,11 @@ int main(void)
 		cmocka_unit_test(test_wildcard_matches_stars_anywhere),
 		cmocka_unit_test(test_wildcard_escapes_make_star_and_backslash_literal),
 		cmocka_unit_test(test_anything_but_single_value_and_list),
+		cmocka_unit_test(test_anything_but_number_excludes_every_spelling_of_its_value),
 		cmocka_unit_test(test_anything_but_with_string_operators),
 		cmocka_unit_test(test_anything_but_needs_a_value),
 		cmocka_unit_test(test_numeric_ranges_compare_by_value),
+		cmocka_unit_test(test_numeric_never_matches_a_number_it_cannot_represent),
 		cmocka_unit_test(test_exists_true_needs_a_value_and_false_its_absence),
 		cmocka_unit_test(test_cidr_v4_matches_addresses_in_the_network),
 		cmocka_unit_test(test_cidr_v6_matches_addresses_in_the_network),
