@@ -605,7 +605,25 @@ struct compiler {
 	char *err;
 	struct pathstack path;
 	uint32_t m_start; /* matchers added by this rule start here */
+	bool or_plain;    /* "$or" is an ordinary field name (the second reading, kr_rules_add) */
+	bool saw_or;      /* the pattern has a "$or" key */
 };
+
+/* Names event-ruler (Constants.RESERVED_FIELD_NAMES_IN_OR_RELATIONSHIP) refuses as fields inside
+ * a $or branch. */
+static const char *const or_reserved[] = {
+	"exactly", "equals-ignore-case", "prefix", "suffix", "anything-but", "exists", "wildcard",
+	"numeric", "cidr", "=", "<", "<=", ">", ">=", "regex", "not-wildcard",
+	"not-equals-ignore-case", "date-after", "date-on-or-after", "date-before",
+	"date-on-or-before", "in-date-range", "ip-address-in-range", "ip-address-not-in-range"};
+
+static bool or_reserved_name(const char *k)
+{
+	for (size_t i = 0; i < sizeof or_reserved / sizeof *or_reserved; i++)
+		if (strcmp(k, or_reserved[i]) == 0)
+			return true;
+	return false;
+}
 
 static void path_name(const struct pathstack *p, char *buf, size_t cap)
 {
@@ -874,6 +892,11 @@ static enum kr_err compile_anything_but(struct compiler *c, const struct kr_json
 		if (strcmp(op, "prefix") && strcmp(op, "suffix") && strcmp(op, "wildcard") &&
 		    strcmp(op, "equals-ignore-case"))
 			return perr(c, v, "Unsupported anything-but pattern: %s", op);
+		/* the second reading (kr_rules_add) is event-ruler's older compiler, which knows
+		 * neither anything-but wildcard nor lists of prefixes or suffixes */
+		if (c->or_plain && (strcmp(op, "wildcard") == 0 ||
+				    (op[0] != 'e' && list->type == KR_JSON_ARRAY)))
+			return perr(c, v, "Unsupported anything-but pattern: %s", op);
 	}
 	size_t n = list->type == KR_JSON_ARRAY ? list->n : 1;
 	if (list->type == KR_JSON_ARRAY && n == 0)
@@ -1046,8 +1069,9 @@ static enum kr_err product(struct compiler *c, struct conjlist *a, const struct 
 	return KR_OK;
 }
 
+/* obj into out, in disjunctive normal form. in_or: obj is (inside) a $or branch. */
 static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct conjlist *out,
-			  unsigned depth)
+			  unsigned depth, bool in_or)
 {
 	out->c = calloc(1, sizeof *out->c);
 	out->n = 1;
@@ -1065,7 +1089,9 @@ static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct 
 		const char *k = obj->keys[i];
 		const struct kr_json *v = obj->items[i];
 		enum kr_err e = KR_OK;
-		if (strcmp(k, "$or") == 0) {
+		if (strcmp(k, "$or") == 0)
+			c->saw_or = true;
+		if (!c->or_plain && strcmp(k, "$or") == 0) {
 			if (v->type != KR_JSON_ARRAY || v->n < 2) {
 				e = perr(c, v, "$or must be an array of at least two objects");
 			} else {
@@ -1077,7 +1103,7 @@ static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct 
 						e = perr(c, alt, "$or alternatives must be objects");
 						break;
 					}
-					e = expand(c, alt, &one, depth + 1);
+					e = expand(c, alt, &one, depth + 1, true);
 					if (e)
 						break;
 					if (alts.n + one.n > MAX_SUBRULES_PER_RULE) {
@@ -1102,7 +1128,9 @@ static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct 
 				conjlist_free(&alts);
 			}
 		} else {
-			if (c->path.n >= 64) {
+			if (in_or && !c->or_plain && or_reserved_name(k)) {
+				e = perr(c, v, "%s is a reserved name that cannot be a field inside $or", k);
+			} else if (c->path.n >= 64) {
 				e = perr(c, v, "Pattern nesting is too deep");
 			} else {
 				c->path.segs[c->path.n] = k;
@@ -1116,7 +1144,7 @@ static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct 
 							e = kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
 				} else if (v->type == KR_JSON_OBJECT) {
 					struct conjlist sub;
-					e = expand(c, v, &sub, depth + 1);
+					e = expand(c, v, &sub, depth + 1, in_or);
 					if (!e) {
 						e = product(c, out, &sub, v);
 						conjlist_free(&sub);
@@ -1161,7 +1189,28 @@ enum kr_err kr_rules_add(struct kr_rules *r, const struct kr_json *pattern,
 	if (pattern->type != KR_JSON_OBJECT)
 		return perr(&c, pattern, "Event pattern must be a JSON object");
 	struct conjlist dnf;
-	enum kr_err e = expand(&c, pattern, &dnf, 0);
+	enum kr_err e = expand(&c, pattern, &dnf, 0, false);
+	if (e == KR_ERR_PATTERN && c.saw_or) {
+		/* event-ruler (GenericMachine.addRule) reads a pattern its JSON compiler refuses again
+		 * with its older compiler, which has no $or: "$or" that is not an array of two objects
+		 * or more, or whose branches name an operator, is then a field. When that fails too, the
+		 * first reading's error says more. */
+		char first[KR_ERRBUF];
+		const struct kr_json *first_bad = bad ? *bad : NULL;
+		snprintf(first, sizeof first, "%s", err ? err : "");
+		for (uint32_t i = c.m_start; i < r->nmatchers; i++)
+			matcher_fini(&r->matchers[i]);
+		r->nmatchers = c.m_start;
+		c.path.n = 0;
+		c.or_plain = true;
+		e = expand(&c, pattern, &dnf, 0, false);
+		if (e == KR_ERR_PATTERN) {
+			if (err)
+				snprintf(err, KR_ERRBUF, "%s", first);
+			if (bad)
+				*bad = first_bad;
+		}
+	}
 	if (!e) {
 		uint32_t nc = 0;
 		for (size_t i = 0; i < dnf.n; i++)

@@ -541,6 +541,34 @@ static void test_fields_are_anded(void **state)
 	rs_fini(&rs);
 }
 
+/* event-ruler reads a pattern its $or-aware compiler refuses again without $or: "$or" is then an
+ * ordinary field (not an array of two objects or more, or a branch naming an operator). */
+static void test_or_that_event_ruler_cannot_read_as_or_is_a_field(void **state)
+{
+	(void)state;
+	assert_true(one("{\"$or\": [{\"exists\": false}]}", "x", KR_V_STRING, "a"));
+	assert_false(one("{\"$or\": [{\"exists\": true}]}", "x", KR_V_STRING, "a"));
+	assert_true(one("{\"$or\": [{\"prefix\": \"a\"}]}", "$or", KR_V_STRING, "abc"));
+	assert_true(one("{\"$or\": {\"a\": [\"x\"]}}", "$or.a", KR_V_STRING, "x"));
+	assert_true(one("{\"$or\": [5]}", "$or", KR_V_NUMBER, "5"));
+	const char *reserved = "{\"d\": {\"$or\": [{\"numeric\": [\">\", 0]}, {\"suffix\": \"z\"}]}}";
+	assert_true(one(reserved, "d.$or", KR_V_NUMBER, "1"));
+	assert_true(one(reserved, "d.$or", KR_V_STRING, "xyz"));
+	assert_false(one(reserved, "d.numeric", KR_V_NUMBER, "1"));
+	/* the second reading has what event-ruler's older compiler has: no anything-but wildcard,
+	 * no anything-but list of prefixes */
+	struct kr_rules *r;
+	assert_int_equal(kr_rules_new(&r), KR_OK);
+	struct kr_json *j = parse_json("{\"$or\": [{\"anything-but\": {\"prefix\": [\"a\"]}}]}");
+	char err[KR_ERRBUF] = "";
+	assert_int_equal(kr_rules_add(r, j, NULL, err), KR_ERR_PATTERN);
+	assert_non_null(strstr(err, "$or must be an array of at least two objects"));
+	kr_json_free(j);
+	kr_rules_free(r);
+	/* a real $or still is one */
+	assert_true(one("{\"$or\": [{\"a\": [\"x\"]}, {\"b\": [\"y\"]}]}", "b", KR_V_STRING, "y"));
+}
+
 static void test_or_alternatives_match_each_and_report_the_rule_once(void **state)
 {
 	(void)state;
@@ -1068,6 +1096,7 @@ int main(void)
 		cmocka_unit_test(test_cidr_v6_matches_addresses_in_the_network),
 		cmocka_unit_test(test_fields_are_anded),
 		cmocka_unit_test(test_or_alternatives_match_each_and_report_the_rule_once),
+		cmocka_unit_test(test_or_that_event_ruler_cannot_read_as_or_is_a_field),
 		cmocka_unit_test(test_nested_or_multiplies_out),
 		cmocka_unit_test(test_several_rules_report_ids_in_config_order),
 		cmocka_unit_test(test_fields_inside_one_array_of_objects_must_match_one_element),
