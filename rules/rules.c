@@ -32,6 +32,7 @@ enum mkind {
 	M_ICASE,
 	M_IPREFIX,
 	M_ISUFFIX,
+	M_IP,       /* an exact string that is an IP address: every spelling of the address */
 	M_WILDCARD,
 	M_NUMERIC,
 	M_EXISTS,
@@ -41,7 +42,10 @@ enum mkind {
 };
 
 /* index kinds: exact values by type, then the string operators */
-enum ikind { IX_STR, IX_NUM, IX_TRUE, IX_FALSE, IX_NULL, IX_PREFIX, IX_SUFFIX, IX_ICASE, IX_IPREFIX, IX_ISUFFIX };
+enum ikind {
+	IX_STR, IX_NUM, IX_TRUE, IX_FALSE, IX_NULL, IX_PREFIX, IX_SUFFIX, IX_ICASE, IX_IPREFIX,
+	IX_ISUFFIX, IX_IP
+};
 
 /* Kept small (the matcher of a verified condition is read on the hot path): the fields of the
  * rarer operators share a union. */
@@ -476,22 +480,156 @@ static bool wildcard_match(const struct matcher *m, const char *s, size_t n)
 	return pos <= n;
 }
 
-static bool cidr_match(const struct matcher *m, const char *s)
+/* An IP address as event-ruler reads one (CIDR.ipToBytes): text that matches
+ * [0-9]+\.[0-9]+\.[0-9]+\.[0-9]+ or [0-9a-fA-F:]*:[0-9a-fA-F:]* and that Java's
+ * InetAddress.getByName takes. So an IPv4 part may have leading zeros (decimal all the same) but
+ * the whole is at most 15 characters, an IPv6 group may have more than four digits if its value
+ * fits, an IPv6 address with a dotted quad is never an address, and an IPv4-mapped address
+ * (::ffff:a:b) is the IPv4 address. Returns the address length (4 or 16), 0 when not one. */
+static unsigned ip_parse(const char *s, size_t n, uint8_t *a)
 {
-	uint8_t a[16];
-	if (m->family == 4) {
-		if (inet_pton(AF_INET, s, a) != 1)
-			return false;
-	} else if (inet_pton(AF_INET6, s, a) != 1) {
-		return false;
+	size_t dots = 0, colons = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (ch == '.')
+			dots++;
+		else if (ch == ':')
+			colons++;
+		else if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+			   (ch >= 'A' && ch <= 'F')))
+			return 0;
 	}
-	unsigned full = m->bits / 8u, rem = m->bits % 8u;
-	if (memcmp(a, m->addr, full) != 0)
-		return false;
-	if (rem) {
-		uint8_t mask = (uint8_t)(0xFF << (8 - rem));
-		if ((a[full] & mask) != (m->addr[full] & mask))
+	if (dots) {
+		if (dots != 3 || colons || n > 15)
+			return 0;
+		unsigned part = 0, val = 0, digits = 0;
+		for (size_t i = 0; i <= n; i++) {
+			if (i == n || s[i] == '.') {
+				if (!digits || val > 255)
+					return 0;
+				a[part++] = (uint8_t)val;
+				val = digits = 0;
+			} else if (s[i] >= '0' && s[i] <= '9') {
+				val = val * 10 + (unsigned)(s[i] - '0');
+				digits++;
+			} else {
+				return 0;
+			}
+		}
+		return 4;
+	}
+	if (!colons || n < 2)
+		return 0;
+	/* IPAddressUtil.textToNumericFormatV6, without the dotted tail */
+	size_t i = 0, j = 0;
+	long colonp = -1;
+	unsigned val = 0;
+	bool saw = false;
+	if (s[0] == ':' && s[++i] != ':')
+		return 0;
+	while (i < n) {
+		char ch = s[i++];
+		if (ch != ':') {
+			unsigned d = ch <= '9' ? (unsigned)(ch - '0') : (unsigned)((ch | 0x20) - 'a' + 10);
+			val = val << 4 | d;
+			if (val > 0xFFFF)
+				return 0;
+			saw = true;
+			continue;
+		}
+		if (!saw) {
+			if (colonp != -1)
+				return 0;
+			colonp = (long)j;
+			continue;
+		}
+		if (i == n || j + 2 > 16)
+			return 0;
+		a[j++] = (uint8_t)(val >> 8);
+		a[j++] = (uint8_t)val;
+		saw = false;
+		val = 0;
+	}
+	if (saw) {
+		if (j + 2 > 16)
+			return 0;
+		a[j++] = (uint8_t)(val >> 8);
+		a[j++] = (uint8_t)val;
+	}
+	if (colonp != -1) {
+		if (j == 16)
+			return 0;
+		size_t tail = j - (size_t)colonp;
+		memmove(a + 16 - tail, a + colonp, tail);
+		memset(a + colonp, 0, 16 - tail - (size_t)colonp);
+		j = 16;
+	}
+	if (j != 16)
+		return 0;
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+	if (memcmp(a, mapped, 12) == 0) {
+		memmove(a, a + 12, 4);
+		return 4;
+	}
+	return 16;
+}
+
+static void to_hex(const uint8_t *a, unsigned n, char *out)
+{
+	static const char digits[] = "0123456789ABCDEF";
+	for (unsigned i = 0; i < n; i++) {
+		out[2 * i] = digits[a[i] >> 4];
+		out[2 * i + 1] = digits[a[i] & 15];
+	}
+}
+
+/* event-ruler compiles a CIDR into a range of upper-case hex digit strings (CIDR.cidr) that its
+ * byte machine walks digit by digit, deciding as soon as the value is strictly inside: so the
+ * value is the address's hex digits (a number: its text), only its first digits count, an IPv6
+ * address can fall in an IPv4 range by its first eight digits and a short number in a wide
+ * range. */
+static bool cidr_match(const struct matcher *m, const char *s, size_t n, bool str)
+{
+	char hex[32], lo[32], hi[32];
+	uint8_t a[16], b[16], t[16];
+	const char *e = s;
+	size_t en = n;
+	if (str) {
+		unsigned al = ip_parse(s, n, a);
+		if (!al)
 			return false;
+		to_hex(a, al, hex);
+		e = hex;
+		en = 2u * al;
+	}
+	unsigned fam = m->family == 4 ? 4 : 16;
+	for (unsigned i = 0; i < fam; i++) {
+		unsigned keep = m->bits > 8 * i ? m->bits - 8 * i : 0;
+		uint8_t mask = keep >= 8 ? 0xFF : (uint8_t)(0xFF << (8 - keep));
+		b[i] = m->addr[i] & mask;
+		t[i] = (uint8_t)(m->addr[i] | (uint8_t)~mask);
+	}
+	to_hex(b, fam, lo);
+	to_hex(t, fam, hi);
+	int phase = 0; /* 0: on both bounds, 1: on the lower one, 2: on the upper one */
+	for (size_t i = 0; i < 2u * fam; i++) {
+		if (i >= en)
+			return false;
+		char c = e[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F')))
+			return false;
+		if (phase == 0 && lo[i] == hi[i]) {
+			if (c != lo[i])
+				return false;
+		} else if (phase == 0) {
+			if (c > lo[i] && c < hi[i])
+				return true;
+			if (c != lo[i] && c != hi[i])
+				return false;
+			phase = c == lo[i] ? 1 : 2;
+		} else if (phase == 1 ? c != lo[i] : c != hi[i]) {
+			return phase == 1 ? c > lo[i] : c < hi[i];
+		}
 	}
 	return true;
 }
@@ -542,6 +680,12 @@ static bool matcher_eval(const struct matcher *m, const struct kr_view *v,
 	case M_ISUFFIX:
 		ok = str && n >= m->len && icase_eq(s + n - m->len, m->text, m->len, scratch);
 		break;
+	case M_IP: {
+		uint8_t a[16];
+		/* a one-address range (CIDR.ipToRangeIfPossible): the first digits count, as above */
+		ok = str && ip_parse(s, n, a) >= m->len && memcmp(a, m->text, m->len) == 0;
+		break;
+	}
 	case M_WILDCARD:
 		ok = str && wildcard_match(m, s, n);
 		break;
@@ -562,7 +706,7 @@ static bool matcher_eval(const struct matcher *m, const struct kr_view *v,
 		ok = false;
 		break;
 	case M_CIDR:
-		ok = str && cidr_match(m, s);
+		ok = (str || val->type == KR_V_NUMBER) && cidr_match(m, s, n, str);
 		break;
 	case M_ANYBUT:
 		ok = true;
@@ -738,37 +882,46 @@ static enum kr_err compile_wildcard(struct compiler *c, const struct kr_json *no
 	return KR_OK;
 }
 
+/* CIDR.cidr: String.split("/") (trailing empty parts dropped, so "10.0.0.0/8/" is valid), the
+ * mask by Integer.parseInt ("+8", "08" and "-0" are valid), at most 31 bits for IPv4 and 127 for
+ * IPv6 (event-ruler's limits: a /32 or /128 is an error there too). */
 static enum kr_err compile_cidr(struct compiler *c, const struct kr_json *node, struct matcher *m)
 {
-	char buf[64];
-	if (node->type != KR_JSON_STRING || node->len == 0 || node->len >= sizeof buf)
+	if (node->type != KR_JSON_STRING)
 		return perr(c, node, "cidr must be a string in CIDR notation");
-	memcpy(buf, node->str, node->len + 1);
-	char *slash = strchr(buf, '/');
-	long bits = -1;
-	if (!slash)
+	const char *s = node->str;
+	size_t n = node->len;
+	while (n && s[n - 1] == '/')
+		n--;
+	const char *slash = memchr(s, '/', n);
+	if (!slash || memchr(slash + 1, '/', n - (size_t)(slash + 1 - s)))
 		return perr(c, node, "Malformed CIDR, one '/' required");
-	{
-		*slash = 0;
-		char *end;
-		if (!slash[1] || slash[1] < '0' || slash[1] > '9')
-			return perr(c, node, "Malformed CIDR, one '/' required");
-		bits = strtol(slash + 1, &end, 10);
-		if (*end)
-			return perr(c, node, "Malformed CIDR, invalid prefix length");
+	const char *b = slash + 1, *end = s + n;
+	bool neg = false;
+	if (b < end && (*b == '+' || *b == '-'))
+		neg = *b++ == '-';
+	long bits = 0;
+	if (b == end)
+		return perr(c, node, "Malformed CIDR, mask bits must be an integer");
+	for (; b < end; b++) {
+		if (*b < '0' || *b > '9')
+			return perr(c, node, "Malformed CIDR, mask bits must be an integer");
+		bits = bits * 10 + (*b - '0');
+		if (bits > 2147483648L)
+			return perr(c, node, "Malformed CIDR, mask bits must be an integer");
 	}
+	if (!neg && bits > 2147483647L)
+		return perr(c, node, "Malformed CIDR, mask bits must be an integer");
+	if (neg && bits)
+		return perr(c, node, "Malformed CIDR, mask bits must not be negative");
 	m->kind = M_CIDR;
-	if (inet_pton(AF_INET, buf, m->addr) == 1) {
-		m->family = 4;
-		if (bits > 32)
-			return perr(c, node, "Malformed CIDR, prefix length must be 0-32");
-	} else if (inet_pton(AF_INET6, buf, m->addr) == 1) {
-		m->family = 6;
-		if (bits > 128)
-			return perr(c, node, "Malformed CIDR, prefix length must be 0-128");
-	} else {
-		return perr(c, node, "Nonstandard IP address: %s", buf);
-	}
+	m->family = (uint8_t)ip_parse(s, (size_t)(slash - s), m->addr);
+	if (!m->family)
+		return perr(c, node, "Invalid IP address: %.*s", (int)(slash - s), s);
+	if (m->family == 4 && bits > 31)
+		return perr(c, node, "IPv4 mask bits must be < 32 (prefix length 0-31)");
+	if (m->family == 16 && bits > 127)
+		return perr(c, node, "IPv6 mask bits must be < 128 (prefix length 0-127)");
 	m->bits = (uint8_t)bits;
 	return KR_OK;
 }
@@ -833,20 +986,28 @@ static enum kr_err compile_numeric(struct compiler *c, const struct kr_json *nod
 	return KR_OK;
 }
 
-/* An exact value; numbers by value where num_key represents them, else by text. comparable: the
- * number must be representable (anything-but). */
+/* An exact value; numbers by value where num_key represents them, else by text; an IP address
+ * as an address. anything_but: a number must be representable, and an address is only text. */
 static enum kr_err compile_exact(struct compiler *c, const struct kr_json *e, struct matcher *m,
-				 bool comparable)
+				 bool anything_but)
 {
 	m->kind = M_EXACT;
 	if (e->type == KR_JSON_NUMBER) {
 		char key[NUMKEY_LEN];
 		double d;
 		size_t k = num_key(e->str, e->len, key, &d);
-		if (!k && comparable)
+		if (!k && anything_but)
 			return check_comparable(c, e);
 		m->vtype = KR_V_NUMBER;
 		return k ? set_text(c, m, key, k, false) : set_text(c, m, e->str, e->len, false);
+	}
+	uint8_t a[16];
+	unsigned alen;
+	if (e->type == KR_JSON_STRING && !anything_but && (alen = ip_parse(e->str, e->len, a))) {
+		/* CIDR.ipToRangeIfPossible: an address matches every spelling of itself */
+		m->kind = M_IP;
+		m->vtype = KR_V_STRING;
+		return set_text(c, m, (const char *)a, alen, false);
 	}
 	switch (e->type) {
 	case KR_JSON_STRING: m->vtype = KR_V_STRING; break;
@@ -1354,14 +1515,14 @@ static const uint8_t exact_kind[] = {
 
 static bool indexable(const struct matcher *m)
 {
-	return m->kind <= M_ISUFFIX;
+	return m->kind <= M_IP;
 }
 
 static uint8_t index_kind(const struct matcher *m)
 {
 	static const uint8_t ix[] = {[M_PREFIX] = IX_PREFIX, [M_SUFFIX] = IX_SUFFIX,
 				     [M_ICASE] = IX_ICASE, [M_IPREFIX] = IX_IPREFIX,
-				     [M_ISUFFIX] = IX_ISUFFIX};
+				     [M_ISUFFIX] = IX_ISUFFIX, [M_IP] = IX_IP};
 	return m->kind == M_EXACT ? exact_kind[m->vtype] : ix[m->kind];
 }
 
@@ -1381,7 +1542,7 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci)
 			si->kinds |= (uint16_t)(1u << index_kind(m));
 			static const int which[] = {[M_PREFIX] = 0, [M_SUFFIX] = 1, [M_IPREFIX] = 2,
 						    [M_ISUFFIX] = 3};
-			if (m->kind != M_EXACT && m->kind != M_ICASE)
+			if (m->kind != M_EXACT && m->kind != M_ICASE && m->kind != M_IP)
 				e = add_len(si, which[m->kind], m->len);
 			if (m->kind == M_ICASE || m->kind == M_IPREFIX || m->kind == M_ISUFFIX)
 				si->icase = true;
@@ -1886,7 +2047,7 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 	for (uint32_t i = 0; i < r->nslots; i++) {
 		struct slotinfo *si = &r->slots[i];
 		si->exact_only = !si->icase && !si->nscan && !si->nplen[0] && !si->nplen[1] &&
-				 !si->nplen[2] && !si->nplen[3];
+				 !si->nplen[2] && !si->nplen[3] && !(si->kinds >> IX_IP & 1);
 	}
 	/* the slots with exact-string keys: the parser announces their values (prefetch_key); not
 	 * worth its cost while the index is small enough to stay in the cache anyway */
@@ -2144,6 +2305,14 @@ static void match_value(const struct kr_rules *r, struct kr_match_state *st, uin
 	if (si->exact_only)
 		return;
 	if (val->type == KR_V_STRING) {
+		if (si->kinds >> IX_IP & 1) {
+			uint8_t a[16];
+			unsigned alen = ip_parse(s, n, a);
+			if (alen)
+				lookup(r, st, v, slot, IX_IP, (const char *)a, alen);
+			if (alen == 16) /* an IPv4 address as the first digits of an IPv6 one */
+				lookup(r, st, v, slot, IX_IP, (const char *)a, 4);
+		}
 		for (uint32_t i = 0; i < si->nplen[0] && si->plen[0][i] <= n; i++)
 			lookup(r, st, v, slot, IX_PREFIX, s, si->plen[0][i]);
 		for (uint32_t i = 0; i < si->nplen[1] && si->plen[1][i] <= n; i++)

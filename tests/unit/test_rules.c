@@ -504,8 +504,36 @@ static void test_cidr_v4_matches_addresses_in_the_network(void **state)
 	assert_false(str_matches(odd, "192.168.128.1"));
 	assert_false(str_matches(odd, "192.168.63.255"));
 	assert_true(str_matches("{\"f\": [{\"cidr\": \"0.0.0.0/0\"}]}", "203.0.113.9"));
-	assert_true(str_matches("{\"f\": [{\"cidr\": \"203.0.113.9/32\"}]}", "203.0.113.9"));
-	assert_false(str_matches("{\"f\": [{\"cidr\": \"203.0.113.9/32\"}]}", "203.0.113.8"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"203.0.113.9/31\"}]}", "203.0.113.8"));
+	assert_false(str_matches("{\"f\": [{\"cidr\": \"203.0.113.9/31\"}]}", "203.0.113.10"));
+}
+
+/* CIDR.java as event-ruler reads addresses and masks, and its byte machine's ranges */
+static void test_cidr_and_ip_edge_cases_follow_event_ruler(void **state)
+{
+	(void)state;
+	/* an IPv4-mapped address written in hex is the IPv4 address; with a dotted quad, none */
+	const char *net = "{\"f\": [{\"cidr\": \"192.0.2.0/24\"}]}";
+	assert_true(str_matches(net, "::ffff:c000:280"));
+	assert_false(str_matches(net, "::ffff:192.0.2.128"));
+	/* leading zeros are decimal; at most 15 characters */
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"0.0.0.0/4\"}]}", "00.0.0.1"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"10.0.0.0/8\"}]}", "010.0.0.1"));
+	/* masks as Integer.parseInt reads them; trailing slashes dropped by String.split */
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"10.0.0.0/+8\"}]}", "10.1.2.3"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"10.0.0.0/08\"}]}", "10.1.2.3"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"10.0.0.0/8/\"}]}", "10.1.2.3"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"10.0.0.0/-0\"}]}", "1.2.3.4"));
+	/* ranges decide on the first digits: an IPv6 address in an IPv4 range, ::/0 takes all */
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"0.0.0.0/4\"}]}", "::"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"::/0\"}]}", "10.0.0.1"));
+	assert_false(str_matches("{\"f\": [{\"cidr\": \"::/0\"}]}", "::2.0.2.8"));
+	/* an exact string that is an address matches every spelling of it */
+	assert_true(str_matches("{\"f\": [\"2001:db8::1\"]}", "2001:DB8:0:0:0:0:0:1"));
+	assert_true(str_matches("{\"f\": [\"10.0.0.1\"]}", "010.000.0.01"));
+	assert_false(str_matches("{\"f\": [\"10.0.0.1\"]}", "10.0.0.2"));
+	assert_false(str_matches("{\"f\": [{\"anything-but\": \"10.0.0.1\"}]}", "10.0.0.1"));
+	assert_true(str_matches("{\"f\": [{\"anything-but\": \"10.0.0.1\"}]}", "010.0.0.1"));
 }
 
 static void test_cidr_v6_matches_addresses_in_the_network(void **state)
@@ -771,6 +799,14 @@ static void test_invalid_patterns_name_the_field_and_the_offending_node(void **s
 			     "{\"foo\"");
 	assert_pattern_error("{\"a\": [{\"cidr\": \"10.0.0.0/33\"}]}", "a", "prefix length",
 			     "\"10.0.0.0/33\"");
+	assert_pattern_error("{\"a\": [{\"cidr\": \"10.0.0.0/32\"}]}", "a", "prefix length 0-31",
+			     "\"10.0.0.0/32\"");
+	assert_pattern_error("{\"a\": [{\"cidr\": \"::/128\"}]}", "a", "prefix length 0-127",
+			     "\"::/128\"");
+	assert_pattern_error("{\"a\": [{\"cidr\": \"::ffff:0:0/38\"}]}", "a", "IPv4 mask",
+			     "\"::ffff:0:0/38\"");
+	assert_pattern_error("{\"a\": [{\"cidr\": \"10.0.0.0//8\"}]}", "a", "one '/'",
+			     "\"10.0.0.0//8\"");
 	assert_pattern_error("{\"a\": [{\"cidr\": \"10.0.0.300/8\"}]}", "a", "IP address",
 			     "\"10.0.0.300/8\"");
 	assert_pattern_error("{\"a\": [{\"wildcard\": \"a**b\"}]}", "a", "Consecutive wildcard",
@@ -1093,6 +1129,7 @@ int main(void)
 		cmocka_unit_test(test_numeric_never_matches_a_number_it_cannot_represent),
 		cmocka_unit_test(test_exists_true_needs_a_value_and_false_its_absence),
 		cmocka_unit_test(test_cidr_v4_matches_addresses_in_the_network),
+		cmocka_unit_test(test_cidr_and_ip_edge_cases_follow_event_ruler),
 		cmocka_unit_test(test_cidr_v6_matches_addresses_in_the_network),
 		cmocka_unit_test(test_fields_are_anded),
 		cmocka_unit_test(test_or_alternatives_match_each_and_report_the_rule_once),
