@@ -12,6 +12,7 @@
  * large index the parser's hint prefetches a value's bucket as soon as the value is parsed. */
 #include "rules.h"
 
+#include "icase_table.h"
 #include "mem.h"
 
 #include <arpa/inet.h>
@@ -53,6 +54,7 @@ struct matcher {
 	uint8_t kind;
 	uint8_t vtype;           /* M_EXACT: enum kr_vtype */
 	bool text_owned;         /* text is this matcher's (wildcards), not the rule set's pool */
+	bool icomplex;           /* ignore-case kinds: text is an icase_compile sequence, scanned */
 	uint32_t len;
 	char *text;              /* literal (folded for ignore-case kinds; wildcard: literals joined) */
 	union {
@@ -634,6 +636,163 @@ static bool cidr_match(const struct matcher *m, const char *s, size_t n, bool st
 	return true;
 }
 
+/* ---- equals-ignore-case as event-ruler has it ----
+ *
+ * EqualsIgnoreCaseParser: for each UTF-16 unit c of the pattern, the value must have, at that
+ * point, the UTF-8 of String.valueOf(c).toLowerCase(Locale.ROOT) or of .toUpperCase(Locale.ROOT)
+ * (icase_table.h); the value itself is never folded, so folding is one-way (ß matches "SS", "SS"
+ * does not match ß) and a unit of a surrogate pair, alone, is "?". A pattern whose every character
+ * has exactly the cases fold() merges is indexed by its folded text as before; any other is
+ * compiled into a sequence of alternatives, [len][bytes][len][bytes] per unit (second len 0: one
+ * alternative), and checked per value: only the slots with such patterns pay for it. */
+
+static const struct icase_map *icase_lookup(uint32_t unit)
+{
+	size_t lo = 0, hi = sizeof icase_maps / sizeof *icase_maps;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (icase_maps[mid].unit == unit)
+			return &icase_maps[mid];
+		if (icase_maps[mid].unit < unit)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* The code point at s (n bytes left) and its length; a byte that starts no valid sequence is
+ * itself (length 1, code point UINT32_MAX). */
+static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *len)
+{
+	unsigned c = s[0], need = c < 0x80 ? 0 : c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 9;
+	*len = 1;
+	if (need == 0)
+		return c;
+	if (need == 9 || need >= n)
+		return UINT32_MAX;
+	uint32_t cp = c & (0x3Fu >> need);
+	for (unsigned i = 1; i <= need; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return UINT32_MAX;
+		cp = cp << 6 | (s[i] & 0x3Fu);
+	}
+	*len = need + 1;
+	return cp;
+}
+
+static size_t utf8_put(uint32_t cp, char *o)
+{
+	if (cp < 0x80) {
+		o[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		o[0] = (char)(0xC0 | cp >> 6);
+		o[1] = (char)(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	o[0] = (char)(0xE0 | cp >> 12);
+	o[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+	o[2] = (char)(0x80 | (cp & 0x3F));
+	return 3;
+}
+
+/* fold() on one code point */
+static uint32_t fold_cp(uint32_t cp)
+{
+	if (cp >= 'A' && cp <= 'Z')
+		return cp + 32;
+	if ((cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) || (cp >= 0x391 && cp <= 0x3A9) ||
+	    (cp >= 0x410 && cp <= 0x42F))
+		return cp + 0x20;
+	if (cp >= 0x400 && cp <= 0x40F)
+		return cp + 0x50;
+	return cp;
+}
+
+/* The one code point s (NUL-terminated) holds, or UINT32_MAX. */
+static uint32_t single_cp(const char *s)
+{
+	size_t n = strlen(s), len;
+	uint32_t cp = utf8_next((const unsigned char *)s, n, &len);
+	return len == n ? cp : UINT32_MAX;
+}
+
+/* True when fold() matches exactly the event characters event-ruler accepts for cp: the values
+ * with fold(x) == fold(cp) are the lower and upper case of cp and nothing else. */
+static bool fold_is_exact(uint32_t cp)
+{
+	const struct icase_map *e = icase_lookup(cp);
+	uint32_t lo = e ? single_cp(e->lower) : cp, up = e ? single_cp(e->upper) : cp;
+	if (lo == UINT32_MAX || up == UINT32_MAX)
+		return false;
+	const int64_t deltas[] = {0, 0x20, -0x20, 0x50, -0x50};
+	uint32_t f = fold_cp(cp);
+	bool seen_lo = false, seen_up = false;
+	for (size_t i = 0; i < sizeof deltas / sizeof *deltas; i++) {
+		int64_t x = (int64_t)cp + deltas[i];
+		if (x < 0 || (x >= 0xD800 && x <= 0xDFFF) || fold_cp((uint32_t)x) != f)
+			continue;
+		if ((uint32_t)x == lo)
+			seen_lo = true;
+		else if ((uint32_t)x == up)
+			seen_up = true;
+		else
+			return false;
+	}
+	return seen_lo && seen_up;
+}
+
+/* Does the sequence of m match s (equals), a prefix of s, or a suffix of s (by kind)? The
+ * positions of s each unit can end at, unit by unit. */
+static bool icase_seq_match(const struct matcher *m, const char *s, size_t n)
+{
+	bool stackreach[2][257], *reach[2];
+	bool *heap = NULL;
+	if (n + 1 <= 257) {
+		reach[0] = stackreach[0];
+		reach[1] = stackreach[1];
+	} else {
+		if (!(heap = malloc(2 * (n + 1))))
+			return false;
+		reach[0] = heap;
+		reach[1] = heap + n + 1;
+	}
+	bool *cur = reach[0], *next = reach[1], any = true;
+	for (size_t p = 0; p <= n; p++)
+		cur[p] = m->kind == M_ISUFFIX || p == 0;
+	const unsigned char *q = (const unsigned char *)m->text, *end = q + m->len;
+	while (q < end && any) {
+		size_t al = q[0], bl = q[1 + al];
+		const char *a = (const char *)q + 1, *b = (const char *)q + 2 + al;
+		memset(next, 0, n + 1);
+		any = false;
+		for (size_t p = 0; p <= n; p++) {
+			if (!cur[p])
+				continue;
+			if (al <= n - p && memcmp(s + p, a, al) == 0)
+				any = next[p + al] = true;
+			if (bl && bl <= n - p && memcmp(s + p, b, bl) == 0)
+				any = next[p + bl] = true;
+		}
+		q += 2 + al + bl;
+		bool *t = cur;
+		cur = next;
+		next = t;
+	}
+	bool ok = false;
+	if (any) {
+		if (m->kind == M_IPREFIX)
+			for (size_t p = 0; p <= n && !ok; p++)
+				ok = cur[p];
+		else
+			ok = cur[n];
+	}
+	free(heap);
+	return ok;
+}
+
 static bool icase_eq(const char *a, const char *folded, size_t n, char *scratch)
 {
 	fold(scratch, a, n);
@@ -650,10 +809,16 @@ static bool matcher_eval(const struct matcher *m, const struct kr_view *v,
 	char *scratch = stackbuf;
 	bool ok = false;
 	if ((m->kind == M_ICASE || m->kind == M_IPREFIX || m->kind == M_ISUFFIX) && str &&
-	    m->len > sizeof stackbuf) {
+	    !m->icomplex && m->len > sizeof stackbuf) {
 		scratch = malloc(m->len);
 		if (!scratch)
 			return false;
+	}
+	if (m->icomplex) {
+		ok = str && icase_seq_match(m, s, n);
+		if (scratch != stackbuf)
+			free(scratch);
+		return ok;
 	}
 	switch (m->kind) {
 	case M_EXACT:
@@ -836,6 +1001,56 @@ static enum kr_err set_text(struct compiler *c, struct matcher *m, const char *s
 	if (!m->text)
 		return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
 	m->len = (uint32_t)n;
+	return KR_OK;
+}
+
+/* Compiles the ignore-case text s into m (kind set by the caller). */
+static enum kr_err icase_compile(struct compiler *c, struct matcher *m, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	bool exact = true;
+	for (size_t i = 0, len; i < n && exact; i += len) {
+		uint32_t cp = utf8_next(u + i, n - i, &len);
+		exact = cp != UINT32_MAX && cp <= 0xFFFF && fold_is_exact(cp);
+	}
+	if (exact)
+		return set_text(c, m, s, n, true);
+	/* per unit at most 2 + 2 * 9 bytes (a unit's full mapping is at most three characters) */
+	char *seq = malloc(n * 20 + 1);
+	if (!seq)
+		return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+	size_t o = 0;
+	for (size_t i = 0, len; i < n; i += len) {
+		uint32_t cp = utf8_next(u + i, n - i, &len);
+		if (cp == UINT32_MAX || cp > 0xFFFF) {
+			/* a byte that is no character stands for itself; a character outside the BMP is
+			 * two surrogates, each written "?" */
+			for (unsigned k = 0; k < (cp == UINT32_MAX ? 1u : 2u); k++) {
+				seq[o++] = 1;
+				seq[o++] = cp == UINT32_MAX ? (char)u[i] : '?';
+				seq[o++] = 0;
+			}
+			continue;
+		}
+		const struct icase_map *e = icase_lookup(cp);
+		char self[3];
+		size_t sl = utf8_put(cp, self);
+		const char *a = e ? e->lower : self, *b = e ? e->upper : NULL;
+		size_t al = e ? strlen(a) : sl, bl = b ? strlen(b) : 0;
+		if (b && bl == al && memcmp(a, b, al) == 0)
+			bl = 0;
+		seq[o++] = (char)al;
+		memcpy(seq + o, a, al);
+		o += al;
+		seq[o++] = (char)bl;
+		if (bl)
+			memcpy(seq + o, b, bl);
+		o += bl;
+	}
+	m->icomplex = true;
+	m->text_owned = true;
+	m->text = seq;
+	m->len = (uint32_t)o;
 	return KR_OK;
 }
 
@@ -1034,7 +1249,7 @@ static enum kr_err compile_affix(struct compiler *c, const struct kr_json *v, st
 		if (s->type != KR_JSON_STRING)
 			return perr(c, s, "equals-ignore-case match pattern must be a string");
 		m->kind = prefix ? M_IPREFIX : M_ISUFFIX;
-		return set_text(c, m, s->str, s->len, true);
+		return icase_compile(c, m, s->str, s->len);
 	}
 	return perr(c, v, "%s match pattern must be a string", name);
 }
@@ -1089,7 +1304,7 @@ static enum kr_err compile_anything_but(struct compiler *c, const struct kr_json
 			err = compile_wildcard(c, e, s);
 		} else {
 			s->kind = M_ICASE;
-			err = set_text(c, s, e->str, e->len, true);
+			err = icase_compile(c, s, e->str, e->len);
 		}
 		if (err)
 			return err;
@@ -1112,7 +1327,7 @@ static enum kr_err compile_operator(struct compiler *c, const struct kr_json *e,
 		if (v->type != KR_JSON_STRING)
 			return perr(c, v, "equals-ignore-case match pattern must be a string");
 		m->kind = M_ICASE;
-		return set_text(c, m, v->str, v->len, true);
+		return icase_compile(c, m, v->str, v->len);
 	}
 	if (strcmp(k, "wildcard") == 0) {
 		if (v->type != KR_JSON_STRING)
@@ -1515,7 +1730,7 @@ static const uint8_t exact_kind[] = {
 
 static bool indexable(const struct matcher *m)
 {
-	return m->kind <= M_IP;
+	return m->kind <= M_IP && !m->icomplex;
 }
 
 static uint8_t index_kind(const struct matcher *m)

@@ -294,6 +294,48 @@ static void test_equals_ignore_case_folds_ascii_and_latin1(void **state)
 	assert_false(num_matches("{\"f\": [{\"equals-ignore-case\": \"1\"}]}", "1"));
 }
 
+static bool icase(const char *op, const char *pat, const char *value)
+{
+	char p[256];
+	if (strcmp(op, "equals-ignore-case") == 0)
+		snprintf(p, sizeof p, "{\"f\": [{\"equals-ignore-case\": \"%s\"}]}", pat);
+	else
+		snprintf(p, sizeof p, "{\"f\": [{\"%s\": {\"equals-ignore-case\": \"%s\"}}]}", op,
+			 pat);
+	return str_matches(p, value);
+}
+
+/* EqualsIgnoreCaseParser: per UTF-16 unit of the pattern, its Locale.ROOT lower or upper case
+ * (full mappings); the value is never folded. */
+static void test_equals_ignore_case_folds_one_way_as_event_ruler(void **state)
+{
+	(void)state;
+	assert_true(icase("equals-ignore-case", "stra\u00dfe", "STRASSE"));
+	assert_false(icase("equals-ignore-case", "STRASSE", "stra\u00dfe"));
+	assert_true(icase("equals-ignore-case", "\u017f", "S"));  /* long s */
+	assert_false(icase("equals-ignore-case", "\u017f", "s"));
+	assert_true(icase("equals-ignore-case", "\u212a", "k"));  /* Kelvin sign */
+	assert_false(icase("equals-ignore-case", "\u212a", "K"));
+	assert_false(icase("equals-ignore-case", "k", "\u212a"));
+	assert_true(icase("equals-ignore-case", "\u0131", "I"));  /* dotless i */
+	assert_false(icase("equals-ignore-case", "\u01c5", "\u01c5")); /* titlecase Dz */
+	assert_true(icase("equals-ignore-case", "\u023a", "\u2c65"));
+	assert_true(icase("equals-ignore-case", "\u00ff", "\u0178"));
+	assert_true(icase("equals-ignore-case", "\u0130", "i\u0307"));
+	assert_true(icase("equals-ignore-case", "\U0001F600", "??")); /* a non-BMP character */
+	assert_false(icase("equals-ignore-case", "\U0001F600", "\U0001F600"));
+	assert_true(icase("equals-ignore-case", "\u0386", "\u03ac")); /* Greek accented capital */
+	assert_true(icase("prefix", "\u00df", "SSx"));
+	assert_true(icase("suffix", "\u00df", "xSS"));
+	assert_false(icase("suffix", "SS", "x\u00df"));
+	assert_false(str_matches("{\"f\": [{\"anything-but\": {\"equals-ignore-case\": \"\u00df\"}}]}",
+				 "SS"));
+	assert_true(str_matches("{\"f\": [{\"anything-but\": {\"equals-ignore-case\": \"\u00df\"}}]}",
+				"ss"));
+	assert_true(str_matches("{\"f\": [{\"anything-but\": {\"equals-ignore-case\": \"SS\"}}]}",
+				"\u00df"));
+}
+
 static void test_exact_and_ignore_case_rules_on_one_literal_stay_independent(void **state)
 {
 	(void)state;
@@ -1117,6 +1159,7 @@ int main(void)
 		cmocka_unit_test(test_nested_fields_are_matched_by_their_full_path),
 		cmocka_unit_test(test_prefix_and_suffix_match_strings_only),
 		cmocka_unit_test(test_equals_ignore_case_folds_ascii_and_latin1),
+		cmocka_unit_test(test_equals_ignore_case_folds_one_way_as_event_ruler),
 		cmocka_unit_test(test_ignore_case_prefix_and_suffix),
 		cmocka_unit_test(test_exact_and_ignore_case_rules_on_one_literal_stay_independent),
 		cmocka_unit_test(test_wildcard_matches_stars_anywhere),
