@@ -1384,8 +1384,16 @@ static enum kr_err compile_leaf(struct compiler *c, const struct kr_json *arr, s
 	return KR_OK;
 }
 
+/* Adds f to cj. A sub-rule is a map from path to condition, as event-ruler's (JsonRuleCompiler
+ * writes each field with rule.put): a field already there is replaced, so a $or branch's field
+ * replaces the outer one and a field written after the $or the branches' own. */
 static enum kr_err conj_push(struct conj *cj, const struct fspec *f)
 {
+	for (size_t i = 0; i < cj->n; i++)
+		if (cj->f[i].slot == f->slot) {
+			cj->f[i] = *f;
+			return KR_OK;
+		}
 	struct fspec *nf = realloc(cj->f, (cj->n + 1) * sizeof *nf);
 	if (!nf)
 		return KR_ERR_NOMEM;
@@ -1406,17 +1414,12 @@ static enum kr_err product(struct compiler *c, struct conjlist *a, const struct 
 	if (b->n == 1) {
 		/* a nested object without $or, the common case: extend a's conjunctions in place */
 		const struct conj *bc = &b->c[0];
-		for (size_t i = 0; i < a->n && bc->n; i++) {
-			struct conj *cj = &a->c[i];
-			struct fspec *nf = realloc(cj->f, (cj->n + bc->n) * sizeof *nf);
-			if (!nf) {
-				conjlist_free(a);
-				return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
-			}
-			cj->f = nf;
-			memcpy(cj->f + cj->n, bc->f, bc->n * sizeof *nf);
-			cj->n += bc->n;
-		}
+		for (size_t i = 0; i < a->n; i++)
+			for (size_t j = 0; j < bc->n; j++)
+				if (conj_push(&a->c[i], &bc->f[j])) {
+					conjlist_free(a);
+					return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+				}
 		return KR_OK;
 	}
 	size_t total = a->n * b->n;
@@ -1428,8 +1431,8 @@ static enum kr_err product(struct compiler *c, struct conjlist *a, const struct 
 	for (size_t i = 0; i < a->n; i++)
 		for (size_t j = 0; j < b->n; j++) {
 			struct conj *cj = &out.c[out.n++];
-			cj->n = a->c[i].n + b->c[j].n;
-			cj->f = malloc((cj->n ? cj->n : 1) * sizeof *cj->f);
+			cj->n = a->c[i].n;
+			cj->f = malloc((a->c[i].n ? a->c[i].n : 1) * sizeof *cj->f);
 			if (!cj->f) {
 				conjlist_free(&out);
 				conjlist_free(a);
@@ -1437,8 +1440,12 @@ static enum kr_err product(struct compiler *c, struct conjlist *a, const struct 
 			}
 			if (a->c[i].n)
 				memcpy(cj->f, a->c[i].f, a->c[i].n * sizeof *cj->f);
-			if (b->c[j].n)
-				memcpy(cj->f + a->c[i].n, b->c[j].f, b->c[j].n * sizeof *cj->f);
+			for (size_t k = 0; k < b->c[j].n; k++)
+				if (conj_push(cj, &b->c[j].f[k])) {
+					conjlist_free(&out);
+					conjlist_free(a);
+					return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+				}
 		}
 	conjlist_free(a);
 	*a = out;

@@ -639,6 +639,24 @@ static void test_or_that_event_ruler_cannot_read_as_or_is_a_field(void **state)
 	assert_true(one("{\"$or\": [{\"a\": [\"x\"]}, {\"b\": [\"y\"]}]}", "b", KR_V_STRING, "y"));
 }
 
+/* JsonRuleCompiler writes each field with rule.put: a $or branch's field replaces the outer one,
+ * and a field after the $or replaces the branches' own. */
+static void test_or_branch_field_replaces_the_outer_one(void **state)
+{
+	(void)state;
+	const char *before = "{\"a\": [\"x\"], \"$or\": [{\"a\": [\"y\"]}, {\"b\": [\"z\"]}]}";
+	assert_true(one(before, "a", KR_V_STRING, "y"));
+	assert_false(one(before, "a", KR_V_STRING, "x"));
+	struct rset rs;
+	const char *after[] = {
+		"{\"$or\": [{\"a\": [\"n\"]}, {\"a\": [false]}], \"a\": [{\"exists\": false}]}"};
+	rs_setup(&rs, after, 1);
+	assert_string_equal(matches(&rs), "0");
+	ev_str(&rs, "a", "n");
+	assert_string_equal(matches(&rs), "");
+	rs_fini(&rs);
+}
+
 static void test_or_alternatives_match_each_and_report_the_rule_once(void **state)
 {
 	(void)state;
@@ -1176,6 +1194,7 @@ int main(void)
 		cmocka_unit_test(test_cidr_v6_matches_addresses_in_the_network),
 		cmocka_unit_test(test_fields_are_anded),
 		cmocka_unit_test(test_or_alternatives_match_each_and_report_the_rule_once),
+		cmocka_unit_test(test_or_branch_field_replaces_the_outer_one),
 		cmocka_unit_test(test_or_that_event_ruler_cannot_read_as_or_is_a_field),
 		cmocka_unit_test(test_nested_or_multiplies_out),
 		cmocka_unit_test(test_several_rules_report_ids_in_config_order),
