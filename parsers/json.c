@@ -119,6 +119,7 @@ struct builder {
 	size_t nmembers, capmembers;
 	size_t depth, max_depth;
 	bool last_key_wins;
+	bool keep_duplicate_keys;
 	bool completing; /* inside yajl_complete_parse */
 	char *pending_key;
 	size_t pending_keylen, pending_keyoff;
@@ -250,7 +251,7 @@ static bool same_key(const struct member *x, const struct member *y)
 static int check_duplicates(struct builder *b, struct member *m, size_t n, bool *dropped)
 {
 	*dropped = false;
-	if (n < 2)
+	if (n < 2 || b->keep_duplicate_keys)
 		return 1;
 	if (n <= 8) {
 		bool dup = false;
@@ -510,6 +511,7 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 	struct builder b = {.text = text, .len = len, .errbuf = err, .err = KR_OK, .opts = opts};
 	b.max_depth = opts && opts->max_depth ? opts->max_depth : 64;
 	b.last_key_wins = opts && opts->last_key_wins;
+	b.keep_duplicate_keys = opts && opts->keep_duplicate_keys;
 	*out = NULL;
 	if (err_offset)
 		*err_offset = 0;

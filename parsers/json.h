@@ -48,8 +48,9 @@ struct kr_json {
 struct kr_json_opts {
 	bool allow_comments;
 	unsigned max_depth; /* 0: 64 */
-	bool last_key_wins; /* duplicate object keys: keep the last (as EventBridge does with
-			       patterns and events) instead of failing */
+	bool last_key_wins; /* duplicate object keys: keep the last instead of failing */
+	bool keep_duplicate_keys; /* duplicate object keys: keep them all, in order (as event-ruler
+				     reads patterns and events: every occurrence counts) */
 	/* Streaming one big array: each element of the array that is the value of element_key in
 	 * the root object goes to element() as soon as it is complete (index: its position).
 	 * When element returns true the element is dropped, as if it had not been in the array,

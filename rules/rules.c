@@ -12,9 +12,11 @@
  * large index the parser's hint prefetches a value's bucket as soon as the value is parsed. */
 #include "rules.h"
 
+#include "icase_table.h"
 #include "mem.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@ enum mkind {
 	M_ICASE,
 	M_IPREFIX,
 	M_ISUFFIX,
+	M_IP,       /* an exact string that is an IP address: every spelling of the address */
 	M_WILDCARD,
 	M_NUMERIC,
 	M_EXISTS,
@@ -40,7 +43,10 @@ enum mkind {
 };
 
 /* index kinds: exact values by type, then the string operators */
-enum ikind { IX_STR, IX_NUM, IX_TRUE, IX_FALSE, IX_NULL, IX_PREFIX, IX_SUFFIX, IX_ICASE, IX_IPREFIX, IX_ISUFFIX };
+enum ikind {
+	IX_STR, IX_NUM, IX_TRUE, IX_FALSE, IX_NULL, IX_PREFIX, IX_SUFFIX, IX_ICASE, IX_IPREFIX,
+	IX_ISUFFIX, IX_IP
+};
 
 /* Kept small (the matcher of a verified condition is read on the hot path): the fields of the
  * rarer operators share a union. */
@@ -48,6 +54,7 @@ struct matcher {
 	uint8_t kind;
 	uint8_t vtype;           /* M_EXACT: enum kr_vtype */
 	bool text_owned;         /* text is this matcher's (wildcards), not the rule set's pool */
+	bool icomplex;           /* ignore-case kinds: text is an icase_compile sequence, scanned */
 	uint32_t len;
 	char *text;              /* literal (folded for ignore-case kinds; wildcard: literals joined) */
 	union {
@@ -316,6 +323,126 @@ static void strpool_free(struct strpool *p)
 	free(p->lens);
 }
 
+/* ---- numbers as event-ruler compares them ----
+ *
+ * event-ruler (ComparableNumber.generate) compares a number by its double value only when the
+ * double says exactly what the literal says: the literal, read as a decimal, rounded to the
+ * nearest double d, must be finite and equal in value to the decimal Double.toString(d) prints.
+ * Other numbers are "not representable": an error in numeric and anything-but patterns, text
+ * only in exact matches and in events. Double.toString is taken as JDK 19+ defines it (the
+ * shortest decimal that rounds to d, but at least two digits, the one closest to d), not the
+ * JDK 17 one, which is sometimes longer (README, compatibility notes). */
+
+#define NUM_DIGITS 17     /* a double's shortest decimal never needs more */
+#define NUMKEY_LEN 9
+
+/* A literal's value as 0.DIGITS x 10^exp, no leading or trailing zeros in DIGITS (ndig 0: zero).
+ * False when it has more than NUM_DIGITS significant digits. */
+struct decnum {
+	bool neg;
+	int ndig;
+	long exp;
+	char dig[NUM_DIGITS];
+};
+
+static bool dec_parse(const char *s, size_t n, struct decnum *d)
+{
+	size_t i = 0;
+	long intdigits = 0, pos = 0, first = -1, e = 0;
+	d->neg = n && s[0] == '-';
+	d->ndig = 0;
+	d->exp = 0;
+	if (d->neg)
+		i++;
+	bool frac = false;
+	for (; i < n; i++) {
+		char ch = s[i];
+		if (ch == '.') {
+			frac = true;
+			continue;
+		}
+		if (ch < '0' || ch > '9')
+			break;
+		if (!frac)
+			intdigits++;
+		if (ch != '0' || first >= 0) {
+			if (first < 0)
+				first = pos;
+			long at = pos - first;
+			if (ch != '0') {
+				if (at >= NUM_DIGITS)
+					return false;
+				while (d->ndig < at)
+					d->dig[d->ndig++] = '0';
+				d->dig[d->ndig++] = ch;
+			}
+		}
+		pos++;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		bool eneg = false;
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			eneg = s[i++] == '-';
+		for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			if (e < 100000)
+				e = e * 10 + (s[i] - '0');
+		if (eneg)
+			e = -e;
+	}
+	if (first >= 0)
+		d->exp = intdigits - first + e;
+	return true;
+}
+
+/* The key an exact number is indexed and compared by: for a representable number, a tag byte and
+ * its double's bits (-0 made 0), in out; returns NUMKEY_LEN, and its value in *val. 0 when the
+ * number is not representable: it is then compared by its text. */
+static size_t num_key(const char *s, size_t n, char *out, double *val)
+{
+	struct decnum lit, shortest;
+	char buf[NUM_DIGITS + 32];
+	if (!dec_parse(s, n, &lit))
+		return 0;
+	double d = 0;
+	if (lit.ndig) {
+		snprintf(buf, sizeof buf, "%s0.%.*se%ld", lit.neg ? "-" : "", lit.ndig, lit.dig,
+			 lit.exp);
+		d = strtod(buf, NULL);
+		if (!isfinite(d) || d == 0)
+			return 0;
+		/* up to 15 digits in the normal range, the literal is the shortest decimal of its
+		 * double (DBL_DIG): no need to look for it */
+		if (lit.ndig > 15 || lit.exp < -306 || lit.exp > 308) {
+			double a = fabs(d);
+			for (int p = 2; p <= NUM_DIGITS; p++) {
+				snprintf(buf, sizeof buf, "%.*e", p - 1, a);
+				if (strtod(buf, NULL) == a)
+					break;
+			}
+			if (!dec_parse(buf, strlen(buf), &shortest) || shortest.ndig != lit.ndig ||
+			    shortest.exp != lit.exp || memcmp(shortest.dig, lit.dig, (size_t)lit.ndig))
+				return 0;
+		}
+	}
+	d += 0.0; /* -0 is 0 */
+	out[0] = 1; /* no JSON number text starts so: a key never equals a text */
+	memcpy(out + 1, &d, sizeof d);
+	*val = d;
+	return NUMKEY_LEN;
+}
+
+/* What an event number is compared to exact number matchers by: its key, or its own text. */
+static inline const char *num_cmp_text(const char *s, size_t *n, char *key)
+{
+	double d;
+	size_t k = num_key(s, *n, key, &d);
+	if (!k)
+		return s;
+	*n = k;
+	return key;
+}
+
 /* ---- evaluation of one matcher against one value (also the reference for the indexes) ---- */
 
 static bool wildcard_match(const struct matcher *m, const char *s, size_t n)
@@ -355,24 +482,315 @@ static bool wildcard_match(const struct matcher *m, const char *s, size_t n)
 	return pos <= n;
 }
 
-static bool cidr_match(const struct matcher *m, const char *s)
+/* An IP address as event-ruler reads one (CIDR.ipToBytes): text that matches
+ * [0-9]+\.[0-9]+\.[0-9]+\.[0-9]+ or [0-9a-fA-F:]*:[0-9a-fA-F:]* and that Java's
+ * InetAddress.getByName takes. So an IPv4 part may have leading zeros (decimal all the same) but
+ * the whole is at most 15 characters, an IPv6 group may have more than four digits if its value
+ * fits, an IPv6 address with a dotted quad is never an address, and an IPv4-mapped address
+ * (::ffff:a:b) is the IPv4 address. Returns the address length (4 or 16), 0 when not one. */
+static unsigned ip_parse(const char *s, size_t n, uint8_t *a)
 {
-	uint8_t a[16];
-	if (m->family == 4) {
-		if (inet_pton(AF_INET, s, a) != 1)
-			return false;
-	} else if (inet_pton(AF_INET6, s, a) != 1) {
-		return false;
+	size_t dots = 0, colons = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (ch == '.')
+			dots++;
+		else if (ch == ':')
+			colons++;
+		else if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+			   (ch >= 'A' && ch <= 'F')))
+			return 0;
 	}
-	unsigned full = m->bits / 8u, rem = m->bits % 8u;
-	if (memcmp(a, m->addr, full) != 0)
-		return false;
-	if (rem) {
-		uint8_t mask = (uint8_t)(0xFF << (8 - rem));
-		if ((a[full] & mask) != (m->addr[full] & mask))
+	if (dots) {
+		if (dots != 3 || colons || n > 15)
+			return 0;
+		unsigned part = 0, val = 0, digits = 0;
+		for (size_t i = 0; i <= n; i++) {
+			if (i == n || s[i] == '.') {
+				if (!digits || val > 255)
+					return 0;
+				a[part++] = (uint8_t)val;
+				val = digits = 0;
+			} else if (s[i] >= '0' && s[i] <= '9') {
+				val = val * 10 + (unsigned)(s[i] - '0');
+				digits++;
+			} else {
+				return 0;
+			}
+		}
+		return 4;
+	}
+	if (!colons || n < 2)
+		return 0;
+	/* IPAddressUtil.textToNumericFormatV6, without the dotted tail */
+	size_t i = 0, j = 0;
+	long colonp = -1;
+	unsigned val = 0;
+	bool saw = false;
+	if (s[0] == ':' && s[++i] != ':')
+		return 0;
+	while (i < n) {
+		char ch = s[i++];
+		if (ch != ':') {
+			unsigned d = ch <= '9' ? (unsigned)(ch - '0') : (unsigned)((ch | 0x20) - 'a' + 10);
+			val = val << 4 | d;
+			if (val > 0xFFFF)
+				return 0;
+			saw = true;
+			continue;
+		}
+		if (!saw) {
+			if (colonp != -1)
+				return 0;
+			colonp = (long)j;
+			continue;
+		}
+		if (i == n || j + 2 > 16)
+			return 0;
+		a[j++] = (uint8_t)(val >> 8);
+		a[j++] = (uint8_t)val;
+		saw = false;
+		val = 0;
+	}
+	if (saw) {
+		if (j + 2 > 16)
+			return 0;
+		a[j++] = (uint8_t)(val >> 8);
+		a[j++] = (uint8_t)val;
+	}
+	if (colonp != -1) {
+		if (j == 16)
+			return 0;
+		size_t tail = j - (size_t)colonp;
+		memmove(a + 16 - tail, a + colonp, tail);
+		memset(a + colonp, 0, 16 - tail - (size_t)colonp);
+		j = 16;
+	}
+	if (j != 16)
+		return 0;
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+	if (memcmp(a, mapped, 12) == 0) {
+		memmove(a, a + 12, 4);
+		return 4;
+	}
+	return 16;
+}
+
+static void to_hex(const uint8_t *a, unsigned n, char *out)
+{
+	static const char digits[] = "0123456789ABCDEF";
+	for (unsigned i = 0; i < n; i++) {
+		out[2 * i] = digits[a[i] >> 4];
+		out[2 * i + 1] = digits[a[i] & 15];
+	}
+}
+
+/* event-ruler compiles a CIDR into a range of upper-case hex digit strings (CIDR.cidr) that its
+ * byte machine walks digit by digit, deciding as soon as the value is strictly inside: so the
+ * value is the address's hex digits (a number: its text), only its first digits count, an IPv6
+ * address can fall in an IPv4 range by its first eight digits and a short number in a wide
+ * range. */
+static bool cidr_match(const struct matcher *m, const char *s, size_t n, bool str)
+{
+	char hex[32], lo[32], hi[32];
+	uint8_t a[16], b[16], t[16];
+	const char *e = s;
+	size_t en = n;
+	if (str) {
+		unsigned al = ip_parse(s, n, a);
+		if (!al)
 			return false;
+		to_hex(a, al, hex);
+		e = hex;
+		en = 2u * al;
+	}
+	unsigned fam = m->family == 4 ? 4 : 16;
+	for (unsigned i = 0; i < fam; i++) {
+		unsigned keep = m->bits > 8 * i ? m->bits - 8 * i : 0;
+		uint8_t mask = keep >= 8 ? 0xFF : (uint8_t)(0xFF << (8 - keep));
+		b[i] = m->addr[i] & mask;
+		t[i] = (uint8_t)(m->addr[i] | (uint8_t)~mask);
+	}
+	to_hex(b, fam, lo);
+	to_hex(t, fam, hi);
+	int phase = 0; /* 0: on both bounds, 1: on the lower one, 2: on the upper one */
+	for (size_t i = 0; i < 2u * fam; i++) {
+		if (i >= en)
+			return false;
+		char c = e[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F')))
+			return false;
+		if (phase == 0 && lo[i] == hi[i]) {
+			if (c != lo[i])
+				return false;
+		} else if (phase == 0) {
+			if (c > lo[i] && c < hi[i])
+				return true;
+			if (c != lo[i] && c != hi[i])
+				return false;
+			phase = c == lo[i] ? 1 : 2;
+		} else if (phase == 1 ? c != lo[i] : c != hi[i]) {
+			return phase == 1 ? c > lo[i] : c < hi[i];
+		}
 	}
 	return true;
+}
+
+/* ---- equals-ignore-case as event-ruler has it ----
+ *
+ * EqualsIgnoreCaseParser: for each UTF-16 unit c of the pattern, the value must have, at that
+ * point, the UTF-8 of String.valueOf(c).toLowerCase(Locale.ROOT) or of .toUpperCase(Locale.ROOT)
+ * (icase_table.h); the value itself is never folded, so folding is one-way (ß matches "SS", "SS"
+ * does not match ß) and a unit of a surrogate pair, alone, is "?". A pattern whose every character
+ * has exactly the cases fold() merges is indexed by its folded text as before; any other is
+ * compiled into a sequence of alternatives, [len][bytes][len][bytes] per unit (second len 0: one
+ * alternative), and checked per value: only the slots with such patterns pay for it. */
+
+static const struct icase_map *icase_lookup(uint32_t unit)
+{
+	size_t lo = 0, hi = sizeof icase_maps / sizeof *icase_maps;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (icase_maps[mid].unit == unit)
+			return &icase_maps[mid];
+		if (icase_maps[mid].unit < unit)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* The code point at s (n bytes left) and its length; a byte that starts no valid sequence is
+ * itself (length 1, code point UINT32_MAX). */
+static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *len)
+{
+	unsigned c = s[0], need = c < 0x80 ? 0 : c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 9;
+	*len = 1;
+	if (need == 0)
+		return c;
+	if (need == 9 || need >= n)
+		return UINT32_MAX;
+	uint32_t cp = c & (0x3Fu >> need);
+	for (unsigned i = 1; i <= need; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return UINT32_MAX;
+		cp = cp << 6 | (s[i] & 0x3Fu);
+	}
+	*len = need + 1;
+	return cp;
+}
+
+static size_t utf8_put(uint32_t cp, char *o)
+{
+	if (cp < 0x80) {
+		o[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		o[0] = (char)(0xC0 | cp >> 6);
+		o[1] = (char)(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	o[0] = (char)(0xE0 | cp >> 12);
+	o[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+	o[2] = (char)(0x80 | (cp & 0x3F));
+	return 3;
+}
+
+/* fold() on one code point */
+static uint32_t fold_cp(uint32_t cp)
+{
+	if (cp >= 'A' && cp <= 'Z')
+		return cp + 32;
+	if ((cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) || (cp >= 0x391 && cp <= 0x3A9) ||
+	    (cp >= 0x410 && cp <= 0x42F))
+		return cp + 0x20;
+	if (cp >= 0x400 && cp <= 0x40F)
+		return cp + 0x50;
+	return cp;
+}
+
+/* The one code point s (NUL-terminated) holds, or UINT32_MAX. */
+static uint32_t single_cp(const char *s)
+{
+	size_t n = strlen(s), len;
+	uint32_t cp = utf8_next((const unsigned char *)s, n, &len);
+	return len == n ? cp : UINT32_MAX;
+}
+
+/* True when fold() matches exactly the event characters event-ruler accepts for cp: the values
+ * with fold(x) == fold(cp) are the lower and upper case of cp and nothing else. */
+static bool fold_is_exact(uint32_t cp)
+{
+	const struct icase_map *e = icase_lookup(cp);
+	uint32_t lo = e ? single_cp(e->lower) : cp, up = e ? single_cp(e->upper) : cp;
+	if (lo == UINT32_MAX || up == UINT32_MAX)
+		return false;
+	const int64_t deltas[] = {0, 0x20, -0x20, 0x50, -0x50};
+	uint32_t f = fold_cp(cp);
+	bool seen_lo = false, seen_up = false;
+	for (size_t i = 0; i < sizeof deltas / sizeof *deltas; i++) {
+		int64_t x = (int64_t)cp + deltas[i];
+		if (x < 0 || (x >= 0xD800 && x <= 0xDFFF) || fold_cp((uint32_t)x) != f)
+			continue;
+		if ((uint32_t)x == lo)
+			seen_lo = true;
+		else if ((uint32_t)x == up)
+			seen_up = true;
+		else
+			return false;
+	}
+	return seen_lo && seen_up;
+}
+
+/* Does the sequence of m match s (equals), a prefix of s, or a suffix of s (by kind)? The
+ * positions of s each unit can end at, unit by unit. */
+static bool icase_seq_match(const struct matcher *m, const char *s, size_t n)
+{
+	bool stackreach[2][257], *reach[2];
+	bool *heap = NULL;
+	if (n + 1 <= 257) {
+		reach[0] = stackreach[0];
+		reach[1] = stackreach[1];
+	} else {
+		if (!(heap = malloc(2 * (n + 1))))
+			return false;
+		reach[0] = heap;
+		reach[1] = heap + n + 1;
+	}
+	bool *cur = reach[0], *next = reach[1], any = true;
+	for (size_t p = 0; p <= n; p++)
+		cur[p] = m->kind == M_ISUFFIX || p == 0;
+	const unsigned char *q = (const unsigned char *)m->text, *end = q + m->len;
+	while (q < end && any) {
+		size_t al = q[0], bl = q[1 + al];
+		const char *a = (const char *)q + 1, *b = (const char *)q + 2 + al;
+		memset(next, 0, n + 1);
+		any = false;
+		for (size_t p = 0; p <= n; p++) {
+			if (!cur[p])
+				continue;
+			if (al <= n - p && memcmp(s + p, a, al) == 0)
+				any = next[p + al] = true;
+			if (bl && bl <= n - p && memcmp(s + p, b, bl) == 0)
+				any = next[p + bl] = true;
+		}
+		q += 2 + al + bl;
+		bool *t = cur;
+		cur = next;
+		next = t;
+	}
+	bool ok = false;
+	if (any) {
+		if (m->kind == M_IPREFIX)
+			for (size_t p = 0; p <= n && !ok; p++)
+				ok = cur[p];
+		else
+			ok = cur[n];
+	}
+	free(heap);
+	return ok;
 }
 
 static bool icase_eq(const char *a, const char *folded, size_t n, char *scratch)
@@ -391,14 +809,26 @@ static bool matcher_eval(const struct matcher *m, const struct kr_view *v,
 	char *scratch = stackbuf;
 	bool ok = false;
 	if ((m->kind == M_ICASE || m->kind == M_IPREFIX || m->kind == M_ISUFFIX) && str &&
-	    m->len > sizeof stackbuf) {
+	    !m->icomplex && m->len > sizeof stackbuf) {
 		scratch = malloc(m->len);
 		if (!scratch)
 			return false;
 	}
+	if (m->icomplex) {
+		ok = str && icase_seq_match(m, s, n);
+		if (scratch != stackbuf)
+			free(scratch);
+		return ok;
+	}
 	switch (m->kind) {
 	case M_EXACT:
-		ok = val->type == m->vtype && n == m->len && memcmp(s, m->text, n) == 0;
+		if (val->type == KR_V_NUMBER && m->vtype == KR_V_NUMBER) {
+			char key[NUMKEY_LEN];
+			s = num_cmp_text(s, &n, key);
+			ok = n == m->len && memcmp(s, m->text, n) == 0;
+		} else {
+			ok = val->type == m->vtype && n == m->len && memcmp(s, m->text, n) == 0;
+		}
 		break;
 	case M_PREFIX:
 		ok = str && n >= m->len && memcmp(s, m->text, m->len) == 0;
@@ -415,13 +845,22 @@ static bool matcher_eval(const struct matcher *m, const struct kr_view *v,
 	case M_ISUFFIX:
 		ok = str && n >= m->len && icase_eq(s + n - m->len, m->text, m->len, scratch);
 		break;
+	case M_IP: {
+		uint8_t a[16];
+		/* a one-address range (CIDR.ipToRangeIfPossible): the first digits count, as above */
+		ok = str && ip_parse(s, n, a) >= m->len && memcmp(a, m->text, m->len) == 0;
+		break;
+	}
 	case M_WILDCARD:
 		ok = str && wildcard_match(m, s, n);
 		break;
 	case M_NUMERIC:
 		if (val->type == KR_V_NUMBER) {
-			double d = strtod(s, NULL);
-			ok = (!m->has_lo || (m->lo_incl ? d >= m->lo : d > m->lo)) &&
+			char key[NUMKEY_LEN];
+			double d;
+			/* a number event-ruler cannot represent is text to it: never in a range */
+			ok = num_key(s, n, key, &d) &&
+			     (!m->has_lo || (m->lo_incl ? d >= m->lo : d > m->lo)) &&
 			     (!m->has_hi || (m->hi_incl ? d <= m->hi : d < m->hi));
 		}
 		break;
@@ -432,7 +871,7 @@ static bool matcher_eval(const struct matcher *m, const struct kr_view *v,
 		ok = false;
 		break;
 	case M_CIDR:
-		ok = str && cidr_match(m, s);
+		ok = (str || val->type == KR_V_NUMBER) && cidr_match(m, s, n, str);
 		break;
 	case M_ANYBUT:
 		ok = true;
@@ -475,7 +914,25 @@ struct compiler {
 	char *err;
 	struct pathstack path;
 	uint32_t m_start; /* matchers added by this rule start here */
+	bool or_plain;    /* "$or" is an ordinary field name (the second reading, kr_rules_add) */
+	bool saw_or;      /* the pattern has a "$or" key */
 };
+
+/* Names event-ruler (Constants.RESERVED_FIELD_NAMES_IN_OR_RELATIONSHIP) refuses as fields inside
+ * a $or branch. */
+static const char *const or_reserved[] = {
+	"exactly", "equals-ignore-case", "prefix", "suffix", "anything-but", "exists", "wildcard",
+	"numeric", "cidr", "=", "<", "<=", ">", ">=", "regex", "not-wildcard",
+	"not-equals-ignore-case", "date-after", "date-on-or-after", "date-before",
+	"date-on-or-before", "in-date-range", "ip-address-in-range", "ip-address-not-in-range"};
+
+static bool or_reserved_name(const char *k)
+{
+	for (size_t i = 0; i < sizeof or_reserved / sizeof *or_reserved; i++)
+		if (strcmp(k, or_reserved[i]) == 0)
+			return true;
+	return false;
+}
 
 static void path_name(const struct pathstack *p, char *buf, size_t cap)
 {
@@ -547,6 +1004,56 @@ static enum kr_err set_text(struct compiler *c, struct matcher *m, const char *s
 	return KR_OK;
 }
 
+/* Compiles the ignore-case text s into m (kind set by the caller). */
+static enum kr_err icase_compile(struct compiler *c, struct matcher *m, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	bool exact = true;
+	for (size_t i = 0, len; i < n && exact; i += len) {
+		uint32_t cp = utf8_next(u + i, n - i, &len);
+		exact = cp != UINT32_MAX && cp <= 0xFFFF && fold_is_exact(cp);
+	}
+	if (exact)
+		return set_text(c, m, s, n, true);
+	/* per unit at most 2 + 2 * 9 bytes (a unit's full mapping is at most three characters) */
+	char *seq = malloc(n * 20 + 1);
+	if (!seq)
+		return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+	size_t o = 0;
+	for (size_t i = 0, len; i < n; i += len) {
+		uint32_t cp = utf8_next(u + i, n - i, &len);
+		if (cp == UINT32_MAX || cp > 0xFFFF) {
+			/* a byte that is no character stands for itself; a character outside the BMP is
+			 * two surrogates, each written "?" */
+			for (unsigned k = 0; k < (cp == UINT32_MAX ? 1u : 2u); k++) {
+				seq[o++] = 1;
+				seq[o++] = cp == UINT32_MAX ? (char)u[i] : '?';
+				seq[o++] = 0;
+			}
+			continue;
+		}
+		const struct icase_map *e = icase_lookup(cp);
+		char self[3];
+		size_t sl = utf8_put(cp, self);
+		const char *a = e ? e->lower : self, *b = e ? e->upper : NULL;
+		size_t al = e ? strlen(a) : sl, bl = b ? strlen(b) : 0;
+		if (b && bl == al && memcmp(a, b, al) == 0)
+			bl = 0;
+		seq[o++] = (char)al;
+		memcpy(seq + o, a, al);
+		o += al;
+		seq[o++] = (char)bl;
+		if (bl)
+			memcpy(seq + o, b, bl);
+		o += bl;
+	}
+	m->icomplex = true;
+	m->text_owned = true;
+	m->text = seq;
+	m->len = (uint32_t)o;
+	return KR_OK;
+}
+
 static enum kr_err compile_wildcard(struct compiler *c, const struct kr_json *node,
 				    struct matcher *m)
 {
@@ -590,39 +1097,61 @@ static enum kr_err compile_wildcard(struct compiler *c, const struct kr_json *no
 	return KR_OK;
 }
 
+/* CIDR.cidr: String.split("/") (trailing empty parts dropped, so "10.0.0.0/8/" is valid), the
+ * mask by Integer.parseInt ("+8", "08" and "-0" are valid), at most 31 bits for IPv4 and 127 for
+ * IPv6 (event-ruler's limits: a /32 or /128 is an error there too). */
 static enum kr_err compile_cidr(struct compiler *c, const struct kr_json *node, struct matcher *m)
 {
-	char buf[64];
-	if (node->type != KR_JSON_STRING || node->len == 0 || node->len >= sizeof buf)
+	if (node->type != KR_JSON_STRING)
 		return perr(c, node, "cidr must be a string in CIDR notation");
-	memcpy(buf, node->str, node->len + 1);
-	char *slash = strchr(buf, '/');
-	long bits = -1;
-	if (!slash)
+	const char *s = node->str;
+	size_t n = node->len;
+	while (n && s[n - 1] == '/')
+		n--;
+	const char *slash = memchr(s, '/', n);
+	if (!slash || memchr(slash + 1, '/', n - (size_t)(slash + 1 - s)))
 		return perr(c, node, "Malformed CIDR, one '/' required");
-	{
-		*slash = 0;
-		char *end;
-		if (!slash[1] || slash[1] < '0' || slash[1] > '9')
-			return perr(c, node, "Malformed CIDR, one '/' required");
-		bits = strtol(slash + 1, &end, 10);
-		if (*end)
-			return perr(c, node, "Malformed CIDR, invalid prefix length");
+	const char *b = slash + 1, *end = s + n;
+	bool neg = false;
+	if (b < end && (*b == '+' || *b == '-'))
+		neg = *b++ == '-';
+	long bits = 0;
+	if (b == end)
+		return perr(c, node, "Malformed CIDR, mask bits must be an integer");
+	for (; b < end; b++) {
+		if (*b < '0' || *b > '9')
+			return perr(c, node, "Malformed CIDR, mask bits must be an integer");
+		bits = bits * 10 + (*b - '0');
+		if (bits > 2147483648L)
+			return perr(c, node, "Malformed CIDR, mask bits must be an integer");
 	}
+	if (!neg && bits > 2147483647L)
+		return perr(c, node, "Malformed CIDR, mask bits must be an integer");
+	if (neg && bits)
+		return perr(c, node, "Malformed CIDR, mask bits must not be negative");
 	m->kind = M_CIDR;
-	if (inet_pton(AF_INET, buf, m->addr) == 1) {
-		m->family = 4;
-		if (bits > 32)
-			return perr(c, node, "Malformed CIDR, prefix length must be 0-32");
-	} else if (inet_pton(AF_INET6, buf, m->addr) == 1) {
-		m->family = 6;
-		if (bits > 128)
-			return perr(c, node, "Malformed CIDR, prefix length must be 0-128");
-	} else {
-		return perr(c, node, "Nonstandard IP address: %s", buf);
-	}
+	m->family = (uint8_t)ip_parse(s, (size_t)(slash - s), m->addr);
+	if (!m->family)
+		return perr(c, node, "Invalid IP address: %.*s", (int)(slash - s), s);
+	if (m->family == 4 && bits > 31)
+		return perr(c, node, "IPv4 mask bits must be < 32 (prefix length 0-31)");
+	if (m->family == 16 && bits > 127)
+		return perr(c, node, "IPv6 mask bits must be < 128 (prefix length 0-127)");
 	m->bits = (uint8_t)bits;
 	return KR_OK;
+}
+
+/* "Cannot compare number" unless num_key can represent the number literal e. */
+static enum kr_err check_comparable(struct compiler *c, const struct kr_json *e)
+{
+	char key[NUMKEY_LEN];
+	double d;
+	if (num_key(e->str, e->len, key, &d))
+		return KR_OK;
+	return perr(c, e,
+		    "Cannot compare number %s: it is not exactly representable as a double (IEEE 754 "
+		    "binary64) and can only be matched exactly",
+		    e->str);
 }
 
 static enum kr_err compile_numeric(struct compiler *c, const struct kr_json *node,
@@ -638,6 +1167,8 @@ static enum kr_err compile_numeric(struct compiler *c, const struct kr_json *nod
 			return perr(c, op, "Invalid member in numeric match: must be an operator string");
 		if (val->type != KR_JSON_NUMBER)
 			return perr(c, val, "Value of %s must be numeric", op->str);
+		if (check_comparable(c, val))
+			return KR_ERR_PATTERN;
 		const char *o = op->str;
 		if (i == 2 && !(m->has_lo && (strcmp(o, "<") == 0 || strcmp(o, "<=") == 0)))
 			return perr(c, op, "Too many elements in numeric expression");
@@ -670,9 +1201,29 @@ static enum kr_err compile_numeric(struct compiler *c, const struct kr_json *nod
 	return KR_OK;
 }
 
-static enum kr_err compile_exact(struct compiler *c, const struct kr_json *e, struct matcher *m)
+/* An exact value; numbers by value where num_key represents them, else by text; an IP address
+ * as an address. anything_but: a number must be representable, and an address is only text. */
+static enum kr_err compile_exact(struct compiler *c, const struct kr_json *e, struct matcher *m,
+				 bool anything_but)
 {
 	m->kind = M_EXACT;
+	if (e->type == KR_JSON_NUMBER) {
+		char key[NUMKEY_LEN];
+		double d;
+		size_t k = num_key(e->str, e->len, key, &d);
+		if (!k && anything_but)
+			return check_comparable(c, e);
+		m->vtype = KR_V_NUMBER;
+		return k ? set_text(c, m, key, k, false) : set_text(c, m, e->str, e->len, false);
+	}
+	uint8_t a[16];
+	unsigned alen;
+	if (e->type == KR_JSON_STRING && !anything_but && (alen = ip_parse(e->str, e->len, a))) {
+		/* CIDR.ipToRangeIfPossible: an address matches every spelling of itself */
+		m->kind = M_IP;
+		m->vtype = KR_V_STRING;
+		return set_text(c, m, (const char *)a, alen, false);
+	}
 	switch (e->type) {
 	case KR_JSON_STRING: m->vtype = KR_V_STRING; break;
 	case KR_JSON_NUMBER: m->vtype = KR_V_NUMBER; break;
@@ -698,7 +1249,7 @@ static enum kr_err compile_affix(struct compiler *c, const struct kr_json *v, st
 		if (s->type != KR_JSON_STRING)
 			return perr(c, s, "equals-ignore-case match pattern must be a string");
 		m->kind = prefix ? M_IPREFIX : M_ISUFFIX;
-		return set_text(c, m, s->str, s->len, true);
+		return icase_compile(c, m, s->str, s->len);
 	}
 	return perr(c, v, "%s match pattern must be a string", name);
 }
@@ -716,6 +1267,11 @@ static enum kr_err compile_anything_but(struct compiler *c, const struct kr_json
 		list = v->items[0];
 		if (strcmp(op, "prefix") && strcmp(op, "suffix") && strcmp(op, "wildcard") &&
 		    strcmp(op, "equals-ignore-case"))
+			return perr(c, v, "Unsupported anything-but pattern: %s", op);
+		/* the second reading (kr_rules_add) is event-ruler's older compiler, which knows
+		 * neither anything-but wildcard nor lists of prefixes or suffixes */
+		if (c->or_plain && (strcmp(op, "wildcard") == 0 ||
+				    (op[0] != 'e' && list->type == KR_JSON_ARRAY)))
 			return perr(c, v, "Unsupported anything-but pattern: %s", op);
 	}
 	size_t n = list->type == KR_JSON_ARRAY ? list->n : 1;
@@ -736,7 +1292,7 @@ static enum kr_err compile_anything_but(struct compiler *c, const struct kr_json
 			if (seen_type >= 0 && (int)e->type != seen_type)
 				return perr(c, e, "Inside anything-but list, mixed types are not supported");
 			seen_type = (int)e->type;
-			err = compile_exact(c, e, s);
+			err = compile_exact(c, e, s, true);
 		} else if (e->type != KR_JSON_STRING) {
 			return perr(c, e, "Inside anything-but/%s, only strings are allowed", op);
 		} else if (strcmp(op, "prefix") == 0 || strcmp(op, "suffix") == 0) {
@@ -748,7 +1304,7 @@ static enum kr_err compile_anything_but(struct compiler *c, const struct kr_json
 			err = compile_wildcard(c, e, s);
 		} else {
 			s->kind = M_ICASE;
-			err = set_text(c, s, e->str, e->len, true);
+			err = icase_compile(c, s, e->str, e->len);
 		}
 		if (err)
 			return err;
@@ -771,7 +1327,7 @@ static enum kr_err compile_operator(struct compiler *c, const struct kr_json *e,
 		if (v->type != KR_JSON_STRING)
 			return perr(c, v, "equals-ignore-case match pattern must be a string");
 		m->kind = M_ICASE;
-		return set_text(c, m, v->str, v->len, true);
+		return icase_compile(c, m, v->str, v->len);
 	}
 	if (strcmp(k, "wildcard") == 0) {
 		if (v->type != KR_JSON_STRING)
@@ -821,15 +1377,23 @@ static enum kr_err compile_leaf(struct compiler *c, const struct kr_json *arr, s
 		if (e->type == KR_JSON_OBJECT)
 			err = compile_operator(c, e, m, &out->absent_ok);
 		else
-			err = compile_exact(c, e, m);
+			err = compile_exact(c, e, m, false);
 		if (err)
 			return err;
 	}
 	return KR_OK;
 }
 
+/* Adds f to cj. A sub-rule is a map from path to condition, as event-ruler's (JsonRuleCompiler
+ * writes each field with rule.put): a field already there is replaced, so a $or branch's field
+ * replaces the outer one and a field written after the $or the branches' own. */
 static enum kr_err conj_push(struct conj *cj, const struct fspec *f)
 {
+	for (size_t i = 0; i < cj->n; i++)
+		if (cj->f[i].slot == f->slot) {
+			cj->f[i] = *f;
+			return KR_OK;
+		}
 	struct fspec *nf = realloc(cj->f, (cj->n + 1) * sizeof *nf);
 	if (!nf)
 		return KR_ERR_NOMEM;
@@ -850,17 +1414,12 @@ static enum kr_err product(struct compiler *c, struct conjlist *a, const struct 
 	if (b->n == 1) {
 		/* a nested object without $or, the common case: extend a's conjunctions in place */
 		const struct conj *bc = &b->c[0];
-		for (size_t i = 0; i < a->n && bc->n; i++) {
-			struct conj *cj = &a->c[i];
-			struct fspec *nf = realloc(cj->f, (cj->n + bc->n) * sizeof *nf);
-			if (!nf) {
-				conjlist_free(a);
-				return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
-			}
-			cj->f = nf;
-			memcpy(cj->f + cj->n, bc->f, bc->n * sizeof *nf);
-			cj->n += bc->n;
-		}
+		for (size_t i = 0; i < a->n; i++)
+			for (size_t j = 0; j < bc->n; j++)
+				if (conj_push(&a->c[i], &bc->f[j])) {
+					conjlist_free(a);
+					return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+				}
 		return KR_OK;
 	}
 	size_t total = a->n * b->n;
@@ -872,8 +1431,8 @@ static enum kr_err product(struct compiler *c, struct conjlist *a, const struct 
 	for (size_t i = 0; i < a->n; i++)
 		for (size_t j = 0; j < b->n; j++) {
 			struct conj *cj = &out.c[out.n++];
-			cj->n = a->c[i].n + b->c[j].n;
-			cj->f = malloc((cj->n ? cj->n : 1) * sizeof *cj->f);
+			cj->n = a->c[i].n;
+			cj->f = malloc((a->c[i].n ? a->c[i].n : 1) * sizeof *cj->f);
 			if (!cj->f) {
 				conjlist_free(&out);
 				conjlist_free(a);
@@ -881,16 +1440,21 @@ static enum kr_err product(struct compiler *c, struct conjlist *a, const struct 
 			}
 			if (a->c[i].n)
 				memcpy(cj->f, a->c[i].f, a->c[i].n * sizeof *cj->f);
-			if (b->c[j].n)
-				memcpy(cj->f + a->c[i].n, b->c[j].f, b->c[j].n * sizeof *cj->f);
+			for (size_t k = 0; k < b->c[j].n; k++)
+				if (conj_push(cj, &b->c[j].f[k])) {
+					conjlist_free(&out);
+					conjlist_free(a);
+					return kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
+				}
 		}
 	conjlist_free(a);
 	*a = out;
 	return KR_OK;
 }
 
+/* obj into out, in disjunctive normal form. in_or: obj is (inside) a $or branch. */
 static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct conjlist *out,
-			  unsigned depth)
+			  unsigned depth, bool in_or)
 {
 	out->c = calloc(1, sizeof *out->c);
 	out->n = 1;
@@ -908,7 +1472,9 @@ static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct 
 		const char *k = obj->keys[i];
 		const struct kr_json *v = obj->items[i];
 		enum kr_err e = KR_OK;
-		if (strcmp(k, "$or") == 0) {
+		if (strcmp(k, "$or") == 0)
+			c->saw_or = true;
+		if (!c->or_plain && strcmp(k, "$or") == 0) {
 			if (v->type != KR_JSON_ARRAY || v->n < 2) {
 				e = perr(c, v, "$or must be an array of at least two objects");
 			} else {
@@ -920,7 +1486,7 @@ static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct 
 						e = perr(c, alt, "$or alternatives must be objects");
 						break;
 					}
-					e = expand(c, alt, &one, depth + 1);
+					e = expand(c, alt, &one, depth + 1, true);
 					if (e)
 						break;
 					if (alts.n + one.n > MAX_SUBRULES_PER_RULE) {
@@ -945,7 +1511,9 @@ static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct 
 				conjlist_free(&alts);
 			}
 		} else {
-			if (c->path.n >= 64) {
+			if (in_or && !c->or_plain && or_reserved_name(k)) {
+				e = perr(c, v, "%s is a reserved name that cannot be a field inside $or", k);
+			} else if (c->path.n >= 64) {
 				e = perr(c, v, "Pattern nesting is too deep");
 			} else {
 				c->path.segs[c->path.n] = k;
@@ -959,7 +1527,7 @@ static enum kr_err expand(struct compiler *c, const struct kr_json *obj, struct 
 							e = kr_errf(c->err, KR_ERR_NOMEM, "out of memory");
 				} else if (v->type == KR_JSON_OBJECT) {
 					struct conjlist sub;
-					e = expand(c, v, &sub, depth + 1);
+					e = expand(c, v, &sub, depth + 1, in_or);
 					if (!e) {
 						e = product(c, out, &sub, v);
 						conjlist_free(&sub);
@@ -1004,7 +1572,28 @@ enum kr_err kr_rules_add(struct kr_rules *r, const struct kr_json *pattern,
 	if (pattern->type != KR_JSON_OBJECT)
 		return perr(&c, pattern, "Event pattern must be a JSON object");
 	struct conjlist dnf;
-	enum kr_err e = expand(&c, pattern, &dnf, 0);
+	enum kr_err e = expand(&c, pattern, &dnf, 0, false);
+	if (e == KR_ERR_PATTERN && c.saw_or) {
+		/* event-ruler (GenericMachine.addRule) reads a pattern its JSON compiler refuses again
+		 * with its older compiler, which has no $or: "$or" that is not an array of two objects
+		 * or more, or whose branches name an operator, is then a field. When that fails too, the
+		 * first reading's error says more. */
+		char first[KR_ERRBUF];
+		const struct kr_json *first_bad = bad ? *bad : NULL;
+		snprintf(first, sizeof first, "%s", err ? err : "");
+		for (uint32_t i = c.m_start; i < r->nmatchers; i++)
+			matcher_fini(&r->matchers[i]);
+		r->nmatchers = c.m_start;
+		c.path.n = 0;
+		c.or_plain = true;
+		e = expand(&c, pattern, &dnf, 0, false);
+		if (e == KR_ERR_PATTERN) {
+			if (err)
+				snprintf(err, KR_ERRBUF, "%s", first);
+			if (bad)
+				*bad = first_bad;
+		}
+	}
 	if (!e) {
 		uint32_t nc = 0;
 		for (size_t i = 0; i < dnf.n; i++)
@@ -1148,14 +1737,14 @@ static const uint8_t exact_kind[] = {
 
 static bool indexable(const struct matcher *m)
 {
-	return m->kind <= M_ISUFFIX;
+	return m->kind <= M_IP && !m->icomplex;
 }
 
 static uint8_t index_kind(const struct matcher *m)
 {
 	static const uint8_t ix[] = {[M_PREFIX] = IX_PREFIX, [M_SUFFIX] = IX_SUFFIX,
 				     [M_ICASE] = IX_ICASE, [M_IPREFIX] = IX_IPREFIX,
-				     [M_ISUFFIX] = IX_ISUFFIX};
+				     [M_ISUFFIX] = IX_ISUFFIX, [M_IP] = IX_IP};
 	return m->kind == M_EXACT ? exact_kind[m->vtype] : ix[m->kind];
 }
 
@@ -1175,7 +1764,7 @@ static enum kr_err index_cond(struct kr_rules *r, uint32_t ci)
 			si->kinds |= (uint16_t)(1u << index_kind(m));
 			static const int which[] = {[M_PREFIX] = 0, [M_SUFFIX] = 1, [M_IPREFIX] = 2,
 						    [M_ISUFFIX] = 3};
-			if (m->kind != M_EXACT && m->kind != M_ICASE)
+			if (m->kind != M_EXACT && m->kind != M_ICASE && m->kind != M_IP)
 				e = add_len(si, which[m->kind], m->len);
 			if (m->kind == M_ICASE || m->kind == M_IPREFIX || m->kind == M_ISUFFIX)
 				si->icase = true;
@@ -1334,7 +1923,8 @@ static uint32_t fent_checks(const struct kr_rules *r, uint32_t ci)
 		if (cd->absent_ok || cd->m_n == 0)
 			return FENT_GENERAL;
 		for (uint32_t j = 0; j < cd->m_n; j++)
-			if (r->matchers[cd->m_off + j].kind != M_EXACT)
+			if (r->matchers[cd->m_off + j].kind != M_EXACT ||
+			    r->matchers[cd->m_off + j].vtype == KR_V_NUMBER) /* compared by num_key */
 				return FENT_GENERAL;
 		n += cd->m_n;
 	}
@@ -1679,7 +2269,7 @@ enum kr_err kr_rules_build(struct kr_rules *r)
 	for (uint32_t i = 0; i < r->nslots; i++) {
 		struct slotinfo *si = &r->slots[i];
 		si->exact_only = !si->icase && !si->nscan && !si->nplen[0] && !si->nplen[1] &&
-				 !si->nplen[2] && !si->nplen[3];
+				 !si->nplen[2] && !si->nplen[3] && !(si->kinds >> IX_IP & 1);
 	}
 	/* the slots with exact-string keys: the parser announces their values (prefetch_key); not
 	 * worth its cost while the index is small enough to stay in the cache anyway */
@@ -1924,12 +2514,27 @@ static void match_value(const struct kr_rules *r, struct kr_match_state *st, uin
 	if (si->kinds >> exact_kind[val->type] & 1) {
 		/* a hinted string's hash came with it (prefetch_key hashed it as IX_STR) */
 		uint8_t kind = exact_kind[val->type];
-		lookup_hashed(r, st, v, slot, kind, s, n,
-			      val->hinted ? val->hint : key_hash(slot, kind, s, n));
+		char key[NUMKEY_LEN];
+		if (val->type == KR_V_NUMBER) {
+			size_t kn = n;
+			const char *k = num_cmp_text(s, &kn, key);
+			lookup(r, st, v, slot, kind, k, kn);
+		} else {
+			lookup_hashed(r, st, v, slot, kind, s, n,
+				      val->hinted ? val->hint : key_hash(slot, kind, s, n));
+		}
 	}
 	if (si->exact_only)
 		return;
 	if (val->type == KR_V_STRING) {
+		if (si->kinds >> IX_IP & 1) {
+			uint8_t a[16];
+			unsigned alen = ip_parse(s, n, a);
+			if (alen)
+				lookup(r, st, v, slot, IX_IP, (const char *)a, alen);
+			if (alen == 16) /* an IPv4 address as the first digits of an IPv6 one */
+				lookup(r, st, v, slot, IX_IP, (const char *)a, 4);
+		}
 		for (uint32_t i = 0; i < si->nplen[0] && si->plen[0][i] <= n; i++)
 			lookup(r, st, v, slot, IX_PREFIX, s, si->plen[0][i]);
 		for (uint32_t i = 0; i < si->nplen[1] && si->plen[1][i] <= n; i++)

@@ -11,8 +11,8 @@
  *
  * Semantics follow EventBridge: arrays in the pattern are OR, fields are AND, an array in the event
  * matches when any element does, fields matched together inside arrays of objects must come from
- * the same element, exact numbers compare by their JSON text, the numeric operator by value, and
- * string operators never match non-strings. */
+ * the same element, numbers compare by value as event-ruler does (by text when a double cannot say
+ * them exactly), and string operators never match non-strings. */
 #ifndef KR_RULES_H
 #define KR_RULES_H
 

@@ -12,8 +12,10 @@
 #include "rules.h"
 #include "stream.h"
 
-/* EventBridge keeps the last of duplicate keys in patterns and events. */
-static const struct kr_json_opts lenient = {.last_key_wins = true};
+/* event-ruler reads patterns and events as token streams: every occurrence of a repeated key
+ * counts (the pattern compiler lets a later one replace an earlier leaf, the event gets the
+ * values of all), so all are kept. */
+static const struct kr_json_opts lenient = {.keep_duplicate_keys = true};
 
 struct one_event {
 	struct kr_rules *rules;

@@ -222,6 +222,19 @@ static void test_duplicate_keys_keep_the_last_value_with_last_key_wins(void **st
 	kr_json_free(j);
 }
 
+static void test_duplicate_keys_are_all_kept_in_order_with_keep_duplicate_keys(void **state)
+{
+	(void)state;
+	struct kr_json_opts o = {.keep_duplicate_keys = true};
+	struct kr_json *j = parse_ok("{\"a\": 1, \"b\": 0, \"a\": \"last\"}", &o);
+	assert_int_equal(j->n, 3);
+	assert_string_equal(j->keys[0], "a");
+	assert_string_equal(j->keys[2], "a");
+	assert_string_equal(j->items[0]->str, "1");
+	assert_string_equal(j->items[2]->str, "last");
+	kr_json_free(j);
+}
+
 static void test_keys_sharing_a_prefix_are_not_duplicates(void **state)
 {
 	(void)state;
@@ -642,6 +655,7 @@ int main(void)
 		cmocka_unit_test(test_duplicate_keys_are_rejected_by_default),
 		cmocka_unit_test(test_duplicate_keys_are_rejected_in_nested_objects_and_with_object_values),
 		cmocka_unit_test(test_duplicate_keys_keep_the_last_value_with_last_key_wins),
+		cmocka_unit_test(test_duplicate_keys_are_all_kept_in_order_with_keep_duplicate_keys),
 		cmocka_unit_test(test_keys_sharing_a_prefix_are_not_duplicates),
 		cmocka_unit_test(test_duplicate_key_is_found_among_many_keys),
 		cmocka_unit_test(test_last_key_wins_keeps_the_last_of_several_duplicates),

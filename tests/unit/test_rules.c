@@ -163,15 +163,55 @@ static void test_exact_string_matches_only_the_same_string(void **state)
 	assert_false(one("{\"f\": [\"5\"]}", "f", KR_V_NUMBER, "5"));
 }
 
-static void test_exact_number_matches_by_its_json_text(void **state)
+static void test_exact_number_matches_every_spelling_of_its_value(void **state)
 {
 	(void)state;
 	const char *p = "{\"f\": [300]}";
 	assert_true(num_matches(p, "300"));
-	assert_false(num_matches(p, "3.0e2"));
-	assert_false(num_matches(p, "300.0"));
+	assert_true(num_matches(p, "3.0e2"));
+	assert_true(num_matches(p, "300.0"));
+	assert_true(num_matches(p, "3E+2"));
+	assert_false(num_matches(p, "301"));
 	assert_false(str_matches(p, "300"));
-	assert_true(num_matches("{\"f\": [3.0e2]}", "3.0e2"));
+	assert_true(num_matches("{\"f\": [-0.5E10]}", "-5000000000E+0"));
+	assert_true(num_matches("{\"f\": [-0.0]}", "0"));
+	assert_true(num_matches("{\"f\": [0]}", "-0"));
+	assert_true(num_matches("{\"f\": [40.96E+2]}", "4096"));
+	assert_true(num_matches("{\"f\": [1.7976931348623157e308]}", "17976931348623157e292"));
+	/* an inline check of a second condition (rule anchored on the string) compares by value too */
+	struct rset rs;
+	const char *pats[] = {"{\"s\": [\"a\"], \"f\": [300]}"};
+	rs_setup(&rs, pats, 1);
+	ev_str(&rs, "s", "a");
+	ev(&rs, "f", KR_V_NUMBER, "300.00");
+	assert_string_equal(matches(&rs), "0");
+	rs_fini(&rs);
+}
+
+/* ComparableNumber.generate: a literal whose double is not what it says (its shortest decimal,
+ * at least two digits, differs in value) is compared by its text only. */
+static void test_exact_number_not_representable_matches_by_text_only(void **state)
+{
+	(void)state;
+	const char *p = "{\"f\": [9007199254740993]}";
+	assert_true(num_matches(p, "9007199254740993"));
+	assert_false(num_matches(p, "9007199254740992"));
+	assert_false(num_matches(p, "9007199254740993.0"));
+	assert_true(num_matches("{\"f\": [1e400]}", "1e400"));
+	assert_false(num_matches("{\"f\": [1e400]}", "1E400"));
+	assert_false(num_matches("{\"f\": [5e-324]}", "4.9e-324"));
+	assert_true(num_matches("{\"f\": [4.9e-324]}", "49e-325"));
+	assert_true(num_matches("{\"f\": [9007199254740992]}", "9.007199254740992e15"));
+}
+
+static void test_anything_but_number_excludes_every_spelling_of_its_value(void **state)
+{
+	(void)state;
+	assert_false(num_matches("{\"f\": [{\"anything-but\": 0.1}]}", "0.10"));
+	assert_false(num_matches("{\"f\": [{\"anything-but\": [3.018e2]}]}", "301.8"));
+	assert_true(num_matches("{\"f\": [{\"anything-but\": [3.018e2]}]}", "301.9"));
+	/* an event number that is not representable is text: a number list never excludes it */
+	assert_true(num_matches("{\"f\": [{\"anything-but\": [1]}]}", "1.00000000000000000001"));
 }
 
 static void test_exact_true_false_and_null_match_only_their_type(void **state)
@@ -252,6 +292,48 @@ static void test_equals_ignore_case_folds_ascii_and_latin1(void **state)
 	assert_true(str_matches("{\"f\": [{\"equals-ignore-case\": \"CAF\xC3\x89\"}]}",
 				"caf\xC3\xA9"));
 	assert_false(num_matches("{\"f\": [{\"equals-ignore-case\": \"1\"}]}", "1"));
+}
+
+static bool icase(const char *op, const char *pat, const char *value)
+{
+	char p[256];
+	if (strcmp(op, "equals-ignore-case") == 0)
+		snprintf(p, sizeof p, "{\"f\": [{\"equals-ignore-case\": \"%s\"}]}", pat);
+	else
+		snprintf(p, sizeof p, "{\"f\": [{\"%s\": {\"equals-ignore-case\": \"%s\"}}]}", op,
+			 pat);
+	return str_matches(p, value);
+}
+
+/* EqualsIgnoreCaseParser: per UTF-16 unit of the pattern, its Locale.ROOT lower or upper case
+ * (full mappings); the value is never folded. */
+static void test_equals_ignore_case_folds_one_way_as_event_ruler(void **state)
+{
+	(void)state;
+	assert_true(icase("equals-ignore-case", "stra\u00dfe", "STRASSE"));
+	assert_false(icase("equals-ignore-case", "STRASSE", "stra\u00dfe"));
+	assert_true(icase("equals-ignore-case", "\u017f", "S"));  /* long s */
+	assert_false(icase("equals-ignore-case", "\u017f", "s"));
+	assert_true(icase("equals-ignore-case", "\u212a", "k"));  /* Kelvin sign */
+	assert_false(icase("equals-ignore-case", "\u212a", "K"));
+	assert_false(icase("equals-ignore-case", "k", "\u212a"));
+	assert_true(icase("equals-ignore-case", "\u0131", "I"));  /* dotless i */
+	assert_false(icase("equals-ignore-case", "\u01c5", "\u01c5")); /* titlecase Dz */
+	assert_true(icase("equals-ignore-case", "\u023a", "\u2c65"));
+	assert_true(icase("equals-ignore-case", "\u00ff", "\u0178"));
+	assert_true(icase("equals-ignore-case", "\u0130", "i\u0307"));
+	assert_true(icase("equals-ignore-case", "\U0001F600", "??")); /* a non-BMP character */
+	assert_false(icase("equals-ignore-case", "\U0001F600", "\U0001F600"));
+	assert_true(icase("equals-ignore-case", "\u0386", "\u03ac")); /* Greek accented capital */
+	assert_true(icase("prefix", "\u00df", "SSx"));
+	assert_true(icase("suffix", "\u00df", "xSS"));
+	assert_false(icase("suffix", "SS", "x\u00df"));
+	assert_false(str_matches("{\"f\": [{\"anything-but\": {\"equals-ignore-case\": \"\u00df\"}}]}",
+				 "SS"));
+	assert_true(str_matches("{\"f\": [{\"anything-but\": {\"equals-ignore-case\": \"\u00df\"}}]}",
+				"ss"));
+	assert_true(str_matches("{\"f\": [{\"anything-but\": {\"equals-ignore-case\": \"SS\"}}]}",
+				"\u00df"));
 }
 
 static void test_exact_and_ignore_case_rules_on_one_literal_stay_independent(void **state)
@@ -407,6 +489,20 @@ static void test_numeric_ranges_compare_by_value(void **state)
 	assert_false(num_matches("{\"f\": [{\"numeric\": [\">=\", 1, \"<\", 2]}]}", "2"));
 }
 
+static void test_numeric_never_matches_a_number_it_cannot_represent(void **state)
+{
+	(void)state;
+	const char *gt = "{\"f\": [{\"numeric\": [\">\", 0]}]}";
+	assert_false(num_matches(gt, "1e400"));
+	assert_false(num_matches(gt, "5e-324"));
+	assert_false(num_matches(gt, "12345678901234567890"));
+	assert_true(num_matches(gt, "12345678901234567000"));
+	assert_true(num_matches(gt, "4.9e-324"));
+	/* the largest double is a bound like any other (event-ruler throws there: not copied) */
+	assert_true(num_matches("{\"f\": [{\"numeric\": [\"<\", 1.7976931348623157e308]}]}", "1"));
+	assert_true(num_matches("{\"f\": [{\"numeric\": [\">\", -1.7976931348623157e308]}]}", "1"));
+}
+
 /* ---- exists ---- */
 
 static void test_exists_true_needs_a_value_and_false_its_absence(void **state)
@@ -450,8 +546,36 @@ static void test_cidr_v4_matches_addresses_in_the_network(void **state)
 	assert_false(str_matches(odd, "192.168.128.1"));
 	assert_false(str_matches(odd, "192.168.63.255"));
 	assert_true(str_matches("{\"f\": [{\"cidr\": \"0.0.0.0/0\"}]}", "203.0.113.9"));
-	assert_true(str_matches("{\"f\": [{\"cidr\": \"203.0.113.9/32\"}]}", "203.0.113.9"));
-	assert_false(str_matches("{\"f\": [{\"cidr\": \"203.0.113.9/32\"}]}", "203.0.113.8"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"203.0.113.9/31\"}]}", "203.0.113.8"));
+	assert_false(str_matches("{\"f\": [{\"cidr\": \"203.0.113.9/31\"}]}", "203.0.113.10"));
+}
+
+/* CIDR.java as event-ruler reads addresses and masks, and its byte machine's ranges */
+static void test_cidr_and_ip_edge_cases_follow_event_ruler(void **state)
+{
+	(void)state;
+	/* an IPv4-mapped address written in hex is the IPv4 address; with a dotted quad, none */
+	const char *net = "{\"f\": [{\"cidr\": \"192.0.2.0/24\"}]}";
+	assert_true(str_matches(net, "::ffff:c000:280"));
+	assert_false(str_matches(net, "::ffff:192.0.2.128"));
+	/* leading zeros are decimal; at most 15 characters */
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"0.0.0.0/4\"}]}", "00.0.0.1"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"10.0.0.0/8\"}]}", "010.0.0.1"));
+	/* masks as Integer.parseInt reads them; trailing slashes dropped by String.split */
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"10.0.0.0/+8\"}]}", "10.1.2.3"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"10.0.0.0/08\"}]}", "10.1.2.3"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"10.0.0.0/8/\"}]}", "10.1.2.3"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"10.0.0.0/-0\"}]}", "1.2.3.4"));
+	/* ranges decide on the first digits: an IPv6 address in an IPv4 range, ::/0 takes all */
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"0.0.0.0/4\"}]}", "::"));
+	assert_true(str_matches("{\"f\": [{\"cidr\": \"::/0\"}]}", "10.0.0.1"));
+	assert_false(str_matches("{\"f\": [{\"cidr\": \"::/0\"}]}", "::2.0.2.8"));
+	/* an exact string that is an address matches every spelling of it */
+	assert_true(str_matches("{\"f\": [\"2001:db8::1\"]}", "2001:DB8:0:0:0:0:0:1"));
+	assert_true(str_matches("{\"f\": [\"10.0.0.1\"]}", "010.000.0.01"));
+	assert_false(str_matches("{\"f\": [\"10.0.0.1\"]}", "10.0.0.2"));
+	assert_false(str_matches("{\"f\": [{\"anything-but\": \"10.0.0.1\"}]}", "10.0.0.1"));
+	assert_true(str_matches("{\"f\": [{\"anything-but\": \"10.0.0.1\"}]}", "010.0.0.1"));
 }
 
 static void test_cidr_v6_matches_addresses_in_the_network(void **state)
@@ -483,6 +607,52 @@ static void test_fields_are_anded(void **state)
 	assert_string_equal(matches(&rs), "0");
 	ev_reset(&rs);
 	ev_str(&rs, "detail.state", "Disabled");
+	assert_string_equal(matches(&rs), "");
+	rs_fini(&rs);
+}
+
+/* event-ruler reads a pattern its $or-aware compiler refuses again without $or: "$or" is then an
+ * ordinary field (not an array of two objects or more, or a branch naming an operator). */
+static void test_or_that_event_ruler_cannot_read_as_or_is_a_field(void **state)
+{
+	(void)state;
+	assert_true(one("{\"$or\": [{\"exists\": false}]}", "x", KR_V_STRING, "a"));
+	assert_false(one("{\"$or\": [{\"exists\": true}]}", "x", KR_V_STRING, "a"));
+	assert_true(one("{\"$or\": [{\"prefix\": \"a\"}]}", "$or", KR_V_STRING, "abc"));
+	assert_true(one("{\"$or\": {\"a\": [\"x\"]}}", "$or.a", KR_V_STRING, "x"));
+	assert_true(one("{\"$or\": [5]}", "$or", KR_V_NUMBER, "5"));
+	const char *reserved = "{\"d\": {\"$or\": [{\"numeric\": [\">\", 0]}, {\"suffix\": \"z\"}]}}";
+	assert_true(one(reserved, "d.$or", KR_V_NUMBER, "1"));
+	assert_true(one(reserved, "d.$or", KR_V_STRING, "xyz"));
+	assert_false(one(reserved, "d.numeric", KR_V_NUMBER, "1"));
+	/* the second reading has what event-ruler's older compiler has: no anything-but wildcard,
+	 * no anything-but list of prefixes */
+	struct kr_rules *r;
+	assert_int_equal(kr_rules_new(&r), KR_OK);
+	struct kr_json *j = parse_json("{\"$or\": [{\"anything-but\": {\"prefix\": [\"a\"]}}]}");
+	char err[KR_ERRBUF] = "";
+	assert_int_equal(kr_rules_add(r, j, NULL, err), KR_ERR_PATTERN);
+	assert_non_null(strstr(err, "$or must be an array of at least two objects"));
+	kr_json_free(j);
+	kr_rules_free(r);
+	/* a real $or still is one */
+	assert_true(one("{\"$or\": [{\"a\": [\"x\"]}, {\"b\": [\"y\"]}]}", "b", KR_V_STRING, "y"));
+}
+
+/* JsonRuleCompiler writes each field with rule.put: a $or branch's field replaces the outer one,
+ * and a field after the $or replaces the branches' own. */
+static void test_or_branch_field_replaces_the_outer_one(void **state)
+{
+	(void)state;
+	const char *before = "{\"a\": [\"x\"], \"$or\": [{\"a\": [\"y\"]}, {\"b\": [\"z\"]}]}";
+	assert_true(one(before, "a", KR_V_STRING, "y"));
+	assert_false(one(before, "a", KR_V_STRING, "x"));
+	struct rset rs;
+	const char *after[] = {
+		"{\"$or\": [{\"a\": [\"n\"]}, {\"a\": [false]}], \"a\": [{\"exists\": false}]}"};
+	rs_setup(&rs, after, 1);
+	assert_string_equal(matches(&rs), "0");
+	ev_str(&rs, "a", "n");
 	assert_string_equal(matches(&rs), "");
 	rs_fini(&rs);
 }
@@ -689,6 +859,14 @@ static void test_invalid_patterns_name_the_field_and_the_offending_node(void **s
 			     "{\"foo\"");
 	assert_pattern_error("{\"a\": [{\"cidr\": \"10.0.0.0/33\"}]}", "a", "prefix length",
 			     "\"10.0.0.0/33\"");
+	assert_pattern_error("{\"a\": [{\"cidr\": \"10.0.0.0/32\"}]}", "a", "prefix length 0-31",
+			     "\"10.0.0.0/32\"");
+	assert_pattern_error("{\"a\": [{\"cidr\": \"::/128\"}]}", "a", "prefix length 0-127",
+			     "\"::/128\"");
+	assert_pattern_error("{\"a\": [{\"cidr\": \"::ffff:0:0/38\"}]}", "a", "IPv4 mask",
+			     "\"::ffff:0:0/38\"");
+	assert_pattern_error("{\"a\": [{\"cidr\": \"10.0.0.0//8\"}]}", "a", "one '/'",
+			     "\"10.0.0.0//8\"");
 	assert_pattern_error("{\"a\": [{\"cidr\": \"10.0.0.300/8\"}]}", "a", "IP address",
 			     "\"10.0.0.300/8\"");
 	assert_pattern_error("{\"a\": [{\"wildcard\": \"a**b\"}]}", "a", "Consecutive wildcard",
@@ -698,6 +876,14 @@ static void test_invalid_patterns_name_the_field_and_the_offending_node(void **s
 	assert_pattern_error("{\"a\": [{\"exists\": \"yes\"}]}", "a", "exists", "\"yes\"");
 	assert_pattern_error("{\"a\": [{\"anything-but\": [\"x\", 1]}]}", "a", "mixed types",
 			     "1]");
+	assert_pattern_error("{\"a\": [{\"numeric\": [\">\", 9007199254740993]}]}", "a",
+			     "Cannot compare number 9007199254740993", "9007199254740993");
+	assert_pattern_error("{\"a\": [{\"numeric\": [\"<\", 1.8e308]}]}", "a",
+			     "Cannot compare number", "1.8e308");
+	assert_pattern_error("{\"a\": [{\"anything-but\": [0.10000000000000001]}]}", "a",
+			     "Cannot compare number", "0.10000000000000001");
+	assert_pattern_error("{\"a\": [{\"anything-but\": 5e-324}]}", "a", "Cannot compare number",
+			     "5e-324");
 	assert_pattern_error("{\"a\": [{\"prefix\": \"x\", \"suffix\": \"y\"}]}", "a",
 			     "Only one key", "{\"prefix\"");
 	assert_pattern_error("{\"a\": [[\"x\"]]}", "a", "Match value must be", "[\"x\"]]");
@@ -984,25 +1170,32 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exact_string_matches_only_the_same_string),
-		cmocka_unit_test(test_exact_number_matches_by_its_json_text),
+		cmocka_unit_test(test_exact_number_matches_every_spelling_of_its_value),
+		cmocka_unit_test(test_exact_number_not_representable_matches_by_text_only),
 		cmocka_unit_test(test_exact_true_false_and_null_match_only_their_type),
 		cmocka_unit_test(test_pattern_array_is_an_or_and_event_array_matches_on_any_element),
 		cmocka_unit_test(test_nested_fields_are_matched_by_their_full_path),
 		cmocka_unit_test(test_prefix_and_suffix_match_strings_only),
 		cmocka_unit_test(test_equals_ignore_case_folds_ascii_and_latin1),
+		cmocka_unit_test(test_equals_ignore_case_folds_one_way_as_event_ruler),
 		cmocka_unit_test(test_ignore_case_prefix_and_suffix),
 		cmocka_unit_test(test_exact_and_ignore_case_rules_on_one_literal_stay_independent),
 		cmocka_unit_test(test_wildcard_matches_stars_anywhere),
 		cmocka_unit_test(test_wildcard_escapes_make_star_and_backslash_literal),
 		cmocka_unit_test(test_anything_but_single_value_and_list),
+		cmocka_unit_test(test_anything_but_number_excludes_every_spelling_of_its_value),
 		cmocka_unit_test(test_anything_but_with_string_operators),
 		cmocka_unit_test(test_anything_but_needs_a_value),
 		cmocka_unit_test(test_numeric_ranges_compare_by_value),
+		cmocka_unit_test(test_numeric_never_matches_a_number_it_cannot_represent),
 		cmocka_unit_test(test_exists_true_needs_a_value_and_false_its_absence),
 		cmocka_unit_test(test_cidr_v4_matches_addresses_in_the_network),
+		cmocka_unit_test(test_cidr_and_ip_edge_cases_follow_event_ruler),
 		cmocka_unit_test(test_cidr_v6_matches_addresses_in_the_network),
 		cmocka_unit_test(test_fields_are_anded),
 		cmocka_unit_test(test_or_alternatives_match_each_and_report_the_rule_once),
+		cmocka_unit_test(test_or_branch_field_replaces_the_outer_one),
+		cmocka_unit_test(test_or_that_event_ruler_cannot_read_as_or_is_a_field),
 		cmocka_unit_test(test_nested_or_multiplies_out),
 		cmocka_unit_test(test_several_rules_report_ids_in_config_order),
 		cmocka_unit_test(test_fields_inside_one_array_of_objects_must_match_one_element),
