@@ -142,7 +142,9 @@ static const char help[] =
 	"or event.\n\n"
 	"  --batch   read JSON Lines on stdin, each {\"pattern\": ..., \"event\": ...} (other keys\n"
 	"            are ignored), and print one line per input line: true, false or\n"
-	"            error: MESSAGE. Exit status 1 when some line was an error.\n";
+	"            error: MESSAGE. Exit status: 0 when every line was answered true or\n"
+	"            false (a false answer is not a failure here), 1 when some line was an error\n"
+	"            (each still has its own answer line), 2 on a usage error.\n";
 
 /* Parses a command-line argument: JSON text, or @FILE. Returns a new tree or NULL (err says why). */
 static struct kr_json *load_arg(const char *a, const char *what, char *err)
