@@ -47,14 +47,9 @@ static bool same_sources(const struct kr_config *a, const struct kr_config *b)
 	if (a->nsources != b->nsources)
 		return false;
 	bool same = true;
-	for (size_t i = 0; i < a->nsources && same; i++) {
-		struct kr_buf x = {0}, y = {0};
+	for (size_t i = 0; i < a->nsources && same; i++)
 		same = strcmp(a->sources[i].name, b->sources[i].name) == 0 &&
-		       kr_json_write(&x, a->sources[i].obj) && kr_json_write(&y, b->sources[i].obj) &&
-		       x.len == y.len && memcmp(x.p, y.p, x.len) == 0;
-		kr_buf_free(&x);
-		kr_buf_free(&y);
-	}
+		       kr_json_same_text(a->sources[i].obj, b->sources[i].obj);
 	return same;
 }
 

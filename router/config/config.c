@@ -721,6 +721,18 @@ size_t kr_config_unavailable(const struct kr_config *c, char *err)
 	return n;
 }
 
+bool kr_json_same_text(const struct kr_json *a, const struct kr_json *b)
+{
+	if (!a || !b)
+		return a == b;
+	struct kr_buf x = {0}, y = {0};
+	bool same = kr_json_write(&x, a) && kr_json_write(&y, b) && x.len == y.len &&
+		    memcmp(x.p, y.p, x.len) == 0;
+	kr_buf_free(&x);
+	kr_buf_free(&y);
+	return same;
+}
+
 char *kr_resolve_path(const char *base_dir, const char *p)
 {
 	if (p[0] == '/' || strcmp(p, "-") == 0 || !base_dir || strcmp(base_dir, ".") == 0)

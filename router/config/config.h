@@ -116,6 +116,10 @@ enum kr_err kr_config_parse(const char *name, const char *text, size_t len,
 
 void kr_config_free(struct kr_config *c);
 
+/* Whether two JSON values (NULL: absent) have the same compact text: what makes two target
+ * entries identical, or a reload's sources the same. */
+bool kr_json_same_text(const struct kr_json *a, const struct kr_json *b);
+
 /* Fills err with a message listing the sources and sinks whose type is not available in this
  * build; returns their number. */
 size_t kr_config_unavailable(const struct kr_config *c, char *err);

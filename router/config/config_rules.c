@@ -249,19 +249,6 @@ static const char *rule_path(char *out, size_t cap, size_t i, const char *suffix
 }
 
 
-/* Whether two JSON values (NULL: absent) have the same compact text. */
-static bool same_json(const struct kr_json *a, const struct kr_json *b)
-{
-	if (!a || !b)
-		return a == b;
-	struct kr_buf x = {0}, y = {0};
-	bool same = kr_json_write(&x, a) && kr_json_write(&y, b) && x.len == y.len &&
-		    memcmp(x.p, y.p, x.len) == 0;
-	kr_buf_free(&x);
-	kr_buf_free(&y);
-	return same;
-}
-
 /* Whether two target entries would make the same delivery: same sink, same transformation,
  * same retry policy and dead letter. */
 static bool same_target(const struct kr_target_cfg *a, const struct kr_target_cfg *b)
@@ -271,8 +258,8 @@ static bool same_target(const struct kr_target_cfg *a, const struct kr_target_cf
 	       a->retry.max_age_ms == b->retry.max_age_ms &&
 	       a->retry.initial_backoff_ms == b->retry.initial_backoff_ms &&
 	       a->retry.max_backoff_ms == b->retry.max_backoff_ms &&
-	       same_json(a->input_path, b->input_path) &&
-	       same_json(a->input_transformer, b->input_transformer);
+	       kr_json_same_text(a->input_path, b->input_path) &&
+	       kr_json_same_text(a->input_transformer, b->input_transformer);
 }
 
 /* Appends target entry k of r. Each entry is its own delivery, as in EventBridge, even when
