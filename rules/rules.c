@@ -16,6 +16,7 @@
 #include "mem.h"
 
 #include <arpa/inet.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -916,6 +917,9 @@ struct compiler {
 	uint32_t m_start; /* matchers added by this rule start here */
 	bool or_plain;    /* "$or" is an ordinary field name (the second reading, kr_rules_add) */
 	bool saw_or;      /* the pattern has a "$or" key */
+	/* numeric ranges open beyond ±DBL_MAX (check_extreme): their matchers and nodes */
+	struct { uint32_t m; const struct kr_json *at; } extreme[8];
+	uint32_t nextreme;
 };
 
 /* Names event-ruler (Constants.RESERVED_FIELD_NAMES_IN_OR_RELATIONSHIP) refuses as fields inside
@@ -1198,6 +1202,16 @@ static enum kr_err compile_numeric(struct compiler *c, const struct kr_json *nod
 		return perr(c, node, "Invalid member in numeric match: a range needs a lower and an upper bound");
 	if (m->has_lo && m->has_hi && node->n == 4 && !(m->lo < m->hi))
 		return perr(c, node, "Bottom must be less than top");
+	/* event-ruler fails on an open range that begins at the largest double or ends at the
+	 * lowest when it adds the rule to its machine, so only where the field survives the $or
+	 * expansion: kr_rules_add checks these then. */
+	if (node->n == 2 && m->has_lo != m->has_hi && (m->has_lo ? m->lo >= DBL_MAX : m->hi <= -DBL_MAX)) {
+		if (c->nextreme < sizeof c->extreme / sizeof *c->extreme) {
+			c->extreme[c->nextreme].m = (uint32_t)(m - c->r->matchers);
+			c->extreme[c->nextreme].at = node->items[1];
+		}
+		c->nextreme++;
+	}
 	return KR_OK;
 }
 
@@ -1561,6 +1575,40 @@ enum kr_err kr_rules_new(struct kr_rules **out)
 	return KR_OK;
 }
 
+/* A numeric range with one bound at the largest double (or a "<" one at the lowest) has nothing
+ * beyond it to compare: event-ruler fails with an internal error when such a field reaches its
+ * machine. Give EventBridge's answer, an invalid pattern, with a clear reason, for the first one
+ * a sub-rule keeps (a field a $or branch replaces never reaches the machine). */
+static enum kr_err check_extreme(struct compiler *c, struct conjlist *dnf)
+{
+	for (size_t i = 0; i < dnf->n; i++)
+		for (size_t j = 0; j < dnf->c[i].n; j++) {
+			const struct fspec *f = &dnf->c[i].f[j];
+			for (uint32_t k = f->m_off; k < f->m_off + f->m_n; k++) {
+				const struct matcher *m = &c->r->matchers[k];
+				if (m->kind != M_NUMERIC || m->has_lo == m->has_hi ||
+				    !(m->has_lo ? m->lo >= DBL_MAX : m->hi <= -DBL_MAX))
+					continue;
+				if (c->bad) {
+					*c->bad = NULL; /* where it is, when among the first eight */
+					for (uint32_t x = 0; x < c->nextreme && x < 8; x++)
+						if (c->extreme[x].m == k)
+							*c->bad = c->extreme[x].at;
+				}
+				enum kr_err e = kr_errf(
+					c->err, KR_ERR_PATTERN,
+					"Event pattern is not valid. Reason: Cannot compare number %s: a "
+					"range with one bound must %s (at field \"%s\")",
+					m->has_lo ? "1.7976931348623157e308" : "-1.7976931348623157e308",
+					m->has_lo ? "start below the largest number" : "end above the lowest number",
+					c->r->paths->names[f->slot]);
+				conjlist_free(dnf);
+				return e;
+			}
+		}
+	return KR_OK;
+}
+
 enum kr_err kr_rules_add(struct kr_rules *r, const struct kr_json *pattern,
 			 const struct kr_json **bad, char *err)
 {
@@ -1585,6 +1633,7 @@ enum kr_err kr_rules_add(struct kr_rules *r, const struct kr_json *pattern,
 			matcher_fini(&r->matchers[i]);
 		r->nmatchers = c.m_start;
 		c.path.n = 0;
+		c.nextreme = 0;
 		c.or_plain = true;
 		e = expand(&c, pattern, &dnf, 0, false);
 		if (e == KR_ERR_PATTERN) {
@@ -1594,6 +1643,8 @@ enum kr_err kr_rules_add(struct kr_rules *r, const struct kr_json *pattern,
 				*bad = first_bad;
 		}
 	}
+	if (!e && c.nextreme)
+		e = check_extreme(&c, &dnf);
 	if (!e) {
 		uint32_t nc = 0;
 		for (size_t i = 0; i < dnf.n; i++)

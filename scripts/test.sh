@@ -1,8 +1,7 @@
 #!/bin/sh
 # The whole test suite, as CI runs it (.ci/run):
-#   1. release build: unit tests, conformance table, golden and bad-input suites, integration
-#      tests; not yet the recorded event-ruler cases (suite eventruler): they wait for the
-#      matcher fixes of issue 16;
+#   1. release build: unit tests, conformance table and the recorded event-ruler cases, golden
+#      and bad-input suites, integration tests;
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (gcc); this build and the
 #      clang one below treat every warning as an error (-Dwerror=true);
 #   3. the bad-input corpus under valgrind;
@@ -15,7 +14,7 @@ cd "$(dirname "$0")/.."
 sh scripts/build.sh
 
 echo "== release build"
-meson test -C build --print-errorlogs --no-suite fuzz --no-suite eventruler
+meson test -C build --print-errorlogs --no-suite fuzz
 
 echo "== ASan + UBSan"
 if [ ! -f build-asan/build.ninja ]; then
@@ -25,7 +24,7 @@ fi
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  meson test -C build-asan --print-errorlogs --no-suite fuzz --no-suite eventruler
+  meson test -C build-asan --print-errorlogs --no-suite fuzz
 
 echo "== valgrind"
 KR_VALGRIND=1 python3 tests/badinput/run.py build/kmsrouter

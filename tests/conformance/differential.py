@@ -34,6 +34,12 @@ reach both programs exactly as generated.
            Cases with a number whose acceptance depends on the JDK event-ruler
            runs on (see representable()) are left out.
 
+Run the oracle on a JDK 19 or later (build.sh's wrapper calls `java`; point
+it at, say, Temurin 25): on JDK 17, Double.toString makes event-ruler accept or
+reject some numbers unlike every later JDK, and those cases are reported as the
+class jdk17-double-tostring.  The generator leaves out one deliberate
+difference, an empty list inside anything-but (README: Compatibility notes).
+
 Exit status: 0 when every case agrees, 1 when any disagrees, 2 on a usage or
 setup problem (a program missing, an oracle that stopped answering).
 
@@ -731,7 +737,10 @@ def anything_but_matcher(rng, v):
     else:
         operand = jstr(rng, val)
     if rng.random() < 0.05:
-        operand = rng.choice([Num("1"), [], [Num("1")], Str(""), True])
+        # never [] here: event-ruler ignores an empty list after another matcher and throws when
+        # it comes first, and kmsrouter rejects it in both places (README: Compatibility notes;
+        # cases.jsonl holds those answers), a deliberate difference this fuzzer leaves out
+        operand = rng.choice([Num("1"), [Num("1")], Str(""), True])
     return Obj([("anything-but", Obj([(sub, operand)]))])
 
 

@@ -501,6 +501,13 @@ static void test_numeric_never_matches_a_number_it_cannot_represent(void **state
 	/* the largest double is a bound like any other (event-ruler throws there: not copied) */
 	assert_true(num_matches("{\"f\": [{\"numeric\": [\"<\", 1.7976931348623157e308]}]}", "1"));
 	assert_true(num_matches("{\"f\": [{\"numeric\": [\">\", -1.7976931348623157e308]}]}", "1"));
+	/* a field a $or branch replaces never reaches the matcher, so its one-bound range at the
+	 * largest double is no error (as in event-ruler) */
+	assert_true(num_matches("{\"$or\": [{\"$or\": [{\"b\": [0]}, {\"f\": [{\"numeric\": [\">\", "
+				"1.7976931348623157e308]}]}], \"f\": [{\"numeric\": [\">\", 0, \"<\", 2]}]}, "
+				"{\"b\": [0]}]}", "1"));
+	assert_true(num_matches("{\"f\": [{\"numeric\": [\">\", 0, \"<=\", 1.7976931348623157e308]}]}",
+				"1.7976931348623157e308"));
 }
 
 /* ---- exists ---- */
@@ -892,6 +899,14 @@ static void test_invalid_patterns_name_the_field_and_the_offending_node(void **s
 	assert_pattern_error("{\"$or\": [{\"a\": [1]}, {\"c\": {\"d\": [{\"suffix\": []}]}}]}",
 			     "c.d", "suffix match pattern must be a string", "[]");
 	assert_pattern_error("[1]", NULL, "must be a JSON object", "[1]");
+	/* a one-bound range at the end of the doubles, where the field survives the $or expansion */
+	assert_pattern_error("{\"a\": [{\"numeric\": [\">\", 1.7976931348623157e308]}]}", "a",
+			     "must start below the largest number", "1.7976931348623157e308");
+	assert_pattern_error("{\"x\": [1], \"b\": {\"c\": [{\"numeric\": [\"<=\", -1.7976931348623157e308]}]}}",
+			     "b.c", "must end above the lowest number", "-1.7976931348623157e308");
+	assert_pattern_error("{\"$or\": [{\"a\": [{\"numeric\": [\">=\", 5]}]}, "
+			     "{\"b\": [{\"numeric\": [\">=\", 1.7976931348623157e308]}]}]}",
+			     "b", "Cannot compare number 1.7976931348623157e308", "1.7976931348623157e308");
 }
 
 static void test_add_after_build_is_refused(void **state)
