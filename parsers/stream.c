@@ -48,6 +48,45 @@ enum special {
 	NSPECIAL
 };
 
+/* Where a key the parser reads itself is: a record's own key, a CloudTrail record's own key, or
+ * a key of a CloudTrail record's userIdentity. */
+enum key_level { KL_RECORD, KL_CLOUDTRAIL, KL_CT_USER_IDENTITY };
+
+/* When it counts: only where envelopes are read (the outer parse, not --raw-events-only), not
+ * with no_time, only in a top-level record. */
+enum { KW_ENVELOPES = 1, KW_TIME = 2, KW_TOP_RECORD = 4 };
+
+/* Every key the parser reads itself: the event's own fields it reports or checks, the fields of
+ * the envelopes (below, envelopes[]) and of the CloudTrail log. A new envelope adds its keys
+ * here, with a capture slot each in enum special. */
+static const struct special_key {
+	const char *key;
+	uint8_t len;
+	uint8_t level; /* enum key_level */
+	uint8_t when;  /* KW_* */
+	uint8_t sp;    /* enum special */
+} special_keys[] = {
+#define K(lit, level, when, sp) {lit, sizeof(lit) - 1, level, when, sp}
+	K("id", KL_RECORD, 0, SP_ID),
+	K("time", KL_RECORD, KW_TIME, SP_TIME),
+	K("detail", KL_RECORD, 0, SP_DETAIL),
+	K("detail-type", KL_RECORD, 0, SP_DETAIL_TYPE),
+	/* an SNS notification */
+	K("Type", KL_RECORD, KW_ENVELOPES, SP_TYPE),
+	K("Message", KL_RECORD, KW_ENVELOPES, SP_MESSAGE),
+	/* a CloudTrail log, and its records */
+	K("Records", KL_RECORD, KW_ENVELOPES | KW_TOP_RECORD, SP_RECORDS),
+	K("eventID", KL_CLOUDTRAIL, 0, CT_EVENT_ID),
+	K("eventTime", KL_CLOUDTRAIL, 0, CT_EVENT_TIME),
+	K("eventType", KL_CLOUDTRAIL, 0, CT_EVENT_TYPE),
+	K("awsRegion", KL_CLOUDTRAIL, 0, CT_REGION),
+	K("eventSource", KL_CLOUDTRAIL, 0, CT_EVENT_SOURCE),
+	K("userIdentity", KL_CLOUDTRAIL, 0, CT_USER_IDENTITY),
+	K("recipientAccountId", KL_CLOUDTRAIL, 0, CT_RECIPIENT),
+	K("accountId", KL_CT_USER_IDENTITY, 0, CT_UI_ACCOUNT),
+#undef K
+};
+
 /* A record's own keys come in much the same order from one event to the next: the key seen at
  * position i of the previous record, with what it resolved to, answers the key at position i of
  * this one after one comparison. One cache per record level (what a key means to the parser
@@ -540,16 +579,33 @@ static bool cap_is(const struct kr_stream *s, enum special sp, const char *lit)
 	return s->has[sp] && s->cap_buf[sp].len == n && memcmp(cap_text(s, sp), lit, n) == 0;
 }
 
+/* ---- envelopes ----
+ * What a record holds, and what the parser makes of it when the record ends: the first entry
+ * whose test holds unwraps it, and a record no test claims is an EventBridge event as it is.
+ * Each entry names the captured fields that are its event's id and time. A new envelope is one
+ * entry here, and its keys in special_keys. */
+typedef int unwrap_fn(struct kr_stream *s, struct pstate *p, uint64_t start, uint64_t end);
+static unwrap_fn emit_event, emit_cloudtrail, parse_sns;
+static bool is_cloudtrail_record(const struct kr_stream *s, const struct pstate *p);
+static bool is_sns_notification(const struct kr_stream *s, const struct pstate *p);
+
+static const struct envelope {
+	uint8_t id, time; /* enum special */
+	bool (*holds)(const struct kr_stream *s, const struct pstate *p);
+	unwrap_fn *unwrap;
+} envelopes[] = {
+	/* by enum kr_envelope */
+	[KR_ENV_CLOUDTRAIL] = {CT_EVENT_ID, CT_EVENT_TIME, is_cloudtrail_record, emit_cloudtrail},
+	[KR_ENV_SNS] = {SP_ID, SP_TIME, is_sns_notification, parse_sns},
+	[KR_ENV_EVENT] = {SP_ID, SP_TIME, NULL, emit_event},
+};
+
 static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t raw_len,
 		enum kr_envelope env, uint64_t offset)
 {
 	struct kr_event ev = {.raw = raw, .raw_len = raw_len, .offset = offset, .envelope = env,
 			      .view = s->view};
-	enum special idsp = SP_ID, timesp = SP_TIME;
-	if (env == KR_ENV_CLOUDTRAIL) {
-		idsp = CT_EVENT_ID;
-		timesp = CT_EVENT_TIME;
-	}
+	enum special idsp = envelopes[env].id, timesp = envelopes[env].time;
 	if (s->has[idsp]) {
 		ev.id = cap_text(s, idsp);
 		ev.id_len = s->cap_buf[idsp].len;
@@ -572,7 +628,17 @@ static int emit(struct kr_stream *s, struct pstate *p, const char *raw, size_t r
 	return 0;
 }
 
-static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, uint64_t end);
+static int emit_event(struct kr_stream *s, struct pstate *p, uint64_t start, uint64_t end)
+{
+	return emit(s, p, at(s, start), (size_t)(end - start), KR_ENV_EVENT, start);
+}
+
+/* A record of a CloudTrail log's Records array. */
+static bool is_cloudtrail_record(const struct kr_stream *s, const struct pstate *p)
+{
+	(void)s;
+	return p->ev_depth == 2;
+}
 
 /* The EventBridge event EventBridge delivers for a CloudTrail record. */
 static int emit_cloudtrail(struct kr_stream *s, struct pstate *p, uint64_t start, uint64_t end)
@@ -653,12 +719,15 @@ static int end_record(struct pstate *p, uint64_t end)
 			 "invalid UTF-8 (overlong form, surrogate or beyond U+10FFFF) at byte %zu of the record",
 			 bad);
 		rc = report_invalid(s, start, end, p->msg);
-	} else if (p->ev_depth == 2)
-		rc = emit_cloudtrail(s, p, start, end);
-	else if (!s->raw_only && cap_is(s, SP_TYPE, "Notification") && s->has[SP_MESSAGE])
-		rc = parse_sns(s, p, start, end);
-	else
-		rc = emit(s, p, at(s, start), (size_t)(end - start), KR_ENV_EVENT, start);
+	} else {
+		const struct envelope *env = &envelopes[KR_ENV_EVENT];
+		for (size_t i = 0; i < sizeof envelopes / sizeof *envelopes; i++)
+			if (envelopes[i].holds && envelopes[i].holds(s, p)) {
+				env = &envelopes[i];
+				break;
+			}
+		rc = env->unwrap(s, p, start, end);
+	}
 	if (rc == KR_STREAM_PAUSE) {
 		p->pause = true;
 		rc = 0;
@@ -1129,48 +1198,35 @@ static inline bool key_eq(const char *k, const char *ek, size_t n)
 }
 
 /* Which of the fields the parser itself needs (envelopes, CloudTrail conversion, checks) a key
- * names. Switching on the length first keeps the common miss to one or two compares. */
+ * names: the first entry of special_keys for its level whose conditions hold. Only keys that
+ * pass special_mask (built from the same table) and miss the key cache get here. */
 static enum special key_special(const struct pstate *p, const char *k, size_t n)
 {
-#define IS(lit) key_eq(k, lit, sizeof(lit) - 1)
 	unsigned rel = p->depth - p->ev_depth; /* 1: the record's own keys */
+	enum key_level level;
 	if (p->ev_depth == 2 && !p->inner) {
-		if (rel == 2) {
-			if (p->frames[p->depth - 2].special == CT_USER_IDENTITY && n == 9 &&
-			    IS("accountId"))
-				return CT_UI_ACCOUNT;
+		if (rel == 1)
+			level = KL_CLOUDTRAIL;
+		else if (rel == 2 && p->frames[p->depth - 2].special == CT_USER_IDENTITY)
+			level = KL_CT_USER_IDENTITY;
+		else
 			return SP_NONE;
-		}
-		switch (n) {
-		case 7: return IS("eventID") ? CT_EVENT_ID : SP_NONE;
-		case 9:
-			if (IS("eventTime")) return CT_EVENT_TIME;
-			if (IS("eventType")) return CT_EVENT_TYPE;
-			if (IS("awsRegion")) return CT_REGION;
-			return SP_NONE;
-		case 11: return IS("eventSource") ? CT_EVENT_SOURCE : SP_NONE;
-		case 12: return IS("userIdentity") ? CT_USER_IDENTITY : SP_NONE;
-		case 18: return IS("recipientAccountId") ? CT_RECIPIENT : SP_NONE;
-		default: return SP_NONE;
-		}
-	}
-	if (rel != 1)
+	} else if (rel == 1) {
+		level = KL_RECORD;
+	} else {
 		return SP_NONE;
-	bool envelopes = !p->inner && !p->s->raw_only;
-	switch (n) {
-	case 2: return IS("id") ? SP_ID : SP_NONE;
-	case 4:
-		if (!p->s->no_time && IS("time")) return SP_TIME;
-		return envelopes && IS("Type") ? SP_TYPE : SP_NONE;
-	case 6: return IS("detail") ? SP_DETAIL : SP_NONE;
-	case 7:
-		if (!envelopes) return SP_NONE;
-		if (IS("Message")) return SP_MESSAGE;
-		return IS("Records") && p->ev_depth == 0 ? SP_RECORDS : SP_NONE;
-	case 11: return IS("detail-type") ? SP_DETAIL_TYPE : SP_NONE;
-	default: return SP_NONE;
 	}
-#undef IS
+	bool read_envelopes = !p->inner && !p->s->raw_only;
+	for (size_t i = 0; i < sizeof special_keys / sizeof *special_keys; i++) {
+		const struct special_key *e = &special_keys[i];
+		if (e->len != n || e->level != level || !key_eq(k, e->key, n))
+			continue;
+		if ((e->when & KW_ENVELOPES && !read_envelopes) || (e->when & KW_TIME && p->s->no_time) ||
+		    (e->when & KW_TOP_RECORD && p->ev_depth != 0))
+			continue;
+		return e->sp;
+	}
+	return SP_NONE;
 }
 
 static __attribute__((noinline)) int map_key_slow(struct pstate *p, const char *k, size_t n)
@@ -1268,7 +1324,14 @@ static const yajl_callbacks callbacks = {
 	.yajl_end_array = cb_end,
 };
 
-/* An SNS notification: the event is the JSON text in Message. */
+/* An SNS notification (a record, not in a CloudTrail log, whose Type is "Notification"): the
+ * event is the JSON text in Message. */
+static bool is_sns_notification(const struct kr_stream *s, const struct pstate *p)
+{
+	return p->ev_depth < 2 && !s->raw_only && cap_is(s, SP_TYPE, "Notification") &&
+	       s->has[SP_MESSAGE];
+}
+
 static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, uint64_t end)
 {
 	struct pstate *p = &s->inner;
@@ -1770,16 +1833,10 @@ enum kr_err kr_stream_new(const struct kr_paths *paths, const struct kr_stream_o
 	s->max_depth = opts && opts->max_depth ? opts->max_depth : KR_DEFAULT_MAX_DEPTH;
 	s->raw_only = opts && opts->raw_events_only;
 	s->no_time = opts && opts->no_time;
-	static const char *const specials[] = {
-		"id", "time", "Type", "detail", "Message", "Records", "detail-type", "eventID",
-		"eventTime", "eventType", "awsRegion", "eventSource", "userIdentity",
-		"recipientAccountId", "accountId",
-	};
-	for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
-		if (s->no_time && strcmp(specials[i], "time") == 0)
-			continue;
-		size_t n = strlen(specials[i]);
-		s->special_mask[n & 15] |= 1ULL << ((unsigned char)specials[i][0] & 63);
+	for (size_t i = 0; i < sizeof special_keys / sizeof *special_keys; i++) {
+		const struct special_key *e = &special_keys[i];
+		if (!(s->no_time && e->when & KW_TIME))
+			s->special_mask[e->len & 15] |= 1ULL << ((unsigned char)e->key[0] & 63);
 	}
 	s->view = &s->views[0];
 	if (kr_view_init(&s->views[0], paths) != KR_OK || kr_view_init(&s->views[1], paths) != KR_OK ||
