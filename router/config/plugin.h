@@ -90,6 +90,10 @@ enum kr_err kr_opts_reject(const struct kr_opts_check *c, const char *option, co
 struct kr_delivery {
 	const char *payload;  /* the bytes to deliver (JSON), owned by the engine */
 	size_t len;
+	const char *event;    /* the event the delivery is for, as received, before any
+				 transformer (for sinks that add metadata from it); an invalid
+				 record's bytes for its dead letter */
+	size_t event_len;
 	const char *rule;     /* rule name, or a marker for dead letters / unmatched / invalid */
 	const char *sink;     /* the sink instance's name */
 	uint64_t received_ms; /* wall clock, when the record entered */

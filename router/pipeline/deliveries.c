@@ -54,6 +54,8 @@ struct dlv *eng_delivery_new(struct kr_engine *e, struct record *rec, struct gen
 	d->target_index = -1;
 	d->pub.payload = payload ? payload : rec->event;
 	d->pub.len = payload ? len : rec->len;
+	d->pub.event = rec->event;
+	d->pub.event_len = rec->len;
 	d->pub.rule = rule;
 	d->pub.sink = d->sink->cfg->name;
 	d->pub.received_ms = rec->received_wall;

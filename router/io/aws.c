@@ -1,0 +1,698 @@
+/* kr_aws: region, endpoint, credentials and error mapping for AWS calls (see aws.h). */
+#include "aws.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "buf.h"
+#include "json.h"
+#include "log.h"
+
+const char *const kr_aws_schemes[] = {"http", "https", NULL};
+
+#define REFRESH_BEFORE_MS (5u * 60u * 1000u)
+#define PROCESS_OUTPUT_MAX (64u * 1024u)
+
+/* Credentials: counted, so that a refresh replaces them while calls signed with the old ones are
+ * in flight. */
+struct creds {
+	unsigned refs;
+	char *akid, *secret, *token;
+	uint64_t expires_wall_ms; /* 0: never */
+};
+
+struct kr_aws {
+	struct kr_loop *loop;
+	struct kr_http *http;
+	struct kr_aws_service svc;
+	char *region, *endpoint, *ca_file;
+	uint64_t connect_timeout_ms;
+	char *process;     /* the profile's credential_process, when the credentials come from it */
+	char *from;        /* where the credentials came from, for messages */
+	struct creds *creds;
+};
+
+struct call {
+	struct kr_aws *a;
+	struct creds *creds;
+	kr_aws_done_fn done;
+	void *arg;
+	char **lines; /* request headers we made */
+	size_t nlines;
+};
+
+static void creds_put(struct creds *c)
+{
+	if (!c || --c->refs)
+		return;
+	if (c->secret)
+		explicit_bzero(c->secret, strlen(c->secret));
+	if (c->token)
+		explicit_bzero(c->token, strlen(c->token));
+	free(c->akid);
+	free(c->secret);
+	free(c->token);
+	free(c);
+}
+
+static struct creds *creds_new(const char *akid, const char *secret, const char *token,
+			       uint64_t expires)
+{
+	struct creds *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->refs = 1;
+	c->akid = strdup(akid);
+	c->secret = strdup(secret);
+	c->token = token && *token ? strdup(token) : NULL;
+	c->expires_wall_ms = expires;
+	if (!c->akid || !c->secret || (token && *token && !c->token)) {
+		creds_put(c);
+		return NULL;
+	}
+	return c;
+}
+
+enum kr_err kr_aws_validate(const struct kr_aws_conf *c, const struct kr_opts_check *chk)
+{
+	if (!c->access_key_id.env != !c->secret_access_key.env)
+		return kr_opts_reject(chk, c->access_key_id.env ? "secret_access_key_env"
+								: "access_key_id_env",
+				      "access_key_id_env and secret_access_key_env go together");
+	if (c->session_token.env && !c->access_key_id.env)
+		return kr_opts_reject(chk, "session_token_env",
+				      "session_token_env needs access_key_id_env and "
+				      "secret_access_key_env");
+	if (c->region && (!*c->region || strspn(c->region, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
+						 strlen(c->region)))
+		return kr_opts_reject(chk, "region", "not a region name (like us-east-1)");
+	return KR_OK;
+}
+
+/* ---- shared files ---- */
+
+/* The value of key in the section named section of an INI file, as the AWS CLI reads them:
+ * "[name]" sections, "key = value" lines, '#' and ';' comments. A new string or NULL. */
+static char *ini_get(const char *path, const char *section, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char line[4096];
+	bool in = false;
+	char *val = NULL;
+	while (!val && fgets(line, sizeof line, f)) {
+		char *p = line;
+		while (isspace((unsigned char)*p))
+			p++;
+		char *end = p + strlen(p);
+		while (end > p && isspace((unsigned char)end[-1]))
+			*--end = 0;
+		if (!*p || *p == '#' || *p == ';')
+			continue;
+		if (*p == '[') {
+			char *close = strchr(p, ']');
+			if (!close)
+				continue;
+			*close = 0;
+			p++;
+			while (isspace((unsigned char)*p))
+				p++;
+			char *e = close;
+			while (e > p && isspace((unsigned char)e[-1]))
+				*--e = 0;
+			in = strcmp(p, section) == 0;
+			continue;
+		}
+		if (!in)
+			continue;
+		char *eq = strchr(p, '=');
+		if (!eq)
+			continue;
+		char *k = p, *ke = eq;
+		while (ke > k && isspace((unsigned char)ke[-1]))
+			ke--;
+		if ((size_t)(ke - k) != strlen(key) || strncmp(k, key, (size_t)(ke - k)) != 0)
+			continue;
+		char *v = eq + 1;
+		while (isspace((unsigned char)*v))
+			v++;
+		val = strdup(v);
+	}
+	explicit_bzero(line, sizeof line);
+	fclose(f);
+	return val;
+}
+
+static char *home_file(const char *env, const char *rel)
+{
+	const char *p = getenv(env);
+	if (p && *p)
+		return strdup(p);
+	const char *home = getenv("HOME");
+	if (!home || !*home)
+		return NULL;
+	char *out;
+	return asprintf(&out, "%s/%s", home, rel) < 0 ? NULL : out;
+}
+
+/* key of profile: the credentials file's [profile], then the config file's [profile profile]
+ * ([default] for default). */
+static char *profile_get(const char *profile, const char *key, bool credentials_file_too)
+{
+	char *v = NULL;
+	if (credentials_file_too) {
+		char *cf = home_file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
+		if (cf)
+			v = ini_get(cf, profile, key);
+		free(cf);
+	}
+	if (!v) {
+		char *cfg = home_file("AWS_CONFIG_FILE", ".aws/config");
+		char section[256];
+		if (strcmp(profile, "default") == 0)
+			snprintf(section, sizeof section, "default");
+		else
+			snprintf(section, sizeof section, "profile %s", profile);
+		if (cfg)
+			v = ini_get(cfg, section, key);
+		free(cfg);
+	}
+	return v;
+}
+
+static const char *profile_name(const struct kr_aws_conf *c)
+{
+	if (c->profile)
+		return c->profile;
+	const char *p = getenv("AWS_PROFILE");
+	return p && *p ? p : "default";
+}
+
+/* "2024-03-01T12:00:00Z" (or with fractions / an offset) as wall-clock ms; 0 when unreadable. */
+static uint64_t iso8601_ms(const char *s)
+{
+	struct tm tm = {0};
+	int y, mo, d, h, mi, sec;
+	int n = 0;
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+		return 0;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	time_t t = timegm(&tm);
+	if (t == (time_t)-1)
+		return 0;
+	const char *p = s + n;
+	if (*p == '.')
+		for (p++; isdigit((unsigned char)*p); p++)
+			;
+	long off = 0;
+	if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1])) {
+		int oh = 0, om = 0;
+		if (sscanf(p + 1, "%2d:%2d", &oh, &om) < 1)
+			return 0;
+		off = (oh * 60L + om) * 60L * (*p == '+' ? 1 : -1);
+	}
+	return (uint64_t)(t - off) * 1000u;
+}
+
+/* Runs the credential_process command and reads its JSON ({"Version": 1, "AccessKeyId",
+ * "SecretAccessKey", "SessionToken", "Expiration"}). Blocks while the command runs, as the SDKs
+ * do. */
+static struct creds *run_process(const char *cmd, const char *profile, char *err)
+{
+	FILE *p = popen(cmd, "r");
+	if (!p) {
+		kr_errf(err, KR_ERR_IO, "profile %s: cannot run its credential_process: %s", profile,
+			strerror(errno));
+		return NULL;
+	}
+	struct kr_buf out = {0};
+	char chunk[4096];
+	size_t n;
+	bool big = false;
+	while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) {
+		if (out.len + n > PROCESS_OUTPUT_MAX) {
+			big = true;
+			continue;
+		}
+		if (!kr_buf_append(&out, chunk, n)) {
+			big = true;
+			continue;
+		}
+	}
+	explicit_bzero(chunk, sizeof chunk);
+	int st = pclose(p);
+	struct creds *c = NULL;
+	struct kr_json *j = NULL;
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		kr_errf(err, KR_ERR_IO, "profile %s: its credential_process failed (exit status %d)",
+			profile, st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st));
+	} else if (big) {
+		kr_errf(err, KR_ERR_IO, "profile %s: its credential_process wrote more than %u bytes",
+			profile, PROCESS_OUTPUT_MAX);
+	} else if (kr_json_parse(out.p ? out.p : "", out.len, NULL, &j, NULL, NULL) != KR_OK ||
+		   j->type != KR_JSON_OBJECT) {
+		kr_errf(err, KR_ERR_IO,
+			"profile %s: its credential_process did not write a JSON object", profile);
+	} else {
+		const struct kr_json *ak = kr_json_get(j, "AccessKeyId");
+		const struct kr_json *sk = kr_json_get(j, "SecretAccessKey");
+		const struct kr_json *tk = kr_json_get(j, "SessionToken");
+		const struct kr_json *ex = kr_json_get(j, "Expiration");
+		const struct kr_json *ver = kr_json_get(j, "Version");
+		if (!ver || ver->type != KR_JSON_NUMBER || ver->num != 1)
+			kr_errf(err, KR_ERR_IO,
+				"profile %s: its credential_process must write \"Version\": 1", profile);
+		else if (!ak || ak->type != KR_JSON_STRING || !sk || sk->type != KR_JSON_STRING ||
+			 (tk && tk->type != KR_JSON_STRING) || (ex && ex->type != KR_JSON_STRING))
+			kr_errf(err, KR_ERR_IO,
+				"profile %s: its credential_process must write AccessKeyId and "
+				"SecretAccessKey strings (SessionToken and Expiration optional)",
+				profile);
+		else if (ex && !iso8601_ms(ex->str))
+			kr_errf(err, KR_ERR_IO,
+				"profile %s: its credential_process wrote an Expiration that is not an "
+				"ISO 8601 time",
+				profile);
+		else if (!(c = creds_new(ak->str, sk->str, tk ? tk->str : NULL,
+					 ex ? iso8601_ms(ex->str) : 0)))
+			kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		if (sk && sk->type == KR_JSON_STRING)
+			explicit_bzero(sk->str, sk->len);
+		if (tk && tk->type == KR_JSON_STRING)
+			explicit_bzero(tk->str, tk->len);
+	}
+	kr_json_free(j);
+	if (out.p)
+		explicit_bzero(out.p, out.len);
+	kr_buf_free(&out);
+	return c;
+}
+
+/* The first credentials of the chain (aws.h). */
+static enum kr_err find_creds(struct kr_aws *a, const struct kr_aws_conf *c, char *err)
+{
+	const char *from;
+	const char *akid = NULL, *secret = NULL, *token = NULL;
+	if (c->access_key_id.env) {
+		akid = c->access_key_id.value;
+		secret = c->secret_access_key.value;
+		token = c->session_token.value;
+		from = "the environment variables the options name";
+	} else if (getenv("AWS_ACCESS_KEY_ID") && *getenv("AWS_ACCESS_KEY_ID")) {
+		akid = getenv("AWS_ACCESS_KEY_ID");
+		secret = getenv("AWS_SECRET_ACCESS_KEY");
+		token = getenv("AWS_SESSION_TOKEN");
+		from = "AWS_ACCESS_KEY_ID";
+		if (!secret || !*secret)
+			return kr_errf(err, KR_ERR_CONFIG,
+				       "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not");
+	} else {
+		const char *profile = profile_name(c);
+		char *k = profile_get(profile, "aws_access_key_id", true);
+		char *s = profile_get(profile, "aws_secret_access_key", true);
+		char *t = profile_get(profile, "aws_session_token", true);
+		char *proc = k ? NULL : profile_get(profile, "credential_process", false);
+		enum kr_err e = KR_OK;
+		if (k && s) {
+			if (!(a->creds = creds_new(k, s, t, 0)))
+				e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		} else if (k) {
+			e = kr_errf(err, KR_ERR_CONFIG,
+				    "profile %s has aws_access_key_id but no aws_secret_access_key",
+				    profile);
+		} else if (proc) {
+			if (!(a->creds = run_process(proc, profile, err)))
+				e = KR_ERR_IO;
+			else
+				a->process = strdup(proc);
+		} else {
+			e = kr_errf(err, KR_ERR_CONFIG,
+				    "no AWS credentials: set access_key_id_env and "
+				    "secret_access_key_env, or AWS_ACCESS_KEY_ID and "
+				    "AWS_SECRET_ACCESS_KEY, or give profile %s keys or a "
+				    "credential_process in the shared credentials or config file",
+				    profile);
+		}
+		free(k);
+		if (s)
+			explicit_bzero(s, strlen(s));
+		free(s);
+		if (t)
+			explicit_bzero(t, strlen(t));
+		free(t);
+		free(proc);
+		if (e)
+			return e;
+		if (asprintf(&a->from, "profile %s", profile) < 0)
+			a->from = NULL;
+		return KR_OK;
+	}
+	if (!akid || !*akid || !secret || !*secret)
+		return kr_errf(err, KR_ERR_CONFIG, "AWS credentials from %s are empty", from);
+	if (!(a->creds = creds_new(akid, secret, token, 0)))
+		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	a->from = strdup(from);
+	return KR_OK;
+}
+
+/* Credentials from a credential_process are fetched again before they expire. */
+static void refresh_creds(struct kr_aws *a)
+{
+	if (!a->process || !a->creds->expires_wall_ms ||
+	    kr_wall_ms() + REFRESH_BEFORE_MS < a->creds->expires_wall_ms)
+		return;
+	char err[KR_ERRBUF];
+	struct creds *c = run_process(a->process, a->from ? a->from : "?", err);
+	if (!c) {
+		kr_log(KR_LOG_WARN, "aws", "msg", "cannot refresh the credentials; keeping the old ones",
+		       "error", err, NULL);
+		return;
+	}
+	creds_put(a->creds);
+	a->creds = c;
+}
+
+/* ---- region and endpoint ---- */
+
+static char *find_region(const struct kr_aws_conf *c)
+{
+	if (c->region)
+		return strdup(c->region);
+	const char *e = getenv("AWS_REGION");
+	if (!e || !*e)
+		e = getenv("AWS_DEFAULT_REGION");
+	if (e && *e)
+		return strdup(e);
+	return profile_get(profile_name(c), "region", false);
+}
+
+static char *find_endpoint(const struct kr_aws_conf *c, const struct kr_aws_service *svc,
+			   const char *region)
+{
+	if (c->endpoint)
+		return strdup(c->endpoint);
+	char var[64];
+	snprintf(var, sizeof var, "AWS_ENDPOINT_URL_%s", svc->env_id);
+	const char *e = getenv(var);
+	if (!e || !*e)
+		e = getenv("AWS_ENDPOINT_URL");
+	if (e && *e)
+		return strdup(e);
+	char *out;
+	bool cn = strncmp(region, "cn-", 3) == 0;
+	return asprintf(&out, "https://%s.%s.amazonaws.com%s", svc->signing_name, region,
+			cn ? ".cn" : "") < 0
+		       ? NULL
+		       : out;
+}
+
+enum kr_err kr_aws_new(struct kr_loop *loop, const struct kr_aws_conf *c,
+		       const struct kr_aws_service *svc, struct kr_aws **out, char *err)
+{
+	struct kr_aws *a = calloc(1, sizeof *a);
+	if (!a)
+		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	a->loop = loop;
+	a->svc = *svc;
+	a->connect_timeout_ms = c->connect_timeout_ms;
+	enum kr_err e = KR_OK;
+	a->region = find_region(c);
+	if (!a->region || !*a->region)
+		e = kr_errf(err, KR_ERR_CONFIG,
+			    "no AWS region: set region, AWS_REGION or the profile's region");
+	if (!e && !(a->endpoint = find_endpoint(c, svc, a->region)))
+		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	/* no slash at the end: paths start with one */
+	size_t n = a->endpoint ? strlen(a->endpoint) : 0;
+	while (n && a->endpoint[n - 1] == '/')
+		a->endpoint[--n] = 0;
+	if (!e && c->ca_file && !(a->ca_file = strdup(c->ca_file)))
+		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	if (!e)
+		e = find_creds(a, c, err);
+	if (!e)
+		e = kr_http_new(loop, &a->http, err);
+	if (e) {
+		kr_aws_free(a);
+		return e;
+	}
+	*out = a;
+	return KR_OK;
+}
+
+void kr_aws_free(struct kr_aws *a)
+{
+	if (!a)
+		return;
+	kr_http_free(a->http);
+	creds_put(a->creds);
+	free(a->region);
+	free(a->endpoint);
+	free(a->ca_file);
+	free(a->process);
+	free(a->from);
+	free(a);
+}
+
+const char *kr_aws_region(const struct kr_aws *a)
+{
+	return a->region;
+}
+
+const char *kr_aws_endpoint(const struct kr_aws *a)
+{
+	return a->endpoint;
+}
+
+/* ---- errors ---- */
+
+static bool retryable_code(const char *code)
+{
+	static const char *const codes[] = {
+		"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+		"TooManyRequestsException", "ProvisionedThroughputExceededException",
+		"TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
+		"RequestThrottled", "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException",
+		"ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError",
+		"InternalServerError", "ServiceException", "RequestTimeout", "RequestTimeoutException",
+		"ExpiredToken", "ExpiredTokenException", "RequestExpired", "IDPCommunicationError",
+		"EC2UnexpectedException", "KMSInternalException", "ResourceConflictException",
+		"AWS.SimpleQueueService.RequestThrottled", "KmsThrottlingException"};
+	for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+		if (strcmp(code, codes[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The text between <tag> and </tag> in an XML body, decoded of the five entities. */
+static bool xml_text(const char *body, const char *tag, char *out, size_t cap)
+{
+	char open[64], close[64];
+	snprintf(open, sizeof open, "<%s>", tag);
+	snprintf(close, sizeof close, "</%s>", tag);
+	const char *s = strstr(body, open);
+	if (!s)
+		return false;
+	s += strlen(open);
+	const char *e = strstr(s, close);
+	if (!e)
+		return false;
+	size_t o = 0;
+	while (s < e && o + 1 < cap) {
+		static const char *const ents[][2] = {
+			{"&lt;", "<"}, {"&gt;", ">"}, {"&amp;", "&"}, {"&quot;", "\""}, {"&apos;", "'"}};
+		bool done = false;
+		for (size_t i = 0; i < 5 && *s == '&'; i++) {
+			size_t n = strlen(ents[i][0]);
+			if ((size_t)(e - s) >= n && memcmp(s, ents[i][0], n) == 0) {
+				out[o++] = ents[i][1][0];
+				s += n;
+				done = true;
+				break;
+			}
+		}
+		if (!done)
+			out[o++] = *s++;
+	}
+	out[o] = 0;
+	return true;
+}
+
+static void one_line(char *s)
+{
+	for (; *s; s++)
+		if (*s == '\n' || *s == '\r' || *s == '\t')
+			*s = ' ';
+}
+
+void kr_aws_error_of(const struct kr_http_response *r, struct kr_aws_result *out)
+{
+	out->code[0] = out->message[0] = 0;
+	out->status = r->status;
+	out->ok = r->status >= 200 && r->status < 300;
+	out->not_before_ms = r->retry_after_ms >= 0 ? kr_wall_ms() + (uint64_t)r->retry_after_ms : 0;
+	out->outcome = KR_DELIVERED;
+	if (out->ok)
+		return;
+	if (r->status == 0) {
+		snprintf(out->code, sizeof out->code, "%s", r->timed_out ? "Timeout" : "ConnectionError");
+		snprintf(out->message, sizeof out->message, "%s", r->error ? r->error : "no response");
+		out->outcome = KR_RETRYABLE;
+		return;
+	}
+	char hv[256];
+	const char *body = r->body ? r->body : "";
+	struct kr_json *j = NULL;
+	if (*body == '{' && kr_json_parse(body, r->body_len, &(struct kr_json_opts){.last_key_wins = true},
+					  &j, NULL, NULL) == KR_OK &&
+	    j->type == KR_JSON_OBJECT) {
+		static const char *const code_keys[] = {"__type", "code", "Code"};
+		static const char *const msg_keys[] = {"message", "Message", "errorMessage"};
+		for (size_t i = 0; i < 3 && !out->code[0]; i++) {
+			const struct kr_json *v = kr_json_get(j, code_keys[i]);
+			if (v && v->type == KR_JSON_STRING) {
+				const char *h = strrchr(v->str, '#');
+				snprintf(out->code, sizeof out->code, "%s", h ? h + 1 : v->str);
+			}
+		}
+		for (size_t i = 0; i < 3 && !out->message[0]; i++) {
+			const struct kr_json *v = kr_json_get(j, msg_keys[i]);
+			if (v && v->type == KR_JSON_STRING)
+				snprintf(out->message, sizeof out->message, "%s", v->str);
+		}
+	}
+	kr_json_free(j);
+	if (kr_http_header(r, "x-amzn-query-error", hv, sizeof hv)) {
+		/* "AWS.SimpleQueueService.NonExistentQueue;Sender": the query protocol's code */
+		hv[strcspn(hv, ";")] = 0;
+		if (*hv)
+			snprintf(out->code, sizeof out->code, "%s", hv);
+	}
+	if (!out->code[0] && kr_http_header(r, "x-amzn-ErrorType", hv, sizeof hv)) {
+		hv[strcspn(hv, ":")] = 0;
+		snprintf(out->code, sizeof out->code, "%s", hv);
+	}
+	if (!out->code[0] && *body == '<')
+		xml_text(body, "Code", out->code, sizeof out->code);
+	if (!out->message[0] && *body == '<')
+		xml_text(body, "Message", out->message, sizeof out->message);
+	if (!out->code[0])
+		snprintf(out->code, sizeof out->code, "HTTP%ld", r->status);
+	if (!out->message[0])
+		snprintf(out->message, sizeof out->message, "HTTP %ld: %.200s", r->status, body);
+	one_line(out->message);
+	bool retry = r->status >= 500 || r->status == 429 || retryable_code(out->code) ||
+		     strstr(out->code, "Throttl") != NULL;
+	out->outcome = retry ? KR_RETRYABLE : KR_PERMANENT;
+}
+
+/* Blots every occurrence of secret out of s. */
+static void blot(char *s, const char *secret)
+{
+	size_t n = secret ? strlen(secret) : 0;
+	if (n < 4)
+		return;
+	for (char *p = strstr(s, secret); p; p = strstr(p + 3, secret)) {
+		memset(p, '*', 3);
+		memmove(p + 3, p + n, strlen(p + n) + 1);
+	}
+}
+
+/* ---- calls ---- */
+
+static void call_free(struct call *c)
+{
+	for (size_t i = 0; i < c->nlines; i++)
+		free(c->lines[i]);
+	free(c->lines);
+	creds_put(c->creds);
+	free(c);
+}
+
+static void on_done(void *arg, const struct kr_http_response *r)
+{
+	struct call *c = arg;
+	struct kr_aws_result res;
+	kr_aws_error_of(r, &res);
+	res.http = r;
+	if (!res.ok) {
+		blot(res.message, c->creds->secret);
+		blot(res.message, c->creds->token);
+		blot(res.code, c->creds->secret);
+	}
+	c->done(c->arg, &res);
+	call_free(c);
+}
+
+static bool add_line(struct call *c, const char *fmt, const char *v)
+{
+	char **l = realloc(c->lines, (c->nlines + 2) * sizeof *l);
+	if (!l)
+		return false;
+	c->lines = l;
+	if (asprintf(&l[c->nlines], fmt, v) < 0)
+		return false;
+	l[++c->nlines] = NULL;
+	return true;
+}
+
+enum kr_err kr_aws_send(struct kr_aws *a, const struct kr_aws_call *req, kr_aws_done_fn done,
+			void *arg)
+{
+	refresh_creds(a);
+	struct call *c = calloc(1, sizeof *c);
+	if (!c)
+		return KR_ERR_NOMEM;
+	c->a = a;
+	c->done = done;
+	c->arg = arg;
+	c->creds = a->creds;
+	c->creds->refs++;
+	bool ok = add_line(c, "Content-Type: %s",
+			   req->content_type ? req->content_type : "application/x-amz-json-1.0");
+	if (ok && req->target)
+		ok = add_line(c, "X-Amz-Target: %s", req->target);
+	for (size_t i = 0; ok && req->headers && req->headers[i]; i++)
+		ok = add_line(c, "%s", req->headers[i]);
+	char *url = NULL;
+	if (ok && asprintf(&url, "%s%s", a->endpoint, req->path ? req->path : "/") < 0)
+		url = NULL;
+	if (!ok || !url) {
+		free(url);
+		call_free(c);
+		return KR_ERR_NOMEM;
+	}
+	struct kr_http_request h = {
+		.method = req->method ? req->method : "POST",
+		.url = url,
+		.headers = (const char *const *)c->lines,
+		.body = req->body,
+		.body_len = req->body_len,
+		.timeout_ms = req->timeout_ms,
+		.connect_timeout_ms = a->connect_timeout_ms,
+		.max_body = req->max_body,
+		.auth = KR_HTTP_AUTH_SIGV4,
+		.user = c->creds->akid,
+		.password = c->creds->secret,
+		.token = c->creds->token,
+		.region = a->region,
+		.service = a->svc.signing_name,
+		.ca_file = a->ca_file,
+	};
+	enum kr_err e = kr_http_send(a->http, &h, on_done, c);
+	free(url);
+	if (e)
+		call_free(c);
+	return e;
+}

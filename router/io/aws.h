@@ -1,0 +1,129 @@
+/* kr_aws: calls to AWS services on the shared HTTP client (http.h), for every AWS sink and
+ * source.
+ *
+ * One client per plugin instance: a service, a region, an endpoint and credentials. Requests are
+ * signed with AWS Signature Version 4 by curl (CURLOPT_AWS_SIGV4), with X-Amz-Security-Token for
+ * temporary credentials; TLS peers are verified (ca_file adds a CA bundle).
+ *
+ * Region: the option, else AWS_REGION, AWS_DEFAULT_REGION, the profile's region in the shared
+ * config file. Endpoint: the option, else AWS_ENDPOINT_URL_<SERVICE> (SQS, SNS, LAMBDA,
+ * KINESIS, CLOUDWATCH_LOGS), AWS_ENDPOINT_URL, else the region's standard URL
+ * (https://sqs.us-east-1.amazonaws.com, .amazonaws.com.cn in China).
+ *
+ * Credentials, in the SDKs' default order: the options naming environment variables
+ * (access_key_id_env, secret_access_key_env, session_token_env); AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; the profile (the option, AWS_PROFILE, "default") in
+ * the shared credentials file (AWS_SHARED_CREDENTIALS_FILE, ~/.aws/credentials) and config file
+ * (AWS_CONFIG_FILE, ~/.aws/config), with its credential_process. Credentials that expire (a
+ * credential_process that gives an Expiration) are fetched again five minutes before they do;
+ * requests in flight keep the ones they were signed with. Secrets are never logged, and are
+ * blotted out of the error messages a service sends back.
+ *
+ * Errors: a response that is not 2xx becomes an AWS error code and message, from the JSON body
+ * (__type, code, message), the x-amzn-ErrorType or x-amzn-query-error header, or the XML body
+ * (<Code>, <Message>); throttling, 5xx, timeouts and connection errors are retryable, the rest
+ * (validation, access denied, not found, too large) permanent. Loop thread only. */
+#ifndef KR_AWS_H
+#define KR_AWS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "http.h"
+#include "loop.h"
+#include "plugin.h"
+
+/* The options every AWS plugin has; put KR_AWS_OPTIONS(struct my_conf, aws) in its option
+ * table, with a struct kr_aws_conf aws member in its config struct. */
+struct kr_aws_conf {
+	const char *region;
+	const char *endpoint;
+	const char *profile;
+	struct kr_secret access_key_id, secret_access_key, session_token;
+	const char *ca_file;
+	uint64_t connect_timeout_ms;
+};
+
+extern const char *const kr_aws_schemes[];
+
+#define KR_AWS_OPTIONS(T, m)                                                                     \
+	{.name = "region", .type = KR_OPT_STRING, .offset = offsetof(T, m.region),               \
+	 .help = "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region)"},   \
+	{.name = "endpoint", .type = KR_OPT_URL, .offset = offsetof(T, m.endpoint),              \
+	 .values = kr_aws_schemes,                                                               \
+	 .help = "service URL (default: AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL, the "        \
+		 "region's)"},                                                                   \
+	{.name = "profile", .type = KR_OPT_STRING, .offset = offsetof(T, m.profile),             \
+	 .help = "profile of the shared credentials and config files (default: AWS_PROFILE, "      \
+		 "default)"},                                                                    \
+	{.name = "access_key_id_env", .type = KR_OPT_SECRET_ENV,                                 \
+	 .offset = offsetof(T, m.access_key_id),                                                 \
+	 .help = "environment variable holding the access key id, with secret_access_key_env"},   \
+	{.name = "secret_access_key_env", .type = KR_OPT_SECRET_ENV,                             \
+	 .offset = offsetof(T, m.secret_access_key),                                             \
+	 .help = "environment variable holding the secret access key"},                           \
+	{.name = "session_token_env", .type = KR_OPT_SECRET_ENV,                                 \
+	 .offset = offsetof(T, m.session_token),                                                 \
+	 .help = "environment variable holding the session token of temporary credentials"},      \
+	{.name = "ca_file", .type = KR_OPT_PATH, .offset = offsetof(T, m.ca_file),               \
+	 .help = "CA bundle to verify the service with, besides the system's"},                    \
+	{.name = "connect_timeout_ms", .type = KR_OPT_DURATION,                                  \
+	 .offset = offsetof(T, m.connect_timeout_ms), .def = "5000", .min = 1, .max = 600000,     \
+	 .help = "time to connect to the service"}
+
+/* What the option table cannot say about kr_aws_conf (the key id and secret go together). */
+enum kr_err kr_aws_validate(const struct kr_aws_conf *c, const struct kr_opts_check *chk);
+
+/* A service: its name in SigV4 scopes and endpoint host names, and in AWS_ENDPOINT_URL_<id>. */
+struct kr_aws_service {
+	const char *signing_name; /* "sqs", "sns", "lambda", "kinesis", "logs" */
+	const char *env_id;       /* "SQS", "SNS", "LAMBDA", "KINESIS", "CLOUDWATCH_LOGS" */
+};
+
+struct kr_aws;
+
+/* A new client in *out; err says why not (no region, no credentials, a profile that cannot be
+ * read), without any secret. */
+enum kr_err kr_aws_new(struct kr_loop *loop, const struct kr_aws_conf *c,
+		       const struct kr_aws_service *svc, struct kr_aws **out, char *err);
+/* Frees the client; its calls in flight complete first (as failures). */
+void kr_aws_free(struct kr_aws *a);
+
+const char *kr_aws_region(const struct kr_aws *a);
+const char *kr_aws_endpoint(const struct kr_aws *a);
+
+struct kr_aws_call {
+	const char *method;       /* NULL: POST */
+	const char *path;         /* appended to the endpoint; NULL: "/" */
+	const char *target;       /* X-Amz-Target (JSON protocols), or NULL */
+	const char *content_type; /* NULL: application/x-amz-json-1.0 */
+	const char *const *headers; /* more "Name: value" lines, NULL-terminated, or NULL */
+	const char *body;         /* kept alive by the caller until done */
+	size_t body_len;
+	uint64_t timeout_ms;      /* 0: 30 s */
+	size_t max_body;          /* 0: 1 MiB */
+};
+
+struct kr_aws_result {
+	bool ok;                 /* a 2xx response */
+	enum kr_outcome outcome; /* when not ok */
+	long status;             /* 0: no response */
+	char code[96];           /* AWS error code, or Timeout / ConnectionError */
+	char message[320];       /* one line, secrets blotted out */
+	uint64_t not_before_ms;  /* wall clock, from Retry-After; 0: none */
+	const struct kr_http_response *http; /* the response (body, headers) */
+};
+
+typedef void (*kr_aws_done_fn)(void *arg, const struct kr_aws_result *r);
+
+/* Sends a signed request; done is called once, later, from the loop. */
+enum kr_err kr_aws_send(struct kr_aws *a, const struct kr_aws_call *c, kr_aws_done_fn done,
+			void *arg);
+
+/* The error code and message of a failed response (what kr_aws_send's result carries); for
+ * tests and for sources that read responses themselves. */
+void kr_aws_error_of(const struct kr_http_response *r, struct kr_aws_result *out);
+
+#endif
