@@ -651,3 +651,32 @@ bool kr_json_write(struct kr_buf *b, const struct kr_json *j)
 	}
 	return false;
 }
+
+const struct kr_json *kr_json_path(const struct kr_json *root, const char *p)
+{
+	if (p[0] != '$')
+		return NULL;
+	const struct kr_json *cur = root;
+	const char *c = p + 1;
+	while (cur && *c) {
+		if (*c == '.') {
+			c++;
+			size_t n = strcspn(c, ".[");
+			const struct kr_json *next = NULL;
+			if (cur->type == KR_JSON_OBJECT)
+				for (size_t i = 0; i < cur->n; i++)
+					if (cur->keylens[i] == n && memcmp(cur->keys[i], c, n) == 0)
+						next = cur->items[i];
+			cur = next;
+			c += n;
+		} else if (*c == '[') {
+			char *end;
+			unsigned long idx = strtoul(c + 1, &end, 10);
+			cur = cur->type == KR_JSON_ARRAY && idx < cur->n ? cur->items[idx] : NULL;
+			c = *end == ']' ? end + 1 : end;
+		} else {
+			return NULL;
+		}
+	}
+	return cur;
+}

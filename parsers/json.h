@@ -68,6 +68,9 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 
 void kr_json_free(struct kr_json *j);
 
+/* The value at a JSONPath ($, $.a.b, $.a[0]: the last member of a repeated key), or NULL. */
+const struct kr_json *kr_json_path(const struct kr_json *root, const char *path);
+
 /* Object member by key, or NULL. */
 const struct kr_json *kr_json_get(const struct kr_json *obj, const char *key);
 

@@ -98,6 +98,7 @@ struct kr_delivery {
 	const char *sink;     /* the sink instance's name */
 	uint64_t received_ms; /* wall clock, when the record entered */
 	uint32_t attempt;     /* 1 for the first */
+	void *sink_data;      /* the sink's own while the delivery is with it (NULL at submit) */
 };
 
 enum kr_outcome {

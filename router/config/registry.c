@@ -7,6 +7,7 @@
 
 extern const struct kr_sink_plugin kr_sink_log;
 extern const struct kr_sink_plugin kr_sink_http;
+extern const struct kr_sink_plugin kr_sink_sqs;
 extern const struct kr_source_plugin kr_source_file;
 
 const struct kr_sink_entry kr_sink_registry[] = {
@@ -14,7 +15,7 @@ const struct kr_sink_entry kr_sink_registry[] = {
 	{"lambda", NULL},
 	{"sns", NULL},
 	{"cloudwatch-logs", NULL},
-	{"sqs", NULL},
+	{"sqs", &kr_sink_sqs},
 	{"kinesis", NULL},
 	{"kafka", NULL},
 	{"http", &kr_sink_http},

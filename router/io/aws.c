@@ -477,7 +477,7 @@ const char *kr_aws_endpoint(const struct kr_aws *a)
 
 /* ---- errors ---- */
 
-static bool retryable_code(const char *code)
+bool kr_aws_retryable_code(const char *code)
 {
 	static const char *const codes[] = {
 		"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
@@ -492,7 +492,7 @@ static bool retryable_code(const char *code)
 	for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
 		if (strcmp(code, codes[i]) == 0)
 			return true;
-	return false;
+	return strstr(code, "Throttl") != NULL;
 }
 
 /* The text between <tag> and </tag> in an XML body, decoded of the five entities. */
@@ -592,8 +592,7 @@ void kr_aws_error_of(const struct kr_http_response *r, struct kr_aws_result *out
 	if (!out->message[0])
 		snprintf(out->message, sizeof out->message, "HTTP %ld: %.200s", r->status, body);
 	one_line(out->message);
-	bool retry = r->status >= 500 || r->status == 429 || retryable_code(out->code) ||
-		     strstr(out->code, "Throttl") != NULL;
+	bool retry = r->status >= 500 || r->status == 429 || kr_aws_retryable_code(out->code);
 	out->outcome = retry ? KR_RETRYABLE : KR_PERMANENT;
 }
 

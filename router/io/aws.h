@@ -126,4 +126,8 @@ enum kr_err kr_aws_send(struct kr_aws *a, const struct kr_aws_call *c, kr_aws_do
  * tests and for sources that read responses themselves. */
 void kr_aws_error_of(const struct kr_http_response *r, struct kr_aws_result *out);
 
+/* Whether an AWS error code says to try again (throttling, a fault on the service's side, an
+ * expired token); per-entry results of batch calls use it too. */
+bool kr_aws_retryable_code(const char *code);
+
 #endif

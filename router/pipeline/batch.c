@@ -86,10 +86,19 @@ static void batch_free(struct batch *x)
 	free(x);
 }
 
+/* Completes a delivery of the batcher, after the sink's release. */
+static void complete(const struct kr_batcher *b, struct kr_delivery *d, enum kr_outcome o,
+		     uint64_t not_before_ms, const char *code, const char *msg)
+{
+	if (b->o.release)
+		b->o.release(b->o.ctx, d);
+	kr_delivery_done(d, o, not_before_ms, code, msg);
+}
+
 static void fail_all(struct batch *x, const char *code, const char *msg)
 {
 	for (size_t i = 0; i < x->pub.n; i++)
-		kr_delivery_done(x->pub.entries[i], KR_RETRYABLE, 0, code, msg);
+		complete(x->b, x->pub.entries[i], KR_RETRYABLE, 0, code, msg);
 	batch_free(x);
 }
 
@@ -123,7 +132,7 @@ void kr_batcher_add(struct kr_batcher *b, struct kr_delivery *d)
 		char msg[128];
 		snprintf(msg, sizeof msg, "the entry is %zu bytes; a batch takes at most %zu", size,
 			 b->o.max_bytes);
-		kr_delivery_done(d, KR_PERMANENT, 0, "EntryTooLarge", msg);
+		complete(b, d, KR_PERMANENT, 0, "EntryTooLarge", msg);
 		return;
 	}
 	struct batch *x = b->open;
@@ -140,7 +149,7 @@ void kr_batcher_add(struct kr_batcher *b, struct kr_delivery *d)
 		if (!x || !x->pub.entries || !x->answered) {
 			if (x)
 				batch_free(x);
-			kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+			complete(b, d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
 			return;
 		}
 		x->b = b;
@@ -170,7 +179,7 @@ void kr_batch_entry(struct kr_batch *bt, size_t i, enum kr_outcome o, uint64_t n
 	if (i >= bt->n || x->answered[i])
 		return;
 	x->answered[i] = true;
-	kr_delivery_done(bt->entries[i], o, not_before_ms, error_code, error_message);
+	complete(x->b, bt->entries[i], o, not_before_ms, error_code, error_message);
 }
 
 void kr_batch_end(struct kr_batch *bt, enum kr_outcome o, uint64_t not_before_ms,

@@ -36,6 +36,9 @@ struct kr_batch_opts {
 	/* the bytes an entry adds to a batch (NULL: its payload's length); an entry larger than
 	   max_bytes on its own fails permanently with "EntryTooLarge" */
 	size_t (*entry_size)(void *ctx, const struct kr_delivery *d);
+	/* optional: called with each entry just before its delivery completes, however it does
+	   (a result, a too large entry, the batcher freed), to free what the sink keeps for it */
+	void (*release)(void *ctx, struct kr_delivery *d);
 	/* sends the batch; its results come later with kr_batch_entry and kr_batch_end */
 	void (*send)(void *ctx, struct kr_batch *b);
 	void *ctx;

@@ -316,6 +316,7 @@ static void sink_pump(struct sink_inst *s)
 		d->next_wait = NULL;
 		d->attempts++;
 		d->pub.attempt = d->attempts;
+		d->pub.sink_data = NULL;
 		d->last_wall = s->gen->e->clock_wall;
 		if (d->attempts == 1)
 			d->first_wall = d->last_wall;

@@ -20,36 +20,6 @@
 /* EventBridge's limit on a variable name (InputPathsMap key length). */
 #define TMPL_MAX_NAME 256
 
-/* The value at a JSONPath ($, $.a.b, $.a[0]) or NULL. */
-static const struct kr_json *jsonpath(const struct kr_json *root, const char *p)
-{
-	if (p[0] != '$')
-		return NULL;
-	const struct kr_json *cur = root;
-	const char *c = p + 1;
-	while (cur && *c) {
-		if (*c == '.') {
-			c++;
-			size_t n = strcspn(c, ".[");
-			const struct kr_json *next = NULL;
-			if (cur->type == KR_JSON_OBJECT)
-				for (size_t i = 0; i < cur->n; i++)
-					if (cur->keylens[i] == n && memcmp(cur->keys[i], c, n) == 0)
-						next = cur->items[i];
-			cur = next;
-			c += n;
-		} else if (*c == '[') {
-			char *end;
-			unsigned long idx = strtoul(c + 1, &end, 10);
-			cur = cur->type == KR_JSON_ARRAY && idx < cur->n ? cur->items[idx] : NULL;
-			c = *end == ']' ? end + 1 : end;
-		} else {
-			return NULL;
-		}
-	}
-	return cur;
-}
-
 enum var_kind {
 	VAR_NONE,
 	VAR_PATH,
@@ -267,7 +237,7 @@ static struct val value_of(struct tx *x, enum var_kind k, const struct kr_json *
 		return v;
 	switch (k) {
 	case VAR_PATH:
-		v.j = jsonpath(x->doc, path->str);
+		v.j = kr_json_path(x->doc, path->str);
 		if (!v.j)
 			v.kind = V_MISSING;
 		break;
@@ -612,7 +582,7 @@ char *kr_transform(const struct kr_target_cfg *tc, const char *rule, const char 
 	struct tx x = {.out = &b, .doc = doc, .rule = rule ? rule : "",
 		       .received_wall_ms = received_wall_ms};
 	if (tc->input_path) {
-		const struct kr_json *v = jsonpath(doc, tc->input_path->str);
+		const struct kr_json *v = kr_json_path(doc, tc->input_path->str);
 		ok = ok_mem(&x, v ? kr_json_write(&b, v) : kr_buf_puts(&b, "null"));
 	} else {
 		const struct kr_json *t = kr_json_get(tc->input_transformer, "input_template");

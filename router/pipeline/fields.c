@@ -1,0 +1,201 @@
+/* Event fields for sinks (see fields.h). */
+#include "fields.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct part {
+	char *text; /* literal text, or the placeholder's JSONPath */
+	size_t len;
+	bool path;
+};
+
+struct kr_tmpl {
+	struct part *parts;
+	size_t n;
+};
+
+void kr_tmpl_free(struct kr_tmpl *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n; i++)
+		free(t->parts[i].text);
+	free(t->parts);
+	free(t);
+}
+
+/* A JSONPath of the kinds kr_json_path reads: "$" then ".name" or "[digits]" segments, names
+ * without '.', '[', '<' or '>'. */
+static const char *path_check(const char *p, size_t n, bool names_only)
+{
+	if (n < 2 || p[0] != '$')
+		return "a JSONPath starts with \"$.\"";
+	size_t i = 1;
+	while (i < n) {
+		if (p[i] == '.') {
+			size_t s = ++i;
+			while (i < n && !strchr(".[]<>", p[i]))
+				i++;
+			if (i == s)
+				return "a JSONPath has an empty name";
+		} else if (p[i] == '[' && !names_only) {
+			size_t s = ++i;
+			while (i < n && p[i] >= '0' && p[i] <= '9')
+				i++;
+			if (i == s || i >= n || p[i] != ']')
+				return "a JSONPath index is [digits]";
+			i++;
+		} else {
+			return names_only ? "a JSONPath of names only ($.a.b)"
+					  : "a JSONPath of names and indexes ($.a.b, $.a[0])";
+		}
+	}
+	return NULL;
+}
+
+static bool add_part(struct kr_tmpl *t, const char *s, size_t n, bool path)
+{
+	struct part *p = realloc(t->parts, (t->n + 1) * sizeof *p);
+	if (!p)
+		return false;
+	t->parts = p;
+	char *c = malloc(n + 1);
+	if (!c)
+		return false;
+	memcpy(c, s, n);
+	c[n] = 0;
+	t->parts[t->n++] = (struct part){c, n, path};
+	return true;
+}
+
+struct kr_tmpl *kr_tmpl_new(const char *text, char *err)
+{
+	struct kr_tmpl *t = calloc(1, sizeof *t);
+	if (!t) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	const char *p = text, *lit = text;
+	bool ok = true;
+	while (ok && *p) {
+		if (p[0] != '<' || p[1] != '$') {
+			p++;
+			continue;
+		}
+		const char *close = strchr(p, '>');
+		if (!close) {
+			kr_errf(err, KR_ERR_CONFIG, "the placeholder at character %zu has no '>'",
+				(size_t)(p - text) + 1);
+			kr_tmpl_free(t);
+			return NULL;
+		}
+		const char *why = path_check(p + 1, (size_t)(close - p - 1), false);
+		if (why) {
+			kr_errf(err, KR_ERR_CONFIG, "placeholder %.*s: %s", (int)(close - p + 1), p,
+				why);
+			kr_tmpl_free(t);
+			return NULL;
+		}
+		if (p > lit)
+			ok = add_part(t, lit, (size_t)(p - lit), false);
+		ok = ok && add_part(t, p + 1, (size_t)(close - p - 1), true);
+		p = lit = close + 1;
+	}
+	if (ok && p > lit)
+		ok = add_part(t, lit, (size_t)(p - lit), false);
+	if (!ok) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		kr_tmpl_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+bool kr_tmpl_constant(const struct kr_tmpl *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->parts[i].path)
+			return false;
+	return true;
+}
+
+/* A scalar's text: a string's, a number's literal, true or false. */
+static const char *scalar(const struct kr_json *v, size_t *len, bool *is_number)
+{
+	if (is_number)
+		*is_number = false;
+	if (!v)
+		return NULL;
+	switch (v->type) {
+	case KR_JSON_STRING:
+		*len = v->len;
+		return v->str;
+	case KR_JSON_NUMBER:
+		if (is_number)
+			*is_number = true;
+		*len = v->len;
+		return v->str;
+	case KR_JSON_TRUE:
+		*len = 4;
+		return "true";
+	case KR_JSON_FALSE:
+		*len = 5;
+		return "false";
+	default:
+		return NULL;
+	}
+}
+
+bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_json *ev, struct kr_buf *out,
+		  bool *complete)
+{
+	*complete = true;
+	for (size_t i = 0; i < t->n; i++) {
+		const struct part *p = &t->parts[i];
+		if (!p->path) {
+			if (!kr_buf_append(out, p->text, p->len))
+				return false;
+			continue;
+		}
+		size_t n = 0;
+		const char *s = ev ? scalar(kr_json_path(ev, p->text), &n, NULL) : NULL;
+		if (!s)
+			*complete = false;
+		if (s && !kr_buf_append(out, s, n))
+			return false;
+	}
+	return true;
+}
+
+const char *kr_attr_path_check(const char *path)
+{
+	return path_check(path, strlen(path), true);
+}
+
+const char *kr_attr_name(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	return dot ? dot + 1 : path;
+}
+
+const char *kr_attr_value(const struct kr_json *ev, const char *path, size_t *len, bool *is_number)
+{
+	if (!ev)
+		return NULL;
+	const char *s = scalar(kr_json_path(ev, path), len, is_number);
+	return s && *len ? s : NULL;
+}
+
+struct kr_json *kr_event_parse(const char *event, size_t len)
+{
+	struct kr_json *j = NULL;
+	if (!event || kr_json_parse(event, len, &(struct kr_json_opts){.last_key_wins = true}, &j,
+				    NULL, NULL) != KR_OK)
+		return NULL;
+	if (j->type != KR_JSON_OBJECT) {
+		kr_json_free(j);
+		return NULL;
+	}
+	return j;
+}

@@ -1,0 +1,50 @@
+/* kr_fields: what sinks send beside the payload, taken from the event: message attributes (SNS,
+ * SQS) and templates (FIFO message group and deduplication ids, an SNS subject, a CloudWatch Logs
+ * stream name, a Kinesis partition key).
+ *
+ * A template is text with placeholders <$.path>, each replaced by the value at that JSONPath
+ * ($.a.b, $.a[0]) of the event: a string as it is, a number or true/false as its JSON text. A
+ * placeholder whose field is absent, null, an object or an array gives nothing, and the template
+ * is incomplete for that event (kr_tmpl_fill says so; sinks do not use an id from an incomplete
+ * template). A '<' that does not start "<$" is text. "<$.detail.key-id>" is the key id of a KMS event, "<$.id>" its event id.
+ *
+ * An attribute is named by the last segment of its path ("$.detail.key-id" is "key-id"); an event
+ * without the field, or with an empty string, an object, an array or null there, has no such
+ * attribute. Pure functions, any thread. */
+#ifndef KR_FIELDS_H
+#define KR_FIELDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "err.h"
+#include "json.h"
+
+struct kr_tmpl;
+
+/* Compiles text; NULL with the reason in err (KR_ERRBUF) when a placeholder is not <$...> with a
+ * JSONPath, or out of memory. */
+struct kr_tmpl *kr_tmpl_new(const char *text, char *err);
+void kr_tmpl_free(struct kr_tmpl *t);
+/* Appends the template filled from ev (NULL: every placeholder gives nothing) to out; false when
+ * out of memory. *complete says whether every placeholder had a value. */
+bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_json *ev, struct kr_buf *out,
+		  bool *complete);
+/* Whether the template has no placeholder (the same text for every event). */
+bool kr_tmpl_constant(const struct kr_tmpl *t);
+
+/* Checks a JSONPath of an attribute ($.a.b: names only); NULL when good, else the reason. */
+const char *kr_attr_path_check(const char *path);
+/* The attribute's name: the path's last segment (points into path). */
+const char *kr_attr_name(const char *path);
+
+/* The value for an attribute at path in ev: a non-empty string, or a number or boolean as its
+ * JSON text, with *is_number set for a number; NULL when the event has no such attribute. */
+const char *kr_attr_value(const struct kr_json *ev, const char *path, size_t *len, bool *is_number);
+
+/* The event a delivery is for, parsed (NULL when it is not a JSON object: a dead letter of an
+ * invalid record); free with kr_json_free. */
+struct kr_json *kr_event_parse(const char *event, size_t len);
+
+#endif

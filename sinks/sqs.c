@@ -1,0 +1,424 @@
+/* sqs sink: each payload a message of an Amazon SQS queue.
+ *
+ * SendMessageBatch (JSON protocol) with up to batch_size entries (10 at most) and max_batch_bytes
+ * (256 KiB by default: message bodies and attributes, as SQS counts them) per request; up to
+ * "concurrency" requests in flight. Each entry gets its own result: an entry the service took is
+ * delivered; a failed one is retryable unless the service says it is the sender's fault (or its
+ * code says throttling), so a partial failure retries only the entries that failed. A failed
+ * request (throttled, 5xx, no response) retries its entries; access denied, a queue that does
+ * not exist or a bad signature fail them permanently (the dead letter gets the AWS code and
+ * message).
+ *
+ * Message attributes come from the event the delivery is for (message_attributes: JSONPaths,
+ * each attribute named by the path's last segment, by default detail-type, source, account,
+ * region and key-id), so consumers and filters can see them without reading the body; a field
+ * the event lacks gives no attribute. A FIFO queue (a queue_url ending in .fifo) gets a message
+ * group id (default: the key id, so one key's events stay in order) and a deduplication id
+ * (default: the event id) from templates; a message whose group id comes out empty or
+ * incomplete (a field it names is missing) fails permanently ("MissingGroupId"), and such a
+ * deduplication id is left out (for queues with content-based deduplication). IAM: sqs:SendMessage on the queue. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "aws.h"
+#include "batch.h"
+#include "buf.h"
+#include "fields.h"
+#include "json.h"
+#include "plugin.h"
+
+#define SQS_MAX_ENTRIES 10
+#define SQS_MAX_ATTRIBUTES 10
+
+struct sqs_conf {
+	struct kr_aws_conf aws;
+	const char *queue_url;
+	struct kr_strings attributes;
+	const char *group_id, *dedup_id;
+	uint64_t batch_size, max_bytes, linger_ms;
+};
+
+static const struct kr_option sqs_options[] = {
+	{.name = "queue_url", .type = KR_OPT_URL, .offset = offsetof(struct sqs_conf, queue_url),
+	 .values = kr_aws_schemes, .required = true,
+	 .help = "the queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"},
+	{.name = "message_attributes", .type = KR_OPT_STRINGS,
+	 .offset = offsetof(struct sqs_conf, attributes),
+	 .def = "[\"$.detail-type\", \"$.source\", \"$.account\", \"$.region\", "
+		"\"$.detail.key-id\"]",
+	 .help = "event fields sent as message attributes, each named by its path's last segment "
+		 "(at most 10; [] for none)"},
+	{.name = "message_group_id", .type = KR_OPT_STRING,
+	 .offset = offsetof(struct sqs_conf, group_id), .def = "\"<$.detail.key-id>\"",
+	 .help = "FIFO queues: the message group id, a template (<$.path> placeholders)"},
+	{.name = "deduplication_id", .type = KR_OPT_STRING,
+	 .offset = offsetof(struct sqs_conf, dedup_id), .def = "\"<$.id>\"",
+	 .help = "FIFO queues: the message deduplication id, a template (\"\": none, for "
+		 "content-based deduplication)"},
+	{.name = "batch_size", .type = KR_OPT_INT, .offset = offsetof(struct sqs_conf, batch_size),
+	 .def = "10", .min = 1, .max = SQS_MAX_ENTRIES, .help = "messages per SendMessageBatch"},
+	{.name = "max_batch_bytes", .type = KR_OPT_SIZE,
+	 .offset = offsetof(struct sqs_conf, max_bytes), .def = "262144", .min = 1024,
+	 .max = 1048576,
+	 .help = "bytes per request (bodies and attributes): 256 KiB, or up to 1 MiB where the "
+		 "queue allows it"},
+	{.name = "linger_ms", .type = KR_OPT_DURATION, .offset = offsetof(struct sqs_conf, linger_ms),
+	 .def = "0", .max = 60000,
+	 .help = "wait this long for a batch to fill (0: send at the end of each engine round)"},
+	KR_AWS_OPTIONS(struct sqs_conf, aws),
+	{0},
+};
+
+/* A message attribute name as SQS accepts it. */
+static const char *attr_name_check(const char *n)
+{
+	size_t len = strlen(n);
+	if (!len || len > 256)
+		return "has 1 to 256 characters";
+	if (strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != len)
+		return "has only letters, digits, '_', '-' and '.'";
+	if (n[0] == '.' || n[len - 1] == '.' || strstr(n, ".."))
+		return "neither starts nor ends with '.' nor has \"..\"";
+	if (strncasecmp(n, "aws.", 4) == 0 || strncasecmp(n, "amazon.", 7) == 0)
+		return "does not start with AWS. or Amazon.";
+	return NULL;
+}
+
+static enum kr_err sqs_validate(const void *conf, const struct kr_opts_check *chk)
+{
+	const struct sqs_conf *c = conf;
+	enum kr_err e = kr_aws_validate(&c->aws, chk);
+	if (e)
+		return e;
+	const char *path = strstr(c->queue_url, "://");
+	path = path ? strchr(path + 3, '/') : NULL;
+	if (!path || !path[1])
+		return kr_opts_reject(chk, "queue_url",
+				      "must name the queue: https://sqs.REGION.amazonaws.com/"
+				      "ACCOUNT/NAME");
+	if (c->attributes.n > SQS_MAX_ATTRIBUTES)
+		return kr_opts_reject(chk, "message_attributes",
+				      "SQS takes at most %d message attributes", SQS_MAX_ATTRIBUTES);
+	for (size_t i = 0; i < c->attributes.n; i++) {
+		const char *p = c->attributes.v[i];
+		const char *why = kr_attr_path_check(p);
+		if (!why && (why = attr_name_check(kr_attr_name(p))))
+			return kr_opts_reject(chk, "message_attributes",
+					      "\"%s\": the attribute name \"%s\" %s", p,
+					      kr_attr_name(p), why);
+		if (why)
+			return kr_opts_reject(chk, "message_attributes", "\"%s\": %s", p, why);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(kr_attr_name(c->attributes.v[j]), kr_attr_name(p)) == 0)
+				return kr_opts_reject(chk, "message_attributes",
+						      "\"%s\" and \"%s\" both name attribute \"%s\"",
+						      c->attributes.v[j], p, kr_attr_name(p));
+	}
+	char err[KR_ERRBUF];
+	struct kr_tmpl *t;
+	if (!(t = kr_tmpl_new(c->group_id, err)))
+		return kr_opts_reject(chk, "message_group_id", "%s", err);
+	kr_tmpl_free(t);
+	if (!(t = kr_tmpl_new(c->dedup_id, err)))
+		return kr_opts_reject(chk, "deduplication_id", "%s", err);
+	kr_tmpl_free(t);
+	return KR_OK;
+}
+
+struct sqs_sink {
+	struct kr_aws *aws;
+	struct kr_batcher *batcher;
+	char *queue_url;
+	bool fifo;
+	char **attrs; /* JSONPaths */
+	size_t nattrs;
+	struct kr_tmpl *group_id, *dedup_id;
+	uint64_t timeout_ms;
+	bool closing;
+	struct kr_buf scratch;
+};
+
+/* What submit prepares for each delivery (its sink_data): the entry's JSON members after "Id",
+ * and its size as SQS counts it. */
+struct entry {
+	size_t sqs_bytes;
+	size_t len;
+	char json[];
+};
+
+/* The request of a batch in flight (kr_batch.sink_data). */
+struct request {
+	struct sqs_sink *s;
+	struct kr_batch *bt;
+	struct kr_buf body;
+};
+
+static const struct kr_aws_service sqs_service = {"sqs", "SQS"};
+
+static void sqs_destroy(void *ctx);
+
+static size_t entry_size(void *ctx, const struct kr_delivery *d)
+{
+	(void)ctx;
+	const struct entry *en = d->sink_data;
+	return en ? en->sqs_bytes : d->len;
+}
+
+static void entry_release(void *ctx, struct kr_delivery *d)
+{
+	(void)ctx;
+	free(d->sink_data);
+	d->sink_data = NULL;
+}
+
+/* Appends ,"Name":{"DataType":...,"StringValue":...} members for the event's attributes;
+ * *bytes grows by what SQS counts (name, type and value). */
+static bool put_attributes(struct sqs_sink *s, const struct kr_json *ev, struct kr_buf *b,
+			   size_t *bytes)
+{
+	bool first = true;
+	for (size_t i = 0; i < s->nattrs; i++) {
+		size_t n;
+		bool num;
+		const char *v = kr_attr_value(ev, s->attrs[i], &n, &num);
+		if (!v)
+			continue;
+		const char *name = kr_attr_name(s->attrs[i]);
+		const char *type = num ? "Number" : "String";
+		if (!kr_buf_puts(b, first ? ",\"MessageAttributes\":{" : ",") ||
+		    !kr_buf_json_string(b, name, strlen(name)) ||
+		    !kr_buf_puts(b, ":{\"DataType\":\"") || !kr_buf_puts(b, type) ||
+		    !kr_buf_puts(b, "\",\"StringValue\":") || !kr_buf_json_string(b, v, n) ||
+		    !kr_buf_puts(b, "}"))
+			return false;
+		first = false;
+		*bytes += strlen(name) + strlen(type) + n;
+	}
+	return first || kr_buf_puts(b, "}");
+}
+
+/* Fills the template into scratch; its text or NULL when out of memory. *n is 0 when the
+ * template is incomplete for this event. */
+static const char *fill(struct sqs_sink *s, const struct kr_tmpl *t, const struct kr_json *ev,
+			size_t *n)
+{
+	bool complete;
+	s->scratch.len = 0;
+	if (!kr_tmpl_fill(t, ev, &s->scratch, &complete) || !kr_buf_append(&s->scratch, "", 1))
+		return NULL;
+	*n = complete ? s->scratch.len - 1 : 0;
+	return s->scratch.p;
+}
+
+static void sqs_submit(void *ctx, struct kr_delivery *d)
+{
+	struct sqs_sink *s = ctx;
+	struct kr_buf b = {0};
+	struct kr_json *ev = s->nattrs || s->fifo ? kr_event_parse(d->event, d->event_len) : NULL;
+	size_t bytes = d->len;
+	const char *why = NULL, *code = "ENOMEM";
+	bool ok = kr_buf_reserve(&b, sizeof(struct entry) + d->len + d->len / 8 + 256);
+	if (ok) {
+		b.len = sizeof(struct entry);
+		ok = kr_buf_puts(&b, ",\"MessageBody\":") &&
+		     kr_buf_json_string(&b, d->payload, d->len) && put_attributes(s, ev, &b, &bytes);
+	}
+	if (ok && s->fifo) {
+		size_t n;
+		const char *g = fill(s, s->group_id, ev, &n);
+		ok = g != NULL;
+		if (ok && !n) {
+			code = "MissingGroupId";
+			why = "message_group_id gives no group id for this event: a field it names "
+			      "is missing, or it is empty";
+			ok = false;
+		}
+		ok = ok && kr_buf_puts(&b, ",\"MessageGroupId\":") && kr_buf_json_string(&b, g, n);
+		const char *dd = ok ? fill(s, s->dedup_id, ev, &n) : NULL;
+		ok = ok && dd;
+		if (ok && n)
+			ok = kr_buf_puts(&b, ",\"MessageDeduplicationId\":") &&
+			     kr_buf_json_string(&b, dd, n);
+	}
+	kr_json_free(ev);
+	if (!ok) {
+		kr_buf_free(&b);
+		kr_delivery_done(d, why ? KR_PERMANENT : KR_RETRYABLE, 0, code,
+				 why ? why : "out of memory");
+		return;
+	}
+	struct entry *en = (struct entry *)(void *)b.p;
+	en->len = b.len - sizeof(struct entry);
+	en->sqs_bytes = bytes;
+	d->sink_data = en;
+	kr_batcher_add(s->batcher, d);
+}
+
+static void request_free(struct request *r)
+{
+	kr_buf_free(&r->body);
+	free(r);
+}
+
+/* The per-entry results of a 200 response. */
+static void entry_results(struct kr_batch *bt, const struct kr_http_response *h)
+{
+	struct kr_json *j = NULL;
+	if (kr_json_parse(h->body, h->body_len, &(struct kr_json_opts){.last_key_wins = true}, &j,
+			  NULL, NULL) != KR_OK || j->type != KR_JSON_OBJECT) {
+		kr_json_free(j);
+		return;
+	}
+	const struct kr_json *okl = kr_json_get(j, "Successful");
+	for (size_t i = 0; okl && okl->type == KR_JSON_ARRAY && i < okl->n; i++) {
+		const struct kr_json *id = kr_json_get(okl->items[i], "Id");
+		if (id && id->type == KR_JSON_STRING)
+			kr_batch_entry(bt, strtoul(id->str, NULL, 10), KR_DELIVERED, 0, NULL, NULL);
+	}
+	const struct kr_json *bad = kr_json_get(j, "Failed");
+	for (size_t i = 0; bad && bad->type == KR_JSON_ARRAY && i < bad->n; i++) {
+		const struct kr_json *f = bad->items[i];
+		const struct kr_json *id = kr_json_get(f, "Id");
+		const struct kr_json *code = kr_json_get(f, "Code");
+		const struct kr_json *msg = kr_json_get(f, "Message");
+		const struct kr_json *sender = kr_json_get(f, "SenderFault");
+		if (!id || id->type != KR_JSON_STRING)
+			continue;
+		const char *c = code && code->type == KR_JSON_STRING ? code->str : "EntryFailed";
+		bool retry = !(sender && sender->type == KR_JSON_TRUE) || kr_aws_retryable_code(c);
+		kr_batch_entry(bt, strtoul(id->str, NULL, 10), retry ? KR_RETRYABLE : KR_PERMANENT, 0,
+			       c, msg && msg->type == KR_JSON_STRING ? msg->str : "");
+	}
+	kr_json_free(j);
+}
+
+static void on_done(void *arg, const struct kr_aws_result *r)
+{
+	struct request *q = arg;
+	struct kr_batch *bt = q->bt;
+	request_free(q);
+	if (!r->ok) {
+		kr_batch_end(bt, r->outcome, r->not_before_ms, r->code, r->message);
+		return;
+	}
+	entry_results(bt, r->http);
+	kr_batch_end(bt, KR_RETRYABLE, 0, "NoResult",
+		     "SendMessageBatch's response did not say what became of this message");
+}
+
+static void send_batch(void *ctx, struct kr_batch *bt)
+{
+	struct sqs_sink *s = ctx;
+	if (s->closing) {
+		kr_batch_end(bt, KR_RETRYABLE, 0, "Closed", "the sink was closed");
+		return;
+	}
+	struct request *q = calloc(1, sizeof *q);
+	bool ok = q && kr_buf_reserve(&q->body, bt->bytes + bt->bytes / 8 + 512) &&
+		  kr_buf_puts(&q->body, "{\"QueueUrl\":") &&
+		  kr_buf_json_string(&q->body, s->queue_url, strlen(s->queue_url)) &&
+		  kr_buf_puts(&q->body, ",\"Entries\":[");
+	for (size_t i = 0; ok && i < bt->n; i++) {
+		const struct entry *en = bt->entries[i]->sink_data;
+		char id[32];
+		snprintf(id, sizeof id, "%s{\"Id\":\"%zu\"", i ? "," : "", i);
+		ok = kr_buf_puts(&q->body, id) && kr_buf_append(&q->body, en->json, en->len) &&
+		     kr_buf_puts(&q->body, "}");
+	}
+	ok = ok && kr_buf_puts(&q->body, "]}");
+	if (ok) {
+		q->s = s;
+		q->bt = bt;
+		struct kr_aws_call call = {.target = "AmazonSQS.SendMessageBatch",
+					   .body = q->body.p,
+					   .body_len = q->body.len,
+					   .timeout_ms = s->timeout_ms,
+					   .max_body = 1 << 20};
+		if (kr_aws_send(s->aws, &call, on_done, q) == KR_OK)
+			return;
+	}
+	if (q)
+		request_free(q);
+	kr_batch_end(bt, KR_RETRYABLE, 0, "ENOMEM", "cannot start the request");
+}
+
+static enum kr_err sqs_create(const struct kr_sink_args *a, void **ctx, char *err)
+{
+	const struct sqs_conf *c = a->conf;
+	struct sqs_sink *s = calloc(1, sizeof *s);
+	if (!s)
+		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	s->timeout_ms = a->timeout_ms;
+	size_t ul = strlen(c->queue_url);
+	s->fifo = ul > 5 && strcmp(c->queue_url + ul - 5, ".fifo") == 0;
+	enum kr_err e = KR_OK;
+	if (!(s->queue_url = strdup(c->queue_url)) ||
+	    !(s->attrs = calloc(c->attributes.n + 1, sizeof *s->attrs)))
+		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; !e && i < c->attributes.n; i++, s->nattrs++)
+		if (!(s->attrs[i] = strdup(c->attributes.v[i])))
+			e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	if (!e && !(s->group_id = kr_tmpl_new(c->group_id, err)))
+		e = KR_ERR_CONFIG;
+	if (!e && !(s->dedup_id = kr_tmpl_new(c->dedup_id, err)))
+		e = KR_ERR_CONFIG;
+	if (!e)
+		e = kr_aws_new(a->loop, &c->aws, &sqs_service, &s->aws, err);
+	if (!e) {
+		struct kr_batch_opts bo = {.max_entries = c->batch_size,
+					   .max_bytes = c->max_bytes,
+					   .linger_ms = c->linger_ms,
+					   .max_in_flight = a->concurrency,
+					   .entry_size = entry_size,
+					   .release = entry_release,
+					   .send = send_batch,
+					   .ctx = s};
+		if (kr_batcher_new(a->loop, &bo, &s->batcher) != KR_OK)
+			e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	}
+	if (e) {
+		sqs_destroy(s);
+		return e;
+	}
+	*ctx = s;
+	return KR_OK;
+}
+
+static void sqs_flush(void *ctx)
+{
+	struct sqs_sink *s = ctx;
+	kr_batcher_flush(s->batcher);
+}
+
+static void sqs_destroy(void *ctx)
+{
+	struct sqs_sink *s = ctx;
+	s->closing = true;
+	kr_aws_free(s->aws); /* ends the batches in flight (as failures) */
+	kr_batcher_free(s->batcher);
+	for (size_t i = 0; i < s->nattrs; i++)
+		free(s->attrs[i]);
+	free(s->attrs);
+	kr_tmpl_free(s->group_id);
+	kr_tmpl_free(s->dedup_id);
+	kr_buf_free(&s->scratch);
+	free(s->queue_url);
+	free(s);
+}
+
+const struct kr_sink_plugin kr_sink_sqs = {
+	.name = "sqs",
+	.description = "sends each event as a message of an Amazon SQS queue (SendMessageBatch)",
+	.options = sqs_options,
+	.conf_size = sizeof(struct sqs_conf),
+	.validate = sqs_validate,
+	.default_concurrency = 8,
+	.batches = true,
+	.create = sqs_create,
+	.submit = sqs_submit,
+	.flush = sqs_flush,
+	.destroy = sqs_destroy,
+};

@@ -1,0 +1,457 @@
+#!/usr/bin/env python3
+"""The AWS sinks against moto_server (real processes on loopback), with SigV4 and IAM checks on
+where moto makes them (SQS), and a fault-injecting proxy in front of moto for throttling, 5xx
+and per-entry failures.
+
+    python3 tests/integration/aws_sinks_test.py PATH_TO_KMSROUTER [name-filter]
+    python3 tests/integration/aws_sinks_test.py --list
+
+Skips (exit 77) when moto_server or boto3 is missing, unless KR_REQUIRE_MOTO=1.
+"""
+import glob
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import aws_harness  # noqa: E402
+from aws_harness import FaultProxy, Moto  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EVENTS_DIR = os.path.join(HERE, "..", "data", "events")
+KR = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--list" else None
+FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
+ACCOUNT = "123456789012"  # moto's
+FAST = {"max_attempts": 6, "initial_backoff_ms": 20, "max_backoff_ms": 200}
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def sample_bodies():
+    """What each sample event file should arrive as: the event's bytes as written (an SNS
+    notification's Message, which is the event)."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(EVENTS_DIR, "*.json"))):
+        text = open(path).read().strip()
+        doc = json.loads(text)
+        out.append(doc["Message"] if doc.get("Type") == "Notification" else text)
+    return out
+
+
+def write_jsonl(d, n, big=(), big_size=3000):
+    path = os.path.join(d, "events.jsonl")
+    with open(path, "w") as f:
+        for i in range(n):
+            ev = {"version": "0", "id": "ev-%04d" % i, "detail-type": "KMS CMK Deletion",
+                  "source": "aws.kms", "account": "111122223333",
+                  "time": "2024-03-01T12:00:00Z", "region": "us-west-2",
+                  "resources": ["arn:aws:kms:us-west-2:111122223333:key/k%d" % (i % 7)],
+                  "detail": {"key-id": "k%d" % (i % 7)}}
+            if i in big:
+                ev["detail"]["padding"] = "x" * big_size
+            f.write(json.dumps(ev) + "\n")
+    return path
+
+
+def run(d, sink, paths, env_extra=None, dead_letter=True, retry=FAST):
+    sink = dict(sink, name="out", retry=retry)
+    if dead_letter:
+        sink["dead_letter"] = "dlq"
+    cfg = {"sources": [{"name": "in", "type": "file", "paths": paths}],
+           "sinks": [sink, {"name": "dlq", "type": "log", "path": "dlq.jsonl"}],
+           "rules": [{"name": "kms", "pattern": {"source": ["aws.kms"]}, "targets": ["out"]}]}
+    with open(os.path.join(d, "cfg.json"), "w") as f:
+        json.dump(cfg, f)
+    env = dict(os.environ)
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+              "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"):
+        env.pop(k, None)
+    env["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(d, "no-credentials")
+    env["AWS_CONFIG_FILE"] = os.path.join(d, "no-config")
+    env.update(env_extra or {})
+    p = subprocess.run([KR, "run", "-c", os.path.join(d, "cfg.json")], cwd=d, env=env,
+                       capture_output=True, text=True, timeout=120)
+    dlq = []
+    if os.path.exists(os.path.join(d, "dlq.jsonl")):
+        with open(os.path.join(d, "dlq.jsonl")) as f:
+            dlq = [json.loads(line) for line in f if line.strip()]
+    return p, dlq
+
+
+def ok_run(p):
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr[-800:]))
+
+
+def receive_all(sqs, url, expect, attributes=("All",)):
+    """Every message of the queue (until expect have come or the queue stays empty)."""
+    got = []
+    empty = 0
+    while len(got) < expect and empty < 3:
+        r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                MessageAttributeNames=["All"],
+                                MessageSystemAttributeNames=list(attributes),
+                                WaitTimeSeconds=0)
+        msgs = r.get("Messages", [])
+        empty = 0 if msgs else empty + 1
+        got += msgs
+        if msgs:
+            sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
+    return got
+
+
+def attrs(m):
+    return {k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}
+
+
+def iam_user(moto, actions, resource, name="router"):
+    """An IAM user allowed only actions on resource; its access key id and secret."""
+    iam = moto.client("iam")
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    iam.put_user_policy(UserName=name, PolicyName="least-privilege", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}))
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def signed_setup(moto, actions, resource="*"):
+    """With checks on (Moto(auth_after=SETUP_CALLS)): the router's user, allowed actions, and
+    a reader allowed everything on SQS, for the test to look into the queue; a queue "kms".
+    Returns the router's key, the reader's SQS client and the queue's URL."""
+    router = iam_user(moto, actions, resource)
+    reader = iam_user(moto, ["sqs:*"], "*", "reader")
+    url = moto.client("sqs").create_queue(QueueName="kms")["QueueUrl"]
+    return router, moto.client("sqs", *reader), url
+
+
+# moto 5.2.1 asks for sqs:SendMessageBatch where AWS asks for sqs:SendMessage (AWS has no
+# separate batch permission): the test policy names both; the README's names sqs:SendMessage.
+SQS_SEND = ["sqs:SendMessage", "sqs:SendMessageBatch"]
+# setup calls before SigV4 and IAM checks start: signed_setup's two users (create_user,
+# create_access_key, put_user_policy each) and create_queue
+SETUP_CALLS = 7
+
+
+def sqs_sink(moto_url, queue_url, **kw):
+    return dict({"type": "sqs", "queue_url": queue_url, "region": aws_harness.REGION,
+                 "endpoint": moto_url}, **kw)
+
+
+def test_sqs_sample_events_arrive_as_sent_with_attributes_signed_least_privilege(d):
+    m = Moto(auth_after=SETUP_CALLS)
+    try:
+        (akid, secret), reader, url = signed_setup(
+            m, SQS_SEND, "arn:aws:sqs:us-east-1:%s:kms" % ACCOUNT)
+        p, dlq = run(d, sqs_sink(m.url, url), [os.path.join(EVENTS_DIR, "*.json")],
+                     {"AWS_ACCESS_KEY_ID": akid, "AWS_SECRET_ACCESS_KEY": secret})
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        msgs = receive_all(reader, url, 6)
+        bodies = sorted(x["Body"] for x in msgs)
+        check(bodies == sorted(sample_bodies()), "bodies differ from the sample events")
+        for x in msgs:
+            ev = json.loads(x["Body"])
+            want = {"detail-type": ev["detail-type"], "source": ev["source"],
+                    "account": ev["account"], "region": ev["region"]}
+            if "key-id" in ev["detail"]:
+                want["key-id"] = ev["detail"]["key-id"]
+            check(attrs(x) == want, "attributes %s, want %s" % (attrs(x), want))
+        check(secret not in p.stdout + p.stderr, "the secret appears in the output")
+    finally:
+        m.stop()
+
+
+def test_sqs_batches_ten_messages_per_request(d):
+    m = Moto()
+    try:
+        url = m.client("sqs").create_queue(QueueName="kms")["QueueUrl"]
+        before = m.requests()
+        p, dlq = run(d, sqs_sink(m.url, url), [write_jsonl(d, 200)],
+                     {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        sent = m.requests() - before
+        check(sent <= 25, "%d requests for 200 events" % sent)
+        msgs = receive_all(m.client("sqs"), url, 200)
+        ids = sorted(json.loads(x["Body"])["id"] for x in msgs)
+        check(ids == ["ev-%04d" % i for i in range(200)], "got %d messages" % len(ids))
+    finally:
+        m.stop()
+
+
+def test_sqs_wrong_secret_dead_letters_every_event_as_a_permanent_auth_error(d):
+    m = Moto(auth_after=SETUP_CALLS)
+    try:
+        (akid, secret), reader, url = signed_setup(m, SQS_SEND)
+        wrong = "WRONG" + secret[5:]
+        p, dlq = run(d, sqs_sink(m.url, url), [os.path.join(EVENTS_DIR, "*.json")],
+                     {"AWS_ACCESS_KEY_ID": akid, "AWS_SECRET_ACCESS_KEY": wrong})
+        ok_run(p)
+        check(len(dlq) == 6, "%d dead letters, want 6" % len(dlq))
+        check(all(x["error_code"] == "SignatureDoesNotMatch" and x["attempts"] == 1
+                  for x in dlq), "dead letters: %s" % [(x["error_code"], x["attempts"])
+                                                       for x in dlq])
+        check(sorted(json.dumps(x["event"]) for x in dlq) ==
+              sorted(json.dumps(json.loads(b)) for b in sample_bodies()), "events lost")
+        text = p.stdout + p.stderr + open(os.path.join(d, "dlq.jsonl")).read()
+        check(wrong not in text and secret not in text, "a secret appears in the output")
+        check("6 deliveries dead-lettered" in p.stderr, "summary: %s" % p.stderr[-400:])
+    finally:
+        m.stop()
+
+
+def test_sqs_without_permission_is_access_denied_into_the_dead_letter(d):
+    m = Moto(auth_after=SETUP_CALLS)
+    try:
+        (akid, secret), reader, url = signed_setup(m, ["sqs:ReceiveMessage"])
+        p, dlq = run(d, sqs_sink(m.url, url), [write_jsonl(d, 5)],
+                     {"AWS_ACCESS_KEY_ID": akid, "AWS_SECRET_ACCESS_KEY": secret})
+        ok_run(p)
+        check(sorted(x["event"]["id"] for x in dlq) == ["ev-%04d" % i for i in range(5)],
+              "dead letters: %s" % dlq)
+        check(all(x["error_code"] == "AccessDenied" for x in dlq),
+              "codes: %s" % [x["error_code"] for x in dlq])
+        check("not authorized" in dlq[0]["error_message"], dlq[0]["error_message"])
+    finally:
+        m.stop()
+
+
+def test_sqs_fifo_queue_gets_group_and_deduplication_ids(d):
+    m = Moto()
+    try:
+        url = m.client("sqs").create_queue(
+            QueueName="kms.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        p, dlq = run(d, sqs_sink(m.url, url), [write_jsonl(d, 30)],
+                     {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        msgs = receive_all(m.client("sqs"), url, 30, ("MessageGroupId",
+                                                       "MessageDeduplicationId"))
+        check(len(msgs) == 30, "%d messages" % len(msgs))
+        for x in msgs:
+            ev = json.loads(x["Body"])
+            a = x["Attributes"]
+            check(a["MessageGroupId"] == ev["detail"]["key-id"], "group %s" % a)
+            check(a["MessageDeduplicationId"] == ev["id"], "dedup %s" % a)
+        # one key's events keep their order
+        for k in range(7):
+            seq = [json.loads(x["Body"])["id"] for x in msgs
+                   if json.loads(x["Body"])["detail"]["key-id"] == "k%d" % k]
+            check(seq == sorted(seq), "group k%d out of order: %s" % (k, seq))
+    finally:
+        m.stop()
+
+
+def test_sqs_fifo_group_id_template_and_missing_field(d):
+    m = Moto()
+    try:
+        url = m.client("sqs").create_queue(
+            QueueName="kms.fifo", Attributes={"FifoQueue": "true",
+                                              "ContentBasedDeduplication": "true"})["QueueUrl"]
+        path = write_jsonl(d, 4)
+        # one event without the field the group id comes from
+        with open(path, "a") as f:
+            f.write(json.dumps({"id": "no-region", "source": "aws.kms", "detail": {}}) + "\n")
+        sink = sqs_sink(m.url, url, message_group_id="acct-<$.account>-<$.region>",
+                        deduplication_id="")
+        p, dlq = run(d, sink, [path],
+                     {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        ok_run(p)
+        msgs = receive_all(m.client("sqs"), url, 4, ("MessageGroupId",))
+        check(sorted(x["Attributes"]["MessageGroupId"] for x in msgs) ==
+              ["acct-111122223333-us-west-2"] * 4, "groups: %s" % [x["Attributes"]
+                                                                    for x in msgs])
+        check([(x["event"]["id"], x["error_code"]) for x in dlq] ==
+              [("no-region", "MissingGroupId")], "dead letters: %s" % dlq)
+    finally:
+        m.stop()
+
+
+def test_sqs_throttling_and_5xx_are_retried_until_delivered(d):
+    m = Moto()
+    try:
+        url = m.client("sqs").create_queue(QueueName="kms")["QueueUrl"]
+        throttled = json.dumps({"__type": "com.amazonaws.sqs#RequestThrottled",
+                                "message": "Rate exceeded"}).encode()
+
+        def fault(n, body):
+            if n <= 2:
+                return (503, {}, b"Service Unavailable")
+            if n <= 4:
+                return (400, {"Content-Type": "application/x-amz-json-1.0",
+                              "x-amzn-query-error": "RequestThrottled;Sender"}, throttled)
+            return None
+
+        proxy = FaultProxy(m.port, fault)
+        try:
+            p, dlq = run(d, sqs_sink(proxy.url, url), [write_jsonl(d, 10)],
+                         {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+                         retry={"max_attempts": 8, "initial_backoff_ms": 20,
+                                "max_backoff_ms": 100})
+        finally:
+            proxy.stop()
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        check(proxy.answered == 4, "faults answered: %d" % proxy.answered)
+        check("RequestThrottled" in p.stderr and "HTTP503" in p.stderr,
+              "the failed attempts are not logged with their codes")
+        msgs = receive_all(m.client("sqs"), url, 10)
+        check(sorted(json.loads(x["Body"])["id"] for x in msgs) ==
+              ["ev-%04d" % i for i in range(10)], "got %d" % len(msgs))
+    finally:
+        m.stop()
+
+
+def test_sqs_partial_batch_failure_retries_only_the_failed_entries(d):
+    m = Moto()
+    try:
+        url = m.client("sqs").create_queue(QueueName="kms")["QueueUrl"]
+        requests = []
+
+        def fault(n, body):
+            requests.append(json.loads(body))
+            return None
+
+        def rewrite(n, status, payload):
+            # the first response says entry 1 failed on the service's side (retryable) and
+            # entry 2 failed by the sender's fault (permanent); moto did take both
+            if n != 1 or status != 200:
+                return payload
+            r = json.loads(payload)
+            r["Successful"] = [e for e in r["Successful"] if e["Id"] not in ("1", "2")]
+            r["Failed"] = [{"Id": "1", "SenderFault": False, "Code": "InternalError",
+                            "Message": "try again"},
+                           {"Id": "2", "SenderFault": True, "Code": "InvalidParameterValue",
+                            "Message": "bad entry"}]
+            return json.dumps(r).encode()
+
+        proxy = FaultProxy(m.port, fault, rewrite)
+        try:
+            p, dlq = run(d, sqs_sink(proxy.url, url), [write_jsonl(d, 5)],
+                         {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        finally:
+            proxy.stop()
+        ok_run(p)
+        first = [json.loads(e["MessageBody"])["id"] for e in requests[0]["Entries"]]
+        check(first == ["ev-%04d" % i for i in range(5)], "first batch: %s" % first)
+        later = [json.loads(e["MessageBody"])["id"] for r in requests[1:] for e in r["Entries"]]
+        check(later == [first[1]], "sent again: %s" % later)
+        check([(x["event"]["id"], x["error_code"], x["error_message"]) for x in dlq] ==
+              [(first[2], "InvalidParameterValue", "bad entry")], "dead letters: %s" % dlq)
+    finally:
+        m.stop()
+
+
+def test_sqs_entry_over_the_size_limit_is_dead_lettered(d):
+    # events are at most 256 KiB (EventBridge's limit, enforced by the parser), so the limit
+    # here is a smaller max_batch_bytes
+    m = Moto()
+    try:
+        url = m.client("sqs").create_queue(QueueName="kms")["QueueUrl"]
+        p, dlq = run(d, sqs_sink(m.url, url, max_batch_bytes="2KiB"),
+                     [write_jsonl(d, 6, big={3})],
+                     {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        ok_run(p)
+        check([(x["event"]["id"], x["error_code"]) for x in dlq] ==
+              [("ev-0003", "EntryTooLarge")], "dead letters: %s" %
+              [(x["event"]["id"], x["error_code"]) for x in dlq])
+        msgs = receive_all(m.client("sqs"), url, 5)
+        check(len(msgs) == 5, "%d delivered" % len(msgs))
+    finally:
+        m.stop()
+
+
+def test_sqs_credentials_from_profile_and_credential_process(d):
+    m = Moto(auth_after=SETUP_CALLS)
+    try:
+        (akid, secret), reader, url = signed_setup(m, SQS_SEND)
+        creds = os.path.join(d, "credentials")
+        with open(creds, "w") as f:
+            f.write("[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n"
+                    "[router]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+                    % (akid, secret))
+        script = os.path.join(d, "creds.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\nprintf '{\"Version\": 1, \"AccessKeyId\": \"%s\", "
+                    "\"SecretAccessKey\": \"%s\"}'\n" % (akid, secret))
+        os.chmod(script, stat.S_IRWXU)
+        config = os.path.join(d, "config")
+        with open(config, "w") as f:
+            f.write("[profile proc]\ncredential_process = %s\nregion = us-east-1\n" % script)
+        sink = {"type": "sqs", "queue_url": url, "endpoint": m.url}
+        files = {"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": config}
+        # the profile's keys, chosen by AWS_PROFILE; the region from the option
+        p, dlq = run(d, dict(sink, region="us-east-1"), [write_jsonl(d, 3)],
+                     dict(files, AWS_PROFILE="router"))
+        ok_run(p)
+        check(dlq == [], "profile: dead letters %s" % [x["error_code"] for x in dlq])
+        # credential_process, chosen by the profile option; the region from the profile
+        p, dlq = run(d, dict(sink, profile="proc"), [write_jsonl(d, 3)], files)
+        ok_run(p)
+        check(dlq == [], "credential_process: dead letters %s" % [x["error_code"] for x in dlq])
+        check(len(receive_all(reader, url, 6)) == 6, "not every message arrived")
+        check(secret not in p.stdout + p.stderr, "the secret appears in the output")
+        # no credentials anywhere: run refuses to start and says where they may come from
+        p, _ = run(d, dict(sink, region="us-east-1"), [write_jsonl(d, 1)])
+        check(p.returncode != 0 and "no AWS credentials" in p.stderr,
+              "exit %d: %s" % (p.returncode, p.stderr[-300:]))
+    finally:
+        m.stop()
+
+
+def test_sqs_check_reports_bad_options_with_their_place(d):
+    cases = [
+        ({"queue_url": "https://sqs.us-east-1.amazonaws.com"}, "must name the queue"),
+        ({"queue_url": "ftp://x/1/q"}, "scheme"),
+        ({"message_attributes": ["$.a%d" % i for i in range(11)]}, "at most 10"),
+        ({"message_attributes": ["$.detail.key-id", "$.other.key-id"]}, "both name"),
+        ({"message_attributes": ["detail-type"]}, "JSONPath"),
+        ({"message_attributes": ["$.detail.key id"]}, "only letters"),
+        ({"message_group_id": "<$.detail.key-id"}, "no '>'"),
+        ({"batch_size": 11}, "from 1 to 10"),
+        ({"access_key_id_env": "KR_X"}, "go together"),
+    ]
+    for extra, want in cases:
+        sink = dict({"name": "out", "type": "sqs",
+                     "queue_url": "https://sqs.us-east-1.amazonaws.com/1/q"}, **extra)
+        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
+                                            "targets": ["out"]}]}
+        path = os.path.join(d, "cfg.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True,
+                           env=dict(os.environ, KR_X="x"))
+        check(p.returncode != 0, "check accepted %s" % extra)
+        check(want in p.stderr and "cfg.json:" in p.stderr,
+              "%s: %s" % (extra, p.stderr.strip()))
+
+
+def main():
+    names = sorted(k for k in globals() if k.startswith("test_"))
+    if len(sys.argv) > 1 and sys.argv[1] == "--list":  # meson registers each case
+        print("\n".join(names))
+        return
+    aws_harness.need_moto()
+    chosen = [k for k in names if k == FILTER] or [k for k in names if FILTER in k]
+    failed = 0
+    for name in chosen:
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                globals()[name](d)
+                print("ok   %s" % name)
+            except Exception as e:  # noqa: BLE001 - report every failure and go on
+                failed += 1
+                print("FAIL %s: %s" % (name, e))
+    print("aws sinks: %d passed, %d failed" % (len(chosen) - failed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
