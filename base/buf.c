@@ -145,3 +145,26 @@ bool kr_buf_base64(struct kr_buf *b, const void *s, size_t n)
 	b->len = (size_t)(o - b->p);
 	return true;
 }
+
+bool kr_buf_urlencode(struct kr_buf *b, const void *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *in = s;
+	if (n > SIZE_MAX / 4 || !kr_buf_reserve(b, 3 * n + 1))
+		return false;
+	char *o = b->p + b->len;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = in[i];
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_' || c == '.' || c == '~') {
+			*o++ = (char)c;
+		} else {
+			*o++ = '%';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o = 0;
+	b->len = (size_t)(o - b->p);
+	return true;
+}

@@ -51,4 +51,8 @@ static inline char *kr_json_escape(char *o, unsigned char c)
  * line breaks), NUL-terminated. */
 bool kr_buf_base64(struct kr_buf *b, const void *s, size_t n);
 
+/* Appends the n bytes at s percent-encoded as RFC 3986 says (every byte but A-Z a-z 0-9 - _ . ~
+ * as %XX), as form fields and AWS query strings take them. */
+bool kr_buf_urlencode(struct kr_buf *b, const void *s, size_t n);
+
 #endif

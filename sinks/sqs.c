@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "aws.h"
 #include "batch.h"
@@ -72,21 +71,6 @@ static const struct kr_option sqs_options[] = {
 	{0},
 };
 
-/* A message attribute name as SQS accepts it. */
-static const char *attr_name_check(const char *n)
-{
-	size_t len = strlen(n);
-	if (!len || len > 256)
-		return "has 1 to 256 characters";
-	if (strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != len)
-		return "has only letters, digits, '_', '-' and '.'";
-	if (n[0] == '.' || n[len - 1] == '.' || strstr(n, ".."))
-		return "neither starts nor ends with '.' nor has \"..\"";
-	if (strncasecmp(n, "aws.", 4) == 0 || strncasecmp(n, "amazon.", 7) == 0)
-		return "does not start with AWS. or Amazon.";
-	return NULL;
-}
-
 static enum kr_err sqs_validate(const void *conf, const struct kr_opts_check *chk)
 {
 	const struct sqs_conf *c = conf;
@@ -99,24 +83,9 @@ static enum kr_err sqs_validate(const void *conf, const struct kr_opts_check *ch
 		return kr_opts_reject(chk, "queue_url",
 				      "must name the queue: https://sqs.REGION.amazonaws.com/"
 				      "ACCOUNT/NAME");
-	if (c->attributes.n > SQS_MAX_ATTRIBUTES)
-		return kr_opts_reject(chk, "message_attributes",
-				      "SQS takes at most %d message attributes", SQS_MAX_ATTRIBUTES);
-	for (size_t i = 0; i < c->attributes.n; i++) {
-		const char *p = c->attributes.v[i];
-		const char *why = kr_attr_path_check(p);
-		if (!why && (why = attr_name_check(kr_attr_name(p))))
-			return kr_opts_reject(chk, "message_attributes",
-					      "\"%s\": the attribute name \"%s\" %s", p,
-					      kr_attr_name(p), why);
-		if (why)
-			return kr_opts_reject(chk, "message_attributes", "\"%s\": %s", p, why);
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(kr_attr_name(c->attributes.v[j]), kr_attr_name(p)) == 0)
-				return kr_opts_reject(chk, "message_attributes",
-						      "\"%s\" and \"%s\" both name attribute \"%s\"",
-						      c->attributes.v[j], p, kr_attr_name(p));
-	}
+	char msg[512];
+	if (kr_attr_list_check(&c->attributes, SQS_MAX_ATTRIBUTES, msg, sizeof msg))
+		return kr_opts_reject(chk, "message_attributes", "%s", msg);
 	char err[KR_ERRBUF];
 	struct kr_tmpl *t;
 	if (!(t = kr_tmpl_new(c->group_id, err)))
@@ -200,19 +169,6 @@ static bool put_attributes(struct sqs_sink *s, const struct kr_json *ev, struct 
 	return first || kr_buf_puts(b, "}");
 }
 
-/* Fills the template into scratch; its text or NULL when out of memory. *n is 0 when the
- * template is incomplete for this event. */
-static const char *fill(struct sqs_sink *s, const struct kr_tmpl *t, const struct kr_json *ev,
-			size_t *n)
-{
-	bool complete;
-	s->scratch.len = 0;
-	if (!kr_tmpl_fill(t, ev, &s->scratch, &complete) || !kr_buf_append(&s->scratch, "", 1))
-		return NULL;
-	*n = complete ? s->scratch.len - 1 : 0;
-	return s->scratch.p;
-}
-
 static void sqs_submit(void *ctx, struct kr_delivery *d)
 {
 	struct sqs_sink *s = ctx;
@@ -228,7 +184,7 @@ static void sqs_submit(void *ctx, struct kr_delivery *d)
 	}
 	if (ok && s->fifo) {
 		size_t n;
-		const char *g = fill(s, s->group_id, ev, &n);
+		const char *g = kr_tmpl_text(s->group_id, ev, &s->scratch, &n);
 		ok = g != NULL;
 		if (ok && !n) {
 			code = "MissingGroupId";
@@ -237,7 +193,7 @@ static void sqs_submit(void *ctx, struct kr_delivery *d)
 			ok = false;
 		}
 		ok = ok && kr_buf_puts(&b, ",\"MessageGroupId\":") && kr_buf_json_string(&b, g, n);
-		const char *dd = ok ? fill(s, s->dedup_id, ev, &n) : NULL;
+		const char *dd = ok ? kr_tmpl_text(s->dedup_id, ev, &s->scratch, &n) : NULL;
 		ok = ok && dd;
 		if (ok && n)
 			ok = kr_buf_puts(&b, ",\"MessageDeduplicationId\":") &&

@@ -8,12 +8,13 @@
 extern const struct kr_sink_plugin kr_sink_log;
 extern const struct kr_sink_plugin kr_sink_http;
 extern const struct kr_sink_plugin kr_sink_sqs;
+extern const struct kr_sink_plugin kr_sink_sns;
 extern const struct kr_source_plugin kr_source_file;
 
 const struct kr_sink_entry kr_sink_registry[] = {
 	{"log", &kr_sink_log},
 	{"lambda", NULL},
-	{"sns", NULL},
+	{"sns", &kr_sink_sns},
 	{"cloudwatch-logs", NULL},
 	{"sqs", &kr_sink_sqs},
 	{"kinesis", NULL},

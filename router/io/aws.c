@@ -495,23 +495,14 @@ bool kr_aws_retryable_code(const char *code)
 	return strstr(code, "Throttl") != NULL;
 }
 
-/* The text between <tag> and </tag> in an XML body, decoded of the five entities. */
-static bool xml_text(const char *body, const char *tag, char *out, size_t cap)
+/* Decodes XML text (the five entities and numeric references of ASCII characters) from [s, e)
+ * into out. */
+static void xml_decode(const char *s, const char *e, char *out, size_t cap)
 {
-	char open[64], close[64];
-	snprintf(open, sizeof open, "<%s>", tag);
-	snprintf(close, sizeof close, "</%s>", tag);
-	const char *s = strstr(body, open);
-	if (!s)
-		return false;
-	s += strlen(open);
-	const char *e = strstr(s, close);
-	if (!e)
-		return false;
+	static const char *const ents[][2] = {
+		{"&lt;", "<"}, {"&gt;", ">"}, {"&amp;", "&"}, {"&quot;", "\""}, {"&apos;", "'"}};
 	size_t o = 0;
 	while (s < e && o + 1 < cap) {
-		static const char *const ents[][2] = {
-			{"&lt;", "<"}, {"&gt;", ">"}, {"&amp;", "&"}, {"&quot;", "\""}, {"&apos;", "'"}};
 		bool done = false;
 		for (size_t i = 0; i < 5 && *s == '&'; i++) {
 			size_t n = strlen(ents[i][0]);
@@ -522,10 +513,48 @@ static bool xml_text(const char *body, const char *tag, char *out, size_t cap)
 				break;
 			}
 		}
+		if (!done && *s == '&' && e - s > 3 && s[1] == '#') {
+			bool hex = s[2] == 'x';
+			char *end;
+			unsigned long v = strtoul(s + (hex ? 3 : 2), &end, hex ? 16 : 10);
+			if (end < e && *end == ';' && v > 0 && v < 128) {
+				out[o++] = (char)v;
+				s = end + 1;
+				done = true;
+			}
+		}
 		if (!done)
 			out[o++] = *s++;
 	}
 	out[o] = 0;
+}
+
+bool kr_aws_xml_next(const char **pos, const char *end, const char *tag, const char **content,
+		     const char **content_end)
+{
+	char open[64], close[64];
+	int no = snprintf(open, sizeof open, "<%s>", tag);
+	int nc = snprintf(close, sizeof close, "</%s>", tag);
+	const char *s = *pos;
+	const char *a = s < end ? memmem(s, (size_t)(end - s), open, (size_t)no) : NULL;
+	if (!a)
+		return false;
+	a += no;
+	const char *b = memmem(a, (size_t)(end - a), close, (size_t)nc);
+	if (!b)
+		return false;
+	*content = a;
+	*content_end = b;
+	*pos = b + nc;
+	return true;
+}
+
+bool kr_aws_xml_text(const char *s, const char *e, const char *tag, char *out, size_t cap)
+{
+	const char *a, *b;
+	if (!kr_aws_xml_next(&s, e, tag, &a, &b))
+		return false;
+	xml_decode(a, b, out, cap);
 	return true;
 }
 
@@ -584,9 +613,10 @@ void kr_aws_error_of(const struct kr_http_response *r, struct kr_aws_result *out
 		snprintf(out->code, sizeof out->code, "%s", hv);
 	}
 	if (!out->code[0] && *body == '<')
-		xml_text(body, "Code", out->code, sizeof out->code);
+		kr_aws_xml_text(body, body + r->body_len, "Code", out->code, sizeof out->code);
 	if (!out->message[0] && *body == '<')
-		xml_text(body, "Message", out->message, sizeof out->message);
+		kr_aws_xml_text(body, body + r->body_len, "Message", out->message,
+				sizeof out->message);
 	if (!out->code[0])
 		snprintf(out->code, sizeof out->code, "HTTP%ld", r->status);
 	if (!out->message[0])

@@ -2,8 +2,8 @@
  * source.
  *
  * One client per plugin instance: a service, a region, an endpoint and credentials. Requests are
- * signed with AWS Signature Version 4 by curl (CURLOPT_AWS_SIGV4), with X-Amz-Security-Token for
- * temporary credentials; TLS peers are verified (ca_file adds a CA bundle).
+ * signed with AWS Signature Version 4 (sigv4.h), with X-Amz-Security-Token for temporary
+ * credentials; TLS peers are verified (ca_file adds a CA bundle).
  *
  * Region: the option, else AWS_REGION, AWS_DEFAULT_REGION, the profile's region in the shared
  * config file. Endpoint: the option, else AWS_ENDPOINT_URL_<SERVICE> (SQS, SNS, LAMBDA,
@@ -125,6 +125,14 @@ enum kr_err kr_aws_send(struct kr_aws *a, const struct kr_aws_call *c, kr_aws_do
 /* The error code and message of a failed response (what kr_aws_send's result carries); for
  * tests and for sources that read responses themselves. */
 void kr_aws_error_of(const struct kr_http_response *r, struct kr_aws_result *out);
+
+/* XML responses of the query protocol (SNS, STS) have a fixed shape; these read it. The next
+ * <tag>...</tag> at or after *pos, before end: its content in [*content, *content_end), and
+ * *pos moves past it. */
+bool kr_aws_xml_next(const char **pos, const char *end, const char *tag, const char **content,
+		     const char **content_end);
+/* The text of the first <tag> element in [s, e), its entities decoded, into out (cap bytes). */
+bool kr_aws_xml_text(const char *s, const char *e, const char *tag, char *out, size_t cap);
 
 /* Whether an AWS error code says to try again (throttling, a fault on the service's side, an
  * expired token); per-entry results of batch calls use it too. */

@@ -4,7 +4,8 @@
  * libraries with them (TLS, Kerberos, LDAP, ...): linked in, every kmsrouter process paid about
  * 6 ms to map and relocate them before main, `test-pattern` in a script and `match` alike. Loaded
  * with dlopen when a pipeline first needs them, only `run` with such a sink or a metrics listener
- * pays, once. The headers are still the packages' own (meson's partial dependencies). */
+ * pays, once. libcrypto (SigV4 signatures, sigv4.h) is loaded the same way; libcurl maps it
+ * already. The headers are still the packages' own (meson's partial dependencies). */
 #ifndef KR_DYNLIB_H
 #define KR_DYNLIB_H
 

@@ -3,6 +3,7 @@
  * The loop's multi handle (struct shared) lives while a client of that loop does; curl keeps
  * its connection cache there, which is what lets two plugins reuse one connection. */
 #include "http.h"
+#include "sigv4.h"
 
 #include <curl/curl.h>
 #include <stddef.h>
@@ -335,6 +336,8 @@ static void shared_put(struct shared *sh)
 enum kr_err kr_http_new(struct kr_loop *loop, struct kr_http **out, char *err)
 {
 	enum kr_err e = kr_dynlib_load(&curl, err);
+	if (!e)
+		e = kr_sigv4_load(err);
 	if (e)
 		return e;
 	struct kr_http *h = calloc(1, sizeof *h);
@@ -397,32 +400,36 @@ static bool add_header(struct transfer *t, const char *line)
 	return true;
 }
 
-/* The auth options of a request. */
+/* The auth options of a request (false: out of memory, or a URL that cannot be signed). */
 static bool set_auth(CURL *e, struct transfer *t, const struct kr_http_request *req)
 {
 	if (req->auth == KR_HTTP_AUTH_NONE)
 		return true;
-	C.easy_setopt(e, CURLOPT_USERNAME, req->user ? req->user : "");
-	C.easy_setopt(e, CURLOPT_PASSWORD, req->password ? req->password : "");
 	if (req->auth == KR_HTTP_AUTH_BASIC) {
+		C.easy_setopt(e, CURLOPT_USERNAME, req->user ? req->user : "");
+		C.easy_setopt(e, CURLOPT_PASSWORD, req->password ? req->password : "");
 		C.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 		return true;
 	}
-	char scope[160];
-	snprintf(scope, sizeof scope, "aws:amz:%s:%s", req->region ? req->region : "",
-		 req->service ? req->service : "");
-	C.easy_setopt(e, CURLOPT_AWS_SIGV4, scope);
-	if (!req->token || !*req->token)
-		return true;
-	/* curl signs the request's headers, this one included */
-	size_t n = strlen(req->token) + sizeof "X-Amz-Security-Token: ";
-	char *line = malloc(n);
-	if (!line)
+	/* signed here, not by curl's CURLOPT_AWS_SIGV4 (sigv4.h says why) */
+	struct kr_sigv4_request sr = {.method = req->method ? req->method : "POST",
+				      .url = req->url,
+				      .headers = req->headers,
+				      .body = req->body,
+				      .body_len = req->body_len,
+				      .access_key_id = req->user ? req->user : "",
+				      .secret_key = req->password ? req->password : "",
+				      .session_token = req->token,
+				      .region = req->region ? req->region : "",
+				      .service = req->service ? req->service : "",
+				      .now = time(NULL)};
+	char *lines[3];
+	if (!kr_sigv4_sign(&sr, lines))
 		return false;
-	snprintf(line, n, "X-Amz-Security-Token: %s", req->token);
-	bool ok = add_header(t, line);
-	explicit_bzero(line, n);
-	free(line);
+	bool ok = true;
+	for (int i = 0; ok && i < 3; i++)
+		ok = !lines[i] || add_header(t, lines[i]);
+	kr_sigv4_free(lines);
 	return ok;
 }
 
@@ -447,12 +454,8 @@ enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
 	bool ok = true;
 	for (const char *const *hd = req->headers; ok && hd && *hd; hd++)
 		ok = add_header(t, *hd);
-	/* no "Expect: 100-continue" round trip before a body; but not with SigV4, where curl 7.88
-	   signs the empty header it then leaves out, and the service rejects the signature (curl
-	   asks for 100-continue only above 1 MiB, which AWS answers) */
-	if (ok && req->auth != KR_HTTP_AUTH_SIGV4)
-		ok = add_header(t, "Expect:");
-	ok = ok && set_auth(e, t, req);
+	/* no "Expect: 100-continue" round trip before a body */
+	ok = ok && add_header(t, "Expect:") && set_auth(e, t, req);
 	if (!ok) {
 		transfer_free(t);
 		return KR_ERR_NOMEM;

@@ -4,8 +4,8 @@
  * to one host share its connections (and HTTP/2 streams, where the server offers HTTP/2). A
  * client (kr_http_new) is one plugin's view of it: freeing a client completes that client's
  * requests in flight, not the others'. Requests take any method, request headers, a limit on
- * the response body, and an auth kind: none, Basic, or AWS Signature Version 4 signed by curl
- * (CURLOPT_AWS_SIGV4) with the session token header for temporary credentials. Responses carry
+ * the response body, and an auth kind: none, Basic, or AWS Signature Version 4 (sigv4.h) with
+ * the session token header for temporary credentials. Responses carry
  * their headers. Proxies come from the environment as curl reads it (HTTPS_PROXY, https_proxy,
  * http_proxy, NO_PROXY). TLS peers are verified. Loop thread only. */
 #ifndef KR_HTTP_H
@@ -68,7 +68,7 @@ struct kr_http_request {
 };
 
 /* A new client on loop in *out, sharing the loop's connections; free with kr_http_free (its
- * pending requests complete with an error first). The first call loads libcurl:
+ * pending requests complete with an error first). The first call loads libcurl and libcrypto:
  * KR_ERR_UNAVAILABLE when it cannot. */
 enum kr_err kr_http_new(struct kr_loop *loop, struct kr_http **out, char *err);
 void kr_http_free(struct kr_http *h);

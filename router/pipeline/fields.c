@@ -1,6 +1,7 @@
 /* Event fields for sinks (see fields.h). */
 #include "fields.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,17 @@ struct kr_tmpl *kr_tmpl_new(const char *text, char *err)
 	return t;
 }
 
+const char *kr_tmpl_text(const struct kr_tmpl *t, const struct kr_json *ev,
+			 struct kr_buf *scratch, size_t *n)
+{
+	bool complete;
+	scratch->len = 0;
+	if (!kr_tmpl_fill(t, ev, scratch, &complete) || !kr_buf_append(scratch, "", 1))
+		return NULL;
+	*n = complete ? scratch->len - 1 : 0;
+	return scratch->p;
+}
+
 bool kr_tmpl_constant(const struct kr_tmpl *t)
 {
 	for (size_t i = 0; i < t->n; i++)
@@ -171,6 +183,44 @@ bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_json *ev, struct kr_b
 const char *kr_attr_path_check(const char *path)
 {
 	return path_check(path, strlen(path), true);
+}
+
+static const char *attr_name_check(const char *n)
+{
+	size_t len = strlen(n);
+	if (!len || len > 256)
+		return "has 1 to 256 characters";
+	if (strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != len)
+		return "has only letters, digits, '_' and '-'";
+	return NULL;
+}
+
+const char *kr_attr_list_check(const struct kr_strings *paths, size_t max, char *msg, size_t cap)
+{
+	if (paths->n > max) {
+		snprintf(msg, cap, "at most %zu message attributes", max);
+		return msg;
+	}
+	for (size_t i = 0; i < paths->n; i++) {
+		const char *p = paths->v[i];
+		const char *why = kr_attr_path_check(p);
+		if (why) {
+			snprintf(msg, cap, "\"%s\": %s", p, why);
+			return msg;
+		}
+		if ((why = attr_name_check(kr_attr_name(p)))) {
+			snprintf(msg, cap, "\"%s\": the attribute name \"%s\" %s", p, kr_attr_name(p),
+				 why);
+			return msg;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(kr_attr_name(paths->v[j]), kr_attr_name(p)) == 0) {
+				snprintf(msg, cap, "\"%s\" and \"%s\" both name attribute \"%s\"",
+					 paths->v[j], p, kr_attr_name(p));
+				return msg;
+			}
+	}
+	return NULL;
 }
 
 const char *kr_attr_name(const char *path)

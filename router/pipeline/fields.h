@@ -20,6 +20,7 @@
 #include "buf.h"
 #include "err.h"
 #include "json.h"
+#include "plugin.h"
 
 struct kr_tmpl;
 
@@ -31,11 +32,19 @@ void kr_tmpl_free(struct kr_tmpl *t);
  * out of memory. *complete says whether every placeholder had a value. */
 bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_json *ev, struct kr_buf *out,
 		  bool *complete);
+/* The template filled from ev into scratch (emptied first), NUL-terminated; *n its length, or 0
+ * when the template is incomplete for ev. NULL when out of memory. */
+const char *kr_tmpl_text(const struct kr_tmpl *t, const struct kr_json *ev,
+			 struct kr_buf *scratch, size_t *n);
 /* Whether the template has no placeholder (the same text for every event). */
 bool kr_tmpl_constant(const struct kr_tmpl *t);
 
 /* Checks a JSONPath of an attribute ($.a.b: names only); NULL when good, else the reason. */
 const char *kr_attr_path_check(const char *path);
+/* Checks a list of attribute paths for a service that takes at most max attributes, whose names
+ * have 1 to 256 letters, digits, '_', '-' and '.' (SNS, SQS): NULL when good, else the reason
+ * in msg (cap bytes). */
+const char *kr_attr_list_check(const struct kr_strings *paths, size_t max, char *msg, size_t cap);
 /* The attribute's name: the path's last segment (points into path). */
 const char *kr_attr_name(const char *path);
 

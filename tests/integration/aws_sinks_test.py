@@ -406,6 +406,114 @@ def test_sqs_credentials_from_profile_and_credential_process(d):
         m.stop()
 
 
+def sns_topic_with_queue(m, raw, filter_policy=None, name="sub"):
+    """A topic "kms" (created once) and a queue subscribed to it; their ARN and URL."""
+    sns, sqs = m.client("sns"), m.client("sqs")
+    topic = sns.create_topic(Name="kms")["TopicArn"]
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"]
+    attrs = {"RawMessageDelivery": "true" if raw else "false"}
+    if filter_policy:
+        attrs["FilterPolicy"] = json.dumps(filter_policy)
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes=attrs)
+    return topic, url
+
+
+def sns_sink(moto_url, topic, **kw):
+    # no region: the topic ARN's (us-east-1 in moto)
+    return dict({"type": "sns", "topic_arn": topic, "endpoint": moto_url}, **kw)
+
+
+TESTING = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def test_sns_sample_events_reach_a_subscribed_queue_as_sent_with_attributes(d):
+    m = Moto()
+    try:
+        topic, url = sns_topic_with_queue(m, raw=True)
+        p, dlq = run(d, sns_sink(m.url, topic), [os.path.join(EVENTS_DIR, "*.json")], TESTING)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        msgs = receive_all(m.client("sqs"), url, 6)
+        check(sorted(x["Body"] for x in msgs) == sorted(sample_bodies()),
+              "bodies differ from the sample events")
+        for x in msgs:
+            ev = json.loads(x["Body"])
+            want = {"detail-type": ev["detail-type"], "source": ev["source"],
+                    "account": ev["account"], "region": ev["region"]}
+            if "key-id" in ev["detail"]:
+                want["key-id"] = ev["detail"]["key-id"]
+            check(attrs(x) == want, "attributes %s, want %s" % (attrs(x), want))
+    finally:
+        m.stop()
+
+
+def test_sns_filter_policy_selects_on_attributes_and_subject_is_filled(d):
+    m = Moto()
+    try:
+        topic, everything = sns_topic_with_queue(m, raw=False)
+        _, deletions = sns_topic_with_queue(m, raw=False, name="deletions",
+                                            filter_policy={"detail-type": ["KMS CMK Deletion"]})
+        p, dlq = run(d, sns_sink(m.url, topic, subject="KMS: <$.detail-type> <$.detail.key-id>"),
+                     [os.path.join(EVENTS_DIR, "*.json")], TESTING)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        notes = [json.loads(x["Body"]) for x in receive_all(m.client("sqs"), everything, 6)]
+        check(sorted(n["Message"] for n in notes) == sorted(sample_bodies()), "messages differ")
+        for n in notes:
+            ev = json.loads(n["Message"])
+            check(n["MessageAttributes"]["detail-type"] == {"Type": "String",
+                                                            "Value": ev["detail-type"]},
+                  "attributes %s" % n["MessageAttributes"])
+            if "key-id" in ev["detail"]:
+                check(n["Subject"] == "KMS: %s %s" % (ev["detail-type"], ev["detail"]["key-id"]),
+                      "subject %r" % n.get("Subject"))
+            else:  # a field the subject names is missing: no subject
+                check(not n.get("Subject"), "subject %r" % n.get("Subject"))
+        picked = [json.loads(json.loads(x["Body"])["Message"])["detail-type"]
+                  for x in receive_all(m.client("sqs"), deletions, 6)]
+        check(picked == ["KMS CMK Deletion"] * 2, "the filtered queue got %s" % picked)
+    finally:
+        m.stop()
+
+
+def test_sns_batches_ten_messages_per_request(d):
+    m = Moto()
+    try:
+        topic, url = sns_topic_with_queue(m, raw=True)
+        before = m.requests()
+        p, dlq = run(d, sns_sink(m.url, topic), [write_jsonl(d, 200)], TESTING)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        sent = m.requests() - before
+        check(sent <= 25, "%d requests for 200 events" % sent)
+        ids = sorted(json.loads(x["Body"])["id"] for x in receive_all(m.client("sqs"), url, 200))
+        check(ids == ["ev-%04d" % i for i in range(200)], "got %d messages" % len(ids))
+    finally:
+        m.stop()
+
+
+def test_sns_check_reports_bad_options_with_their_place(d):
+    cases = [({"topic_arn": "kms-topic"}, "not a topic ARN"),
+             ({"topic_arn": "arn:aws:sqs:us-east-1:1:q"}, "not a topic ARN"),
+             ({"subject": "<$.detail-type"}, "no '>'"),
+             ({"message_attributes": ["$.a", "$.b.a"]}, "both name"),
+             ({"max_batch_bytes": "1MiB"}, "262144")]
+    for extra, want in cases:
+        sink = dict({"name": "out", "type": "sns",
+                     "topic_arn": "arn:aws:sns:us-east-1:123456789012:kms"}, **extra)
+        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
+                                            "targets": ["out"]}]}
+        path = os.path.join(d, "cfg.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True)
+        check(p.returncode != 0, "check accepted %s" % extra)
+        check(want in p.stderr and "cfg.json:" in p.stderr,
+              "%s: %s" % (extra, p.stderr.strip()))
+
+
 def test_sqs_check_reports_bad_options_with_their_place(d):
     cases = [
         ({"queue_url": "https://sqs.us-east-1.amazonaws.com"}, "must name the queue"),
