@@ -9,11 +9,12 @@ extern const struct kr_sink_plugin kr_sink_log;
 extern const struct kr_sink_plugin kr_sink_http;
 extern const struct kr_sink_plugin kr_sink_sqs;
 extern const struct kr_sink_plugin kr_sink_sns;
+extern const struct kr_sink_plugin kr_sink_lambda;
 extern const struct kr_source_plugin kr_source_file;
 
 const struct kr_sink_entry kr_sink_registry[] = {
 	{"log", &kr_sink_log},
-	{"lambda", NULL},
+	{"lambda", &kr_sink_lambda},
 	{"sns", &kr_sink_sns},
 	{"cloudwatch-logs", NULL},
 	{"sqs", &kr_sink_sqs},

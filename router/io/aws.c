@@ -711,6 +711,7 @@ enum kr_err kr_aws_send(struct kr_aws *a, const struct kr_aws_call *req, kr_aws_
 		.timeout_ms = req->timeout_ms,
 		.connect_timeout_ms = a->connect_timeout_ms,
 		.max_body = req->max_body,
+		.body_prefix = req->body_prefix,
 		.auth = KR_HTTP_AUTH_SIGV4,
 		.user = c->creds->akid,
 		.password = c->creds->secret,

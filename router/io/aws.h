@@ -104,6 +104,7 @@ struct kr_aws_call {
 	size_t body_len;
 	uint64_t timeout_ms;      /* 0: 30 s */
 	size_t max_body;          /* 0: 1 MiB */
+	bool body_prefix;         /* a larger response body is cut to max_body, not an error */
 };
 
 struct kr_aws_result {

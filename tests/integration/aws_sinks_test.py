@@ -514,6 +514,137 @@ def test_sns_check_reports_bad_options_with_their_place(d):
               "%s: %s" % (extra, p.stderr.strip()))
 
 
+def moto_lambda(m):
+    """moto's Lambda without Docker: it answers every invocation with the payload it got."""
+    import urllib.request
+    req = urllib.request.Request(m.url + "/moto-api/config", method="POST",
+                                 data=json.dumps({"lambda": {"use_docker": False}}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+class Recorder:
+    """A FaultProxy in front of moto that keeps each request (path, headers, body) and moto's
+    answer to it."""
+
+    def __init__(self, m):
+        self.sent, self.answers = {}, {}
+
+        def fault(n, body):
+            self.sent[n] = body
+            return None
+
+        def rewrite(n, status, payload):
+            self.answers[n] = (status, payload)
+            return payload
+
+        self.proxy = FaultProxy(m.port, fault, rewrite)
+        self.url = self.proxy.url
+
+    def stop(self):
+        self.proxy.stop()
+
+
+def test_lambda_sample_events_invoke_the_function_as_sent(d):
+    m = Moto()
+    rec = None
+    try:
+        moto_lambda(m)
+        rec = Recorder(m)
+        p, dlq = run(d, {"type": "lambda", "function": "kms-handler", "endpoint": rec.url,
+                         "region": "us-east-1"},
+                     [os.path.join(EVENTS_DIR, "*.json")], TESTING)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        check(sorted(v.decode() for v in rec.sent.values()) == sorted(sample_bodies()),
+              "payloads differ from the sample events")
+        # moto's function got each payload exactly: it answers with it (202: queued)
+        check(all(rec.answers[n] == (202, rec.sent[n]) for n in rec.sent),
+              "moto's answers: %s" % [a[0] for a in rec.answers.values()])
+    finally:
+        if rec:
+            rec.stop()
+        m.stop()
+
+
+def test_lambda_request_response_by_arn_and_partial_arn_with_qualifier(d):
+    m = Moto()
+    rec = None
+    try:
+        moto_lambda(m)
+        rec = Recorder(m)
+        for fn in ("arn:aws:lambda:us-east-1:123456789012:function:kms-handler",
+                   "123456789012:function:kms-handler"):
+            rec.sent.clear()
+            rec.answers.clear()
+            p, dlq = run(d, {"type": "lambda", "function": fn, "qualifier": "prod",
+                             "invocation_type": "RequestResponse", "endpoint": rec.url},
+                         [write_jsonl(d, 5)], dict(TESTING, AWS_REGION="us-east-1"))
+            ok_run(p)
+            check(dlq == [], "%s: dead letters %s" % (fn, [x["error_code"] for x in dlq]))
+            check(len(rec.sent) == 5 and all(rec.answers[n] == (200, rec.sent[n])
+                                             for n in rec.sent), "%s: answers" % fn)
+    finally:
+        if rec:
+            rec.stop()
+        m.stop()
+
+
+def test_lambda_payload_over_the_invocation_limit_is_dead_lettered_unsent(d):
+    m = Moto()
+    rec = None
+    try:
+        moto_lambda(m)
+        rec = Recorder(m)
+        # a transformer that doubles a 200 KB event: a 400 KB payload, over Event's 256 KiB
+        sink = {"type": "lambda", "function": "kms-handler", "endpoint": rec.url,
+                "region": "us-east-1"}
+        path = write_jsonl(d, 3, big={1}, big_size=200000)
+        cfg_target = {"sink": "out", "input_transformer": {
+            "input_paths": {}, "input_template":
+            '{"a": <aws.events.event.json>, "b": <aws.events.event.json>}'}}
+        sink = dict(sink, name="out", retry=FAST, dead_letter="dlq")
+        cfg = {"sources": [{"name": "in", "type": "file", "paths": [path]}],
+               "sinks": [sink, {"name": "dlq", "type": "log", "path": "dlq.jsonl"}],
+               "rules": [{"name": "kms", "pattern": {"source": ["aws.kms"]},
+                          "targets": [cfg_target]}]}
+        with open(os.path.join(d, "cfg.json"), "w") as f:
+            json.dump(cfg, f)
+        env = dict(os.environ, **TESTING)
+        env["AWS_SHARED_CREDENTIALS_FILE"] = env["AWS_CONFIG_FILE"] = os.path.join(d, "none")
+        p = subprocess.run([KR, "run", "-c", "cfg.json"], cwd=d, env=env, capture_output=True,
+                           text=True, timeout=60)
+        ok_run(p)
+        dlq = [json.loads(line) for line in open(os.path.join(d, "dlq.jsonl"))]
+        check([(x["event"]["id"], x["error_code"]) for x in dlq] ==
+              [("ev-0001", "PayloadTooLarge")], "dead letters: %s" %
+              [(x["event"]["id"], x["error_code"]) for x in dlq])
+        check(len(rec.sent) == 2, "%d invocations sent" % len(rec.sent))
+    finally:
+        if rec:
+            rec.stop()
+        m.stop()
+
+
+def test_lambda_check_reports_bad_options_with_their_place(d):
+    cases = [({"function": "bad name"}, "1 to 64 letters"),
+             ({"function": "arn:aws:sqs:us-east-1:1:q"}, "not a function ARN"),
+             ({"function": "f", "qualifier": "a b"}, "version"),
+             ({"function": "f", "invocation_type": "DryRun"}, "Event"),
+             ({"function": "f", "retry_function_errors": True}, "only RequestResponse")]
+    for extra, want in cases:
+        sink = dict({"name": "out", "type": "lambda"}, **extra)
+        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
+                                            "targets": ["out"]}]}
+        path = os.path.join(d, "cfg.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True)
+        check(p.returncode != 0, "check accepted %s" % extra)
+        check(want in p.stderr and "cfg.json:" in p.stderr,
+              "%s: %s" % (extra, p.stderr.strip()))
+
+
 def test_sqs_check_reports_bad_options_with_their_place(d):
     cases = [
         ({"queue_url": "https://sqs.us-east-1.amazonaws.com"}, "must name the queue"),
