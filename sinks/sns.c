@@ -135,14 +135,8 @@ struct sns_sink {
 	struct kr_buf scratch;
 };
 
-/* A delivery's prepared fields (its sink_data): "MARKName=value" runs, the member prefix to be
- * put at each MARK, and its size as SNS counts it. */
-struct entry {
-	size_t sns_bytes;
-	size_t len;
-	char text[];
-};
-
+/* A delivery's prepared fields (its sink_data, a kr_prepared): "MARKName=value" runs, the
+ * member prefix to be put at each MARK, and its size as SNS counts it. */
 struct request {
 	struct kr_batch *bt;
 	struct kr_buf body;
@@ -152,19 +146,6 @@ static const struct kr_aws_service sns_service = {"sns", "SNS"};
 
 static void sns_destroy(void *ctx);
 
-static size_t entry_size(void *ctx, const struct kr_delivery *d)
-{
-	(void)ctx;
-	const struct entry *en = d->sink_data;
-	return en ? en->sns_bytes : d->len;
-}
-
-static void entry_release(void *ctx, struct kr_delivery *d)
-{
-	(void)ctx;
-	free(d->sink_data);
-	d->sink_data = NULL;
-}
 
 /* Appends MARK name=value (value url-encoded). */
 static bool field(struct kr_buf *b, const char *name, const char *v, size_t n)
@@ -227,9 +208,8 @@ static void sns_submit(void *ctx, struct kr_delivery *d)
 				     : NULL;
 	size_t bytes = d->len;
 	const char *why = NULL, *code = "ENOMEM";
-	bool ok = kr_buf_reserve(&b, sizeof(struct entry) + d->len * 2 + 256);
+	bool ok = kr_prepared_begin(&b, d->len * 2 + 256);
 	if (ok) {
-		b.len = sizeof(struct entry);
 		ok = field(&b, "Message", d->payload, d->len) && put_attributes(s, ev, &b, &bytes) &&
 		     (!s->subject || put_subject(s, ev, &b));
 	}
@@ -254,10 +234,7 @@ static void sns_submit(void *ctx, struct kr_delivery *d)
 				 why ? why : "out of memory");
 		return;
 	}
-	struct entry *en = (struct entry *)(void *)b.p;
-	en->len = b.len - sizeof(struct entry);
-	en->sns_bytes = bytes;
-	d->sink_data = en;
+	d->sink_data = kr_prepared_finish(&b, bytes);
 	kr_batcher_add(s->batcher, d);
 }
 
@@ -322,7 +299,7 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 		  kr_buf_puts(&q->body, "Action=PublishBatch&Version=2010-03-31&TopicArn=") &&
 		  kr_buf_urlencode(&q->body, s->topic_arn, strlen(s->topic_arn));
 	for (size_t i = 0; ok && i < bt->n; i++) {
-		const struct entry *en = bt->entries[i]->sink_data;
+		const struct kr_prepared *en = bt->entries[i]->sink_data;
 		char prefix[64];
 		int pl = snprintf(prefix, sizeof prefix, "&PublishBatchRequestEntries.member.%zu.",
 				  i + 1);
@@ -390,8 +367,8 @@ static enum kr_err sns_create(const struct kr_sink_args *a, void **ctx, char *er
 					   .max_bytes = c->max_bytes,
 					   .linger_ms = c->linger_ms,
 					   .max_in_flight = a->concurrency,
-					   .entry_size = entry_size,
-					   .release = entry_release,
+					   .entry_size = kr_prepared_size,
+					   .release = kr_prepared_release,
 					   .send = send_batch,
 					   .ctx = s};
 		if (kr_batcher_new(a->loop, &bo, &s->batcher) != KR_OK)

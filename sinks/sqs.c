@@ -110,14 +110,8 @@ struct sqs_sink {
 	struct kr_buf scratch;
 };
 
-/* What submit prepares for each delivery (its sink_data): the entry's JSON members after "Id",
- * and its size as SQS counts it. */
-struct entry {
-	size_t sqs_bytes;
-	size_t len;
-	char json[];
-};
-
+/* What submit prepares for each delivery (its sink_data, a kr_prepared): the entry's JSON
+ * members after "Id", and its size as SQS counts it. */
 /* The request of a batch in flight (kr_batch.sink_data). */
 struct request {
 	struct sqs_sink *s;
@@ -129,19 +123,6 @@ static const struct kr_aws_service sqs_service = {"sqs", "SQS"};
 
 static void sqs_destroy(void *ctx);
 
-static size_t entry_size(void *ctx, const struct kr_delivery *d)
-{
-	(void)ctx;
-	const struct entry *en = d->sink_data;
-	return en ? en->sqs_bytes : d->len;
-}
-
-static void entry_release(void *ctx, struct kr_delivery *d)
-{
-	(void)ctx;
-	free(d->sink_data);
-	d->sink_data = NULL;
-}
 
 /* Appends ,"Name":{"DataType":...,"StringValue":...} members for the event's attributes;
  * *bytes grows by what SQS counts (name, type and value). */
@@ -176,9 +157,8 @@ static void sqs_submit(void *ctx, struct kr_delivery *d)
 	struct kr_json *ev = s->nattrs || s->fifo ? kr_event_parse(d->event, d->event_len) : NULL;
 	size_t bytes = d->len;
 	const char *why = NULL, *code = "ENOMEM";
-	bool ok = kr_buf_reserve(&b, sizeof(struct entry) + d->len + d->len / 8 + 256);
+	bool ok = kr_prepared_begin(&b, d->len + d->len / 8 + 256);
 	if (ok) {
-		b.len = sizeof(struct entry);
 		ok = kr_buf_puts(&b, ",\"MessageBody\":") &&
 		     kr_buf_json_string(&b, d->payload, d->len) && put_attributes(s, ev, &b, &bytes);
 	}
@@ -206,10 +186,7 @@ static void sqs_submit(void *ctx, struct kr_delivery *d)
 				 why ? why : "out of memory");
 		return;
 	}
-	struct entry *en = (struct entry *)(void *)b.p;
-	en->len = b.len - sizeof(struct entry);
-	en->sqs_bytes = bytes;
-	d->sink_data = en;
+	d->sink_data = kr_prepared_finish(&b, bytes);
 	kr_batcher_add(s->batcher, d);
 }
 
@@ -278,10 +255,10 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 		  kr_buf_json_string(&q->body, s->queue_url, strlen(s->queue_url)) &&
 		  kr_buf_puts(&q->body, ",\"Entries\":[");
 	for (size_t i = 0; ok && i < bt->n; i++) {
-		const struct entry *en = bt->entries[i]->sink_data;
+		const struct kr_prepared *en = bt->entries[i]->sink_data;
 		char id[32];
 		snprintf(id, sizeof id, "%s{\"Id\":\"%zu\"", i ? "," : "", i);
-		ok = kr_buf_puts(&q->body, id) && kr_buf_append(&q->body, en->json, en->len) &&
+		ok = kr_buf_puts(&q->body, id) && kr_buf_append(&q->body, en->text, en->len) &&
 		     kr_buf_puts(&q->body, "}");
 	}
 	ok = ok && kr_buf_puts(&q->body, "]}");
@@ -328,8 +305,8 @@ static enum kr_err sqs_create(const struct kr_sink_args *a, void **ctx, char *er
 					   .max_bytes = c->max_bytes,
 					   .linger_ms = c->linger_ms,
 					   .max_in_flight = a->concurrency,
-					   .entry_size = entry_size,
-					   .release = entry_release,
+					   .entry_size = kr_prepared_size,
+					   .release = kr_prepared_release,
 					   .send = send_batch,
 					   .ctx = s};
 		if (kr_batcher_new(a->loop, &bo, &s->batcher) != KR_OK)

@@ -203,3 +203,35 @@ size_t kr_batcher_waiting(const struct kr_batcher *b)
 {
 	return b->waiting;
 }
+
+bool kr_prepared_begin(struct kr_buf *b, size_t hint)
+{
+	if (!kr_buf_reserve(b, sizeof(struct kr_prepared) + hint))
+		return false;
+	b->len = sizeof(struct kr_prepared);
+	return true;
+}
+
+struct kr_prepared *kr_prepared_finish(struct kr_buf *b, size_t bytes)
+{
+	struct kr_prepared *p = (struct kr_prepared *)(void *)b->p;
+	p->len = b->len - sizeof(struct kr_prepared);
+	p->bytes = bytes;
+	b->p = NULL;
+	b->len = b->cap = 0;
+	return p;
+}
+
+size_t kr_prepared_size(void *ctx, const struct kr_delivery *d)
+{
+	(void)ctx;
+	const struct kr_prepared *p = d->sink_data;
+	return p ? p->bytes : d->len;
+}
+
+void kr_prepared_release(void *ctx, struct kr_delivery *d)
+{
+	(void)ctx;
+	free(d->sink_data);
+	d->sink_data = NULL;
+}

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "err.h"
 #include "loop.h"
 #include "plugin.h"
@@ -62,6 +63,20 @@ void kr_batch_entry(struct kr_batch *bt, size_t i, enum kr_outcome o, uint64_t n
  * error, a throttled call). Frees bt and sends what waits. */
 void kr_batch_end(struct kr_batch *bt, enum kr_outcome o, uint64_t not_before_ms,
 		  const char *error_code, const char *error_message);
+
+/* What a sink prepares for a delivery before it adds it (its sink_data): the bytes the service
+ * counts against its limits, and the entry's text for the request. Begin on an empty kr_buf,
+ * append the text, finish; kr_prepared_size and kr_prepared_release are the entry_size and
+ * release callbacks of such a sink. */
+struct kr_prepared {
+	size_t bytes; /* as the service counts them */
+	size_t len;   /* of text */
+	char text[];
+};
+bool kr_prepared_begin(struct kr_buf *b, size_t hint);
+struct kr_prepared *kr_prepared_finish(struct kr_buf *b, size_t bytes);
+size_t kr_prepared_size(void *ctx, const struct kr_delivery *d);
+void kr_prepared_release(void *ctx, struct kr_delivery *d);
 
 /* Batches sent and not yet ended, and deliveries waiting. */
 size_t kr_batcher_in_flight(const struct kr_batcher *b);

@@ -138,11 +138,11 @@ class FakeAWS:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     while True:
                         size = int(self.rfile.readline().split(b";")[0], 16)
-                        body += self.rfile.read(size + 2)[:size]
                         if not size:  # skip trailers up to the blank line
                             while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                                 pass
                             break
+                        body += self.rfile.read(size + 2)[:size]
                 else:
                     body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, headers, payload = outer._handle(self.command, self.path, self.headers,

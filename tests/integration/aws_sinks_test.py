@@ -17,7 +17,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import aws_fake  # noqa: E402
 import aws_harness  # noqa: E402
+from aws_fake import FakeAWS  # noqa: E402
 from aws_harness import FaultProxy, Moto  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -643,6 +645,177 @@ def test_lambda_check_reports_bad_options_with_their_place(d):
         check(p.returncode != 0, "check accepted %s" % extra)
         check(want in p.stderr and "cfg.json:" in p.stderr,
               "%s: %s" % (extra, p.stderr.strip()))
+
+
+# ---- error paths against FakeAWS (tests/integration/aws_fake.py): a loopback SNS and Lambda
+# that verify every signature with botocore's signer, and fail, throttle or reject on request
+
+FAKE_KEY, FAKE_SECRET, FAKE_TOKEN = "AKIDROUTER", "fake-secret-of-the-router", "fake-session-token"
+TOPIC = "arn:aws:sns:us-east-1:123456789012:kms"
+FAKE_ENV = {"AWS_ACCESS_KEY_ID": FAKE_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+            "AWS_SESSION_TOKEN": FAKE_TOKEN}
+
+
+def fake(**kw):
+    return FakeAWS(keys={FAKE_KEY: (FAKE_SECRET, FAKE_TOKEN)}, topics={TOPIC},
+                   functions={"kms-handler": None, "kms-handler:prod": None}, **kw)
+
+
+def sns_messages(f):
+    """The messages the fake SNS took, by event id, in the order they came."""
+    return [json.loads(e["message"])["id"] for r in f.requests if r.get("entries")
+            for e in r["entries"] if "message_id" in e]
+
+
+def test_sns_fake_signed_with_a_session_token_and_verified(d):
+    f = fake()
+    try:
+        p, dlq = run(d, {"type": "sns", "topic_arn": TOPIC, "endpoint": f.url},
+                     [write_jsonl(d, 12)], FAKE_ENV)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        check(all(r["signature_ok"] for r in f.requests), "a signature did not verify")
+        check(sorted(sns_messages(f)) == ["ev-%04d" % i for i in range(12)],
+              "published: %s" % sns_messages(f))
+        check(FAKE_SECRET not in p.stderr + p.stdout and FAKE_TOKEN not in p.stderr + p.stdout,
+              "a secret appears in the output")
+    finally:
+        f.stop()
+
+
+def test_sns_fake_wrong_secret_is_a_permanent_signature_error(d):
+    f = fake()
+    try:
+        p, dlq = run(d, {"type": "sns", "topic_arn": TOPIC, "endpoint": f.url},
+                     [write_jsonl(d, 12)], dict(FAKE_ENV, AWS_SECRET_ACCESS_KEY="not-the-secret"))
+        ok_run(p)
+        check(sorted(x["event"]["id"] for x in dlq) == ["ev-%04d" % i for i in range(12)] and
+              all(x["error_code"] == "SignatureDoesNotMatch" and x["attempts"] == 1
+                  for x in dlq), "dead letters: %s" % [(x["error_code"], x["attempts"])
+                                                       for x in dlq])
+        check("not-the-secret" not in p.stderr + open(os.path.join(d, "dlq.jsonl")).read(),
+              "the secret appears in the output")
+    finally:
+        f.stop()
+
+
+def test_sns_fake_throttling_and_5xx_are_retried(d):
+    f = fake(fault=lambda n, svc, rec: aws_fake.throttled(svc) if n == 1 else
+             aws_fake.server_error(svc, 503) if n == 2 else None)
+    try:
+        p, dlq = run(d, {"type": "sns", "topic_arn": TOPIC, "endpoint": f.url},
+                     [write_jsonl(d, 10)], FAKE_ENV)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        check(sorted(sns_messages(f)) == ["ev-%04d" % i for i in range(10)],
+              "published: %s" % sns_messages(f))
+        check("Throttling" in p.stderr and "ServiceUnavailable" in p.stderr,
+              "the failed attempts are not logged with their codes")
+    finally:
+        f.stop()
+
+
+def test_sns_fake_partial_batch_failure_retries_only_the_failed_entry(d):
+    def entry_result(n, e):
+        if n == 1 and e["id"] == "1":
+            return ("InternalError", "try again", False)
+        if n == 1 and e["id"] == "2":
+            return ("InvalidParameter", "bad message", True)
+        return None
+
+    f = fake(entry_result=entry_result)
+    try:
+        p, dlq = run(d, {"type": "sns", "topic_arn": TOPIC, "endpoint": f.url},
+                     [write_jsonl(d, 5)], FAKE_ENV)
+        ok_run(p)
+        first = [json.loads(e["message"])["id"] for e in f.requests[0]["entries"]]
+        later = [json.loads(e["message"])["id"] for r in f.requests[1:] for e in r["entries"]]
+        check(later == [first[1]], "sent again: %s" % later)
+        check([(x["event"]["id"], x["error_code"], x["error_message"]) for x in dlq] ==
+              [(first[2], "InvalidParameter", "bad message")], "dead letters: %s" % dlq)
+    finally:
+        f.stop()
+
+
+def test_sns_fake_topic_that_does_not_exist_is_permanent(d):
+    f = fake()
+    try:
+        p, dlq = run(d, {"type": "sns", "topic_arn": TOPIC + "-gone", "endpoint": f.url},
+                     [write_jsonl(d, 3)], FAKE_ENV)
+        ok_run(p)
+        check([x["error_code"] for x in dlq] == ["NotFound"] * 3 and
+              all(x["attempts"] == 1 for x in dlq), "dead letters: %s" % dlq)
+    finally:
+        f.stop()
+
+
+def lambda_sink(f, **kw):
+    return dict({"type": "lambda", "function": "kms-handler", "endpoint": f.url,
+                 "region": "us-east-1"}, **kw)
+
+
+def test_lambda_fake_arn_and_qualifier_are_signed_as_aws_verifies_them(d):
+    # the path holds the ARN percent-encoded: AWS (and botocore) encode it once more to sign it
+    f = fake()
+    try:
+        p, dlq = run(d, lambda_sink(f, function="arn:aws:lambda:us-east-1:123456789012:function:"
+                                    "kms-handler", qualifier="prod",
+                                    invocation_type="RequestResponse"),
+                     [write_jsonl(d, 4)], FAKE_ENV)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % [(x["error_code"], x["error_message"])
+                                               for x in dlq])
+        check(len(f.requests) == 4 and all(r["signature_ok"] and r["qualifier"] == "prod" and
+                                           r["invocation_type"] == "RequestResponse"
+                                           for r in f.requests), "requests: %s" %
+              [(r["signature_ok"], r.get("qualifier")) for r in f.requests])
+    finally:
+        f.stop()
+
+
+def test_lambda_fake_function_error_is_dead_lettered_or_retried(d):
+    f = FakeAWS(keys={FAKE_KEY: (FAKE_SECRET, FAKE_TOKEN)},
+                functions={"kms-handler": aws_fake.fails("no such key", "KeyError")})
+    try:
+        p, dlq = run(d, lambda_sink(f, invocation_type="RequestResponse"), [write_jsonl(d, 2)],
+                     FAKE_ENV)
+        ok_run(p)
+        check([(x["error_code"], x["attempts"]) for x in dlq] == [("FunctionError", 1)] * 2,
+              "dead letters: %s" % [(x["error_code"], x["attempts"]) for x in dlq])
+        check("Unhandled function error: KeyError: no such key" in dlq[0]["error_message"],
+              dlq[0]["error_message"])
+        os.unlink(os.path.join(d, "dlq.jsonl"))
+        p, dlq = run(d, lambda_sink(f, invocation_type="RequestResponse",
+                                    retry_function_errors=True), [write_jsonl(d, 2)], FAKE_ENV,
+                     retry={"max_attempts": 3, "initial_backoff_ms": 10, "max_backoff_ms": 20})
+        ok_run(p)
+        check([(x["error_code"], x["attempts"]) for x in dlq] == [("FunctionError", 3)] * 2,
+              "retried: %s" % [(x["error_code"], x["attempts"]) for x in dlq])
+    finally:
+        f.stop()
+
+
+def test_lambda_fake_missing_function_throttling_and_bad_signature(d):
+    f = fake(fault=lambda n, svc, rec: aws_fake.throttled(svc) if n <= 2 else None)
+    try:
+        # throttled twice, then every invocation arrives
+        p, dlq = run(d, lambda_sink(f), [write_jsonl(d, 3)], FAKE_ENV)
+        ok_run(p)
+        check(dlq == [], "throttled: dead letters %s" % dlq)
+        check("TooManyRequestsException" in p.stderr, "the throttling is not logged")
+        # a function that does not exist: permanent, with Lambda's message
+        p, dlq = run(d, lambda_sink(f, function="nope"), [write_jsonl(d, 2)], FAKE_ENV)
+        check([(x["error_code"], x["attempts"]) for x in dlq] ==
+              [("ResourceNotFoundException", 1)] * 2, "missing: %s" % dlq)
+        check("Function not found" in dlq[0]["error_message"], dlq[0]["error_message"])
+        os.unlink(os.path.join(d, "dlq.jsonl"))
+        # a wrong secret: permanent
+        p, dlq = run(d, lambda_sink(f), [write_jsonl(d, 2)],
+                     dict(FAKE_ENV, AWS_SECRET_ACCESS_KEY="not-the-secret"))
+        check([(x["error_code"], x["attempts"]) for x in dlq] ==
+              [("InvalidSignatureException", 1)] * 2, "bad signature: %s" % dlq)
+    finally:
+        f.stop()
 
 
 def test_sqs_check_reports_bad_options_with_their_place(d):
