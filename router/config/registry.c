@@ -10,6 +10,7 @@ extern const struct kr_sink_plugin kr_sink_http;
 extern const struct kr_sink_plugin kr_sink_sqs;
 extern const struct kr_sink_plugin kr_sink_sns;
 extern const struct kr_sink_plugin kr_sink_lambda;
+extern const struct kr_sink_plugin kr_sink_kinesis;
 extern const struct kr_source_plugin kr_source_file;
 
 const struct kr_sink_entry kr_sink_registry[] = {
@@ -18,7 +19,7 @@ const struct kr_sink_entry kr_sink_registry[] = {
 	{"sns", &kr_sink_sns},
 	{"cloudwatch-logs", NULL},
 	{"sqs", &kr_sink_sqs},
-	{"kinesis", NULL},
+	{"kinesis", &kr_sink_kinesis},
 	{"kafka", NULL},
 	{"http", &kr_sink_http},
 	{NULL, NULL},

@@ -8,6 +8,7 @@ and per-entry failures.
 
 Skips (exit 77) when moto_server or boto3 is missing, unless KR_REQUIRE_MOTO=1.
 """
+import base64
 import glob
 import json
 import os
@@ -636,6 +637,124 @@ def test_lambda_check_reports_bad_options_with_their_place(d):
              ({"function": "f", "retry_function_errors": True}, "only RequestResponse")]
     for extra, want in cases:
         sink = dict({"name": "out", "type": "lambda"}, **extra)
+        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
+                                            "targets": ["out"]}]}
+        path = os.path.join(d, "cfg.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True)
+        check(p.returncode != 0, "check accepted %s" % extra)
+        check(want in p.stderr and "cfg.json:" in p.stderr,
+              "%s: %s" % (extra, p.stderr.strip()))
+
+
+def kinesis_records(m, stream="kms"):
+    """Every record of the stream: {shard id: [(partition key, data bytes), ...]} in order."""
+    k = m.client("kinesis")
+    out = {}
+    for sh in k.describe_stream(StreamName=stream)["StreamDescription"]["Shards"]:
+        it = k.get_shard_iterator(StreamName=stream, ShardId=sh["ShardId"],
+                                  ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        recs = []
+        while it:
+            r = k.get_records(ShardIterator=it, Limit=1000)
+            recs += [(x["PartitionKey"], x["Data"]) for x in r["Records"]]
+            it = r.get("NextShardIterator") if r["Records"] else None
+        out[sh["ShardId"]] = recs
+    return out
+
+
+def test_kinesis_sample_events_arrive_as_sent_partitioned_by_key_id(d):
+    m = Moto()
+    try:
+        m.client("kinesis").create_stream(StreamName="kms", ShardCount=2)
+        p, dlq = run(d, {"type": "kinesis", "stream_name": "kms", "endpoint": m.url,
+                         "region": "us-east-1"}, [os.path.join(EVENTS_DIR, "*.json")], TESTING)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        recs = [r for shard in kinesis_records(m).values() for r in shard]
+        check(sorted(data.decode() for _, data in recs) == sorted(sample_bodies()),
+              "records differ from the sample events")
+        for key, data in recs:
+            ev = json.loads(data)
+            want = ev["detail"].get("key-id")
+            check(key == want if want else len(key) == 16,
+                  "partition key %r for %s" % (key, ev["detail-type"]))
+    finally:
+        m.stop()
+
+
+def test_kinesis_batches_and_keeps_each_keys_events_in_order_on_one_shard(d):
+    m = Moto()
+    try:
+        m.client("kinesis").create_stream(StreamName="kms", ShardCount=3)
+        before = m.requests()
+        p, dlq = run(d, {"type": "kinesis", "stream_name": "kms", "endpoint": m.url,
+                         "region": "us-east-1"}, [write_jsonl(d, 1000)], TESTING)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % dlq[:2])
+        sent = m.requests() - before
+        check(sent <= 10, "%d requests for 1,000 events" % sent)
+        shards = kinesis_records(m)
+        check(sum(len(v) for v in shards.values()) == 1000, "records: %d" %
+              sum(len(v) for v in shards.values()))
+        for k in range(7):
+            where = [sid for sid, recs in shards.items() if any(x == "k%d" % k for x, _ in recs)]
+            check(len(where) == 1, "key k%d on shards %s" % (k, where))
+            seq = [json.loads(data)["id"] for x, data in shards[where[0]] if x == "k%d" % k]
+            check(seq == sorted(seq), "key k%d out of order" % k)
+    finally:
+        m.stop()
+
+
+def test_kinesis_failed_records_are_retried_alone_and_refusals_dead_lettered(d):
+    m = Moto()
+    try:
+        m.client("kinesis").create_stream(StreamName="kms", ShardCount=1)
+        requests = []
+
+        def fault(n, body):
+            requests.append(json.loads(body))
+            return None
+
+        def rewrite(n, status, payload):
+            if n != 1 or status != 200:
+                return payload
+            r = json.loads(payload)
+            r["Records"][1] = {"ErrorCode": "ProvisionedThroughputExceededException",
+                               "ErrorMessage": "Rate exceeded for shard shardId-000000000000"}
+            r["Records"][3] = {"ErrorCode": "KMSAccessDeniedException",
+                               "ErrorMessage": "access to the stream's key was denied"}
+            r["FailedRecordCount"] = 2
+            return json.dumps(r).encode()
+
+        proxy = FaultProxy(m.port, fault, rewrite)
+        try:
+            p, dlq = run(d, {"type": "kinesis", "stream_name": "kms", "endpoint": proxy.url,
+                             "region": "us-east-1"}, [write_jsonl(d, 5)], TESTING)
+        finally:
+            proxy.stop()
+        ok_run(p)
+        ids = [[json.loads(base64.b64decode(x["Data"]))["id"] for x in r["Records"]]
+               for r in requests]
+        check(ids[0] == ["ev-%04d" % i for i in range(5)], "first batch: %s" % ids)
+        check(ids[1:] == [["ev-0001"]], "sent again: %s" % ids[1:])
+        check([(x["event"]["id"], x["error_code"]) for x in dlq] ==
+              [("ev-0003", "KMSAccessDeniedException")], "dead letters: %s" % dlq)
+    finally:
+        m.stop()
+
+
+def test_kinesis_check_reports_bad_options_with_their_place(d):
+    cases = [({}, "give stream_name or stream_arn"),
+             ({"stream_name": "a", "stream_arn": "arn:aws:kinesis:us-east-1:1:stream/a"},
+              "not both"),
+             ({"stream_arn": "arn:aws:kinesis:us-east-1:1:a"}, "not a stream ARN"),
+             ({"stream_name": "a b"}, "1 to 128"),
+             ({"stream_name": "a", "batch_size": 501}, "from 1 to 500"),
+             ({"stream_name": "a", "partition_key": "<$>"}, "JSONPath")]
+    for extra, want in cases:
+        sink = dict({"name": "out", "type": "kinesis"}, **extra)
         cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
                                             "targets": ["out"]}]}
         path = os.path.join(d, "cfg.json")

@@ -244,7 +244,7 @@ static void test_unavailable_types_load_and_are_reported(void **state)
 	(void)state;
 	static const char text[] =
 		"{\"sources\": [{\"name\": \"in\", \"type\": \"kafka\", \"anything\": 1}],\n"
-		" \"sinks\": [{\"name\": \"q\", \"type\": \"kinesis\", \"stream_name\": \"x\"},\n"
+		" \"sinks\": [{\"name\": \"q\", \"type\": \"kafka\", \"topic\": \"x\"},\n"
 		"            {\"name\": \"out\", \"type\": \"log\"}],\n"
 		" \"rules\": [{\"name\": \"r\", \"pattern\": {\"source\": [\"aws.kms\"]}, \"targets\": [\"q\", \"out\"]}]}";
 	struct kr_config *c = load_ok(text);
@@ -258,7 +258,7 @@ static void test_unavailable_types_load_and_are_reported(void **state)
 	char err[KR_ERRBUF];
 	assert_int_equal(kr_config_unavailable(c, err), 2);
 	assert_non_null(strstr(err, "source \"in\": type \"kafka\" is not available in this build"));
-	assert_non_null(strstr(err, "sink \"q\": type \"kinesis\" is not available in this build"));
+	assert_non_null(strstr(err, "sink \"q\": type \"kafka\" is not available in this build"));
 	assert_null(strstr(err, "\"out\""));
 	kr_config_free(c);
 }

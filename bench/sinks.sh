@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Benchmark of the AWS sinks: `kmsrouter run` with the file source over EVENTS KMS events, one rule
+# (source aws.kms) targeting the sink under test, against moto_server on loopback.
+#
+#   bench/sinks.sh                         10,000 events through each sink, 3 runs each
+#   EVENTS=2000 REPEAT=1 bench/sinks.sh    quick run
+#   SINKS="log sqs" bench/sinks.sh         only these sinks
+#
+# Generates (bench/sinks_run.py, seeded) a JSON Lines stream of EventBridge KMS events -- the
+# shapes of tests/data/events/*.json: KMS CMK Rotation (both shapes), KMS CMK Deletion, KMS
+# Imported Key Material Expiration over 50 key ids, and every tenth event an "AWS API Call via
+# CloudTrail" Decrypt event without detail.key-id. Every event matches the rule once, so each
+# run makes EVENTS deliveries. For each sink, per run: moto is reset (POST /moto-api/reset) and
+# its resources created with boto3 (an SQS queue; an SNS topic with no subscription, so that
+# moto's fan-out does not dominate; Lambda in moto's Docker-less echo mode, which answers any
+# function name with its payload; a Kinesis stream of 4 shards; a CloudWatch Logs group and
+# stream), then kmsrouter runs until the input is delivered. Measured:
+#   wall s         start of kmsrouter to its exit (config load and libcurl/libcrypto loading
+#                  included), and deliveries/s = EVENTS / wall
+#   requests       HTTP requests moto logged during the run, and requests per event
+#                  (targets: SNS, SQS <= 0.1 thanks to batching; Kinesis, CloudWatch Logs <= 0.01)
+#   router CPU     user + system CPU of the kmsrouter process alone (os.wait4 on it; moto's is
+#                  not counted, so that moto's speed does not hide ours), per event
+#                  (targets: SNS, SQS <= 10 us; Kinesis, CloudWatch Logs <= 3 us; SigV4 signing
+#                  and JSON building included)
+# and compares each sink's CPU per event with the log sink's (writing a file) in the same run.
+# The runs are interleaved (every sink once, REPEAT rounds) so that a change in the machine's
+# speed hits the log sink and the AWS sinks alike; one table gives each sink's best run (lowest
+# CPU per event), one its median run.
+# Every run must deliver every event: the summary line must say EVENTS deliveries succeeded and
+# 0 dead-lettered, and where it can be seen, what arrived must add up (the log sink's lines, the
+# SQS queue's messages, one Lambda invocation per event). A run that loses events is a failure,
+# not a number. Sinks this build does not have (`kmsrouter help config TYPE` says "not available
+# in this build") are reported as such.
+#
+# Environment:
+#   EVENTS       number of events (default 10000)
+#   SINKS        sinks to measure, in this order (default "log sqs sns lambda kinesis cloudwatch-logs")
+#   REPEAT       runs of each sink (default 3)
+#   CONCURRENCY  the sinks' "concurrency" (default 16; for SQS and SNS: batches in flight)
+#   BENCH_DIR    working folder (default /tmp/kmsrouter-bench; files go to $BENCH_DIR/sinks)
+#   KMSROUTER    kmsrouter binary (default build/kmsrouter, relative to the repo root)
+# Needs python3 with boto3, and moto_server (scripts/install-deps.sh; its .venv-aws is used
+# where the python3 on PATH lacks them). A whole run takes about five minutes, most of it
+# moto answering 30,000 Lambda invocations (see the time printed at the end).
+# Exit status: 0 when every run delivered every event (missed targets are reported, not
+# enforced); 1 when a run lost events or a sink failed to run, or kmsrouter is not built;
+# 2 usage error or moto/boto3 missing.
+set -euo pipefail
+
+caller_pwd=$PWD
+cd "$(dirname "$0")/.."
+root=$PWD
+
+EVENTS=${EVENTS:-10000}
+SINKS=${SINKS:-log sqs sns lambda kinesis cloudwatch-logs}
+REPEAT=${REPEAT:-3}
+CONCURRENCY=${CONCURRENCY:-16}
+BENCH_DIR=${BENCH_DIR:-/tmp/kmsrouter-bench}
+if [ -n "${KMSROUTER:-}" ]; then
+	kmsrouter=$KMSROUTER
+	case $kmsrouter in
+	/*) ;;
+	*) [ -e "$caller_pwd/$kmsrouter" ] && kmsrouter=$caller_pwd/$kmsrouter ;;
+	esac
+else
+	kmsrouter=build/kmsrouter
+fi
+case $kmsrouter in /*) ;; *) kmsrouter=$root/$kmsrouter ;; esac
+
+for v in EVENTS REPEAT CONCURRENCY; do
+	case ${!v} in '' | *[!0-9]* | 0*) echo "sinks.sh: $v must be a positive number" >&2; exit 2 ;; esac
+done
+[ -x "$kmsrouter" ] || { echo "sinks.sh: $kmsrouter not built (scripts/build.sh)" >&2; exit 1; }
+
+# moto and boto3: the python3 on PATH, else the .venv-aws of scripts/install-deps.sh
+python=python3
+if ! { command -v moto_server >/dev/null && python3 -c "import boto3" 2>/dev/null; }; then
+	if [ -x .venv-aws/bin/moto_server ]; then
+		PATH=$root/.venv-aws/bin:$PATH
+		python=$root/.venv-aws/bin/python3
+	else
+		echo "sinks.sh: moto_server and boto3 are needed (pip install 'moto[server]' boto3, or scripts/install-deps.sh)" >&2
+		exit 2
+	fi
+fi
+
+mkdir -p "$BENCH_DIR/sinks"
+exec "$python" bench/sinks_run.py "$BENCH_DIR/sinks" "$kmsrouter" "$EVENTS" "$SINKS" "$REPEAT" "$CONCURRENCY"

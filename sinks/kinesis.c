@@ -1,0 +1,333 @@
+/* kinesis sink: each payload a record of an Amazon Kinesis data stream.
+ *
+ * PutRecords (JSON protocol) with up to batch_size records (500 at most) and max_batch_bytes
+ * (5 MiB: data and partition keys, as Kinesis counts them) per request; "concurrency" requests
+ * in flight, by default 1, which keeps one partition key's events in order on its shard (but
+ * for a record Kinesis refused, which goes again after those that followed it). Each record has its own result: the ones Kinesis took are delivered, the
+ * ones it refused (ProvisionedThroughputExceededException, InternalFailure) are retried alone,
+ * so a hot shard does not resend the rest. A record over 1 MiB fails permanently before it is
+ * sent ("RecordTooLarge"). A failed request (throttled, 5xx, no response) retries its records;
+ * access denied, a stream that does not exist, a bad signature fail them permanently.
+ *
+ * The partition key comes from a template (default: the key id, so one key's events go to one
+ * shard and stay in order there); an event that lacks a field it names gets a key hashed from
+ * its payload (spread over the shards). stream_name or stream_arn names the stream; with an ARN
+ * the region is the ARN's unless the option says otherwise. IAM: kinesis:PutRecords on the
+ * stream (and kms:GenerateDataKey on its key where the stream is encrypted with a customer
+ * managed key). */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aws.h"
+#include "batch.h"
+#include "buf.h"
+#include "fields.h"
+#include "json.h"
+#include "plugin.h"
+
+#define KINESIS_MAX_RECORDS 500
+#define KINESIS_MAX_BATCH (5u * 1024u * 1024u)
+#define KINESIS_MAX_RECORD (1024u * 1024u)
+#define KINESIS_MAX_KEY 256
+
+struct kinesis_conf {
+	struct kr_aws_conf aws;
+	const char *stream_name, *stream_arn;
+	const char *partition_key;
+	uint64_t batch_size, max_bytes, linger_ms;
+};
+
+static const struct kr_option kinesis_options[] = {
+	{.name = "stream_name", .type = KR_OPT_STRING,
+	 .offset = offsetof(struct kinesis_conf, stream_name),
+	 .help = "the stream's name (or stream_arn)"},
+	{.name = "stream_arn", .type = KR_OPT_STRING,
+	 .offset = offsetof(struct kinesis_conf, stream_arn),
+	 .help = "the stream's ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME), instead of "
+		 "stream_name"},
+	{.name = "partition_key", .type = KR_OPT_STRING,
+	 .offset = offsetof(struct kinesis_conf, partition_key), .def = "\"<$.detail.key-id>\"",
+	 .help = "the partition key, a template (<$.path> placeholders); an event without its "
+		 "fields gets a key hashed from its payload"},
+	{.name = "batch_size", .type = KR_OPT_INT,
+	 .offset = offsetof(struct kinesis_conf, batch_size), .def = "500", .min = 1,
+	 .max = KINESIS_MAX_RECORDS, .help = "records per PutRecords"},
+	{.name = "max_batch_bytes", .type = KR_OPT_SIZE,
+	 .offset = offsetof(struct kinesis_conf, max_bytes), .def = "5242880", .min = 1024,
+	 .max = KINESIS_MAX_BATCH, .help = "bytes per request (data and partition keys)"},
+	{.name = "linger_ms", .type = KR_OPT_DURATION,
+	 .offset = offsetof(struct kinesis_conf, linger_ms), .def = "0", .max = 60000,
+	 .help = "wait this long for a batch to fill (0: send at the end of each engine round)"},
+	KR_AWS_OPTIONS(struct kinesis_conf, aws),
+	{0},
+};
+
+/* The region of a stream ARN (arn:PARTITION:kinesis:REGION:ACCOUNT:stream/NAME) into out. */
+static bool arn_region(const char *arn, char *out, size_t cap)
+{
+	if (strncmp(arn, "arn:", 4) != 0)
+		return false;
+	const char *p = strchr(arn + 4, ':');
+	if (!p || strncmp(p + 1, "kinesis:", 8) != 0)
+		return false;
+	const char *r = p + 9, *e = strchr(r, ':');
+	if (!e || e == r || (size_t)(e - r) + 1 > cap || !strstr(e, ":stream/") ||
+	    !strstr(e, ":stream/")[8])
+		return false;
+	memcpy(out, r, (size_t)(e - r));
+	out[e - r] = 0;
+	return true;
+}
+
+static enum kr_err kinesis_validate(const void *conf, const struct kr_opts_check *chk)
+{
+	const struct kinesis_conf *c = conf;
+	enum kr_err e = kr_aws_validate(&c->aws, chk);
+	if (e)
+		return e;
+	if (!c->stream_name && !c->stream_arn)
+		return kr_opts_reject(chk, "stream_name", "give stream_name or stream_arn");
+	if (c->stream_name && c->stream_arn)
+		return kr_opts_reject(chk, "stream_arn", "give stream_name or stream_arn, not both");
+	char region[64], msg[KR_ERRBUF];
+	if (c->stream_arn && !arn_region(c->stream_arn, region, sizeof region))
+		return kr_opts_reject(chk, "stream_arn",
+				      "not a stream ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)");
+	if (c->stream_name &&
+	    (!*c->stream_name || strlen(c->stream_name) > 128 ||
+	     strspn(c->stream_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+		     strlen(c->stream_name)))
+		return kr_opts_reject(chk, "stream_name",
+				      "a stream name has 1 to 128 letters, digits, '_', '.' and '-'");
+	struct kr_tmpl *t = kr_tmpl_new(c->partition_key, msg);
+	if (!t)
+		return kr_opts_reject(chk, "partition_key", "%s", msg);
+	kr_tmpl_free(t);
+	return KR_OK;
+}
+
+struct kinesis_sink {
+	struct kr_aws *aws;
+	struct kr_batcher *batcher;
+	char *stream_member; /* "\"StreamName\":\"...\"" or the ARN's */
+	struct kr_tmpl *key;
+	bool key_needs_event;
+	uint64_t timeout_ms;
+	bool closing;
+	struct kr_buf scratch;
+};
+
+struct request {
+	struct kr_batch *bt;
+	struct kr_buf body;
+};
+
+static const struct kr_aws_service kinesis_service = {"kinesis", "KINESIS"};
+
+static void kinesis_destroy(void *ctx);
+
+/* A partition key from the payload when the template gives none: FNV-1a, in hex. */
+static void hashed_key(const char *p, size_t n, char out[17])
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+static void kinesis_submit(void *ctx, struct kr_delivery *d)
+{
+	struct kinesis_sink *s = ctx;
+	struct kr_json *ev = s->key_needs_event ? kr_event_parse(d->event, d->event_len) : NULL;
+	size_t n = 0;
+	const char *key = kr_tmpl_text(s->key, ev, &s->scratch, &n);
+	kr_json_free(ev);
+	char hashed[17];
+	if (key && (!n || n > KINESIS_MAX_KEY)) {
+		/* no key for this event (or one Kinesis refuses): spread by the payload */
+		hashed_key(d->payload, d->len, hashed);
+		key = hashed;
+		n = 16;
+	}
+	if (!key) {
+		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+		return;
+	}
+	if (d->len + n > KINESIS_MAX_RECORD) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "the record is %zu bytes with its key; Kinesis takes 1 MiB",
+			 d->len + n);
+		kr_delivery_done(d, KR_PERMANENT, 0, "RecordTooLarge", msg);
+		return;
+	}
+	struct kr_buf b = {0};
+	bool ok = kr_prepared_begin(&b, d->len * 4 / 3 + n + 64) &&
+		  kr_buf_puts(&b, "{\"Data\":\"") && kr_buf_base64(&b, d->payload, d->len) &&
+		  kr_buf_puts(&b, "\",\"PartitionKey\":") && kr_buf_json_string(&b, key, n) &&
+		  kr_buf_puts(&b, "}");
+	if (!ok) {
+		kr_buf_free(&b);
+		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+		return;
+	}
+	d->sink_data = kr_prepared_finish(&b, d->len + n);
+	kr_batcher_add(s->batcher, d);
+}
+
+static void request_free(struct request *r)
+{
+	kr_buf_free(&r->body);
+	free(r);
+}
+
+/* The per-record results of a 200 response: Records[i] is record i's. */
+static void record_results(struct kr_batch *bt, const struct kr_http_response *h)
+{
+	struct kr_json *j = NULL;
+	if (kr_json_parse(h->body, h->body_len, &(struct kr_json_opts){.last_key_wins = true}, &j,
+			  NULL, NULL) != KR_OK || j->type != KR_JSON_OBJECT) {
+		kr_json_free(j);
+		return;
+	}
+	const struct kr_json *recs = kr_json_get(j, "Records");
+	for (size_t i = 0; recs && recs->type == KR_JSON_ARRAY && i < recs->n && i < bt->n; i++) {
+		const struct kr_json *r = recs->items[i];
+		const struct kr_json *code = kr_json_get(r, "ErrorCode");
+		const struct kr_json *msg = kr_json_get(r, "ErrorMessage");
+		if (kr_json_get(r, "SequenceNumber") && !code) {
+			kr_batch_entry(bt, i, KR_DELIVERED, 0, NULL, NULL);
+		} else if (code && code->type == KR_JSON_STRING) {
+			/* Kinesis names two: ProvisionedThroughputExceededException and
+			   InternalFailure, both worth another try; anything else is not */
+			kr_batch_entry(bt, i,
+				       kr_aws_retryable_code(code->str) ? KR_RETRYABLE : KR_PERMANENT,
+				       0, code->str,
+				       msg && msg->type == KR_JSON_STRING ? msg->str : "");
+		}
+	}
+	kr_json_free(j);
+}
+
+static void on_done(void *arg, const struct kr_aws_result *r)
+{
+	struct request *q = arg;
+	struct kr_batch *bt = q->bt;
+	request_free(q);
+	if (!r->ok) {
+		kr_batch_end(bt, r->outcome, r->not_before_ms, r->code, r->message);
+		return;
+	}
+	record_results(bt, r->http);
+	kr_batch_end(bt, KR_RETRYABLE, 0, "NoResult",
+		     "PutRecords' response did not say what became of this record");
+}
+
+static void send_batch(void *ctx, struct kr_batch *bt)
+{
+	struct kinesis_sink *s = ctx;
+	if (s->closing) {
+		kr_batch_end(bt, KR_RETRYABLE, 0, "Closed", "the sink was closed");
+		return;
+	}
+	struct request *q = calloc(1, sizeof *q);
+	bool ok = q && kr_buf_reserve(&q->body, bt->bytes * 4 / 3 + 64 * bt->n + 256) &&
+		  kr_buf_puts(&q->body, "{") && kr_buf_puts(&q->body, s->stream_member) &&
+		  kr_buf_puts(&q->body, ",\"Records\":[");
+	for (size_t i = 0; ok && i < bt->n; i++) {
+		const struct kr_prepared *en = bt->entries[i]->sink_data;
+		ok = (!i || kr_buf_puts(&q->body, ",")) && kr_buf_append(&q->body, en->text, en->len);
+	}
+	ok = ok && kr_buf_puts(&q->body, "]}");
+	if (ok) {
+		q->bt = bt;
+		struct kr_aws_call call = {.target = "Kinesis_20131202.PutRecords",
+					   .content_type = "application/x-amz-json-1.1",
+					   .body = q->body.p,
+					   .body_len = q->body.len,
+					   .timeout_ms = s->timeout_ms,
+					   .max_body = 4 << 20};
+		if (kr_aws_send(s->aws, &call, on_done, q) == KR_OK)
+			return;
+	}
+	if (q)
+		request_free(q);
+	kr_batch_end(bt, KR_RETRYABLE, 0, "ENOMEM", "cannot start the request");
+}
+
+static enum kr_err kinesis_create(const struct kr_sink_args *a, void **ctx, char *err)
+{
+	const struct kinesis_conf *c = a->conf;
+	struct kinesis_sink *s = calloc(1, sizeof *s);
+	if (!s)
+		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	s->timeout_ms = a->timeout_ms;
+	struct kr_buf m = {0};
+	bool ok = c->stream_arn ? kr_buf_puts(&m, "\"StreamARN\":") &&
+					  kr_buf_json_string(&m, c->stream_arn, strlen(c->stream_arn))
+				: kr_buf_puts(&m, "\"StreamName\":") &&
+					  kr_buf_json_string(&m, c->stream_name, strlen(c->stream_name));
+	s->stream_member = m.p;
+	enum kr_err e = ok ? KR_OK : kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	if (!e && !(s->key = kr_tmpl_new(c->partition_key, err)))
+		e = KR_ERR_CONFIG;
+	s->key_needs_event = s->key && !kr_tmpl_constant(s->key);
+	struct kr_aws_conf aws = c->aws;
+	char region[64];
+	if (!aws.region && c->stream_arn && arn_region(c->stream_arn, region, sizeof region))
+		aws.region = region;
+	if (!e)
+		e = kr_aws_new(a->loop, &aws, &kinesis_service, &s->aws, err);
+	if (!e) {
+		struct kr_batch_opts bo = {.max_entries = c->batch_size,
+					   .max_bytes = c->max_bytes,
+					   .linger_ms = c->linger_ms,
+					   .max_in_flight = a->concurrency,
+					   .entry_size = kr_prepared_size,
+					   .release = kr_prepared_release,
+					   .send = send_batch,
+					   .ctx = s};
+		if (kr_batcher_new(a->loop, &bo, &s->batcher) != KR_OK)
+			e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	}
+	if (e) {
+		kinesis_destroy(s);
+		return e;
+	}
+	*ctx = s;
+	return KR_OK;
+}
+
+static void kinesis_flush(void *ctx)
+{
+	struct kinesis_sink *s = ctx;
+	kr_batcher_flush(s->batcher);
+}
+
+static void kinesis_destroy(void *ctx)
+{
+	struct kinesis_sink *s = ctx;
+	s->closing = true;
+	kr_aws_free(s->aws); /* ends the batches in flight (as failures) */
+	kr_batcher_free(s->batcher);
+	kr_tmpl_free(s->key);
+	kr_buf_free(&s->scratch);
+	free(s->stream_member);
+	free(s);
+}
+
+const struct kr_sink_plugin kr_sink_kinesis = {
+	.name = "kinesis",
+	.description = "puts each event as a record of an Amazon Kinesis data stream (PutRecords), "
+		       "partitioned by key id",
+	.options = kinesis_options,
+	.conf_size = sizeof(struct kinesis_conf),
+	.validate = kinesis_validate,
+	.default_concurrency = 1,
+	.batches = true,
+	.create = kinesis_create,
+	.submit = kinesis_submit,
+	.flush = kinesis_flush,
+	.destroy = kinesis_destroy,
+};
