@@ -11,13 +11,14 @@ extern const struct kr_sink_plugin kr_sink_sqs;
 extern const struct kr_sink_plugin kr_sink_sns;
 extern const struct kr_sink_plugin kr_sink_lambda;
 extern const struct kr_sink_plugin kr_sink_kinesis;
+extern const struct kr_sink_plugin kr_sink_cloudwatch_logs;
 extern const struct kr_source_plugin kr_source_file;
 
 const struct kr_sink_entry kr_sink_registry[] = {
 	{"log", &kr_sink_log},
 	{"lambda", &kr_sink_lambda},
 	{"sns", &kr_sink_sns},
-	{"cloudwatch-logs", NULL},
+	{"cloudwatch-logs", &kr_sink_cloudwatch_logs},
 	{"sqs", &kr_sink_sqs},
 	{"kinesis", &kr_sink_kinesis},
 	{"kafka", NULL},

@@ -136,7 +136,8 @@ void kr_batcher_add(struct kr_batcher *b, struct kr_delivery *d)
 		return;
 	}
 	struct batch *x = b->open;
-	if (x && b->o.max_bytes && x->pub.bytes + size > b->o.max_bytes) {
+	if (x && ((b->o.max_bytes && x->pub.bytes + size > b->o.max_bytes) ||
+		  (b->o.fits && !b->o.fits(b->o.ctx, &x->pub, d)))) {
 		close_open(b);
 		x = NULL;
 	}

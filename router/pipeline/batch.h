@@ -37,6 +37,9 @@ struct kr_batch_opts {
 	/* the bytes an entry adds to a batch (NULL: its payload's length); an entry larger than
 	   max_bytes on its own fails permanently with "EntryTooLarge" */
 	size_t (*entry_size)(void *ctx, const struct kr_delivery *d);
+	/* optional: whether d may join the open batch b; false sends b and starts the next batch
+	   with d (limits the table cannot count, such as the time a batch may span) */
+	bool (*fits)(void *ctx, const struct kr_batch *b, const struct kr_delivery *d);
 	/* optional: called with each entry just before its delivery completes, however it does
 	   (a result, a too large entry, the batcher freed), to free what the sink keeps for it */
 	void (*release)(void *ctx, struct kr_delivery *d);

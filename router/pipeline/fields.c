@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"
+
 struct part {
 	char *text; /* literal text, or the placeholder's JSONPath */
 	size_t len;
@@ -235,6 +237,12 @@ const char *kr_attr_value(const struct kr_json *ev, const char *path, size_t *le
 		return NULL;
 	const char *s = scalar(kr_json_path(ev, path), len, is_number);
 	return s && *len ? s : NULL;
+}
+
+int64_t kr_event_time_ms(const struct kr_json *ev)
+{
+	const struct kr_json *t = ev ? kr_json_get(ev, "time") : NULL;
+	return t && t->type == KR_JSON_STRING ? kr_parse_rfc3339_ms(t->str) : -1;
 }
 
 struct kr_json *kr_event_parse(const char *event, size_t len)

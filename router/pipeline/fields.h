@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "err.h"
@@ -51,6 +52,9 @@ const char *kr_attr_name(const char *path);
 /* The value for an attribute at path in ev: a non-empty string, or a number or boolean as its
  * JSON text, with *is_number set for a number; NULL when the event has no such attribute. */
 const char *kr_attr_value(const struct kr_json *ev, const char *path, size_t *len, bool *is_number);
+
+/* The event's "time" (RFC 3339) in milliseconds since the epoch, or -1 when it has none. */
+int64_t kr_event_time_ms(const struct kr_json *ev);
 
 /* The event a delivery is for, parsed (NULL when it is not a JSON object: a dead letter of an
  * invalid record); free with kr_json_free. */

@@ -766,6 +766,160 @@ def test_kinesis_check_reports_bad_options_with_their_place(d):
               "%s: %s" % (extra, p.stderr.strip()))
 
 
+def log_events(m, group, stream):
+    logs = m.client("logs")
+    return logs.get_log_events(logGroupName=group, logStreamName=stream,
+                               startFromHead=True, limit=10000)["events"]
+
+
+def write_timed(d, times_ms, name="timed.jsonl"):
+    """One event per time (ms), in the order given, ids ev-0000... in that order."""
+    import datetime
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        for i, t in enumerate(times_ms):
+            iso = datetime.datetime.fromtimestamp(t / 1000, datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            f.write(json.dumps({"version": "0", "id": "ev-%04d" % i, "source": "aws.kms",
+                                "detail-type": "KMS CMK Rotation", "account": "111122223333",
+                                "region": "us-west-2", "time": iso,
+                                "detail": {"key-id": "k%d" % (i % 3)}}) + "\n")
+    return path
+
+
+def test_cwl_sample_events_create_group_and_streams_from_a_template(d):
+    m = Moto()
+    try:
+        # the samples are years old: timestamp "received" gives them the time they came
+        p, dlq = run(d, {"type": "cloudwatch-logs", "log_group": "/kms/events",
+                         "log_stream": "<$.account>-<$.region>", "create": True,
+                         "timestamp": "received", "endpoint": m.url, "region": "us-east-1"},
+                     [os.path.join(EVENTS_DIR, "*.json")], TESTING)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % [(x["error_code"], x["error_message"])
+                                               for x in dlq])
+        streams = [x["logStreamName"] for x in m.client("logs").describe_log_streams(
+            logGroupName="/kms/events")["logStreams"]]
+        check(streams == ["111122223333-us-west-2"], "streams: %s" % streams)
+        msgs = [e["message"] for e in log_events(m, "/kms/events", streams[0])]
+        check(sorted(msgs) == sorted(sample_bodies()), "messages differ from the sample events")
+    finally:
+        m.stop()
+
+
+def test_cwl_event_times_sorted_and_too_old_events_dead_lettered(d):
+    import time as _time
+    m = Moto()
+    try:
+        logs = m.client("logs")
+        logs.create_log_group(logGroupName="kms")
+        logs.create_log_stream(logGroupName="kms", logStreamName="kmsrouter")
+        now = int(_time.time() * 1000)
+        # out of order, and one event 20 days old
+        times = [now - 60000, now - 180000, now - 20 * 86400000, now - 120000, now - 1000]
+        p, dlq = run(d, {"type": "cloudwatch-logs", "log_group": "kms", "endpoint": m.url,
+                         "region": "us-east-1"}, [write_timed(d, times)], TESTING)
+        ok_run(p)
+        check([(x["event"]["id"], x["error_code"]) for x in dlq] ==
+              [("ev-0002", "LogEventTooOld")], "dead letters: %s" % dlq)
+        got = [(e["timestamp"], json.loads(e["message"])["id"])
+               for e in log_events(m, "kms", "kmsrouter")]
+        want = sorted((t, "ev-%04d" % i) for i, t in enumerate(times) if i != 2)
+        check(got == want, "log events %s, want %s" % (got, want))
+    finally:
+        m.stop()
+
+
+def test_cwl_a_batch_spans_at_most_a_day_and_batches_are_large(d):
+    import time as _time
+    m = Moto()
+    requests = []
+    proxy = FaultProxy(m.port, lambda n, body: requests.append(json.loads(body)))
+    try:
+        logs = m.client("logs")
+        logs.create_log_group(logGroupName="kms")
+        logs.create_log_stream(logGroupName="kms", logStreamName="kmsrouter")
+        now = int(_time.time() * 1000)
+        # 1,000 events over the last 30 hours
+        times = [now - 30 * 3600000 + i * 108000 for i in range(1000)]
+        p, dlq = run(d, {"type": "cloudwatch-logs", "log_group": "kms", "endpoint": proxy.url,
+                         "region": "us-east-1"}, [write_timed(d, times)], TESTING)
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % [(x["error_code"], x["error_message"])
+                                               for x in dlq][:3])
+        puts = [r["logEvents"] for r in requests if "logEvents" in r]
+        check(2 <= len(puts) <= 10, "%d PutLogEvents for 1,000 events" % len(puts))
+        for evs in puts:
+            ts = [e["timestamp"] for e in evs]
+            check(ts == sorted(ts), "a request's events are not in time order")
+            check(ts[-1] - ts[0] <= 24 * 3600000, "a request spans %.1f h" %
+                  ((ts[-1] - ts[0]) / 3600000))
+        check(len(log_events(m, "kms", "kmsrouter")) == 1000, "not every event arrived")
+    finally:
+        proxy.stop()
+        m.stop()
+
+
+def test_cwl_signed_least_privilege_and_missing_group_without_create(d):
+    m = Moto(auth_after=8)  # two log calls and two users (3 calls each)
+    try:
+        logs = m.client("logs")
+        logs.create_log_group(logGroupName="kms")
+        logs.create_log_stream(logGroupName="kms", logStreamName="kmsrouter")
+        # moto 5.2.1 authorizes CloudWatch Logs calls against the resource "*" only, so the
+        # policy narrows the actions (the README gives the resource ARN for AWS)
+        akid, secret = iam_user(m, ["logs:PutLogEvents"], "*")
+        reader = iam_user(m, ["logs:*"], "*", "reader")  # noqa: F841 - counted in auth_after
+        env = {"AWS_ACCESS_KEY_ID": akid, "AWS_SECRET_ACCESS_KEY": secret}
+        p, dlq = run(d, {"type": "cloudwatch-logs", "log_group": "kms", "endpoint": m.url,
+                         "region": "us-east-1", "timestamp": "received"},
+                     [write_jsonl(d, 20)], env)
+        ok_run(p)
+        check(dlq == [], "signed: dead letters %s" % [(x["error_code"], x["error_message"])
+                                                      for x in dlq][:2])
+        got = m.client("logs", *reader).get_log_events(
+            logGroupName="kms", logStreamName="kmsrouter", startFromHead=True)["events"]
+        check(len(got) == 20, "%d log events" % len(got))
+        # a group that does not exist, no create: permanent
+        p, dlq = run(d, {"type": "cloudwatch-logs", "log_group": "gone", "endpoint": m.url,
+                         "region": "us-east-1", "timestamp": "received"},
+                     [write_jsonl(d, 3)], env)
+        ok_run(p)
+        check([(x["error_code"], x["attempts"]) for x in dlq] ==
+              [("ResourceNotFoundException", 1)] * 3, "missing group: %s" % [(x["error_code"], x["attempts"]) for x in dlq])
+        # a wrong secret: permanent, and not in the output
+        os.unlink(os.path.join(d, "dlq.jsonl"))
+        p, dlq = run(d, {"type": "cloudwatch-logs", "log_group": "kms", "endpoint": m.url,
+                         "region": "us-east-1", "timestamp": "received"},
+                     [write_jsonl(d, 3)], dict(env, AWS_SECRET_ACCESS_KEY="x" + secret[1:]))
+        check([x["attempts"] for x in dlq] == [1] * 3 and
+              all(x["error_code"] in ("SignatureDoesNotMatch", "InvalidSignatureException")
+                  for x in dlq), "wrong secret: %s" % [x["error_code"] for x in dlq])
+        check(secret[1:] not in p.stderr, "the secret appears in the output")
+    finally:
+        m.stop()
+
+
+def test_cwl_check_reports_bad_options_with_their_place(d):
+    cases = [({}, "log_group"),
+             ({"log_group": "a b"}, "only letters"),
+             ({"log_group": "g", "log_stream": "a:b"}, "neither ':' nor '*'"),
+             ({"log_group": "g", "log_stream": "<$.account"}, "no '>'"),
+             ({"log_group": "g", "timestamp": "now"}, "event"),
+             ({"log_group": "g", "batch_size": 10001}, "from 1 to 10000")]
+    for extra, want in cases:
+        sink = dict({"name": "out", "type": "cloudwatch-logs"}, **extra)
+        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
+                                            "targets": ["out"]}]}
+        path = os.path.join(d, "cfg.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True)
+        check(p.returncode != 0, "check accepted %s" % extra)
+        check(want in p.stderr and "cfg.json:" in p.stderr,
+              "%s: %s" % (extra, p.stderr.strip()))
+
+
 # ---- error paths against FakeAWS (tests/integration/aws_fake.py): a loopback SNS and Lambda
 # that verify every signature with botocore's signer, and fail, throttle or reject on request
 
