@@ -22,8 +22,13 @@
 #   router CPU     user + system CPU of the kmsrouter process alone (os.wait4 on it; moto's is
 #                  not counted, so that moto's speed does not hide ours), per event
 #                  (targets: SNS, SQS <= 10 us; Kinesis, CloudWatch Logs <= 3 us; SigV4 signing
-#                  and JSON building included)
+#                  and JSON building included); "(-fixed)" is the same without the sink's fixed
+#                  cost (start, loading libcurl and libcrypto, stop: a one-event run of each
+#                  sink before the others), the part that grows with the events
 # and compares each sink's CPU per event with the log sink's (writing a file) in the same run.
+# moto's SQS costs O(queue length) per message it takes, so during an SQS run the queue is
+# purged every 0.2 s (those PurgeQueue requests are not counted); without it 10,000 messages
+# take many minutes and requests time out in moto.
 # The runs are interleaved (every sink once, REPEAT rounds) so that a change in the machine's
 # speed hits the log sink and the AWS sinks alike; one table gives each sink's best run (lowest
 # CPU per event), one its median run.
@@ -86,4 +91,14 @@ if ! { command -v moto_server >/dev/null && python3 -c "import boto3" 2>/dev/nul
 fi
 
 mkdir -p "$BENCH_DIR/sinks"
-exec "$python" bench/sinks_run.py "$BENCH_DIR/sinks" "$kmsrouter" "$EVENTS" "$SINKS" "$REPEAT" "$CONCURRENCY"
+# the runs use a copy of the binary, so that a rebuild while the benchmark runs (minutes) does
+# not swap it or leave it half-written between runs; a copy that does not run (caught
+# mid-link) is taken again
+copy=$BENCH_DIR/sinks/kmsrouter
+for try in 1 2 3 4 5 6 7 8 9 10; do
+	cp "$kmsrouter" "$copy.tmp" && mv "$copy.tmp" "$copy" && "$copy" --version >/dev/null 2>&1 && break
+	[ "$try" = 10 ] && { echo "sinks.sh: $kmsrouter does not run" >&2; exit 1; }
+	sleep 3
+done
+echo "kmsrouter: $kmsrouter ($("$copy" --version)), copied to $copy"
+exec "$python" bench/sinks_run.py "$BENCH_DIR/sinks" "$copy" "$EVENTS" "$SINKS" "$REPEAT" "$CONCURRENCY"

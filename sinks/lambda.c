@@ -183,10 +183,12 @@ static void function_error(const struct kr_http_response *h, const char *kind, c
 		t = kr_json_get(j, "errorType");
 		m = kr_json_get(j, "errorMessage");
 	}
+	int n; /* a message cut at cap is fine */
 	if (t && t->type == KR_JSON_STRING && m && m->type == KR_JSON_STRING)
-		snprintf(msg, cap, "%s function error: %s: %.240s", kind, t->str, m->str);
+		n = snprintf(msg, cap, "%s function error: %s: %s", kind, t->str, m->str);
 	else
-		snprintf(msg, cap, "%s function error: %.240s", kind, h->body);
+		n = snprintf(msg, cap, "%s function error: %s", kind, h->body);
+	(void)n;
 	kr_json_free(j);
 	for (char *p = msg; *p; p++)
 		if (*p == '\n' || *p == '\r')

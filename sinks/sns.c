@@ -304,7 +304,7 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 		int pl = snprintf(prefix, sizeof prefix, "&PublishBatchRequestEntries.member.%zu.",
 				  i + 1);
 		ok = kr_buf_puts(&q->body, prefix) && kr_buf_puts(&q->body, "Id=");
-		char id[16];
+		char id[24];
 		snprintf(id, sizeof id, "%zu", i);
 		ok = ok && kr_buf_puts(&q->body, id);
 		const char *p = en->text, *e = en->text + en->len;

@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "json.h"
@@ -34,7 +36,10 @@ struct kr_aws {
 	uint64_t connect_timeout_ms;
 	char *process;     /* the profile's credential_process, when the credentials come from it */
 	char *from;        /* where the credentials came from, for messages */
+	enum source { SRC_STATIC, SRC_PROCESS, SRC_WEB_IDENTITY, SRC_CONTAINER, SRC_IMDS } source;
+	char *role_arn, *external_id, *session_name; /* assumed through STS over the chain's */
 	struct creds *creds;
+	struct creds *base; /* with role_arn: the chain's, which AssumeRole is signed with */
 };
 
 struct call {
@@ -88,6 +93,18 @@ enum kr_err kr_aws_validate(const struct kr_aws_conf *c, const struct kr_opts_ch
 		return kr_opts_reject(chk, "session_token_env",
 				      "session_token_env needs access_key_id_env and "
 				      "secret_access_key_env");
+	if (c->external_id && !c->role_arn)
+		return kr_opts_reject(chk, "external_id", "external_id needs role_arn");
+	if (c->role_session_name && !c->role_arn)
+		return kr_opts_reject(chk, "role_session_name", "role_session_name needs role_arn");
+	if (c->role_arn && (strncmp(c->role_arn, "arn:", 4) != 0 || !strstr(c->role_arn, ":role/")))
+		return kr_opts_reject(chk, "role_arn", "not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)");
+	if (c->role_session_name &&
+	    (strlen(c->role_session_name) < 2 || strlen(c->role_session_name) > 64 ||
+	     strspn(c->role_session_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					  "0123456789+=,.@-_") != strlen(c->role_session_name)))
+		return kr_opts_reject(chk, "role_session_name",
+				      "2 to 64 letters, digits and +=,.@-_");
 	if (c->region && (!*c->region || strspn(c->region, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
 						 strlen(c->region)))
 		return kr_opts_reject(chk, "region", "not a region name (like us-east-1)");
@@ -299,11 +316,351 @@ static struct creds *run_process(const char *cmd, const char *profile, char *err
 	return c;
 }
 
+/* ---- credentials from services: STS, the container endpoint, the instance metadata ---- */
+
+struct fetched {
+	long status;
+	struct kr_buf body;
+	char error[256];
+};
+
+static void fetched_cb(void *arg, const struct kr_http_response *r)
+{
+	struct fetched *f = arg;
+	f->status = r->status;
+	if (r->error)
+		snprintf(f->error, sizeof f->error, "%s", r->error);
+	if (!kr_buf_append(&f->body, r->body, r->body_len))
+		snprintf(f->error, sizeof f->error, "out of memory");
+}
+
+static void fetched_free(struct fetched *f)
+{
+	if (f->body.p)
+		explicit_bzero(f->body.p, f->body.len);
+	kr_buf_free(&f->body);
+}
+
+/* A blocking call (credentials are needed before anything else can go); f->status 0 and
+ * f->error when there was no response. sign: NULL for an unsigned call. */
+static enum kr_err fetch(const char *method, const char *url, const char *const *headers,
+			 const char *body, uint64_t timeout_ms, const struct creds *sign,
+			 const char *region, struct fetched *f, char *err)
+{
+	struct kr_http_request req = {.method = method,
+				      .url = url,
+				      .headers = headers,
+				      .body = body,
+				      .body_len = body ? strlen(body) : 0,
+				      .timeout_ms = timeout_ms,
+				      .connect_timeout_ms = timeout_ms < 1000 ? timeout_ms : 1000,
+				      .max_body = 64 * 1024,
+				      .auth = sign ? KR_HTTP_AUTH_SIGV4 : KR_HTTP_AUTH_NONE,
+				      .user = sign ? sign->akid : NULL,
+				      .password = sign ? sign->secret : NULL,
+				      .token = sign ? sign->token : NULL,
+				      .region = region,
+				      .service = "sts"};
+	return kr_http_send_sync(&req, fetched_cb, f, err);
+}
+
+/* Credentials in JSON ({"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}), as the
+ * container endpoint and the instance metadata serve them. */
+static struct creds *creds_of_json(const struct kr_buf *b, const char *from, char *err)
+{
+	struct kr_json *j = NULL;
+	struct creds *c = NULL;
+	if (kr_json_parse(b->p ? b->p : "", b->len, &(struct kr_json_opts){.last_key_wins = true},
+			  &j, NULL, NULL) != KR_OK ||
+	    j->type != KR_JSON_OBJECT) {
+		kr_errf(err, KR_ERR_IO, "%s did not answer with a JSON object", from);
+	} else {
+		const struct kr_json *ak = kr_json_get(j, "AccessKeyId");
+		const struct kr_json *sk = kr_json_get(j, "SecretAccessKey");
+		const struct kr_json *tk = kr_json_get(j, "Token");
+		const struct kr_json *ex = kr_json_get(j, "Expiration");
+		if (!ak || ak->type != KR_JSON_STRING || !sk || sk->type != KR_JSON_STRING ||
+		    (tk && tk->type != KR_JSON_STRING))
+			kr_errf(err, KR_ERR_IO, "%s gave no AccessKeyId and SecretAccessKey", from);
+		else if (!(c = creds_new(ak->str, sk->str, tk ? tk->str : NULL,
+					 ex && ex->type == KR_JSON_STRING ? iso8601_ms(ex->str)
+									  : 0)))
+			kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		if (sk && sk->type == KR_JSON_STRING)
+			explicit_bzero(sk->str, sk->len);
+		if (tk && tk->type == KR_JSON_STRING)
+			explicit_bzero(tk->str, tk->len);
+	}
+	kr_json_free(j);
+	return c;
+}
+
+/* The <Credentials> of an STS answer (AssumeRole, AssumeRoleWithWebIdentity). */
+static struct creds *creds_of_sts(const struct fetched *f, const char *what, char *err)
+{
+	const char *b = f->body.p ? f->body.p : "", *e = b + f->body.len;
+	if (f->status != 200) {
+		char code[96] = "", msg[256] = "";
+		kr_aws_xml_text(b, e, "Code", code, sizeof code);
+		kr_aws_xml_text(b, e, "Message", msg, sizeof msg);
+		if (!f->status)
+			snprintf(code, sizeof code, "%.95s", f->error);
+		else if (!*code)
+			snprintf(code, sizeof code, "HTTP %ld", f->status);
+		kr_errf(err, KR_ERR_IO, "%s failed: %s%s%s", what, code, *msg ? ": " : "", msg);
+		return NULL;
+	}
+	char ak[256], sk[256], tk[4096], ex[64] = "";
+	const char *cs = b, *ca, *cz;
+	struct creds *c = NULL;
+	if (!kr_aws_xml_next(&cs, e, "Credentials", &ca, &cz) ||
+	    !kr_aws_xml_text(ca, cz, "AccessKeyId", ak, sizeof ak) ||
+	    !kr_aws_xml_text(ca, cz, "SecretAccessKey", sk, sizeof sk) ||
+	    !kr_aws_xml_text(ca, cz, "SessionToken", tk, sizeof tk))
+		kr_errf(err, KR_ERR_IO, "%s answered without credentials", what);
+	else if (kr_aws_xml_text(ca, cz, "Expiration", ex, sizeof ex),
+		 !(c = creds_new(ak, sk, tk, iso8601_ms(ex))))
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	explicit_bzero(sk, sizeof sk);
+	explicit_bzero(tk, sizeof tk);
+	return c;
+}
+
+static char *sts_endpoint(const char *region)
+{
+	const char *e = getenv("AWS_ENDPOINT_URL_STS");
+	if (!e || !*e)
+		e = getenv("AWS_ENDPOINT_URL");
+	char *out;
+	if (e && *e)
+		return asprintf(&out, "%s/", e) < 0 ? NULL : out;
+	return asprintf(&out, "https://sts.%s.amazonaws.com%s/", region,
+			strncmp(region, "cn-", 3) == 0 ? ".cn" : "") < 0
+		       ? NULL
+		       : out;
+}
+
+/* An STS call of the query protocol: params (already form-encoded) after Action and Version. */
+static struct creds *sts_call(struct kr_aws *a, const char *params, const struct creds *sign,
+			      const char *what, char *err)
+{
+	char *url = sts_endpoint(a->region);
+	struct kr_buf body = {0};
+	struct creds *c = NULL;
+	static const char *const hdr[] = {"Content-Type: application/x-www-form-urlencoded",
+					  "Accept: text/xml", NULL};
+	if (!url || !kr_buf_puts(&body, params)) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	} else {
+		struct fetched f = {0};
+		if (fetch("POST", url, hdr, body.p, 10000, sign, a->region, &f, err) == KR_OK)
+			c = creds_of_sts(&f, what, err);
+		fetched_free(&f);
+	}
+	if (body.p)
+		explicit_bzero(body.p, body.len);
+	kr_buf_free(&body);
+	free(url);
+	return c;
+}
+
+static bool form(struct kr_buf *b, const char *name, const char *v)
+{
+	return kr_buf_puts(b, "&") && kr_buf_puts(b, name) && kr_buf_puts(b, "=") &&
+	       kr_buf_urlencode(b, v, strlen(v));
+}
+
+static char *read_small_file(const char *path)
+{
+	char *data;
+	size_t len;
+	char err[KR_ERRBUF];
+	if (kr_read_file(path, &data, &len, err) != KR_OK)
+		return NULL;
+	while (len && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
+		data[--len] = 0;
+	return data;
+}
+
+/* AssumeRoleWithWebIdentity with the token of AWS_WEB_IDENTITY_TOKEN_FILE (EKS, IRSA). */
+static struct creds *web_identity(struct kr_aws *a, char *err)
+{
+	const char *file = getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = getenv("AWS_ROLE_ARN");
+	const char *name = getenv("AWS_ROLE_SESSION_NAME");
+	char *token = read_small_file(file);
+	if (!token) {
+		kr_errf(err, KR_ERR_IO, "cannot read AWS_WEB_IDENTITY_TOKEN_FILE %s", file);
+		return NULL;
+	}
+	char session[64];
+	snprintf(session, sizeof session, "kmsrouter-%ld", (long)getpid());
+	struct kr_buf p = {0};
+	struct creds *c = NULL;
+	if (kr_buf_puts(&p, "Action=AssumeRoleWithWebIdentity&Version=2011-06-15") &&
+	    form(&p, "RoleArn", role) && form(&p, "RoleSessionName", name && *name ? name : session) &&
+	    form(&p, "WebIdentityToken", token))
+		c = sts_call(a, p.p, NULL, "AssumeRoleWithWebIdentity (AWS_ROLE_ARN)", err);
+	else
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	explicit_bzero(token, strlen(token));
+	free(token);
+	if (p.p)
+		explicit_bzero(p.p, p.len);
+	kr_buf_free(&p);
+	return c;
+}
+
+/* The container credentials endpoint (ECS, EKS Pod Identity). */
+static struct creds *container(char *err)
+{
+	const char *rel = getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	const char *full = getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	char *url = NULL, *token = NULL;
+	if (rel && *rel) {
+		if (asprintf(&url, "http://169.254.170.2%s", rel) < 0)
+			url = NULL;
+	} else {
+		url = strdup(full);
+	}
+	const char *tf = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+	const char *tv = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+	if (tf && *tf) {
+		if (!(token = read_small_file(tf))) {
+			free(url);
+			kr_errf(err, KR_ERR_IO, "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s",
+				tf);
+			return NULL;
+		}
+	} else if (tv && *tv) {
+		token = strdup(tv);
+	}
+	char *auth = NULL;
+	if (token && asprintf(&auth, "Authorization: %s", token) < 0)
+		auth = NULL;
+	const char *hdr[] = {auth, NULL};
+	struct creds *c = NULL;
+	struct fetched f = {0};
+	if (!url || (token && !auth))
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	else if (fetch("GET", url, auth ? hdr : NULL, NULL, 5000, NULL, "", &f, err) != KR_OK)
+		;
+	else if (f.status != 200)
+		kr_errf(err, KR_ERR_IO, "the container credentials endpoint answered %s%ld",
+			f.status ? "HTTP " : f.error, f.status);
+	else
+		c = creds_of_json(&f.body, "the container credentials endpoint", err);
+	fetched_free(&f);
+	if (token)
+		explicit_bzero(token, strlen(token));
+	if (auth)
+		explicit_bzero(auth, strlen(auth));
+	free(token);
+	free(auth);
+	free(url);
+	return c;
+}
+
+/* The instance metadata service, IMDSv2: a session token, the role's name, its credentials. */
+static struct creds *imds(char *err)
+{
+	const char *base = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+	if (!base || !*base)
+		base = "http://169.254.169.254";
+	size_t bl = strlen(base);
+	while (bl && base[bl - 1] == '/')
+		bl--;
+	char url[512], tokhdr[1200], role[256];
+	struct fetched f = {0};
+	struct creds *c = NULL;
+	static const char *const ttl[] = {"X-aws-ec2-metadata-token-ttl-seconds: 21600", NULL};
+	snprintf(url, sizeof url, "%.*s/latest/api/token", (int)bl, base);
+	if (fetch("PUT", url, ttl, NULL, 1000, NULL, "", &f, err) != KR_OK)
+		return NULL;
+	if (f.status != 200 || !f.body.len || f.body.len > 1000) {
+		kr_errf(err, KR_ERR_IO, "the instance metadata service gave no token (%s%ld)",
+			f.status ? "HTTP " : f.error, f.status);
+		fetched_free(&f);
+		return NULL;
+	}
+	snprintf(tokhdr, sizeof tokhdr, "X-aws-ec2-metadata-token: %.*s", (int)f.body.len,
+		 f.body.p);
+	fetched_free(&f);
+	const char *hdr[] = {tokhdr, NULL};
+	struct fetched r = {0};
+	snprintf(url, sizeof url, "%.*s/latest/meta-data/iam/security-credentials/", (int)bl, base);
+	if (fetch("GET", url, hdr, NULL, 1000, NULL, "", &r, err) == KR_OK) {
+		size_t n = r.body.p ? strcspn(r.body.p, "\r\n") : 0;
+		if (r.status != 200 || !n || n >= sizeof role) {
+			kr_errf(err, KR_ERR_IO,
+				"the instance metadata service names no role (%s%ld): does the "
+				"instance have an instance profile?",
+				r.status ? "HTTP " : r.error, r.status);
+		} else {
+			memcpy(role, r.body.p, n);
+			role[n] = 0;
+			struct fetched k = {0};
+			snprintf(url, sizeof url, "%.*s/latest/meta-data/iam/security-credentials/%s",
+				 (int)bl, base, role);
+			if (fetch("GET", url, hdr, NULL, 1000, NULL, "", &k, err) == KR_OK) {
+				if (k.status != 200)
+					kr_errf(err, KR_ERR_IO,
+						"the instance metadata service gave no credentials "
+						"for role %s (%s%ld)",
+						role, k.status ? "HTTP " : k.error, k.status);
+				else
+					c = creds_of_json(&k.body, "the instance metadata service",
+							  err);
+			}
+			fetched_free(&k);
+		}
+	}
+	fetched_free(&r);
+	explicit_bzero(tokhdr, sizeof tokhdr);
+	return c;
+}
+
+/* The credentials of the chain's source, fetched again (a refresh). */
+static struct creds *fetch_source(struct kr_aws *a, char *err)
+{
+	switch (a->source) {
+	case SRC_PROCESS:
+		return run_process(a->process, a->from ? a->from : "?", err);
+	case SRC_WEB_IDENTITY:
+		return web_identity(a, err);
+	case SRC_CONTAINER:
+		return container(err);
+	case SRC_IMDS:
+		return imds(err);
+	default:
+		a->creds->refs++;
+		return a->creds;
+	}
+}
+
+/* role_arn: AssumeRole, signed with base. */
+static struct creds *assume_role(struct kr_aws *a, const struct creds *base, char *err)
+{
+	struct kr_buf p = {0};
+	struct creds *c = NULL;
+	if (kr_buf_puts(&p, "Action=AssumeRole&Version=2011-06-15&DurationSeconds=3600") &&
+	    form(&p, "RoleArn", a->role_arn) && form(&p, "RoleSessionName", a->session_name) &&
+	    (!a->external_id || form(&p, "ExternalId", a->external_id)))
+		c = sts_call(a, p.p, base, "AssumeRole (role_arn)", err);
+	else
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	kr_buf_free(&p);
+	return c;
+}
+
 /* The first credentials of the chain (aws.h). */
 static enum kr_err find_creds(struct kr_aws *a, const struct kr_aws_conf *c, char *err)
 {
 	const char *from;
 	const char *akid = NULL, *secret = NULL, *token = NULL;
+	const char *wif = getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = getenv("AWS_ROLE_ARN");
+	const char *crel = getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	const char *cfull = getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	const char *noimds = getenv("AWS_EC2_METADATA_DISABLED");
 	if (c->access_key_id.env) {
 		akid = c->access_key_id.value;
 		secret = c->secret_access_key.value;
@@ -317,6 +674,13 @@ static enum kr_err find_creds(struct kr_aws *a, const struct kr_aws_conf *c, cha
 		if (!secret || !*secret)
 			return kr_errf(err, KR_ERR_CONFIG,
 				       "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not");
+	} else if (wif && *wif) {
+		if (!role || !*role)
+			return kr_errf(err, KR_ERR_CONFIG,
+				       "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not");
+		a->source = SRC_WEB_IDENTITY;
+		a->from = strdup("web identity (AWS_WEB_IDENTITY_TOKEN_FILE)");
+		return (a->creds = web_identity(a, err)) ? KR_OK : KR_ERR_IO;
 	} else {
 		const char *profile = profile_name(c);
 		char *k = profile_get(profile, "aws_access_key_id", true);
@@ -324,6 +688,7 @@ static enum kr_err find_creds(struct kr_aws *a, const struct kr_aws_conf *c, cha
 		char *t = profile_get(profile, "aws_session_token", true);
 		char *proc = k ? NULL : profile_get(profile, "credential_process", false);
 		enum kr_err e = KR_OK;
+		bool found = true;
 		if (k && s) {
 			if (!(a->creds = creds_new(k, s, t, 0)))
 				e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
@@ -332,17 +697,13 @@ static enum kr_err find_creds(struct kr_aws *a, const struct kr_aws_conf *c, cha
 				    "profile %s has aws_access_key_id but no aws_secret_access_key",
 				    profile);
 		} else if (proc) {
+			a->source = SRC_PROCESS;
 			if (!(a->creds = run_process(proc, profile, err)))
 				e = KR_ERR_IO;
 			else
 				a->process = strdup(proc);
 		} else {
-			e = kr_errf(err, KR_ERR_CONFIG,
-				    "no AWS credentials: set access_key_id_env and "
-				    "secret_access_key_env, or AWS_ACCESS_KEY_ID and "
-				    "AWS_SECRET_ACCESS_KEY, or give profile %s keys or a "
-				    "credential_process in the shared credentials or config file",
-				    profile);
+			found = false;
 		}
 		free(k);
 		if (s)
@@ -354,9 +715,39 @@ static enum kr_err find_creds(struct kr_aws *a, const struct kr_aws_conf *c, cha
 		free(proc);
 		if (e)
 			return e;
-		if (asprintf(&a->from, "profile %s", profile) < 0)
-			a->from = NULL;
-		return KR_OK;
+		if (found) {
+			if (asprintf(&a->from, "profile %s", profile) < 0)
+				a->from = NULL;
+			return KR_OK;
+		}
+		if ((crel && *crel) || (cfull && *cfull)) {
+			a->source = SRC_CONTAINER;
+			a->from = strdup("the container credentials endpoint");
+			return (a->creds = container(err)) ? KR_OK : KR_ERR_IO;
+		}
+		if (!noimds || strcasecmp(noimds, "true") != 0) {
+			char why[KR_ERRBUF];
+			a->source = SRC_IMDS;
+			a->from = strdup("the instance metadata service");
+			if ((a->creds = imds(why)))
+				return KR_OK;
+			return kr_errf(err, KR_ERR_CONFIG,
+				       "no AWS credentials: set access_key_id_env and "
+				       "secret_access_key_env, or AWS_ACCESS_KEY_ID and "
+				       "AWS_SECRET_ACCESS_KEY, or AWS_WEB_IDENTITY_TOKEN_FILE and "
+				       "AWS_ROLE_ARN, or give profile %s keys or a credential_process "
+				       "in the shared credentials or config file, or run where a "
+				       "container or instance role provides them (%s)",
+				       profile, why);
+		}
+		return kr_errf(err, KR_ERR_CONFIG,
+			       "no AWS credentials: set access_key_id_env and "
+			       "secret_access_key_env, or AWS_ACCESS_KEY_ID and "
+			       "AWS_SECRET_ACCESS_KEY, or AWS_WEB_IDENTITY_TOKEN_FILE and "
+			       "AWS_ROLE_ARN, or give profile %s keys or a credential_process in the "
+			       "shared credentials or config file (the instance metadata service is "
+			       "off: AWS_EC2_METADATA_DISABLED)",
+			       profile);
 	}
 	if (!akid || !*akid || !secret || !*secret)
 		return kr_errf(err, KR_ERR_CONFIG, "AWS credentials from %s are empty", from);
@@ -366,18 +757,45 @@ static enum kr_err find_creds(struct kr_aws *a, const struct kr_aws_conf *c, cha
 	return KR_OK;
 }
 
-/* Credentials from a credential_process are fetched again before they expire. */
+/* The role of role_arn over the chain's credentials (which stay in a->creds until then). */
+static enum kr_err take_role(struct kr_aws *a, char *err)
+{
+	struct creds *base = a->creds;
+	struct creds *c = assume_role(a, base, err);
+	if (!c)
+		return KR_ERR_IO;
+	a->base = base;
+	a->creds = c;
+	return KR_OK;
+}
+
+/* Temporary credentials are fetched again five minutes before they expire (blocking, as the
+ * first fetch: the calls in flight keep the ones they were signed with). */
 static void refresh_creds(struct kr_aws *a)
 {
-	if (!a->process || !a->creds->expires_wall_ms ||
-	    kr_wall_ms() + REFRESH_BEFORE_MS < a->creds->expires_wall_ms)
+	if (!a->creds->expires_wall_ms || kr_wall_ms() + REFRESH_BEFORE_MS < a->creds->expires_wall_ms)
 		return;
 	char err[KR_ERRBUF];
-	struct creds *c = run_process(a->process, a->from ? a->from : "?", err);
+	struct creds *base = a->role_arn ? a->base : a->creds;
+	struct creds *nb = base;
+	if (base->expires_wall_ms && kr_wall_ms() + REFRESH_BEFORE_MS >= base->expires_wall_ms)
+		nb = fetch_source(a, err);
+	else
+		base->refs++;
+	struct creds *c = nb;
+	if (c && a->role_arn) {
+		c = assume_role(a, nb, err);
+		if (!c)
+			creds_put(nb);
+	}
 	if (!c) {
 		kr_log(KR_LOG_WARN, "aws", "msg", "cannot refresh the credentials; keeping the old ones",
-		       "error", err, NULL);
+		       "from", a->from ? a->from : "?", "error", err, NULL);
 		return;
+	}
+	if (a->role_arn) {
+		creds_put(a->base);
+		a->base = nb;
 	}
 	creds_put(a->creds);
 	a->creds = c;
@@ -441,6 +859,16 @@ enum kr_err kr_aws_new(struct kr_loop *loop, const struct kr_aws_conf *c,
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	if (!e)
 		e = find_creds(a, c, err);
+	if (!e && c->role_arn) {
+		char session[64];
+		snprintf(session, sizeof session, "kmsrouter-%ld", (long)getpid());
+		if (!(a->role_arn = strdup(c->role_arn)) ||
+		    (c->external_id && !(a->external_id = strdup(c->external_id))) ||
+		    !(a->session_name = strdup(c->role_session_name ? c->role_session_name : session)))
+			e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		else
+			e = take_role(a, err);
+	}
 	if (!e)
 		e = kr_http_new(loop, &a->http, err);
 	if (e) {
@@ -457,6 +885,10 @@ void kr_aws_free(struct kr_aws *a)
 		return;
 	kr_http_free(a->http);
 	creds_put(a->creds);
+	creds_put(a->base);
+	free(a->role_arn);
+	free(a->external_id);
+	free(a->session_name);
 	free(a->region);
 	free(a->endpoint);
 	free(a->ca_file);
@@ -606,11 +1038,11 @@ void kr_aws_error_of(const struct kr_http_response *r, struct kr_aws_result *out
 		/* "AWS.SimpleQueueService.NonExistentQueue;Sender": the query protocol's code */
 		hv[strcspn(hv, ";")] = 0;
 		if (*hv)
-			snprintf(out->code, sizeof out->code, "%s", hv);
+			snprintf(out->code, sizeof out->code, "%.*s", (int)sizeof out->code - 1, hv);
 	}
 	if (!out->code[0] && kr_http_header(r, "x-amzn-ErrorType", hv, sizeof hv)) {
 		hv[strcspn(hv, ":")] = 0;
-		snprintf(out->code, sizeof out->code, "%s", hv);
+		snprintf(out->code, sizeof out->code, "%.*s", (int)sizeof out->code - 1, hv);
 	}
 	if (!out->code[0] && *body == '<')
 		kr_aws_xml_text(body, body + r->body_len, "Code", out->code, sizeof out->code);

@@ -14,9 +14,16 @@
  * (access_key_id_env, secret_access_key_env, session_token_env); AWS_ACCESS_KEY_ID,
  * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; the profile (the option, AWS_PROFILE, "default") in
  * the shared credentials file (AWS_SHARED_CREDENTIALS_FILE, ~/.aws/credentials) and config file
- * (AWS_CONFIG_FILE, ~/.aws/config), with its credential_process. Credentials that expire (a
- * credential_process that gives an Expiration) are fetched again five minutes before they do;
- * requests in flight keep the ones they were signed with. Secrets are never logged, and are
+ * (AWS_CONFIG_FILE, ~/.aws/config), with its credential_process. Before the profile, web
+ * identity: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (AWS_ROLE_SESSION_NAME), STS
+ * AssumeRoleWithWebIdentity, as on EKS; after it the container endpoint
+ * (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI, with AWS_CONTAINER_AUTHORIZATION_TOKEN
+ * or _TOKEN_FILE), then the instance metadata service, IMDSv2 (AWS_EC2_METADATA_SERVICE_ENDPOINT;
+ * AWS_EC2_METADATA_DISABLED=true skips it). With role_arn (and external_id) the role is assumed
+ * through STS AssumeRole with the credentials found; STS is AWS_ENDPOINT_URL_STS,
+ * AWS_ENDPOINT_URL or the region's. Credentials that expire are fetched again five minutes
+ * before they do (the process waits for the fetch, as for the first); requests in flight keep
+ * the ones they were signed with. Secrets are never logged, and are
  * blotted out of the error messages a service sends back.
  *
  * Errors: a response that is not 2xx becomes an AWS error code and message, from the JSON body
@@ -44,6 +51,7 @@ struct kr_aws_conf {
 	struct kr_secret access_key_id, secret_access_key, session_token;
 	const char *ca_file;
 	uint64_t connect_timeout_ms;
+	const char *role_arn, *external_id, *role_session_name;
 };
 
 extern const char *const kr_aws_schemes[];
@@ -71,7 +79,14 @@ extern const char *const kr_aws_schemes[];
 	 .help = "CA bundle to verify the service with, besides the system's"},                    \
 	{.name = "connect_timeout_ms", .type = KR_OPT_DURATION,                                  \
 	 .offset = offsetof(T, m.connect_timeout_ms), .def = "5000", .min = 1, .max = 600000,     \
-	 .help = "time to connect to the service"}
+	 .help = "time to connect to the service"},                                              \
+	{.name = "role_arn", .type = KR_OPT_STRING, .offset = offsetof(T, m.role_arn),           \
+	 .help = "an IAM role to assume (STS AssumeRole) with the credentials found"},             \
+	{.name = "external_id", .type = KR_OPT_STRING, .offset = offsetof(T, m.external_id),     \
+	 .help = "the external id the role's trust policy asks for, with role_arn"},              \
+	{.name = "role_session_name", .type = KR_OPT_STRING,                                     \
+	 .offset = offsetof(T, m.role_session_name),                                             \
+	 .help = "the session name of the assumed role (default: kmsrouter-PID)"}
 
 /* What the option table cannot say about kr_aws_conf (the key id and secret go together). */
 enum kr_err kr_aws_validate(const struct kr_aws_conf *c, const struct kr_opts_check *chk);

@@ -30,6 +30,7 @@ static struct curl_api {
 	CURLMcode (*multi_cleanup)(CURLM *);
 	CURL *(*easy_init)(void);
 	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_perform)(CURL *);
 	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
 	const char *(*easy_strerror)(CURLcode);
 	void (*easy_cleanup)(CURL *);
@@ -41,7 +42,7 @@ static struct curl_api {
 static const struct kr_dynsym curl_syms[] = {
 	SYM(global_init), SYM(multi_init), SYM(multi_setopt), SYM(multi_add_handle),
 	SYM(multi_remove_handle), SYM(multi_socket_action), SYM(multi_info_read),
-	SYM(multi_cleanup), SYM(easy_init), SYM(easy_setopt), SYM(easy_getinfo),
+	SYM(multi_cleanup), SYM(easy_init), SYM(easy_setopt), SYM(easy_perform), SYM(easy_getinfo),
 	SYM(easy_strerror), SYM(easy_cleanup), SYM(slist_append), SYM(slist_free_all),
 };
 #undef SYM
@@ -113,6 +114,31 @@ static void unlink_transfer(struct transfer *t)
 	h->npending--;
 }
 
+/* Hands the finished transfer's response to its callback, and frees it. */
+static void complete(struct transfer *t, CURLcode code)
+{
+	CURL *easy = t->easy;
+	struct kr_http_response r = {.retry_after_ms = t->retry_after_ms,
+				     .too_large = t->too_large};
+	C.easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
+	char why[160];
+	if (t->too_large && !t->body_prefix) {
+		snprintf(why, sizeof why, "the response body is larger than %zu bytes",
+			 t->max_body);
+		r.error = why;
+		r.status = 0;
+	} else if (code != CURLE_OK) {
+		r.error = t->errbuf[0] ? t->errbuf : C.easy_strerror(code);
+		r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+		r.status = 0;
+	}
+	r.body = t->body ? t->body : "";
+	r.body_len = t->body_len;
+	r.headers = t->resp_headers ? t->resp_headers : "";
+	t->done(t->arg, &r);
+	transfer_free(t);
+}
+
 static void check_done(struct shared *sh)
 {
 	CURLMsg *msg;
@@ -124,27 +150,9 @@ static void check_done(struct shared *sh)
 		CURLcode code = msg->data.result;
 		struct transfer *t = NULL;
 		C.easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
-		struct kr_http_response r = {.retry_after_ms = t->retry_after_ms,
-					     .too_large = t->too_large};
-		C.easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
-		char why[160];
-		if (t->too_large && !t->body_prefix) {
-			snprintf(why, sizeof why, "the response body is larger than %zu bytes",
-				 t->max_body);
-			r.error = why;
-			r.status = 0;
-		} else if (code != CURLE_OK) {
-			r.error = t->errbuf[0] ? t->errbuf : C.easy_strerror(code);
-			r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
-			r.status = 0;
-		}
-		r.body = t->body ? t->body : "";
-		r.body_len = t->body_len;
-		r.headers = t->resp_headers ? t->resp_headers : "";
 		C.multi_remove_handle(sh->multi, easy);
 		unlink_transfer(t);
-		t->done(t->arg, &r);
-		transfer_free(t);
+		complete(t, code);
 	}
 }
 
@@ -433,13 +441,13 @@ static bool set_auth(CURL *e, struct transfer *t, const struct kr_http_request *
 	return ok;
 }
 
-enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
-			 kr_http_done_fn done, void *arg)
+/* A transfer for req, ready to run; NULL when out of memory (or a URL that cannot be signed). */
+static struct transfer *prepare(const struct kr_http_request *req, kr_http_done_fn done,
+				void *arg)
 {
 	struct transfer *t = calloc(1, sizeof *t);
 	if (!t)
-		return KR_ERR_NOMEM;
-	t->h = h;
+		return NULL;
 	t->done = done;
 	t->arg = arg;
 	t->retry_after_ms = -1;
@@ -448,7 +456,7 @@ enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
 	t->easy = C.easy_init();
 	if (!t->easy) {
 		free(t);
-		return KR_ERR_NOMEM;
+		return NULL;
 	}
 	CURL *e = t->easy;
 	bool ok = true;
@@ -458,7 +466,7 @@ enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
 	ok = ok && add_header(t, "Expect:") && set_auth(e, t, req);
 	if (!ok) {
 		transfer_free(t);
-		return KR_ERR_NOMEM;
+		return NULL;
 	}
 	uint64_t timeout = req->timeout_ms ? req->timeout_ms : 30000;
 	C.easy_setopt(e, CURLOPT_URL, req->url);
@@ -481,6 +489,17 @@ enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
 	C.easy_setopt(e, CURLOPT_PRIVATE, t);
 	if (req->ca_file)
 		C.easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+	return t;
+}
+
+enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
+			 kr_http_done_fn done, void *arg)
+{
+	struct transfer *t = prepare(req, done, arg);
+	if (!t)
+		return KR_ERR_NOMEM;
+	t->h = h;
+	CURL *e = t->easy;
 	if (C.multi_add_handle(h->sh->multi, e) != CURLM_OK) {
 		transfer_free(t);
 		return KR_ERR_NOMEM;
@@ -490,5 +509,20 @@ enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
 		h->active->prev = t;
 	h->active = t;
 	h->npending++;
+	return KR_OK;
+}
+
+enum kr_err kr_http_send_sync(const struct kr_http_request *req, kr_http_done_fn done, void *arg,
+			      char *err)
+{
+	enum kr_err e = kr_dynlib_load(&curl, err);
+	if (!e)
+		e = kr_sigv4_load(err);
+	if (e)
+		return e;
+	struct transfer *t = prepare(req, done, arg);
+	if (!t)
+		return kr_errf(err, KR_ERR_NOMEM, "cannot start the request");
+	complete(t, C.easy_perform(t->easy));
 	return KR_OK;
 }

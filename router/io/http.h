@@ -78,6 +78,12 @@ void kr_http_free(struct kr_http *h);
 enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
 			 kr_http_done_fn done, void *arg);
 
+/* Runs one request to its end before it returns (blocking the thread, up to its timeout), on a
+ * connection of its own, and calls done with the response. For what must be there before a
+ * pipeline runs, such as credentials; loads libcurl and libcrypto as kr_http_new does. */
+enum kr_err kr_http_send_sync(const struct kr_http_request *req, kr_http_done_fn done, void *arg,
+			      char *err);
+
 /* The requests of this client in flight. */
 size_t kr_http_pending(const struct kr_http *h);
 

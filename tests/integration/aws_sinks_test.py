@@ -77,6 +77,7 @@ def run(d, sink, paths, env_extra=None, dead_letter=True, retry=FAST):
         env.pop(k, None)
     env["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(d, "no-credentials")
     env["AWS_CONFIG_FILE"] = os.path.join(d, "no-config")
+    env["AWS_EC2_METADATA_DISABLED"] = "true"  # not this machine's instance role
     env.update(env_extra or {})
     p = subprocess.run([KR, "run", "-c", os.path.join(d, "cfg.json")], cwd=d, env=env,
                        capture_output=True, text=True, timeout=120)
@@ -918,6 +919,258 @@ def test_cwl_check_reports_bad_options_with_their_place(d):
         check(p.returncode != 0, "check accepted %s" % extra)
         check(want in p.stderr and "cfg.json:" in p.stderr,
               "%s: %s" % (extra, p.stderr.strip()))
+
+
+class CredServer:
+    """Loopback credential endpoints: the container one (GET PATH with an Authorization token)
+    and IMDSv2 (PUT /latest/api/token, then GETs with the session token). Serves key and
+    secret; expires_in seconds from now; counts what was served."""
+
+    def __init__(self, key, secret, auth_token=None, expires_in=3600):
+        import http.server
+        import threading
+        outer = self
+        self.served = 0
+        self.refused = 0
+        self.lock = threading.Lock()
+
+        def creds():
+            import datetime
+            exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+                seconds=expires_in)
+            return json.dumps({"Code": "Success", "AccessKeyId": key,
+                               "SecretAccessKey": secret, "Token": "",
+                               "Expiration": exp.strftime("%Y-%m-%dT%H:%M:%SZ")}).encode()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def reply(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self):
+                if (self.path == "/latest/api/token" and
+                        self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")):
+                    return self.reply(200, b"imds-session-token")
+                self.reply(400, b"")
+
+            def do_GET(self):
+                with outer.lock:
+                    if self.path.startswith("/latest/"):
+                        if self.headers.get("X-aws-ec2-metadata-token") != "imds-session-token":
+                            outer.refused += 1
+                            return self.reply(401, b"")
+                        if self.path == "/latest/meta-data/iam/security-credentials/":
+                            return self.reply(200, b"kms-router-role")
+                        if self.path == "/latest/meta-data/iam/security-credentials/kms-router-role":
+                            outer.served += 1
+                            return self.reply(200, creds())
+                        return self.reply(404, b"")
+                    if auth_token and self.headers.get("Authorization") != auth_token:
+                        outer.refused += 1
+                        return self.reply(403, b'{"message": "bad token"}')
+                    outer.served += 1
+                    return self.reply(200, creds())
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_credentials_from_a_container_endpoint_refreshed_before_they_expire(d):
+    m = Moto(auth_after=SETUP_CALLS)
+    srv = None
+    try:
+        (akid, secret), reader, url = signed_setup(m, SQS_SEND)
+        # credentials that expire in 4 minutes: each send finds them due and fetches again
+        srv = CredServer(akid, secret, auth_token="container-token", expires_in=240)
+        tf = os.path.join(d, "token")
+        with open(tf, "w") as f:
+            f.write("container-token\n")
+        p, dlq = run(d, sqs_sink(m.url, url), [write_jsonl(d, 30)],
+                     {"AWS_CONTAINER_CREDENTIALS_FULL_URI": srv.url + "/v2/credentials/x",
+                      "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tf})
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % [x["error_code"] for x in dlq])
+        check(len(receive_all(reader, url, 30)) == 30, "not every message arrived")
+        check(srv.served >= 2 and srv.refused == 0,
+              "served %d, refused %d: not refreshed" % (srv.served, srv.refused))
+        check(secret not in p.stderr, "the secret appears in the output")
+        # a wrong authorization token: run refuses to start, saying why
+        with open(tf, "w") as f:
+            f.write("wrong\n")
+        p, _ = run(d, sqs_sink(m.url, url), [write_jsonl(d, 1)],
+                   {"AWS_CONTAINER_CREDENTIALS_FULL_URI": srv.url + "/v2/credentials/x",
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tf})
+        check(p.returncode != 0 and "container credentials endpoint answered HTTP 403" in
+              p.stderr, "exit %d: %s" % (p.returncode, p.stderr[-300:]))
+    finally:
+        if srv:
+            srv.stop()
+        m.stop()
+
+
+def test_credentials_from_the_instance_metadata_service_imdsv2(d):
+    m = Moto(auth_after=SETUP_CALLS)
+    srv = None
+    try:
+        (akid, secret), reader, url = signed_setup(m, SQS_SEND)
+        srv = CredServer(akid, secret)
+        p, dlq = run(d, sqs_sink(m.url, url), [write_jsonl(d, 5)],
+                     {"AWS_EC2_METADATA_DISABLED": "false",
+                      "AWS_EC2_METADATA_SERVICE_ENDPOINT": srv.url})
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % [x["error_code"] for x in dlq])
+        check(srv.served == 1 and srv.refused == 0, "served %d, refused %d" %
+              (srv.served, srv.refused))
+        check(len(receive_all(reader, url, 5)) == 5, "not every message arrived")
+    finally:
+        if srv:
+            srv.stop()
+        m.stop()
+
+
+# moto 5.2.1 refuses sts:AssumeRole whatever the policy once its checks are on, and fails
+# AssumeRoleWithWebIdentity (unsigned, as AWS has it) with a 500: the STS tests run with the
+# checks off, and a recording proxy shows that the SQS calls were signed with the temporary
+# credentials STS gave (an ASIA key id and a session token), not with the ones the chain had.
+
+def sqs_signers(requests):
+    """(access key id, has a session token) of each recorded request."""
+    import re
+    out = []
+    for _, headers in requests:
+        auth = headers.get("Authorization", "")
+        m = re.search(r"Credential=([A-Z0-9]+)/", auth)
+        out.append((m.group(1) if m else None, "X-Amz-Security-Token" in headers))
+    return out
+
+
+class HeaderRecorder:
+    def __init__(self, m):
+        import http.client
+        import http.server
+        import threading
+        self.requests = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append((body, dict(self.headers)))
+                c = http.client.HTTPConnection("127.0.0.1", m.port, timeout=30)
+                c.request("POST", self.path, body=body, headers=dict(self.headers))
+                r = c.getresponse()
+                payload = r.read()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                         "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                c.close()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_credentials_from_web_identity_through_sts(d):
+    m = Moto()
+    rec = None
+    try:
+        url = m.client("sqs").create_queue(QueueName="kms")["QueueUrl"]
+        role = "arn:aws:iam::123456789012:role/kms-router"
+        tf = os.path.join(d, "web-identity-token")
+        with open(tf, "w") as f:
+            f.write("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2ln\n")
+        rec = HeaderRecorder(m)
+        p, dlq = run(d, sqs_sink(rec.url, url), [write_jsonl(d, 5)],
+                     {"AWS_WEB_IDENTITY_TOKEN_FILE": tf, "AWS_ROLE_ARN": role,
+                      "AWS_ROLE_SESSION_NAME": "router-test", "AWS_ENDPOINT_URL_STS": m.url})
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % [(x["error_code"], x["error_message"])
+                                               for x in dlq][:2])
+        signers = sqs_signers(rec.requests)
+        check(signers and all(k and k.startswith("ASIA") and tok for k, tok in signers),
+              "signed with %s" % signers)
+        check(len(receive_all(m.client("sqs"), url, 5)) == 5, "not every message arrived")
+        # a token file that cannot be read: run refuses to start, naming it
+        p, _ = run(d, sqs_sink(rec.url, url), [write_jsonl(d, 1)],
+                   {"AWS_WEB_IDENTITY_TOKEN_FILE": tf + "-missing", "AWS_ROLE_ARN": role,
+                    "AWS_ENDPOINT_URL_STS": m.url})
+        check(p.returncode != 0 and "AWS_WEB_IDENTITY_TOKEN_FILE" in p.stderr,
+              "exit %d: %s" % (p.returncode, p.stderr[-300:]))
+    finally:
+        if rec:
+            rec.stop()
+        m.stop()
+
+
+def test_role_arn_is_assumed_through_sts_with_the_chains_credentials(d):
+    m = Moto()
+    rec = None
+    try:
+        url = m.client("sqs").create_queue(QueueName="kms")["QueueUrl"]
+        rec = HeaderRecorder(m)
+        p, dlq = run(d, sqs_sink(rec.url, url, role_arn="arn:aws:iam::123456789012:role/kms",
+                                 external_id="kms-ext-1"),
+                     [write_jsonl(d, 5)], dict(TESTING, AWS_ENDPOINT_URL_STS=m.url))
+        ok_run(p)
+        check(dlq == [], "dead letters: %s" % [(x["error_code"], x["error_message"])
+                                               for x in dlq][:2])
+        signers = sqs_signers(rec.requests)
+        check(signers and all(k and k.startswith("ASIA") and tok for k, tok in signers),
+              "signed with %s, not the role's credentials" % signers)
+        check(len(receive_all(m.client("sqs"), url, 5)) == 5, "not every message arrived")
+    finally:
+        if rec:
+            rec.stop()
+        m.stop()
+
+
+def test_role_arn_refused_by_sts_stops_the_start_with_the_reason(d):
+    f_proxy = None
+    m = Moto()
+    try:
+        url = m.client("sqs").create_queue(QueueName="kms")["QueueUrl"]
+        denied = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+                  b"<Type>Sender</Type><Code>AccessDenied</Code><Message>User: "
+                  b"arn:aws:iam::123456789012:user/base is not authorized to perform: "
+                  b"sts:AssumeRole</Message></Error></ErrorResponse>")
+        f_proxy = FaultProxy(m.port, lambda n, body: (403, {"Content-Type": "text/xml"}, denied))
+        p, _ = run(d, sqs_sink(m.url, url, role_arn="arn:aws:iam::123456789012:role/kms"),
+                   [write_jsonl(d, 1)], dict(TESTING, AWS_ENDPOINT_URL_STS=f_proxy.url))
+        check(p.returncode != 0 and "AssumeRole (role_arn) failed: AccessDenied: User:" in
+              p.stderr, "exit %d: %s" % (p.returncode, p.stderr[-300:]))
+        check("testing" not in p.stderr.replace("AWS_", ""), "a key appears in the output")
+    finally:
+        if f_proxy:
+            f_proxy.stop()
+        m.stop()
 
 
 # ---- error paths against FakeAWS (tests/integration/aws_fake.py): a loopback SNS and Lambda

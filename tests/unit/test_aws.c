@@ -140,13 +140,17 @@ static void clear_env(void)
 		"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
 		"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
 		"AWS_ENDPOINT_URL_SQS", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
-		"http_proxy", "HTTPS_PROXY", "https_proxy", "no_proxy", "NO_PROXY"};
+		"http_proxy", "HTTPS_PROXY", "https_proxy", "no_proxy", "NO_PROXY",
+		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_EC2_METADATA_SERVICE_ENDPOINT"};
 	for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
 		unsetenv(vars[i]);
 	char p[256];
 	snprintf(p, sizeof p, "%s/nonexistent", dir);
 	setenv("AWS_SHARED_CREDENTIALS_FILE", p, 1);
 	setenv("AWS_CONFIG_FILE", p, 1);
+	/* not this machine's instance role, if it has one */
+	setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
 }
 
 static void write_file(const char *name, const char *text, char *path, size_t cap)
