@@ -214,6 +214,7 @@ struct kr_stream {
 	char pend_msg[256];
 
 	bool paused; /* a consumer's pause: input from fed on waits for kr_stream_resume */
+	bool ending; /* kr_stream_end was called: a resume goes on with the end */
 	enum container resume_in; /* the pause came after an element of this container */
 
 	/* skipper */
@@ -1890,6 +1891,7 @@ void kr_stream_reset(struct kr_stream *s)
 	s->sk = SK_OFF;
 	s->pend = s->pend_copied = false;
 	s->paused = false;
+	s->ending = false;
 	s->resume_in = C_NONE;
 	if (s->outer.h)
 		yajl_free(s->outer.h);
@@ -2002,10 +2004,15 @@ enum kr_err kr_stream_end(struct kr_stream *s)
 {
 	struct pstate *p = &s->outer;
 	yajl_status st;
+	s->ending = true;
 	for (;;) {
 		enum kr_err e = process(s, s->abs_base + s->len, true);
 		if (e)
 			return e;
+		/* the consumer paused on a record found at the end (records a truncated one hid):
+		   kr_stream_resume goes on from here */
+		if (s->paused)
+			return KR_OK;
 		/* a pause in an array of records with nothing after it: the array is still open */
 		if (!p->h && !s->paused && s->resume_in != C_NONE && resume_outer(s) != 0)
 			return KR_ERR_NOMEM;
@@ -2065,6 +2072,8 @@ bool kr_stream_paused(const struct kr_stream *s)
 enum kr_err kr_stream_resume(struct kr_stream *s)
 {
 	s->paused = false;
+	if (s->ending)
+		return kr_stream_end(s);
 	return process(s, s->abs_base + s->len, false);
 }
 

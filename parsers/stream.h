@@ -123,8 +123,11 @@ enum kr_err kr_stream_parse_mem(struct kr_stream *s, const char *data, size_t le
  * bytes it stays part of them). */
 void kr_stream_file_start(struct kr_stream *s);
 
-/* End of input: reports a truncated last record. The stream can then be reset for the next input
- * with kr_stream_reset (offsets and lines start again at 0 and 1). */
+/* End of input: reports a truncated last record. The consumer may pause here too, on a record
+ * found at the end (records that a truncated one had hidden): then kr_stream_paused is true and
+ * each kr_stream_resume goes on with the end, until the stream is no longer paused. The stream
+ * can then be reset for the next input with kr_stream_reset (offsets and lines start again at 0
+ * and 1). */
 enum kr_err kr_stream_end(struct kr_stream *s);
 void kr_stream_reset(struct kr_stream *s);
 

@@ -637,15 +637,20 @@ static bool open_input(struct file_src *f, size_t i)
 	return true;
 }
 
-static void finish_input(struct file_src *f, size_t i)
+/* The input's end; false while the engine has paused on a record found there (the next pull
+ * resumes it, in step_input, and then finishes again). */
+static bool finish_input(struct file_src *f, size_t i)
 {
 	struct finput *in = &f->in[i];
 	if (in->reader) {
 		kr_reader_finish(in->reader);
+		if (kr_stream_paused(in->stream))
+			return false;
 		kr_reader_close(in->reader);
 		in->reader = NULL;
 		close_input(in);
 	}
+	return true;
 }
 
 static void poll_fire(struct kr_loop *l, struct kr_timer *t, void *arg)
@@ -674,7 +679,8 @@ static enum kr_pull file_pull(void *ctx)
 				kr_log(KR_LOG_ERROR, "source", "msg", "read error", "error", err, NULL);
 				kr_source_error(f->h);
 			}
-			finish_input(f, f->cur);
+			if (!finish_input(f, f->cur))
+				return KR_PULL_MORE;
 			in->finished = true;
 			f->cur++;
 			return KR_PULL_MORE;
@@ -696,11 +702,11 @@ static enum kr_pull file_pull(void *ctx)
 			more = true;
 		} else if (r == KR_READ_ERROR) {
 			kr_log(KR_LOG_ERROR, "source", "msg", "read error", "error", err, NULL);
-			finish_input(f, i);
+			more |= !finish_input(f, i);
 		} else if (kr_reader_replaced(in->reader)) {
 			/* rotated or truncated: what was read is complete, the new file starts over */
-			finish_input(f, i);
-			in->skip = in->done = 0;
+			if (finish_input(f, i))
+				in->skip = in->done = 0;
 			more = true;
 		}
 	}

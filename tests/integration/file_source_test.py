@@ -154,6 +154,26 @@ def without_follow_a_glob_that_matches_nothing_is_an_error(t):
     expect_ids_once(t.path('out.jsonl'), ids(evs), 'out')
 
 
+@test
+def records_a_truncated_last_record_hid_are_all_delivered_under_backpressure(t):
+    """A record cut short at the end of a file swallowed the lines after it: they are found only
+    when the input ends. With max_in_flight 1 the engine pauses the parser on the first of them;
+    the rest must still be read (they were lost, exit 0, before the fix)."""
+    evs = events('ev', 4)
+    text = (json.dumps(evs[0]) + '\n' + '{"id": "cut", "source": "aws.kms", "n": [\n' +
+            ''.join(json.dumps(e) + ',\n' for e in evs[1:]))
+    append(t.path('events.jsonl'), text)
+    write_json(t.path('config.json'), all_to_out(
+        max_in_flight=1, invalid_dead_letter='bad',
+        sinks=[log_sink('out', 'out.jsonl'), log_sink('bad', 'bad.jsonl')],
+        sources=[{'name': 'in', 'type': 'file', 'paths': ['events.jsonl']}]))
+    rc, err = t.run(['run', '-c', t.path('config.json')], timeout=10)
+    check(rc == 0, 'exit status %s; stderr: %s' % (rc, err.strip()[-300:]))
+    expect_ids_once(t.path('out.jsonl'), ids(evs), 'out')
+    bad = [json.loads(l) for l in open(t.path('bad.jsonl'))]
+    check(any('cut' in b['record'] for b in bad), 'the truncated record is not reported')
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def replay(t, *extra, files=('in.jsonl',), timeout=20):
