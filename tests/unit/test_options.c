@@ -280,8 +280,25 @@ static const char *bad_value(const struct kr_option *o, const char **at)
 	return NULL;
 }
 
+/* Options a plugin needs set, or set to a value of a certain shape, beyond its required ones
+ * (what its validate checks). */
+static const struct {
+	const char *type, *name, *value;
+} needs[] = {
+	{"sns", "topic_arn", "\"arn:aws:sns:us-east-1:123456789012:kms\""},
+	{"kinesis", "stream_name", "\"kms\""},
+};
+
+static const char *needed(const char *type, const char *name)
+{
+	for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++)
+		if (!strcmp(needs[i].type, type) && !strcmp(needs[i].name, name))
+			return needs[i].value;
+	return NULL;
+}
+
 /* A config with one plugin entry (list "sinks" or "sources") of type, every required option
- * set, and option bad (NULL: none) given a bad value; checks the loader accepts it without and
+ * set (and those of needs), and option bad (NULL: none) given a bad value; checks the loader accepts it without and
  * rejects it with an error at the bad value. */
 static void one_plugin(const char *list, const char *type, const struct kr_option *common,
 		       const struct kr_option *opts, const struct kr_option *bad, int *checked)
@@ -299,6 +316,8 @@ static void one_plugin(const char *list, const char *type, const struct kr_optio
 			if (o == bad) {
 				const char *b = bad_value(o, &at);
 				snprintf(v, sizeof v, "%s", b);
+			} else if (needed(type, o->name)) {
+				snprintf(v, sizeof v, "%s", needed(type, o->name));
 			} else if (o->required) {
 				good_value(o, v, sizeof v);
 			} else {
