@@ -1368,8 +1368,8 @@ static void test_pausing_after_events_changes_nothing(void **state)
 		/* records a truncated last one hid, found only at the end (a fuzzer's finding: the
 		   pause on the first of them lost the rest) */
 		"{\"id\":\"a\"}\n{\"id\":\"cut\",\"n\":[\n{\"id\":\"b\"},\n{\"id\":\"c\"},\n{\"id\":\"d\"}\n",
-		"{\" t\":\"a\"}}id\":\"b\"}]\"}]\n{\"Records\":[{\"eventID\":\n"
-		"{\"Records\":[{\"eventID\":\"c4\"}], \"x  }",
+		("{\" t\":\"a\"}}id\":\"b\"}]\"}]\n{\"Records\":[{\"eventID\":\n"
+		 "{\"Records\":[{\"eventID\":\"c4\"}], \"x  }"),
 	};
 	for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
 		struct run want, got;
