@@ -9,8 +9,9 @@
 # Generates (bench/sinks_run.py, seeded) a JSON Lines stream of EventBridge KMS events -- the
 # shapes of tests/data/events/*.json: KMS CMK Rotation (both shapes), KMS CMK Deletion, KMS
 # Imported Key Material Expiration over 50 key ids, and every tenth event an "AWS API Call via
-# CloudTrail" Decrypt event without detail.key-id. Every event matches the rule once, so each
-# run makes EVENTS deliveries. For each sink, per run: moto is reset (POST /moto-api/reset) and
+# CloudTrail" Decrypt event without detail.key-id; their times fall in the last hour (CloudWatch
+# Logs takes no events older than 14 days). Every event matches the rule once, so each run makes
+# EVENTS deliveries. For each sink, per run: moto is reset (POST /moto-api/reset) and
 # its resources created with boto3 (an SQS queue; an SNS topic with no subscription, so that
 # moto's fan-out does not dominate; Lambda in moto's Docker-less echo mode, which answers any
 # function name with its payload; a Kinesis stream of 4 shards; a CloudWatch Logs group and
@@ -27,27 +28,37 @@
 #                  sink before the others), the part that grows with the events
 # and compares each sink's CPU per event with the log sink's (writing a file) in the same run.
 # moto's SQS costs O(queue length) per message it takes, so during an SQS run the queue is
-# purged every 0.2 s (those PurgeQueue requests are not counted); without it 10,000 messages
-# take many minutes and requests time out in moto.
+# purged every 0.05 s (those PurgeQueue requests are not counted); without it 10,000 messages
+# take many minutes and requests time out in moto. moto also answers every request with
+# "Connection: close", so by default (KEEPALIVE=1) the AWS sinks reach moto through a loopback
+# proxy (tests/integration/aws_harness.py FaultProxy) that keeps their connections open, as AWS
+# does: a new TCP connection per request adds 100 to 200 us of router CPU per request on a 2-CPU
+# VM (so per event: that much for Lambda, a tenth of it for SQS and SNS).
 # The runs are interleaved (every sink once, REPEAT rounds) so that a change in the machine's
 # speed hits the log sink and the AWS sinks alike; one table gives each sink's best run (lowest
 # CPU per event), one its median run.
 # Every run must deliver every event: the summary line must say EVENTS deliveries succeeded and
-# 0 dead-lettered, and where it can be seen, what arrived must add up (the log sink's lines, the
-# SQS queue's messages, one Lambda invocation per event). A run that loses events is a failure,
+# 0 dead-lettered and the exit status be 0; where it can be seen, what arrived must add up too
+# (the log sink's lines, one Lambda invocation per event). A run that loses events is a failure,
 # not a number. Sinks this build does not have (`kmsrouter help config TYPE` says "not available
 # in this build") are reported as such.
 #
 # Environment:
 #   EVENTS       number of events (default 10000)
-#   SINKS        sinks to measure, in this order (default "log sqs sns lambda kinesis cloudwatch-logs")
+#   SINKS        sinks to measure, in this order
+#                (default "log sqs sns lambda kinesis cloudwatch-logs")
 #   REPEAT       runs of each sink (default 3)
-#   CONCURRENCY  the sinks' "concurrency" (default 16; for SQS and SNS: batches in flight)
+#   CONCURRENCY  the sinks' "concurrency" (default 16; for the batching sinks, SQS, SNS, Kinesis
+#                and CloudWatch Logs: requests in flight)
+#   KEEPALIVE    1 (default): through the keep-alive proxy; 0: straight to moto, a connection
+#                per request
 #   BENCH_DIR    working folder (default /tmp/kmsrouter-bench; files go to $BENCH_DIR/sinks)
-#   KMSROUTER    kmsrouter binary (default build/kmsrouter, relative to the repo root)
+#   KMSROUTER    kmsrouter binary (default build/kmsrouter, relative to the repo root); the runs
+#                use a copy of it in $BENCH_DIR/sinks, so that a rebuild meanwhile does not matter
 # Needs python3 with boto3, and moto_server (scripts/install-deps.sh; its .venv-aws is used
-# where the python3 on PATH lacks them). A whole run takes about five minutes, most of it
-# moto answering 30,000 Lambda invocations (see the time printed at the end).
+# where the python3 on PATH lacks them). A whole run takes about four and a half minutes on a
+# 2-CPU VM, half of it moto answering 30,000 Lambda invocations and most of the rest moto's SQS
+# (the time is printed at the end; EVENTS=2000 takes about a minute).
 # Exit status: 0 when every run delivered every event (missed targets are reported, not
 # enforced); 1 when a run lost events or a sink failed to run, or kmsrouter is not built;
 # 2 usage error or moto/boto3 missing.
@@ -61,6 +72,7 @@ EVENTS=${EVENTS:-10000}
 SINKS=${SINKS:-log sqs sns lambda kinesis cloudwatch-logs}
 REPEAT=${REPEAT:-3}
 CONCURRENCY=${CONCURRENCY:-16}
+KEEPALIVE=${KEEPALIVE:-1}
 BENCH_DIR=${BENCH_DIR:-/tmp/kmsrouter-bench}
 if [ -n "${KMSROUTER:-}" ]; then
 	kmsrouter=$KMSROUTER
@@ -76,6 +88,7 @@ case $kmsrouter in /*) ;; *) kmsrouter=$root/$kmsrouter ;; esac
 for v in EVENTS REPEAT CONCURRENCY; do
 	case ${!v} in '' | *[!0-9]* | 0*) echo "sinks.sh: $v must be a positive number" >&2; exit 2 ;; esac
 done
+case $KEEPALIVE in 0 | 1) ;; *) echo "sinks.sh: KEEPALIVE must be 0 or 1" >&2; exit 2 ;; esac
 [ -x "$kmsrouter" ] || { echo "sinks.sh: $kmsrouter not built (scripts/build.sh)" >&2; exit 1; }
 
 # moto and boto3: the python3 on PATH, else the .venv-aws of scripts/install-deps.sh
@@ -101,4 +114,4 @@ for try in 1 2 3 4 5 6 7 8 9 10; do
 	sleep 3
 done
 echo "kmsrouter: $kmsrouter ($("$copy" --version)), copied to $copy"
-exec "$python" bench/sinks_run.py "$BENCH_DIR/sinks" "$copy" "$EVENTS" "$SINKS" "$REPEAT" "$CONCURRENCY"
+exec "$python" bench/sinks_run.py "$BENCH_DIR/sinks" "$copy" "$EVENTS" "$SINKS" "$REPEAT" "$CONCURRENCY" "$KEEPALIVE"

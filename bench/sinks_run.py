@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Running, checking and reporting half of bench/sinks.sh (needs boto3 and moto_server).
 
-    python3 bench/sinks_run.py WORKDIR KMSROUTER EVENTS SINKS REPEAT CONCURRENCY
+    python3 bench/sinks_run.py WORKDIR KMSROUTER EVENTS SINKS REPEAT CONCURRENCY KEEPALIVE
 
 Writes the events (seeded, so every run of a size has the same ones) and each sink's config
 into WORKDIR, starts one moto_server on a free loopback port (tests/integration/aws_harness.py)
@@ -10,12 +10,18 @@ is reset (POST /moto-api/reset) and the sink's resources created again, so every
 from an empty service. kmsrouter is started directly (no shell) and waited for with os.wait4(),
 whose rusage is that process's own user and system time: moto's CPU is not in it.
 HTTP requests are counted from moto's request log (one line per request) before and after a run.
+moto (werkzeug's development server) answers every request with "Connection: close", so a
+client makes a new TCP connection per request, which AWS does not make it do; with KEEPALIVE=1
+the sinks talk to moto through aws_harness.FaultProxy instead, a loopback proxy that keeps the
+router's connections open (it forwards each request to moto and leaves out moto's Connection
+header), so that kmsrouter's CPU is what it would be against AWS's persistent connections.
 Before the rounds, each sink runs once over a single event: its fixed cost (start, loading
 libcurl and libcrypto, the first connection, stop), which is part of every run's CPU too.
 Exit status: 0 when every run delivered every event, 1 when one lost events or failed (missed
 targets do not change it), 2 on a usage error.
 """
 
+import http.server
 import json
 import os
 import random
@@ -29,7 +35,12 @@ from importlib import metadata
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
-from aws_harness import REGION, Moto  # noqa: E402
+from aws_harness import REGION, FaultProxy, Moto  # noqa: E402
+
+# FaultProxy's server listens with socketserver's backlog of 5: the up to CONCURRENCY
+# connections a sink opens at once overflow it, and the kernel resets some of them ("Recv
+# failure: Connection reset by peer", retried deliveries). A longer backlog, in this process.
+http.server.ThreadingHTTPServer.request_queue_size = 128
 
 # the issue's targets: sink -> (router CPU us per event, HTTP requests per event)
 TARGETS = {"sqs": (10.0, 0.1), "sns": (10.0, 0.1),
@@ -43,7 +54,7 @@ RETRY = {"max_attempts": 5, "initial_backoff_ms": 50, "max_backoff_ms": 1000}
 PURGER_TAG = "bench-purger"
 REQUEST_LINE = r'"(?:GET|POST|PUT|DELETE|HEAD|PATCH) (?![^" ]*%s)\S+ HTTP/1\.[01]"' % PURGER_TAG
 # how often the SQS purger empties the queue during an SQS run
-PURGE_INTERVAL = 0.2
+PURGE_INTERVAL = 0.05
 SUMMARY = re.compile(r"(\d+) deliveries succeeded, (\d+) deliveries dead-lettered")
 UNACKED = re.compile(r"(\d+) records left unacknowledged")
 
@@ -164,7 +175,8 @@ class Purger(threading.Thread):
         except Exception as e:  # noqa: BLE001 - reported by stop()
             self.error = e
 
-    def start_(self):
+    def begin(self):
+        """Starts purging; returns stop."""
         self.start()
         return self.stop
 
@@ -192,7 +204,7 @@ def setup_sqs(m, d):
     # the summary line (every entry's result in the SendMessageBatch answers) is the check
     url = m.client("sqs").create_queue(QueueName="bench")["QueueUrl"]
     return ({"type": "sqs", "queue_url": url, "region": REGION, "endpoint": m.url}, no_check,
-            lambda: Purger(m, url).start_())
+            lambda: Purger(m, url).begin())
 
 
 def setup_sns(m, d):
@@ -274,14 +286,17 @@ def router_env(d):
     return env
 
 
-def run_sink(kr, m, workdir, sink, events, nevents, concurrency):
-    """One run of kmsrouter over events into sink; returns its measurements or raises
-    RunFailed when it did not deliver every event."""
+def run_sink(kr, m, workdir, sink, events, nevents, concurrency, endpoint=None):
+    """One run of kmsrouter over events into sink (an AWS sink through endpoint where given,
+    instead of moto's URL); returns its measurements or raises RunFailed when it did not
+    deliver every event."""
     d = os.path.join(workdir, sink)
     os.makedirs(d, exist_ok=True)
     if m is not None:
         reset(m)
     opts, check, beside = SETUP[sink](m, d)
+    if endpoint and "endpoint" in opts:
+        opts["endpoint"] = endpoint
     dlq = os.path.join(d, "dlq.jsonl")
     if os.path.exists(dlq):
         os.unlink(dlq)
@@ -339,11 +354,14 @@ def run_sink(kr, m, workdir, sink, events, nevents, concurrency):
     if not problems:
         problems = check(m, d, nevents, requests)
     if problems:
-        tail = "\n".join(stderr.strip().splitlines()[-3:])
+        tail = "\n      ".join(stderr.strip().splitlines()[-3:])
         raise RunFailed("; ".join(problems) + " (%s)\n      %s" % (errpath, tail))
     cpu = ru.ru_utime + ru.ru_stime
+    # attempts that failed and were retried (a slow moto can time requests out): they add
+    # requests and CPU, so the report names them
     return {"wall": wall, "requests": requests, "user": ru.ru_utime, "sys": ru.ru_stime,
-            "cpu": cpu, "us_per_event": cpu / nevents * 1e6}
+            "cpu": cpu, "us_per_event": cpu / nevents * 1e6,
+            "failed_attempts": stderr.count('msg="delivery attempt failed"')}
 
 
 # ------------------------------------------------------------------------------------ report
@@ -402,8 +420,9 @@ def table(title, pick, sinks, results, status, nevents, fixed):
 
 
 def main():
-    workdir, kr, nevents, sinks, repeat, concurrency = sys.argv[1:7]
+    workdir, kr, nevents, sinks, repeat, concurrency, keepalive = sys.argv[1:8]
     nevents, repeat, concurrency = int(nevents), int(repeat), int(concurrency)
+    keepalive = keepalive == "1"
     sinks = sinks.split()
     unknown = [s for s in sinks if s not in SETUP]
     if unknown or not sinks:
@@ -421,30 +440,43 @@ def main():
     status = {s: "ok" if available(kr, s) else "not available in this build" for s in sinks}
     live = [s for s in sinks if status[s] == "ok"]
     m = Moto() if any(s != "log" for s in live) else None
+    proxy = FaultProxy(m.port) if m and keepalive else None
+    endpoint = proxy.url if proxy else None
     try:
-        # each sink's fixed cost, once; it also warms the page cache and moto
+        # each sink's fixed cost, the least of three one-event runs; they also warm the page
+        # cache and moto
         fixed = {}
         failures = {}
+        print("one-event runs:", end="", file=sys.stderr, flush=True)
         for s in live:
+            print(" " + s, end="", file=sys.stderr, flush=True)
             try:
-                fixed[s] = run_sink(kr, m, workdir, s, one, 1, concurrency)["cpu"]
+                fixed[s] = min(run_sink(kr, m, workdir, s, one, 1, concurrency,
+                                        endpoint)["cpu"]
+                               for _ in range(3))
             except Exception as e:  # noqa: BLE001 - RunFailed, or moto or boto3 failing
                 status[s] = "FAILED (one-event run, see below)"
                 failures[s] = str(e)
+        print(file=sys.stderr)
         # the rounds: every sink once per round, so that a change in the machine's speed
         # hits the reference and the AWS sinks alike
         results = {s: [] for s in sinks}
-        for _ in range(repeat):
+        for i in range(repeat):
+            print("round %d of %d:" % (i + 1, repeat), end="", file=sys.stderr, flush=True)
             for s in sinks:
                 if status[s] != "ok":
                     continue
+                print(" " + s, end="", file=sys.stderr, flush=True)
                 try:
                     results[s].append(run_sink(kr, m, workdir, s, events, nevents,
-                                               concurrency))
+                                               concurrency, endpoint))
                 except Exception as e:  # noqa: BLE001 - as above
                     status[s] = "FAILED (see below)"
                     failures[s] = str(e)
+            print(file=sys.stderr)
     finally:
+        if proxy is not None:
+            proxy.stop()
         if m is not None:
             m.stop()
 
@@ -456,6 +488,10 @@ def main():
           "loopback, reset before every run; SNS topic without subscriptions; %d run%s per "
           "sink, interleaved" % (concurrency, metadata.version("moto"), repeat,
                                  "s" if repeat > 1 else ""))
+    print("AWS sinks %s" % (
+        "through a keep-alive proxy in front of moto (one connection per request when "
+        "KEEPALIVE=0)" if keepalive else
+        "straight to moto, which closes the connection after every request (KEEPALIVE=0)"))
     print("CPU = user + system time of the kmsrouter process only (not moto's), per event")
     print()
     table("best run (lowest router CPU per event):", lambda rs: min(
@@ -472,8 +508,13 @@ def main():
         print("best runs' CPU, user + system, us per event: " + "; ".join(
             "%s %.2f + %.2f" % (s, best[s]["user"] / nevents * 1e6,
                                 best[s]["sys"] / nevents * 1e6) for s in ok))
-        print("fixed cost (-fixed: a one-event run's CPU: start, loading libcurl and libcrypto, "
-              "stop), ms: " + "; ".join("%s %.1f" % (s, fixed[s] * 1e3) for s in ok))
+        print("fixed cost (-fixed: the least CPU of three one-event runs: start, loading libcurl "
+              "and libcrypto, stop), ms: " + "; ".join("%s %.1f" % (s, fixed[s] * 1e3)
+                                                       for s in ok))
+        retried = ["%s %s" % (s, "/".join(str(r["failed_attempts"]) for r in results[s]))
+                   for s in ok if any(r["failed_attempts"] for r in results[s])]
+        print("delivery attempts that failed and were retried, per run: " +
+              ("; ".join(retried) if retried else "none"))
     failed = [s for s in sinks if status[s].startswith("FAILED")]
     for s in failed:
         print("%s FAILED: %s" % (s, failures[s]))
