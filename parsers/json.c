@@ -25,6 +25,7 @@ struct chunk {
 struct kr_json_arena {
 	struct chunk *head;
 	struct chunk *spare; /* given back by arena_rewind, used again before allocating */
+	size_t first;        /* the first chunk's size; 0: 16 KiB */
 };
 
 /* Where the arena stood: arena_rewind goes back there. */
@@ -63,7 +64,8 @@ static void *arena_alloc(struct kr_json_arena *a, size_t n)
 		a->head = c;
 	}
 	if (!c || c->cap - c->used < n) {
-		size_t cap = c ? (sizeof *c + c->cap) * 2 - sizeof *c : 16384 - sizeof *c;
+		size_t cap = c ? (sizeof *c + c->cap) * 2 - sizeof *c
+			       : (a->first ? a->first : 16384) - sizeof *c;
 		if (cap >= KR_JSON_BIG_CHUNK - sizeof *c && n <= KR_JSON_BIG_CHUNK - sizeof *c) {
 			/* a big tree (a configuration with thousands of rules): 2 MiB chunks in huge
 			   pages where the kernel offers them, one page fault each instead of 512 */
@@ -516,6 +518,13 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 	if (err_offset)
 		*err_offset = 0;
 	b.arena = calloc(1, sizeof *b.arena);
+	/* a small document (an event a sink reads fields of) takes a small first chunk: 16 KiB per
+	   parse, freed while what was allocated after it lives on, made every parse touch fresh
+	   memory */
+	size_t first = len < 256 ? 1024 : len < 4096 ? len * 4 : 16384;
+	if (b.arena)
+		b.arena->first = first;
+	b.key_arena.first = first / 2;
 	b.stack = calloc(b.max_depth + 1, sizeof *b.stack);
 	b.first = calloc(b.max_depth + 1, sizeof *b.first);
 	b.h = yajl_alloc(&callbacks, NULL, &b);

@@ -180,6 +180,45 @@ static bool put_value(struct kr_buf *b, const char *v, size_t n)
 	return true;
 }
 
+/* The derived signing key of a day, region and service (four HMACs), kept for the next
+ * requests with the same secret, as the SDKs do. */
+static _Thread_local struct {
+	bool valid;
+	char day[9], region[64], service[32], secret[256];
+	unsigned char key[32];
+} key_cache;
+
+static bool signing_key(const struct kr_sigv4_request *r, const char *day, unsigned char k[32])
+{
+	size_t sl = strlen(r->secret_key);
+	bool cacheable = sl < sizeof key_cache.secret && strlen(r->region) < sizeof key_cache.region &&
+			 strlen(r->service) < sizeof key_cache.service;
+	if (cacheable && key_cache.valid && !strcmp(key_cache.day, day) &&
+	    !strcmp(key_cache.region, r->region) && !strcmp(key_cache.service, r->service) &&
+	    !strcmp(key_cache.secret, r->secret_key)) {
+		memcpy(k, key_cache.key, 32);
+		return true;
+	}
+	struct kr_buf key = {0};
+	bool ok = kr_buf_puts(&key, "AWS4") && kr_buf_puts(&key, r->secret_key) &&
+		  hmac(key.p, key.len, day, 8, k) && hmac(k, 32, r->region, strlen(r->region), k) &&
+		  hmac(k, 32, r->service, strlen(r->service), k) &&
+		  hmac(k, 32, "aws4_request", 12, k);
+	if (key.p)
+		explicit_bzero(key.p, key.len);
+	kr_buf_free(&key);
+	explicit_bzero(&key_cache, sizeof key_cache);
+	if (ok && cacheable) {
+		memcpy(key_cache.day, day, 9);
+		memcpy(key_cache.region, r->region, strlen(r->region) + 1);
+		memcpy(key_cache.service, r->service, strlen(r->service) + 1);
+		memcpy(key_cache.secret, r->secret_key, sl + 1);
+		memcpy(key_cache.key, k, 32);
+		key_cache.valid = true;
+	}
+	return ok;
+}
+
 bool kr_sigv4_sign(const struct kr_sigv4_request *r, char *lines[3])
 {
 	lines[0] = lines[1] = lines[2] = NULL;
@@ -270,11 +309,7 @@ bool kr_sigv4_sign(const struct kr_sigv4_request *r, char *lines[3])
 	     kr_buf_puts(&sts, "\n") && kr_buf_puts(&sts, scope) && kr_buf_puts(&sts, "\n") &&
 	     kr_buf_puts(&sts, crhash);
 	unsigned char k[32], sig[32];
-	struct kr_buf key = {0};
-	ok = ok && kr_buf_puts(&key, "AWS4") && kr_buf_puts(&key, r->secret_key) &&
-	     hmac(key.p, key.len, day, 8, k) && hmac(k, 32, r->region, strlen(r->region), k) &&
-	     hmac(k, 32, r->service, strlen(r->service), k) && hmac(k, 32, "aws4_request", 12, k) &&
-	     hmac(k, 32, sts.p, sts.len, sig);
+	ok = ok && signing_key(r, day, k) && hmac(k, 32, sts.p, sts.len, sig);
 	char sighex[65];
 	hex(sig, 32, sighex);
 	ok = ok && kr_buf_puts(&auth, "Authorization: AWS4-HMAC-SHA256 Credential=") &&
@@ -282,10 +317,7 @@ bool kr_sigv4_sign(const struct kr_sigv4_request *r, char *lines[3])
 	     kr_buf_puts(&auth, scope) && kr_buf_puts(&auth, ", SignedHeaders=") &&
 	     kr_buf_puts(&auth, signed_names.p) && kr_buf_puts(&auth, ", Signature=") &&
 	     kr_buf_puts(&auth, sighex);
-	if (key.p)
-		explicit_bzero(key.p, key.len);
 	explicit_bzero(k, sizeof k);
-	kr_buf_free(&key);
 	kr_buf_free(&cr);
 	kr_buf_free(&signed_names);
 	kr_buf_free(&sts);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct batch {
 	struct kr_batch pub; /* first: the sink sees this part */
@@ -213,11 +214,50 @@ bool kr_prepared_begin(struct kr_buf *b, size_t hint)
 	return true;
 }
 
+#define SLAB_SIZE ((size_t)1 << 20)
+
+struct slab {
+	size_t refs, used;
+	max_align_t data[];
+};
+
+static _Thread_local struct slab *cur_slab; /* where the next entries go */
+
+static void slab_put(struct slab *sl)
+{
+	if (!--sl->refs && sl != cur_slab)
+		free(sl);
+}
+
 struct kr_prepared *kr_prepared_finish(struct kr_buf *b, size_t bytes)
 {
 	struct kr_prepared *p = (struct kr_prepared *)(void *)b->p;
 	p->len = b->len - sizeof(struct kr_prepared);
 	p->bytes = bytes;
+	p->slab = NULL;
+	size_t n = (b->len + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	if (n <= SLAB_SIZE / 8) {
+		if (!cur_slab || cur_slab->used + n > SLAB_SIZE) {
+			struct slab *sl = malloc(sizeof *sl + SLAB_SIZE);
+			if (sl) {
+				sl->refs = 1; /* the current slab's own */
+				sl->used = 0;
+				if (cur_slab && !--cur_slab->refs)
+					free(cur_slab);
+				cur_slab = sl;
+			}
+		}
+		if (cur_slab && cur_slab->used + n <= SLAB_SIZE) {
+			struct kr_prepared *q =
+				(struct kr_prepared *)(void *)((char *)cur_slab->data + cur_slab->used);
+			memcpy(q, p, b->len);
+			q->slab = cur_slab;
+			cur_slab->used += n;
+			cur_slab->refs++;
+			kr_buf_free(b);
+			return q;
+		}
+	}
 	b->p = NULL;
 	b->len = b->cap = 0;
 	return p;
@@ -233,6 +273,10 @@ size_t kr_prepared_size(void *ctx, const struct kr_delivery *d)
 void kr_prepared_release(void *ctx, struct kr_delivery *d)
 {
 	(void)ctx;
-	free(d->sink_data);
+	struct kr_prepared *p = d->sink_data;
 	d->sink_data = NULL;
+	if (p && p->slab)
+		slab_put(p->slab);
+	else
+		free(p);
 }

@@ -70,13 +70,17 @@ void kr_batch_end(struct kr_batch *bt, enum kr_outcome o, uint64_t not_before_ms
 /* What a sink prepares for a delivery before it adds it (its sink_data): the bytes the service
  * counts against its limits, and the entry's text for the request. Begin on an empty kr_buf,
  * append the text, finish; kr_prepared_size and kr_prepared_release are the entry_size and
- * release callbacks of such a sink. */
+ * release callbacks of such a sink. Prepared entries live in slabs of their own (1 MiB, freed
+ * when their last entry is), apart from the short-lived allocations of the next event's parse,
+ * which then reuse the same memory instead of fresh pages each time. Loop thread only. */
 struct kr_prepared {
+	void *slab;   /* NULL: allocated alone */
 	size_t bytes; /* as the service counts them */
 	size_t len;   /* of text */
 	char text[];
 };
 bool kr_prepared_begin(struct kr_buf *b, size_t hint);
+/* The prepared entry (b is emptied), or NULL when out of memory (b is freed). */
 struct kr_prepared *kr_prepared_finish(struct kr_buf *b, size_t bytes);
 size_t kr_prepared_size(void *ctx, const struct kr_delivery *d);
 void kr_prepared_release(void *ctx, struct kr_delivery *d);
