@@ -119,11 +119,6 @@ struct kinesis_sink {
 	struct kr_buf scratch;
 };
 
-struct request {
-	struct kr_batch *bt;
-	struct kr_buf body;
-};
-
 static const struct kr_aws_service kinesis_service = {"kinesis", "KINESIS"};
 
 static void kinesis_destroy(void *ctx);
@@ -176,12 +171,6 @@ static void kinesis_submit(void *ctx, struct kr_delivery *d)
 	kr_batcher_add(s->batcher, d);
 }
 
-static void request_free(struct request *r)
-{
-	kr_buf_free(&r->body);
-	free(r);
-}
-
 /* The per-record results of a 200 response: Records[i] is record i's. */
 static void record_results(struct kr_batch *bt, const struct kr_http_response *h)
 {
@@ -210,20 +199,6 @@ static void record_results(struct kr_batch *bt, const struct kr_http_response *h
 	kr_json_free(j);
 }
 
-static void on_done(void *arg, const struct kr_aws_result *r)
-{
-	struct request *q = arg;
-	struct kr_batch *bt = q->bt;
-	request_free(q);
-	if (!r->ok) {
-		kr_batch_end(bt, r->outcome, r->not_before_ms, r->code, r->message);
-		return;
-	}
-	record_results(bt, r->http);
-	kr_batch_end(bt, KR_RETRYABLE, 0, "NoResult",
-		     "PutRecords' response did not say what became of this record");
-}
-
 static void send_batch(void *ctx, struct kr_batch *bt)
 {
 	struct kinesis_sink *s = ctx;
@@ -231,29 +206,25 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 		kr_batch_end(bt, KR_RETRYABLE, 0, "Closed", "the sink was closed");
 		return;
 	}
-	struct request *q = calloc(1, sizeof *q);
-	bool ok = q && kr_buf_reserve(&q->body, bt->bytes * 4 / 3 + 64 * bt->n + 256) &&
-		  kr_buf_puts(&q->body, "{") && kr_buf_puts(&q->body, s->stream_member) &&
-		  kr_buf_puts(&q->body, ",\"Records\":[");
+	struct kr_buf b = {0};
+	bool ok = kr_buf_reserve(&b, bt->bytes * 4 / 3 + 64 * bt->n + 256) &&
+		  kr_buf_puts(&b, "{") && kr_buf_puts(&b, s->stream_member) &&
+		  kr_buf_puts(&b, ",\"Records\":[");
 	for (size_t i = 0; ok && i < bt->n; i++) {
 		const struct kr_prepared *en = bt->entries[i]->sink_data;
-		ok = (!i || kr_buf_puts(&q->body, ",")) && kr_buf_append(&q->body, en->text, en->len);
+		ok = (!i || kr_buf_puts(&b, ",")) && kr_buf_append(&b, en->text, en->len);
 	}
-	ok = ok && kr_buf_puts(&q->body, "]}");
-	if (ok) {
-		q->bt = bt;
-		struct kr_aws_call call = {.target = "Kinesis_20131202.PutRecords",
-					   .content_type = "application/x-amz-json-1.1",
-					   .body = q->body.p,
-					   .body_len = q->body.len,
-					   .timeout_ms = s->timeout_ms,
-					   .max_body = 4 << 20};
-		if (kr_aws_send(s->aws, &call, on_done, q) == KR_OK)
-			return;
+	ok = ok && kr_buf_puts(&b, "]}");
+	if (!ok) {
+		kr_buf_free(&b);
+		kr_batch_end(bt, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+		return;
 	}
-	if (q)
-		request_free(q);
-	kr_batch_end(bt, KR_RETRYABLE, 0, "ENOMEM", "cannot start the request");
+	struct kr_aws_call call = {.target = "Kinesis_20131202.PutRecords",
+				   .content_type = "application/x-amz-json-1.1",
+				   .timeout_ms = s->timeout_ms,
+				   .max_body = 4 << 20};
+	kr_aws_send_batch(s->aws, bt, &call, &b, record_results, "PutRecords");
 }
 
 static enum kr_err kinesis_create(const struct kr_sink_args *a, void **ctx, char *err)

@@ -137,11 +137,6 @@ struct sns_sink {
 
 /* A delivery's prepared fields (its sink_data, a kr_prepared): "MARKName=value" runs, the
  * member prefix to be put at each MARK, and its size as SNS counts it. */
-struct request {
-	struct kr_batch *bt;
-	struct kr_buf body;
-};
-
 static const struct kr_aws_service sns_service = {"sns", "SNS"};
 
 static void sns_destroy(void *ctx);
@@ -238,12 +233,6 @@ static void sns_submit(void *ctx, struct kr_delivery *d)
 	kr_batcher_add(s->batcher, d);
 }
 
-static void request_free(struct request *r)
-{
-	kr_buf_free(&r->body);
-	free(r);
-}
-
 /* The per-entry results of a 200 response: <Successful> and <Failed> lists of <member>. */
 static void entry_results(struct kr_batch *bt, const struct kr_http_response *h)
 {
@@ -273,20 +262,6 @@ static void entry_results(struct kr_batch *bt, const struct kr_http_response *h)
 	}
 }
 
-static void on_done(void *arg, const struct kr_aws_result *r)
-{
-	struct request *q = arg;
-	struct kr_batch *bt = q->bt;
-	request_free(q);
-	if (!r->ok) {
-		kr_batch_end(bt, r->outcome, r->not_before_ms, r->code, r->message);
-		return;
-	}
-	entry_results(bt, r->http);
-	kr_batch_end(bt, KR_RETRYABLE, 0, "NoResult",
-		     "PublishBatch's response did not say what became of this message");
-}
-
 static void send_batch(void *ctx, struct kr_batch *bt)
 {
 	struct sns_sink *s = ctx;
@@ -294,43 +269,39 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 		kr_batch_end(bt, KR_RETRYABLE, 0, "Closed", "the sink was closed");
 		return;
 	}
-	struct request *q = calloc(1, sizeof *q);
-	bool ok = q && kr_buf_reserve(&q->body, bt->bytes * 3 + 1024) &&
-		  kr_buf_puts(&q->body, "Action=PublishBatch&Version=2010-03-31&TopicArn=") &&
-		  kr_buf_urlencode(&q->body, s->topic_arn, strlen(s->topic_arn));
+	struct kr_buf b = {0}, *qb = &b;
+	bool ok = kr_buf_reserve(qb, bt->bytes * 3 + 1024) &&
+		  kr_buf_puts(qb, "Action=PublishBatch&Version=2010-03-31&TopicArn=") &&
+		  kr_buf_urlencode(qb, s->topic_arn, strlen(s->topic_arn));
 	for (size_t i = 0; ok && i < bt->n; i++) {
 		const struct kr_prepared *en = bt->entries[i]->sink_data;
 		char prefix[64];
 		int pl = snprintf(prefix, sizeof prefix, "&PublishBatchRequestEntries.member.%zu.",
 				  i + 1);
-		ok = kr_buf_puts(&q->body, prefix) && kr_buf_puts(&q->body, "Id=");
+		ok = kr_buf_puts(qb, prefix) && kr_buf_puts(qb, "Id=");
 		char id[24];
 		snprintf(id, sizeof id, "%zu", i);
-		ok = ok && kr_buf_puts(&q->body, id);
+		ok = ok && kr_buf_puts(qb, id);
 		const char *p = en->text, *e = en->text + en->len;
 		while (ok && p < e) {
 			/* p is at a MARK */
 			const char *next = memchr(p + 1, MARK, (size_t)(e - p - 1));
 			if (!next)
 				next = e;
-			ok = kr_buf_append(&q->body, prefix, (size_t)pl) &&
-			     kr_buf_append(&q->body, p + 1, (size_t)(next - p - 1));
+			ok = kr_buf_append(qb, prefix, (size_t)pl) &&
+			     kr_buf_append(qb, p + 1, (size_t)(next - p - 1));
 			p = next;
 		}
 	}
-	if (ok) {
-		q->bt = bt;
-		struct kr_aws_call call = {.content_type = "application/x-www-form-urlencoded",
-					   .body = q->body.p,
-					   .body_len = q->body.len,
-					   .timeout_ms = s->timeout_ms,
-					   .max_body = 1 << 20};
-		if (kr_aws_send(s->aws, &call, on_done, q) == KR_OK)
-			return;
+	if (!ok) {
+		kr_buf_free(qb);
+		kr_batch_end(bt, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+		return;
 	}
-	if (q)
-		request_free(q);
-	kr_batch_end(bt, KR_RETRYABLE, 0, "ENOMEM", "cannot start the request");
+	struct kr_aws_call call = {.content_type = "application/x-www-form-urlencoded",
+				   .timeout_ms = s->timeout_ms,
+				   .max_body = 1 << 20};
+	kr_aws_send_batch(s->aws, bt, &call, qb, entry_results, "PublishBatch");
 }
 
 static enum kr_err sns_create(const struct kr_sink_args *a, void **ctx, char *err)

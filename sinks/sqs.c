@@ -112,13 +112,6 @@ struct sqs_sink {
 
 /* What submit prepares for each delivery (its sink_data, a kr_prepared): the entry's JSON
  * members after "Id", and its size as SQS counts it. */
-/* The request of a batch in flight (kr_batch.sink_data). */
-struct request {
-	struct sqs_sink *s;
-	struct kr_batch *bt;
-	struct kr_buf body;
-};
-
 static const struct kr_aws_service sqs_service = {"sqs", "SQS"};
 
 static void sqs_destroy(void *ctx);
@@ -190,12 +183,6 @@ static void sqs_submit(void *ctx, struct kr_delivery *d)
 	kr_batcher_add(s->batcher, d);
 }
 
-static void request_free(struct request *r)
-{
-	kr_buf_free(&r->body);
-	free(r);
-}
-
 /* The per-entry results of a 200 response. */
 static void entry_results(struct kr_batch *bt, const struct kr_http_response *h)
 {
@@ -228,20 +215,6 @@ static void entry_results(struct kr_batch *bt, const struct kr_http_response *h)
 	kr_json_free(j);
 }
 
-static void on_done(void *arg, const struct kr_aws_result *r)
-{
-	struct request *q = arg;
-	struct kr_batch *bt = q->bt;
-	request_free(q);
-	if (!r->ok) {
-		kr_batch_end(bt, r->outcome, r->not_before_ms, r->code, r->message);
-		return;
-	}
-	entry_results(bt, r->http);
-	kr_batch_end(bt, KR_RETRYABLE, 0, "NoResult",
-		     "SendMessageBatch's response did not say what became of this message");
-}
-
 static void send_batch(void *ctx, struct kr_batch *bt)
 {
 	struct sqs_sink *s = ctx;
@@ -249,33 +222,28 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 		kr_batch_end(bt, KR_RETRYABLE, 0, "Closed", "the sink was closed");
 		return;
 	}
-	struct request *q = calloc(1, sizeof *q);
-	bool ok = q && kr_buf_reserve(&q->body, bt->bytes + bt->bytes / 8 + 512) &&
-		  kr_buf_puts(&q->body, "{\"QueueUrl\":") &&
-		  kr_buf_json_string(&q->body, s->queue_url, strlen(s->queue_url)) &&
-		  kr_buf_puts(&q->body, ",\"Entries\":[");
+	struct kr_buf b = {0};
+	bool ok = kr_buf_reserve(&b, bt->bytes + bt->bytes / 8 + 512) &&
+		  kr_buf_puts(&b, "{\"QueueUrl\":") &&
+		  kr_buf_json_string(&b, s->queue_url, strlen(s->queue_url)) &&
+		  kr_buf_puts(&b, ",\"Entries\":[");
 	for (size_t i = 0; ok && i < bt->n; i++) {
 		const struct kr_prepared *en = bt->entries[i]->sink_data;
 		char id[32];
 		snprintf(id, sizeof id, "%s{\"Id\":\"%zu\"", i ? "," : "", i);
-		ok = kr_buf_puts(&q->body, id) && kr_buf_append(&q->body, en->text, en->len) &&
-		     kr_buf_puts(&q->body, "}");
+		ok = kr_buf_puts(&b, id) && kr_buf_append(&b, en->text, en->len) &&
+		     kr_buf_puts(&b, "}");
 	}
-	ok = ok && kr_buf_puts(&q->body, "]}");
-	if (ok) {
-		q->s = s;
-		q->bt = bt;
-		struct kr_aws_call call = {.target = "AmazonSQS.SendMessageBatch",
-					   .body = q->body.p,
-					   .body_len = q->body.len,
-					   .timeout_ms = s->timeout_ms,
-					   .max_body = 1 << 20};
-		if (kr_aws_send(s->aws, &call, on_done, q) == KR_OK)
-			return;
+	ok = ok && kr_buf_puts(&b, "]}");
+	if (!ok) {
+		kr_buf_free(&b);
+		kr_batch_end(bt, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+		return;
 	}
-	if (q)
-		request_free(q);
-	kr_batch_end(bt, KR_RETRYABLE, 0, "ENOMEM", "cannot start the request");
+	struct kr_aws_call call = {.target = "AmazonSQS.SendMessageBatch",
+				   .timeout_ms = s->timeout_ms,
+				   .max_body = 1 << 20};
+	kr_aws_send_batch(s->aws, bt, &call, &b, entry_results, "SendMessageBatch");
 }
 
 static enum kr_err sqs_create(const struct kr_sink_args *a, void **ctx, char *err)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "buf.h"
 #include "json.h"
 #include "log.h"
@@ -1157,4 +1158,51 @@ enum kr_err kr_aws_send(struct kr_aws *a, const struct kr_aws_call *req, kr_aws_
 	if (e)
 		call_free(c);
 	return e;
+}
+
+/* ---- batches ---- */
+
+struct batch_call {
+	struct kr_batch *bt;
+	struct kr_buf body;
+	kr_aws_results_fn results;
+	const char *what;
+};
+
+static void batch_done(void *arg, const struct kr_aws_result *r)
+{
+	struct batch_call *q = arg;
+	struct kr_batch *bt = q->bt;
+	if (!r->ok) {
+		kr_batch_end(bt, r->outcome, r->not_before_ms, r->code, r->message);
+	} else {
+		q->results(bt, r->http);
+		char msg[160];
+		snprintf(msg, sizeof msg, "%s's answer did not say what became of this entry", q->what);
+		kr_batch_end(bt, KR_RETRYABLE, 0, "NoResult", msg);
+	}
+	kr_buf_free(&q->body);
+	free(q);
+}
+
+void kr_aws_send_batch(struct kr_aws *a, struct kr_batch *bt, const struct kr_aws_call *call,
+		       struct kr_buf *body, kr_aws_results_fn results, const char *what)
+{
+	struct batch_call *q = calloc(1, sizeof *q);
+	if (q) {
+		q->bt = bt;
+		q->body = *body;
+		*body = (struct kr_buf){0};
+		q->results = results;
+		q->what = what;
+		struct kr_aws_call c = *call;
+		c.body = q->body.p;
+		c.body_len = q->body.len;
+		if (kr_aws_send(a, &c, batch_done, q) == KR_OK)
+			return;
+		kr_buf_free(&q->body);
+		free(q);
+	}
+	kr_buf_free(body);
+	kr_batch_end(bt, KR_RETRYABLE, 0, "ENOMEM", "cannot start the request");
 }

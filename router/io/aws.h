@@ -142,6 +142,17 @@ enum kr_err kr_aws_send(struct kr_aws *a, const struct kr_aws_call *c, kr_aws_do
  * tests and for sources that read responses themselves. */
 void kr_aws_error_of(const struct kr_http_response *r, struct kr_aws_result *out);
 
+/* A batch's request (batch.h): sends call with body (taken: freed when the call ends) and ends
+ * the batch with what comes back. A call that fails ends every entry with its outcome, AWS code
+ * and message; a 2xx answer goes to results, which reports entries with kr_batch_entry, and the
+ * entries it did not report end retryable ("NoResult": what's answer did not say what became of
+ * them). Anything that keeps the request from starting ends the batch retryable. */
+struct kr_batch;
+struct kr_buf;
+typedef void (*kr_aws_results_fn)(struct kr_batch *bt, const struct kr_http_response *r);
+void kr_aws_send_batch(struct kr_aws *a, struct kr_batch *bt, const struct kr_aws_call *call,
+		       struct kr_buf *body, kr_aws_results_fn results, const char *what);
+
 /* XML responses of the query protocol (SNS, STS) have a fixed shape; these read it. The next
  * <tag>...</tag> at or after *pos, before end: its content in [*content, *content_end), and
  * *pos moves past it. */
