@@ -243,6 +243,47 @@ static uint64_t iso8601_ms(const char *s)
 	return (uint64_t)(t - off) * 1000u;
 }
 
+/* Credentials in JSON: {"AccessKeyId", "SecretAccessKey", token_key, "Expiration"}, as a
+ * credential_process writes them (with "Version": 1) and the container endpoint and the instance
+ * metadata serve them. from names the source in messages. */
+static struct creds *creds_of_json(const struct kr_buf *b, const char *from, const char *token_key,
+				   bool version1, char *err)
+{
+	struct kr_json *j = NULL;
+	struct creds *c = NULL;
+	if (kr_json_parse(b->p ? b->p : "", b->len, &(struct kr_json_opts){.last_key_wins = true},
+			  &j, NULL, NULL) != KR_OK ||
+	    j->type != KR_JSON_OBJECT) {
+		kr_errf(err, KR_ERR_IO, "%s did not write a JSON object", from);
+		kr_json_free(j);
+		return NULL;
+	}
+	const struct kr_json *ak = kr_json_get(j, "AccessKeyId");
+	const struct kr_json *sk = kr_json_get(j, "SecretAccessKey");
+	const struct kr_json *tk = kr_json_get(j, token_key);
+	const struct kr_json *ex = kr_json_get(j, "Expiration");
+	const struct kr_json *ver = kr_json_get(j, "Version");
+	if (version1 && (!ver || ver->type != KR_JSON_NUMBER || ver->num != 1))
+		kr_errf(err, KR_ERR_IO, "%s must write \"Version\": 1", from);
+	else if (!ak || ak->type != KR_JSON_STRING || !sk || sk->type != KR_JSON_STRING ||
+		 (tk && tk->type != KR_JSON_STRING) || (ex && ex->type != KR_JSON_STRING))
+		kr_errf(err, KR_ERR_IO,
+			"%s must give AccessKeyId and SecretAccessKey strings (%s and Expiration "
+			"optional)",
+			from, token_key);
+	else if (ex && !iso8601_ms(ex->str))
+		kr_errf(err, KR_ERR_IO, "%s gave an Expiration that is not an ISO 8601 time", from);
+	else if (!(c = creds_new(ak->str, sk->str, tk ? tk->str : NULL,
+				 ex ? iso8601_ms(ex->str) : 0)))
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	if (sk && sk->type == KR_JSON_STRING)
+		explicit_bzero(sk->str, sk->len);
+	if (tk && tk->type == KR_JSON_STRING)
+		explicit_bzero(tk->str, tk->len);
+	kr_json_free(j);
+	return c;
+}
+
 /* Runs the credential_process command and reads its JSON ({"Version": 1, "AccessKeyId",
  * "SecretAccessKey", "SessionToken", "Expiration"}). Blocks while the command runs, as the SDKs
  * do. */
@@ -271,46 +312,15 @@ static struct creds *run_process(const char *cmd, const char *profile, char *err
 	explicit_bzero(chunk, sizeof chunk);
 	int st = pclose(p);
 	struct creds *c = NULL;
-	struct kr_json *j = NULL;
-	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		kr_errf(err, KR_ERR_IO, "profile %s: its credential_process failed (exit status %d)",
-			profile, st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st));
-	} else if (big) {
-		kr_errf(err, KR_ERR_IO, "profile %s: its credential_process wrote more than %u bytes",
-			profile, PROCESS_OUTPUT_MAX);
-	} else if (kr_json_parse(out.p ? out.p : "", out.len, NULL, &j, NULL, NULL) != KR_OK ||
-		   j->type != KR_JSON_OBJECT) {
-		kr_errf(err, KR_ERR_IO,
-			"profile %s: its credential_process did not write a JSON object", profile);
-	} else {
-		const struct kr_json *ak = kr_json_get(j, "AccessKeyId");
-		const struct kr_json *sk = kr_json_get(j, "SecretAccessKey");
-		const struct kr_json *tk = kr_json_get(j, "SessionToken");
-		const struct kr_json *ex = kr_json_get(j, "Expiration");
-		const struct kr_json *ver = kr_json_get(j, "Version");
-		if (!ver || ver->type != KR_JSON_NUMBER || ver->num != 1)
-			kr_errf(err, KR_ERR_IO,
-				"profile %s: its credential_process must write \"Version\": 1", profile);
-		else if (!ak || ak->type != KR_JSON_STRING || !sk || sk->type != KR_JSON_STRING ||
-			 (tk && tk->type != KR_JSON_STRING) || (ex && ex->type != KR_JSON_STRING))
-			kr_errf(err, KR_ERR_IO,
-				"profile %s: its credential_process must write AccessKeyId and "
-				"SecretAccessKey strings (SessionToken and Expiration optional)",
-				profile);
-		else if (ex && !iso8601_ms(ex->str))
-			kr_errf(err, KR_ERR_IO,
-				"profile %s: its credential_process wrote an Expiration that is not an "
-				"ISO 8601 time",
-				profile);
-		else if (!(c = creds_new(ak->str, sk->str, tk ? tk->str : NULL,
-					 ex ? iso8601_ms(ex->str) : 0)))
-			kr_errf(err, KR_ERR_NOMEM, "out of memory");
-		if (sk && sk->type == KR_JSON_STRING)
-			explicit_bzero(sk->str, sk->len);
-		if (tk && tk->type == KR_JSON_STRING)
-			explicit_bzero(tk->str, tk->len);
-	}
-	kr_json_free(j);
+	char from[320];
+	snprintf(from, sizeof from, "profile %s: its credential_process", profile);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		kr_errf(err, KR_ERR_IO, "%s failed (exit status %d)", from,
+			st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st));
+	else if (big)
+		kr_errf(err, KR_ERR_IO, "%s wrote more than %u bytes", from, PROCESS_OUTPUT_MAX);
+	else
+		c = creds_of_json(&out, from, "SessionToken", true, err);
 	if (out.p)
 		explicit_bzero(out.p, out.len);
 	kr_buf_free(&out);
@@ -363,37 +373,6 @@ static enum kr_err fetch(const char *method, const char *url, const char *const 
 				      .region = region,
 				      .service = "sts"};
 	return kr_http_send_sync(&req, fetched_cb, f, err);
-}
-
-/* Credentials in JSON ({"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}), as the
- * container endpoint and the instance metadata serve them. */
-static struct creds *creds_of_json(const struct kr_buf *b, const char *from, char *err)
-{
-	struct kr_json *j = NULL;
-	struct creds *c = NULL;
-	if (kr_json_parse(b->p ? b->p : "", b->len, &(struct kr_json_opts){.last_key_wins = true},
-			  &j, NULL, NULL) != KR_OK ||
-	    j->type != KR_JSON_OBJECT) {
-		kr_errf(err, KR_ERR_IO, "%s did not answer with a JSON object", from);
-	} else {
-		const struct kr_json *ak = kr_json_get(j, "AccessKeyId");
-		const struct kr_json *sk = kr_json_get(j, "SecretAccessKey");
-		const struct kr_json *tk = kr_json_get(j, "Token");
-		const struct kr_json *ex = kr_json_get(j, "Expiration");
-		if (!ak || ak->type != KR_JSON_STRING || !sk || sk->type != KR_JSON_STRING ||
-		    (tk && tk->type != KR_JSON_STRING))
-			kr_errf(err, KR_ERR_IO, "%s gave no AccessKeyId and SecretAccessKey", from);
-		else if (!(c = creds_new(ak->str, sk->str, tk ? tk->str : NULL,
-					 ex && ex->type == KR_JSON_STRING ? iso8601_ms(ex->str)
-									  : 0)))
-			kr_errf(err, KR_ERR_NOMEM, "out of memory");
-		if (sk && sk->type == KR_JSON_STRING)
-			explicit_bzero(sk->str, sk->len);
-		if (tk && tk->type == KR_JSON_STRING)
-			explicit_bzero(tk->str, tk->len);
-	}
-	kr_json_free(j);
-	return c;
 }
 
 /* The <Credentials> of an STS answer (AssumeRole, AssumeRoleWithWebIdentity). */
@@ -549,7 +528,8 @@ static struct creds *container(char *err)
 		kr_errf(err, KR_ERR_IO, "the container credentials endpoint answered %s%ld",
 			f.status ? "HTTP " : f.error, f.status);
 	else
-		c = creds_of_json(&f.body, "the container credentials endpoint", err);
+		c = creds_of_json(&f.body, "the container credentials endpoint", "Token", false,
+				  err);
 	fetched_free(&f);
 	if (token)
 		explicit_bzero(token, strlen(token));
@@ -610,7 +590,7 @@ static struct creds *imds(char *err)
 						role, k.status ? "HTTP " : k.error, k.status);
 				else
 					c = creds_of_json(&k.body, "the instance metadata service",
-							  err);
+							  "Token", false, err);
 			}
 			fetched_free(&k);
 		}
