@@ -13,6 +13,7 @@
 
 #include "batch.h"
 #include "buf.h"
+#include "engine.h"
 #include "json.h"
 #include "log.h"
 
@@ -215,32 +216,8 @@ static const char *profile_name(const struct kr_aws_conf *c)
 /* "2024-03-01T12:00:00Z" (or with fractions / an offset) as wall-clock ms; 0 when unreadable. */
 static uint64_t iso8601_ms(const char *s)
 {
-	struct tm tm = {0};
-	int y, mo, d, h, mi, sec;
-	int n = 0;
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
-		return 0;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	time_t t = timegm(&tm);
-	if (t == (time_t)-1)
-		return 0;
-	const char *p = s + n;
-	if (*p == '.')
-		for (p++; isdigit((unsigned char)*p); p++)
-			;
-	long off = 0;
-	if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1])) {
-		int oh = 0, om = 0;
-		if (sscanf(p + 1, "%2d:%2d", &oh, &om) < 1)
-			return 0;
-		off = (oh * 60L + om) * 60L * (*p == '+' ? 1 : -1);
-	}
-	return (uint64_t)(t - off) * 1000u;
+	int64_t t = kr_parse_rfc3339_ms(s);
+	return t > 0 ? (uint64_t)t : 0;
 }
 
 /* Credentials in JSON: {"AccessKeyId", "SecretAccessKey", token_key, "Expiration"}, as a
