@@ -63,7 +63,8 @@ static const struct kr_option cwl_options[] = {
 	 .max = CWL_MAX_BATCH, .help = "bytes per request (each message and 26 bytes)"},
 	{.name = "linger_ms", .type = KR_OPT_DURATION, .offset = offsetof(struct cwl_conf, linger_ms),
 	 .def = "0", .max = 60000,
-	 .help = "wait this long for a batch to fill (0: send at the end of each engine round)"},
+	 .help = "wait this long for a batch to fill (0: a batch not yet full goes at the end of "
+		 "the engine's round, or, while batches are out, when they are all back)"},
 	KR_AWS_OPTIONS(struct cwl_conf, aws),
 	{0},
 };

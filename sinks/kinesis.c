@@ -59,7 +59,8 @@ static const struct kr_option kinesis_options[] = {
 	 .max = KINESIS_MAX_BATCH, .help = "bytes per request (data and partition keys)"},
 	{.name = "linger_ms", .type = KR_OPT_DURATION,
 	 .offset = offsetof(struct kinesis_conf, linger_ms), .def = "0", .max = 60000,
-	 .help = "wait this long for a batch to fill (0: send at the end of each engine round)"},
+	 .help = "wait this long for a batch to fill (0: a batch not yet full goes at the end of "
+		 "the engine's round, or, while batches are out, when they are all back)"},
 	KR_AWS_OPTIONS(struct kinesis_conf, aws),
 	{0},
 };

@@ -68,7 +68,8 @@ static const struct kr_option sns_options[] = {
 	 .max = 262144, .help = "bytes per request (messages and attributes)"},
 	{.name = "linger_ms", .type = KR_OPT_DURATION, .offset = offsetof(struct sns_conf, linger_ms),
 	 .def = "0", .max = 60000,
-	 .help = "wait this long for a batch to fill (0: send at the end of each engine round)"},
+	 .help = "wait this long for a batch to fill (0: a batch not yet full goes at the end of "
+		 "the engine's round, or, while batches are out, when they are all back)"},
 	KR_AWS_OPTIONS(struct sns_conf, aws),
 	{0},
 };

@@ -169,7 +169,10 @@ void kr_batcher_add(struct kr_batcher *b, struct kr_delivery *d)
 
 void kr_batcher_flush(struct kr_batcher *b)
 {
-	if (!b->o.linger_ms)
+	/* a batch that is not full goes now only when no other is out; otherwise it fills on
+	   until one comes back (kr_batch_end): under load batches go full, and alone an entry
+	   waits no longer than the round */
+	if (!b->o.linger_ms && !b->in_flight)
 		close_open(b);
 	pump(b);
 }
@@ -193,6 +196,8 @@ void kr_batch_end(struct kr_batch *bt, enum kr_outcome o, uint64_t not_before_ms
 		kr_batch_entry(bt, i, o, not_before_ms, error_code, error_message);
 	batch_free(x);
 	b->in_flight--;
+	if (!b->o.linger_ms && !b->in_flight && !b->ready_head)
+		close_open(b); /* what filled while batches were out */
 	pump(b);
 }
 

@@ -32,7 +32,9 @@ struct kr_batch {
 struct kr_batch_opts {
 	size_t max_entries;     /* >= 1 */
 	size_t max_bytes;       /* 0: no limit */
-	uint64_t linger_ms;     /* 0: a batch goes out at the end of the engine's round (flush) */
+	uint64_t linger_ms;     /* 0: a batch that is not full goes out at the end of the engine's
+				   round (flush) when no batch is out, else when the last one out
+				   comes back */
 	uint64_t max_in_flight; /* batches out at once, >= 1 */
 	/* the bytes an entry adds to a batch (NULL: its payload's length); an entry larger than
 	   max_bytes on its own fails permanently with "EntryTooLarge" */

@@ -182,7 +182,7 @@ def test_sqs_batches_ten_messages_per_request(d):
         ok_run(p)
         check(dlq == [], "dead letters: %s" % dlq[:2])
         sent = m.requests() - before
-        check(sent <= 25, "%d requests for 200 events" % sent)
+        check(sent <= 20, "%d requests for 200 events (at most 0.1 per event)" % sent)
         msgs = receive_all(m.client("sqs"), url, 200)
         ids = sorted(json.loads(x["Body"])["id"] for x in msgs)
         check(ids == ["ev-%04d" % i for i in range(200)], "got %d messages" % len(ids))
@@ -304,8 +304,9 @@ def test_sqs_throttling_and_5xx_are_retried_until_delivered(d):
         ok_run(p)
         check(dlq == [], "dead letters: %s" % dlq[:2])
         check(proxy.answered == 4, "faults answered: %d" % proxy.answered)
-        check("RequestThrottled" in p.stderr and "HTTP503" in p.stderr,
-              "the failed attempts are not logged with their codes")
+        # each delivery's first failure is logged (later ones at most once a second per
+        # sink): the ten events went in one batch, which the 503 failed
+        check("HTTP503" in p.stderr, "the failed attempts are not logged with their codes")
         msgs = receive_all(m.client("sqs"), url, 10)
         check(sorted(json.loads(x["Body"])["id"] for x in msgs) ==
               ["ev-%04d" % i for i in range(10)], "got %d" % len(msgs))
@@ -491,7 +492,7 @@ def test_sns_batches_ten_messages_per_request(d):
         ok_run(p)
         check(dlq == [], "dead letters: %s" % dlq[:2])
         sent = m.requests() - before
-        check(sent <= 25, "%d requests for 200 events" % sent)
+        check(sent <= 20, "%d requests for 200 events (at most 0.1 per event)" % sent)
         ids = sorted(json.loads(x["Body"])["id"] for x in receive_all(m.client("sqs"), url, 200))
         check(ids == ["ev-%04d" % i for i in range(200)], "got %d messages" % len(ids))
     finally:
