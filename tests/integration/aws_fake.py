@@ -24,7 +24,7 @@ None, or (status, headers, body) to answer instead (sns_error, lambda_error, thr
 server_error build AWS's). entry_result(n, entry) decides each SNS entry: None publishes it,
 (code, message, sender_fault) fails it (a Failed member in PublishBatch, an error for Publish).
 
-Only python3's standard library and botocore.
+Only python3's standard library, botocore and aws_harness.Served.
 """
 import base64
 import calendar
@@ -40,6 +40,7 @@ import uuid
 from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.sax.saxutils import escape
 
+from aws_harness import Served
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
@@ -112,7 +113,7 @@ class _Signer(SigV4Auth):
         return request.headers
 
 
-class FakeAWS:
+class FakeAWS(Served):
     EVENT_LIMIT = 256 * 1024          # Invoke payload limits (AWS raised Event's to 1 MB in 2025)
     SYNC_LIMIT = 6 * 1024 * 1024
     BATCH_LIMIT = 256 * 1024          # SNS: all messages and attributes of one request
@@ -167,14 +168,7 @@ class FakeAWS:
                 if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hung up
                     super().handle_error(request, client_address)
 
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler, Server)
 
     def wait(self, count, timeout=10):
         """Waits until count requests have been answered; True if they were."""

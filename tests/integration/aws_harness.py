@@ -111,16 +111,33 @@ class Moto:
         os.unlink(self.log.name)
 
 
-class FaultProxy:
+class Served:
+    """A threaded HTTP/1.1 server of handler (a BaseHTTPRequestHandler class) on 127.0.0.1 and
+    a free port: .url, .port, .stop(). server: the server class."""
+
+    def __init__(self, handler, server=http.server.ThreadingHTTPServer):
+        self.httpd = server(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FaultProxy(Served):
     """A loopback HTTP proxy in front of a service: fault(n, body) for request n (from 1) returns
     None to forward it, or (status, headers, body) to answer instead; rewrite(n, status, body)
-    may change a forwarded response's body."""
+    may change a forwarded response's body. .requests keeps each request's (body, headers)."""
 
     def __init__(self, target_port, fault=None, rewrite=None):
         self.fault = fault or (lambda n, body: None)
         self.rewrite = rewrite
         self.n = 0
         self.answered = 0  # requests the proxy answered itself
+        self.requests = []
         self.lock = threading.Lock()
         outer = self
 
@@ -133,6 +150,7 @@ class FaultProxy:
                 with outer.lock:
                     outer.n += 1
                     n = outer.n
+                    outer.requests.append((body, dict(self.headers)))
                 f = outer.fault(n, body)
                 if f is not None:
                     with outer.lock:
@@ -160,12 +178,4 @@ class FaultProxy:
             def log_message(self, *a):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)

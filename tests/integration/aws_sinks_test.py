@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aws_fake  # noqa: E402
 import aws_harness  # noqa: E402
 from aws_fake import FakeAWS  # noqa: E402
-from aws_harness import FaultProxy, Moto  # noqa: E402
+from aws_harness import FaultProxy, Moto, Served  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EVENTS_DIR = os.path.join(HERE, "..", "data", "events")
@@ -411,6 +411,23 @@ def test_sqs_credentials_from_profile_and_credential_process(d):
         m.stop()
 
 
+def check_rejects(d, sink_type, base, cases, env=None):
+    """kmsrouter check rejects each case (options over base) with FILE:LINE:COL and the text."""
+    for extra, want in cases:
+        sink = dict({"name": "out", "type": sink_type}, **base)
+        sink.update(extra)
+        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
+                                            "targets": ["out"]}]}
+        path = os.path.join(d, "cfg.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True,
+                           env=dict(os.environ, **(env or {})))
+        check(p.returncode != 0, "check accepted %s" % extra)
+        check(want in p.stderr and "cfg.json:" in p.stderr,
+              "%s: %s" % (extra, p.stderr.strip()))
+
+
 def sns_topic_with_queue(m, raw, filter_policy=None, name="sub"):
     """A topic "kms" (created once) and a queue subscribed to it; their ARN and URL."""
     sns, sqs = m.client("sns"), m.client("sqs")
@@ -505,18 +522,7 @@ def test_sns_check_reports_bad_options_with_their_place(d):
              ({"subject": "<$.detail-type"}, "no '>'"),
              ({"message_attributes": ["$.a", "$.b.a"]}, "both name"),
              ({"max_batch_bytes": "1MiB"}, "262144")]
-    for extra, want in cases:
-        sink = dict({"name": "out", "type": "sns",
-                     "topic_arn": "arn:aws:sns:us-east-1:123456789012:kms"}, **extra)
-        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
-                                            "targets": ["out"]}]}
-        path = os.path.join(d, "cfg.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f, indent=1)
-        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True)
-        check(p.returncode != 0, "check accepted %s" % extra)
-        check(want in p.stderr and "cfg.json:" in p.stderr,
-              "%s: %s" % (extra, p.stderr.strip()))
+    check_rejects(d, "sns", {"topic_arn": "arn:aws:sns:us-east-1:123456789012:kms"}, cases)
 
 
 def moto_lambda(m):
@@ -637,17 +643,7 @@ def test_lambda_check_reports_bad_options_with_their_place(d):
              ({"function": "f", "qualifier": "a b"}, "version"),
              ({"function": "f", "invocation_type": "DryRun"}, "Event"),
              ({"function": "f", "retry_function_errors": True}, "only RequestResponse")]
-    for extra, want in cases:
-        sink = dict({"name": "out", "type": "lambda"}, **extra)
-        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
-                                            "targets": ["out"]}]}
-        path = os.path.join(d, "cfg.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f, indent=1)
-        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True)
-        check(p.returncode != 0, "check accepted %s" % extra)
-        check(want in p.stderr and "cfg.json:" in p.stderr,
-              "%s: %s" % (extra, p.stderr.strip()))
+    check_rejects(d, "lambda", {}, cases)
 
 
 def kinesis_records(m, stream="kms"):
@@ -755,17 +751,7 @@ def test_kinesis_check_reports_bad_options_with_their_place(d):
              ({"stream_name": "a b"}, "1 to 128"),
              ({"stream_name": "a", "batch_size": 501}, "from 1 to 500"),
              ({"stream_name": "a", "partition_key": "<$>"}, "JSONPath")]
-    for extra, want in cases:
-        sink = dict({"name": "out", "type": "kinesis"}, **extra)
-        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
-                                            "targets": ["out"]}]}
-        path = os.path.join(d, "cfg.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f, indent=1)
-        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True)
-        check(p.returncode != 0, "check accepted %s" % extra)
-        check(want in p.stderr and "cfg.json:" in p.stderr,
-              "%s: %s" % (extra, p.stderr.strip()))
+    check_rejects(d, "kinesis", {}, cases)
 
 
 def log_events(m, group, stream):
@@ -909,20 +895,10 @@ def test_cwl_check_reports_bad_options_with_their_place(d):
              ({"log_group": "g", "log_stream": "<$.account"}, "no '>'"),
              ({"log_group": "g", "timestamp": "now"}, "event"),
              ({"log_group": "g", "batch_size": 10001}, "from 1 to 10000")]
-    for extra, want in cases:
-        sink = dict({"name": "out", "type": "cloudwatch-logs"}, **extra)
-        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
-                                            "targets": ["out"]}]}
-        path = os.path.join(d, "cfg.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f, indent=1)
-        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True)
-        check(p.returncode != 0, "check accepted %s" % extra)
-        check(want in p.stderr and "cfg.json:" in p.stderr,
-              "%s: %s" % (extra, p.stderr.strip()))
+    check_rejects(d, "cloudwatch-logs", {}, cases)
 
 
-class CredServer:
+class CredServer(Served):
     """Loopback credential endpoints: the container one (GET PATH with an Authorization token)
     and IMDSv2 (PUT /latest/api/token, then GETs with the session token). Serves key and
     secret; expires_in seconds from now; counts what was served."""
@@ -979,14 +955,7 @@ class CredServer:
             def log_message(self, *a):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.httpd.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(H)
 
 
 def test_credentials_from_a_container_endpoint_refreshed_before_they_expire(d):
@@ -1058,47 +1027,6 @@ def sqs_signers(requests):
     return out
 
 
-class HeaderRecorder:
-    def __init__(self, m):
-        import http.client
-        import http.server
-        import threading
-        self.requests = []
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.requests.append((body, dict(self.headers)))
-                c = http.client.HTTPConnection("127.0.0.1", m.port, timeout=30)
-                c.request("POST", self.path, body=body, headers=dict(self.headers))
-                r = c.getresponse()
-                payload = r.read()
-                self.send_response(r.status)
-                for k, v in r.getheaders():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection",
-                                         "server", "date"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                c.close()
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.httpd.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_credentials_from_web_identity_through_sts(d):
     m = Moto()
     rec = None
@@ -1108,7 +1036,7 @@ def test_credentials_from_web_identity_through_sts(d):
         tf = os.path.join(d, "web-identity-token")
         with open(tf, "w") as f:
             f.write("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2ln\n")
-        rec = HeaderRecorder(m)
+        rec = FaultProxy(m.port)
         p, dlq = run(d, sqs_sink(rec.url, url), [write_jsonl(d, 5)],
                      {"AWS_WEB_IDENTITY_TOKEN_FILE": tf, "AWS_ROLE_ARN": role,
                       "AWS_ROLE_SESSION_NAME": "router-test", "AWS_ENDPOINT_URL_STS": m.url})
@@ -1136,7 +1064,7 @@ def test_role_arn_is_assumed_through_sts_with_the_chains_credentials(d):
     rec = None
     try:
         url = m.client("sqs").create_queue(QueueName="kms")["QueueUrl"]
-        rec = HeaderRecorder(m)
+        rec = FaultProxy(m.port)
         p, dlq = run(d, sqs_sink(rec.url, url, role_arn="arn:aws:iam::123456789012:role/kms",
                                  external_id="kms-ext-1"),
                      [write_jsonl(d, 5)], dict(TESTING, AWS_ENDPOINT_URL_STS=m.url))
@@ -1357,19 +1285,8 @@ def test_sqs_check_reports_bad_options_with_their_place(d):
         ({"batch_size": 11}, "from 1 to 10"),
         ({"access_key_id_env": "KR_X"}, "go together"),
     ]
-    for extra, want in cases:
-        sink = dict({"name": "out", "type": "sqs",
-                     "queue_url": "https://sqs.us-east-1.amazonaws.com/1/q"}, **extra)
-        cfg = {"sinks": [sink], "rules": [{"name": "r", "pattern": {"source": ["aws.kms"]},
-                                            "targets": ["out"]}]}
-        path = os.path.join(d, "cfg.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f, indent=1)
-        p = subprocess.run([KR, "check", "-c", path], capture_output=True, text=True,
-                           env=dict(os.environ, KR_X="x"))
-        check(p.returncode != 0, "check accepted %s" % extra)
-        check(want in p.stderr and "cfg.json:" in p.stderr,
-              "%s: %s" % (extra, p.stderr.strip()))
+    check_rejects(d, "sqs", {"queue_url": "https://sqs.us-east-1.amazonaws.com/1/q"}, cases,
+                  {"KR_X": "x"})
 
 
 def main():
