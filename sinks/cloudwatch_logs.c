@@ -284,13 +284,12 @@ static void request_free(struct request *q)
 	free(q);
 }
 
-/* the batch qsort orders (qsort has no context argument; loop thread only) */
-static const struct kr_batch *sort_batch;
-
-static int order_cmp(const void *a, const void *b)
+/* Entry indexes by time (qsort_r, the batch as context). */
+static int order_cmp(const void *a, const void *b, void *ctx)
 {
+	const struct kr_batch *bt = ctx;
 	size_t i = *(const size_t *)a, j = *(const size_t *)b;
-	int64_t x = ts_of(sort_batch->entries[i]), y = ts_of(sort_batch->entries[j]);
+	int64_t x = ts_of(bt->entries[i]), y = ts_of(bt->entries[j]);
 	return x < y ? -1 : x > y ? 1 : (i > j) - (i < j); /* stable: arrival order on ties */
 }
 
@@ -431,9 +430,7 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 	q->bt = bt;
 	for (size_t i = 0; i < bt->n; i++)
 		q->order[i] = i;
-	sort_batch = bt;
-	qsort(q->order, bt->n, sizeof *q->order, order_cmp);
-	sort_batch = NULL;
+	qsort_r(q->order, bt->n, sizeof *q->order, order_cmp, bt);
 	q->phase = s->create && !st->ready ? CREATE_GROUP : PUT;
 	send_step(q);
 }

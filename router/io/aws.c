@@ -45,7 +45,6 @@ struct kr_aws {
 };
 
 struct call {
-	struct kr_aws *a;
 	struct creds *creds;
 	kr_aws_done_fn done;
 	void *arg;
@@ -1073,7 +1072,6 @@ enum kr_err kr_aws_send(struct kr_aws *a, const struct kr_aws_call *req, kr_aws_
 	struct call *c = calloc(1, sizeof *c);
 	if (!c)
 		return KR_ERR_NOMEM;
-	c->a = a;
 	c->done = done;
 	c->arg = arg;
 	c->creds = a->creds;
