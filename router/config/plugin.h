@@ -174,8 +174,14 @@ struct kr_source_plugin {
 	void (*ack)(void *ctx, const struct kr_ack *a);
 	/* optional: how far behind the source is, in bytes (metrics), or -1 */
 	int64_t (*lag)(void *ctx);
+	/* optional: the age in ms of the oldest record the source holds (a queue's lag: metrics),
+	   or -1 */
+	int64_t (*lag_ms)(void *ctx);
 	/* optional: bytes read so far and bytes in all (replay's progress and ETA) */
 	void (*progress)(void *ctx, uint64_t *done, uint64_t *total);
+	/* optional: whether the source still has work of its own on acknowledgements (deletes,
+	   commits) in flight; a stopping run waits for it, within its grace period */
+	bool (*busy)(void *ctx);
 	/* mandatory */
 	void (*destroy)(void *ctx);
 };
@@ -193,6 +199,9 @@ struct kr_input_opts {
 	bool unordered;
 	uint64_t skip;    /* records numbered by the engine: those up to skip are done already (a
 			     checkpoint); they are counted and acknowledged, not delivered */
+	const char *dead_letter; /* a sink of the configuration, by name, for this input's records
+				    that cannot be parsed and its deliveries that fail with no
+				    dead letter of their own; NULL: the configuration's */
 };
 
 /* Opens an input; NULL when out of memory. Its bytes go to the parser stream of
@@ -207,6 +216,12 @@ struct kr_stream *kr_input_stream(struct kr_input *in);
 enum kr_err kr_input_record_begin(struct kr_input *in, uint64_t position, void *token);
 void kr_input_record_end(struct kr_input *in);
 
+/* What the source knows about the framed record being read (after kr_input_record_begin), as
+ * a JSON object (copied), e.g. {"sqs": {"MessageId": "...", "ApproximateReceiveCount": 2}}.
+ * Rules see it under the top-level key "kmsrouter" of each event of the record (which an
+ * EventBridge event never has), and its dead letters carry it as "kmsrouter". */
+enum kr_err kr_input_record_meta(struct kr_input *in, const char *json, size_t len);
+
 /* The source is done with the input: at the end of a file, or when a Kafka partition is
  * revoked. End its stream first (kr_reader_finish or kr_stream_finish). Its records in flight
  * finish; the source then gets a last ack with final set, saying what it may still commit, and
@@ -218,10 +233,17 @@ struct kr_ack {
 	uint64_t position; /* ordered: every record up to and including this one is done */
 	void *token;       /* unordered: this record is done (position is 0); NULL otherwise */
 	bool final;        /* the input was closed and nothing of it is in flight any more */
+	bool failed;       /* unordered: the record is done but was not delivered (a delivery
+			      failed with no dead letter, or it could not be parsed and had
+			      none); the source decides what becomes of it (an SQS message is
+			      made visible again later) */
 };
 
 /* The configured limit of records in flight (a source may size its checkpoints by it). */
 uint64_t kr_source_in_flight_limit(const struct kr_source_handle *h);
+/* The run is stopping (a signal): read nothing more, hand back what was read and not given
+ * to the engine, and finish the work on acknowledgements (busy). */
+bool kr_source_stopping(const struct kr_source_handle *h);
 /* A source could not read an input (logged by the source): the run does not end well. */
 void kr_source_error(struct kr_source_handle *h);
 

@@ -137,7 +137,7 @@ struct kr_source_stats *kr_metrics_source(struct kr_metrics *m, const char *name
 {
 	struct kr_source_stats *s = lookup(&m->sources, name, sizeof *s);
 	if (s && s->lag == 0 && s->records == 0)
-		s->lag = -1;
+		s->lag = s->lag_ms = -1;
 	return s ? s : &m->scratch_source;
 }
 
@@ -206,6 +206,20 @@ void kr_metrics_publish(struct kr_metrics *m)
 		if (s->lag >= 0)
 			line(b, "kmsrouter_source_lag", "source", m->sources.v[i].name, NULL,
 			     (unsigned long long)s->lag);
+	}
+	help(b, "kmsrouter_source_lag_seconds", "gauge",
+	     "Age of the oldest record a queue source holds (sent to it, not yet acknowledged).");
+	for (size_t i = 0; i < m->sources.n; i++) {
+		const struct kr_source_stats *s = m->sources.v[i].cell;
+		if (s->lag_ms < 0)
+			continue;
+		char v[48];
+		snprintf(v, sizeof v, " %lld.%03lld\n", (long long)(s->lag_ms / 1000),
+			 (long long)(s->lag_ms % 1000));
+		kr_buf_puts(b, "kmsrouter_source_lag_seconds{source=");
+		kr_buf_json_string(b, m->sources.v[i].name, strlen(m->sources.v[i].name));
+		kr_buf_puts(b, "}");
+		kr_buf_puts(b, v);
 	}
 	help(b, "kmsrouter_rule_matches_total", "counter", "Events matched, per rule.");
 	for (size_t i = 0; i < m->rules.n; i++)

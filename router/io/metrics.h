@@ -28,6 +28,7 @@ struct kr_rule_stats {
 struct kr_source_stats {
 	uint64_t records, invalid;
 	int64_t lag; /* bytes (or records) behind, -1 unknown */
+	int64_t lag_ms; /* age of the oldest record held (a queue), -1 unknown */
 };
 
 struct kr_global_stats {

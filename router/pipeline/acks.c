@@ -35,22 +35,23 @@ static void ack_advance(struct inp *in)
 		in->ack_pos = r->position;
 		in->ack_dirty = true;
 		e->unacked--;
+		free(r->meta);
 		free(r);
 	}
 }
 
 /* Keeps a done frame's token for its acknowledgement (unordered inputs). */
-static bool keep_token(struct inp *in, void *token)
+static bool keep_token(struct inp *in, void *token, bool failed)
 {
 	if (in->ntokens == in->captokens) {
 		size_t cap = in->captokens ? in->captokens * 2 : 64;
-		void **t = realloc(in->tokens, cap * sizeof *t);
+		struct done_token *t = realloc(in->tokens, cap * sizeof *t);
 		if (!t)
 			return false;
 		in->tokens = t;
 		in->captokens = cap;
 	}
-	in->tokens[in->ntokens++] = token;
+	in->tokens[in->ntokens++] = (struct done_token){token, failed};
 	return true;
 }
 
@@ -76,11 +77,12 @@ void eng_record_release(struct kr_engine *e, struct record *r)
 		ack_advance(in);
 		return;
 	}
-	/* each record on its own: a failed one is never acknowledged (the source delivers it
-	   again); a done one is handed back by its token */
-	if (!r->failed && keep_token(in, r->token))
+	/* each record on its own, handed back by its token: a failed one says so, and the source
+	   decides what becomes of it (an SQS message is made visible again later) */
+	if (keep_token(in, r->token, r->failed))
 		e->unacked--;
 	unlink_record(in, r);
+	free(r->meta);
 	free(r);
 }
 
@@ -113,6 +115,7 @@ struct record *eng_record_new(struct inp *in, const char *raw, size_t len)
 	r->received_wall = h->e->clock_wall;
 	r->received_mono = h->e->clock_mono;
 	if (in->frame) {
+		/* the frame (never an event of it) carries the record's metadata */
 		r->frame = in->frame;
 		in->frame->pending++;
 	} else {
@@ -142,6 +145,12 @@ struct kr_input *kr_input_open(struct kr_source_handle *h, const struct kr_input
 		free(in);
 		return NULL;
 	}
+	if (o->dead_letter && !(in->dead_letter = strdup(o->dead_letter))) {
+		free(in->name);
+		free(in);
+		return NULL;
+	}
+	in->dl_index = -1;
 	in->h = h;
 	in->id = o->id;
 	in->unordered = o->unordered;
@@ -150,6 +159,7 @@ struct kr_input *kr_input_open(struct kr_source_handle *h, const struct kr_input
 	struct kr_stream_callbacks cb = {.event = eng_on_event, .invalid = eng_on_invalid};
 	if (kr_stream_new(kr_rules_paths(e->cur->cfg->compiled), NULL, &cb, in, &in->stream) !=
 	    KR_OK) {
+		free(in->dead_letter);
 		free(in->name);
 		free(in);
 		return NULL;
@@ -181,6 +191,38 @@ enum kr_err kr_input_record_begin(struct kr_input *input, uint64_t position, voi
 	return KR_OK;
 }
 
+enum kr_err kr_input_record_meta(struct kr_input *input, const char *json, size_t len)
+{
+	struct inp *in = (struct inp *)input;
+	struct record *f = in->frame;
+	if (!f)
+		return KR_ERR_USAGE;
+	char *m = malloc(len + 1);
+	if (!m)
+		return KR_ERR_NOMEM;
+	memcpy(m, json, len);
+	m[len] = 0;
+	free(f->meta);
+	f->meta = m;
+	f->meta_len = len;
+	return KR_OK;
+}
+
+/* The sink index of the input's own dead letter in generation g, or -1. */
+int32_t eng_input_dead_letter(struct inp *in, struct gen *g)
+{
+	if (!in->dead_letter)
+		return -1;
+	if (in->dl_gen != g) {
+		in->dl_gen = g;
+		in->dl_index = -1;
+		for (size_t i = 0; i < g->cfg->nsinks; i++)
+			if (strcmp(g->cfg->sinks[i].name, in->dead_letter) == 0)
+				in->dl_index = (int32_t)i;
+	}
+	return in->dl_index;
+}
+
 void kr_input_record_end(struct kr_input *input)
 {
 	struct inp *in = (struct inp *)input;
@@ -205,10 +247,12 @@ void eng_input_free(struct kr_engine *e, struct inp *in, bool closing)
 	kr_stream_free(in->stream);
 	for (struct record *r = in->ack_head, *n; r; r = n) {
 		n = r->next;
+		free(r->meta);
 		free(r);
 	}
 	if (!closing)
 		eng_gen_unref(e, in->gen);
+	free(in->dead_letter);
 	free(in->tokens);
 	free(in->name);
 	free(in);
@@ -225,11 +269,13 @@ void eng_flush_acks(struct kr_engine *e)
 			bool finished = in->closed && !in->ack_head && !in->frame;
 			struct kr_ack a = {.id = in->id};
 			for (size_t t = 0; t < in->ntokens && h->ctx; t++) {
-				a.token = in->tokens[t];
+				a.token = in->tokens[t].token;
+				a.failed = in->tokens[t].failed;
 				h->plugin->ack(h->ctx, &a);
 			}
 			in->ntokens = 0;
 			a.token = NULL;
+			a.failed = false;
 			a.position = in->ack_pos;
 			a.final = finished;
 			if ((in->ack_dirty || finished) && h->ctx)

@@ -248,6 +248,13 @@ static bool put_counts(struct kr_buf *b, const struct dlv *d)
 	return true;
 }
 
+/* ,"kmsrouter":{...}: the source's metadata of the record, when it has some. */
+static bool put_meta(struct kr_buf *b, const struct record *r)
+{
+	const struct record *m = eng_meta_of(r);
+	return !m || (kr_buf_puts(b, ",\"kmsrouter\":") && kr_buf_append(b, m->meta, m->meta_len));
+}
+
 /* The policy is exhausted or the failure permanent: to the dead-letter sink, or the record
  * stays unacknowledged. */
 static void dead_letter(struct dlv *d)
@@ -284,7 +291,7 @@ static void dead_letter(struct dlv *d)
 		  kr_buf_puts(&b, "},\"attempts\":") && kr_buf_puts(&b, tag) &&
 		  kr_buf_puts(&b, ",\"first_attempt_time\":\"") && kr_buf_puts(&b, first) &&
 		  kr_buf_puts(&b, "\",\"last_attempt_time\":\"") && kr_buf_puts(&b, last) &&
-		  kr_buf_puts(&b, "\"}");
+		  kr_buf_puts(&b, "\"") && put_meta(&b, r) && kr_buf_puts(&b, "}");
 	kr_log(KR_LOG_WARN, "engine", "msg", "delivery dead-lettered", "sink", d->pub.sink, "rule",
 	       d->pub.rule, "dead_letter", d->gen->cfg->sinks[d->dead_letter].name, "attempts", tag,
 	       "error_code", d->err_code, "error", d->err_msg, NULL);

@@ -147,7 +147,8 @@ void eng_route(struct kr_engine *e, struct gen *g, struct record *r, const uint3
 				continue;
 			}
 			d->retry = tc->retry;
-			d->dead_letter = tc->dead_letter;
+			d->dead_letter = tc->dead_letter >= 0 ? tc->dead_letter
+							      : eng_input_dead_letter(r->in, g);
 			d->target_index = (int32_t)t;
 			eng_delivery_enqueue(d);
 		}
@@ -155,6 +156,51 @@ void eng_route(struct kr_engine *e, struct gen *g, struct record *r, const uint3
 	eng_record_delivery_ended(e, r, true);
 }
 
+
+/* The values of j (a framed record's metadata, below the path node) for the rules that read
+ * them. */
+static void meta_values(struct kr_view *v, const struct kr_path_node *node,
+			const struct kr_json *j)
+{
+	switch (j->type) {
+	case KR_JSON_OBJECT:
+		for (size_t i = 0; i < j->n; i++) {
+			const struct kr_path_node *c = kr_path_child(node, j->keys[i], j->keylens[i]);
+			if (c)
+				meta_values(v, c, j->items[i]);
+		}
+		return;
+	case KR_JSON_ARRAY:
+		for (size_t i = 0; i < j->n; i++)
+			meta_values(v, node, j->items[i]);
+		return;
+	default:
+		break;
+	}
+	int32_t slot = kr_path_slot(node);
+	if (slot < 0)
+		return;
+	static const enum kr_vtype types[] = {
+		[KR_JSON_NULL] = KR_V_NULL, [KR_JSON_FALSE] = KR_V_FALSE, [KR_JSON_TRUE] = KR_V_TRUE,
+		[KR_JSON_NUMBER] = KR_V_NUMBER, [KR_JSON_STRING] = KR_V_STRING};
+	static const char *const words[] = {[KR_JSON_NULL] = "null", [KR_JSON_FALSE] = "false",
+					     [KR_JSON_TRUE] = "true"};
+	const char *text = j->type >= KR_JSON_NUMBER ? j->str : words[j->type];
+	size_t len = j->type >= KR_JSON_NUMBER ? j->len : strlen(text);
+	kr_view_add(v, (uint32_t)slot, types[j->type], text, len, NULL, 0);
+}
+
+/* A framed record's metadata, under "kmsrouter", in an event's view (when a rule reads it). */
+static void add_meta(struct gen *g, const struct record *frame, struct kr_view *v)
+{
+	const struct kr_path_node *node =
+		kr_path_child(kr_rules_paths(g->cfg->compiled)->root, "kmsrouter", 9);
+	struct kr_json *j = NULL;
+	if (!node || kr_json_parse(frame->meta, frame->meta_len, NULL, &j, NULL, NULL) != KR_OK)
+		return;
+	meta_values(v, node, j);
+	kr_json_free(j);
+}
 
 /* A record done in an earlier run (checkpoint): acknowledged in order, not delivered again. */
 static int skip_record(struct inp *in)
@@ -206,6 +252,8 @@ int eng_on_event(void *ctx, const struct kr_event *ev)
 		}
 	}
 	struct gen *g = in->gen;
+	if (in->frame && in->frame->meta)
+		add_meta(g, in->frame, ev->view);
 	const uint32_t *ids;
 	size_t n = kr_rules_match(g->cfg->compiled, g->st, ev->view, &ids);
 	/* a record that nothing will deliver keeps no copy of its bytes, only its place */
@@ -248,7 +296,10 @@ int eng_on_invalid(void *ctx, const struct kr_invalid *inv)
 	if (!r)
 		return 1;
 	struct gen *g = in->gen;
-	if (g->cfg->invalid_dead_letter >= 0) {
+	int32_t dl = eng_input_dead_letter(in, g);
+	if (dl < 0)
+		dl = g->cfg->invalid_dead_letter;
+	if (dl >= 0) {
 		/* always valid JSON: bytes that are not UTF-8 are replaced in "record" and kept
 		   exactly in "record_base64"; an oversized record keeps a bounded prefix */
 		struct kr_buf b = {0};
@@ -268,8 +319,11 @@ int eng_on_invalid(void *ctx, const struct kr_invalid *inv)
 			  kr_buf_json_string(&b, where, strlen(where)) &&
 			  kr_buf_puts(&b, ",\"error_message\":") &&
 			  kr_buf_json_string(&b, inv->message, strlen(inv->message)) &&
+			  (!in->frame || !in->frame->meta ||
+			   (kr_buf_puts(&b, ",\"kmsrouter\":") &&
+			    kr_buf_append(&b, in->frame->meta, in->frame->meta_len))) &&
 			  kr_buf_puts(&b, "}");
-		struct dlv *d = ok ? eng_delivery_new(e, r, g, (uint32_t)g->cfg->invalid_dead_letter,
+		struct dlv *d = ok ? eng_delivery_new(e, r, g, (uint32_t)dl,
 						  "(invalid)", b.p, b.len)
 				   : (kr_buf_free(&b), NULL);
 		if (d) {
@@ -278,6 +332,11 @@ int eng_on_invalid(void *ctx, const struct kr_invalid *inv)
 			return 0;
 		}
 	}
+	/* a queue's message that could not be parsed goes back to its source undelivered (it
+	   decides: an SQS message is made visible again, for the queue's redrive policy); a file's
+	   record is done, counted as invalid */
+	if (in->unordered)
+		r->failed = true;
 	eng_record_done_now(e, r);
 	return 0;
 }
@@ -349,6 +408,11 @@ enum kr_err kr_engine_start_sources(struct kr_engine *e, char *err)
 			return r;
 	}
 	return KR_OK;
+}
+
+bool kr_source_stopping(const struct kr_source_handle *h)
+{
+	return h->e->stopping;
 }
 
 uint64_t kr_source_in_flight_limit(const struct kr_source_handle *h)
@@ -483,6 +547,10 @@ int kr_engine_step(struct kr_engine *e)
 		if (e->sources[i]->ctx && e->sources[i]->plugin->lag)
 			kr_metrics_set(&e->sources[i]->stats->lag,
 				       e->sources[i]->plugin->lag(e->sources[i]->ctx));
+	for (size_t i = 0; i < e->nsources; i++)
+		if (e->sources[i]->ctx && e->sources[i]->plugin->lag_ms)
+			kr_metrics_set(&e->sources[i]->stats->lag_ms,
+				       e->sources[i]->plugin->lag_ms(e->sources[i]->ctx));
 	kr_metrics_set(&kr_metrics_global(e->metrics)->in_flight, (int64_t)e->in_flight);
 	e->in_round = false;
 	eng_flush_acks(e);
@@ -498,6 +566,11 @@ bool kr_engine_idle(const struct kr_engine *e)
 {
 	if (e->in_flight > 0 || e->nready)
 		return false;
+	for (size_t i = 0; i < e->nsources; i++) {
+		const struct kr_source_handle *h = e->sources[i];
+		if (h->ctx && h->plugin->busy && h->plugin->busy(h->ctx))
+			return false;
+	}
 	if (e->stopping)
 		return true;
 	for (size_t i = 0; i < e->nsources; i++)

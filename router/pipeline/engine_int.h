@@ -47,6 +47,8 @@ struct record {
 	   frame is, and is done when all its events are */
 	struct record *frame;
 	void *token; /* a frame's token (unordered inputs: handed back in its ack) */
+	char *meta;  /* a frame's kr_input_record_meta (JSON object text), or NULL */
+	size_t meta_len;
 	uint64_t position;
 	uint32_t pending;
 	bool done, failed;
@@ -112,8 +114,16 @@ struct inp {
 	   tokens (unordered) */
 	bool ack_dirty;
 	uint64_t ack_pos;
-	void **tokens;
+	struct done_token *tokens;
 	size_t ntokens, captokens;
+	char *dead_letter;   /* kr_input_opts.dead_letter, or NULL */
+	struct gen *dl_gen;  /* the generation dl_index was looked up in */
+	int32_t dl_index;
+};
+
+struct done_token {
+	void *token;
+	bool failed;
 };
 
 struct kr_source_handle {
@@ -178,6 +188,13 @@ struct record *eng_record_new(struct inp *in, const char *raw, size_t len);
 void eng_record_release(struct kr_engine *e, struct record *r);
 void eng_record_done_now(struct kr_engine *e, struct record *r);
 void eng_input_free(struct kr_engine *e, struct inp *in, bool closing);
+int32_t eng_input_dead_letter(struct inp *in, struct gen *g);
+/* The metadata of the frame record r belongs to (kr_input_record_meta), or NULL. */
+static inline const struct record *eng_meta_of(const struct record *r)
+{
+	const struct record *f = r->frame ? r->frame : r;
+	return f->meta ? f : NULL;
+}
 void eng_flush_acks(struct kr_engine *e);
 
 /* replay.c */

@@ -141,16 +141,21 @@ static struct kr_config *config(const char *text)
 	return c;
 }
 
-static void start(struct h *t)
+static void start_with(struct h *t, const char *text)
 {
 	nsinks = 0;
 	acks.n = 0;
 	t->loop = kr_loop_new();
 	t->metrics = kr_metrics_new();
 	char err[KR_ERRBUF];
-	assert_int_equal(kr_engine_new(t->loop, config(config_text), NULL, t->metrics, &t->e, err),
+	assert_int_equal(kr_engine_new(t->loop, config(text), NULL, t->metrics, &t->e, err),
 			 KR_OK);
 	assert_int_equal(kr_engine_add_source(t->e, "fake", &fake_source, NULL, NULL, err), KR_OK);
+}
+
+static void start(struct h *t)
+{
+	start_with(t, config_text);
 }
 
 static void stop(struct h *t)
@@ -283,7 +288,7 @@ static void test_unordered_framed_records_are_acknowledged_each_by_its_token(voi
 	stop(&t);
 }
 
-static void test_a_failed_record_is_never_acknowledged(void **state)
+static void test_a_failed_record_holds_back_its_file_and_goes_back_to_its_queue(void **state)
 {
 	(void)state;
 	struct h t;
@@ -300,17 +305,89 @@ static void test_a_failed_record_is_never_acknowledged(void **state)
 	feed(f, ev("o2", "KMS CMK Rotation"));
 	struct fake_sink *out = &sinks[0];
 	assert_int_equal(out->n, 3);
-	/* "out" has no dead letter: a permanent failure leaves the record unacknowledged */
+	/* "out" has no dead letter: a permanent failure leaves the file's record unacknowledged,
+	   and hands the queue's message back to its source as failed */
 	done(out->d[0], KR_PERMANENT, "Bad");
 	done(out->d[1], KR_PERMANENT, "Bad");
 	done(out->d[2], KR_DELIVERED, NULL);
 	round_(&t);
-	assert_int_equal(acks.n, 0); /* o1 failed and holds back o2 */
+	assert_int_equal(acks.n, 1); /* o1 failed and holds back o2 */
+	assert_ptr_equal(acks.a[0].token, &tok);
+	assert_true(acks.a[0].failed);
 	struct kr_engine_totals tot;
 	kr_engine_totals(t.e, &tot);
 	assert_int_equal(tot.failed_records, 2);
-	assert_int_equal(tot.unacked, 3);
+	assert_int_equal(tot.unacked, 2);
 	assert_int_equal(tot.in_flight, 0);
+	stop(&t);
+}
+
+/* A queue's input: its messages carry metadata rules can match ("kmsrouter"), its own dead
+ * letter takes what fails with none of its own and what cannot be parsed, and a message that
+ * cannot be parsed with no dead letter at all goes back to the source as failed. */
+static const char *queue_config =
+	"{\"sinks\": [{\"name\": \"out\", \"type\": \"log\", \"retry\": {\"max_attempts\": 1}},"
+	"             {\"name\": \"qdlq\", \"type\": \"log\"}],"
+	" \"rules\": [{\"name\": \"again\", \"pattern\": {\"kmsrouter\": {\"sqs\": "
+	"              {\"ApproximateReceiveCount\": [{\"numeric\": [\">\", 1]}]}}},"
+	"             \"targets\": [\"out\"]}]}";
+
+static void test_queue_metadata_and_its_own_dead_letter(void **state)
+{
+	(void)state;
+	struct h t;
+	start_with(&t, queue_config);
+	struct kr_input_opts oq = {.name = "q", .id = 1, .unordered = true, .dead_letter = "qdlq"};
+	struct kr_input *q = kr_input_open(handle, &oq);
+	static int tok1, tok2, tok3;
+	const char *m1 = "{\"sqs\":{\"MessageId\":\"m-1\",\"ApproximateReceiveCount\":1}}";
+	const char *m2 = "{\"sqs\":{\"MessageId\":\"m-2\",\"ApproximateReceiveCount\":3}}";
+	kr_input_record_begin(q, 0, &tok1);
+	assert_int_equal(kr_input_record_meta(q, m1, strlen(m1)), KR_OK);
+	feed(q, ev("first", "KMS CMK Rotation"));
+	kr_input_record_end(q);
+	kr_input_record_begin(q, 0, &tok2);
+	assert_int_equal(kr_input_record_meta(q, m2, strlen(m2)), KR_OK);
+	feed(q, ev("again", "KMS CMK Rotation"));
+	kr_input_record_end(q);
+	struct fake_sink *out = &sinks[0], *dlq = &sinks[1];
+	assert_int_equal(out->n, 1); /* only the message received more than once matches */
+	assert_non_null(strstr(out->payload[0], "\"again\""));
+	/* "out" has no dead letter of its own: the input's takes the failure, with the metadata */
+	done(out->d[0], KR_PERMANENT, "Bad");
+	assert_int_equal(dlq->n, 1);
+	assert_non_null(strstr(dlq->payload[0], "\"kmsrouter\":{\"sqs\":{\"MessageId\":\"m-2\""));
+	/* a body that cannot be parsed: to the input's dead letter too, with its metadata */
+	kr_input_record_begin(q, 0, &tok3);
+	kr_input_record_meta(q, m1, strlen(m1));
+	feed(q, "{\"broken\n");
+	kr_stream_end(kr_input_stream(q));
+	kr_stream_reset(kr_input_stream(q));
+	kr_input_record_end(q);
+	assert_int_equal(dlq->n, 2);
+	assert_non_null(strstr(dlq->payload[1], "\"record\":\"{\\\"broken\""));
+	assert_non_null(strstr(dlq->payload[1], "\"kmsrouter\":{\"sqs\":{\"MessageId\":\"m-1\""));
+	done(dlq->d[0], KR_DELIVERED, NULL);
+	done(dlq->d[1], KR_DELIVERED, NULL);
+	round_(&t);
+	assert_int_equal(acks.n, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_false(acks.a[i].failed);
+	stop(&t);
+
+	/* no dead letter anywhere: the message that cannot be parsed goes back as failed */
+	start_with(&t, queue_config);
+	struct kr_input_opts o2 = {.name = "q", .id = 1, .unordered = true};
+	q = kr_input_open(handle, &o2);
+	kr_input_record_begin(q, 0, &tok1);
+	feed(q, "not json\n");
+	kr_stream_end(kr_input_stream(q));
+	kr_stream_reset(kr_input_stream(q));
+	kr_input_record_end(q);
+	round_(&t);
+	assert_int_equal(acks.n, 1);
+	assert_ptr_equal(acks.a[0].token, &tok1);
+	assert_true(acks.a[0].failed);
 	stop(&t);
 }
 
@@ -504,7 +581,8 @@ int main(void)
 		cmocka_unit_test(test_ordered_inputs_are_acknowledged_by_done_prefix_at_round_end),
 		cmocka_unit_test(test_acks_never_come_from_inside_the_pull),
 		cmocka_unit_test(test_unordered_framed_records_are_acknowledged_each_by_its_token),
-		cmocka_unit_test(test_a_failed_record_is_never_acknowledged),
+		cmocka_unit_test(test_a_failed_record_holds_back_its_file_and_goes_back_to_its_queue),
+		cmocka_unit_test(test_queue_metadata_and_its_own_dead_letter),
 		cmocka_unit_test(test_retries_then_dead_letter_with_its_attributes),
 		cmocka_unit_test(test_reload_sends_new_records_to_the_new_sinks),
 		cmocka_unit_test(test_a_batching_sink_retries_only_the_entries_that_failed),
