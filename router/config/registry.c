@@ -13,6 +13,7 @@ extern const struct kr_sink_plugin kr_sink_lambda;
 extern const struct kr_sink_plugin kr_sink_kinesis;
 extern const struct kr_sink_plugin kr_sink_cloudwatch_logs;
 extern const struct kr_source_plugin kr_source_file;
+extern const struct kr_source_plugin kr_source_sqs;
 
 const struct kr_sink_entry kr_sink_registry[] = {
 	{"log", &kr_sink_log},
@@ -28,7 +29,7 @@ const struct kr_sink_entry kr_sink_registry[] = {
 
 const struct kr_source_entry kr_source_registry[] = {
 	{"file", &kr_source_file},
-	{"sqs", NULL},
+	{"sqs", &kr_source_sqs},
 	{"kafka", NULL},
 	{NULL, NULL},
 };

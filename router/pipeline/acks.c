@@ -118,6 +118,7 @@ struct record *eng_record_new(struct inp *in, const char *raw, size_t len)
 		/* the frame (never an event of it) carries the record's metadata */
 		r->frame = in->frame;
 		in->frame->pending++;
+		in->frame->has_records = true;
 	} else {
 		enqueue_record(in, r);
 	}
@@ -229,6 +230,12 @@ void kr_input_record_end(struct kr_input *input)
 	struct record *f = in->frame;
 	if (!f)
 		return;
+	if (!f->has_records) {
+		/* an empty message (or only blanks) is not an event: it is counted and reported as an
+		   invalid record, never dropped without a word */
+		struct kr_invalid inv = {.line = 1, .raw = "", .message = "the record holds no event"};
+		eng_on_invalid(in, &inv);
+	}
 	in->frame = NULL;
 	if (--f->pending == 0)
 		eng_record_release(in->h->e, f);

@@ -53,6 +53,7 @@ struct record {
 	uint32_t pending;
 	bool done, failed;
 	bool is_frame; /* counted in unacked but not in in_flight (its events are) */
+	bool has_records; /* a frame: the stream found an event or invalid record in it */
 	char *event; /* points into bytes[] */
 	size_t len;
 	uint64_t received_wall, received_mono;
