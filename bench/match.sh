@@ -37,22 +37,13 @@ set -euo pipefail
 
 caller_pwd=$PWD
 cd "$(dirname "$0")/.."
-root=$PWD
 
 EVENTS=${EVENTS:-1000000}
 BENCH_DIR=${BENCH_DIR:-/tmp/kmsrouter-bench}
 REPEAT=${REPEAT:-15}
 JQ_EVENTS=${JQ_EVENTS:-all}
-if [ -n "${KMSROUTER:-}" ]; then
-	kmsrouter=$KMSROUTER
-	case $kmsrouter in
-	/*) ;;
-	*) [ -e "$caller_pwd/$kmsrouter" ] && kmsrouter=$caller_pwd/$kmsrouter ;;
-	esac
-else
-	kmsrouter=build/kmsrouter
-fi
-case $kmsrouter in /*) ;; *) kmsrouter=$root/$kmsrouter ;; esac
+. bench/lib.sh
+bench_kmsrouter
 
 case $EVENTS in '' | *[!0-9]* | 0*) echo "match.sh: EVENTS must be a positive number" >&2; exit 2 ;; esac
 case $JQ_EVENTS in all | head) ;; *) echo "match.sh: JQ_EVENTS must be all or head" >&2; exit 2 ;; esac

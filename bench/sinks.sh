@@ -66,7 +66,6 @@ set -euo pipefail
 
 caller_pwd=$PWD
 cd "$(dirname "$0")/.."
-root=$PWD
 
 EVENTS=${EVENTS:-10000}
 SINKS=${SINKS:-log sqs sns lambda kinesis cloudwatch-logs}
@@ -74,16 +73,8 @@ REPEAT=${REPEAT:-3}
 CONCURRENCY=${CONCURRENCY:-16}
 KEEPALIVE=${KEEPALIVE:-1}
 BENCH_DIR=${BENCH_DIR:-/tmp/kmsrouter-bench}
-if [ -n "${KMSROUTER:-}" ]; then
-	kmsrouter=$KMSROUTER
-	case $kmsrouter in
-	/*) ;;
-	*) [ -e "$caller_pwd/$kmsrouter" ] && kmsrouter=$caller_pwd/$kmsrouter ;;
-	esac
-else
-	kmsrouter=build/kmsrouter
-fi
-case $kmsrouter in /*) ;; *) kmsrouter=$root/$kmsrouter ;; esac
+. bench/lib.sh
+bench_kmsrouter
 
 for v in EVENTS REPEAT CONCURRENCY; do
 	case ${!v} in '' | *[!0-9]* | 0*) echo "sinks.sh: $v must be a positive number" >&2; exit 2 ;; esac
@@ -91,27 +82,8 @@ done
 case $KEEPALIVE in 0 | 1) ;; *) echo "sinks.sh: KEEPALIVE must be 0 or 1" >&2; exit 2 ;; esac
 [ -x "$kmsrouter" ] || { echo "sinks.sh: $kmsrouter not built (scripts/build.sh)" >&2; exit 1; }
 
-# moto and boto3: the python3 on PATH, else the .venv-aws of scripts/install-deps.sh
-python=python3
-if ! { command -v moto_server >/dev/null && python3 -c "import boto3" 2>/dev/null; }; then
-	if [ -x .venv-aws/bin/moto_server ]; then
-		PATH=$root/.venv-aws/bin:$PATH
-		python=$root/.venv-aws/bin/python3
-	else
-		echo "sinks.sh: moto_server and boto3 are needed (pip install 'moto[server]' boto3, or scripts/install-deps.sh)" >&2
-		exit 2
-	fi
-fi
+bench_aws_python sinks.sh
 
-mkdir -p "$BENCH_DIR/sinks"
-# the runs use a copy of the binary, so that a rebuild while the benchmark runs (minutes) does
-# not swap it or leave it half-written between runs; a copy that does not run (caught
-# mid-link) is taken again
-copy=$BENCH_DIR/sinks/kmsrouter
-for try in 1 2 3 4 5 6 7 8 9 10; do
-	cp "$kmsrouter" "$copy.tmp" && mv "$copy.tmp" "$copy" && "$copy" --version >/dev/null 2>&1 && break
-	[ "$try" = 10 ] && { echo "sinks.sh: $kmsrouter does not run" >&2; exit 1; }
-	sleep 3
-done
+bench_copy_binary sinks.sh "$BENCH_DIR/sinks"
 echo "kmsrouter: $kmsrouter ($("$copy" --version)), copied to $copy"
 exec "$python" bench/sinks_run.py "$BENCH_DIR/sinks" "$copy" "$EVENTS" "$SINKS" "$REPEAT" "$CONCURRENCY" "$KEEPALIVE"

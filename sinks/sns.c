@@ -13,7 +13,7 @@
  * on them. subject is an optional template (control characters become spaces; at most 99
  * characters; left out when a field it names is missing). A FIFO topic (an ARN ending in .fifo)
  * gets a message group id (default: the key id) and a deduplication id (default: the event id)
- * from templates, as the sqs sink does. The region is the option's, else the topic ARN's.
+ * from templates and one request in flight at a time, as the sqs sink does. The region is the option's, else the topic ARN's.
  * IAM: sns:Publish on the topic (and kms:GenerateDataKey + kms:Decrypt on its key where the
  * topic is encrypted with a customer managed key). */
 #include <stddef.h>
@@ -338,7 +338,9 @@ static enum kr_err sns_create(const struct kr_sink_args *a, void **ctx, char *er
 		struct kr_batch_opts bo = {.max_entries = c->batch_size,
 					   .max_bytes = c->max_bytes,
 					   .linger_ms = c->linger_ms,
-					   .max_in_flight = a->concurrency,
+					   /* FIFO: one request at a time, or two batches
+					      could overtake each other and a group's order */
+					   .max_in_flight = s->fifo ? 1 : a->concurrency,
 					   .entry_size = kr_prepared_size,
 					   .release = kr_prepared_release,
 					   .send = send_batch,

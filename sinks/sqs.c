@@ -16,7 +16,9 @@
  * group id (default: the key id, so one key's events stay in order) and a deduplication id
  * (default: the event id) from templates; a message whose group id comes out empty or
  * incomplete (a field it names is missing) fails permanently ("MissingGroupId"), and such a
- * deduplication id is left out (for queues with content-based deduplication). IAM: sqs:SendMessage on the queue. */
+ * deduplication id is left out (for queues with content-based deduplication); it gets one request
+ * in flight at a time, whatever concurrency says, so that batches cannot overtake each other.
+ * IAM: sqs:SendMessage on the queue. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,7 +275,9 @@ static enum kr_err sqs_create(const struct kr_sink_args *a, void **ctx, char *er
 		struct kr_batch_opts bo = {.max_entries = c->batch_size,
 					   .max_bytes = c->max_bytes,
 					   .linger_ms = c->linger_ms,
-					   .max_in_flight = a->concurrency,
+					   /* FIFO: one request at a time, or two batches
+					      could overtake each other and a group's order */
+					   .max_in_flight = s->fifo ? 1 : a->concurrency,
 					   .entry_size = kr_prepared_size,
 					   .release = kr_prepared_release,
 					   .send = send_batch,

@@ -158,6 +158,8 @@ struct msg {
 	bool extending;        /* a heartbeat for it is queued or in flight */
 	bool let_go;           /* held past max_processing_seconds: no more heartbeats */
 	bool failed;           /* on its way back because it was not delivered */
+	bool finished;         /* its delete or release is over: freed once refs is 0 */
+	unsigned refs;         /* request entries (queued or in flight) that name it */
 };
 
 struct group {
@@ -167,22 +169,29 @@ struct group {
 	bool busy;               /* one of its messages is in the pipeline */
 };
 
+/* One message's entry of a batch request. A message can be named by two at once (a heartbeat
+ * in flight when its delete or release is queued): it is freed when the last one is over. */
+enum entry_kind { E_DELETE, E_RELEASE, E_HEARTBEAT };
+struct entry {
+	struct msg *m;
+	uint32_t vis; /* a visibility change's timeout */
+	uint8_t kind; /* enum entry_kind */
+};
+
 /* A batch request: deletes or visibility changes of up to 10 messages. */
 enum breq_kind { B_DELETE, B_VISIBILITY };
 struct breq {
 	struct sqs_src *s;
 	enum breq_kind kind;
-	struct msg *m[SQS_BATCH];
-	uint32_t vis[SQS_BATCH];
+	struct entry e[SQS_BATCH];
 	size_t n;
 	struct kr_buf body;
 };
 
-/* Messages waiting for a batch request: deletes, or visibility changes. */
+/* Entries waiting for a batch request: deletes, or visibility changes. */
 struct pending {
 	struct sqs_src *s;
-	struct msg **v;
-	uint32_t *vis;
+	struct entry *v;
 	size_t n, cap;
 	struct kr_timer *linger;
 	struct kr_timer *backoff; /* after a failed request */
@@ -221,7 +230,8 @@ struct sqs_src {
 	struct group *groups[GROUP_BUCKETS];
 	struct pending del, vis;
 	char last_error[96]; /* the receive error last logged, so a streak is logged once */
-	uint64_t stopping_done;
+	uint64_t lag_at;    /* kr_now_ms when lag_cached was worked out */
+	int64_t lag_cached;
 };
 
 static const struct kr_aws_service sqs_service = {"sqs", "SQS"};
@@ -335,38 +345,71 @@ static void msg_arrived(struct sqs_src *s, struct msg *m)
 	ready_push(s, m);
 }
 
-/* Queues a message for a batch request (p: deletes or visibility changes). */
-static bool pending_add(struct pending *p, struct msg *m, uint32_t vis)
+/* The message's delete or release is over (or will not happen): it goes once no request
+ * names it. */
+static void msg_finish(struct sqs_src *s, struct msg *m)
+{
+	m->finished = true;
+	if (!m->refs) {
+		held_unlink(s, m);
+		msg_free(m);
+	}
+}
+
+/* A request entry that named the message is gone. */
+static void msg_unref(struct sqs_src *s, struct msg *m)
+{
+	if (--m->refs == 0 && m->finished) {
+		held_unlink(s, m);
+		msg_free(m);
+	}
+}
+
+/* Queues a message's entry for a batch request (p: deletes or visibility changes). */
+static bool pending_add(struct pending *p, struct msg *m, uint32_t vis, enum entry_kind kind)
 {
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 64;
-		struct msg **v = realloc(p->v, cap * sizeof *v);
+		struct entry *v = realloc(p->v, cap * sizeof *v);
 		if (!v)
 			return false;
 		p->v = v;
-		uint32_t *w = realloc(p->vis, cap * sizeof *w);
-		if (!w)
-			return false;
-		p->vis = w;
 		p->cap = cap;
 	}
-	p->v[p->n] = m;
-	p->vis[p->n] = vis;
-	p->n++;
+	p->v[p->n++] = (struct entry){.m = m, .vis = vis, .kind = (uint8_t)kind};
+	m->refs++;
 	return true;
+}
+
+/* A heartbeat queued for a message that is now being deleted or released is not sent: in the
+ * same batch as a release it could be applied after it. (One already in flight may still land
+ * after a release: the message then comes back a visibility timeout later, not lost.) */
+static void drop_queued_heartbeat(struct sqs_src *s, struct msg *m)
+{
+	if (!m->extending)
+		return;
+	struct pending *p = &s->vis;
+	for (size_t i = 0; i < p->n; i++)
+		if (p->v[i].m == m && p->v[i].kind == E_HEARTBEAT) {
+			memmove(p->v + i, p->v + i + 1, (p->n - i - 1) * sizeof *p->v);
+			p->n--;
+			m->extending = false;
+			m->refs--; /* not finished: nothing to free at 0 */
+			return;
+		}
 }
 
 /* The message goes back to the queue, visible again after vis_s seconds (0: at once). */
 static void msg_release(struct sqs_src *s, struct msg *m, uint32_t vis_s)
 {
+	drop_queued_heartbeat(s, m);
 	m->state = M_RELEASING;
 	m->release_s = vis_s;
 	free(m->body);
 	m->body = NULL;
-	if (!pending_add(&s->vis, m, vis_s)) {
+	if (!pending_add(&s->vis, m, vis_s, E_RELEASE)) {
 		/* out of memory: it comes back when its visibility ends */
-		held_unlink(s, m);
-		msg_free(m);
+		msg_finish(s, m);
 		return;
 	}
 	pump_requests(s, &s->vis);
@@ -402,14 +445,14 @@ static void group_next(struct sqs_src *s, struct group *g, bool failed)
 
 static void request_done(void *arg, const struct kr_aws_result *r);
 
-static bool put_entry(struct kr_buf *b, size_t i, const struct msg *m, const uint32_t *vis)
+static bool put_entry(struct kr_buf *b, size_t i, const struct entry *e)
 {
 	char id[64];
 	snprintf(id, sizeof id, "%s{\"Id\":\"%zu\",\"ReceiptHandle\":", i ? "," : "", i);
-	if (!kr_buf_puts(b, id) || !kr_buf_json_string(b, m->receipt, strlen(m->receipt)))
+	if (!kr_buf_puts(b, id) || !kr_buf_json_string(b, e->m->receipt, strlen(e->m->receipt)))
 		return false;
-	if (vis) {
-		snprintf(id, sizeof id, ",\"VisibilityTimeout\":%" PRIu32, *vis);
+	if (e->kind != E_DELETE) {
+		snprintf(id, sizeof id, ",\"VisibilityTimeout\":%" PRIu32, e->vis);
 		if (!kr_buf_puts(b, id))
 			return false;
 	}
@@ -428,9 +471,8 @@ static void send_request(struct sqs_src *s, struct pending *p)
 		  kr_buf_json_string(&q->body, s->queue_url, strlen(s->queue_url)) &&
 		  kr_buf_puts(&q->body, ",\"Entries\":[");
 	for (size_t i = 0; i < q->n; i++) {
-		q->m[i] = p->v[i];
-		q->vis[i] = p->vis[i];
-		ok = ok && put_entry(&q->body, i, q->m[i], q->kind == B_VISIBILITY ? &q->vis[i] : NULL);
+		q->e[i] = p->v[i];
+		ok = ok && put_entry(&q->body, i, &q->e[i]);
 	}
 	ok = ok && kr_buf_puts(&q->body, "]}");
 	if (!ok) {
@@ -439,7 +481,6 @@ static void send_request(struct sqs_src *s, struct pending *p)
 		return;
 	}
 	memmove(p->v, p->v + q->n, (p->n - q->n) * sizeof *p->v);
-	memmove(p->vis, p->vis + q->n, (p->n - q->n) * sizeof *p->vis);
 	p->n -= q->n;
 	struct kr_aws_call call = {
 		.target = q->kind == B_DELETE ? "AmazonSQS.DeleteMessageBatch"
@@ -509,36 +550,43 @@ static void request_failed(struct sqs_src *s, struct pending *p, const struct kr
 /* A message's delete or visibility change is over (done: it happened). */
 static void entry_over(struct sqs_src *s, struct breq *q, size_t i, bool done)
 {
-	struct msg *m = q->m[i];
-	if (m->state == M_DELETING || m->state == M_RELEASING) {
-		held_unlink(s, m);
-		msg_free(m);
-		return;
+	const struct entry *e = &q->e[i];
+	struct msg *m = e->m;
+	if (e->kind == E_HEARTBEAT) {
+		m->extending = false;
+		if (done)
+			m->visible_at = kr_now_ms() + e->vis * 1000ull;
+	} else {
+		m->finished = true;
 	}
-	/* a heartbeat */
-	m->extending = false;
-	if (done)
-		m->visible_at = kr_now_ms() + q->vis[i] * 1000ull;
+	msg_unref(s, m);
 }
 
 static void entry_failed(struct sqs_src *s, struct breq *q, size_t i, const char *code,
 			 const char *message, bool sender_fault)
 {
-	struct msg *m = q->m[i];
+	struct msg *m = q->e[i].m;
+	enum entry_kind kind = q->e[i].kind;
 	bool gone = strcmp(code, "ReceiptHandleIsInvalid") == 0 ||
 		    strcmp(code, "AWS.SimpleQueueService.MessageNotInflight") == 0 ||
 		    strcmp(code, "MessageNotInflight") == 0;
 	bool retry = !gone && (!sender_fault || kr_aws_retryable_code(code));
-	const char *what = q->kind == B_DELETE ? "delete"
-			   : m->state == M_RELEASING ? "visibility change" : "heartbeat";
-	if (retry && q->kind == B_DELETE && pending_add(&s->del, m, 0)) {
+	const char *what = kind == E_DELETE	 ? "delete"
+			   : kind == E_RELEASE ? "visibility change"
+					       : "heartbeat";
+	if (retry && kind == E_DELETE && pending_add(&s->del, m, 0, E_DELETE)) {
 		kr_log(KR_LOG_WARN, "source", "name", s->name, "message_id", m->id, "msg",
 		       "delete failed; retrying", "error_code", code, "error", message, NULL);
+		msg_unref(s, m); /* this entry; the new one holds it */
+		return;
+	}
+	if (kind == E_HEARTBEAT && (m->state == M_DELETING || m->state == M_RELEASING)) {
+		entry_over(s, q, i, false); /* it is on its way out anyway */
 		return;
 	}
 	kr_log(KR_LOG_WARN, "source", "name", s->name, "message_id", m->id, "msg",
-	       q->kind == B_DELETE ? "delete failed: the queue will deliver the message again"
-	       : m->state == M_RELEASING
+	       kind == E_DELETE ? "delete failed: the queue will deliver the message again"
+	       : kind == E_RELEASE
 		       ? "visibility change failed: the message comes back when its visibility ends"
 		       : "heartbeat failed: the message may be delivered again",
 	       "action", what, "error_code", code, "error", message, NULL);
@@ -559,17 +607,15 @@ static void request_done(void *arg, const struct kr_aws_result *r)
 	if (!r->ok) {
 		/* the whole request: its entries go back to the front of the queue */
 		for (size_t i = q->n; i-- > 0;) {
-			if (!pending_add(p, q->m[i], q->vis[i])) {
+			if (!pending_add(p, q->e[i].m, q->e[i].vis, (enum entry_kind)q->e[i].kind)) {
 				entry_failed(s, q, i, "ENOMEM", "out of memory", true);
 				continue;
 			}
+			msg_unref(s, q->e[i].m); /* this entry; the queued one holds it */
 			/* rotate it to the front: order does not matter much, but it went first */
-			struct msg *m = p->v[p->n - 1];
-			uint32_t v = p->vis[p->n - 1];
+			struct entry e = p->v[p->n - 1];
 			memmove(p->v + 1, p->v, (p->n - 1) * sizeof *p->v);
-			memmove(p->vis + 1, p->vis, (p->n - 1) * sizeof *p->vis);
-			p->v[0] = m;
-			p->vis[0] = v;
+			p->v[0] = e;
 		}
 		request_failed(s, p, r);
 		kr_buf_free(&q->body);
@@ -627,7 +673,7 @@ static void heartbeat_fire(struct kr_loop *l, struct kr_timer *t, void *arg)
 	struct sqs_src *s = arg;
 	uint64_t now = kr_now_ms(), vis_ms = s->vis_s * 1000;
 	for (struct msg *m = s->held_head; m; m = m->next) {
-		if (m->state == M_RELEASING || m->extending || m->let_go)
+		if (m->state == M_RELEASING || m->finished || m->extending || m->let_go)
 			continue;
 		if (now + vis_ms / 2 < m->visible_at)
 			continue;
@@ -639,7 +685,7 @@ static void heartbeat_fire(struct kr_loop *l, struct kr_timer *t, void *arg)
 			       NULL);
 			continue;
 		}
-		if (pending_add(&s->vis, m, (uint32_t)s->vis_s))
+		if (pending_add(&s->vis, m, (uint32_t)s->vis_s, E_HEARTBEAT))
 			m->extending = true;
 	}
 	pump_requests(s, &s->vis);
@@ -1000,31 +1046,6 @@ static enum kr_pull sqs_pull(void *ctx)
 		}
 		s->stream = kr_input_stream(s->in);
 	}
-	if (kr_source_stopping(s->h)) {
-		/* what was received and not read goes back at once, for other consumers */
-		struct msg *m;
-		while ((m = ready_pop(s))) {
-			struct group *g = m->group;
-			msg_release(s, m, 0);
-			if (g) {
-				g->busy = false;
-				while (g->head) {
-					struct msg *x = g->head;
-					g->head = x->rnext;
-					msg_release(s, x, 0);
-				}
-				g->tail = NULL;
-				group_drop_if_idle(s, g);
-			}
-		}
-		pump_requests(s, &s->vis);
-		pump_requests(s, &s->del);
-		if (s->reading && kr_stream_paused(s->stream))
-			kr_stream_resume(s->stream);
-		if (s->reading)
-			read_on(s);
-		return KR_PULL_WAIT;
-	}
 	if (s->reading) {
 		if (kr_stream_paused(s->stream) && (kr_stream_resume(s->stream), kr_stream_paused(s->stream)))
 			return KR_PULL_WAIT;
@@ -1050,6 +1071,34 @@ static enum kr_pull sqs_pull(void *ctx)
 	return KR_PULL_WAIT;
 }
 
+/* The run stops: what was received and not read goes back at once, for other consumers; what
+ * is queued for a batch request goes now. A message in the middle of being read comes back
+ * when its visibility ends. */
+static void sqs_stop(void *ctx)
+{
+	struct sqs_src *s = ctx;
+	kr_timer_stop(s->recv_timer);
+	struct msg *m;
+	while ((m = ready_pop(s))) {
+		if (m->group)
+			m->group->busy = false; /* its message was not read */
+		msg_release(s, m, 0);
+	}
+	/* FIFO: the messages waiting behind each group's current one */
+	for (size_t b = 0; b < GROUP_BUCKETS; b++)
+		for (struct group *g = s->groups[b], *next; g; g = next) {
+			next = g->next;
+			while ((m = g->head)) {
+				g->head = m->rnext;
+				msg_release(s, m, 0);
+			}
+			g->tail = NULL;
+			group_drop_if_idle(s, g);
+		}
+	pump_requests(s, &s->vis);
+	pump_requests(s, &s->del);
+}
+
 static void sqs_ack(void *ctx, const struct kr_ack *a)
 {
 	struct sqs_src *s = ctx;
@@ -1066,22 +1115,21 @@ static void sqs_ack(void *ctx, const struct kr_ack *a)
 		m->failed = true;
 		msg_release(s, m, (uint32_t)s->backoff_s);
 	} else {
+		drop_queued_heartbeat(s, m);
 		m->state = M_DELETING;
-		if (!pending_add(&s->del, m, 0)) {
+		if (!pending_add(&s->del, m, 0, E_DELETE)) {
 			kr_log(KR_LOG_ERROR, "source", "name", s->name, "message_id", m->id, "msg",
 			       "out of memory: the message is not deleted and will be delivered again",
 			       NULL);
-			held_unlink(s, m);
-			msg_free(m);
+			msg_finish(s, m);
 		}
 		pump_requests(s, &s->del);
 	}
 	group_next(s, g, a->failed);
 }
 
-static int64_t sqs_lag_ms(void *ctx)
+static int64_t lag_now(struct sqs_src *s)
 {
-	struct sqs_src *s = ctx;
 	uint64_t oldest = 0;
 	for (struct msg *m = s->held_head; m; m = m->next)
 		if ((m->state == M_WAITING || m->state == M_READING) && m->sent_ms &&
@@ -1089,6 +1137,19 @@ static int64_t sqs_lag_ms(void *ctx)
 			oldest = m->sent_ms;
 	uint64_t now = kr_wall_ms();
 	return oldest && oldest < now ? (int64_t)(now - oldest) : 0;
+}
+
+/* The age of the oldest message received and not done. It walks every held message, so it is
+ * worked out at most every 200 ms (the metrics are published as often). */
+static int64_t sqs_lag_ms(void *ctx)
+{
+	struct sqs_src *s = ctx;
+	uint64_t now = kr_now_ms();
+	if (s->lag_at && now - s->lag_at < 200)
+		return s->lag_cached;
+	s->lag_at = now;
+	s->lag_cached = lag_now(s);
+	return s->lag_cached;
 }
 
 static bool sqs_busy(void *ctx)
@@ -1168,9 +1229,7 @@ static void sqs_destroy(void *ctx)
 			free(g);
 		}
 	free(s->del.v);
-	free(s->del.vis);
 	free(s->vis.v);
-	free(s->vis.vis);
 	free(s->recv_body);
 	free(s->attr_body);
 	free(s->dead_letter);
@@ -1190,6 +1249,7 @@ const struct kr_source_plugin kr_source_sqs = {
 	.pull = sqs_pull,
 	.ack = sqs_ack,
 	.lag_ms = sqs_lag_ms,
+	.stop = sqs_stop,
 	.busy = sqs_busy,
 	.destroy = sqs_destroy,
 };

@@ -199,14 +199,20 @@ static int drive(struct runner *r, uint64_t grace_ms)
 }
 
 /* The summary line and the exit status: 1 when any record is left unacknowledged (a delivery
- * failed with no dead letter, or the grace period ended with deliveries in flight) or an input
- * could not be read, whether the run ended by itself or on a signal. */
+ * failed with no dead letter, or the grace period ended with deliveries in flight or with a
+ * source's own acknowledgements, such as SQS deletes, not done) or an input could not be read,
+ * whether the run ended by itself or on a signal. */
 static int finish(struct runner *r)
 {
 	struct kr_engine_totals t;
 	kr_engine_totals(r->engine, &t);
 	print_progress(r, true);
-	int status = t.unacked || t.failed_records || t.in_flight || t.source_errors
+	if (t.sources_busy)
+		kr_log(KR_LOG_WARN, "main", "msg",
+		       "a source's acknowledgements (deletes, commits) were not all done: their records "
+		       "will be delivered again",
+		       NULL);
+	int status = t.unacked || t.failed_records || t.in_flight || t.source_errors || t.sources_busy
 			     ? KR_EXIT_NOMATCH
 			     : KR_EXIT_OK;
 	char unacked[24], code[8];

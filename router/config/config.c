@@ -207,7 +207,8 @@ enum kr_err cfg_sink_ref(struct vctx *v, const struct kr_json *j, const char *jp
 }
 
 /* KR_OPT_SINK for kr_opts_fill: a sink's own dead_letter is only looked up once every sink is
- * loaded (load_engine_settings); until then it is checked to be a string. */
+ * loaded (load_engine_settings); until then it is checked to be a string. Sources are loaded
+ * after the sinks, so theirs are looked up at once. */
 static enum kr_err sink_ref_cb(void *ctx, const struct kr_json *j, const char *jpath,
 			       int32_t *out)
 {
@@ -564,10 +565,12 @@ static enum kr_err parse_owned_as(const char *name, char *text, size_t len,
 	if (!e && !c->compiled && kr_rules_new(&c->compiled) != KR_OK)
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	const struct kr_json *j;
-	if (!e && (j = kr_json_get(d, "sources")))
-		e = load_sources(&v, j);
+	/* sinks first: a source's options may name one (its dead_letter) */
 	if (!e && (j = kr_json_get(d, "sinks")))
 		e = load_sinks(&v, j);
+	v.sinks_loaded = true;
+	if (!e && (j = kr_json_get(d, "sources")))
+		e = load_sources(&v, j);
 	if (!e)
 		e = load_engine_settings(&v, d);
 	if (!e && v.nsr) {

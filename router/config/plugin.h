@@ -179,6 +179,10 @@ struct kr_source_plugin {
 	int64_t (*lag_ms)(void *ctx);
 	/* optional: bytes read so far and bytes in all (replay's progress and ETA) */
 	void (*progress)(void *ctx, uint64_t *done, uint64_t *total);
+	/* optional: the run stops (a signal). Called once; pull is not called after it, acks
+	   still are. Hand back at once what was read and not given to the engine (an SQS
+	   message's visibility, a Kafka partition's assignment). */
+	void (*stop)(void *ctx);
 	/* optional: whether the source still has work of its own on acknowledgements (deletes,
 	   commits) in flight; a stopping run waits for it, within its grace period */
 	bool (*busy)(void *ctx);
@@ -241,8 +245,8 @@ struct kr_ack {
 
 /* The configured limit of records in flight (a source may size its checkpoints by it). */
 uint64_t kr_source_in_flight_limit(const struct kr_source_handle *h);
-/* The run is stopping (a signal): read nothing more, hand back what was read and not given
- * to the engine, and finish the work on acknowledgements (busy). */
+/* The run is stopping (a signal; the plugin's stop was called): read nothing more, and finish
+ * the work on acknowledgements (busy). */
 bool kr_source_stopping(const struct kr_source_handle *h);
 /* A source could not read an input (logged by the source): the run does not end well. */
 void kr_source_error(struct kr_source_handle *h);

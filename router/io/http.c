@@ -480,7 +480,9 @@ static struct transfer *prepare(const struct kr_http_request *req, kr_http_done_
 	C.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	C.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	C.easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	C.easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	/* waiting for a connection that may multiplex only pays where HTTP/2 can be negotiated
+	   (TLS): on plain HTTP/1.1 it would queue a request behind a long poll */
+	C.easy_setopt(e, CURLOPT_PIPEWAIT, strncasecmp(req->url, "https:", 6) == 0 ? 1L : 0L);
 	C.easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	C.easy_setopt(e, CURLOPT_WRITEDATA, t);
 	C.easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);

@@ -559,7 +559,14 @@ int kr_engine_step(struct kr_engine *e)
 
 void kr_engine_stop_reading(struct kr_engine *e)
 {
+	if (e->stopping)
+		return;
 	e->stopping = true;
+	for (size_t i = 0; i < e->nsources; i++) {
+		struct kr_source_handle *h = e->sources[i];
+		if (h->ctx && !h->done && h->plugin->stop)
+			h->plugin->stop(h->ctx);
+	}
 }
 
 bool kr_engine_idle(const struct kr_engine *e)
@@ -597,6 +604,11 @@ void kr_engine_totals(const struct kr_engine *e, struct kr_engine_totals *t)
 	*t = e->totals;
 	t->in_flight = e->in_flight;
 	t->unacked = e->unacked;
+	for (size_t i = 0; i < e->nsources; i++) {
+		const struct kr_source_handle *h = e->sources[i];
+		if (h->ctx && h->plugin->busy && h->plugin->busy(h->ctx))
+			t->sources_busy++;
+	}
 }
 
 void kr_engine_free(struct kr_engine *e)

@@ -86,6 +86,7 @@ struct kr_engine_totals {
 	uint64_t records, events, invalid, skipped, filtered, matched, unmatched, delivered,
 		dead_lettered, invalid_dead_lettered, failed_records, in_flight, unacked,
 		source_errors;
+	uint64_t sources_busy; /* sources with acknowledgement work (deletes, commits) not done */
 };
 void kr_engine_totals(const struct kr_engine *e, struct kr_engine_totals *t);
 
