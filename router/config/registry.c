@@ -12,6 +12,7 @@ extern const struct kr_sink_plugin kr_sink_sns;
 extern const struct kr_sink_plugin kr_sink_lambda;
 extern const struct kr_sink_plugin kr_sink_kinesis;
 extern const struct kr_sink_plugin kr_sink_cloudwatch_logs;
+extern const struct kr_sink_plugin kr_sink_kafka;
 extern const struct kr_source_plugin kr_source_file;
 extern const struct kr_source_plugin kr_source_sqs;
 
@@ -22,7 +23,7 @@ const struct kr_sink_entry kr_sink_registry[] = {
 	{"cloudwatch-logs", &kr_sink_cloudwatch_logs},
 	{"sqs", &kr_sink_sqs},
 	{"kinesis", &kr_sink_kinesis},
-	{"kafka", NULL},
+	{"kafka", &kr_sink_kafka},
 	{"http", &kr_sink_http},
 	{NULL, NULL},
 };

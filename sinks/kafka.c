@@ -1,0 +1,449 @@
+/* kafka sink: each payload a message of a Kafka topic, through librdkafka's idempotent producer.
+ *
+ * The topic and the key are templates (<$.path> placeholders, fields.h): by default the key is
+ * the event's key id, so one key's events go to one partition, in order. An event without the
+ * fields the key names is sent without a key (librdkafka's partitioner spreads those); one
+ * without the fields the topic names fails permanently ("MissingTopic"). librdkafka batches,
+ * retries within message.timeout.ms (the sink's timeout_ms unless "properties" says) and keeps
+ * the order of a partition's messages across its retries (enable.idempotence). Its delivery
+ * report completes the delivery: delivered, or failed with librdkafka's error name, permanently
+ * for what sending again cannot fix (a message too large, an unknown topic, authorization),
+ * else to be retried by the engine's policy.
+ *
+ * librdkafka runs its own threads; everything it reports (delivery reports, errors, its logs)
+ * goes to its main queue, which wakes the router's event loop through a pipe
+ * (rd_kafka_queue_io_event_enable) and is served there, so the callbacks run on the loop
+ * thread. "properties" passes any producer property through; "secret_properties" takes a
+ * property's value from an environment variable (sasl.password, ssl.key.password): those values
+ * never reach logs or errors. librdkafka is loaded when a kafka sink is first made (dynlib.h). */
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "buf.h"
+#include "dynlib.h"
+#include "fields.h"
+#include "json.h"
+#include "log.h"
+#include "loop.h"
+#include "plugin.h"
+
+/* librdkafka, loaded by the first kafka sink (see dynlib.h) */
+static struct rdkafka_api {
+	const char *(*version_str)(void);
+	rd_kafka_conf_t *(*conf_new)(void);
+	rd_kafka_conf_res_t (*conf_set)(rd_kafka_conf_t *, const char *, const char *, char *,
+					size_t);
+	void (*conf_destroy)(rd_kafka_conf_t *);
+	void (*conf_set_dr_msg_cb)(rd_kafka_conf_t *,
+				   void (*)(rd_kafka_t *, const rd_kafka_message_t *, void *));
+	void (*conf_set_error_cb)(rd_kafka_conf_t *, void (*)(rd_kafka_t *, int, const char *,
+							       void *));
+	void (*conf_set_log_cb)(rd_kafka_conf_t *,
+				void (*)(const rd_kafka_t *, int, const char *, const char *));
+	void (*conf_set_opaque)(rd_kafka_conf_t *, void *);
+	rd_kafka_t *(*new)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t);
+	void (*destroy)(rd_kafka_t *);
+	void *(*opaque)(const rd_kafka_t *);
+	rd_kafka_resp_err_t (*producev)(rd_kafka_t *, ...);
+	int (*poll)(rd_kafka_t *, int);
+	rd_kafka_resp_err_t (*purge)(rd_kafka_t *, int);
+	rd_kafka_queue_t *(*queue_get_main)(rd_kafka_t *);
+	void (*queue_destroy)(rd_kafka_queue_t *);
+	void (*queue_io_event_enable)(rd_kafka_queue_t *, int, const void *, size_t);
+	rd_kafka_resp_err_t (*set_log_queue)(rd_kafka_t *, rd_kafka_queue_t *);
+	const char *(*err2name)(rd_kafka_resp_err_t);
+	const char *(*err2str)(rd_kafka_resp_err_t);
+	rd_kafka_resp_err_t (*fatal_error)(rd_kafka_t *, char *, size_t);
+	int (*outq_len)(rd_kafka_t *);
+} K;
+
+#define SYM(f) {"rd_kafka_" #f, offsetof(struct rdkafka_api, f)}
+static const struct kr_dynsym rdkafka_syms[] = {
+	SYM(version_str), SYM(conf_new), SYM(conf_set), SYM(conf_destroy),
+	SYM(conf_set_dr_msg_cb), SYM(conf_set_error_cb), SYM(conf_set_log_cb),
+	SYM(conf_set_opaque), SYM(new), SYM(destroy), SYM(opaque), SYM(producev), SYM(poll),
+	SYM(purge), SYM(queue_get_main), SYM(queue_destroy), SYM(queue_io_event_enable),
+	SYM(set_log_queue), SYM(err2name), SYM(err2str), SYM(fatal_error), SYM(outq_len),
+};
+#undef SYM
+
+static struct kr_dynlib rdkafka = {.soname = "librdkafka.so.1",
+				   .syms = rdkafka_syms,
+				   .nsyms = sizeof rdkafka_syms / sizeof rdkafka_syms[0],
+				   .table = &K};
+
+struct kafka_conf {
+	const char *brokers;
+	const char *topic;
+	const char *key;
+	struct kr_strmap properties;
+	struct kr_strmap secret_properties;
+};
+
+static const struct kr_option kafka_options[] = {
+	{.name = "brokers", .type = KR_OPT_STRING, .offset = offsetof(struct kafka_conf, brokers),
+	 .required = true, .help = "bootstrap brokers, HOST:PORT[,HOST:PORT...]"},
+	{.name = "topic", .type = KR_OPT_STRING, .offset = offsetof(struct kafka_conf, topic),
+	 .required = true,
+	 .help = "the topic, a template (<$.path> placeholders); an event without its fields "
+		 "goes to the dead letter"},
+	{.name = "key", .type = KR_OPT_STRING, .offset = offsetof(struct kafka_conf, key),
+	 .def = "\"<$.detail.key-id>\"",
+	 .help = "the message key, a template (\"\": none); an event without its fields is sent "
+		 "without a key"},
+	{.name = "properties", .type = KR_OPT_MAP, .offset = offsetof(struct kafka_conf, properties),
+	 .help = "librdkafka producer properties (security.protocol, ssl.*, sasl.mechanisms, "
+		 "client.id, linger.ms, compression.type, ...)"},
+	{.name = "secret_properties", .type = KR_OPT_MAP,
+	 .offset = offsetof(struct kafka_conf, secret_properties),
+	 .help = "producer properties whose values are secrets, each the name of an environment "
+		 "variable that holds it (\"sasl.password\": \"KAFKA_PASSWORD\"); never logged"},
+	{0},
+};
+
+/* Properties the sink sets itself. */
+static const char *const reserved[] = {"bootstrap.servers", "metadata.broker.list",
+				       "dr_cb", "dr_msg_cb", "error_cb", "log_cb", "opaque",
+				       "log.queue", NULL};
+
+static bool is_reserved(const char *name)
+{
+	for (const char *const *r = reserved; *r; r++)
+		if (strcmp(*r, name) == 0)
+			return true;
+	return false;
+}
+
+/* Sets one property; err says why not, with the value only when it is not a secret. */
+static bool set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, bool secret,
+		     char *err, size_t cap)
+{
+	char why[512];
+	rd_kafka_conf_res_t r = K.conf_set(conf, name, value, why, sizeof why);
+	if (r == RD_KAFKA_CONF_OK)
+		return true;
+	if (r == RD_KAFKA_CONF_UNKNOWN)
+		snprintf(err, cap, "librdkafka has no producer property \"%s\"", name);
+	else if (secret || kr_log_is_secret_key(name))
+		snprintf(err, cap, "librdkafka does not take that value for \"%s\"", name);
+	else
+		snprintf(err, cap, "\"%.100s\": %.300s", name, why);
+	return false;
+}
+
+/* The producer's configuration: ours, then the properties, then the secret ones. NULL with the
+ * reason in err; *bad names the option at fault. */
+static rd_kafka_conf_t *make_conf(const struct kafka_conf *c, uint64_t timeout_ms, bool offline,
+				  char *err, size_t cap, const char **bad)
+{
+	rd_kafka_conf_t *conf = K.conf_new();
+	if (!conf) {
+		snprintf(err, cap, "out of memory");
+		return NULL;
+	}
+	char t[24];
+	snprintf(t, sizeof t, "%llu", (unsigned long long)timeout_ms);
+	*bad = "brokers";
+	bool ok = set_prop(conf, "bootstrap.servers", c->brokers, false, err, cap) &&
+		  set_prop(conf, "enable.idempotence", "true", false, err, cap) &&
+		  set_prop(conf, "message.timeout.ms", t, false, err, cap) &&
+		  set_prop(conf, "log.queue", "true", false, err, cap);
+	if (ok)
+		*bad = "properties";
+	for (size_t i = 0; ok && i < c->properties.n; i++) {
+		if (is_reserved(c->properties.keys[i])) {
+			snprintf(err, cap, "\"%s\" is set by the sink (brokers)",
+				 c->properties.keys[i]);
+			ok = false;
+		} else {
+			ok = set_prop(conf, c->properties.keys[i], c->properties.values[i], false,
+				      err, cap);
+		}
+	}
+	if (ok)
+		*bad = "secret_properties";
+	for (size_t i = 0; ok && i < c->secret_properties.n; i++) {
+		const char *name = c->secret_properties.keys[i];
+		const char *env = c->secret_properties.values[i];
+		const char *v = getenv(env);
+		if (is_reserved(name)) {
+			snprintf(err, cap, "\"%s\" is set by the sink", name);
+			ok = false;
+		} else if (!v && !offline) {
+			snprintf(err, cap, "the environment variable %s (for \"%s\") is not set", env,
+				 name);
+			ok = false;
+		} else {
+			ok = set_prop(conf, name, v ? v : "", true, err, cap);
+		}
+	}
+	if (!ok) {
+		K.conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+static enum kr_err kafka_validate(const void *conf, const struct kr_opts_check *chk)
+{
+	const struct kafka_conf *c = conf;
+	char msg[KR_ERRBUF];
+	struct kr_tmpl *t = kr_tmpl_new(c->topic, msg);
+	if (!t)
+		return kr_opts_reject(chk, "topic", "%s", msg);
+	kr_tmpl_free(t);
+	if (!(t = kr_tmpl_new(c->key, msg)))
+		return kr_opts_reject(chk, "key", "%s", msg);
+	kr_tmpl_free(t);
+	if (!*c->brokers)
+		return kr_opts_reject(chk, "brokers", "no broker given");
+	/* librdkafka itself checks every property's name and value; an offline load (match)
+	   leaves it alone */
+	if (kr_opts_offline(chk) || kr_dynlib_load(&rdkafka, msg) != KR_OK)
+		return KR_OK;
+	const char *bad = NULL;
+	rd_kafka_conf_t *rc = make_conf(c, 10000, false, msg, sizeof msg, &bad);
+	if (!rc)
+		return kr_opts_reject(chk, bad, "%s", msg);
+	K.conf_destroy(rc);
+	return KR_OK;
+}
+
+struct kafka_sink {
+	char *name;
+	struct kr_loop *loop;
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *mainq;
+	int pipe[2];
+	struct kr_timer *poller;
+	struct kr_tmpl *topic, *key;
+	bool needs_event;
+	size_t outstanding; /* deliveries produced and not yet reported */
+	bool closing;
+	struct kr_buf tscratch, kscratch;
+};
+
+/* What sending again cannot fix. */
+static bool permanent(rd_kafka_resp_err_t e)
+{
+	switch (e) {
+	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_INVALID_MSG:
+	case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+	case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+	case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+	case RD_KAFKA_RESP_ERR__INVALID_ARG:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void complete(struct kafka_sink *s, struct kr_delivery *d, rd_kafka_resp_err_t e)
+{
+	if (!e) {
+		kr_delivery_done(d, KR_DELIVERED, 0, NULL, NULL);
+		return;
+	}
+	char fatal[256] = "";
+	if (e == RD_KAFKA_RESP_ERR__FATAL && s->rk)
+		e = K.fatal_error(s->rk, fatal, sizeof fatal);
+	kr_delivery_done(d, permanent(e) ? KR_PERMANENT : KR_RETRYABLE, 0, K.err2name(e),
+			 *fatal ? fatal : K.err2str(e));
+}
+
+/* librdkafka's delivery report, served on the loop thread (kafka_serve). */
+static void on_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)opaque;
+	struct kafka_sink *s = K.opaque(rk);
+	struct kr_delivery *d = m->_private;
+	if (!d)
+		return;
+	s->outstanding--;
+	complete(s, d, m->err);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	(void)opaque;
+	struct kafka_sink *s = K.opaque(rk);
+	bool fatal = err == RD_KAFKA_RESP_ERR__FATAL;
+	/* all brokers down, a broker gone: librdkafka keeps trying, the deliveries wait */
+	kr_log(fatal ? KR_LOG_ERROR : KR_LOG_WARN, "sink", "name", s->name, "msg",
+	       fatal ? "the Kafka producer failed for good; restart kmsrouter"
+		     : "Kafka client error",
+	       "error_code", K.err2name((rd_kafka_resp_err_t)err), "error", reason, NULL);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	struct kafka_sink *s = K.opaque(rk);
+	enum kr_log_level l = level <= 3 ? KR_LOG_ERROR : level == 4 ? KR_LOG_WARN
+				 : level <= 6 ? KR_LOG_INFO : KR_LOG_DEBUG;
+	kr_log(l, "sink", "name", s->name, "msg", "librdkafka", "facility", fac, "detail", buf,
+	       NULL);
+}
+
+/* Serves librdkafka's main queue: delivery reports, errors, logs. */
+static void kafka_serve(struct kafka_sink *s)
+{
+	K.poll(s->rk, 0);
+	if (s->outstanding && !s->closing)
+		kr_timer_start(s->poller, 100);
+}
+
+static void on_wake(struct kr_loop *l, int fd, unsigned events, void *arg)
+{
+	(void)l;
+	(void)events;
+	char buf[64];
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	kafka_serve(arg);
+}
+
+/* In case a wake-up is missed: the queue is served every 100 ms while messages are out. */
+static void on_poll_timer(struct kr_loop *l, struct kr_timer *t, void *arg)
+{
+	(void)l;
+	(void)t;
+	kafka_serve(arg);
+}
+
+static void kafka_destroy(void *ctx);
+
+static enum kr_err kafka_create(const struct kr_sink_args *a, void **ctx, char *err)
+{
+	const struct kafka_conf *c = a->conf;
+	enum kr_err e = kr_dynlib_load(&rdkafka, err);
+	if (e)
+		return e;
+	struct kafka_sink *s = calloc(1, sizeof *s);
+	if (!s)
+		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	s->pipe[0] = s->pipe[1] = -1;
+	s->loop = a->loop;
+	if (!(s->name = strdup(a->name)) || !(s->poller = kr_timer_new(a->loop, on_poll_timer, s))) {
+		kafka_destroy(s);
+		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
+	}
+	if (!(s->topic = kr_tmpl_new(c->topic, err)) || !(s->key = kr_tmpl_new(c->key, err))) {
+		kafka_destroy(s);
+		return KR_ERR_CONFIG;
+	}
+	s->needs_event = !kr_tmpl_constant(s->topic) || !kr_tmpl_constant(s->key);
+	char why[KR_ERRBUF];
+	const char *bad;
+	rd_kafka_conf_t *conf = make_conf(c, a->timeout_ms, false, why, sizeof why, &bad);
+	if (!conf) {
+		kafka_destroy(s);
+		return kr_errf(err, KR_ERR_CONFIG, "%s: %s", bad, why);
+	}
+	K.conf_set_dr_msg_cb(conf, on_report);
+	K.conf_set_error_cb(conf, on_error);
+	K.conf_set_log_cb(conf, on_log);
+	K.conf_set_opaque(conf, s);
+	if (!(s->rk = K.new(RD_KAFKA_PRODUCER, conf, why, sizeof why))) {
+		K.conf_destroy(conf);
+		kafka_destroy(s);
+		return kr_errf(err, KR_ERR_CONFIG, "the Kafka producer cannot start: %s", why);
+	}
+	s->mainq = K.queue_get_main(s->rk);
+	if (!s->mainq || K.set_log_queue(s->rk, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) != 0 ||
+	    kr_loop_watch(a->loop, s->pipe[0], KR_IO_READ, on_wake, s) != 0) {
+		kafka_destroy(s);
+		return kr_errf(err, KR_ERR_IO, "the Kafka producer's queue cannot be watched");
+	}
+	K.queue_io_event_enable(s->mainq, s->pipe[1], "1", 1);
+	kr_log(KR_LOG_INFO, "sink", "name", s->name, "msg", "Kafka producer started", "brokers",
+	       c->brokers, "librdkafka", K.version_str(), NULL);
+	*ctx = s;
+	return KR_OK;
+}
+
+static void kafka_submit(void *ctx, struct kr_delivery *d)
+{
+	struct kafka_sink *s = ctx;
+	struct kr_json *ev = s->needs_event ? kr_event_parse(d->event, d->event_len) : NULL;
+	size_t tn = 0, kn = 0;
+	const char *topic = kr_tmpl_text(s->topic, ev, &s->tscratch, &tn);
+	const char *key = kr_tmpl_text(s->key, ev, &s->kscratch, &kn);
+	kr_json_free(ev);
+	if (!topic || !key) {
+		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+		return;
+	}
+	if (!tn) {
+		kr_delivery_done(d, KR_PERMANENT, 0, "MissingTopic",
+				 "the event lacks a field the topic template names");
+		return;
+	}
+	rd_kafka_resp_err_t e = K.producev(
+		s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		RD_KAFKA_V_VALUE((void *)d->payload, d->len),
+		RD_KAFKA_V_KEY(kn ? key : NULL, kn), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+	if (e) {
+		/* a full local queue (queue.buffering.max.*) or a fatal producer: the engine's retry
+		   policy tries again */
+		complete(s, d, e);
+		return;
+	}
+	s->outstanding++;
+	if (!kr_timer_active(s->poller))
+		kr_timer_start(s->poller, 100);
+}
+
+static void kafka_destroy(void *ctx)
+{
+	struct kafka_sink *s = ctx;
+	s->closing = true;
+	if (s->rk) {
+		/* what is still queued or in flight fails now (its record stays unacknowledged: the
+		   source delivers it again); its reports come back through the queue */
+		K.purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		for (int i = 0; i < 50 && s->outstanding; i++)
+			K.poll(s->rk, 100);
+		if (s->outstanding)
+			kr_log(KR_LOG_WARN, "sink", "name", s->name, "msg",
+			       "Kafka deliveries still unreported at shutdown", NULL);
+		if (s->mainq)
+			K.queue_destroy(s->mainq);
+		K.destroy(s->rk);
+	}
+	if (s->pipe[0] >= 0) {
+		kr_loop_unwatch(s->loop, s->pipe[0]);
+		close(s->pipe[0]);
+		close(s->pipe[1]);
+	}
+	kr_timer_free(s->poller);
+	kr_tmpl_free(s->topic);
+	kr_tmpl_free(s->key);
+	kr_buf_free(&s->tscratch);
+	kr_buf_free(&s->kscratch);
+	free(s->name);
+	free(s);
+}
+
+const struct kr_sink_plugin kr_sink_kafka = {
+	.name = "kafka",
+	.description = "produces each event as a message of a Kafka topic (librdkafka, idempotent)",
+	.options = kafka_options,
+	.conf_size = sizeof(struct kafka_conf),
+	.validate = kafka_validate,
+	.default_concurrency = 1000,
+	.create = kafka_create,
+	.submit = kafka_submit,
+	.destroy = kafka_destroy,
+};
