@@ -167,7 +167,8 @@ def produce(bootstrap, topic, messages, timeout=30, extra=()):
     r = subprocess.run(argv, input=MSG_DELIM.join(records), capture_output=True,
                        timeout=timeout)
     if r.returncode != 0:
-        raise RuntimeError("kcat -P exited %d: %s" % (r.returncode, r.stderr.decode(errors="replace")))
+        raise RuntimeError("kcat -P exited %d: %s"
+                           % (r.returncode, r.stderr.decode(errors="replace")))
 
 
 def consume(bootstrap, topic, count, timeout=10, wait=False, extra=()):
@@ -179,7 +180,8 @@ def consume(bootstrap, topic, count, timeout=10, wait=False, extra=()):
     kcat stops at the end of every partition (-e), so a message still being produced may be
     missing; wait=True instead waits until count messages arrived, or timeout (for a producer
     that is still sending). Either way, what arrived before the timeout is returned."""
-    argv = ["kcat", "-C", "-q", "-J", "-b", bootstrap, "-t", topic, "-o", "beginning",
+    # -u: kcat's stdout unbuffered, or a kill at the timeout would lose what it had read.
+    argv = ["kcat", "-C", "-q", "-u", "-J", "-b", bootstrap, "-t", topic, "-o", "beginning",
             "-c", str(count)] + (["-e"] if not wait else []) + list(extra)
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -189,7 +191,8 @@ def consume(bootstrap, topic, count, timeout=10, wait=False, extra=()):
         out, err = p.communicate()
     else:
         if p.returncode != 0:
-            raise RuntimeError("kcat -C exited %d: %s" % (p.returncode, err.decode(errors="replace")))
+            raise RuntimeError("kcat -C exited %d: %s"
+                               % (p.returncode, err.decode(errors="replace")))
     messages = []
     for line in out.decode("utf-8", "surrogateescape").splitlines():
         m = json.loads(line)

@@ -58,11 +58,23 @@ def test_keyed_messages_round_trip(mock):
         check(seqs == sorted(seqs), "%s out of order: %s" % (key, seqs))
 
 
+def test_injected_error_reaches_the_producer(mock):
+    # Without this, the retry test below would also pass if `errors` did nothing.
+    mock.command("errors 0 1 29")  # TOPIC_AUTHORIZATION_FAILED: not retried
+    try:
+        produce(mock.bootstrap, TOPIC, [("key-00", '{"seq": -1}')])
+    except RuntimeError as e:
+        check("authorization" in str(e), "kcat failed otherwise: %s" % e)
+    else:
+        raise Failed("a Produce request failed with 29 was delivered")
+
+
 def test_produce_is_retried_after_not_leader(mock):
     check(mock.command("errors 0 3 6") == "ok", "errors command not acknowledged")
     produce(mock.bootstrap, TOPIC, keyed_messages(10, first=100))
     got = consume(mock.bootstrap, TOPIC, 110)
     new = [m for m in got if int(m["payload"][8:-1]) >= 100]
+    check(not any(m["payload"] == '{"seq": -1}' for m in got), "the refused message arrived")
     check(len(got) == 110, "consumed %d of 110 messages" % len(got))
     check(len(new) == 10, "%d of the 10 retried messages arrived" % len(new))
 
@@ -77,8 +89,18 @@ def test_bad_command_is_an_error(mock):
     check(mock.command("topic other 2") == "ok", "the mock stopped answering after an error")
 
 
-TESTS = [test_keyed_messages_round_trip, test_produce_is_retried_after_not_leader,
-         test_bad_command_is_an_error]
+def sigterm_exits_0(binary):
+    mock = KafkaMock(binary)
+    mock.proc.terminate()
+    try:
+        rc = mock.proc.wait(5)
+    finally:
+        mock.stop()
+    check(rc == 0, "kafka-mock exited %s on SIGTERM" % rc)
+
+
+TESTS = [test_keyed_messages_round_trip, test_injected_error_reaches_the_producer,
+         test_produce_is_retried_after_not_leader, test_bad_command_is_an_error]
 
 
 def main():
@@ -107,6 +129,12 @@ def main():
         print("FAIL quit_exits_0: kafka-mock exited %s" % rc)
     else:
         print("ok   quit_exits_0")
+    try:
+        sigterm_exits_0(binary)
+        print("ok   sigterm_exits_0")
+    except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
+        failed += 1
+        print("FAIL sigterm_exits_0: %s" % e)
     sys.exit(1 if failed else 0)
 
 
