@@ -513,6 +513,8 @@ def test_heartbeats_hold_messages_while_the_sink_fails_longer_than_the_visibilit
                              [{"name": "kms", "pattern": KMS, "targets": ["api"]}],
                              metrics={"listen": "127.0.0.1:%d" % port}))
         wait_for(lambda: counts(sqs, url) == (0, 20), 15, "all 20 messages received", [r])
+        # the failing starts with the sink's first answer, which may come after the receives
+        wait_for(lambda: srv.failed > 0, 15, "the sink's first failed answer", [r])
         # while the sink fails (3 visibility timeouts), nothing becomes visible again
         seen_visible, max_lag = 0, 0.0
         while fail_until and time.monotonic() < fail_until[0] - 0.3:
