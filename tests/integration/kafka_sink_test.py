@@ -10,7 +10,6 @@ each case's folder. See README.md next to this file for what each case proves.
 """
 import collections
 import copy
-import glob
 import json
 import os
 import subprocess
@@ -19,35 +18,17 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import Failure, check, sample_events  # noqa: E402
 import kafka_harness  # noqa: E402
 from kafka_harness import KafkaMock  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-EVENTS_DIR = os.path.join(HERE, "..", "data", "events")
 KR = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--list" else None
 FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
 KMS = {"source": ["aws.kms"]}
 MOCK = None  # the kafka-mock binary
 
 
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
-def _templates():
-    out = {}
-    for path in sorted(glob.glob(os.path.join(EVENTS_DIR, "*.json"))):
-        with open(path) as f:
-            out[os.path.basename(path)[:-5]] = json.load(f)
-    return out
-
-
-TEMPLATES = _templates()
+TEMPLATES = sample_events()
 # the EventBridge KMS events (detail.key-id); the CloudTrail one has none
 KEYED = ["kms-cmk-deletion", "kms-cmk-rotation", "kms-cmk-rotation-on-demand",
          "kms-imported-key-material-expiration"]

@@ -12,7 +12,6 @@ next to this file for what each case proves. Every wait polls a condition with a
 """
 import collections
 import copy
-import glob
 import http.server
 import json
 import os
@@ -28,11 +27,10 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import Failure, check, sample_events  # noqa: E402
 import aws_harness  # noqa: E402
 from aws_harness import FaultProxy, Moto, Served  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-EVENTS_DIR = os.path.join(HERE, "..", "data", "events")
 KR = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--list" else None
 FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
 ACCOUNT = "123456789012"  # moto's
@@ -41,26 +39,9 @@ KMS = {"source": ["aws.kms"]}
 PATIENT = {"max_attempts": 10000, "initial_backoff_ms": 100, "max_backoff_ms": 400}
 
 
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
 # ---------------------------------------------------------------- events
 
-def _templates():
-    out = {}
-    for path in sorted(glob.glob(os.path.join(EVENTS_DIR, "*.json"))):
-        with open(path) as f:
-            out[os.path.basename(path)[:-5]] = json.load(f)
-    return out
-
-
-TEMPLATES = _templates()
+TEMPLATES = sample_events()
 RAW_KINDS = ["kms-cmk-deletion", "kms-cmk-rotation", "kms-cmk-rotation-on-demand",
              "kms-imported-key-material-expiration", "cloudtrail-decrypt-pending-deletion"]
 
