@@ -16,67 +16,22 @@
  * thread. "properties" passes any producer property through; "secret_properties" takes a
  * property's value from an environment variable (sasl.password, ssl.key.password): those values
  * never reach logs or errors. librdkafka is loaded when a kafka sink is first made (dynlib.h). */
-#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
 #include "buf.h"
-#include "dynlib.h"
 #include "fields.h"
 #include "json.h"
 #include "log.h"
 #include "loop.h"
 #include "plugin.h"
+#include "rdkafka.h"
 
-/* librdkafka, loaded by the first kafka sink (see dynlib.h) */
-static struct rdkafka_api {
-	const char *(*version_str)(void);
-	rd_kafka_conf_t *(*conf_new)(void);
-	rd_kafka_conf_res_t (*conf_set)(rd_kafka_conf_t *, const char *, const char *, char *,
-					size_t);
-	void (*conf_destroy)(rd_kafka_conf_t *);
-	void (*conf_set_dr_msg_cb)(rd_kafka_conf_t *,
-				   void (*)(rd_kafka_t *, const rd_kafka_message_t *, void *));
-	void (*conf_set_error_cb)(rd_kafka_conf_t *, void (*)(rd_kafka_t *, int, const char *,
-							       void *));
-	void (*conf_set_log_cb)(rd_kafka_conf_t *,
-				void (*)(const rd_kafka_t *, int, const char *, const char *));
-	void (*conf_set_opaque)(rd_kafka_conf_t *, void *);
-	rd_kafka_t *(*new)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t);
-	void (*destroy)(rd_kafka_t *);
-	void *(*opaque)(const rd_kafka_t *);
-	rd_kafka_resp_err_t (*producev)(rd_kafka_t *, ...);
-	int (*poll)(rd_kafka_t *, int);
-	rd_kafka_resp_err_t (*purge)(rd_kafka_t *, int);
-	rd_kafka_queue_t *(*queue_get_main)(rd_kafka_t *);
-	void (*queue_destroy)(rd_kafka_queue_t *);
-	void (*queue_io_event_enable)(rd_kafka_queue_t *, int, const void *, size_t);
-	rd_kafka_resp_err_t (*set_log_queue)(rd_kafka_t *, rd_kafka_queue_t *);
-	const char *(*err2name)(rd_kafka_resp_err_t);
-	const char *(*err2str)(rd_kafka_resp_err_t);
-	rd_kafka_resp_err_t (*fatal_error)(rd_kafka_t *, char *, size_t);
-	int (*outq_len)(rd_kafka_t *);
-} K;
-
-#define SYM(f) {"rd_kafka_" #f, offsetof(struct rdkafka_api, f)}
-static const struct kr_dynsym rdkafka_syms[] = {
-	SYM(version_str), SYM(conf_new), SYM(conf_set), SYM(conf_destroy),
-	SYM(conf_set_dr_msg_cb), SYM(conf_set_error_cb), SYM(conf_set_log_cb),
-	SYM(conf_set_opaque), SYM(new), SYM(destroy), SYM(opaque), SYM(producev), SYM(poll),
-	SYM(purge), SYM(queue_get_main), SYM(queue_destroy), SYM(queue_io_event_enable),
-	SYM(set_log_queue), SYM(err2name), SYM(err2str), SYM(fatal_error), SYM(outq_len),
-};
-#undef SYM
-
-static struct kr_dynlib rdkafka = {.soname = "librdkafka.so.1",
-				   .syms = rdkafka_syms,
-				   .nsyms = sizeof rdkafka_syms / sizeof rdkafka_syms[0],
-				   .table = &K};
+#define K kr_rk
 
 struct kafka_conf {
 	const char *brokers;
@@ -112,31 +67,6 @@ static const char *const reserved[] = {"bootstrap.servers", "metadata.broker.lis
 				       "dr_cb", "dr_msg_cb", "error_cb", "log_cb", "opaque",
 				       "log.queue", NULL};
 
-static bool is_reserved(const char *name)
-{
-	for (const char *const *r = reserved; *r; r++)
-		if (strcmp(*r, name) == 0)
-			return true;
-	return false;
-}
-
-/* Sets one property; err says why not, with the value only when it is not a secret. */
-static bool set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, bool secret,
-		     char *err, size_t cap)
-{
-	char why[512];
-	rd_kafka_conf_res_t r = K.conf_set(conf, name, value, why, sizeof why);
-	if (r == RD_KAFKA_CONF_OK)
-		return true;
-	if (r == RD_KAFKA_CONF_UNKNOWN)
-		snprintf(err, cap, "librdkafka has no producer property \"%s\"", name);
-	else if (secret || kr_log_is_secret_key(name))
-		snprintf(err, cap, "librdkafka does not take that value for \"%s\"", name);
-	else
-		snprintf(err, cap, "\"%.100s\": %.300s", name, why);
-	return false;
-}
-
 /* The producer's configuration: ours, then the properties, then the secret ones. NULL with the
  * reason in err; *bad names the option at fault. */
 static rd_kafka_conf_t *make_conf(const struct kafka_conf *c, uint64_t timeout_ms, bool offline,
@@ -150,39 +80,13 @@ static rd_kafka_conf_t *make_conf(const struct kafka_conf *c, uint64_t timeout_m
 	char t[24];
 	snprintf(t, sizeof t, "%llu", (unsigned long long)timeout_ms);
 	*bad = "brokers";
-	bool ok = set_prop(conf, "bootstrap.servers", c->brokers, false, err, cap) &&
-		  set_prop(conf, "enable.idempotence", "true", false, err, cap) &&
-		  set_prop(conf, "message.timeout.ms", t, false, err, cap) &&
-		  set_prop(conf, "log.queue", "true", false, err, cap);
-	if (ok)
-		*bad = "properties";
-	for (size_t i = 0; ok && i < c->properties.n; i++) {
-		if (is_reserved(c->properties.keys[i])) {
-			snprintf(err, cap, "\"%s\" is set by the sink (brokers)",
-				 c->properties.keys[i]);
-			ok = false;
-		} else {
-			ok = set_prop(conf, c->properties.keys[i], c->properties.values[i], false,
-				      err, cap);
-		}
-	}
-	if (ok)
-		*bad = "secret_properties";
-	for (size_t i = 0; ok && i < c->secret_properties.n; i++) {
-		const char *name = c->secret_properties.keys[i];
-		const char *env = c->secret_properties.values[i];
-		const char *v = getenv(env);
-		if (is_reserved(name)) {
-			snprintf(err, cap, "\"%s\" is set by the sink", name);
-			ok = false;
-		} else if (!v && !offline) {
-			snprintf(err, cap, "the environment variable %s (for \"%s\") is not set", env,
-				 name);
-			ok = false;
-		} else {
-			ok = set_prop(conf, name, v ? v : "", true, err, cap);
-		}
-	}
+	bool ok = kr_rdkafka_set(conf, "producer", "bootstrap.servers", c->brokers, false, err,
+				 cap) &&
+		  kr_rdkafka_set(conf, "producer", "enable.idempotence", "true", false, err, cap) &&
+		  kr_rdkafka_set(conf, "producer", "message.timeout.ms", t, false, err, cap) &&
+		  kr_rdkafka_set(conf, "producer", "log.queue", "true", false, err, cap) &&
+		  kr_rdkafka_set_user(conf, "producer", "sink", &c->properties, &c->secret_properties,
+				      reserved, offline, err, cap, bad);
 	if (!ok) {
 		K.conf_destroy(conf);
 		return NULL;
@@ -205,7 +109,7 @@ static enum kr_err kafka_validate(const void *conf, const struct kr_opts_check *
 		return kr_opts_reject(chk, "brokers", "no broker given");
 	/* librdkafka itself checks every property's name and value; an offline load (match)
 	   leaves it alone */
-	if (kr_opts_offline(chk) || kr_dynlib_load(&rdkafka, msg) != KR_OK)
+	if (kr_opts_offline(chk) || kr_rdkafka_load(msg) != KR_OK)
 		return KR_OK;
 	const char *bad = NULL;
 	rd_kafka_conf_t *rc = make_conf(c, 10000, false, msg, sizeof msg, &bad);
@@ -220,7 +124,7 @@ struct kafka_sink {
 	struct kr_loop *loop;
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *mainq;
-	int pipe[2];
+	struct kr_rdkafka_wake wake;
 	struct kr_timer *poller;
 	struct kr_tmpl *topic, *key;
 	bool needs_event;
@@ -289,10 +193,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	struct kafka_sink *s = K.opaque(rk);
-	enum kr_log_level l = level <= 3 ? KR_LOG_ERROR : level == 4 ? KR_LOG_WARN
-				 : level <= 6 ? KR_LOG_INFO : KR_LOG_DEBUG;
-	kr_log(l, "sink", "name", s->name, "msg", "librdkafka", "facility", fac, "detail", buf,
-	       NULL);
+	kr_rdkafka_log("sink", s->name, level, fac, buf);
 }
 
 /* Serves librdkafka's main queue: delivery reports, errors, logs. */
@@ -303,13 +204,8 @@ static void kafka_serve(struct kafka_sink *s)
 		kr_timer_start(s->poller, 100);
 }
 
-static void on_wake(struct kr_loop *l, int fd, unsigned events, void *arg)
+static void on_wake(void *arg)
 {
-	(void)l;
-	(void)events;
-	char buf[64];
-	while (read(fd, buf, sizeof buf) > 0)
-		;
 	kafka_serve(arg);
 }
 
@@ -326,13 +222,13 @@ static void kafka_destroy(void *ctx);
 static enum kr_err kafka_create(const struct kr_sink_args *a, void **ctx, char *err)
 {
 	const struct kafka_conf *c = a->conf;
-	enum kr_err e = kr_dynlib_load(&rdkafka, err);
+	enum kr_err e = kr_rdkafka_load(err);
 	if (e)
 		return e;
 	struct kafka_sink *s = calloc(1, sizeof *s);
 	if (!s)
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
-	s->pipe[0] = s->pipe[1] = -1;
+	s->wake.pipe[0] = s->wake.pipe[1] = -1;
 	s->loop = a->loop;
 	if (!(s->name = strdup(a->name)) || !(s->poller = kr_timer_new(a->loop, on_poll_timer, s))) {
 		kafka_destroy(s);
@@ -361,12 +257,10 @@ static enum kr_err kafka_create(const struct kr_sink_args *a, void **ctx, char *
 	}
 	s->mainq = K.queue_get_main(s->rk);
 	if (!s->mainq || K.set_log_queue(s->rk, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) != 0 ||
-	    kr_loop_watch(a->loop, s->pipe[0], KR_IO_READ, on_wake, s) != 0) {
+	    !kr_rdkafka_watch(&s->wake, a->loop, s->mainq, on_wake, s)) {
 		kafka_destroy(s);
 		return kr_errf(err, KR_ERR_IO, "the Kafka producer's queue cannot be watched");
 	}
-	K.queue_io_event_enable(s->mainq, s->pipe[1], "1", 1);
 	kr_log(KR_LOG_INFO, "sink", "name", s->name, "msg", "Kafka producer started", "brokers",
 	       c->brokers, "librdkafka", K.version_str(), NULL);
 	*ctx = s;
@@ -422,11 +316,7 @@ static void kafka_destroy(void *ctx)
 			K.queue_destroy(s->mainq);
 		K.destroy(s->rk);
 	}
-	if (s->pipe[0] >= 0) {
-		kr_loop_unwatch(s->loop, s->pipe[0]);
-		close(s->pipe[0]);
-		close(s->pipe[1]);
-	}
+	kr_rdkafka_unwatch(&s->wake);
 	kr_timer_free(s->poller);
 	kr_tmpl_free(s->topic);
 	kr_tmpl_free(s->key);

@@ -21,6 +21,7 @@ struct kr_json;
 struct kr_loop;
 struct kr_ack;
 struct kr_source_handle;
+struct kr_reject;
 
 /* Option types, and the C type each fills at its offset. */
 enum kr_opt_type {
@@ -186,9 +187,33 @@ struct kr_source_plugin {
 	/* optional: whether the source still has work of its own on acknowledgements (deletes,
 	   commits) in flight; a stopping run waits for it, within its grace period */
 	bool (*busy)(void *ctx);
+	/* optional: takes a record of one of its inputs that cannot be parsed, in place of the
+	   engine's dead letter (a Kafka source's dead-letter topic); false leaves it to the
+	   engine. Called from inside the source's pull (while its stream parses); the record
+	   stays in flight until the source calls kr_reject_done with r->done. */
+	bool (*reject)(void *ctx, const struct kr_reject *r);
 	/* mandatory */
 	void (*destroy)(void *ctx);
 };
+
+/* A record that cannot be parsed, offered to its source (kr_source_plugin.reject). */
+struct kr_rejected;
+struct kr_reject {
+	uint64_t input;      /* the input's id (kr_input_opts.id) */
+	const char *raw;     /* its bytes (maybe not UTF-8); valid during the call */
+	size_t raw_len;
+	uint64_t size;       /* its size in the input; more than raw_len when only a prefix of
+				an oversized record was kept */
+	uint64_t offset;     /* its offset in the framed record (or the input) */
+	const char *error;   /* what is wrong */
+	struct kr_rejected *done; /* for kr_reject_done */
+};
+
+/* The source is done with a rejected record: ok when it is taken care of (written to the
+ * source's dead-letter place): the record is then acknowledged like a delivered one; else it is
+ * failed (an ordered input's acknowledgements stop before it; an unordered one's source gets it
+ * back as failed). Also during the engine's shutdown (the source's destroy). */
+void kr_reject_done(struct kr_rejected *r, bool ok);
 
 /* Inputs: a source reads records through inputs (a file, a Kafka partition, an SQS queue), each
  * with its own parser stream and acknowledgements. An ordered input (a file, a partition) is
@@ -225,6 +250,10 @@ void kr_input_record_end(struct kr_input *in);
  * Rules see it under the top-level key "kmsrouter" of each event of the record (which an
  * EventBridge event never has), and its dead letters carry it as "kmsrouter". */
 enum kr_err kr_input_record_meta(struct kr_input *in, const char *json, size_t len);
+
+/* How many records the input is behind its end (a Kafka partition's high watermark minus its
+ * next offset to commit), for the metrics (kmsrouter_source_input_lag); -1: unknown. */
+void kr_input_set_lag(struct kr_input *in, int64_t records);
 
 /* The source is done with the input: at the end of a file, or when a Kafka partition is
  * revoked. End its stream first (kr_reader_finish or kr_stream_finish). Its records in flight

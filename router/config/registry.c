@@ -15,6 +15,7 @@ extern const struct kr_sink_plugin kr_sink_cloudwatch_logs;
 extern const struct kr_sink_plugin kr_sink_kafka;
 extern const struct kr_source_plugin kr_source_file;
 extern const struct kr_source_plugin kr_source_sqs;
+extern const struct kr_source_plugin kr_source_kafka;
 
 const struct kr_sink_entry kr_sink_registry[] = {
 	{"log", &kr_sink_log},
@@ -31,7 +32,7 @@ const struct kr_sink_entry kr_sink_registry[] = {
 const struct kr_source_entry kr_source_registry[] = {
 	{"file", &kr_source_file},
 	{"sqs", &kr_source_sqs},
-	{"kafka", NULL},
+	{"kafka", &kr_source_kafka},
 	{NULL, NULL},
 };
 

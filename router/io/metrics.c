@@ -53,10 +53,12 @@ struct list {
 
 struct kr_metrics {
 	struct list sinks, rules, sources;
+	struct list inputs; /* "SOURCE\x1fINPUT": int64_t, records behind */
 	struct kr_global_stats global;
 	struct kr_sink_stats scratch_sink;
 	struct kr_rule_stats scratch_rule;
 	struct kr_source_stats scratch_source;
+	int64_t scratch_input;
 	struct MHD_Daemon *daemon;
 	pthread_mutex_t lock; /* guards text and ready, shared with the server thread */
 	char *text;
@@ -93,6 +95,7 @@ void kr_metrics_free(struct kr_metrics *m)
 	list_free(&m->sinks);
 	list_free(&m->rules);
 	list_free(&m->sources);
+	list_free(&m->inputs);
 	free(m->text);
 	kr_buf_free(&m->render);
 	pthread_mutex_destroy(&m->lock);
@@ -139,6 +142,41 @@ struct kr_source_stats *kr_metrics_source(struct kr_metrics *m, const char *name
 	if (s && s->lag == 0 && s->records == 0)
 		s->lag = s->lag_ms = -1;
 	return s ? s : &m->scratch_source;
+}
+
+static char *input_key(const char *source, const char *input)
+{
+	size_t a = strlen(source), b = strlen(input);
+	char *k = malloc(a + b + 2);
+	if (k) {
+		memcpy(k, source, a);
+		k[a] = '\x1f';
+		memcpy(k + a + 1, input, b + 1);
+	}
+	return k;
+}
+
+int64_t *kr_metrics_input_lag(struct kr_metrics *m, const char *source, const char *input)
+{
+	char *k = input_key(source, input);
+	int64_t *c = k ? lookup(&m->inputs, k, sizeof *c) : NULL;
+	free(k);
+	if (!c)
+		return &m->scratch_input;
+	return c;
+}
+
+void kr_metrics_input_forget(struct kr_metrics *m, const char *source, const char *input)
+{
+	char *k = input_key(source, input);
+	for (size_t i = 0; k && i < m->inputs.n; i++)
+		if (strcmp(m->inputs.v[i].name, k) == 0) {
+			free(m->inputs.v[i].name);
+			free(m->inputs.v[i].cell);
+			m->inputs.v[i] = m->inputs.v[--m->inputs.n];
+			break;
+		}
+	free(k);
 }
 
 struct kr_global_stats *kr_metrics_global(struct kr_metrics *m)
@@ -219,6 +257,22 @@ void kr_metrics_publish(struct kr_metrics *m)
 		kr_buf_puts(b, "kmsrouter_source_lag_seconds{source=");
 		kr_buf_json_string(b, m->sources.v[i].name, strlen(m->sources.v[i].name));
 		kr_buf_puts(b, "}");
+		kr_buf_puts(b, v);
+	}
+	help(b, "kmsrouter_source_input_lag", "gauge",
+	     "Records an input of a source is behind its end (a Kafka partition: its high "
+	     "watermark minus its next offset to commit), where known.");
+	for (size_t i = 0; i < m->inputs.n; i++) {
+		int64_t lag = *(const int64_t *)m->inputs.v[i].cell;
+		const char *k = m->inputs.v[i].name, *sep = strchr(k, '\x1f');
+		if (lag < 0 || !sep)
+			continue;
+		char v[32];
+		snprintf(v, sizeof v, "} %lld\n", (long long)lag);
+		kr_buf_puts(b, "kmsrouter_source_input_lag{source=");
+		kr_buf_json_string(b, k, (size_t)(sep - k));
+		kr_buf_puts(b, ",input=");
+		kr_buf_json_string(b, sep + 1, strlen(sep + 1));
 		kr_buf_puts(b, v);
 	}
 	help(b, "kmsrouter_rule_matches_total", "counter", "Events matched, per rule.");

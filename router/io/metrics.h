@@ -52,6 +52,10 @@ struct kr_sink_stats *kr_metrics_sink(struct kr_metrics *m, const char *name);
 struct kr_rule_stats *kr_metrics_rule(struct kr_metrics *m, const char *name);
 struct kr_source_stats *kr_metrics_source(struct kr_metrics *m, const char *name);
 struct kr_global_stats *kr_metrics_global(struct kr_metrics *m);
+/* The lag gauge of one input of a source (records behind; -1: not shown), until forgotten (the
+ * input is gone: a Kafka partition revoked). */
+int64_t *kr_metrics_input_lag(struct kr_metrics *m, const char *source, const char *input);
+void kr_metrics_input_forget(struct kr_metrics *m, const char *source, const char *input);
 
 static inline void kr_metrics_count(uint64_t *cell, uint64_t n)
 {

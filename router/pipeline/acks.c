@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "metrics.h"
 #include "rules.h"
 
 /* ---- records and acks ---- */
@@ -241,6 +242,23 @@ void kr_input_record_end(struct kr_input *input)
 		eng_record_release(in->h->e, f);
 }
 
+void kr_input_set_lag(struct kr_input *input, int64_t records)
+{
+	struct inp *in = (struct inp *)input;
+	if (!in->lag)
+		in->lag = kr_metrics_input_lag(in->h->e->metrics, in->h->name, in->name);
+	*in->lag = records;
+}
+
+void kr_reject_done(struct kr_rejected *rj, bool ok)
+{
+	struct record *r = (struct record *)rj;
+	struct kr_engine *e = r->in->h->e;
+	if (ok)
+		e->totals.invalid_dead_lettered++;
+	eng_record_delivery_ended(e, r, ok);
+}
+
 void kr_input_close(struct kr_input *input)
 {
 	struct inp *in = (struct inp *)input;
@@ -252,6 +270,8 @@ void kr_input_close(struct kr_input *input)
 void eng_input_free(struct kr_engine *e, struct inp *in, bool closing)
 {
 	kr_stream_free(in->stream);
+	if (in->lag && !closing)
+		kr_metrics_input_forget(e->metrics, in->h->name, in->name);
 	for (struct record *r = in->ack_head, *n; r; r = n) {
 		n = r->next;
 		free(r->meta);

@@ -183,10 +183,9 @@ static void meta_values(struct kr_view *v, const struct kr_path_node *node,
 	static const enum kr_vtype types[] = {
 		[KR_JSON_NULL] = KR_V_NULL, [KR_JSON_FALSE] = KR_V_FALSE, [KR_JSON_TRUE] = KR_V_TRUE,
 		[KR_JSON_NUMBER] = KR_V_NUMBER, [KR_JSON_STRING] = KR_V_STRING};
-	static const char *const words[] = {[KR_JSON_NULL] = "null", [KR_JSON_FALSE] = "false",
-					     [KR_JSON_TRUE] = "true"};
-	const char *text = j->type >= KR_JSON_NUMBER ? j->str : words[j->type];
-	size_t len = j->type >= KR_JSON_NUMBER ? j->len : strlen(text);
+	/* null, true and false carry no text, as the parser adds them (stream.c) */
+	const char *text = j->type >= KR_JSON_NUMBER ? j->str : "";
+	size_t len = j->type >= KR_JSON_NUMBER ? j->len : 0;
 	kr_view_add(v, (uint32_t)slot, types[j->type], text, len, NULL, 0);
 }
 
@@ -295,6 +294,17 @@ int eng_on_invalid(void *ctx, const struct kr_invalid *inv)
 	struct record *r = eng_record_new(in, "", 0);
 	if (!r)
 		return 1;
+	if (h->plugin->reject && h->ctx) {
+		/* the source's own dead-letter place (a Kafka topic): in flight until it says */
+		struct kr_reject rj = {.input = in->id, .raw = inv->raw ? inv->raw : "",
+				       .raw_len = inv->raw ? inv->raw_len : 0, .size = inv->size,
+				       .offset = inv->offset, .error = inv->message,
+				       .done = (struct kr_rejected *)r};
+		r->pending = 1;
+		if (h->plugin->reject(h->ctx, &rj))
+			return 0;
+		r->pending = 0;
+	}
 	struct gen *g = in->gen;
 	int32_t dl = eng_input_dead_letter(in, g);
 	if (dl < 0)

@@ -120,6 +120,7 @@ struct inp {
 	char *dead_letter;   /* kr_input_opts.dead_letter, or NULL */
 	struct gen *dl_gen;  /* the generation dl_index was looked up in */
 	int32_t dl_index;
+	int64_t *lag; /* kr_input_set_lag's gauge, NULL until the first */
 };
 
 struct done_token {

@@ -334,7 +334,7 @@ def help_config_prints_every_option_from_the_tables(t):
                  'input_transformer', 'max_event_age_seconds', 'sink type "log"',
                  'sink type "http"', 'source type "file"', 'api_key_env', 'poll_interval_ms',
                  'fsync_interval_ms', 'method  (one of "POST", "PUT"; default "POST")',
-                 'source type "kafka": not available in this build', 'sink type "kafka"', 'secret_properties', 'sink type "lambda"', 'role_arn'):
+                 'source type "kafka"', 'group_id', 'dead_letter_topic', 'sink type "kafka"', 'secret_properties', 'sink type "lambda"', 'role_arn'):
         check(word in out, 'help config lacks %r' % word)
     r = Router(t, ['help', 'config', 'http'])
     check(r.wait(10) == 0, 'help config http: exit %s' % r.p.returncode)

@@ -27,7 +27,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import Failure, check, sample_events  # noqa: E402
+from testlib import Failure, check, sample_events, log_sink, wait_for, lines, note  # noqa: E402
 import aws_harness  # noqa: E402
 from aws_harness import FaultProxy, Moto, Served  # noqa: E402
 
@@ -241,10 +241,6 @@ def config(src, sinks, rules, **top):
     return dict({"sources": [src], "sinks": sinks, "rules": rules}, **top)
 
 
-def log_sink(name, path, **kw):
-    return dict({"name": name, "type": "log", "path": path}, **kw)
-
-
 # ---------------------------------------------------------------- processes and files
 
 ROUTERS = []  # every kmsrouter a test started, for its diagnostics and its cleanup
@@ -313,23 +309,6 @@ class Router:
         return dict(zip(keys, map(int, m.groups())))
 
 
-def wait_for(pred, timeout, what, routers=(), interval=0.05):
-    """Polls pred() until it is true; fails after timeout seconds, or at once when one of
-    routers (which should keep running) has exited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        for r in routers:
-            if not r.running():
-                raise Failure("%s exited (status %s) while waiting for %s"
-                              % (r.name, r.p.returncode, what))
-        if time.monotonic() >= deadline:
-            raise Failure("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
 def read_jsonl(path, allow_cut=False):
     """The JSON lines of a sink's file ([] when it does not exist). allow_cut: a last line that a
     kill -9 cut short is dropped (returned as the second value)."""
@@ -345,14 +324,6 @@ def read_jsonl(path, allow_cut=False):
         data += b"\n" if data else b""
     out = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
     return (out, cut) if allow_cut else out
-
-
-def lines(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().count(b"\n")
-    except FileNotFoundError:
-        return 0
 
 
 def once_each(got_ids, want_ids, label):
@@ -418,11 +389,6 @@ class Recorder:
 
     def stop(self):
         self.served.stop()
-
-
-def note(msg):
-    print("# " + msg)
-    sys.stdout.flush()
 
 
 # ---------------------------------------------------------------- tests
