@@ -51,6 +51,7 @@
 
 #define K kr_rk
 #define PULL_BATCH 512 /* messages read per pull at most */
+#define HOLD_MAX_MS 30000 /* the longest periodic commits wait for a rejoin */
 
 enum { START_EARLIEST, START_LATEST };
 static const char *const start_names[] = {"earliest", "latest", NULL};
@@ -150,6 +151,17 @@ static rd_kafka_conf_t *make_conf(const struct ksrc_conf *c, bool producer, bool
 	}
 	ok = ok && kr_rdkafka_set_user(conf, kind, "source", &c->properties,
 				       &c->secret_properties, reserved, offline, err, cap, bad);
+	if (ok && !producer) {
+		/* the consumer group's debug log tells the join state (see join_state) */
+		const char *user = NULL;
+		for (size_t i = 0; i < c->properties.n; i++)
+			if (strcmp(c->properties.keys[i], "debug") == 0)
+				user = c->properties.values[i];
+		char v[512];
+		snprintf(v, sizeof v, "%s%scgrp", user ? user : "", user && *user ? "," : "");
+		*bad = "properties";
+		ok = kr_rdkafka_set(conf, kind, "debug", v, false, err, cap);
+	}
 	if (!ok) {
 		K.conf_destroy(conf);
 		return NULL;
@@ -199,6 +211,14 @@ struct part {
 	bool revoking;        /* revoked: read nothing more of it; commit once its records end */
 	bool gone;            /* given up: no commits any more; freed at its final ack */
 	bool final;           /* the engine's last ack came: nothing of it is in flight */
+	/* lost (librdkafka gave it up without a revoke: a session timeout, or a commit answered
+	   "illegal generation" during a rejoin): kept, with where it got to, for the next
+	   lost_assigns assignments; when one gives the partition back, it resumes there */
+	bool lost;
+	int lost_assigns;
+	/* the lost part this one resumes, while its records are in flight: until they end,
+	   commits stop where that one's acknowledgements got */
+	struct part *pred;
 };
 
 struct ksrc {
@@ -224,10 +244,20 @@ struct ksrc {
 	uint64_t left_to_next_owner; /* messages fetched for revoked partitions, not read */
 	uint64_t repeated;           /* messages at an offset already read, not read again */
 	bool stopping, closing;
-	/* a commit failed for a rebalance in progress: periodic commits wait for its callback
-	   (librdkafka 2.0 takes a commit answered "illegal generation" during a rejoin for a lost
-	   assignment, and every partition's uncommitted records would be read again) */
-	bool hold_commits;
+	/* periodic commits wait while the group rejoins, until its rebalance callback (at most
+	   HOLD_MAX_MS): librdkafka 2.0 takes a commit answered "illegal generation" during a
+	   rejoin for a lost assignment, and the uncommitted records of every partition would be
+	   read again. A rejoin is under way after a commit failed for a rebalance in progress,
+	   and after the assignment that follows a revoke (the cooperative protocol's second
+	   round, which hands the revoked partitions to their new owners). */
+	bool hold_commits, rejoin_after_assign;
+	uint64_t hold_until;
+	/* the group's join state as librdkafka's cgrp debug log says it ("steady" between
+	   rebalances): periodic commits go only in the steady state; NULL until one is seen */
+	char join_state[32];
+	bool user_debug; /* the properties ask for librdkafka's debug logs: they are logged */
+	rd_kafka_queue_t *logq; /* librdkafka's logs, served apart from the messages */
+	struct kr_rdkafka_wake log_wake;
 	/* the dead-letter topic's producer */
 	char *dlq_topic;
 	rd_kafka_t *dlq;
@@ -262,6 +292,9 @@ static void part_free(struct ksrc *s, struct part *p)
 			s->parts[i] = s->parts[--s->nparts];
 			break;
 		}
+	for (size_t i = 0; i < s->nparts; i++)
+		if (s->parts[i]->pred == p)
+			s->parts[i]->pred = NULL;
 	free(p->topic);
 	free(p);
 }
@@ -284,16 +317,34 @@ static void log_error(struct ksrc *s, const char *msg, rd_kafka_resp_err_t e)
 
 /* ---- commits ---- */
 
+/* The offset to commit of a partition: every record before it is done (-1: none). */
+static int64_t commit_pos(const struct part *p)
+{
+	return p->pred ? p->pred->acked : p->acked;
+}
+
 /* Commits (asynchronously) what was acknowledged and not committed yet, of the partitions in
  * only (NULL: every partition still ours). */
 static void commit_acked(struct ksrc *s, const rd_kafka_topic_partition_list_t *only)
 {
-	if (!only && s->hold_commits && !s->stopping && !s->closing)
-		return;
+	if (!only && !s->stopping && !s->closing && *s->join_state &&
+	    strcmp(s->join_state, "steady") != 0)
+		return; /* a rebalance is under way: the callback commits what it revokes */
+	if (!only && s->hold_commits && !s->stopping && !s->closing) {
+		if (kr_now_ms() < s->hold_until)
+			return;
+		s->hold_commits = false;
+		kr_log(KR_LOG_WARN, "source", "name", s->name, "msg",
+		       "the group's rejoin took longer than expected: committing again", NULL);
+	}
 	rd_kafka_topic_partition_list_t *l = NULL;
 	for (size_t i = 0; i < s->nparts; i++) {
 		struct part *p = s->parts[i];
-		if (p->gone || p->acked < 0 || p->acked <= p->commit_sent)
+		int64_t pos = commit_pos(p);
+		/* partitions given up, and all at the close, are committed even when a commit of
+		   the same offset is on its way: its answer may be a failure that comes too late */
+		bool force = only || s->closing;
+		if (p->gone || pos < 0 || (pos <= p->commit_sent && !force))
 			continue;
 		if (only) {
 			bool in = false;
@@ -305,8 +356,8 @@ static void commit_acked(struct ksrc *s, const rd_kafka_topic_partition_list_t *
 		}
 		if (!l && !(l = K.topic_partition_list_new(8)))
 			return;
-		K.topic_partition_list_add(l, p->topic, p->partition)->offset = p->acked;
-		p->commit_sent = p->acked;
+		K.topic_partition_list_add(l, p->topic, p->partition)->offset = pos;
+		p->commit_sent = pos;
 	}
 	if (!l)
 		return;
@@ -323,6 +374,12 @@ static void commit_acked(struct ksrc *s, const rd_kafka_topic_partition_list_t *
 	K.topic_partition_list_destroy(l);
 }
 
+static void hold_commits(struct ksrc *s)
+{
+	s->hold_commits = true;
+	s->hold_until = kr_now_ms() + HOLD_MAX_MS;
+}
+
 static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		      rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
@@ -336,7 +393,7 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			continue;
 		if (e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
 		    e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION)
-			s->hold_commits = true;
+			hold_commits(s);
 		log_error(s, "an offset commit failed; it is sent again", e);
 		struct part *p = find_part(s, offsets->elems[k].topic, offsets->elems[k].partition);
 		if (p && p->commit_sent == offsets->elems[k].offset)
@@ -345,7 +402,7 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	if (!offsets && err) {
 		if (err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
 		    err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION)
-			s->hold_commits = true;
+			hold_commits(s);
 		log_error(s, "an offset commit failed", err);
 	}
 }
@@ -361,10 +418,10 @@ static void give_up_revoked(struct ksrc *s)
 		struct part *p = find_part(s, l->elems[k].topic, l->elems[k].partition);
 		if (!p)
 			continue;
-		if (!p->final)
+		if (!p->final && !p->lost)
 			unfinished++;
 		p->gone = true;
-		if (p->final)
+		if (p->final && !p->lost)
 			part_free(s, p);
 	}
 	if (unfinished && !s->closing)
@@ -431,6 +488,54 @@ static void log_parts(struct ksrc *s, const char *msg, const rd_kafka_topic_part
 	kr_buf_free(&b);
 }
 
+/* A lost part of the partition, kept to resume where it got. */
+static struct part *find_lost(struct ksrc *s, const char *topic, int32_t partition)
+{
+	for (size_t i = 0; i < s->nparts; i++) {
+		struct part *p = s->parts[i];
+		if (p->lost && p->partition == partition && strcmp(p->topic, topic) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+/* Ends keeping a lost part (resumed, or kept long enough): freed now, or at its final ack. */
+static void unkeep_lost(struct ksrc *s, struct part *q)
+{
+	q->lost = false;
+	if (q->final)
+		part_free(s, q);
+}
+
+/* A partition given back after it was lost: reading resumes after the last message this member
+ * read of it (every record before it was delivered, or is in flight and commits wait for it),
+ * not at the group's committed offset, which lags behind by up to a commit interval. Whatever
+ * another member did with the partition in between, nothing is skipped that was not read
+ * here. */
+static void resume_lost(struct ksrc *s, struct part *p, rd_kafka_topic_partition_t *e)
+{
+	struct part *q = find_lost(s, e->topic, e->partition);
+	if (!q)
+		return;
+	int64_t at = q->next >= 0 ? q->next : q->acked;
+	if (at >= 0) {
+		e->offset = at;
+		p->next = p->acked = at;
+		if (!q->final) {
+			p->pred = q;
+			q->lost = false; /* freed at its final ack */
+		}
+		char part[400], o[24];
+		snprintf(part, sizeof part, "%s/%d", e->topic, (int)e->partition);
+		snprintf(o, sizeof o, "%lld", (long long)at);
+		kr_log(KR_LOG_INFO, "source", "name", s->name, "msg",
+		       "a partition lost and given back resumes where this member got to",
+		       "partition", part, "offset", o, NULL);
+	}
+	if (q->lost)
+		unkeep_lost(s, q);
+}
+
 static void assign(struct ksrc *s, rd_kafka_topic_partition_list_t *l)
 {
 	for (int k = 0; k < l->cnt && !s->closing; k++) {
@@ -459,6 +564,13 @@ static void assign(struct ksrc *s, rd_kafka_topic_partition_list_t *l)
 		}
 		p->stream = kr_input_stream(p->in);
 		s->parts[s->nparts++] = p;
+		resume_lost(s, p, &l->elems[k]);
+	}
+	/* lost parts not given back within lost_assigns assignments are not kept any more */
+	for (size_t i = s->nparts; i-- > 0;) {
+		struct part *q = s->parts[i];
+		if (q->lost && --q->lost_assigns <= 0)
+			unkeep_lost(s, q);
 	}
 	rd_kafka_error_t *err = K.incremental_assign(s->rk, l);
 	if (err) {
@@ -501,8 +613,14 @@ static void revoke(struct ksrc *s, rd_kafka_topic_partition_list_t *l)
 			for (int k = 0; k < l->cnt; k++) {
 				struct part *p = find_part(s, l->elems[k].topic,
 							   l->elems[k].partition);
-				if (p)
-					p->commit_sent = p->acked;
+				if (!p)
+					continue;
+				p->commit_sent = p->acked;
+				struct part *old = find_lost(s, p->topic, p->partition);
+				if (old) /* lost twice before it came back: the newer one counts */
+					unkeep_lost(s, old);
+				p->lost = true;
+				p->lost_assigns = 2;
 			}
 		give_up_revoked(s);
 		return;
@@ -519,7 +637,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	s->hold_commits = false;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		assign(s, l);
+		if (s->rejoin_after_assign) {
+			s->rejoin_after_assign = false;
+			hold_commits(s);
+		}
 	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+		/* read before revoke(): giving the partitions up clears it */
+		s->rejoin_after_assign = !K.assignment_lost(rk) && !s->closing;
 		revoke(s, l);
 	} else {
 		log_error(s, "rebalance failed", err);
@@ -544,7 +668,25 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	struct ksrc *s = K.opaque(rk);
-	kr_rdkafka_log("source", s->name, level, fac, buf);
+	static const char changed[] = "changed join state ";
+	const char *at;
+	if (strcmp(fac, "CGRPJOINSTATE") == 0 && (at = strstr(buf, changed)) &&
+	    (at = strstr(at + sizeof changed - 1, " -> "))) {
+		at += 4;
+		size_t n = strcspn(at, " ");
+		if (n < sizeof s->join_state) {
+			memcpy(s->join_state, at, n);
+			s->join_state[n] = 0;
+		}
+	}
+	if (level < 7 || s->user_debug)
+		kr_rdkafka_log("source", s->name, level, fac, buf);
+}
+
+static void log_serve(void *arg)
+{
+	struct ksrc *s = arg;
+	K.queue_poll_callback(s->logq, 0);
 }
 
 /* ---- messages ---- */
@@ -790,7 +932,7 @@ static void ksrc_ack(void *ctx, const struct kr_ack *a)
 	if (a->final) {
 		p->final = true;
 		p->in = NULL;
-		if (p->gone)
+		if (p->gone && !p->lost)
 			part_free(s, p);
 		else
 			check_revoked(s);
@@ -816,7 +958,7 @@ static bool ksrc_busy(void *ctx)
 	struct ksrc *s = ctx;
 	for (size_t i = 0; i < s->nparts; i++) {
 		const struct part *p = s->parts[i];
-		if (!p->gone && p->acked > p->commit_sent)
+		if (!p->gone && commit_pos(p) > p->commit_sent)
 			return true;
 	}
 	return false;
@@ -943,6 +1085,9 @@ static enum kr_err ksrc_create(const struct kr_source_args *a, void **ctx, char 
 	if (!s)
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	s->wake.pipe[0] = s->wake.pipe[1] = s->dlq_wake.pipe[0] = s->dlq_wake.pipe[1] = -1;
+	s->log_wake.pipe[0] = s->log_wake.pipe[1] = -1;
+	for (size_t i = 0; i < c->properties.n; i++)
+		s->user_debug |= strcmp(c->properties.keys[i], "debug") == 0;
 	s->loop = a->loop;
 	s->h = a->handle;
 	s->commit_interval_ms = c->commit_interval_ms;
@@ -979,7 +1124,9 @@ static enum kr_err ksrc_create(const struct kr_source_args *a, void **ctx, char 
 	for (size_t i = 0; topics && i < c->topics.n; i++)
 		K.topic_partition_list_add(topics, c->topics.v[i], RD_KAFKA_PARTITION_UA);
 	rd_kafka_resp_err_t ke = RD_KAFKA_RESP_ERR__FAIL;
-	if (!topics || K.set_log_queue(s->rk, NULL) || K.poll_set_consumer(s->rk) ||
+	if (!topics || !(s->logq = K.queue_new(s->rk)) || K.set_log_queue(s->rk, s->logq) ||
+	    !kr_rdkafka_watch(&s->log_wake, a->loop, s->logq, log_serve, s) ||
+	    K.poll_set_consumer(s->rk) ||
 	    !(s->q = K.queue_get_consumer(s->rk)) ||
 	    !kr_rdkafka_watch(&s->wake, a->loop, s->q, on_wake, s) ||
 	    (ke = K.subscribe(s->rk, topics)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -1024,9 +1171,15 @@ static void ksrc_destroy(void *ctx)
 		}
 		if (s->q)
 			K.queue_destroy(s->q);
+		if (s->logq) {
+			K.queue_poll_callback(s->logq, 0);
+			K.set_log_queue(s->rk, NULL);
+			K.queue_destroy(s->logq);
+		}
 		K.destroy(s->rk);
 	}
 	kr_rdkafka_unwatch(&s->wake);
+	kr_rdkafka_unwatch(&s->log_wake);
 	if (s->dlq) {
 		/* a dead letter not written by now fails: its record stays uncommitted */
 		K.purge(s->dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);

@@ -44,6 +44,8 @@ struct kr_rdkafka_api {
 	rd_kafka_queue_t *(*queue_get_main)(rd_kafka_t *);
 	rd_kafka_queue_t *(*queue_get_consumer)(rd_kafka_t *);
 	void (*queue_destroy)(rd_kafka_queue_t *);
+	rd_kafka_queue_t *(*queue_new)(rd_kafka_t *);
+	int (*queue_poll_callback)(rd_kafka_queue_t *, int);
 	void (*queue_io_event_enable)(rd_kafka_queue_t *, int, const void *, size_t);
 	rd_kafka_resp_err_t (*set_log_queue)(rd_kafka_t *, rd_kafka_queue_t *);
 	const char *(*err2name)(rd_kafka_resp_err_t);

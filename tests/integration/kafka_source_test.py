@@ -546,6 +546,42 @@ def test_kill_9_of_one_of_two_group_members_moves_its_partitions_duplicates_boun
                              bound))
 
 
+def test_a_member_whose_assignment_was_lost_resumes_where_it_got_not_at_the_commit(d):
+    """One router (commit_interval_ms one hour: nothing is committed while it runs) delivers
+    300 events, then is stopped with SIGSTOP for longer than session.timeout.ms: the group
+    drops it, and on SIGCONT librdkafka finds its assignment lost and rejoins. Given its
+    partitions back, it resumes after the last message it read of each, not at the group's
+    committed offsets (none): the 300 events are not delivered again, 200 produced meanwhile
+    and after are delivered once each, and SIGTERM commits the end."""
+    with KafkaMock(MOCK, brokers=1, topics={TOPIC: 3}) as k:
+        first, more = events(0, 300, "lost"), events(300, 200, "lost")
+        produce_events(k.bootstrap, first)
+        out = os.path.join(d, "out.jsonl")
+        r = Router(d, simple(kafka_source(k.bootstrap, group="lost",
+                                          commit_interval_ms=3600000)))
+        wait_for(lambda: lines(out) >= 300, 30, "300 deliveries", [r], 0.1)
+        offs = offsets(k.bootstrap, "lost")
+        check(all(x["committed"] is None for x in offs.values()),
+              "offsets committed before the loss (the case needs none): %s" % show(offs))
+        os.kill(r.p.pid, signal.SIGSTOP)
+        try:
+            time.sleep(6)  # session.timeout.ms 4000: the mock drops the member
+            produce_events(k.bootstrap, more[:100])
+        finally:
+            os.kill(r.p.pid, signal.SIGCONT)
+        wait_for(lambda: "partitions lost" in r.stderr(), 20, "the assignment lost", [r], 0.1)
+        wait_for(lambda: r.stderr().count("resumes where this member got to") == 3, 30,
+                 "the 3 partitions given back and resumed", [r], 0.1)
+        produce_events(k.bootstrap, more[100:])
+        wait_for(lambda: lines(out) >= 500, 30, "500 deliveries", [r], 0.1)
+        time.sleep(0.5)
+        rc = r.stop()
+        check(rc == 0, "exit status %d:\n    %s" % (rc, r.tail()))
+        once_each(ids_of(out), [e["id"] for e in first + more], "log sink")
+        offs = offsets(k.bootstrap, "lost")
+        check(at_end(offs), "after SIGTERM, committed/high: %s" % show(offs))
+
+
 def partitions_of(ids, feed):
     """The partitions of the feeder's events ids: each key id's partition, read from the topic
     until every key id met is known (the producer puts one key on one partition)."""
