@@ -4,6 +4,7 @@
 #define KR_COMMANDS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define KR_EXIT_OK 0
@@ -24,6 +25,21 @@ int kr_cmd_check(int argc, char **argv);
 int kr_cmd_run(int argc, char **argv);
 int kr_cmd_replay(int argc, char **argv);
 int kr_cmd_help(int argc, char **argv);
+int kr_cmd_test(int argc, char **argv);
+
+/* What kmsrouter test compares and shows payloads with (cmd_test.c; pure functions). */
+struct kr_buf;
+struct kr_json;
+/* Appends j pretty-printed: 2-space indentation, members in their order, numbers and strings as
+ * kr_json_write writes them, no newline at the end. False when out of memory. */
+bool kr_json_pretty(struct kr_buf *b, const struct kr_json *j);
+/* Appends a unified-style diff of the lines of a (alen bytes, the expected: "-") and b (the
+ * actual: "+"): "@@ -LINE,COUNT +LINE,COUNT @@" hunks with up to context unchanged lines (" ")
+ * around each run of changes, every line prefixed with indent; in a run of changes the removed
+ * lines come before the added ones. Lines are split at each newline (n newlines make n + 1
+ * lines). Nothing when the texts are equal. False when out of memory. */
+bool kr_line_diff(struct kr_buf *out, const char *indent, const char *a, size_t alen,
+		  const char *b, size_t blen, unsigned context);
 
 
 #endif

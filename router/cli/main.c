@@ -15,6 +15,7 @@ static const struct {
 	{"match", kr_cmd_match, "classify events from files or stdin and print the matching rules"},
 	{"test-pattern", kr_cmd_test_pattern, "test an EventBridge pattern against an event, offline"},
 	{"check", kr_cmd_check, "validate a configuration and print a summary"},
+	{"test", kr_cmd_test, "run rule tests: events and the rules, sinks and payloads they must hit"},
 };
 
 static void usage(FILE *f)
