@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential meson ninja-build pkg-config python3 git clang libclang-rt-14-dev valgrind jq time
  libyajl-dev librdkafka-dev kcat libcurl4-openssl-dev libssl-dev zlib1g-dev libcmocka-dev libmicrohttpd-dev
- prometheus"
+ prometheus debhelper dpkg-dev fakeroot lintian mmdebstrap man-db groff-base bash-completion"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -7,7 +7,9 @@
 #   3. the bad-input corpus under valgrind;
 #   4. the unit tests again under clang's ASan + UBSan (it checks some things gcc does not,
 #      such as pointer arithmetic that overflows), then each libFuzzer target for a short
-#      bounded time (clang).
+#      bounded time (clang);
+#   5. the Debian package, built, run through lintian and installed in a clean Debian 12 root
+#      (scripts/package-check.sh; needs root: skipped with a note when not root).
 # Installs what is missing first (scripts/install-deps.sh). Exits non-zero on the first failure.
 set -eu
 cd "$(dirname "$0")/.."
@@ -39,4 +41,11 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-fuzz --print-errorlogs --suite unit
 meson test -C build-fuzz --print-errorlogs --suite fuzz
+
+echo "== Debian package: build, lintian, install in a clean Debian 12 root"
+if [ "$(id -u)" -eq 0 ]; then
+  sh scripts/package-check.sh
+else
+  echo "not root: scripts/package-check.sh skipped (it needs root for mmdebstrap and chroot)"
+fi
 echo "== all tests passed"
