@@ -86,6 +86,16 @@ void eng_delivery_free(struct dlv *d)
 		eng_gen_unref(e, g);
 }
 
+void eng_delivery_drop(struct dlv *d)
+{
+	struct record *r = d->rec;
+	eng_delivery_free(d);
+	/* an event of a framed record (a message) is in no acknowledgement queue, so the input
+	   does not free it: its last delivery does (the frame goes with its input) */
+	if (r && r->frame && --r->pending == 0)
+		free(r);
+}
+
 void eng_record_delivery_ended(struct kr_engine *e, struct record *r, bool ok)
 {
 	if (!ok)
@@ -131,7 +141,7 @@ void kr_delivery_done(struct kr_delivery *pub, enum kr_outcome o, uint64_t not_b
 	s->inflight--;
 	e->completions++;
 	if (e->closing) {
-		eng_delivery_free(d);
+		eng_delivery_drop(d);
 		return;
 	}
 	/* the delivery may be the last thing holding its generation: keep it (and s) alive */

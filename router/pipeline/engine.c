@@ -638,7 +638,7 @@ void kr_engine_free(struct kr_engine *e)
 				g->sinks[i].ctx = NULL;
 			}
 	while (e->all)
-		eng_delivery_free(e->all);
+		eng_delivery_drop(e->all);
 	for (size_t i = 0; i < e->nsources; i++) {
 		struct kr_source_handle *h = e->sources[i];
 		if (h->ctx)

@@ -183,6 +183,8 @@ struct dlv *eng_delivery_new(struct kr_engine *e, struct record *rec, struct gen
 			     uint32_t sink, const char *rule, char *payload, size_t len);
 void eng_delivery_enqueue(struct dlv *d);
 void eng_delivery_free(struct dlv *d);
+/* At the close: frees a delivery that is dropped (its record stays unacknowledged). */
+void eng_delivery_drop(struct dlv *d);
 void eng_record_delivery_ended(struct kr_engine *e, struct record *r, bool ok);
 
 /* acks.c */

@@ -37,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import concurrent.futures
 import subprocess
 import sys
 import tempfile
@@ -591,9 +592,7 @@ def main(argv):
     filters = argv[2:]
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="kr-badinput-") as tmp:
-        for case in build_cases():
-            if filters and not any(f in case.name for f in filters):
-                continue
+        def run_case(case):
             cwd = os.path.join(tmp, case.name)
             os.mkdir(cwd)
             for name, data in case.files.items():
@@ -606,6 +605,17 @@ def main(argv):
                 vg = check_run(case, VALGRIND_CMD + ["--log-file=" + log] + cmd, cwd,
                                VALGRIND_TIMEOUT, valgrind_log=log)
                 problems += ["[valgrind] " + p for p in vg]
+            return problems
+
+        cases = [c for c in build_cases() if not filters or any(f in c.name for f in filters)]
+        # the cases are independent (each in its own folder): under valgrind, which is slow
+        # and runs one thread, they run side by side (KR_JOBS, default the number of CPUs);
+        # the results are reported in the cases' order
+        jobs = int(os.environ.get("KR_JOBS", "0")) or (os.cpu_count() or 1) if VALGRIND else 1
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(run_case, cases))
+        for case, problems in zip(cases, results):
+            cwd = os.path.join(tmp, case.name)
             if problems:
                 failed += 1
                 print("FAIL  %s" % case.name)

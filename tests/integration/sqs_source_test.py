@@ -692,7 +692,7 @@ def test_two_routers_share_a_queue_and_lose_nothing(d):
 
 
 def test_fifo_groups_keep_their_order_through_a_concurrent_sink(d):
-    """A FIFO queue, 5 groups x 40 messages sent interleaved, an http sink with concurrency 16
+    """A FIFO queue, 5 groups x 24 messages sent interleaved, an http sink with concurrency 16
     whose endpoint answers each request after a random 0-30 ms: each group's events are answered
     in their sequence order (one message of a group in the pipeline at a time), each once; a rule
     on kmsrouter.sqs.MessageGroupId selects exactly one group."""
@@ -703,7 +703,7 @@ def test_fifo_groups_keep_their_order_through_a_concurrent_sink(d):
         sqs = m.client("sqs")
         url = sqs.create_queue(QueueName="kms.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
         evs, groups = [], []
-        for seq in range(40):
+        for seq in range(24):
             for g in range(5):
                 evs.append(event(len(evs), "g%d-%02d" % (g, seq), group="g%d" % g, seq=seq))
                 groups.append("g%d" % g)
@@ -719,15 +719,15 @@ def test_fifo_groups_keep_their_order_through_a_concurrent_sink(d):
                               {"name": "g3", "targets": ["g3"],
                                "pattern": {"kmsrouter": {"sqs": {"MessageGroupId": ["g3"]}}}}]))
         t0 = time.monotonic()
-        wait_for(lambda: len(srv.oks()) >= 200 and counts(sqs, url) == (0, 0), 90,
-                 "200 deliveries and an empty queue", [r], 0.1)
-        note("200 FIFO messages delivered in %.1f s" % (time.monotonic() - t0))
+        wait_for(lambda: len(srv.oks()) >= 120 and counts(sqs, url) == (0, 0), 90,
+                 "120 deliveries and an empty queue", [r], 0.1)
+        note("120 FIFO messages delivered in %.1f s" % (time.monotonic() - t0))
         rc = r.stop()
         got = srv.oks()
         once_each([e["id"] for e in got], [e["id"] for e in evs], "api")
         for g in range(5):
             seqs = [e["detail"]["seq"] for e in got if e["detail"]["group"] == "g%d" % g]
-            check(seqs == list(range(40)), "group g%d answered out of order: %s" % (g, seqs))
+            check(seqs == list(range(24)), "group g%d answered out of order: %s" % (g, seqs))
         g3 = [e["id"] for e in read_jsonl(os.path.join(d, "g3.jsonl"))]
         once_each(g3, [e["id"] for e in evs if e["detail"]["group"] == "g3"],
                   "rule on MessageGroupId g3")
@@ -933,6 +933,35 @@ def test_sigterm_while_deletes_fail_exits_1_and_the_messages_stay(d):
     finally:
         if proxy:
             proxy.stop()
+        m.stop()
+
+
+def test_grace_period_over_with_deliveries_in_flight_exits_1_and_the_messages_stay(d):
+    """An http sink that answers 503 to everything (patient retries), shutdown_grace_seconds 1:
+    3 messages received, their deliveries retrying. SIGTERM ends the run once the grace period
+    is over with exit 1 and the 3 records counted as left unacknowledged; the 3 messages are
+    still in the queue (not deleted); under ASan a leak report would change the exit status."""
+    m = Moto()
+    srv = Recorder(lambda body: 503)
+    try:
+        sqs = m.client("sqs")
+        url = sqs.create_queue(QueueName="kms")["QueueUrl"]
+        evs = [event(i, "grace") for i in range(3)]
+        send_bodies(sqs, url, [json.dumps(e) for e in evs])
+        r = Router(d, config(source(m, url, visibility_timeout=30),
+                             [{"name": "api", "type": "http", "url": srv.url, "retry": PATIENT}],
+                             [{"name": "kms", "pattern": KMS, "targets": ["api"]}],
+                             shutdown_grace_seconds=1))
+        wait_for(lambda: srv.failed >= 6, 15, "the 3 deliveries failing", [r])
+        rc = r.stop()
+        check(rc == 1, "exit status %d, want 1 (deliveries left in flight):\n    %s"
+              % (rc, r.tail()))
+        check("3 records left unacknowledged" in r.stderr(),
+              "the summary does not count 3 records left unacknowledged:\n    " + r.tail())
+        check(sum(counts(sqs, url)) == 3, "the queue holds %s (visible, not visible), want the 3 "
+              "messages whose deliveries did not end" % (counts(sqs, url),))
+    finally:
+        srv.stop()
         m.stop()
 
 
