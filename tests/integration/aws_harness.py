@@ -15,17 +15,11 @@ import sys
 import tempfile
 import threading
 import time
+from testlib import free_port  # noqa: E402
 
 SKIP = 77
 REGION = "us-east-1"
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 VENV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".venv-aws", "bin")

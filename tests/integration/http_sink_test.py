@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from testlib import free_port  # noqa: E402
 
 KR = os.path.abspath(sys.argv[1])
 FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
@@ -72,13 +73,6 @@ class Server:
         with self.lock:
             return [json.loads(b) for b, _ in self.requests]
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def write_events(d):

@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import Failure, check, sample_events, log_sink, wait_for, lines, note  # noqa: E402
 import kafka_harness  # noqa: E402
 from kafka_harness import KafkaMock, consume, produce  # noqa: E402
+from testlib import free_port  # noqa: E402
 
 KR = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--list" else None
 FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
@@ -152,13 +153,6 @@ def simple(src, out="out.jsonl", **top):
     return config(src, [log_sink("out", out)],
                   [{"name": "kms", "pattern": KMS, "targets": ["out"]}], **top)
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---------------------------------------------------------------- processes and files

@@ -26,6 +26,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+from testlib import free_port, http_get  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EVENTS_DIR = os.path.join(HERE, '..', 'data', 'events')
@@ -149,20 +150,6 @@ def append(path, text):
         os.close(fd)
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def http_get(url, timeout=2.0):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 class Router:

@@ -4,6 +4,9 @@ condition, counting a file's lines and printing a note."""
 import glob
 import json
 import os
+import socket
+import urllib.error
+import urllib.request
 import sys
 import time
 
@@ -59,3 +62,21 @@ def lines(path):
 def note(msg):
     print("# " + msg)
     sys.stdout.flush()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that is free now."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_get(url, timeout=2.0):
+    """(status, body text) of a GET, also for an error status."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
