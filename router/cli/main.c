@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "kr_config.h"
+#include "mem.h"
 
 static const struct {
 	const char *name;
@@ -32,6 +33,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	kr_mem_init();
 	if (argc < 2) {
 		usage(stderr);
 		return KR_EXIT_USAGE;

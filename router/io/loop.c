@@ -1,5 +1,6 @@
 /* The event loop (see loop.h): epoll plus a binary min-heap of timers keyed by due time. */
 #include "loop.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -225,6 +226,7 @@ int kr_loop_run_once(struct kr_loop *l, int max_wait_ms)
 		if (wait < 0 || until < wait)
 			wait = until;
 	}
+	kr_mem_heap_grown(); /* what the last round's allocations grew the heap by */
 	struct epoll_event evs[64];
 	int n = epoll_wait(l->ep, evs, 64, wait);
 	if (n < 0 && errno != EINTR)

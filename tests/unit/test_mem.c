@@ -1,10 +1,13 @@
-/* Unit tests for parsers/mem.h. */
+/* Unit tests for base/mem.h. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -42,11 +45,83 @@ static void test_big_allocations_sit_on_whole_huge_pages(void **state)
 	}
 }
 
+/* The VmFlags line of the mapping holding addr in /proc/self/smaps ("" when not found). */
+static void vm_flags(uintptr_t addr, char *out, size_t cap)
+{
+	out[0] = 0;
+	FILE *f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return;
+	char line[512];
+	bool in = false;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = addr >= lo && addr < hi;
+		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			snprintf(out, cap, "%s", line + 8);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/* Whether the kernel gives huge pages on madvise (and this is glibc's malloc, not a sanitizer's
+ * or valgrind's, whose blocks are not on the heap). */
+static bool heap_can_be_advised(void)
+{
+	char mode[128] = "";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	if (!f)
+		return false;
+	bool ok = fgets(mode, sizeof mode, f) && !strstr(mode, "[never]");
+	fclose(f);
+	void *p = malloc(64);
+	bool on_heap = p && (uintptr_t)p < (uintptr_t)sbrk(0);
+	free(p);
+	return ok && on_heap;
+}
+
+static void test_the_heap_and_what_it_grows_by_are_advised_huge(void **state)
+{
+	(void)state;
+	if (!heap_can_be_advised())
+		skip();
+	kr_mem_init();
+	kr_mem_init(); /* twice is once */
+	char flags[256];
+	/* a block of 4 MiB comes from the heap (glibc would map it apart), inside the part
+	   kr_mem_init advised */
+	char *p = malloc(4 << 20);
+	assert_non_null(p);
+	assert_true((uintptr_t)p < (uintptr_t)sbrk(0));
+	uintptr_t mid = ((uintptr_t)p + KR_HUGE_PAGE) & ~(uintptr_t)(KR_HUGE_PAGE - 1);
+	vm_flags(mid, flags, sizeof flags);
+	assert_non_null(strstr(flags, " hg"));
+	/* 64 MiB more than the heap had spare: new mappings past the advised part, advised once
+	   kr_mem_heap_grown runs */
+	char *q = malloc(40 << 20), *r = malloc(40 << 20);
+	assert_non_null(q);
+	assert_non_null(r);
+	uintptr_t far = ((uintptr_t)r + (20 << 20)) & ~(uintptr_t)(KR_HUGE_PAGE - 1);
+	assert_true(far < (uintptr_t)sbrk(0));
+	vm_flags(far, flags, sizeof flags);
+	assert_null(strstr(flags, " hg"));
+	kr_mem_heap_grown();
+	vm_flags(far, flags, sizeof flags);
+	assert_non_null(strstr(flags, " hg"));
+	memset(r, 1, 40 << 20);
+	free(r);
+	free(q);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_small_allocations_keep_the_asked_alignment),
 		cmocka_unit_test(test_big_allocations_sit_on_whole_huge_pages),
+		cmocka_unit_test(test_the_heap_and_what_it_grows_by_are_advised_huge),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
