@@ -1,4 +1,4 @@
-/* AWS Signature Version 4 (see sigv4.h), with OpenSSL's SHA-256 and HMAC. */
+/* AWS Signature Version 4 (see sigv4.h), with OpenSSL's SHA-256. */
 #include "sigv4.h"
 
 #include <ctype.h>
@@ -19,14 +19,17 @@
 
 /* libcrypto, loaded on the first signature (see dynlib.h); libcurl has it mapped already */
 static struct crypto_api {
-	const EVP_MD *(*EVP_sha256)(void);
-	unsigned char *(*HMAC)(const EVP_MD *, const void *, int, const unsigned char *, size_t,
-			       unsigned char *, unsigned int *);
-	unsigned char *(*SHA256)(const unsigned char *, size_t, unsigned char *);
+	EVP_MD *(*EVP_MD_fetch)(OSSL_LIB_CTX *, const char *, const char *);
+	EVP_MD_CTX *(*EVP_MD_CTX_new)(void);
+	int (*EVP_DigestInit_ex)(EVP_MD_CTX *, const EVP_MD *, ENGINE *);
+	int (*EVP_DigestUpdate)(EVP_MD_CTX *, const void *, size_t);
+	int (*EVP_DigestFinal_ex)(EVP_MD_CTX *, unsigned char *, unsigned int *);
 } X;
 
 #define SYM(f) {#f, offsetof(struct crypto_api, f)}
-static const struct kr_dynsym crypto_syms[] = {SYM(EVP_sha256), SYM(HMAC), SYM(SHA256)};
+static const struct kr_dynsym crypto_syms[] = {SYM(EVP_MD_fetch), SYM(EVP_MD_CTX_new),
+					       SYM(EVP_DigestInit_ex), SYM(EVP_DigestUpdate),
+					       SYM(EVP_DigestFinal_ex)};
 #undef SYM
 
 static struct kr_dynlib crypto = {.soname = "libcrypto.so.3",
@@ -34,9 +37,20 @@ static struct kr_dynlib crypto = {.soname = "libcrypto.so.3",
 				  .nsyms = sizeof crypto_syms / sizeof crypto_syms[0],
 				  .table = &X};
 
+/* SHA-256, fetched once: OpenSSL 3's one-shot SHA256() and HMAC() look the algorithm up in
+ * its provider tables on every call, which cost as much as hashing a request's body */
+static EVP_MD *sha256_md;
+static _Thread_local EVP_MD_CTX *md_ctx;
+
 enum kr_err kr_sigv4_load(char *err)
 {
-	return kr_dynlib_load(&crypto, err);
+	enum kr_err e = kr_dynlib_load(&crypto, err);
+	if (e || sha256_md)
+		return e;
+	sha256_md = X.EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (!sha256_md)
+		return kr_errf(err, KR_ERR_IO, "libcrypto.so.3 has no SHA-256");
+	return KR_OK;
 }
 
 static void hex(const unsigned char *d, size_t n, char *out)
@@ -49,17 +63,44 @@ static void hex(const unsigned char *d, size_t n, char *out)
 	out[2 * n] = 0;
 }
 
-static void sha256_hex(const void *p, size_t n, char out[65])
+/* The SHA-256 of a's a_len bytes followed by b's b_len. */
+static bool sha256_2(const void *a, size_t a_len, const void *b, size_t b_len,
+		     unsigned char out[32])
 {
-	unsigned char d[SHA256_DIGEST_LENGTH];
-	X.SHA256(p, n, d);
-	hex(d, sizeof d, out);
+	if (!md_ctx && !(md_ctx = X.EVP_MD_CTX_new()))
+		return false;
+	unsigned int len = 32;
+	return X.EVP_DigestInit_ex(md_ctx, sha256_md, NULL) &&
+	       X.EVP_DigestUpdate(md_ctx, a, a_len) && (!b_len || X.EVP_DigestUpdate(md_ctx, b, b_len)) &&
+	       X.EVP_DigestFinal_ex(md_ctx, out, &len);
 }
 
+static bool sha256_hex(const void *p, size_t n, char out[65])
+{
+	unsigned char d[32];
+	if (!sha256_2(p, n, NULL, 0, d))
+		return false;
+	hex(d, sizeof d, out);
+	return true;
+}
+
+/* HMAC-SHA256 (RFC 2104) */
 static bool hmac(const void *key, size_t klen, const void *msg, size_t n, unsigned char out[32])
 {
-	unsigned int len = 32;
-	return X.HMAC(X.EVP_sha256(), key, (int)klen, msg, n, out, &len) != NULL;
+	unsigned char k[64] = {0}, pad[64], inner[32];
+	if (klen > sizeof k) {
+		if (!sha256_2(key, klen, NULL, 0, k))
+			return false;
+	} else {
+		memcpy(k, key, klen);
+	}
+	for (size_t i = 0; i < sizeof pad; i++)
+		pad[i] = k[i] ^ 0x36;
+	if (!sha256_2(pad, sizeof pad, msg, n, inner))
+		return false;
+	for (size_t i = 0; i < sizeof pad; i++)
+		pad[i] = k[i] ^ 0x5c;
+	return sha256_2(pad, sizeof pad, inner, sizeof inner, out);
 }
 
 static int unhex(char c)
@@ -281,7 +322,8 @@ bool kr_sigv4_sign(const struct kr_sigv4_request *r, char *lines[3])
 	qsort(hs, nh, sizeof *hs, hdr_cmp);
 
 	char payload[65];
-	sha256_hex(r->body ? r->body : "", r->body ? r->body_len : 0, payload);
+	if (!sha256_hex(r->body ? r->body : "", r->body ? r->body_len : 0, payload))
+		return false;
 	struct kr_buf cr = {0}, signed_names = {0}, sts = {0}, auth = {0};
 	ok = kr_buf_puts(&cr, r->method) && kr_buf_puts(&cr, "\n");
 	/* the path encoded once more, as AWS does for every service but S3 */
@@ -301,8 +343,7 @@ bool kr_sigv4_sign(const struct kr_sigv4_request *r, char *lines[3])
 	ok = ok && kr_buf_puts(&cr, "\n") && kr_buf_puts(&cr, signed_names.p) &&
 	     kr_buf_puts(&cr, "\n") && kr_buf_puts(&cr, payload);
 	char crhash[65];
-	if (ok)
-		sha256_hex(cr.p, cr.len, crhash);
+	ok = ok && sha256_hex(cr.p, cr.len, crhash);
 	char scope[160];
 	snprintf(scope, sizeof scope, "%s/%s/%s/aws4_request", day, r->region, r->service);
 	ok = ok && kr_buf_puts(&sts, "AWS4-HMAC-SHA256\n") && kr_buf_puts(&sts, amzdate) &&
