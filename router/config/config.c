@@ -258,6 +258,32 @@ const struct kr_option kr_sink_common_options[] = {
 	{0},
 };
 
+/* The reference text of the section (config.h). */
+const char kr_sink_common_doc[] =
+	"Each delivery (an event for one target entry of a rule) follows the retry policy, the "
+	"target entry's where it overrides the sink's: at most max_attempts attempts, none once "
+	"the record is max_event_age_seconds old (counted from when kmsrouter received it), and "
+	"between attempts a random wait up to a cap that starts at initial_backoff_ms and doubles "
+	"with each attempt up to max_backoff_ms (exponential back-off with full jitter), never "
+	"before the service's Retry-After. A failure the sink calls permanent (described with "
+	"each sink) is not retried. Every failed attempt is logged with its reason: the first of "
+	"each delivery at warn, later ones at most once a second per sink (with how many were not "
+	"logged).\n\n"
+	"When the policy is used up or the failure is permanent, the delivery goes to the dead "
+	"letter (the target entry's dead_letter, else the sink's, else the dead_letter of the "
+	"event's source) as {\"event\", \"rule\", \"target\", \"target_index\", \"error_code\", "
+	"\"error_message\", \"error_counts\", \"attempts\", \"first_attempt_time\", "
+	"\"last_attempt_time\"}, plus \"kmsrouter\" (the message's metadata) from the sqs and "
+	"kafka sources: target_index is the entry's place in the rule's targets (from 0), "
+	"error_code and error_message the last failure, and error_counts the number of failed "
+	"attempts per error code (up to 7 codes, the rest as \"other\"). Without a dead letter, "
+	"or when the dead letter cannot be written either, the record is not acknowledged: the "
+	"source delivers it again, and run exits 1.\n\n"
+	"concurrency bounds a sink's deliveries in flight; for a sink that writes batches (sqs, "
+	"sns, kinesis, cloudwatch-logs) it is the number of requests in flight instead. Each "
+	"sink's default is given with it. timeout_ms bounds each request of a sink that makes "
+	"requests.";
+
 const struct kr_option kr_source_common_options[] = {
 	{.name = "name", .type = KR_OPT_STRING, .offset = offsetof(struct kr_source_cfg, name),
 	 .required = true, .help = "the source's name"},
@@ -265,6 +291,14 @@ const struct kr_option kr_source_common_options[] = {
 	 .required = true, .help = "the plugin (see below)"},
 	{0},
 };
+
+/* The reference text of the section (config.h). */
+const char kr_source_common_doc[] =
+	"A source hands records to the engine (an event each, or several for an SQS or Kafka "
+	"message that holds several), and a record is acknowledged to its source (a file's "
+	"checkpoint, an SQS delete, a Kafka offset commit) only once every delivery of every "
+	"event in it succeeded or was dead-lettered. Delivery is at least once: a record not "
+	"acknowledged is read again after a restart, or handed out again by its queue.";
 
 enum kr_err cfg_check_retry(struct vctx *v, const struct kr_json *o, const char *jp,
 			       const struct kr_retry_cfg *r)
@@ -454,7 +488,7 @@ const struct kr_option kr_config_options[] = {
 	{.name = "invalid_dead_letter", .type = KR_OPT_SINK,
 	 .offset = offsetof(struct kr_config, invalid_dead_letter),
 	 .help = "the sink records that cannot be parsed go to, as {\"record\", \"source\", "
-		 "\"position\", \"error_message\"}"},
+		 "\"position\", \"error_message\", ...} (below)"},
 	{.name = "unmatched", .type = KR_OPT_SINK, .offset = offsetof(struct kr_config, unmatched),
 	 .help = "the sink events no rule matches go to"},
 	{.name = "max_in_flight", .type = KR_OPT_INT,
@@ -469,6 +503,35 @@ const struct kr_option kr_config_options[] = {
 	 .table = log_options, .help = "logging"},
 	{0},
 };
+
+/* The reference text of the section (config.h). */
+const char kr_config_doc[] =
+	"Every option of every plugin is checked when the file is loaded, so kmsrouter check "
+	"rejects whatever run would (a URL of another scheme, an environment variable that is not "
+	"set, a log file in a folder that does not exist); an unknown key is an error with a "
+	"did-you-mean. run refuses a configuration without sources; replay reads the files it is "
+	"given instead of them. SIGHUP loads the file again: rules and sinks are replaced, "
+	"sources keep running as they were started (a change of sources needs a restart, which "
+	"the reload says), and an invalid file is reported, counted in "
+	"kmsrouter_reloads_total{result=\"failure\"}, and the running configuration stays.\n\n"
+	"invalid_dead_letter receives each record that cannot be parsed (unless its source has a "
+	"dead letter of its own: the sqs source's dead_letter with on_invalid dead_letter, the "
+	"kafka source's dead_letter_topic or dead_letter) as {\"record\", \"record_base64\", "
+	"\"record_size\", \"record_truncated\", \"offset\", \"source\", \"position\", "
+	"\"error_message\"}, plus \"kmsrouter\" (the message's metadata) from the sqs and kafka "
+	"sources. It is always valid JSON: record is the record's text with bytes that are not "
+	"UTF-8 replaced by U+FFFD, and then record_base64 holds its exact bytes; a record over "
+	"the size limit (256 KiB) keeps its first KiB, record_size is its whole size and "
+	"record_truncated true; offset is its first byte in the input (or in the message) and "
+	"position INPUT:LINE (a file's path, a queue's URL, a Kafka TOPIC/PARTITION). Without "
+	"such a sink the record is counted and logged: a file's or a partition's record is done, "
+	"an SQS message goes back to its source (see on_invalid).\n\n"
+	"unmatched receives, as a delivery of its own, each event no rule matches. max_in_flight "
+	"bounds the records being delivered at once: the sources wait while it is reached. On "
+	"SIGTERM or SIGINT the sources stop reading and the deliveries in flight have "
+	"shutdown_grace_seconds to finish; what is not done then stays unacknowledged, for the "
+	"source to deliver again. metrics.listen serves Prometheus /metrics, /healthz and /readyz "
+	"(which answers 503 while the router starts or drains).";
 
 /* Sinks' dead letters and the top-level settings of the engine. */
 static enum kr_err load_engine_settings(struct vctx *v, const struct kr_json *d)

@@ -101,6 +101,13 @@ extern const struct kr_option kr_rule_options[];        /* an entry of "rules" *
 extern const struct kr_option kr_target_options[];      /* a target given as an object */
 extern const struct kr_option kr_sink_common_options[]; /* every sink, besides its own */
 extern const struct kr_option kr_source_common_options[]; /* every source */
+/* The reference text of the same sections, printed after their options: paragraphs of plain
+ * text separated by "\n\n", as a plugin's doc (plugin.h). */
+extern const char kr_config_doc[];
+extern const char kr_rule_doc[];
+extern const char kr_target_doc[];
+extern const char kr_sink_common_doc[];
+extern const char kr_source_common_doc[];
 
 /* Loads and validates a config file. On error returns non-KR_OK with "FILE:LINE:COL: $.path:
  * message" in err. On success *out is new; free with kr_config_free. Checks what this machine

@@ -109,6 +109,20 @@ const struct kr_option kr_rule_options[] = {
 	{0},
 };
 
+/* The reference text of the section (config.h). */
+const char kr_rule_doc[] =
+	"A pattern is an EventBridge event pattern, with every operator EventBridge documents: "
+	"exact strings, numbers (compared by value), booleans and null; arrays as OR; nested "
+	"objects; prefix, suffix, equals-ignore-case (and the ignore-case forms of prefix and "
+	"suffix); anything-but (a value, a list, prefix, suffix, wildcard, equals-ignore-case); "
+	"numeric (=, <, <=, >, >=, ranges); exists; cidr; wildcard; and $or. kmsrouter answers as "
+	"aws/event-ruler, the engine EventBridge runs, does. A pattern may also be given as a "
+	"JSON string holding the pattern, as aws events describe-rule prints EventPattern. A "
+	"CloudTrail record in a log file is matched as the \"AWS API Call via CloudTrail\" event "
+	"EventBridge would deliver for it, so one rule covers live events and archives. Events "
+	"from the sqs and kafka sources also carry the source's metadata under the top-level key "
+	"\"kmsrouter\", which patterns can match (see those sources).";
+
 const struct kr_option kr_target_options[] = {
 	{.name = "sink", .type = KR_OPT_SINK, .required = true, .help = "where the delivery goes"},
 	{.name = "retry", .type = KR_OPT_TABLE, .table = cfg_retry_options,
@@ -120,6 +134,36 @@ const struct kr_option kr_target_options[] = {
 	 .help = "deliver a payload built from the event (not with input_path)"},
 	{0},
 };
+
+/* The reference text of the section (config.h). */
+const char kr_target_doc[] =
+	"A target entry is a sink name, or {\"sink\", \"retry\", \"dead_letter\", \"input_path\", "
+	"\"input_transformer\": {\"input_paths\": {...}, \"input_template\": \"...\"}} "
+	"(EventBridge's InputPath and InputTransformer). As in EventBridge, each target entry is "
+	"its own delivery with its own retries and dead letter, also when several entries name "
+	"one sink (say one with input_path and one without). The one exception: an entry "
+	"identical to an earlier one of the same rule (same sink, transformation, retry and dead "
+	"letter) would deliver the same bytes twice, so it is merged into it; kmsrouter check "
+	"says so.\n\n"
+	"Input transformers follow the EventBridge user guide's \"input transformation\" page: "
+	"input_paths names up to 100 variables (letters, digits, _, -), each a JSONPath into the "
+	"event, and <aws.events.rule-name>, <aws.events.rule-arn>, "
+	"<aws.events.event.ingestion-time>, <aws.events.event> (the event without detail) and "
+	"<aws.events.event.json> (the whole event) are predefined. A template whose first "
+	"character (blanks aside) is { or [ is a JSON template: a variable outside quotes is "
+	"written as JSON (a string quoted and escaped, so {\"instance\": <instance>} gives "
+	"{\"instance\": \"i-0123456789\"}), inside a string as its text, escaped (an object or "
+	"array loses its quotes, as EventBridge does), and the output is minified JSON. One that "
+	"starts with \" is a text template: one or more strings in double quotes, one per line "
+	"(\"instance <instance> is in <state>\"), filled the same way and kept as written, quotes "
+	"included. A variable whose path is not in the event does not appear: no text inside a "
+	"string, and the field or array item it is the value of is left out. Where EventBridge "
+	"does not escape values, kmsrouter does, so the output is always valid.\n\n"
+	"A template that could give anything else is a configuration error at load: one that is "
+	"not JSON once its variables are filled (unbalanced, a key written twice, a trailing "
+	"comma), a <name> that is neither in input_paths nor predefined, a variable as or in an "
+	"object key, <aws.events.event> or <aws.events.event.json> inside a string, text without "
+	"quotes.";
 
 /* The transformer's template is checked here, once, by the scanner that fills it for each
  * event (kr_template_check): a template accepted here gives valid output for every event. */

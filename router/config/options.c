@@ -505,3 +505,41 @@ void kr_opts_print(FILE *f, const struct kr_option *table, int indent)
 			kr_opts_print(f, o->table, indent + 4);
 	}
 }
+
+void kr_opts_print_doc(FILE *f, const char *doc, int indent, int width)
+{
+	const char *p = doc;
+	while (p && *p) {
+		/* a paragraph: up to a blank line; single newlines and runs of blanks are spaces */
+		const char *end = strstr(p, "\n\n");
+		if (!end)
+			end = p + strlen(p);
+		fputc('\n', f);
+		int col = 0;
+		const char *w = p;
+		while (w < end) {
+			while (w < end && (*w == ' ' || *w == '\n'))
+				w++;
+			const char *we = w;
+			while (we < end && *we != ' ' && *we != '\n')
+				we++;
+			if (we == w)
+				break;
+			int n = (int)(we - w);
+			if (col && col + 1 + n > width) {
+				fputc('\n', f);
+				col = 0;
+			}
+			if (!col)
+				col = fprintf(f, "%*s%.*s", indent, "", n, w);
+			else
+				col += fprintf(f, " %.*s", n, w);
+			w = we;
+		}
+		if (col)
+			fputc('\n', f);
+		p = end;
+		while (*p == '\n')
+			p++;
+	}
+}

@@ -87,6 +87,10 @@ struct kr_opts_check {
  * nested tables indented. */
 void kr_opts_print(FILE *f, const struct kr_option *table, int indent);
 
+/* Prints reference text (a plugin's doc: paragraphs separated by "\n\n"), each paragraph after
+ * a blank line, filled to width columns at indent. */
+void kr_opts_print_doc(FILE *f, const char *doc, int indent, int width);
+
 /* " (did you mean \"x\"?)" for the closest of names, or "". */
 void kr_opts_did_you_mean(const char *key, const char *const *names, size_t n, char *out,
 			  size_t cap);

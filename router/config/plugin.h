@@ -122,7 +122,11 @@ struct kr_sink_args {
 
 struct kr_sink_plugin {
 	const char *name;
-	const char *description;
+	const char *description; /* one line, after the type in `kmsrouter help config` */
+	/* how the plugin behaves (delivery, batching, ordering, failures, IAM permissions...):
+	   paragraphs of plain text separated by "\n\n", no markup, printed after the options by
+	   `kmsrouter help config` and in kmsrouter.conf(5) */
+	const char *doc;
 	const struct kr_option *options; /* terminated by an entry with name NULL */
 	size_t conf_size; /* the struct the options fill (offsets in options) */
 	/* optional: checks what the table cannot say, with kr_opts_reject; run by config loading,
@@ -160,7 +164,8 @@ enum kr_pull { KR_PULL_MORE, KR_PULL_WAIT, KR_PULL_DONE };
 
 struct kr_source_plugin {
 	const char *name;
-	const char *description;
+	const char *description; /* one line, as a sink's */
+	const char *doc;         /* paragraphs, as a sink's */
 	const struct kr_option *options;
 	size_t conf_size;
 	enum kr_err (*validate)(const void *conf, const struct kr_opts_check *c);

@@ -19,6 +19,45 @@
 
 const char *const kr_aws_schemes[] = {"http", "https", NULL};
 
+/* The AWS options alone, for the reference (`kmsrouter help config`): a plugin's table has
+ * them at offsets in its own struct. */
+struct aws_only {
+	struct kr_aws_conf aws;
+};
+const struct kr_option kr_aws_options[] = {
+	KR_AWS_OPTIONS(struct aws_only, aws),
+	{0},
+};
+
+/* The reference text of the AWS options (aws.h). */
+const char kr_aws_doc[] =
+	"The AWS options (region to role_session_name) are the same in every plugin that calls "
+	"AWS. The region is region, else "
+	"AWS_REGION, AWS_DEFAULT_REGION, the profile's region (where region is not set and a "
+	"sink's topic, function or stream is given as an ARN, the ARN's region comes first). The "
+	"endpoint is endpoint, else AWS_ENDPOINT_URL_<SERVICE> (SQS, SNS, LAMBDA, KINESIS, "
+	"CLOUDWATCH_LOGS), AWS_ENDPOINT_URL, then the region's standard URL.\n\n"
+	"Credentials come, in the AWS SDKs' order, from access_key_id_env + secret_access_key_env "
+	"(+ session_token_env), the names of environment variables holding the keys; then "
+	"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; then web identity "
+	"(AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, STS AssumeRoleWithWebIdentity, as on EKS); "
+	"then the profile (profile, AWS_PROFILE or default) in the shared credentials and config "
+	"files (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE, ~/.aws/), keys or "
+	"credential_process (run again five minutes before the Expiration it gives); then the "
+	"container endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI, with "
+	"AWS_CONTAINER_AUTHORIZATION_TOKEN or _TOKEN_FILE: ECS, EKS Pod Identity); then the "
+	"instance metadata service (IMDSv2; AWS_EC2_METADATA_DISABLED=true skips it). role_arn "
+	"(with external_id, role_session_name) assumes a role through STS AssumeRole with the "
+	"credentials found. Temporary credentials are fetched again five minutes before they "
+	"expire; requests in flight keep the ones they were signed with. Keys never appear in "
+	"logs, errors or metrics.\n\n"
+	"Requests are signed with SigV4 (kmsrouter's own signer, verified against botocore's) and "
+	"the service is verified with TLS (ca_file adds a CA bundle); connect_timeout_ms bounds "
+	"connecting, a sink's timeout_ms each request. Throttling, 5xx, timeouts and connection "
+	"errors are retried; other AWS errors (access denied, a bad signature, a resource that "
+	"does not exist, validation) are permanent: a sink's delivery goes to the dead letter "
+	"with the AWS error code and message.";
+
 #define REFRESH_BEFORE_MS (5u * 60u * 1000u)
 #define PROCESS_OUTPUT_MAX (64u * 1024u)
 

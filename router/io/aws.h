@@ -88,6 +88,12 @@ extern const char *const kr_aws_schemes[];
 	 .offset = offsetof(T, m.role_session_name),                                             \
 	 .help = "the session name of the assumed role (default: kmsrouter-PID)"}
 
+/* The same options as a table of their own, and the reference text about them (region,
+ * endpoint, the credential chain, signing, errors): paragraphs separated by "\n\n", printed
+ * once by `kmsrouter help config` and with each AWS plugin by `kmsrouter help config TYPE`. */
+extern const struct kr_option kr_aws_options[];
+extern const char kr_aws_doc[];
+
 /* What the option table cannot say about kr_aws_conf (the key id and secret go together). */
 enum kr_err kr_aws_validate(const struct kr_aws_conf *c, const struct kr_opts_check *chk);
 
