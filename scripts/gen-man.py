@@ -13,7 +13,8 @@ are written here.
 
 kmsrouter.conf(5): every option `kmsrouter help config` prints (top level, rules, targets, every
 source and sink, every plugin), with its type, default and help, nested options under their
-parent's name (metrics.listen); --example FILE adds that configuration as the EXAMPLE section.
+parent's name (metrics.listen), and each section's reference text (how the plugin behaves) as
+paragraphs after its options; --example FILE adds that configuration as the EXAMPLE section.
 
 The output is roff for the man macros that `man --warnings -l` and `groff -man -ww -z` read
 without a warning. The date in .TH is SOURCE_DATE_EPOCH's (reproducible builds), none without it.
@@ -318,7 +319,9 @@ def parse_options(lines, i, indent):
 
 
 def parse_config_help(text):
-    """(intro lines, [(title, [options])]) of `kmsrouter help config`."""
+    """(intro lines, [(title, [options], note lines, [doc paragraphs])]) of `kmsrouter help
+    config`: each section is its title, its options, maybe a note right under them, and its
+    reference text: paragraphs indented like the options, each after a blank line."""
     lines = text.rstrip("\n").split("\n")
     sections = []
     i = 0
@@ -331,8 +334,21 @@ def parse_config_help(text):
             i += 1
             continue
         if lines[i].startswith(" "):
-            raise GenError(f"help config: line {i + 1}: an option outside a section: "
-                           f"{lines[i]!r}")
+            if not sections:
+                raise GenError(f"help config: line {i + 1}: an option outside a section: "
+                               f"{lines[i]!r}")
+            if OPTION.match(lines[i]):
+                raise GenError(f"help config: line {i + 1}: an option after the text of "
+                               f"its section: {lines[i]!r}")
+            para = []
+            while i < len(lines) and lines[i].strip():
+                if not lines[i].startswith(" "):
+                    raise GenError(f"help config: line {i + 1}: a paragraph of the text of "
+                                   f"a section ends without a blank line: {lines[i]!r}")
+                para.append(lines[i].strip())
+                i += 1
+            sections[-1][3].append(" ".join(para))
+            continue
         title = lines[i]
         i += 1
         opts, i = parse_options(lines, i, 2)
@@ -343,7 +359,7 @@ def parse_config_help(text):
                                f"{lines[i]!r}")
             note.append(lines[i].strip())
             i += 1
-        sections.append((title, opts, note))
+        sections.append((title, opts, note, []))
     return intro, sections
 
 
@@ -355,6 +371,14 @@ def options_roff(opts, parent=""):
                 line(help_text) if help_text else "(no help text)"]
         if children:
             out += [".RS"] + options_roff(children, full + ".") + [".RE"]
+    return out
+
+
+def doc_roff(paragraphs):
+    """A section's reference text: one .PP paragraph each."""
+    out = []
+    for p in paragraphs:
+        out += [".PP", line(p)]
     return out
 
 
@@ -379,23 +403,24 @@ def page5(binary, version, a):
                         "config\" from the tables the loader checks with."),
             ".SH OPTIONS"]
     plugins = {"source": [], "sink": []}
-    for title, opts, note in sections:
+    for title, opts, note, doc in sections:
         m = PLUGIN.match(title)
         if m:
-            plugins[m.group(1)].append((m.group(2), m.group(3), opts, note))
+            plugins[m.group(1)].append((m.group(2), m.group(3), opts, note, doc))
             continue
         out += [f".SS {arg(title[:1].upper() + title[1:])}"] + options_roff(opts)
         if note:
             out += [".PP", line(" ".join(note))]
+        out += doc_roff(doc)
     for kind, heading in (("source", "SOURCES"), ("sink", "SINKS")):
         out.append(f".SH {heading}")
-        for typ, desc, opts, note in plugins[kind]:
+        for typ, desc, opts, note, doc in plugins[kind]:
             out += [f".SS {arg(kind + ' type ' + typ)}"]
             if desc:
                 out += [line(desc[:1].upper() + desc[1:] + ".")]
             if note:
                 out += [".PP", line(" ".join(note))]
-            out += options_roff(opts)
+            out += options_roff(opts) + doc_roff(doc)
     if a.example:
         with open(a.example, encoding="utf-8") as f:
             example = f.read().rstrip("\n").split("\n")

@@ -7,6 +7,8 @@ reads BUILDDIR/dist/kmsrouter.1 and BUILDDIR/dist/kmsrouter.conf.5 and checks th
   - `man --warnings -l` and `groff -man -ww -z` read both without a warning;
   - kmsrouter.conf(5) has every option `kmsrouter help config` prints, with its help text, each
     plugin's options under that plugin's heading, nested options under their parent's name;
+    and every paragraph of the sections' reference text (how each plugin behaves), a plugin's
+    under its heading;
   - kmsrouter(1) has every command `kmsrouter --help` lists (and `help`), each as a heading with
     every option its `COMMAND --help` names, and each in the SYNOPSIS.
 Exit status 0 when all hold, 1 (saying what is missing) otherwise.
@@ -86,6 +88,35 @@ def parse_config_help(text):
     return result
 
 
+def parse_config_docs(text):
+    """{section title: [paragraphs]}: the reference text of each section of `kmsrouter help
+    config`, the indented paragraphs after a blank line that are not options."""
+    docs = {}
+    lines = text.rstrip("\n").split("\n")
+    i = 0
+    while i < len(lines) and lines[i].strip():  # the intro
+        i += 1
+    title = None
+    while i < len(lines):
+        ln = lines[i]
+        if ln and not ln.startswith(" "):
+            title = ln
+            docs[title] = []
+            i += 1
+            continue
+        if not ln.strip() and i + 1 < len(lines) and lines[i + 1].startswith(" ") and \
+                not re.match(r"^( +)(\S+)  \((.*)\)$", lines[i + 1]):
+            para = []
+            i += 1
+            while i < len(lines) and lines[i].strip():
+                para.append(lines[i].strip())
+                i += 1
+            docs[title].append(" ".join(para))
+            continue
+        i += 1
+    return docs
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -140,7 +171,20 @@ def main():
                 fail(f"kmsrouter.conf.5: the help of {dotted} ({title}) missing: {helptext!r}")
     if nopts < 50:
         fail(f"help config: only {nopts} options read; its format changed?")
-    print(f"kmsrouter.conf.5: {nopts} options checked in {len(parsed)} sections")
+    ndocs = 0
+    for title, paragraphs in parse_config_docs(help_config).items():
+        m = re.match(r'^(source|sink) type "([^"]+)"', title)
+        body = flat(plugin_sections.get(f"{m.group(1)} type {m.group(2)}", "")) if m else all5
+        for para in paragraphs:
+            ndocs += 1
+            if flat(para) not in body:
+                fail(f"kmsrouter.conf.5: a paragraph of the text of {title!r} missing: "
+                     f"{para[:80]!r}...")
+    if ndocs < 20:
+        fail(f"help config: only {ndocs} paragraphs of reference text read; its format "
+             f"changed?")
+    print(f"kmsrouter.conf.5: {nopts} options and {ndocs} paragraphs checked in {len(parsed)} "
+          f"sections")
 
     # kmsrouter(1): every command, its synopsis and options
     top = run(binary, "--help").stdout
