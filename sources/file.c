@@ -786,9 +786,43 @@ static void file_destroy(void *ctx)
 	free(f);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char file_doc[] =
+	"Reads each path in turn (\"-\": standard input), in every form AWS delivers or archives "
+	"events: JSON Lines, concatenated or pretty-printed JSON objects (as Firehose writes "
+	"them, with or without separators), a JSON array of events, SNS notifications (the event "
+	"is the notification's Message), EventBridge archives and replays, CloudTrail log files "
+	"({\"Records\": [...]}), and gzip of any of these, recognised by its magic bytes whatever "
+	"the file's name (several gzip members one after another are read as one stream). A "
+	"CloudTrail record is matched as the \"AWS API Call via CloudTrail\" event EventBridge "
+	"would deliver for it. A UTF-8 byte order mark where a file starts (also where each "
+	"member of a multi-member gzip file starts) is skipped.\n\n"
+	"A record that cannot be parsed (such as malformed or truncated JSON, a record over 256 "
+	"KiB, invalid UTF-8, not an object, a detail-type or detail of the wrong type) is logged "
+	"with its FILE:LINE and goes to invalid_dead_letter (see the top level) when it is set; "
+	"the records around it are still read. What a record becomes never depends on how its "
+	"bytes arrive (file, pipe, socket).\n\n"
+	"Without follow the inputs are read one after another and the source is done at the end "
+	"of the last; each glob is expanded once, and one that matches nothing is an error. With "
+	"follow, every input is watched like tail -F: at its end the source waits and looks again "
+	"every poll_interval_ms; a file that is replaced (rotation) or truncated is finished and "
+	"the new one read from its start; and the globs are expanded again every "
+	"poll_interval_ms, so a file that starts to match one is read from its beginning (a glob "
+	"that matches nothing is then a warning, logged once).\n\n"
+	"With checkpoint, the number of records done of each input is written to that file (to a "
+	"temporary file renamed over it, soon after each acknowledgement) and skipped at the next "
+	"start. The checkpoint also identifies each file (device, inode, size, a hash of its "
+	"first 4 KiB): a file that grew resumes; one that was replaced, truncated or rewritten "
+	"since makes run refuse to start (exit status 2, saying what changed; delete the "
+	"checkpoint file to start over), except with follow, where it is taken as a rotation "
+	"while kmsrouter was down: that file is read from its beginning, with a warning naming "
+	"the change. kmsrouter replay --checkpoint writes the same kind of file, which also "
+	"records the --from, --to and --replay-name it was made with.";
+
 const struct kr_source_plugin kr_source_file = {
 	.name = "file",
 	.description = "reads archived or growing files (any format and envelope), or stdin",
+	.doc = file_doc,
 	.options = file_options,
 	.conf_size = sizeof(struct file_conf),
 	.create = file_create,

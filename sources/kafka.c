@@ -1202,10 +1202,63 @@ static void ksrc_destroy(void *ctx)
 	free(s);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char ksrc_doc[] =
+	"A member of the consumer group group_id (cooperative-sticky assignor): instances with "
+	"the same group_id share the partitions of the topics. Each assigned partition is an "
+	"ordered input named TOPIC/PARTITION and each message one record. librdkafka stores and "
+	"commits nothing itself (enable.auto.commit and enable.auto.offset.store are false): an "
+	"offset is committed only when its message and every earlier one of the partition are "
+	"delivered or dead-lettered, every commit_interval_ms, on revoke and at stop. A message "
+	"whose delivery keeps failing holds its partition's commits at its offset (later ones are "
+	"still delivered, and come again after a restart). Delivery is at least once.\n\n"
+	"On a rebalance a member finishes the revoked partitions' records in flight (up to "
+	"revoke_timeout_ms), commits them, then gives the partitions up, so their next owner "
+	"starts where it stopped; messages fetched for them and not yet read are left to the next "
+	"owner. A member killed or cut off loses its partitions after session.timeout.ms, and "
+	"their next owner reads again what it had not committed: at most the records of "
+	"commit_interval_ms plus those in flight. A member whose sinks keep it at max_in_flight "
+	"for longer than max.poll.interval.ms (300 s by default) is dropped by the group and "
+	"rejoins when they recover.\n\n"
+	"Debian 12's librdkafka (2.0.2) takes an offset commit answered ILLEGAL_GENERATION, which "
+	"a commit sent while the group rejoins can get, for a lost assignment (librdkafka issue "
+	"#4059). kmsrouter holds its periodic commits while a rejoin is under way (after a commit "
+	"answered REBALANCE_IN_PROGRESS, and in the cooperative protocol's second round after a "
+	"revoke) until the rebalance callback, and a member that lost partitions and is given "
+	"them back resumes after the last message it read of each rather than at the older "
+	"committed offset. A revoke's commit can still be refused while rebalances overlap "
+	"(REBALANCE_IN_PROGRESS); the next owner then reads those partitions from the older "
+	"committed offset (duplicates, never a loss).\n\n"
+	"Rules see each message's metadata, and dead letters carry it, under the top-level key "
+	"\"kmsrouter\": {\"kafka\": {\"topic\", \"partition\", \"offset\", \"timestamp\", "
+	"\"key\", \"headers\": {NAME: VALUE}}}, as in the pattern {\"kmsrouter\": {\"kafka\": "
+	"{\"headers\": {\"tenant\": [\"a\"]}}}}. A repeated header is an array of its values, a "
+	"header without value null; \"timestamp\" is absent when the message has none; a key or "
+	"header value that is not UTF-8 has U+FFFD in place of its bad bytes, and the bytes "
+	"themselves are in \"key_base64\" / \"headers_base64\".\n\n"
+	"A message that is not an event goes to dead_letter_topic when it is set (its bytes, key "
+	"and headers plus the headers kmsrouter.error, kmsrouter.topic, kmsrouter.partition and "
+	"kmsrouter.offset, written by an idempotent producer of the source's own, with the same "
+	"properties), else to the dead_letter sink or the top-level invalid_dead_letter, else it "
+	"is counted and logged; the partition goes on either way.\n\n"
+	"properties passes librdkafka consumer properties through, and secret_properties takes a "
+	"property's value from an environment variable (never logged); kmsrouter check has "
+	"librdkafka check every property's name and value. The properties the source sets itself "
+	"(bootstrap.servers, metadata.broker.list, group.id, enable.auto.commit, "
+	"enable.auto.offset.store, partition.assignment.strategy, auto.offset.reset, "
+	"enable.partition.eof, log.queue and the callbacks) are refused. The consumer reads ahead "
+	"into librdkafka's prefetch queue, which its queued.* properties bound; the pipeline "
+	"takes messages from it up to max_in_flight.\n\n"
+	"The metric kmsrouter_source_input_lag{source,input} is each partition's high watermark "
+	"minus its next offset to commit (shown once a message of it was done). On SIGTERM the "
+	"source stops reading, finishes what is in flight, commits and leaves the group. Kafka "
+	"ACLs: Read on the topics and on the group, and Write on dead_letter_topic.";
+
 const struct kr_source_plugin kr_source_kafka = {
 	.name = "kafka",
 	.description = "reads Kafka topics as a member of a consumer group; commits offsets once "
 		       "their records are delivered (librdkafka)",
+	.doc = ksrc_doc,
 	.options = ksrc_options,
 	.conf_size = sizeof(struct ksrc_conf),
 	.validate = ksrc_validate,

@@ -1238,10 +1238,68 @@ static void sqs_destroy(void *ctx)
 	free(s);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char sqs_doc[] =
+	"Receives with long polling (ReceiveMessage: up to max_messages messages, waiting up to "
+	"wait_time_seconds), with up to concurrency receives in flight while the pipeline has "
+	"room (max_in_flight). Each message body goes through the envelope detection (a raw "
+	"EventBridge event, an SNS notification, with raw message delivery or not, an array or "
+	"concatenation of events) and is one record. It is deleted (DeleteMessageBatch, up to 10 "
+	"per request, every entry's result checked and failed entries sent again) only once every "
+	"delivery it caused succeeded or was dead-lettered. A receive that fails is tried again, "
+	"waiting longer each time; one that cannot pass by itself (access denied, no such queue) "
+	"also makes the run's exit status 1.\n\n"
+	"Visibility: receives ask for visibility_timeout when it is set; else the queue's own "
+	"timeout is read once at start (GetQueueAttributes). While a message is held (waiting to "
+	"be read, in the pipeline, or waiting for its delete) its visibility is extended "
+	"(ChangeMessageVisibilityBatch) each time half of it has passed, until it has been held "
+	"max_processing_seconds: then it is let go, with a warning, and the queue hands it out "
+	"again. So the visibility timeout only needs to cover a delivery's usual time.\n\n"
+	"A message that cannot be parsed goes to the dead_letter sink with on_invalid "
+	"dead_letter, else to the top-level invalid_dead_letter when that is set, and is then "
+	"deleted. Without either, and for a message whose delivery failed with no dead letter of "
+	"its own, on_invalid decides: leave (the default) makes it visible again after "
+	"invalid_backoff_seconds, never at once, and never deletes it, so the queue's redrive "
+	"policy moves it to the queue's dead-letter queue after maxReceiveCount receives; "
+	"dead_letter writes it to the dead_letter sink (as the invalid-record dead letter, or as "
+	"the delivery's dead letter) and then deletes it.\n\n"
+	"FIFO queues (a queue_url ending in .fifo): the next message of a MessageGroupId is read "
+	"only when the one before it is done, so a group's messages go through the pipeline one "
+	"at a time, in order; groups go in parallel. When a group's message is left (on_invalid "
+	"leave), the group's messages after it are made visible again at once, for the queue to "
+	"hand out again after it, in order.\n\n"
+	"Each record carries the message's attributes, which rules match and dead letters carry "
+	"under the top-level key \"kmsrouter\" (it is not added to delivered events): "
+	"{\"kmsrouter\": {\"sqs\": {\"MessageId\", \"ApproximateReceiveCount\", "
+	"\"SentTimestamp\", \"ApproximateFirstReceiveTimestamp\", and on FIFO queues "
+	"\"MessageGroupId\", \"SequenceNumber\", \"MessageDeduplicationId\"; those named by "
+	"attribute_names; \"MessageAttributes\": {NAME: value} for message_attribute_names}}}, "
+	"the counts and timestamps as numbers. So the pattern {\"kmsrouter\": {\"sqs\": "
+	"{\"ApproximateReceiveCount\": [{\"numeric\": [\">\", 3]}]}}} selects events delivered "
+	"more than three times. The metric kmsrouter_source_lag_seconds is the age (from "
+	"SentTimestamp) of the oldest message received and not yet done.\n\n"
+	"Each message is delivered at least once: a process killed between a delivery and its "
+	"delete, or a message held past max_processing_seconds, is delivered again. Several "
+	"processes on one queue share its messages as SQS competing consumers, with no "
+	"coordination of their own: a message one of them holds is invisible to the others, and "
+	"comes back to any of them if that process dies. A delete or visibility request that "
+	"fails as a whole (throttling, 5xx, a connection error, and also AccessDenied: granting "
+	"the permission lets them through) is sent again with back-off for as long as the router "
+	"runs; an entry the answer refuses as the sender's fault is logged with its code, and the "
+	"queue delivers that message again.\n\n"
+	"On SIGTERM the source stops receiving, makes the messages it received and has not begun "
+	"visible again at once (for the other consumers), finishes its deletes within "
+	"shutdown_grace_seconds, and the run exits 1 if any were left undone.\n\n"
+	"IAM (least privilege): sqs:ReceiveMessage, sqs:DeleteMessage, "
+	"sqs:ChangeMessageVisibility and sqs:GetQueueAttributes on the queue (GetQueueAttributes "
+	"only without visibility_timeout), and kms:Decrypt on the queue's key where the queue is "
+	"encrypted with a customer managed key.";
+
 const struct kr_source_plugin kr_source_sqs = {
 	.name = "sqs",
 	.description = "messages of an Amazon SQS queue (long polling), each deleted once "
 		       "delivered",
+	.doc = sqs_doc,
 	.options = sqs_options,
 	.conf_size = sizeof(struct sqs_conf),
 	.validate = sqs_validate,
