@@ -486,9 +486,29 @@ static void cwl_destroy(void *ctx)
 	free(s);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char cwl_doc[] =
+	"PutLogEvents per log stream, with up to batch_size events and max_batch_bytes (each "
+	"message plus 26 bytes) per request, sorted by time and spanning at most 24 hours, as the "
+	"service requires; concurrency requests in flight per stream (default 4). log_stream is a "
+	"template, so events can be spread over streams (by account, by region...), each with its "
+	"own batches; an event that lacks a field it names goes to the dead letter. Each log "
+	"event's timestamp is the event's time (timestamp event, the default; when kmsrouter "
+	"received it where the event has none) or when kmsrouter received it (received, for "
+	"replays of events older than the group keeps).\n\n"
+	"Events the service rejects (older than 14 days or the group's retention, more than 2 "
+	"hours ahead) go to the dead letter; the rest of the request is delivered. With create "
+	"the log group and a stream are created when first written to (that they exist already is "
+	"fine), and again when the service says one is gone; without it a missing group or stream "
+	"sends the events to the dead letter.\n\n"
+	"IAM (least privilege): logs:PutLogEvents on the group's streams "
+	"(arn:aws:logs:REGION:ACCOUNT:log-group:GROUP:log-stream:*), and logs:CreateLogGroup + "
+	"logs:CreateLogStream with create.";
+
 const struct kr_sink_plugin kr_sink_cloudwatch_logs = {
 	.name = "cloudwatch-logs",
 	.description = "writes each event to an Amazon CloudWatch Logs stream (PutLogEvents)",
+	.doc = cwl_doc,
 	.options = cwl_options,
 	.conf_size = sizeof(struct cwl_conf),
 	.validate = cwl_validate,

@@ -285,9 +285,24 @@ static void http_destroy(void *ctx)
 	free(s);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char http_doc[] =
+	"Sends each payload as the body of one request (method) to url, like EventBridge API "
+	"destinations, with up to concurrency requests in flight (default 16); connections are "
+	"kept. headers adds request headers written in the file. Secrets come from environment "
+	"variables, never from the file, and never reach logs: an API key header (api_key_header "
+	"+ api_key_env) or Basic auth (basic_username_env + basic_password_env), as EventBridge "
+	"connections do. rate_limit caps requests per second: deliveries wait for their turn. The "
+	"server is verified against the system's CA bundle and ca_file.\n\n"
+	"A 2xx answer is delivered. 429 and 5xx are retried, not before Retry-After; no answer "
+	"(refused, timeout, TLS) is retried; any other status goes straight to the dead letter. "
+	"The error code is HTTPnnn (the status), Timeout or ConnectionError, and the message "
+	"holds the start of the response's body.";
+
 const struct kr_sink_plugin kr_sink_http = {
 	.name = "http",
 	.description = "POSTs (or PUTs) each event to an HTTP endpoint, like EventBridge API destinations",
+	.doc = http_doc,
 	.options = http_options,
 	.conf_size = sizeof(struct http_conf),
 	.validate = http_validate,

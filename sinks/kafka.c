@@ -326,9 +326,32 @@ static void kafka_destroy(void *ctx)
 	free(s);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char kafka_doc[] =
+	"Produces each payload as a message of topic (a template, such as kms-<$.detail.key-id>; "
+	"an event without the fields it names goes to the dead letter, MissingTopic) with key (a "
+	"template, default <$.detail.key-id>, so one key's events go to one partition, in order; "
+	"\"\" for none; an event without the fields it names is sent without a key, and "
+	"librdkafka's partitioner spreads those).\n\n"
+	"The producer is idempotent (kmsrouter sets enable.idempotence: its own retries neither "
+	"duplicate nor reorder a partition's messages). librdkafka batches and retries within "
+	"message.timeout.ms, which is the sink's timeout_ms unless properties sets it. Its "
+	"delivery report completes each delivery; a failure goes to the sink's retry policy, or "
+	"at once to the dead letter when sending again cannot help (a message over "
+	"message.max.bytes, an unknown or invalid topic, authorization), with librdkafka's error "
+	"name as error_code. concurrency (default 1000) bounds the messages produced and not yet "
+	"acknowledged by the brokers.\n\n"
+	"properties passes librdkafka producer properties through, and secret_properties takes a "
+	"property's value from an environment variable ({\"sasl.password\": \"KAFKA_PASSWORD\"}): "
+	"never logged, never in an error. kmsrouter check has librdkafka check every property's "
+	"name and value; the properties the sink sets itself (bootstrap.servers, "
+	"metadata.broker.list, log.queue and the callbacks) are refused. librdkafka's own log "
+	"lines are logged as the sink's.";
+
 const struct kr_sink_plugin kr_sink_kafka = {
 	.name = "kafka",
 	.description = "produces each event as a message of a Kafka topic (librdkafka, idempotent)",
+	.doc = kafka_doc,
 	.options = kafka_options,
 	.conf_size = sizeof(struct kafka_conf),
 	.validate = kafka_validate,

@@ -289,10 +289,29 @@ static void kinesis_destroy(void *ctx)
 	free(s);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char kinesis_doc[] =
+	"PutRecords of up to batch_size records and max_batch_bytes (data and partition keys, as "
+	"Kinesis counts them) per request, batched as the sqs sink does (linger_ms). "
+	"partition_key is a template (default <$.detail.key-id>, so one key's events go to one "
+	"shard); an event without the fields it names gets a key hashed from its payload. "
+	"concurrency (requests in flight) defaults to 1, which keeps each key's events in order "
+	"on its shard (but for a record Kinesis refused, which is sent again after those that "
+	"followed it).\n\n"
+	"Each record has its own result: only the records Kinesis refused "
+	"(ProvisionedThroughputExceededException, InternalFailure) are sent again, so a hot shard "
+	"does not resend the rest. A record over 1 MiB goes to the dead letter unsent "
+	"(RecordTooLarge). A failed request (throttled, 5xx, no answer) retries its records; "
+	"access denied, a stream that does not exist or a bad signature send them to the dead "
+	"letter. With stream_arn the region is the ARN's unless region says otherwise.\n\n"
+	"IAM (least privilege): kinesis:PutRecords on the stream, and kms:GenerateDataKey on its "
+	"key where the stream is encrypted with a customer managed key.";
+
 const struct kr_sink_plugin kr_sink_kinesis = {
 	.name = "kinesis",
 	.description = "puts each event as a record of an Amazon Kinesis data stream (PutRecords), "
 		       "partitioned by key id",
+	.doc = kinesis_doc,
 	.options = kinesis_options,
 	.conf_size = sizeof(struct kinesis_conf),
 	.validate = kinesis_validate,

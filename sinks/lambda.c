@@ -250,9 +250,27 @@ static void lambda_destroy(void *ctx)
 	free(s);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char lambda_doc[] =
+	"One Invoke request per event, up to concurrency in flight (default 16). invocation_type "
+	"Event (the default) queues the event for the function: Lambda answers at once, runs it "
+	"later, and retries it itself. RequestResponse waits for the function: a response with "
+	"X-Amz-Function-Error (the function threw, timed out, ran out of memory) is a failure, "
+	"sent to the dead letter with the function's error type and message, or retried with "
+	"retry_function_errors. A payload over the invocation's limit (256 KiB for Event, 6 MiB "
+	"for RequestResponse) goes to the dead letter unsent (PayloadTooLarge). Throttling "
+	"(TooManyRequestsException), 5xx and no answer are retried; a function that does not "
+	"exist, access denied or a bad signature go to the dead letter.\n\n"
+	"function is a name, a full ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]) "
+	"or a partial one (ACCOUNT:function:NAME); qualifier a version or alias. The region is a "
+	"full ARN's unless region says otherwise.\n\n"
+	"IAM (least privilege): lambda:InvokeFunction on the function (on its qualified ARN where "
+	"qualifier is set).";
+
 const struct kr_sink_plugin kr_sink_lambda = {
 	.name = "lambda",
 	.description = "invokes an AWS Lambda function with each event (Event or RequestResponse)",
+	.doc = lambda_doc,
 	.options = lambda_options,
 	.conf_size = sizeof(struct lambda_conf),
 	.validate = lambda_validate,

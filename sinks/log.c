@@ -293,9 +293,24 @@ static void log_destroy(void *ctx)
 	free(s);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char log_doc[] =
+	"Appends each payload as one line (a payload that spans lines is minified to one) to the "
+	"file path, or to standard output. The lines of an engine round are written together, and "
+	"their deliveries count as done only once written, so an acknowledged event is in the "
+	"file; fsync follows at most every fsync_interval_ms. With metadata each line is "
+	"{\"rule\", \"sink\", \"received_time\", \"payload\"} (received_time: when kmsrouter "
+	"received the record, in UTC to the millisecond). Its concurrency defaults to "
+	"1048576.\n\n"
+	"At start the file's folder must exist and be writable, else check and run exit 2. A file "
+	"that cannot be opened or written fails the round's deliveries as retryable (error codes "
+	"OpenFailed, WriteFailed), so the retry policy and dead letters apply. SIGHUP closes the "
+	"file and the next write opens the path again, as logrotate expects.";
+
 const struct kr_sink_plugin kr_sink_log = {
 	.name = "log",
 	.description = "writes each delivered event as one JSON line to a file or stdout",
+	.doc = log_doc,
 	.options = log_options,
 	.conf_size = sizeof(struct log_conf),
 	.validate = log_validate,

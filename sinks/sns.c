@@ -379,10 +379,30 @@ static void sns_destroy(void *ctx)
 	free(s);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char sns_doc[] =
+	"PublishBatch of up to batch_size messages and max_batch_bytes (messages and attributes) "
+	"per request, batched as the sqs sink does (linger_ms), with up to concurrency requests "
+	"in flight (default 8). Each message has its own result: a partial failure retries only "
+	"what failed, and a failure SNS calls the sender's fault (not throttling) goes to the "
+	"dead letter. A failed request (throttled, 5xx, no answer) retries its messages; access "
+	"denied, a topic that does not exist or a bad signature send them to the dead letter with "
+	"the AWS error code and message. The region is the topic ARN's unless region says "
+	"otherwise.\n\n"
+	"message_attributes as for the sqs sink (by default detail-type, source, account, region "
+	"and key-id), so subscription filter policies can select on them. subject is a template "
+	"(for e-mail subscriptions): control characters become spaces, it is cut at 99 bytes, and "
+	"it is left out for an event that lacks a field it names. FIFO topics (a topic_arn ending "
+	"in .fifo): message_group_id and deduplication_id as for the sqs sink, and one request in "
+	"flight at a time.\n\n"
+	"IAM (least privilege): sns:Publish on the topic, and kms:GenerateDataKey + kms:Decrypt "
+	"on its key where the topic is encrypted with a customer managed key.";
+
 const struct kr_sink_plugin kr_sink_sns = {
 	.name = "sns",
 	.description = "publishes each event to an Amazon SNS topic (PublishBatch), with message "
 		       "attributes for subscription filter policies",
+	.doc = sns_doc,
 	.options = sns_options,
 	.conf_size = sizeof(struct sns_conf),
 	.validate = sns_validate,

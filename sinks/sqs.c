@@ -315,9 +315,36 @@ static void sqs_destroy(void *ctx)
 	free(s);
 }
 
+/* How the plugin behaves: `kmsrouter help config TYPE` and kmsrouter.conf(5). */
+static const char sqs_doc[] =
+	"SendMessageBatch of up to batch_size messages and max_batch_bytes (bodies and "
+	"attributes, as SQS counts them) per request; a batch not yet full goes at the end of the "
+	"engine's round (or, while batches are out, when they are all back), or after linger_ms. "
+	"concurrency is the number of requests in flight (default 8). Each message has its own "
+	"result: a partial failure retries only the messages that failed, and a failure the "
+	"service calls the sender's fault (not throttling) goes to the dead letter. A failed "
+	"request (throttled, 5xx, no answer) retries its messages; access denied, a queue that "
+	"does not exist or a bad signature send them to the dead letter with the AWS error code "
+	"and message.\n\n"
+	"message_attributes: event fields sent as String (or Number) message attributes, each "
+	"named by its path's last segment (a field the event lacks gives none); by default "
+	"$.detail-type, $.source, $.account, $.region and $.detail.key-id, so consumers and "
+	"SNS-style filters see them without reading the body.\n\n"
+	"FIFO queues (a queue_url ending in .fifo): message_group_id (default <$.detail.key-id>: "
+	"one key's events stay in order) and deduplication_id (default <$.id>; \"\" for "
+	"content-based deduplication) are templates, text with <$.path> placeholders. An event "
+	"for which the group id comes out empty or incomplete (a field it names is missing) goes "
+	"to the dead letter (MissingGroupId); such a deduplication id is left out. A FIFO queue "
+	"gets one request in flight at a time, whatever concurrency says, so batches cannot "
+	"overtake each other (a message the service refuses is sent again after those that "
+	"followed it).\n\n"
+	"IAM (least privilege): sqs:SendMessage on the queue, and kms:GenerateDataKey + "
+	"kms:Decrypt on its key where the queue is encrypted with a customer managed key.";
+
 const struct kr_sink_plugin kr_sink_sqs = {
 	.name = "sqs",
 	.description = "sends each event as a message of an Amazon SQS queue (SendMessageBatch)",
+	.doc = sqs_doc,
 	.options = sqs_options,
 	.conf_size = sizeof(struct sqs_conf),
 	.validate = sqs_validate,
