@@ -4,8 +4,11 @@
  * the manual. Walks every table: the top level, rules, targets, every source and every sink,
  * each source and sink type of the registry (router/config/registry.c), and the tables nested in
  * them, and checks each option: a name, a help line, a type the reference can describe (with the
- * values, schemes or nested table that type needs), names unique within their table. The checker
- * itself is shown to fail on a table with such holes. */
+ * values, schemes or nested table that type needs), names unique within their table. Every plugin
+ * and every section of the reference also has its reference text (doc: how it behaves), which
+ * help config and the manual print after the options: paragraphs of plain text, and for a
+ * plugin that calls AWS its IAM permissions. The checkers themselves are shown to fail on a
+ * table and on texts with such holes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -16,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "aws.h"
 #include "config.h"
 #include "options.h"
 #include "plugin.h"
@@ -111,6 +115,59 @@ static int check_table(const char *where, const struct kr_option *table, int dep
 	return bad;
 }
 
+/* Checks a reference text (where names it in messages): paragraphs of plain text separated by
+ * one blank line, nothing before the first or after the last; returns how many problems. */
+static int check_doc(const char *where, const char *doc)
+{
+	if (!has_text(doc)) {
+		printf("%s: no reference text (doc)\n", where);
+		return 1;
+	}
+	int bad = 0;
+	size_t n = strlen(doc);
+	if (doc[0] == ' ' || doc[0] == '\n' || doc[n - 1] == ' ' || doc[n - 1] == '\n') {
+		printf("%s: the reference text starts or ends with white space\n", where);
+		bad++;
+	}
+	if (strchr(doc, '\t')) {
+		printf("%s: a tab in the reference text\n", where);
+		bad++;
+	}
+	for (const char *p = strchr(doc, '\n'); p; p = strchr(p + 2, '\n'))
+		if (p[1] != '\n' || p[2] == '\n' || p[2] == ' ') {
+			printf("%s: paragraphs must be separated by exactly one blank line "
+			       "(\"\\n\\n\"), with no line breaks inside\n", where);
+			bad++;
+			break;
+		}
+	return bad;
+}
+
+/* Whether a plugin's table has the options every AWS plugin has (aws.h). */
+static bool calls_aws(const struct kr_option *options)
+{
+	for (const struct kr_option *a = kr_aws_options; a->name; a++) {
+		const struct kr_option *o = options;
+		while (o && o->name && strcmp(o->name, a->name) != 0)
+			o++;
+		if (!o || !o->name)
+			return false;
+	}
+	return true;
+}
+
+/* A plugin's reference text, with its IAM permissions when it calls AWS. */
+static int check_plugin_doc(const char *where, const char *doc, const struct kr_option *options)
+{
+	int bad = check_doc(where, doc);
+	if (has_text(doc) && calls_aws(options) && !strstr(doc, "IAM")) {
+		printf("%s: calls AWS, and its reference text does not give its IAM permissions\n",
+		       where);
+		bad++;
+	}
+	return bad;
+}
+
 static void test_the_top_level_rules_and_targets_are_documented(void **state)
 {
 	(void)state;
@@ -119,6 +176,13 @@ static void test_the_top_level_rules_and_targets_are_documented(void **state)
 	assert_int_equal(check_table("$.rules[].targets[]", kr_target_options, 0), 0);
 	assert_int_equal(check_table("$.sources[]", kr_source_common_options, 0), 0);
 	assert_int_equal(check_table("$.sinks[]", kr_sink_common_options, 0), 0);
+	assert_int_equal(check_table("the AWS options", kr_aws_options, 0), 0);
+	assert_int_equal(check_doc("top level", kr_config_doc), 0);
+	assert_int_equal(check_doc("rules", kr_rule_doc), 0);
+	assert_int_equal(check_doc("targets", kr_target_doc), 0);
+	assert_int_equal(check_doc("every source", kr_source_common_doc), 0);
+	assert_int_equal(check_doc("every sink", kr_sink_common_doc), 0);
+	assert_int_equal(check_doc("the AWS options", kr_aws_doc), 0);
 }
 
 static void test_every_source_type_is_documented(void **state)
@@ -136,6 +200,7 @@ static void test_every_source_type_is_documented(void **state)
 		/* a plugin may have no options of its own (help config says so) */
 		if (e->plugin->options)
 			assert_int_equal(check_table(where, e->plugin->options, 0), 0);
+		assert_int_equal(check_plugin_doc(where, e->plugin->doc, e->plugin->options), 0);
 		n++;
 	}
 	assert_true(n >= 1); /* the file source at least */
@@ -155,6 +220,7 @@ static void test_every_sink_type_is_documented(void **state)
 		assert_true(has_text(e->plugin->description));
 		if (e->plugin->options)
 			assert_int_equal(check_table(where, e->plugin->options, 0), 0);
+		assert_int_equal(check_plugin_doc(where, e->plugin->doc, e->plugin->options), 0);
 		n++;
 	}
 	assert_true(n >= 1); /* the log sink at least */
@@ -189,6 +255,32 @@ static void test_the_checker_finds_each_hole(void **state)
 	assert_int_equal(check_table("test", &bad_options[8], 0), 0);
 }
 
+/* The reference texts' checker finds each kind of hole. */
+struct aws_test_conf {
+	struct kr_aws_conf aws;
+};
+static const struct kr_option aws_table[] = {
+	KR_AWS_OPTIONS(struct aws_test_conf, aws),
+	{0},
+};
+
+static void test_the_doc_checker_finds_each_hole(void **state)
+{
+	(void)state;
+	assert_int_equal(check_doc("none", NULL), 1);
+	assert_int_equal(check_doc("blank", " \n "), 1);
+	assert_int_equal(check_doc("leading blank", " Text."), 1);
+	assert_int_equal(check_doc("trailing blank", "Text.\n\n"), 1);
+	assert_int_equal(check_doc("a line break", "One line\nthen another."), 1);
+	assert_int_equal(check_doc("two blank lines", "One.\n\n\nTwo."), 1);
+	assert_int_equal(check_doc("a tab", "One\ttwo."), 1);
+	assert_int_equal(check_doc("fine", "One paragraph.\n\nAnother one."), 0);
+	/* a plugin with the AWS options must give its IAM permissions */
+	assert_int_equal(check_plugin_doc("aws", "Sends events.", aws_table), 1);
+	assert_int_equal(check_plugin_doc("aws", "Sends events.\n\nIAM: x:Y.", aws_table), 0);
+	assert_int_equal(check_plugin_doc("plain", "Sends events.", bad_options), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -196,6 +288,7 @@ int main(void)
 		cmocka_unit_test(test_every_source_type_is_documented),
 		cmocka_unit_test(test_every_sink_type_is_documented),
 		cmocka_unit_test(test_the_checker_finds_each_hole),
+		cmocka_unit_test(test_the_doc_checker_finds_each_hole),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
