@@ -9,7 +9,9 @@
 static const char help[] =
 	"usage: kmsrouter check -c CONFIG\n\n"
 	"Validates the configuration (JSON with comments; errors as FILE:LINE:COL: $.path: message)\n"
-	"and prints a summary of its rules, sinks and sources. Source and sink types that this build\n"
+	"as run loads it, every option of every plugin checked, and prints a summary: each rule\n"
+	"with the sinks of its target entries (and how many identical entries were merged into\n"
+	"one delivery), each sink and source with its type. Source and sink types that this build\n"
 	"recognises but does not include are reported as errors.\n\n"
 	"Exit status: 0 valid, 2 invalid or unusable.\n";
 
