@@ -30,29 +30,50 @@ static void section(const char *title, const struct kr_option *table, const char
 	printf("\n");
 }
 
-/* Whether a plugin calls AWS: its table has every option of kr_aws_options. */
-static bool calls_aws(const struct kr_option *options)
+/* A source or sink type of the registry. */
+struct entry {
+	const char *what; /* "source" or "sink" */
+	const char *type;
+	const char *description, *doc;
+	const struct kr_option *options;
+	bool available;   /* in this build */
+	bool aws;         /* its options are the AWS ones and more */
+};
+
+#define ENTRY(what_, e)                                                                          \
+	((struct entry){.what = what_, .type = (e)->type,                                         \
+			.description = (e)->plugin ? (e)->plugin->description : NULL,            \
+			.doc = (e)->plugin ? (e)->plugin->doc : NULL,                             \
+			.options = (e)->plugin ? (e)->plugin->options : NULL,                     \
+			.available = (e)->plugin != NULL,                                         \
+			.aws = (e)->plugin && kr_aws_options_in((e)->plugin->options)})
+
+/* The registry's sources, then its sinks, of type (all when NULL), into out; how many. */
+static size_t entries(const char *type, struct entry *out, size_t cap)
 {
-	for (const struct kr_option *a = kr_aws_options; a->name; a++) {
-		const struct kr_option *o = options;
-		while (o && o->name && strcmp(o->name, a->name) != 0)
-			o++;
-		if (!o || !o->name)
-			return false;
-	}
-	return true;
+	size_t n = 0;
+	for (const struct kr_source_entry *e = kr_source_registry; e->type && n < cap; e++)
+		if (!type || strcmp(type, e->type) == 0)
+			out[n++] = ENTRY("source", e);
+	for (const struct kr_sink_entry *e = kr_sink_registry; e->type && n < cap; e++)
+		if (!type || strcmp(type, e->type) == 0)
+			out[n++] = ENTRY("sink", e);
+	return n;
 }
 
 /* aws_text: also print the AWS options' text (help config TYPE, after the last AWS plugin). */
-static void plugin(const char *what, const char *type, const char *description, const char *doc,
-		   const struct kr_option *options, bool aws_text)
+static void plugin(const struct entry *e, bool aws_text)
 {
-	printf("%s type \"%s\": %s\n", what, type, description);
-	if (options && options->name)
-		kr_opts_print(stdout, options, 2);
+	if (!e->available) {
+		printf("%s type \"%s\": not available in this build\n\n", e->what, e->type);
+		return;
+	}
+	printf("%s type \"%s\": %s\n", e->what, e->type, e->description);
+	if (e->options && e->options->name)
+		kr_opts_print(stdout, e->options, 2);
 	else
 		printf("  (no options of its own)\n");
-	kr_opts_print_doc(stdout, doc, 2, DOC_WIDTH);
+	kr_opts_print_doc(stdout, e->doc, 2, DOC_WIDTH);
 	if (aws_text)
 		kr_opts_print_doc(stdout, kr_aws_doc, 2, DOC_WIDTH);
 	printf("\n");
@@ -61,74 +82,34 @@ static void plugin(const char *what, const char *type, const char *description, 
 /* The sinks and sources of type (all when NULL); returns how many were printed. With a type,
  * the last of them that calls AWS is followed by the text of the AWS options, which the full
  * reference prints once, in a section of its own. */
-static int plugins(const char *type)
+static size_t plugins(const char *type)
 {
-	int n = 0, aws = 0, aws_left = 0;
-	for (int pass = 0; pass < 2; pass++) {
-		for (const struct kr_source_entry *e = kr_source_registry; e->type; e++) {
-			if (type && strcmp(type, e->type) != 0)
-				continue;
-			bool a = type && e->plugin && calls_aws(e->plugin->options);
-			if (!pass) {
-				aws += a;
-				continue;
-			}
-			n++;
-			aws_left -= a;
-			if (e->plugin)
-				plugin("source", e->type, e->plugin->description, e->plugin->doc,
-				       e->plugin->options, a && !aws_left);
-			else
-				printf("source type \"%s\": not available in this build\n\n", e->type);
-		}
-		for (const struct kr_sink_entry *e = kr_sink_registry; e->type; e++) {
-			if (type && strcmp(type, e->type) != 0)
-				continue;
-			bool a = type && e->plugin && calls_aws(e->plugin->options);
-			if (!pass) {
-				aws += a;
-				continue;
-			}
-			n++;
-			aws_left -= a;
-			if (e->plugin)
-				plugin("sink", e->type, e->plugin->description, e->plugin->doc,
-				       e->plugin->options, a && !aws_left);
-			else
-				printf("sink type \"%s\": not available in this build\n\n", e->type);
-		}
-		aws_left = aws;
-	}
+	struct entry list[64];
+	size_t n = entries(type, list, sizeof list / sizeof list[0]), last_aws = n;
+	for (size_t i = 0; type && i < n; i++)
+		if (list[i].aws)
+			last_aws = i;
+	for (size_t i = 0; i < n; i++)
+		plugin(&list[i], i == last_aws);
 	return n;
-}
-
-/* Appends text to title (n bytes used of cap), as far as it fits. */
-static size_t append(char *title, size_t n, size_t cap, const char *sep, const char *kind,
-		     const char *type)
-{
-	if (n < cap)
-		n += (size_t)snprintf(title + n, cap - n, "%s%s %s", sep, kind, type);
-	return n < cap ? n : cap;
 }
 
 /* The section of the AWS options, titled with the plugins that have them. */
 static void aws_section(void)
 {
+	struct entry list[64];
+	size_t n = entries(NULL, list, sizeof list / sizeof list[0]), used;
 	char title[512];
-	size_t n = (size_t)snprintf(title, sizeof title, "every AWS source and sink (");
+	used = (size_t)snprintf(title, sizeof title, "every AWS source and sink (");
 	const char *sep = "";
-	for (const struct kr_source_entry *e = kr_source_registry; e->type; e++)
-		if (e->plugin && calls_aws(e->plugin->options)) {
-			n = append(title, n, sizeof title, sep, "source", e->type);
+	for (size_t i = 0; i < n; i++)
+		if (list[i].aws && used < sizeof title) {
+			used += (size_t)snprintf(title + used, sizeof title - used, "%s%s %s", sep,
+						 list[i].what, list[i].type);
 			sep = ", ";
 		}
-	for (const struct kr_sink_entry *e = kr_sink_registry; e->type; e++)
-		if (e->plugin && calls_aws(e->plugin->options)) {
-			n = append(title, n, sizeof title, sep, "sink", e->type);
-			sep = ", ";
-		}
-	if (n < sizeof title)
-		snprintf(title + n, sizeof title - n, ")");
+	if (used < sizeof title)
+		snprintf(title + used, sizeof title - used, ")");
 	section(title, kr_aws_options, kr_aws_doc);
 }
 

@@ -29,6 +29,18 @@ const struct kr_option kr_aws_options[] = {
 	{0},
 };
 
+bool kr_aws_options_in(const struct kr_option *table)
+{
+	for (const struct kr_option *a = kr_aws_options; a->name; a++) {
+		const struct kr_option *o = table;
+		while (o && o->name && strcmp(o->name, a->name) != 0)
+			o++;
+		if (!o || !o->name)
+			return false;
+	}
+	return true;
+}
+
 /* The reference text of the AWS options (aws.h). */
 const char kr_aws_doc[] =
 	"The AWS options (region to role_session_name) are the same in every plugin that calls "

@@ -93,6 +93,8 @@ extern const char *const kr_aws_schemes[];
  * once by `kmsrouter help config` and with each AWS plugin by `kmsrouter help config TYPE`. */
 extern const struct kr_option kr_aws_options[];
 extern const char kr_aws_doc[];
+/* Whether a plugin's option table has every option of kr_aws_options: it calls AWS. */
+bool kr_aws_options_in(const struct kr_option *table);
 
 /* What the option table cannot say about kr_aws_conf (the key id and secret go together). */
 enum kr_err kr_aws_validate(const struct kr_aws_conf *c, const struct kr_opts_check *chk);

@@ -143,24 +143,11 @@ static int check_doc(const char *where, const char *doc)
 	return bad;
 }
 
-/* Whether a plugin's table has the options every AWS plugin has (aws.h). */
-static bool calls_aws(const struct kr_option *options)
-{
-	for (const struct kr_option *a = kr_aws_options; a->name; a++) {
-		const struct kr_option *o = options;
-		while (o && o->name && strcmp(o->name, a->name) != 0)
-			o++;
-		if (!o || !o->name)
-			return false;
-	}
-	return true;
-}
-
 /* A plugin's reference text, with its IAM permissions when it calls AWS. */
 static int check_plugin_doc(const char *where, const char *doc, const struct kr_option *options)
 {
 	int bad = check_doc(where, doc);
-	if (has_text(doc) && calls_aws(options) && !strstr(doc, "IAM")) {
+	if (has_text(doc) && kr_aws_options_in(options) && !strstr(doc, "IAM")) {
 		printf("%s: calls AWS, and its reference text does not give its IAM permissions\n",
 		       where);
 		bad++;
