@@ -689,3 +689,192 @@ const struct kr_json *kr_json_path(const struct kr_json *root, const char *p)
 	}
 	return cur;
 }
+
+/* ---- values in JSON text, by scanning (kr_json_text_path) ---- */
+
+static const char *ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* p at a string's opening quote: past its closing one, or NULL; *escaped whether it has a
+ * backslash */
+static const char *skip_string(const char *p, const char *end, bool *escaped)
+{
+	const char *s = ++p;
+	*escaped = false;
+	while (p < end) {
+		const char *q = memchr(p, '"', (size_t)(end - p));
+		if (!q)
+			return NULL;
+		/* the quote ends the string unless an odd number of backslashes comes before it */
+		const char *b = q;
+		while (b > s && b[-1] == '\\')
+			b--;
+		if ((q - b) % 2 == 0) {
+			*escaped = memchr(s, '\\', (size_t)(q - s)) != NULL;
+			return q + 1;
+		}
+		p = q + 1;
+	}
+	return NULL;
+}
+
+/* p at a value: past it, or NULL where the structure breaks */
+static const char *skip_value(const char *p, const char *end)
+{
+	bool esc;
+	if (p >= end)
+		return NULL;
+	if (*p == '"')
+		return skip_string(p, end, &esc);
+	if (*p != '{' && *p != '[') {
+		const char *s = p;
+		while (p < end && !strchr(",}] \t\r\n", *p))
+			p++;
+		return p > s ? p : NULL;
+	}
+	size_t depth = 0;
+	while (p < end) {
+		char c = *p;
+		if (c == '"') {
+			if (!(p = skip_string(p, end, &esc)))
+				return NULL;
+			continue;
+		}
+		if (c == '{' || c == '[')
+			depth++;
+		else if ((c == '}' || c == ']') && --depth == 0)
+			return p + 1;
+		p++;
+	}
+	return NULL;
+}
+
+/* Whether the key whose text (between its quotes) is k[0..kn) is name[0..nn), decoded. */
+static bool key_is(const char *k, size_t kn, bool escaped, const char *name, size_t nn)
+{
+	if (!escaped)
+		return kn == nn && memcmp(k, name, nn) == 0;
+	struct kr_buf b = {0};
+	struct kr_json_span sp = {KR_JSON_STRING, k, kn, true};
+	bool eq = kr_json_span_string(&b, &sp) && b.len == nn && memcmp(b.p, name, nn) == 0;
+	kr_buf_free(&b);
+	return eq;
+}
+
+bool kr_json_text_path(const char *t, size_t n, const char *path, struct kr_json_span *out)
+{
+	const char *end = t + n, *v = ws(t, end), *c = path;
+	if (*c++ != '$')
+		return false;
+	bool esc;
+	while (*c) {
+		const char *found = NULL;
+		if (*c == '.') {
+			c++;
+			size_t nn = strcspn(c, ".[");
+			if (v >= end || *v != '{')
+				return false;
+			const char *p = ws(v + 1, end);
+			if (p < end && *p == '}')
+				p = NULL; /* empty: nothing found */
+			while (p) {
+				if (p >= end || *p != '"')
+					return false;
+				const char *k = p + 1, *ke = skip_string(p, end, &esc);
+				if (!ke)
+					return false;
+				p = ws(ke, end);
+				if (p >= end || *p != ':')
+					return false;
+				const char *val = ws(p + 1, end);
+				if (!(p = skip_value(val, end)))
+					return false;
+				if (key_is(k, (size_t)(ke - 1 - k), esc, c, nn))
+					found = val; /* a later one replaces it */
+				p = ws(p, end);
+				if (p >= end)
+					return false;
+				if (*p == '}')
+					break;
+				if (*p != ',')
+					return false;
+				p = ws(p + 1, end);
+			}
+			c += nn;
+		} else if (*c == '[') {
+			char *ie;
+			unsigned long idx = strtoul(c + 1, &ie, 10);
+			c = *ie == ']' ? ie + 1 : ie;
+			if (v >= end || *v != '[')
+				return false;
+			const char *p = ws(v + 1, end);
+			for (unsigned long i = 0; p < end && *p != ']'; i++) {
+				if (i == idx) {
+					found = p;
+					break;
+				}
+				if (!(p = skip_value(p, end)))
+					return false;
+				p = ws(p, end);
+				if (p < end && *p == ',')
+					p = ws(p + 1, end);
+				else if (p >= end || *p != ']')
+					return false;
+			}
+		} else {
+			return false;
+		}
+		if (!found)
+			return false;
+		v = found;
+	}
+	const char *ve = skip_value(v, end);
+	if (!ve)
+		return false;
+	*out = (struct kr_json_span){.p = v, .len = (size_t)(ve - v)};
+	switch (*v) {
+	case '"':
+		out->type = KR_JSON_STRING;
+		out->p = v + 1;
+		out->len = (size_t)(ve - v) - 2;
+		(void)skip_string(v, end, &out->escaped);
+		break;
+	case '{':
+		out->type = KR_JSON_OBJECT;
+		break;
+	case '[':
+		out->type = KR_JSON_ARRAY;
+		break;
+	case 't':
+		out->type = KR_JSON_TRUE;
+		break;
+	case 'f':
+		out->type = KR_JSON_FALSE;
+		break;
+	case 'n':
+		out->type = KR_JSON_NULL;
+		break;
+	default:
+		out->type = KR_JSON_NUMBER;
+	}
+	return true;
+}
+
+bool kr_json_span_string(struct kr_buf *b, const struct kr_json_span *s)
+{
+	if (s->type != KR_JSON_STRING)
+		return false;
+	if (!s->escaped)
+		return kr_buf_append(b, s->p, s->len);
+	/* rare in events: yajl decodes it, as it decodes the strings kr_json_parse keeps */
+	struct kr_json *j = NULL;
+	if (kr_json_parse(s->p - 1, s->len + 2, NULL, &j, NULL, NULL) != KR_OK)
+		return false;
+	bool ok = j->type == KR_JSON_STRING && kr_buf_append(b, j->str, j->len);
+	kr_json_free(j);
+	return ok;
+}

@@ -71,6 +71,27 @@ void kr_json_free(struct kr_json *j);
 /* The value at a JSONPath ($, $.a.b, $.a[0]: the last member of a repeated key), or NULL. */
 const struct kr_json *kr_json_path(const struct kr_json *root, const char *path);
 
+/* A value found in JSON text by kr_json_text_path, without a tree. */
+struct kr_json_span {
+	enum kr_json_type type;
+	const char *p; /* its text: a string's between its quotes, escapes as written; a number's
+			  literal; the whole of an object or array */
+	size_t len;
+	bool escaped;  /* a string with escapes: kr_json_span_string decodes it */
+};
+
+/* The value at a JSONPath ($, $.a.b, $.a[0]) of the JSON text t[0..n), the one kr_json_path
+ * finds in the tree kr_json_parse builds with last_key_wins (a repeated key's last member; keys
+ * compared decoded), found by scanning the text once: no allocation, no tree. For text that is
+ * already known to be JSON (an event the stream parser read); other text is scanned no further
+ * than it is safe, never past n, and false (not found) is the answer wherever its structure
+ * breaks before the value is known. */
+bool kr_json_text_path(const char *t, size_t n, const char *path, struct kr_json_span *out);
+
+/* Appends a string span's value, decoded as kr_json_parse decodes it; false when out of memory
+ * or the span is not a valid string. */
+bool kr_json_span_string(struct kr_buf *b, const struct kr_json_span *s);
+
 /* Object member by key, or NULL. */
 const struct kr_json *kr_json_get(const struct kr_json *obj, const char *key);
 

@@ -238,15 +238,12 @@ static struct stream *stream_get(struct cwl_sink *s, const char *name)
 static void cwl_submit(void *ctx, struct kr_delivery *d)
 {
 	struct cwl_sink *s = ctx;
-	struct kr_json *ev = s->stream_needs_event || !s->received_time
-				     ? kr_event_parse(d->event, d->event_len)
-				     : NULL;
-	int64_t ts = s->received_time ? -1 : kr_event_time_ms(ev);
+	struct kr_event_text ev = kr_event_text_of(d->event, d->event_len);
+	int64_t ts = s->received_time ? -1 : kr_event_time_ms(&ev);
 	if (ts < 0)
 		ts = (int64_t)d->received_ms;
 	size_t n = 0;
-	const char *name = kr_tmpl_text(s->stream_tmpl, ev, &s->scratch, &n);
-	kr_json_free(ev);
+	const char *name = kr_tmpl_text(s->stream_tmpl, &ev, &s->scratch, &n);
 	if (!name) {
 		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
 		return;

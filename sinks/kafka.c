@@ -270,11 +270,10 @@ static enum kr_err kafka_create(const struct kr_sink_args *a, void **ctx, char *
 static void kafka_submit(void *ctx, struct kr_delivery *d)
 {
 	struct kafka_sink *s = ctx;
-	struct kr_json *ev = s->needs_event ? kr_event_parse(d->event, d->event_len) : NULL;
+	struct kr_event_text ev = kr_event_text_of(d->event, d->event_len);
 	size_t tn = 0, kn = 0;
-	const char *topic = kr_tmpl_text(s->topic, ev, &s->tscratch, &tn);
-	const char *key = kr_tmpl_text(s->key, ev, &s->kscratch, &kn);
-	kr_json_free(ev);
+	const char *topic = kr_tmpl_text(s->topic, &ev, &s->tscratch, &tn);
+	const char *key = kr_tmpl_text(s->key, &ev, &s->kscratch, &kn);
 	if (!topic || !key) {
 		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
 		return;

@@ -136,10 +136,9 @@ static void hashed_key(const char *p, size_t n, char out[17])
 static void kinesis_submit(void *ctx, struct kr_delivery *d)
 {
 	struct kinesis_sink *s = ctx;
-	struct kr_json *ev = s->key_needs_event ? kr_event_parse(d->event, d->event_len) : NULL;
+	struct kr_event_text ev = kr_event_text_of(d->event, d->event_len);
 	size_t n = 0;
-	const char *key = kr_tmpl_text(s->key, ev, &s->scratch, &n);
-	kr_json_free(ev);
+	const char *key = kr_tmpl_text(s->key, &ev, &s->scratch, &n);
 	char hashed[17];
 	if (key && (!n || n > KINESIS_MAX_KEY)) {
 		/* no key for this event (or one Kinesis refuses): spread by the payload */

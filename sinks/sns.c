@@ -151,14 +151,14 @@ static bool field(struct kr_buf *b, const char *name, const char *v, size_t n)
 	       kr_buf_urlencode(b, v, n);
 }
 
-static bool put_attributes(struct sns_sink *s, const struct kr_json *ev, struct kr_buf *b,
+static bool put_attributes(struct sns_sink *s, const struct kr_event_text *ev, struct kr_buf *b,
 			   size_t *bytes)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < s->nattrs; i++) {
 		size_t n;
 		bool num;
-		const char *v = kr_attr_value(ev, s->attrs[i], &n, &num);
+		const char *v = kr_attr_value(ev, s->attrs[i], &s->scratch, &n, &num);
 		if (!v)
 			continue;
 		const char *name = kr_attr_name(s->attrs[i]);
@@ -180,7 +180,7 @@ static bool put_attributes(struct sns_sink *s, const struct kr_json *ev, struct 
 }
 
 /* The subject as SNS takes it: no control characters, at most SNS_MAX_SUBJECT bytes. */
-static bool put_subject(struct sns_sink *s, const struct kr_json *ev, struct kr_buf *b)
+static bool put_subject(struct sns_sink *s, const struct kr_event_text *ev, struct kr_buf *b)
 {
 	size_t n;
 	const char *t = kr_tmpl_text(s->subject, ev, &s->scratch, &n);
@@ -199,19 +199,17 @@ static void sns_submit(void *ctx, struct kr_delivery *d)
 {
 	struct sns_sink *s = ctx;
 	struct kr_buf b = {0};
-	struct kr_json *ev = s->nattrs || s->fifo || s->subject
-				     ? kr_event_parse(d->event, d->event_len)
-				     : NULL;
+	struct kr_event_text ev = kr_event_text_of(d->event, d->event_len);
 	size_t bytes = d->len;
 	const char *why = NULL, *code = "ENOMEM";
 	bool ok = kr_prepared_begin(&b, d->len * 2 + 256);
 	if (ok) {
-		ok = field(&b, "Message", d->payload, d->len) && put_attributes(s, ev, &b, &bytes) &&
-		     (!s->subject || put_subject(s, ev, &b));
+		ok = field(&b, "Message", d->payload, d->len) && put_attributes(s, &ev, &b, &bytes) &&
+		     (!s->subject || put_subject(s, &ev, &b));
 	}
 	if (ok && s->fifo) {
 		size_t n;
-		const char *g = kr_tmpl_text(s->group_id, ev, &s->scratch, &n);
+		const char *g = kr_tmpl_text(s->group_id, &ev, &s->scratch, &n);
 		ok = g != NULL;
 		if (ok && !n) {
 			code = "MissingGroupId";
@@ -220,10 +218,9 @@ static void sns_submit(void *ctx, struct kr_delivery *d)
 			ok = false;
 		}
 		ok = ok && field(&b, "MessageGroupId", g, n);
-		const char *dd = ok ? kr_tmpl_text(s->dedup_id, ev, &s->scratch, &n) : NULL;
+		const char *dd = ok ? kr_tmpl_text(s->dedup_id, &ev, &s->scratch, &n) : NULL;
 		ok = ok && dd && (!n || field(&b, "MessageDeduplicationId", dd, n));
 	}
-	kr_json_free(ev);
 	if (!ok) {
 		kr_buf_free(&b);
 		kr_delivery_done(d, why ? KR_PERMANENT : KR_RETRYABLE, 0, code,

@@ -122,14 +122,14 @@ static void sqs_destroy(void *ctx);
 
 /* Appends ,"Name":{"DataType":...,"StringValue":...} members for the event's attributes;
  * *bytes grows by what SQS counts (name, type and value). */
-static bool put_attributes(struct sqs_sink *s, const struct kr_json *ev, struct kr_buf *b,
+static bool put_attributes(struct sqs_sink *s, const struct kr_event_text *ev, struct kr_buf *b,
 			   size_t *bytes)
 {
 	bool first = true;
 	for (size_t i = 0; i < s->nattrs; i++) {
 		size_t n;
 		bool num;
-		const char *v = kr_attr_value(ev, s->attrs[i], &n, &num);
+		const char *v = kr_attr_value(ev, s->attrs[i], &s->scratch, &n, &num);
 		if (!v)
 			continue;
 		const char *name = kr_attr_name(s->attrs[i]);
@@ -150,17 +150,17 @@ static void sqs_submit(void *ctx, struct kr_delivery *d)
 {
 	struct sqs_sink *s = ctx;
 	struct kr_buf b = {0};
-	struct kr_json *ev = s->nattrs || s->fifo ? kr_event_parse(d->event, d->event_len) : NULL;
+	struct kr_event_text ev = kr_event_text_of(d->event, d->event_len);
 	size_t bytes = d->len;
 	const char *why = NULL, *code = "ENOMEM";
 	bool ok = kr_prepared_begin(&b, d->len + d->len / 8 + 256);
 	if (ok) {
 		ok = kr_buf_puts(&b, ",\"MessageBody\":") &&
-		     kr_buf_json_string(&b, d->payload, d->len) && put_attributes(s, ev, &b, &bytes);
+		     kr_buf_json_string(&b, d->payload, d->len) && put_attributes(s, &ev, &b, &bytes);
 	}
 	if (ok && s->fifo) {
 		size_t n;
-		const char *g = kr_tmpl_text(s->group_id, ev, &s->scratch, &n);
+		const char *g = kr_tmpl_text(s->group_id, &ev, &s->scratch, &n);
 		ok = g != NULL;
 		if (ok && !n) {
 			code = "MissingGroupId";
@@ -169,13 +169,12 @@ static void sqs_submit(void *ctx, struct kr_delivery *d)
 			ok = false;
 		}
 		ok = ok && kr_buf_puts(&b, ",\"MessageGroupId\":") && kr_buf_json_string(&b, g, n);
-		const char *dd = ok ? kr_tmpl_text(s->dedup_id, ev, &s->scratch, &n) : NULL;
+		const char *dd = ok ? kr_tmpl_text(s->dedup_id, &ev, &s->scratch, &n) : NULL;
 		ok = ok && dd;
 		if (ok && n)
 			ok = kr_buf_puts(&b, ",\"MessageDeduplicationId\":") &&
 			     kr_buf_json_string(&b, dd, n);
 	}
-	kr_json_free(ev);
 	if (!ok) {
 		kr_buf_free(&b);
 		kr_delivery_done(d, why ? KR_PERMANENT : KR_RETRYABLE, 0, code,

@@ -92,8 +92,8 @@ struct kr_delivery {
 	const char *payload;  /* the bytes to deliver (JSON), owned by the engine */
 	size_t len;
 	const char *event;    /* the event the delivery is for, as received, before any
-				 transformer (for sinks that add metadata from it); an invalid
-				 record's bytes for its dead letter */
+				 transformer (for sinks that add metadata from it: kr_event_text_of);
+				 NULL for the dead letter of an invalid record */
 	size_t event_len;
 	const char *rule;     /* rule name, or a marker for dead letters / unmatched / invalid */
 	const char *sink;     /* the sink instance's name */

@@ -338,6 +338,8 @@ int eng_on_invalid(void *ctx, const struct kr_invalid *inv)
 				   : (kr_buf_free(&b), NULL);
 		if (d) {
 			d->is_dead_letter = d->is_invalid = true;
+			d->pub.event = NULL; /* no event: a sink's templates find no field */
+			d->pub.event_len = 0;
 			eng_delivery_enqueue(d);
 			return 0;
 		}

@@ -115,7 +115,7 @@ struct kr_tmpl *kr_tmpl_new(const char *text, char *err)
 	return t;
 }
 
-const char *kr_tmpl_text(const struct kr_tmpl *t, const struct kr_json *ev,
+const char *kr_tmpl_text(const struct kr_tmpl *t, const struct kr_event_text *ev,
 			 struct kr_buf *scratch, size_t *n)
 {
 	bool complete;
@@ -134,50 +134,45 @@ bool kr_tmpl_constant(const struct kr_tmpl *t)
 	return true;
 }
 
-/* A scalar's text: a string's, a number's literal, true or false. */
-static const char *scalar(const struct kr_json *v, size_t *len, bool *is_number)
+struct kr_event_text kr_event_text_of(const char *text, size_t len)
 {
-	if (is_number)
-		*is_number = false;
-	if (!v)
-		return NULL;
-	switch (v->type) {
-	case KR_JSON_STRING:
-		*len = v->len;
-		return v->str;
-	case KR_JSON_NUMBER:
-		if (is_number)
-			*is_number = true;
-		*len = v->len;
-		return v->str;
-	case KR_JSON_TRUE:
-		*len = 4;
-		return "true";
-	case KR_JSON_FALSE:
-		*len = 5;
-		return "false";
-	default:
-		return NULL;
-	}
+	size_t i = 0;
+	while (text && i < len && strchr(" \t\r\n", text[i]))
+		i++;
+	return text && i < len && text[i] == '{' ? (struct kr_event_text){text, len}
+						 : (struct kr_event_text){NULL, 0};
 }
 
-bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_json *ev, struct kr_buf *out,
+/* The scalar at path in ev (a string, a number, true or false), or false. */
+static bool scalar_at(const struct kr_event_text *ev, const char *path, struct kr_json_span *sp)
+{
+	return ev && ev->text && kr_json_text_path(ev->text, ev->len, path, sp) &&
+	       (sp->type == KR_JSON_STRING || sp->type == KR_JSON_NUMBER ||
+		sp->type == KR_JSON_TRUE || sp->type == KR_JSON_FALSE);
+}
+
+bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_event_text *ev, struct kr_buf *out,
 		  bool *complete)
 {
 	*complete = true;
 	for (size_t i = 0; i < t->n; i++) {
 		const struct part *p = &t->parts[i];
+		struct kr_json_span sp;
 		if (!p->path) {
 			if (!kr_buf_append(out, p->text, p->len))
 				return false;
-			continue;
-		}
-		size_t n = 0;
-		const char *s = ev ? scalar(kr_json_path(ev, p->text), &n, NULL) : NULL;
-		if (!s)
+		} else if (!scalar_at(ev, p->text, &sp)) {
 			*complete = false;
-		if (s && !kr_buf_append(out, s, n))
+		} else if (sp.type == KR_JSON_STRING) {
+			size_t at = out->len;
+			if (!kr_json_span_string(out, &sp)) {
+				if (out->len > at || !sp.escaped)
+					return false; /* out of memory */
+				*complete = false; /* not a string yajl decodes (not from the parser) */
+			}
+		} else if (!kr_buf_append(out, sp.p, sp.len)) {
 			return false;
+		}
 	}
 	return true;
 }
@@ -231,29 +226,40 @@ const char *kr_attr_name(const char *path)
 	return dot ? dot + 1 : path;
 }
 
-const char *kr_attr_value(const struct kr_json *ev, const char *path, size_t *len, bool *is_number)
+const char *kr_attr_value(const struct kr_event_text *ev, const char *path, struct kr_buf *scratch,
+			  size_t *len, bool *is_number)
 {
-	if (!ev)
+	struct kr_json_span sp;
+	*is_number = false;
+	if (!scalar_at(ev, path, &sp))
 		return NULL;
-	const char *s = scalar(kr_json_path(ev, path), len, is_number);
-	return s && *len ? s : NULL;
-}
-
-int64_t kr_event_time_ms(const struct kr_json *ev)
-{
-	const struct kr_json *t = ev ? kr_json_get(ev, "time") : NULL;
-	return t && t->type == KR_JSON_STRING ? kr_parse_rfc3339_ms(t->str) : -1;
-}
-
-struct kr_json *kr_event_parse(const char *event, size_t len)
-{
-	struct kr_json *j = NULL;
-	if (!event || kr_json_parse(event, len, &(struct kr_json_opts){.last_key_wins = true}, &j,
-				    NULL, NULL) != KR_OK)
-		return NULL;
-	if (j->type != KR_JSON_OBJECT) {
-		kr_json_free(j);
-		return NULL;
+	*is_number = sp.type == KR_JSON_NUMBER;
+	if (sp.type == KR_JSON_STRING && sp.escaped) {
+		scratch->len = 0;
+		if (!kr_json_span_string(scratch, &sp) || !kr_buf_append(scratch, "", 1))
+			return NULL;
+		*len = scratch->len - 1;
+		return *len ? scratch->p : NULL;
 	}
-	return j;
+	*len = sp.len;
+	return sp.len ? sp.p : NULL;
+}
+
+int64_t kr_event_time_ms(const struct kr_event_text *ev)
+{
+	struct kr_json_span sp;
+	if (!scalar_at(ev, "$.time", &sp) || sp.type != KR_JSON_STRING)
+		return -1;
+	if (!sp.escaped && sp.len < 64) {
+		char t[64];
+		memcpy(t, sp.p, sp.len);
+		t[sp.len] = 0;
+		return kr_parse_rfc3339_ms(t);
+	}
+	struct kr_buf t = {0};
+	int64_t ms = kr_json_span_string(&t, &sp) && kr_buf_append(&t, "", 1)
+			     ? kr_parse_rfc3339_ms(t.p)
+			     : -1;
+	kr_buf_free(&t);
+	return ms;
 }

@@ -29,13 +29,24 @@ struct kr_tmpl;
  * JSONPath, or out of memory. */
 struct kr_tmpl *kr_tmpl_new(const char *text, char *err);
 void kr_tmpl_free(struct kr_tmpl *t);
+/* The event a delivery is for: its JSON text (kr_delivery's event), read field by field with
+ * kr_json_text_path, without a tree. text NULL: no event (the dead letter of an invalid
+ * record), and every field is absent. */
+struct kr_event_text {
+	const char *text;
+	size_t len;
+};
+
+/* The event of a delivery's event text: no event when the text is not an object. */
+struct kr_event_text kr_event_text_of(const char *text, size_t len);
+
 /* Appends the template filled from ev (NULL: every placeholder gives nothing) to out; false when
  * out of memory. *complete says whether every placeholder had a value. */
-bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_json *ev, struct kr_buf *out,
+bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_event_text *ev, struct kr_buf *out,
 		  bool *complete);
 /* The template filled from ev into scratch (emptied first), NUL-terminated; *n its length, or 0
  * when the template is incomplete for ev. NULL when out of memory. */
-const char *kr_tmpl_text(const struct kr_tmpl *t, const struct kr_json *ev,
+const char *kr_tmpl_text(const struct kr_tmpl *t, const struct kr_event_text *ev,
 			 struct kr_buf *scratch, size_t *n);
 /* Whether the template has no placeholder (the same text for every event). */
 bool kr_tmpl_constant(const struct kr_tmpl *t);
@@ -50,14 +61,12 @@ const char *kr_attr_list_check(const struct kr_strings *paths, size_t max, char 
 const char *kr_attr_name(const char *path);
 
 /* The value for an attribute at path in ev: a non-empty string, or a number or boolean as its
- * JSON text, with *is_number set for a number; NULL when the event has no such attribute. */
-const char *kr_attr_value(const struct kr_json *ev, const char *path, size_t *len, bool *is_number);
+ * JSON text, with *is_number set for a number; NULL when the event has no such attribute. It
+ * points into the event's text, or into scratch (emptied first) for a string with escapes. */
+const char *kr_attr_value(const struct kr_event_text *ev, const char *path, struct kr_buf *scratch,
+			  size_t *len, bool *is_number);
 
 /* The event's "time" (RFC 3339) in milliseconds since the epoch, or -1 when it has none. */
-int64_t kr_event_time_ms(const struct kr_json *ev);
-
-/* The event a delivery is for, parsed (NULL when it is not a JSON object: a dead letter of an
- * invalid record); free with kr_json_free. */
-struct kr_json *kr_event_parse(const char *event, size_t len);
+int64_t kr_event_time_ms(const struct kr_event_text *ev);
 
 #endif

@@ -2,6 +2,7 @@
  * kr_buf_json_string. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -639,6 +640,132 @@ static void test_streamed_array_of_many_and_big_elements(void **state)
 	free(text);
 }
 
+
+/* ---- kr_json_text_path against kr_json_path on the tree ---- */
+
+/* The span's value and the tree node agree: type, a string's decoded text, a number's literal,
+ * an object's or array's text parsed again into as many members. */
+static void assert_span_is(const struct kr_json_span *sp, const struct kr_json *j)
+{
+	assert_int_equal(sp->type, j->type);
+	struct kr_buf b = {0};
+	if (j->type == KR_JSON_STRING) {
+		assert_true(kr_json_span_string(&b, sp));
+		assert_int_equal(b.len, j->len);
+		assert_memory_equal(b.p, j->str, j->len);
+	} else if (j->type == KR_JSON_NUMBER) {
+		assert_int_equal(sp->len, j->len);
+		assert_memory_equal(sp->p, j->str, j->len);
+	} else if (j->type == KR_JSON_OBJECT || j->type == KR_JSON_ARRAY) {
+		struct kr_json *again = NULL;
+		assert_int_equal(kr_json_parse(sp->p, sp->len, &(struct kr_json_opts){.last_key_wins = true},
+					       &again, NULL, NULL), KR_OK);
+		assert_int_equal(again->n, j->n);
+		kr_json_free(again);
+	}
+	kr_buf_free(&b);
+}
+
+/* Every path into the tree node j (names as $.a.b, items as [i]) and a few that are not there:
+ * the scan of text finds what kr_json_path finds. */
+static void check_paths(const char *text, const struct kr_json *root, const struct kr_json *j,
+			char *path, size_t plen, int *checked)
+{
+	struct kr_json_span sp;
+	const struct kr_json *want = kr_json_path(root, path);
+	bool got = kr_json_text_path(text, strlen(text), path, &sp);
+	assert_int_equal(got, want != NULL);
+	if (want)
+		assert_span_is(&sp, want);
+	(*checked)++;
+	if (plen > 200)
+		return;
+	static const char *absent[] = {".nope", "[7]", ".a"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path + plen, 256 - plen, "%s", absent[i]);
+		want = kr_json_path(root, path);
+		assert_int_equal(kr_json_text_path(text, strlen(text), path, &sp), want != NULL);
+		if (want)
+			assert_span_is(&sp, want);
+	}
+	path[plen] = 0;
+	for (size_t i = 0; j->type >= KR_JSON_ARRAY && i < j->n; i++) {
+		size_t l;
+		if (j->type == KR_JSON_OBJECT) {
+			if (strpbrk(j->keys[i], ".[]") || memchr(j->keys[i], 0, j->keylens[i]) ||
+			    plen + 1 + j->keylens[i] > 250)
+				continue; /* a name a JSONPath cannot say */
+			l = (size_t)snprintf(path + plen, 256 - plen, ".%s", j->keys[i]);
+		} else {
+			l = (size_t)snprintf(path + plen, 256 - plen, "[%zu]", i);
+		}
+		check_paths(text, root, j->items[i], path, plen + l, checked);
+		path[plen] = 0;
+	}
+}
+
+static void check_text(const char *text)
+{
+	struct kr_json *root = NULL;
+	assert_int_equal(kr_json_parse(text, strlen(text), &(struct kr_json_opts){.last_key_wins = true},
+				       &root, NULL, NULL), KR_OK);
+	char path[256] = "$";
+	int checked = 0;
+	check_paths(text, root, root, path, 1, &checked);
+	assert_true(checked > 0);
+	kr_json_free(root);
+}
+
+static void test_text_path_finds_what_the_tree_finds(void **state)
+{
+	(void)state;
+	check_text("{\"version\":\"0\",\"id\":\"e9ce3425\",\"detail-type\":\"KMS CMK Deletion\","
+		   "\"source\":\"aws.kms\",\"time\":\"2016-08-19T03:23:45Z\",\"resources\":"
+		   "[\"arn:aws:kms:us-west-2:111122223333:key/1234abcd\"],\"detail\":{\"key-id\":"
+		   "\"1234abcd\",\"n\":-1.50e+3,\"t\":true,\"f\":false,\"z\":null,\"e\":{},\"a\":[]}}");
+	/* white space everywhere, nesting, arrays of objects and of arrays */
+	check_text(" \n{ \"a\" : [ 1 , { \"b\" : [ [ 2 , 3 ] , \"x\" ] } , [ ] ] ,\t\"c\" : { \"d\" :"
+		   " { \"e\" : \"deep\" } } }\r\n");
+	/* a repeated key: the last one, also when the first is an object to descend into */
+	check_text("{\"k\":{\"x\":1},\"k\":{\"y\":2},\"d\":1,\"d\":\"two\",\"d\":[3]}");
+	/* escapes: in keys (compared decoded), in values, backslashes before quotes */
+	check_text("{\"key\\u002did\":\"v\\\"1\\\\\",\"q\\\\\":\"\\\\\",\"u\":\"caf\\u00e9 \\ud83d\\ude00\","
+		   "\"s\":\"a]b}c{d[e,f:g\",\"detail\":{\"key-id\":\"\\n\\t\"}}");
+	/* non-ASCII, and strings that look like structure */
+	check_text("{\"名\":\"値\",\"x\":\"}\",\"y\":\"]\",\"z\":[\"{\",\"[\",\"\\\"\"]}");
+	/* not an object at the top */
+	check_text("[{\"a\":1},{\"a\":2}]");
+	check_text("\"just a string\"");
+	check_text("42");
+}
+
+static void test_text_path_of_broken_text_is_not_found_and_never_reads_past_the_end(void **state)
+{
+	(void)state;
+	static const char *broken[] = {
+		"", "{", "{\"a\"", "{\"a\":", "{\"a\":1", "{\"a\":1,", "{\"a\":\"x", "{\"a\":{\"b\":1}",
+		"{\"a\" 1}", "{a:1}", "[1,2", "{\"a\":1}}", "{\"a\":[1,{]}", "{\"a\":\"\\\"}",
+	};
+	for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+		/* a copy of exactly its length, so that ASan sees a read past the end */
+		size_t n = strlen(broken[i]);
+		char *t = malloc(n ? n : 1);
+		assert_non_null(t);
+		memcpy(t, broken[i], n);
+		struct kr_json_span sp;
+		assert_false(kr_json_text_path(t, n, "$.a.b", &sp));
+		assert_false(kr_json_text_path(t, n, "$.a[1]", &sp));
+		(void)kr_json_text_path(t, n, "$.a", &sp); /* found or not: never past n */
+		(void)kr_json_text_path(t, n, "$", &sp);
+		free(t);
+	}
+	struct kr_json_span sp;
+	assert_false(kr_json_text_path("{\"a\":1}", 7, "a", &sp)); /* not a JSONPath */
+	assert_true(kr_json_text_path("{\"a\":1}", 7, "$.a", &sp));
+	assert_int_equal(sp.type, KR_JSON_NUMBER);
+	assert_int_equal(sp.len, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -673,6 +800,8 @@ int main(void)
 		cmocka_unit_test(test_json_string_appends_after_existing_content),
 		cmocka_unit_test(test_json_string_round_trips_through_the_parser),
 		cmocka_unit_test(test_base64_matches_the_rfc_4648_vectors),
+		cmocka_unit_test(test_text_path_finds_what_the_tree_finds),
+		cmocka_unit_test(test_text_path_of_broken_text_is_not_found_and_never_reads_past_the_end),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,7 +59,10 @@ static void vm_flags(uintptr_t addr, char *out, size_t cap)
 		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
 			in = addr >= lo && addr < hi;
 		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-			snprintf(out, cap, "%s", line + 8);
+			size_t l = strlen(line + 8);
+			l = l < cap ? l : cap - 1;
+			memcpy(out, line + 8, l);
+			out[l] = 0;
 			break;
 		}
 	}
