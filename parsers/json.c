@@ -633,7 +633,20 @@ const char *kr_json_type_name(enum kr_json_type t)
 }
 
 /* Appends the JSON text of j (numbers exactly as they were written). */
-bool kr_json_write(struct kr_buf *b, const struct kr_json *j)
+/* A newline and 2 * depth spaces. */
+static bool indent_to(struct kr_buf *b, unsigned depth)
+{
+	if (!kr_buf_reserve(b, 2 * (size_t)depth + 2)) /* the newline, the spaces, the NUL */
+		return false;
+	b->p[b->len++] = '\n';
+	for (unsigned i = 0; i < 2 * depth; i++)
+		b->p[b->len++] = ' ';
+	b->p[b->len] = 0;
+	return true;
+}
+
+/* j as JSON text: compact, or pretty at depth (pretty) */
+static bool write_at(struct kr_buf *b, const struct kr_json *j, bool pretty, unsigned depth)
 {
 	switch (j->type) {
 	case KR_JSON_NULL: return kr_buf_puts(b, "null");
@@ -647,18 +660,28 @@ bool kr_json_write(struct kr_buf *b, const struct kr_json *j)
 		if (!kr_buf_puts(b, obj ? "{" : "["))
 			return false;
 		for (size_t i = 0; i < j->n; i++) {
-			if (i && !kr_buf_puts(b, ","))
+			if ((i && !kr_buf_puts(b, ",")) || (pretty && !indent_to(b, depth + 1)))
 				return false;
 			if (obj && !(kr_buf_json_string(b, j->keys[i], j->keylens[i]) &&
-				     kr_buf_puts(b, ":")))
+				     kr_buf_puts(b, pretty ? ": " : ":")))
 				return false;
-			if (!kr_json_write(b, j->items[i]))
+			if (!write_at(b, j->items[i], pretty, depth + 1))
 				return false;
 		}
-		return kr_buf_puts(b, obj ? "}" : "]");
+		return (!pretty || !j->n || indent_to(b, depth)) && kr_buf_puts(b, obj ? "}" : "]");
 	}
 	}
 	return false;
+}
+
+bool kr_json_write(struct kr_buf *b, const struct kr_json *j)
+{
+	return write_at(b, j, false, 0);
+}
+
+bool kr_json_pretty(struct kr_buf *b, const struct kr_json *j)
+{
+	return write_at(b, j, true, 0);
 }
 
 const struct kr_json *kr_json_path(const struct kr_json *root, const char *p)
@@ -835,31 +858,17 @@ bool kr_json_text_path(const char *t, size_t n, const char *path, struct kr_json
 	const char *ve = skip_value(v, end);
 	if (!ve)
 		return false;
-	*out = (struct kr_json_span){.p = v, .len = (size_t)(ve - v)};
-	switch (*v) {
-	case '"':
-		out->type = KR_JSON_STRING;
+	/* the type by the first character: a number is the rest */
+	static const char firsts[] = "\"{[tfn";
+	static const enum kr_json_type types[] = {KR_JSON_STRING, KR_JSON_OBJECT, KR_JSON_ARRAY,
+						  KR_JSON_TRUE,   KR_JSON_FALSE,  KR_JSON_NULL};
+	const char *k = strchr(firsts, *v);
+	*out = (struct kr_json_span){.type = k && *v ? types[k - firsts] : KR_JSON_NUMBER,
+				     .p = v, .len = (size_t)(ve - v)};
+	if (out->type == KR_JSON_STRING) {
 		out->p = v + 1;
-		out->len = (size_t)(ve - v) - 2;
+		out->len -= 2;
 		(void)skip_string(v, end, &out->escaped);
-		break;
-	case '{':
-		out->type = KR_JSON_OBJECT;
-		break;
-	case '[':
-		out->type = KR_JSON_ARRAY;
-		break;
-	case 't':
-		out->type = KR_JSON_TRUE;
-		break;
-	case 'f':
-		out->type = KR_JSON_FALSE;
-		break;
-	case 'n':
-		out->type = KR_JSON_NULL;
-		break;
-	default:
-		out->type = KR_JSON_NUMBER;
 	}
 	return true;
 }

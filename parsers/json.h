@@ -106,5 +106,9 @@ void kr_json_yajl_error(void *handle, const char *prefix, char *out, size_t cap)
 
 /* Appends the compact JSON text of j (numbers exactly as they were written). */
 bool kr_json_write(struct kr_buf *b, const struct kr_json *j);
+/* Appends j pretty-printed: the same text, with 2-space indentation (a member or item per line,
+ * ": " after a key, empty objects and arrays as {} and []), no newline at the end. What kmsrouter
+ * test compares and shows payloads with. False when out of memory. */
+bool kr_json_pretty(struct kr_buf *b, const struct kr_json *j);
 
 #endif

@@ -20,54 +20,7 @@
 #include "stream.h"
 #include "transform.h"
 
-/* ---- canonical pretty-printing and the line diff (pure; commands.h) ---- */
-
-static bool indent_to(struct kr_buf *b, unsigned depth)
-{
-	if (!kr_buf_reserve(b, 2 * (size_t)depth + 2)) /* the newline, the spaces, the NUL */
-		return false;
-	b->p[b->len++] = '\n';
-	for (unsigned i = 0; i < 2 * depth; i++)
-		b->p[b->len++] = ' ';
-	b->p[b->len] = 0;
-	return true;
-}
-
-static bool pretty_at(struct kr_buf *b, const struct kr_json *j, unsigned depth)
-{
-	switch (j->type) {
-	case KR_JSON_NULL: return kr_buf_puts(b, "null");
-	case KR_JSON_FALSE: return kr_buf_puts(b, "false");
-	case KR_JSON_TRUE: return kr_buf_puts(b, "true");
-	case KR_JSON_NUMBER: return kr_buf_append(b, j->str, j->len);
-	case KR_JSON_STRING: return kr_buf_json_string(b, j->str, j->len);
-	case KR_JSON_ARRAY:
-	case KR_JSON_OBJECT: {
-		bool obj = j->type == KR_JSON_OBJECT;
-		if (j->n == 0)
-			return kr_buf_puts(b, obj ? "{}" : "[]");
-		if (!kr_buf_puts(b, obj ? "{" : "["))
-			return false;
-		for (size_t i = 0; i < j->n; i++) {
-			if (!indent_to(b, depth + 1))
-				return false;
-			if (obj && (!kr_buf_json_string(b, j->keys[i], j->keylens[i]) ||
-				    !kr_buf_puts(b, ": ")))
-				return false;
-			if (!pretty_at(b, j->items[i], depth + 1) ||
-			    (i + 1 < j->n && !kr_buf_puts(b, ",")))
-				return false;
-		}
-		return indent_to(b, depth) && kr_buf_puts(b, obj ? "}" : "]");
-	}
-	}
-	return false;
-}
-
-bool kr_json_pretty(struct kr_buf *b, const struct kr_json *j)
-{
-	return pretty_at(b, j, 0);
-}
+/* ---- the line diff (pure; commands.h) ---- */
 
 struct lines {
 	const char **p;

@@ -30,9 +30,6 @@ int kr_cmd_test(int argc, char **argv);
 /* What kmsrouter test compares and shows payloads with (cmd_test.c; pure functions). */
 struct kr_buf;
 struct kr_json;
-/* Appends j pretty-printed: 2-space indentation, members in their order, numbers and strings as
- * kr_json_write writes them, no newline at the end. False when out of memory. */
-bool kr_json_pretty(struct kr_buf *b, const struct kr_json *j);
 /* Appends a unified-style diff of the lines of a (alen bytes, the expected: "-") and b (the
  * actual: "+"): "@@ -LINE,COUNT +LINE,COUNT @@" hunks with up to context unchanged lines (" ")
  * around each run of changes, every line prefixed with indent; in a run of changes the removed

@@ -1,5 +1,5 @@
-/* Unit tests for what `kmsrouter test` compares and shows payloads with (router/cli/cmd_test.c,
- * declared in commands.h): kr_json_pretty and kr_line_diff. */
+/* Unit tests for what `kmsrouter test` compares and shows payloads with (parsers/json.c
+ * kr_json_pretty; router/cli/cmd_test.c kr_line_diff). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
