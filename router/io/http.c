@@ -34,6 +34,7 @@ static struct curl_api {
 	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
 	const char *(*easy_strerror)(CURLcode);
 	void (*easy_cleanup)(CURL *);
+	void (*easy_reset)(CURL *);
 	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
 	void (*slist_free_all)(struct curl_slist *);
 } C;
@@ -43,7 +44,8 @@ static const struct kr_dynsym curl_syms[] = {
 	SYM(global_init), SYM(multi_init), SYM(multi_setopt), SYM(multi_add_handle),
 	SYM(multi_remove_handle), SYM(multi_socket_action), SYM(multi_info_read),
 	SYM(multi_cleanup), SYM(easy_init), SYM(easy_setopt), SYM(easy_perform), SYM(easy_getinfo),
-	SYM(easy_strerror), SYM(easy_cleanup), SYM(slist_append), SYM(slist_free_all),
+	SYM(easy_strerror), SYM(easy_cleanup), SYM(easy_reset), SYM(slist_append),
+	SYM(slist_free_all),
 };
 #undef SYM
 
@@ -93,9 +95,32 @@ struct kr_http {
 	size_t npending;
 };
 
+/* Easy handles of finished transfers, reset, for the next ones: a new handle costs libcurl
+ * a dozen allocations, its buffers among them, for every request. */
+#define EASY_POOL 32
+static _Thread_local CURL *easy_pool[EASY_POOL];
+static _Thread_local size_t easy_pooled;
+
+static CURL *easy_get(void)
+{
+	return easy_pooled ? easy_pool[--easy_pooled] : C.easy_init();
+}
+
+static void easy_put(CURL *e)
+{
+	if (!e)
+		return;
+	if (easy_pooled == EASY_POOL) {
+		C.easy_cleanup(e);
+		return;
+	}
+	C.easy_reset(e); /* every option back to its default: nothing of this request stays */
+	easy_pool[easy_pooled++] = e;
+}
+
 static void transfer_free(struct transfer *t)
 {
-	C.easy_cleanup(t->easy);
+	easy_put(t->easy);
 	C.slist_free_all(t->headers);
 	free(t->body);
 	free(t->resp_headers);
@@ -453,7 +478,7 @@ static struct transfer *prepare(const struct kr_http_request *req, kr_http_done_
 	t->retry_after_ms = -1;
 	t->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
 	t->body_prefix = req->body_prefix;
-	t->easy = C.easy_init();
+	t->easy = easy_get();
 	if (!t->easy) {
 		free(t);
 		return NULL;
