@@ -15,25 +15,19 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aws_fake  # noqa: E402
 import aws_harness  # noqa: E402
 from aws_fake import FakeAWS  # noqa: E402
 from aws_harness import FaultProxy, Moto, Served  # noqa: E402
+from testlib import check, run_cases  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EVENTS_DIR = os.path.join(HERE, "..", "data", "events")
 KR = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--list" else None
-FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
 ACCOUNT = "123456789012"  # moto's
 FAST = {"max_attempts": 6, "initial_backoff_ms": 20, "max_backoff_ms": 200}
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
 
 
 def sample_bodies():
@@ -1289,25 +1283,8 @@ def test_sqs_check_reports_bad_options_with_their_place(d):
                   {"KR_X": "x"})
 
 
-def main():
-    names = sorted(k for k in globals() if k.startswith("test_"))
-    if len(sys.argv) > 1 and sys.argv[1] == "--list":  # meson registers each case
-        print("\n".join(names))
-        return
-    aws_harness.need_moto()
-    chosen = [k for k in names if k == FILTER] or [k for k in names if FILTER in k]
-    failed = 0
-    for name in chosen:
-        with tempfile.TemporaryDirectory() as d:
-            try:
-                globals()[name](d)
-                print("ok   %s" % name)
-            except Exception as e:  # noqa: BLE001 - report every failure and go on
-                failed += 1
-                print("FAIL %s: %s" % (name, e))
-    print("aws sinks: %d passed, %d failed" % (len(chosen) - failed, failed))
-    sys.exit(1 if failed else 0)
+CASES = [globals()[k] for k in sorted(k for k in globals() if k.startswith("test_"))]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cases(CASES, "aws sinks", "kmsrouter-aws-", __doc__, start=lambda kr: aws_harness.need_moto()))

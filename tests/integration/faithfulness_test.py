@@ -430,11 +430,7 @@ def invalid_records_dead_letter_as_valid_json(t):
 
 
 def main():
-    if len(sys.argv) < 2:
-        print(__doc__.strip())
-        return 2
-    rt.TESTS[:] = TESTS
-    return rt.main()
+    return rt.main(TESTS, 'faithfulness', __doc__)
 
 
 if __name__ == '__main__':

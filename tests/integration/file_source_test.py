@@ -373,11 +373,7 @@ def run_checkpoint_resumes_a_grown_file_and_reads_a_replaced_one_anew(t):
 
 
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
-        print(__doc__.strip())
-        return 2
-    rt.TESTS[:] = TESTS
-    return rt.main()
+    return rt.main(TESTS, 'file source', __doc__)
 
 
 if __name__ == '__main__':

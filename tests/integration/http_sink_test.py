@@ -13,13 +13,11 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from testlib import free_port  # noqa: E402
+from testlib import check, free_port, run_cases  # noqa: E402
 
-KR = os.path.abspath(sys.argv[1])
-FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
+KR = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--list" else None
 SECRET = "s3cret-api-key-value"
 EVENTS = 20
 
@@ -122,11 +120,6 @@ def ids(events):
 
 ALL = ["ev-%03d" % i for i in range(EVENTS)]
 FAST = {"max_attempts": 4, "initial_backoff_ms": 20, "max_backoff_ms": 100}
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
 
 
 def no_secret(p):
@@ -259,26 +252,8 @@ def test_rate_limit_spaces_the_requests(d):
         srv.stop()
 
 
-def main():
-    names = sorted(k for k in globals() if k.startswith("test_"))
-    if sys.argv[1] == "--list":  # meson registers each case as its own test
-        print("\n".join(names))
-        return
-    # a test's whole name selects it alone; otherwise every test whose name contains FILTER
-    chosen = [k for k in names if k == FILTER] or [k for k in names if FILTER in k]
-    tests = [(k, globals()[k]) for k in chosen]
-    failed = 0
-    for name, fn in tests:
-        with tempfile.TemporaryDirectory() as d:
-            try:
-                fn(d)
-                print("ok   %s" % name)
-            except Exception as e:  # noqa: BLE001 - report every failure and go on
-                failed += 1
-                print("FAIL %s: %s" % (name, e))
-    print("http sink: %d passed, %d failed" % (len(tests) - failed, failed))
-    sys.exit(1 if failed else 0)
+CASES = [globals()[k] for k in sorted(k for k in globals() if k.startswith("test_"))]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cases(CASES, "http sink", "kmsrouter-http-", __doc__))

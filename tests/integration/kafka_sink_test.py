@@ -14,16 +14,14 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import Failure, check, sample_events  # noqa: E402
+from testlib import Failure, check, run_cases, sample_events  # noqa: E402
 import kafka_harness  # noqa: E402
 from kafka_harness import KafkaMock  # noqa: E402
 
 KR = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--list" else None
-FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
 KMS = {"source": ["aws.kms"]}
 MOCK = None  # the kafka-mock binary
 
@@ -232,33 +230,13 @@ def test_check_rejects_bad_properties_at_their_place_and_never_shows_a_secret(d)
         check(secret not in err, "the secret is in the run's output")
 
 
-def main():
+def start(kr):
     global MOCK
-    names = sorted(k for k in globals() if k.startswith("test_"))
-    if len(sys.argv) > 1 and sys.argv[1] == "--list":  # meson registers each case
-        print("\n".join(names))
-        return
     MOCK = kafka_harness.need_kafka(KR)
-    chosen = [k for k in names if k == FILTER] or [k for k in names if FILTER in k]
-    failed = 0
-    keep = os.environ.get("KEEP_TMP") == "1"
-    for name in chosen:
-        with tempfile.TemporaryDirectory() as tmp:
-            d = tempfile.mkdtemp(prefix="kmsrouter-kafka-") if keep else tmp
-            t0 = time.monotonic()
-            try:
-                globals()[name](d)
-                print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
-            except Exception as e:  # noqa: BLE001 - report every failure and go on
-                failed += 1
-                print("FAIL %s (%.1f s): %s: %s" % (name, time.monotonic() - t0,
-                                                    type(e).__name__, e))
-            if keep:
-                print("# kept %s" % d)
-            sys.stdout.flush()
-    print("kafka sink: %d passed, %d failed" % (len(chosen) - failed, failed))
-    sys.exit(1 if failed else 0)
+
+
+CASES = [globals()[k] for k in sorted(k for k in globals() if k.startswith("test_"))]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cases(CASES, "kafka sink", "kmsrouter-kafka-", __doc__, start=start))

@@ -29,7 +29,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -38,10 +37,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import Failure, check, sample_events, log_sink, wait_for, lines, note  # noqa: E402
 import kafka_harness  # noqa: E402
 from kafka_harness import KafkaMock, consume, produce  # noqa: E402
-from testlib import free_port  # noqa: E402
+from testlib import free_port, run_cases, router_hooks  # noqa: E402
 
 KR = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--list" else None
-FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
 KMS = {"source": ["aws.kms"]}
 TOPIC = "kms-events"
 MOCK = None     # the kafka-mock binary
@@ -920,46 +918,18 @@ def test_check_rejects_bad_options_at_their_place(d):
         check(secret not in out, "%s: the secret is in the output" % label)
 
 
-def main():
+def start(kr):
     global MOCK, OFFSETS
-    names = sorted(k for k in globals() if k.startswith("test_"))
-    if len(sys.argv) > 1 and sys.argv[1] == "--list":  # meson registers each case
-        print("\n".join(names))
-        return
     MOCK = kafka_harness.need_kafka(KR)
     OFFSETS = os.path.join(os.path.dirname(MOCK), "kafka-offsets")
     if not os.access(OFFSETS, os.X_OK):
         kafka_harness.missing("kafka-offsets was not built next to %s" % MOCK)
-    chosen = [k for k in names if k == FILTER] or [k for k in names if FILTER in k]
-    failed = 0
-    keep = os.environ.get("KEEP_TMP") == "1"
-    t_all = time.monotonic()
-    for name in chosen:
-        with tempfile.TemporaryDirectory() as tmp:
-            d = tempfile.mkdtemp(prefix="kmsrouter-kafka-src-") if keep else tmp
-            del ROUTERS[:]
-            t0 = time.monotonic()
-            try:
-                globals()[name](d)
-                print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
-            except Exception as e:  # noqa: BLE001 - report every failure and go on
-                failed += 1
-                print("FAIL %s (%.1f s): %s: %s" % (name, time.monotonic() - t0,
-                                                    type(e).__name__, e))
-                for r in ROUTERS:
-                    status = "running" if r.running() else "exit %s" % r.p.returncode
-                    print("  %s (%s) stderr tail:\n    %s" % (r.name, status, r.tail()))
-            finally:
-                for r in ROUTERS:
-                    if r.running():
-                        r.kill9()
-                if keep:
-                    print("# kept %s" % d)
-            sys.stdout.flush()
-    print("kafka source: %d passed, %d failed (%.1f s)" % (len(chosen) - failed, failed,
-                                                          time.monotonic() - t_all))
-    sys.exit(1 if failed else 0)
+
+
+diagnose, finish = router_hooks(ROUTERS)
+CASES = [globals()[k] for k in sorted(k for k in globals() if k.startswith("test_"))]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cases(CASES, "kafka source", "kmsrouter-kafka-src-", __doc__, start=start,
+                       diagnose=diagnose, finish=finish))

@@ -52,13 +52,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from testlib import free_port, http_get  # noqa: E402
+from testlib import Failure, Skip, check, free_port, http_get, run_cases  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, '..', '..'))
@@ -69,7 +68,6 @@ ALERTS = os.path.abspath(os.environ.get('KR_ALERTS') or os.path.join(
     ROOT, 'dist', 'prometheus', 'kmsrouter-alerts.yml'))
 ALERT_TESTS = os.path.join(ROOT, 'dist', 'prometheus', 'kmsrouter-alerts.test.yml')
 KR = None  # the binary under test (argv[1])
-SKIP = 77
 
 # Series Prometheus itself makes for every target, with the labels it gives them; and the
 # labels it adds to every series it scrapes (the target's). Neither comes from /metrics.
@@ -80,18 +78,6 @@ GRAFANA_DURATIONS = {'__rate_interval': '5m', '__interval': '1m', '__range': '6h
                      '__range_s': '21600', '__interval_ms': '60000', '__range_ms': '21600000'}
 SEVERITIES = {'critical', 'warning', 'info'}
 
-
-class Failure(AssertionError):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
 
 
 def rel(path):
@@ -1250,46 +1236,10 @@ def queries_evaluate_in_prometheus_scraping_the_binary(tmp):
 
 # ---------------------------------------------------------------- main
 
-def main():
+def start(kr):
     global KR
-    if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
-        print(__doc__.strip())
-        return 2
-    if sys.argv[1] == '--list':
-        print('\n'.join(fn.__name__ for fn in CASES))
-        return 0
-    KR = os.path.abspath(sys.argv[1])
-    if not os.access(KR, os.X_OK):
-        print('%s is not an executable' % KR, file=sys.stderr)
-        return 2
-    flt = sys.argv[2] if len(sys.argv) > 2 else ''
-    selected = [fn for fn in CASES if fn.__name__ == flt] or \
-        [fn for fn in CASES if flt in fn.__name__]
-    if not selected:
-        print('no case matches %r' % flt, file=sys.stderr)
-        return 2
-    failed = skipped = 0
-    for fn in selected:
-        tmp = tempfile.mkdtemp(prefix='kmsrouter-obs-')
-        try:
-            fn(tmp)
-            print('ok %s' % fn.__name__, flush=True)
-        except Skip as e:
-            skipped += 1
-            print('skip %s: %s' % (fn.__name__, e), flush=True)
-        except Failure as e:
-            failed += 1
-            print('FAIL %s: %s' % (fn.__name__, e), flush=True)
-        except Exception as e:  # a defect of this script: still a failure, said as such
-            failed += 1
-            print('FAIL %s: %s: %s' % (fn.__name__, type(e).__name__, e), flush=True)
-        finally:
-            if os.environ.get('KEEP_TMP') == '1':
-                print('# files kept in %s' % tmp)
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failed else SKIP if skipped else 0
+    KR = kr
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_cases(CASES, 'observability', 'kmsrouter-obs-', __doc__, start=start))

@@ -15,11 +15,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import Failure, check  # noqa: E402
+from testlib import Failure, check, run_cases  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 EXAMPLES = os.path.normpath(os.path.join(ROOT, "examples"))
@@ -450,43 +448,10 @@ def test_help_and_command_list(tmp):
         check(word in text, "test --help does not describe %s" % word)
 
 
-def main():
+def start(kr):
     global KR
-    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 2
-    if sys.argv[1] == "--list":
-        print("\n".join(fn.__name__ for fn in TESTS))
-        return 0
-    KR = os.path.abspath(sys.argv[1])
-    if not os.access(KR, os.X_OK):
-        print("%s is not an executable" % KR, file=sys.stderr)
-        return 2
-    flt = sys.argv[2] if len(sys.argv) > 2 else ""
-    exact = [fn for fn in TESTS if fn.__name__ == flt]
-    selected = exact or [fn for fn in TESTS if flt in fn.__name__]
-    if not selected:
-        print("no test matches %r" % flt, file=sys.stderr)
-        return 2
-    failed = 0
-    for fn in selected:
-        tmp = tempfile.mkdtemp(prefix="kr-ruletest-")
-        try:
-            fn(tmp)
-            print("ok %s" % fn.__name__)
-        except Failure as e:
-            failed += 1
-            print("FAIL %s: %s" % (fn.__name__, e))
-        except Exception as e:  # a bug of the test itself: say where
-            failed += 1
-            print("FAIL %s: %s: %s" % (fn.__name__, type(e).__name__, e))
-            traceback.print_exc()
-        finally:
-            if os.environ.get("KEEP_TMP") != "1":
-                shutil.rmtree(tmp, ignore_errors=True)
-        sys.stdout.flush()
-    return 1 if failed else 0
+    KR = kr
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cases(TESTS, "kmsrouter test", "kr-ruletest-", __doc__, start=start))

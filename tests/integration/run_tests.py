@@ -15,31 +15,20 @@ import gzip
 import json
 import re
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 import urllib.error
 import urllib.request
-from testlib import free_port, http_get  # noqa: E402
+from testlib import Failure, check, free_port, http_get, run_cases  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EVENTS_DIR = os.path.join(HERE, '..', 'data', 'events')
 KR = None  # path of the binary under test (argv[1])
 
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
 
 
 # ---------------------------------------------------------------- events
@@ -237,9 +226,9 @@ def expect_ids_once(path, expected, label):
 class T:
     """What a test gets: its directory and a place for notes."""
 
-    def __init__(self, name):
+    def __init__(self, name, folder):
         self.name = name
-        self.dir = tempfile.mkdtemp(prefix='kmsrouter-it-%s-' % name[:20])
+        self.dir = folder
         self.procs = []
         self.nproc = 0
         self.notes = []
@@ -256,14 +245,15 @@ class T:
         rc = r.wait(timeout, what or 'kmsrouter %s' % args[0])
         return rc, r.stderr()
 
-    def cleanup(self, keep):
+    def cleanup(self):
+        """Stops what the test started, and prints its notes."""
         for p in self.procs:
             try:
                 p.stop()
             except Exception:
                 pass
-        if not keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        for n in self.notes:
+            print('# %s: %s' % (self.name, n))
 
 
 def log_sink(name, path, **kw):
@@ -1202,52 +1192,15 @@ def replay_shows_progress_on_a_terminal_and_a_summary_otherwise(t):
 
 # ---------------------------------------------------------------- main
 
-def main():
+def start(kr):
     global KR
-    if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
-        print(__doc__.strip())
-        return 2
-    if sys.argv[1] == '--list':  # meson registers each case as its own test
-        print('\n'.join(fn.__name__ for fn in TESTS))
-        return 0
-    KR = os.path.abspath(sys.argv[1])
-    if not os.access(KR, os.X_OK):
-        print('%s is not an executable' % KR, file=sys.stderr)
-        return 2
-    flt = sys.argv[2] if len(sys.argv) > 2 else ''
-    keep = os.environ.get('KEEP_TMP') == '1'
-    # a test's whole name selects it alone; otherwise every test whose name contains flt
-    exact = [fn for fn in TESTS if fn.__name__ == flt]
-    selected = exact or [fn for fn in TESTS if flt in fn.__name__]
-    if not selected:
-        print('no test matches %r' % flt, file=sys.stderr)
-        return 2
-    failed = 0
-    t0 = time.monotonic()
-    for fn in selected:
-        name = fn.__name__
-        t = T(name)
-        start = time.monotonic()
-        try:
-            fn(t)
-            result = 'ok %s' % name
-        except Failure as e:
-            failed += 1
-            result = 'FAIL %s: %s' % (name, e)
-        except Exception as e:
-            failed += 1
-            result = 'FAIL %s: %s: %s' % (name, type(e).__name__, e)
-            if os.environ.get('VERBOSE') == '1':
-                traceback.print_exc()
-        finally:
-            t.cleanup(keep)
-        for n in t.notes:
-            print('# %s: %s' % (name, n))
-        print('# %s: %.1f s%s' % (name, time.monotonic() - start,
-                                  ', files kept in ' + t.dir if keep else ''))
-        print(result, flush=True)
-    print('# %d tests, %d failed, %.1f s' % (len(selected), failed, time.monotonic() - t0))
-    return 1 if failed else 0
+    KR = kr
+
+
+def main(tests=None, suite='pipeline', doc=__doc__):
+    """The runner of this script's TESTS, and of the scripts that use its helpers for theirs."""
+    return run_cases(TESTS if tests is None else tests, suite, 'kmsrouter-it-', doc,
+                     start=start, case_arg=T, finish=lambda t, keep: t.cleanup())
 
 
 if __name__ == '__main__':

@@ -21,18 +21,17 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import Failure, check, sample_events, log_sink, wait_for, lines, note  # noqa: E402
+from testlib import (Failure, check, sample_events, log_sink, wait_for, lines, note,  # noqa: E402
+                     run_cases, router_hooks)
 import aws_harness  # noqa: E402
 from aws_harness import FaultProxy, Moto, Served  # noqa: E402
 
 KR = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--list" else None
-FILTER = sys.argv[2] if len(sys.argv) > 2 else ""
 ACCOUNT = "123456789012"  # moto's
 KMS = {"source": ["aws.kms"]}
 # retries for sinks the tests make fail for a while: short waits, never given up
@@ -965,40 +964,11 @@ def test_grace_period_over_with_deliveries_in_flight_exits_1_and_the_messages_st
         m.stop()
 
 
-def main():
-    names = sorted(k for k in globals() if k.startswith("test_"))
-    if len(sys.argv) > 1 and sys.argv[1] == "--list":  # meson registers each case
-        print("\n".join(names))
-        return
-    aws_harness.need_moto()
-    chosen = [k for k in names if k == FILTER] or [k for k in names if FILTER in k]
-    failed = 0
-    keep = os.environ.get("KEEP_TMP") == "1"
-    for name in chosen:
-        with tempfile.TemporaryDirectory() as tmp:
-            d = tempfile.mkdtemp(prefix="kmsrouter-sqs-") if keep else tmp
-            del ROUTERS[:]
-            t0 = time.monotonic()
-            try:
-                globals()[name](d)
-                print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
-            except Exception as e:  # noqa: BLE001 - report every failure and go on
-                failed += 1
-                print("FAIL %s (%.1f s): %s: %s" % (name, time.monotonic() - t0,
-                                                    type(e).__name__, e))
-                for r in ROUTERS:
-                    status = "running" if r.running() else "exit %s" % r.p.returncode
-                    print("  %s (%s) stderr tail:\n    %s" % (r.name, status, r.tail()))
-            finally:
-                for r in ROUTERS:
-                    if r.running():
-                        r.kill9()
-                if keep:
-                    print("# kept %s" % d)
-            sys.stdout.flush()
-    print("sqs source: %d passed, %d failed" % (len(chosen) - failed, failed))
-    sys.exit(1 if failed else 0)
+diagnose, finish = router_hooks(ROUTERS)
+CASES = [globals()[k] for k in sorted(k for k in globals() if k.startswith("test_"))]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cases(CASES, "sqs source", "kmsrouter-sqs-", __doc__,
+                       start=lambda kr: aws_harness.need_moto(), diagnose=diagnose,
+                       finish=finish))
