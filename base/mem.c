@@ -50,11 +50,12 @@ void kr_mem_init(void)
 {
 	if (heap_base)
 		return;
-	(void)mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	(void)mallopt(M_MMAP_THRESHOLD, 8 << 20);
 	(void)mallopt(M_TOP_PAD, (int)HEAP_PAD);
 	(void)mallopt(M_TRIM_THRESHOLD, (int)(2 * HEAP_PAD));
-	/* grows the heap (it is given back down to HEAP_PAD spare only past 2 * HEAP_PAD) */
-	void *p = malloc(HEAP_PAD);
+	/* grows the heap by the block and HEAP_PAD (given back, down to HEAP_PAD spare, only past
+	   2 * HEAP_PAD) */
+	void *p = malloc(KR_HUGE_PAGE);
 	uintptr_t at = (uintptr_t)p, brk = (uintptr_t)sbrk(0);
 	free(p);
 	if (!at || at > brk) /* not from the heap: glibc could not move the break */

@@ -101,21 +101,23 @@ static void test_the_heap_and_what_it_grows_by_are_advised_huge(void **state)
 	uintptr_t mid = ((uintptr_t)p + KR_HUGE_PAGE) & ~(uintptr_t)(KR_HUGE_PAGE - 1);
 	vm_flags(mid, flags, sizeof flags);
 	assert_non_null(strstr(flags, " hg"));
-	/* 64 MiB more than the heap had spare: new mappings past the advised part, advised once
-	   kr_mem_heap_grown runs */
-	char *q = malloc(40 << 20), *r = malloc(40 << 20);
-	assert_non_null(q);
-	assert_non_null(r);
-	uintptr_t far = ((uintptr_t)r + (20 << 20)) & ~(uintptr_t)(KR_HUGE_PAGE - 1);
-	assert_true(far < (uintptr_t)sbrk(0));
+	/* 40 MiB more in blocks of 4 MiB, past what the heap had spare: new mappings past the
+	   advised part, advised once kr_mem_heap_grown runs */
+	char *blocks[10];
+	for (size_t i = 0; i < 10; i++) {
+		blocks[i] = malloc(4 << 20);
+		assert_non_null(blocks[i]);
+		assert_true((uintptr_t)blocks[i] < (uintptr_t)sbrk(0));
+	}
+	uintptr_t far = ((uintptr_t)blocks[9] + (2 << 20)) & ~(uintptr_t)(KR_HUGE_PAGE - 1);
 	vm_flags(far, flags, sizeof flags);
 	assert_null(strstr(flags, " hg"));
 	kr_mem_heap_grown();
 	vm_flags(far, flags, sizeof flags);
 	assert_non_null(strstr(flags, " hg"));
-	memset(r, 1, 40 << 20);
-	free(r);
-	free(q);
+	memset(blocks[9], 1, 4 << 20);
+	for (size_t i = 0; i < 10; i++)
+		free(blocks[i]);
 	free(p);
 }
 
