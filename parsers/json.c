@@ -115,6 +115,7 @@ struct builder {
 	struct kr_json_arena key_arena; /* the keys in the cache below: never rewound (see
 					   hand_over), moved into arena at the end */
 	struct kr_json *root;
+	size_t root_end; /* where the root value ends (SIZE_MAX: at the end, inside completing) */
 	struct kr_json **stack;
 	size_t *first;          /* per open container: index of its first member in members */
 	struct member *members;
@@ -139,6 +140,12 @@ struct builder {
 		size_t n;
 	} keys[256];
 };
+
+/* white space as yajl reads it (also \v and \f) */
+static bool is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 static size_t consumed(struct builder *b)
 {
@@ -205,6 +212,8 @@ static int add(struct builder *b, struct kr_json *j)
 {
 	if (b->depth == 0) {
 		b->root = j;
+		if (j->type < KR_JSON_ARRAY) /* a scalar: the whole value */
+			b->root_end = b->completing ? SIZE_MAX : consumed(b);
 		return 1;
 	}
 	if (b->nmembers == b->capmembers) {
@@ -293,6 +302,8 @@ static int check_duplicates(struct builder *b, struct member *m, size_t n, bool 
 static int close_container(struct builder *b)
 {
 	struct kr_json *c = b->stack[--b->depth];
+	if (b->depth == 0)
+		b->root_end = b->completing ? SIZE_MAX : consumed(b);
 	size_t first = b->first[b->depth], n = b->nmembers - first;
 	struct member *m = n ? b->members + first : NULL;
 	b->nmembers = first;
@@ -507,6 +518,28 @@ void kr_json_yajl_error(void *handle, const char *prefix, char *out, size_t cap)
 		yajl_free_error(h, m);
 }
 
+/* The offset of the first byte of text[i..n) that is neither white space nor (with comments) a
+ * comment, or n. */
+static size_t trailing(const char *text, size_t i, size_t n, bool comments)
+{
+	while (i < n) {
+		if (is_ws(text[i])) {
+			i++;
+		} else if (comments && text[i] == '/' && i + 1 < n && text[i + 1] == '/') {
+			const char *nl = memchr(text + i, '\n', n - i);
+			i = nl ? (size_t)(nl - text) + 1 : n;
+		} else if (comments && text[i] == '/' && i + 1 < n && text[i + 1] == '*') {
+			const char *e = i + 2 < n ? memmem(text + i + 2, n - i - 2, "*/", 2) : NULL;
+			if (!e)
+				return i;
+			i = (size_t)(e - text) + 2;
+		} else {
+			return i;
+		}
+	}
+	return n;
+}
+
 enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opts *opts,
 			  struct kr_json **out, size_t *err_offset, char *err)
 {
@@ -558,6 +591,11 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 		}
 	} else if (!b.root) {
 		e = kr_errf(err, KR_ERR_JSON, "empty document");
+	} else if (b.root_end != SIZE_MAX &&
+		   (b.err_offset = trailing(text, b.root_end, len, opts && opts->allow_comments)) <
+			   len) {
+		/* what yajl lets pass after the value: the start of a string it waits to end */
+		e = kr_errf(err, KR_ERR_JSON, "parse error: trailing garbage");
 	}
 	if (err_offset)
 		*err_offset = b.err_offset;
@@ -717,7 +755,7 @@ const struct kr_json *kr_json_path(const struct kr_json *root, const char *p)
 
 static const char *ws(const char *p, const char *end)
 {
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+	while (p < end && is_ws(*p))
 		p++;
 	return p;
 }
@@ -755,7 +793,7 @@ static const char *skip_value(const char *p, const char *end)
 		return skip_string(p, end, &esc);
 	if (*p != '{' && *p != '[') {
 		const char *s = p;
-		while (p < end && !strchr(",}] \t\r\n", *p))
+		while (p < end && *p != ',' && *p != '}' && *p != ']' && !is_ws(*p))
 			p++;
 		return p > s ? p : NULL;
 	}

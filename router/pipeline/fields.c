@@ -137,7 +137,7 @@ bool kr_tmpl_constant(const struct kr_tmpl *t)
 struct kr_event_text kr_event_text_of(const char *text, size_t len)
 {
 	size_t i = 0;
-	while (text && i < len && strchr(" \t\r\n", text[i]))
+	while (text && i < len && strchr(" \t\r\n\v\f", text[i]) && text[i])
 		i++;
 	return text && i < len && text[i] == '{' ? (struct kr_event_text){text, len}
 						 : (struct kr_event_text){NULL, 0};

@@ -14,11 +14,15 @@
  *   - kr_rules_match returns at most kr_rules_count ids, strictly ascending, each below the count;
  *     matching the same view again gives the same ids;
  *   - two catch-all rules added after the input's rules, {"version":["0"]} (indexed) and
- *     {"id":[{"exists":true}]} (scanned), match each of the six events.
+ *     {"id":[{"exists":true}]} (scanned), match each of the six events;
+ *   - kr_json_text_path finds in the input's text what kr_json_path finds in its tree, for every
+ *     path into it (up to 256), with the same type, number text and decoded string; on input
+ *     that is not JSON it reads nothing past the input's end.
  * ASan/LSan catch crashes and leaks. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,17 +156,64 @@ static void add_rule(struct kr_rules *r, const struct kr_json *root, const struc
 	g_sink += strlen(err);
 }
 
+/* kr_json_text_path finds in the text what kr_json_path finds in the tree, for every path into
+ * j that a JSONPath can say (names without '.', '[', ']' or NUL), up to a bounded number. */
+static void check_text_paths(const char *text, size_t n, const struct kr_json *root,
+			     const struct kr_json *j, char *path, size_t plen, int *budget)
+{
+	if (--*budget < 0)
+		return;
+	path[plen] = 0;
+	struct kr_json_span sp;
+	const struct kr_json *want = kr_json_path(root, path);
+	bool got = kr_json_text_path(text, n, path, &sp);
+	CHECK(got == (want != NULL));
+	if (want) {
+		CHECK(sp.type == want->type);
+		if (want->type == KR_JSON_NUMBER)
+			CHECK(sp.len == want->len && memcmp(sp.p, want->str, sp.len) == 0);
+		if (want->type == KR_JSON_STRING) {
+			struct kr_buf b = {0};
+			CHECK(kr_json_span_string(&b, &sp));
+			CHECK(b.len == want->len && memcmp(b.p, want->str, b.len) == 0);
+			kr_buf_free(&b);
+		}
+	}
+	for (size_t i = 0; j->type >= KR_JSON_ARRAY && i < j->n && plen < 200; i++) {
+		int l;
+		if (j->type == KR_JSON_OBJECT) {
+			if (strpbrk(j->keys[i], ".[]") || memchr(j->keys[i], 0, j->keylens[i]) ||
+			    j->keylens[i] > 40)
+				continue;
+			l = snprintf(path + plen, 256 - plen, ".%s", j->keys[i]);
+		} else {
+			l = snprintf(path + plen, 256 - plen, "[%zu]", i);
+		}
+		check_text_paths(text, n, root, j->items[i], path, plen + (size_t)l, budget);
+	}
+	path[plen] = 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct kr_json_opts jopts = {.last_key_wins = true};
 	struct kr_json *doc = NULL;
 	size_t off = 0;
 	char err[KR_ERRBUF] = "";
+	struct kr_json_span sp;
 	if (kr_json_parse((const char *)data, size, &jopts, &doc, &off, err) != KR_OK) {
 		CHECK(err[0] != 0 && off <= size);
+		/* text that is not JSON: scanned no further than its end (ASan), whatever it says */
+		(void)kr_json_text_path((const char *)data, size, "$.detail.key-id", &sp);
+		(void)kr_json_text_path((const char *)data, size, "$[0][1].a", &sp);
 		return 0;
 	}
 	CHECK(doc != NULL);
+	{
+		char path[256] = "$";
+		int budget = 256;
+		check_text_paths((const char *)data, size, doc, doc, path, 1, &budget);
+	}
 	if (doc->type != KR_JSON_OBJECT && doc->type != KR_JSON_ARRAY) {
 		kr_json_free(doc);
 		return 0;

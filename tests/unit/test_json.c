@@ -766,6 +766,42 @@ static void test_text_path_of_broken_text_is_not_found_and_never_reads_past_the_
 	assert_int_equal(sp.len, 1);
 }
 
+static void test_trailing_text_after_the_value_is_an_error_unless_blank_or_comments(void **state)
+{
+	(void)state;
+	/* yajl lets the start of a string pass after the value, waiting for its end */
+	static const char *bad[] = {"0\"", "{\"a\":1}\"oops", "[1] \"x", "\"s\" \"", "true\"",
+				    "{\"a\":1} x", "{\"a\":1} // no comments here"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct kr_json *j = NULL;
+		size_t off = 0;
+		char err[KR_ERRBUF];
+		assert_int_equal(kr_json_parse(bad[i], strlen(bad[i]), NULL, &j, &off, err),
+				 KR_ERR_JSON);
+		assert_null(j);
+		assert_non_null(strstr(err, "trailing garbage"));
+		assert_true(off <= strlen(bad[i]));
+	}
+	/* the offset of what yajl let pass is where it starts */
+	size_t off = 0;
+	struct kr_json *k = NULL;
+	assert_int_equal(kr_json_parse("{\"a\":1} \"oops", 13, NULL, &k, &off, NULL), KR_ERR_JSON);
+	assert_int_equal(off, 8);
+	static const char *good[] = {"0", "0 \n\t\r\v\f", "{\"a\":1}  ", "[1,2]\n", "\"s\"",
+				     "{\"a\":1} // a comment\n/* and\n another */ "};
+	struct kr_json_opts comments = {.allow_comments = true};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		struct kr_json *j = NULL;
+		assert_int_equal(kr_json_parse(good[i], strlen(good[i]), &comments, &j, NULL, NULL),
+				 KR_OK);
+		kr_json_free(j);
+	}
+	/* an unterminated comment at the end is not a comment */
+	struct kr_json *j = NULL;
+	assert_int_not_equal(kr_json_parse("{} /* x", 7, &comments, &j, NULL, NULL), KR_OK);
+	assert_null(j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -801,6 +837,7 @@ int main(void)
 		cmocka_unit_test(test_json_string_round_trips_through_the_parser),
 		cmocka_unit_test(test_base64_matches_the_rfc_4648_vectors),
 		cmocka_unit_test(test_text_path_finds_what_the_tree_finds),
+		cmocka_unit_test(test_trailing_text_after_the_value_is_an_error_unless_blank_or_comments),
 		cmocka_unit_test(test_text_path_of_broken_text_is_not_found_and_never_reads_past_the_end),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
