@@ -122,7 +122,7 @@ struct cwl_sink {
 	struct kr_loop *loop;
 	char *group;
 	struct kr_tmpl *stream_tmpl;
-	bool stream_needs_event, create, received_time, group_ready;
+	bool create, received_time, group_ready;
 	uint64_t batch_size, max_bytes, linger_ms, concurrency, timeout_ms;
 	struct stream **streams;
 	size_t nstreams;
@@ -451,7 +451,6 @@ static enum kr_err cwl_create(const struct kr_sink_args *a, void **ctx, char *er
 		e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	if (!e && !(s->stream_tmpl = kr_tmpl_new(c->stream, err)))
 		e = KR_ERR_CONFIG;
-	s->stream_needs_event = s->stream_tmpl && !kr_tmpl_constant(s->stream_tmpl);
 	if (!e)
 		e = kr_aws_new(a->loop, &c->aws, &logs_service, &s->aws, err);
 	if (e) {

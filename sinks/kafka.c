@@ -127,7 +127,6 @@ struct kafka_sink {
 	struct kr_rdkafka_wake wake;
 	struct kr_timer *poller;
 	struct kr_tmpl *topic, *key;
-	bool needs_event;
 	size_t outstanding; /* deliveries produced and not yet reported */
 	bool closing;
 	struct kr_buf tscratch, kscratch;
@@ -238,7 +237,6 @@ static enum kr_err kafka_create(const struct kr_sink_args *a, void **ctx, char *
 		kafka_destroy(s);
 		return KR_ERR_CONFIG;
 	}
-	s->needs_event = !kr_tmpl_constant(s->topic) || !kr_tmpl_constant(s->key);
 	char why[KR_ERRBUF];
 	const char *bad;
 	rd_kafka_conf_t *conf = make_conf(c, a->timeout_ms, false, why, sizeof why, &bad);
@@ -333,8 +331,9 @@ static const char kafka_doc[] =
 	"\"\" for none; an event without the fields it names is sent without a key, and "
 	"librdkafka's partitioner spreads those).\n\n"
 	"The producer is idempotent (kmsrouter sets enable.idempotence, unless properties sets it "
-	"to false: its own retries neither duplicate nor reorder a partition's messages). librdkafka batches and retries within "
-	"message.timeout.ms, which is the sink's timeout_ms unless properties sets it. Its "
+	"to false: its own retries neither duplicate nor reorder a partition's messages). "
+	"librdkafka batches and retries within message.timeout.ms, which is the sink's timeout_ms "
+	"unless properties sets it. Its "
 	"delivery report completes each delivery; a failure goes to the sink's retry policy, or "
 	"at once to the dead letter when sending again cannot help (a message over "
 	"message.max.bytes, an unknown or invalid topic, authorization), with librdkafka's error "

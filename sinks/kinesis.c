@@ -114,7 +114,6 @@ struct kinesis_sink {
 	struct kr_batcher *batcher;
 	char *stream_member; /* "\"StreamName\":\"...\"" or the ARN's */
 	struct kr_tmpl *key;
-	bool key_needs_event;
 	uint64_t timeout_ms;
 	bool closing;
 	struct kr_buf scratch;
@@ -243,7 +242,6 @@ static enum kr_err kinesis_create(const struct kr_sink_args *a, void **ctx, char
 	enum kr_err e = ok ? KR_OK : kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	if (!e && !(s->key = kr_tmpl_new(c->partition_key, err)))
 		e = KR_ERR_CONFIG;
-	s->key_needs_event = s->key && !kr_tmpl_constant(s->key);
 	struct kr_aws_conf aws = c->aws;
 	char region[64];
 	if (!aws.region && c->stream_arn && arn_region(c->stream_arn, region, sizeof region))

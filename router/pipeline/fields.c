@@ -137,7 +137,7 @@ bool kr_tmpl_constant(const struct kr_tmpl *t)
 struct kr_event_text kr_event_text_of(const char *text, size_t len)
 {
 	size_t i = 0;
-	while (text && i < len && strchr(" \t\r\n\v\f", text[i]) && text[i])
+	while (text && i < len && text[i] && strchr(" \t\r\n\v\f", text[i]))
 		i++;
 	return text && i < len && text[i] == '{' ? (struct kr_event_text){text, len}
 						 : (struct kr_event_text){NULL, 0};
@@ -164,9 +164,8 @@ bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_event_text *ev, struc
 		} else if (!scalar_at(ev, p->text, &sp)) {
 			*complete = false;
 		} else if (sp.type == KR_JSON_STRING) {
-			size_t at = out->len;
 			if (!kr_json_span_string(out, &sp)) {
-				if (out->len > at || !sp.escaped)
+				if (!sp.escaped)
 					return false; /* out of memory */
 				*complete = false; /* not a string yajl decodes (not from the parser) */
 			}
