@@ -5,6 +5,12 @@
  * is a top-level object, an element of a top-level array, or an element of a CloudTrail log's
  * "Records" array. The inner pstate parses an SNS notification's Message string.
  *
+ * The fast path: a top-level object that lies whole in the input is parsed by kr_lex (lex.h)
+ * instead, which makes the same callbacks with the same offsets as yajl in fewer instructions
+ * (bench/match.sh: match went from 0.77 to 1.28 times the speed of yajl parsing alone); whatever
+ * it declines (any other value, bad input, an object too big or cut off at the
+ * end of the input) goes to yajl as before, so yajl alone decides what is an error and says so.
+ *
  * After a bad record the outer yajl handle is discarded and a small byte scanner (the skipper)
  * finds where to start again; inside a top-level array or a CloudTrail log, the new handle is first
  * fed a synthetic opening ("[" or {"Records":[) so that the remaining elements parse as before.
@@ -22,6 +28,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "json.h"
+#include "lex.h"
 #include "utf8.h"
 
 #define WINDOW (1u << 20)
@@ -141,6 +148,7 @@ struct pstate {
 	uint64_t resync_at;   /* set with cancel_msg: go on at this offset, at the top level */
 	const char *rec_bad;
 	uint64_t feed_base;
+	bool lexing; /* kr_lex, not yajl, is making the callbacks (see lex_run) */
 	uint32_t next_arr_id;
 	uint32_t *trail;
 	uint32_t ntrail;
@@ -164,6 +172,7 @@ struct kr_stream {
 	unsigned max_depth;
 	bool raw_only;
 	bool no_time;
+	bool no_lex;
 	/* two views, used in turn from one emitted event to the next: an event's view stays intact
 	   while the next event is parsed (see kr_event.view) */
 	struct kr_view views[2];
@@ -239,6 +248,7 @@ struct kr_stream {
 				 is left there, at offset cap_at (the record it is in is kept) */
 	uint64_t cap_at[NSPECIAL];
 	struct kr_buf built; /* SNS message copy / CloudTrail event */
+	struct kr_lex lex;
 
 	struct kr_stream_stats stats;
 };
@@ -504,7 +514,7 @@ static void pstate_close(struct pstate *p)
 
 static inline uint64_t tok_end(struct pstate *p)
 {
-	return p->feed_base + yajl_get_bytes_consumed(p->h);
+	return p->feed_base + (p->lexing ? p->s->lex.off : yajl_get_bytes_consumed(p->h));
 }
 
 static int cancel(struct pstate *p, const char *msg)
@@ -1732,6 +1742,103 @@ static bool skip_bom(struct kr_stream *s, uint64_t upto, bool eof)
 	return true;
 }
 
+/* The consumer asked to pause after the record that just ended: go on after it later, with a
+ * fresh parse in the state after it (see restart_outer). */
+static void pause_outer(struct kr_stream *s, struct pstate *p)
+{
+	s->resume_in = p->container;
+	p->pause = false;
+	s->fed = p->pause_at;
+	drop_outer(p);
+	s->paused = true;
+}
+
+/* ---- the fast path: whole top-level objects without yajl ---- */
+
+/* A value still open at the end of the input so far is waited for (parsed whole when more
+ * comes) while it is shorter than this; a longer one goes to yajl, so that no value is scanned
+ * over and over as it arrives in small reads. */
+#define LEX_WAIT_MAX (256u * 1024)
+
+enum lex_step { LS_YAJL, LS_WAIT, LS_PAUSED, LS_ERR_IO, LS_NOMEM };
+
+/* Whether the outer parse is at the top level between values, where kr_lex may take over. */
+static bool lex_ready(struct kr_stream *s, struct pstate *p)
+{
+	uint64_t base;
+	bool elem;
+	if (s->no_lex || !p->h || p->depth || p->in_record || p->quiet || s->sk != SK_OFF ||
+	    !gap_level(s, p, &base, &elem) || elem)
+		return false;
+	gap_sync(s, base, elem);
+	return !gap_scan(s, s->fed);
+}
+
+/* Parses the top-level objects that lie whole in the input from fed up to upto with kr_lex,
+ * which makes the same callbacks, with the same offsets, as yajl would (see lex.h). Stops at
+ * anything else (another value, bad or too big input: the same calls to yajl then give the
+ * same result as always), or at an object the input ends inside (LS_WAIT: parsed whole when
+ * more input comes; at the end of the input yajl reports it). */
+static enum lex_step lex_run(struct kr_stream *s, struct pstate *p, uint64_t upto, bool eof)
+{
+	uint64_t end = upto;
+	if (s->bom_pending && s->bom_at < end)
+		end = s->bom_at; /* another file starts there (process() has it skip_bom) */
+	enum lex_step step = LS_YAJL;
+	for (;;) {
+		uint64_t q = s->fed;
+		while (q < end && is_ws(*at(s, q)))
+			q++;
+		if (q == end) {
+			s->fed = q;
+			step = end == upto ? LS_WAIT : LS_YAJL;
+			break;
+		}
+		if (*at(s, q) != '{') {
+			s->fed = q;
+			break;
+		}
+		size_t avail = (size_t)(end - q), lim = avail < s->max_record ? avail : s->max_record;
+		size_t len;
+		enum kr_lex_result r = kr_lex_scan(at(s, q), lim, &len);
+		if (r != KR_LEX_VALUE) {
+			s->fed = q;
+			if (r == KR_LEX_MORE && lim == avail && end == upto && !eof && avail < LEX_WAIT_MAX)
+				step = LS_WAIT;
+			break;
+		}
+		p->feed_base = q;
+		p->lexing = true;
+		int rc = kr_lex_emit(&s->lex, at(s, q), len, &p->cbs, p);
+		p->lexing = false;
+		/* as after a yajl call (see process()) */
+		if (rc == -2)
+			return LS_NOMEM;
+		if (p->stop)
+			return LS_ERR_IO;
+		if (p->pause) {
+			pause_outer(s, p);
+			return LS_PAUSED;
+		}
+		if (rc == -1) {
+			/* a callback stopped the parse */
+			s->fed = q;
+			const char *why = p->cancel_msg ? p->cancel_msg
+							: "malformed JSON: client cancelled parse via callback return value";
+			return outer_failed(s, q + s->lex.off, why, false) ? LS_ERR_IO : LS_YAJL;
+		}
+		s->fed = q + len;
+	}
+	/* the white space after the last value, as after a yajl call */
+	uint64_t base;
+	bool elem;
+	if (gap_level(s, p, &base, &elem)) {
+		gap_sync(s, base, elem);
+		gap_scan(s, s->fed);
+	}
+	return step;
+}
+
 /* Handles the stream up to offset upto. */
 static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 {
@@ -1760,6 +1867,19 @@ static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 		}
 		if (!p->h && resume_outer(s) != 0)
 			return KR_ERR_NOMEM;
+		if (lex_ready(s, p)) {
+			enum lex_step ls = lex_run(s, p, upto, eof);
+			if (ls == LS_ERR_IO)
+				return KR_ERR_IO;
+			if (ls == LS_NOMEM)
+				return KR_ERR_NOMEM;
+			if (ls == LS_PAUSED)
+				return KR_OK;
+			if (ls == LS_WAIT)
+				break;
+			if (!p->h || s->fed >= upto || (s->bom_pending && s->fed >= s->bom_at))
+				continue; /* failed (the skipper goes on), or at a file start */
+		}
 		size_t n = (size_t)(upto - s->fed < WINDOW ? upto - s->fed : WINDOW);
 		/* a record that starts in this window cannot become too big in it */
 		if (n > s->max_record)
@@ -1772,13 +1892,7 @@ static enum kr_err process(struct kr_stream *s, uint64_t upto, bool eof)
 		if (p->stop)
 			return KR_ERR_IO;
 		if (p->pause) {
-			/* go on after the record later, with a fresh parse in the state after it (see
-			   restart_outer) */
-			s->resume_in = p->container;
-			p->pause = false;
-			s->fed = p->pause_at;
-			drop_outer(p);
-			s->paused = true;
+			pause_outer(s, p);
 			return KR_OK;
 		}
 		if (st != yajl_status_ok) {
@@ -1834,6 +1948,7 @@ enum kr_err kr_stream_new(const struct kr_paths *paths, const struct kr_stream_o
 	s->max_depth = opts && opts->max_depth ? opts->max_depth : KR_DEFAULT_MAX_DEPTH;
 	s->raw_only = opts && opts->raw_events_only;
 	s->no_time = opts && opts->no_time;
+	s->no_lex = opts && opts->yajl_only;
 	for (size_t i = 0; i < sizeof special_keys / sizeof *special_keys; i++) {
 		const struct special_key *e = &special_keys[i];
 		if (!(s->no_time && e->when & KW_TIME))
@@ -1863,6 +1978,7 @@ void kr_stream_free(struct kr_stream *s)
 		kr_buf_free(&s->cap_buf[i]);
 	kr_buf_free(&s->built);
 	kr_buf_free(&s->pend_copy);
+	kr_lex_free(&s->lex);
 	if (!s->external)
 		free(s->buf);
 	free(s);

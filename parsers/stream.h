@@ -97,6 +97,8 @@ struct kr_stream_opts {
 	bool no_time;           /* the consumer does not read kr_event.time: an event's "time" is
 				   then not kept (NULL; an event built from a CloudTrail record
 				   still has its eventTime) and costs nothing when no rule reads it */
+	bool yajl_only;         /* every value through yajl, none through the fast path (kr_lex):
+				   for tests that hold both to the same results */
 };
 
 struct kr_stream;

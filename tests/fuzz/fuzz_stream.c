@@ -1,6 +1,6 @@
 /* libFuzzer target for the stream parser (parsers/stream.h).
  *
- * The input is fed, unchanged, through three kr_stream runs:
+ * The input is fed, unchanged, through four kr_stream runs:
  *   1. kr_stream_parse_mem over the whole input, then kr_stream_end;
  *   2. a second stream fed with kr_stream_reserve/kr_stream_commit in chunks of 1..64 bytes:
  *      with bit 7 of the first input byte set, all of (first byte & 63) + 1 bytes, else sizes
@@ -8,7 +8,9 @@
  *      byte set its consumer also pauses after every event (KR_STREAM_PAUSE), and the run goes on
  *      with kr_stream_resume before the next chunk;
  *   3. the stream of run 1 after kr_stream_reset, fed the whole input with one
- *      kr_stream_reserve/kr_stream_commit, then kr_stream_end.
+ *      kr_stream_reserve/kr_stream_commit, then kr_stream_end;
+ *   4. like run 1 with the option yajl_only: every value through yajl, where runs 1-3 parse
+ *      whole top-level objects with kr_lex (parsers/lex.h).
  * The last input byte picks the options: bit 0 small limits (max_record 4096, max_depth 16)
  * instead of the defaults, bit 1 raw_events_only.
  *
@@ -23,10 +25,10 @@
  *   - reports (events and invalid records) come in input order: each one's offset is greater
  *     than the one before, and none starts inside the bytes of the one before (an invalid
  *     record's size bytes, a plain event's raw bytes);
- *   - the three runs report the same thing: the same events (offset, envelope, raw bytes, id,
+ *   - the four runs report the same thing: the same events (offset, envelope, raw bytes, id,
  *     time, view values) and invalid records (offset, line, size, raw bytes, message), in the same
  *     order, and their counts agree with kr_stream_stats: how the input is chunked (or the
- *     consumer pauses) changes nothing;
+ *     consumer pauses), and which parser reads it, changes nothing;
  *   - no kr_stream_* call fails (the callbacks never ask to stop; out of memory aside). */
 #include <stdbool.h>
 #include <stddef.h>
@@ -342,6 +344,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kr_stream_free(s1);
 	same(&first, &r1);
 	g_sink += first.sink + r1.sink;
+
+	/* 4: zero-copy again, every value through yajl (runs 1-3 parse whole top-level objects
+	 * with kr_lex): the fast path changes nothing either */
+	struct kr_stream_opts yopts = opts;
+	yopts.yajl_only = true;
+	struct run r4 = new_run(data, size, lines, &yopts);
+	struct kr_stream *s4 = NULL;
+	if (kr_stream_new(g_paths, &yopts, &callbacks, &r4, &s4) != KR_OK)
+		abort();
+	CHECK(kr_stream_parse_mem(s4, (const char *)data, size) == KR_OK);
+	CHECK(kr_stream_end(s4) == KR_OK);
+	check_stats(s4, &r4, size);
+	kr_stream_free(s4);
+	same(&first, &r4);
+	g_sink += r4.sink;
 	free(lines);
 	return 0;
 }

@@ -1,7 +1,8 @@
 /* Unit tests for parsers/stream.h. Every input goes through kr_stream_parse_mem and, for several
  * seeds, through kr_stream_reserve/kr_stream_commit in random chunks of 1..7 bytes (some inputs
  * in every chunk size); all ways must report the same events (id, raw bytes, envelope, offset,
- * view) and the same invalid records (offset, line, size, raw bytes, message). The assertions
+ * view) and the same invalid records (offset, line, size, raw bytes, message), as must a run
+ * with yajl alone (kr_stream_opts.yajl_only: no fast path). The assertions
  * then look at what the memory run reported. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -293,12 +294,24 @@ static bool same_runs(const struct run *want, const struct run *got, char *msg, 
 	return true;
 }
 
-/* Runs the input both ways (parse_mem, then chunk size 1 and random chunk sizes) and leaves the
- * parse_mem reports in *r. */
+/* Runs the input both ways (parse_mem, then chunk size 1 and random chunk sizes), and once more
+ * with parse_mem and yajl only, and leaves the parse_mem reports in *r. */
 static void run_both(struct run *r, const struct kr_paths *paths, const char *in, size_t len,
 		     const struct kr_stream_opts *o)
 {
 	assert_int_equal(run_mem(r, paths, in, len, o), KR_OK);
+	/* yajl alone (without the fast path, kr_lex) reports the same */
+	struct kr_stream_opts yo = o ? *o : (struct kr_stream_opts){0};
+	yo.yajl_only = true;
+	struct run y;
+	char ydiff[2400];
+	assert_int_equal(run_mem(&y, paths, in, len, &yo), KR_OK);
+	bool ysame = same_runs(r, &y, ydiff, sizeof ydiff);
+	run_free(&y);
+	if (!ysame) {
+		run_free(r);
+		fail_msg("the run with yajl only differs from parse_mem at %s", ydiff);
+	}
 	static const uint64_t seeds[] = {1, 0x2545F4914F6CDD1DULL, 77, 4242, 0xDEADBEEF};
 	for (size_t k = 0; k < sizeof seeds / sizeof seeds[0]; k++) {
 		struct run c;
