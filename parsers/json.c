@@ -3,6 +3,7 @@
  * yajl updates its consumed-bytes counter before each callback, so inside a callback it is the
  * offset just past the token; from that we derive where each value starts. */
 #include "json.h"
+#include "lex.h"
 #include "mem.h"
 
 #include <stddef.h>
@@ -109,6 +110,8 @@ struct member {
 
 struct builder {
 	yajl_handle h;
+	struct kr_lex *lex; /* with it, kr_lex makes the callbacks (the text from lex_base on) */
+	size_t lex_base;
 	const char *text;
 	size_t len;
 	struct kr_json_arena *arena;
@@ -149,7 +152,7 @@ static bool is_ws(char c)
 
 static size_t consumed(struct builder *b)
 {
-	return yajl_get_bytes_consumed(b->h);
+	return b->lex ? b->lex_base + b->lex->off : yajl_get_bytes_consumed(b->h);
 }
 
 /* Start of the string token that ends just before offset end (end points past the closing quote). */
@@ -560,8 +563,20 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 	b.key_arena.first = first / 2;
 	b.stack = calloc(b.max_depth + 1, sizeof *b.stack);
 	b.first = calloc(b.max_depth + 1, sizeof *b.first);
-	b.h = yajl_alloc(&callbacks, NULL, &b);
-	if (!b.arena || !b.stack || !b.first || !b.h) {
+	/* The fast path (lex.h) takes a text that is one object or array yajl would take as it
+	 * stands, with nothing but white space around it; yajl takes any other, and gives every
+	 * error. */
+	struct kr_lex lx = {0};
+	size_t ws = 0, vlen = 0;
+	while (ws < len && is_ws(text[ws]))
+		ws++;
+	bool lexing = !(opts && (opts->allow_comments || opts->yajl_only)) && ws < len &&
+		      (text[ws] == '{' || text[ws] == '[') &&
+		      kr_lex_scan(text + ws, len - ws, &vlen) == KR_LEX_VALUE &&
+		      trailing(text, ws + vlen, len, false) == len;
+	if (!lexing)
+		b.h = yajl_alloc(&callbacks, NULL, &b);
+	if (!b.arena || !b.stack || !b.first || (!lexing && !b.h)) {
 		free(b.stack);
 		free(b.first);
 		free(b.arena);
@@ -569,11 +584,20 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 			yajl_free(b.h);
 		return kr_errf(err, KR_ERR_NOMEM, "out of memory");
 	}
-	if (opts && opts->allow_comments)
-		yajl_config(b.h, yajl_allow_comments, 1);
-	yajl_status st = yajl_parse(b.h, (const unsigned char *)text, len);
+	yajl_status st;
+	int lex_rc = 0;
+	if (lexing) {
+		b.lex = &lx;
+		b.lex_base = ws;
+		lex_rc = kr_lex_emit(&lx, text + ws, vlen, &callbacks, &b);
+		st = lex_rc ? yajl_status_client_canceled : yajl_status_ok;
+	} else {
+		if (opts && opts->allow_comments)
+			yajl_config(b.h, yajl_allow_comments, 1);
+		st = yajl_parse(b.h, (const unsigned char *)text, len);
+	}
 	bool completing = false;
-	if (st == yajl_status_ok) {
+	if (st == yajl_status_ok && !lexing) {
 		/* yajl counts bytes afresh inside yajl_complete_parse: offsets from there are the end */
 		completing = true;
 		b.completing = true;
@@ -583,6 +607,12 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 	if (st != yajl_status_ok) {
 		if (b.err != KR_OK) {
 			e = b.err;
+		} else if (lex_rc == -2) {
+			e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		} else if (lexing) {
+			/* a callback stopped the parse without saying why (yajl's words for it) */
+			e = kr_errf(err, KR_ERR_JSON, "client cancelled parse via callback return value");
+			b.err_offset = consumed(&b);
 		} else {
 			e = KR_ERR_JSON;
 			b.err_offset = completing ? len : yajl_get_bytes_consumed(b.h);
@@ -612,7 +642,9 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 			b.arena->head = c;
 		}
 	}
-	yajl_free(b.h);
+	if (b.h)
+		yajl_free(b.h);
+	kr_lex_free(&lx);
 	free(b.stack);
 	free(b.first);
 	free(b.members);

@@ -1,7 +1,8 @@
 /* kr_json: a small JSON document tree for configuration files and event patterns.
  *
  * Built with yajl's callback parser so that every node remembers the byte offset where it starts;
- * errors can then name FILE:LINE:COL. Number literals keep their exact text (EventBridge compares
+ * errors can then name FILE:LINE:COL. A text that is one valid object or array goes through the
+ * fast path of lex.h instead, which makes yajl's callbacks with yajl's offsets. Number literals keep their exact text (EventBridge compares
  * exact numbers by text) next to their double value. Comments are accepted when asked for.
  * Not for the per-event hot path: events are read by parsers/stream.c into a kr_view instead.
  * A tree is owned by its root and lives in the root's arena; free it with kr_json_free(root)
@@ -58,6 +59,8 @@ struct kr_json_opts {
 	const char *element_key;
 	bool (*element)(void *ctx, const struct kr_json *elem, size_t index);
 	void *element_ctx;
+	bool yajl_only; /* yajl parses the text even where the fast path (lex.h) could: for tests
+			   that hold both to the same results */
 };
 
 /* Parses exactly one JSON value (surrounding whitespace allowed). On success *out is a new tree;

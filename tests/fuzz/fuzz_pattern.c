@@ -8,6 +8,9 @@
  * kr_stream bound to kr_rules_paths and matched.
  *
  * Invariants (a violation calls __builtin_trap()):
+ *   - kr_json_parse with yajl_only (no fast path, parsers/lex.h) gives the same tree (types,
+ *     offsets, texts, number values, keys and their offsets) or the same error, offset and
+ *     message;
  *   - input that is not JSON gets an error message and an error offset inside the input;
  *   - a rejected pattern has an error message, and *bad, when set, is a node of the input tree;
  *   - the six events are read as six events and no invalid report, whatever the rules;
@@ -194,14 +197,41 @@ static void check_text_paths(const char *text, size_t n, const struct kr_json *r
 	path[plen] = 0;
 }
 
+/* Two trees built from one text are the same: types, offsets, texts, values, keys. */
+static void same_tree(const struct kr_json *a, const struct kr_json *b)
+{
+	CHECK(a->type == b->type && a->offset == b->offset && a->n == b->n);
+	if (a->type == KR_JSON_STRING || a->type == KR_JSON_NUMBER) {
+		CHECK(a->len == b->len && memcmp(a->str, b->str, a->len) == 0);
+		CHECK(a->type == KR_JSON_STRING || memcmp(&a->num, &b->num, sizeof a->num) == 0);
+	}
+	for (size_t i = 0; (a->type == KR_JSON_ARRAY || a->type == KR_JSON_OBJECT) && i < a->n; i++) {
+		if (a->type == KR_JSON_OBJECT) {
+			CHECK(a->keylens[i] == b->keylens[i] && a->key_offsets[i] == b->key_offsets[i]);
+			CHECK(memcmp(a->keys[i], b->keys[i], a->keylens[i]) == 0);
+		}
+		same_tree(a->items[i], b->items[i]);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct kr_json_opts jopts = {.last_key_wins = true};
-	struct kr_json *doc = NULL;
-	size_t off = 0;
-	char err[KR_ERRBUF] = "";
+	static const struct kr_json_opts yopts = {.last_key_wins = true, .yajl_only = true};
+	struct kr_json *doc = NULL, *ydoc = NULL;
+	size_t off = 0, yoff = 0;
+	char err[KR_ERRBUF] = "", yerr[KR_ERRBUF] = "";
 	struct kr_json_span sp;
-	if (kr_json_parse((const char *)data, size, &jopts, &doc, &off, err) != KR_OK) {
+	/* yajl alone (without the fast path, lex.h) gives the same tree or the same error */
+	enum kr_err e = kr_json_parse((const char *)data, size, &jopts, &doc, &off, err);
+	enum kr_err ye = kr_json_parse((const char *)data, size, &yopts, &ydoc, &yoff, yerr);
+	CHECK(e == ye);
+	if (e == KR_OK)
+		same_tree(doc, ydoc);
+	else
+		CHECK(off == yoff && strcmp(err, yerr) == 0);
+	kr_json_free(ydoc);
+	if (e != KR_OK) {
 		CHECK(err[0] != 0 && off <= size);
 		/* text that is not JSON: scanned no further than its end (ASan), whatever it says */
 		(void)kr_json_text_path((const char *)data, size, "$.detail.key-id", &sp);

@@ -802,6 +802,79 @@ static void test_trailing_text_after_the_value_is_an_error_unless_blank_or_comme
 	assert_null(j);
 }
 
+/* ---- the fast path (lex.h) and yajl give the same trees and errors ---- */
+
+static void assert_same_tree(const struct kr_json *a, const struct kr_json *b)
+{
+	assert_int_equal(a->type, b->type);
+	assert_int_equal(a->offset, b->offset);
+	assert_int_equal(a->n, b->n);
+	if (a->type == KR_JSON_STRING || a->type == KR_JSON_NUMBER) {
+		assert_int_equal(a->len, b->len);
+		assert_memory_equal(a->str, b->str, a->len);
+	}
+	if (a->type == KR_JSON_NUMBER)
+		assert_true(a->num == b->num);
+	for (size_t i = 0; (a->type == KR_JSON_ARRAY || a->type == KR_JSON_OBJECT) && i < a->n; i++) {
+		if (a->type == KR_JSON_OBJECT) {
+			assert_int_equal(a->keylens[i], b->keylens[i]);
+			assert_int_equal(a->key_offsets[i], b->key_offsets[i]);
+			assert_memory_equal(a->keys[i], b->keys[i], a->keylens[i]);
+		}
+		assert_same_tree(a->items[i], b->items[i]);
+	}
+}
+
+/* Parses text with the given options and again with yajl_only; both must agree. Returns the
+ * first's result. */
+static enum kr_err parse_both_ways(const char *text, struct kr_json_opts o)
+{
+	struct kr_json *a = NULL, *b = NULL;
+	size_t aoff = 99, boff = 99;
+	char aerr[KR_ERRBUF] = "", berr[KR_ERRBUF] = "";
+	enum kr_err ea = kr_json_parse(text, strlen(text), &o, &a, &aoff, aerr);
+	o.yajl_only = true;
+	enum kr_err eb = kr_json_parse(text, strlen(text), &o, &b, &boff, berr);
+	if (ea != eb)
+		fail_msg("%s: %d (%s) with the fast path, %d (%s) with yajl", text, ea, aerr, eb,
+			 berr);
+	if (ea == KR_OK) {
+		assert_same_tree(a, b);
+	} else {
+		assert_int_equal(aoff, boff);
+		assert_string_equal(aerr, berr);
+	}
+	kr_json_free(a);
+	kr_json_free(b);
+	return ea;
+}
+
+static void test_the_fast_path_and_yajl_build_the_same_trees_and_errors(void **state)
+{
+	(void)state;
+	struct kr_json_opts none = {0}, last = {.last_key_wins = true},
+			    all = {.keep_duplicate_keys = true}, shallow = {.max_depth = 3};
+	/* trees: escapes, numbers, nesting, white space around */
+	assert_int_equal(parse_both_ways(" {\"a\":\"x\\n\\u00e9\\\"\",\"b\":[1,-2.5e3,true,false,null,{}],"
+					 "\"c\\/\":{\"d\":[[],[\"\"]]}}\n\t",
+					 none),
+			 KR_OK);
+	assert_int_equal(parse_both_ways("[\"caf\xC3\xA9\",0,{\"k\":1E+2}]", none), KR_OK);
+	/* errors the callbacks give: duplicate keys, depth, with their offsets */
+	assert_int_equal(parse_both_ways("{\"a\":1,\"b\":{\"c\":2,\"c\":3}}", none), KR_ERR_JSON);
+	assert_int_equal(parse_both_ways("{\"a\":1,\"a\":2}", last), KR_OK);
+	assert_int_equal(parse_both_ways("{\"a\":1,\"a\":[2]}", all), KR_OK);
+	assert_int_equal(parse_both_ways("[[[[1]]]]", shallow), KR_ERR_LIMIT);
+	/* what the fast path leaves to yajl: trailing text, comments, scalars, bad input */
+	assert_int_equal(parse_both_ways("{\"a\":1} x", none), KR_ERR_JSON);
+	assert_int_equal(parse_both_ways("{\"a\":1}\"oops", none), KR_ERR_JSON);
+	assert_int_equal(parse_both_ways("{\"a\":1,}", none), KR_ERR_JSON);
+	assert_int_equal(parse_both_ways("{\"a\":\"\\u0000\"}", none), KR_OK);
+	assert_int_equal(parse_both_ways("{\"a\":\"\xC0\xAF\"}", none), KR_OK);
+	assert_int_equal(parse_both_ways("42", none), KR_OK);
+	assert_int_equal(parse_both_ways("{\"a\":[1,2", none), KR_ERR_JSON);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -825,6 +898,7 @@ int main(void)
 		cmocka_unit_test(test_number_text_is_kept_exactly_next_to_its_value),
 		cmocka_unit_test(test_nesting_beyond_max_depth_is_a_limit_error_at_the_opening_bracket),
 		cmocka_unit_test(test_default_max_depth_is_64),
+		cmocka_unit_test(test_the_fast_path_and_yajl_build_the_same_trees_and_errors),
 		cmocka_unit_test(test_malformed_json_reports_the_offending_token),
 		cmocka_unit_test(test_truncated_json_reports_the_end_of_the_input),
 		cmocka_unit_test(test_empty_and_blank_documents_are_errors),
