@@ -35,7 +35,8 @@ struct kr_lex {
 
 /* Makes cbs' callbacks for the value text[0..n) that kr_lex_scan found whole (n = its *end).
  * cbs is read before each call (a callback may change it, as with yajl); a NULL callback is
- * skipped, and with yajl_string NULL a string is not decoded. Returns 0, or -1 when a callback
+ * skipped, and with yajl_string NULL a string is not decoded. Numbers go to yajl_number only
+ * (never to yajl_integer or yajl_double, which yajl calls when yajl_number is NULL). Returns 0, or -1 when a callback
  * returned 0 (lx->off is then the end of its token), or -2 when out of memory. */
 int kr_lex_emit(struct kr_lex *lx, const char *text, size_t n, const yajl_callbacks *cbs,
 		void *ctx);
