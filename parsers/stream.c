@@ -148,7 +148,8 @@ struct pstate {
 	uint64_t resync_at;   /* set with cancel_msg: go on at this offset, at the top level */
 	const char *rec_bad;
 	uint64_t feed_base;
-	bool lexing; /* kr_lex, not yajl, is making the callbacks (see lex_run) */
+	bool lexing; /* lex, not yajl (h), is making the callbacks (see lex_run, parse_sns) */
+	struct kr_lex lex;
 	uint32_t next_arr_id;
 	uint32_t *trail;
 	uint32_t ntrail;
@@ -248,7 +249,6 @@ struct kr_stream {
 				 is left there, at offset cap_at (the record it is in is kept) */
 	uint64_t cap_at[NSPECIAL];
 	struct kr_buf built; /* SNS message copy / CloudTrail event */
-	struct kr_lex lex;
 
 	struct kr_stream_stats stats;
 };
@@ -508,13 +508,14 @@ static void pstate_close(struct pstate *p)
 	p->h = NULL;
 	free(p->frames ? p->frames - 1 : NULL);
 	free(p->trail);
+	kr_lex_free(&p->lex);
 	p->frames = NULL;
 	p->trail = NULL;
 }
 
 static inline uint64_t tok_end(struct pstate *p)
 {
-	return p->feed_base + (p->lexing ? p->s->lex.off : yajl_get_bytes_consumed(p->h));
+	return p->feed_base + (p->lexing ? p->lex.off : yajl_get_bytes_consumed(p->h));
 }
 
 static int cancel(struct pstate *p, const char *msg)
@@ -1356,13 +1357,36 @@ static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, 
 	p->feed_base = 0;
 	p->rec_bad = NULL;
 	p->in_record = false;
-	yajl_status st = yajl_parse(p->h, (const unsigned char *)msg->p, msg->len);
-	if (st == yajl_status_ok)
-		st = yajl_complete_parse(p->h);
+	/* the fast path (lex.h) for a Message that is one valid object with nothing but white space
+	   around it; yajl for any other, and for every error */
+	size_t ws = 0, vlen = 0;
+	while (ws < msg->len && is_ws(msg->p[ws]))
+		ws++;
+	bool lexing = !s->no_lex && ws < msg->len && msg->p[ws] == '{' &&
+		      kr_lex_scan(msg->p + ws, msg->len - ws, &vlen) == KR_LEX_VALUE;
+	for (size_t i = ws + vlen; lexing && i < msg->len; i++)
+		lexing = is_ws(msg->p[i]);
+	yajl_status st;
+	if (lexing) {
+		p->feed_base = ws;
+		p->lexing = true;
+		int rc = kr_lex_emit(&p->lex, msg->p + ws, vlen, &p->cbs, p);
+		p->lexing = false;
+		if (rc == -2)
+			return report_invalid(s, start, end, "out of memory unwrapping the SNS message");
+		st = rc ? yajl_status_client_canceled : yajl_status_ok;
+	} else {
+		st = yajl_parse(p->h, (const unsigned char *)msg->p, msg->len);
+		if (st == yajl_status_ok)
+			st = yajl_complete_parse(p->h);
+	}
 	char why[256];
 	if (st != yajl_status_ok) {
 		if (p->cancel_msg)
 			snprintf(why, sizeof why, "SNS Message: %s", p->cancel_msg);
+		else if (lexing)
+			snprintf(why, sizeof why,
+				 "SNS Message: malformed JSON: client cancelled parse via callback return value");
 		else {
 			char m[200];
 			kr_json_yajl_error(p->h, "malformed JSON: ", m, sizeof m);
@@ -1809,7 +1833,7 @@ static enum lex_step lex_run(struct kr_stream *s, struct pstate *p, uint64_t upt
 		}
 		p->feed_base = q;
 		p->lexing = true;
-		int rc = kr_lex_emit(&s->lex, at(s, q), len, &p->cbs, p);
+		int rc = kr_lex_emit(&p->lex, at(s, q), len, &p->cbs, p);
 		p->lexing = false;
 		/* as after a yajl call (see process()) */
 		if (rc == -2)
@@ -1825,7 +1849,7 @@ static enum lex_step lex_run(struct kr_stream *s, struct pstate *p, uint64_t upt
 			s->fed = q;
 			const char *why = p->cancel_msg ? p->cancel_msg
 							: "malformed JSON: client cancelled parse via callback return value";
-			return outer_failed(s, q + s->lex.off, why, false) ? LS_ERR_IO : LS_YAJL;
+			return outer_failed(s, q + p->lex.off, why, false) ? LS_ERR_IO : LS_YAJL;
 		}
 		s->fed = q + len;
 	}
@@ -1978,7 +2002,6 @@ void kr_stream_free(struct kr_stream *s)
 		kr_buf_free(&s->cap_buf[i]);
 	kr_buf_free(&s->built);
 	kr_buf_free(&s->pend_copy);
-	kr_lex_free(&s->lex);
 	if (!s->external)
 		free(s->buf);
 	free(s);

@@ -707,6 +707,31 @@ static void test_sns_message_that_is_not_an_object_is_invalid(void **state)
 	run_free(&r);
 }
 
+static void test_sns_messages_the_fast_path_takes_or_leaves_read_as_with_yajl(void **state)
+{
+	(void)state;
+	/* white space around the Message's object (the fast path); text after it, a Message too
+	 * deep, escapes that yajl decodes its own way (yajl): run_both holds each to yajl alone */
+	static const char in[] =
+		"{\"Type\":\"Notification\",\"Message\":\" \\n{\\\"id\\\":\\\"ws\\\"}\\t \"}\n"
+		"{\"Type\":\"Notification\",\"Message\":\"{\\\"id\\\":\\\"x\\\"} tail\"}\n"
+		"{\"Type\":\"Notification\",\"Message\":\"{\\\"id\\\":\\\"deep\\\",\\\"a\\\":[[[[[[1]]]]]]}\"}\n"
+		"{\"Type\":\"Notification\",\"Message\":\"{\\\"id\\\":\\\"s\\\\ud83d\\\\ude00\\\"}\"}\n"
+		"{\"id\":\"ok\"}\n";
+	struct kr_stream_opts o = {.max_depth = 4};
+	struct run r;
+	run_both(&r, paths, S(in), &o);
+	assert_int_equal(r.n, 5);
+	assert_event(&r, 0, "ws", KR_ENV_SNS, " \n{\"id\":\"ws\"}\t ");
+	assert_invalid(&r, 1, offset_of(in, "{\"Type\":\"Notification\",\"Message\":\"{\\\"id\\\":\\\"x"), 2,
+		       "SNS Message: malformed JSON");
+	assert_invalid(&r, 2, offset_of(in, "{\"Type\":\"Notification\",\"Message\":\"{\\\"id\\\":\\\"deep"),
+		       3, "SNS Message");
+	assert_event(&r, 3, "s\xF0\x9F\x98\x80", KR_ENV_SNS, "{\"id\":\"s\\ud83d\\ude00\"}");
+	assert_event(&r, 4, "ok", KR_ENV_EVENT, "{\"id\":\"ok\"}");
+	run_free(&r);
+}
+
 static void test_cloudtrail_log_records_become_api_call_events(void **state)
 {
 	(void)state;
@@ -1627,6 +1652,7 @@ int main(void)
 		cmocka_unit_test(test_time_is_kept_unless_no_time_and_stays_matchable),
 		cmocka_unit_test(test_sns_envelope_is_unwrapped),
 		cmocka_unit_test(test_sns_message_that_is_not_an_object_is_invalid),
+		cmocka_unit_test(test_sns_messages_the_fast_path_takes_or_leaves_read_as_with_yajl),
 		cmocka_unit_test(test_cloudtrail_log_records_become_api_call_events),
 		cmocka_unit_test(test_cloudtrail_fields_do_not_carry_over_to_the_next_record),
 		cmocka_unit_test(test_values_nothing_reads_do_not_hide_the_rest),
