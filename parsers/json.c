@@ -568,12 +568,8 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 	 * error. */
 	struct kr_lex lx = {0};
 	size_t ws = 0, vlen = 0;
-	while (ws < len && is_ws(text[ws]))
-		ws++;
-	bool lexing = !(opts && (opts->allow_comments || opts->yajl_only)) && ws < len &&
-		      (text[ws] == '{' || text[ws] == '[') &&
-		      kr_lex_scan(text + ws, len - ws, &vlen) == KR_LEX_VALUE &&
-		      trailing(text, ws + vlen, len, false) == len;
+	bool lexing = !(opts && (opts->allow_comments || opts->yajl_only)) &&
+		      kr_lex_whole(text, len, &ws, &vlen);
 	if (!lexing)
 		b.h = yajl_alloc(&callbacks, NULL, &b);
 	if (!b.arena || !b.stack || !b.first || (!lexing && !b.h)) {
@@ -611,7 +607,7 @@ enum kr_err kr_json_parse(const char *text, size_t len, const struct kr_json_opt
 			e = kr_errf(err, KR_ERR_NOMEM, "out of memory");
 		} else if (lexing) {
 			/* a callback stopped the parse without saying why (yajl's words for it) */
-			e = kr_errf(err, KR_ERR_JSON, "client cancelled parse via callback return value");
+			e = kr_errf(err, KR_ERR_JSON, "%s", KR_LEX_CANCELLED);
 			b.err_offset = consumed(&b);
 		} else {
 			e = KR_ERR_JSON;

@@ -312,6 +312,22 @@ key:
 	goto value;
 }
 
+bool kr_lex_whole(const char *text, size_t n, size_t *start, size_t *len)
+{
+	size_t i = 0, vlen;
+	while (i < n && is_ws((unsigned char)text[i]))
+		i++;
+	if (i == n || (text[i] != '{' && text[i] != '[') ||
+	    kr_lex_scan(text + i, n - i, &vlen) != KR_LEX_VALUE)
+		return false;
+	for (size_t j = i + vlen; j < n; j++)
+		if (!is_ws((unsigned char)text[j]))
+			return false;
+	*start = i;
+	*len = vlen;
+	return true;
+}
+
 /* Decodes the string body s[0..n) (checked by scan_string: valid escapes, no surrogate or
  * U+0000 escape) into lx->dec, as yajl_string_decode does. */
 static int decode(struct kr_lex *lx, const unsigned char *s, size_t n)

@@ -10,6 +10,7 @@
 #ifndef KR_LEX_H
 #define KR_LEX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <yajl/yajl_parse.h>
 
@@ -40,6 +41,14 @@ struct kr_lex {
  * returned 0 (lx->off is then the end of its token), or -2 when out of memory. */
 int kr_lex_emit(struct kr_lex *lx, const char *text, size_t n, const yajl_callbacks *cbs,
 		void *ctx);
+
+/* Whether text[0..n) is one object or array that kr_lex_scan takes whole, with nothing but
+ * white space around it; if so, it starts at *start and is *len bytes long. */
+bool kr_lex_whole(const char *text, size_t n, size_t *start, size_t *len);
+
+/* yajl's words when a callback stops the parse, for a caller to say the same when kr_lex_emit
+ * returns -1 with no reason of its own */
+#define KR_LEX_CANCELLED "client cancelled parse via callback return value"
 
 void kr_lex_free(struct kr_lex *lx);
 

@@ -1357,15 +1357,10 @@ static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, 
 	p->feed_base = 0;
 	p->rec_bad = NULL;
 	p->in_record = false;
-	/* the fast path (lex.h) for a Message that is one valid object with nothing but white space
-	   around it; yajl for any other, and for every error */
+	/* the fast path (lex.h) for a Message that is one valid object or array with nothing but
+	   white space around it; yajl for any other, and for every error */
 	size_t ws = 0, vlen = 0;
-	while (ws < msg->len && is_ws(msg->p[ws]))
-		ws++;
-	bool lexing = !s->no_lex && ws < msg->len && msg->p[ws] == '{' &&
-		      kr_lex_scan(msg->p + ws, msg->len - ws, &vlen) == KR_LEX_VALUE;
-	for (size_t i = ws + vlen; lexing && i < msg->len; i++)
-		lexing = is_ws(msg->p[i]);
+	bool lexing = !s->no_lex && kr_lex_whole(msg->p, msg->len, &ws, &vlen);
 	yajl_status st;
 	if (lexing) {
 		p->feed_base = ws;
@@ -1385,8 +1380,7 @@ static int parse_sns(struct kr_stream *s, struct pstate *outer, uint64_t start, 
 		if (p->cancel_msg)
 			snprintf(why, sizeof why, "SNS Message: %s", p->cancel_msg);
 		else if (lexing)
-			snprintf(why, sizeof why,
-				 "SNS Message: malformed JSON: client cancelled parse via callback return value");
+			snprintf(why, sizeof why, "SNS Message: malformed JSON: " KR_LEX_CANCELLED);
 		else {
 			char m[200];
 			kr_json_yajl_error(p->h, "malformed JSON: ", m, sizeof m);
@@ -1848,7 +1842,7 @@ static enum lex_step lex_run(struct kr_stream *s, struct pstate *p, uint64_t upt
 			/* a callback stopped the parse */
 			s->fed = q;
 			const char *why = p->cancel_msg ? p->cancel_msg
-							: "malformed JSON: client cancelled parse via callback return value";
+							: "malformed JSON: " KR_LEX_CANCELLED;
 			return outer_failed(s, q + p->lex.off, why, false) ? LS_ERR_IO : LS_YAJL;
 		}
 		s->fed = q + len;
