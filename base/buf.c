@@ -40,6 +40,15 @@ bool kr_buf_puts(struct kr_buf *b, const char *s)
 	return kr_buf_append(b, s, strlen(s));
 }
 
+bool kr_buf_uint(struct kr_buf *b, uint64_t v)
+{
+	char d[20], *e = d + sizeof d, *p = e;
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	return kr_buf_append(b, p, (size_t)(e - p));
+}
+
 bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n)
 {
 	/* worst case every byte becomes \u00XX */
@@ -54,48 +63,34 @@ bool kr_buf_json_string(struct kr_buf *b, const char *s, size_t n)
 char *kr_json_string_to(char *o, const char *s, size_t n)
 {
 	*o++ = '"';
-	size_t run = 0, i = 0;
+	size_t i = 0;
 #ifdef __SSE2__
-	/* sixteen bytes at a time, copied as they are checked; bytes below 0x20 are those whose
-	 * unsigned maximum with 0x1F is 0x1F */
+	/* sixteen bytes at a time, stored before they are checked: up to the first byte to escape
+	 * they are the output, and what lies past it is written over. An event's text has a quote
+	 * every few bytes, so the loop goes on after each escape rather than leaving for the byte
+	 * loop. The stores stay inside 6 * n + 2: with at least 16 bytes left at i, at most
+	 * 1 + 6 * i are written before o, and 1 + 6 * i + 16 <= 6 * n + 2. Bytes below 0x20 are
+	 * those whose unsigned maximum with 0x1F is 0x1F. */
 	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
 		      c1f = _mm_set1_epi8(0x1F);
-#define KR_JSON_SPECIAL(x)                                                                       \
-	_mm_movemask_epi8(_mm_or_si128(                                                          \
-		_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),               \
-		_mm_cmpeq_epi8(_mm_max_epu8(x, c1f), c1f)))
 	while (i + 16 <= n) {
 		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-		if (KR_JSON_SPECIAL(x))
-			break;
-		_mm_storeu_si128((__m128i *)(void *)(o + i), x);
-		i += 16;
-	}
-	if (n >= 16 && i < n && i >= n - 16) {
-		/* the rest: the last sixteen bytes, of which the first were checked already */
-		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + n - 16));
-		if (!((unsigned)KR_JSON_SPECIAL(x) >> (i - (n - 16)))) {
-			_mm_storeu_si128((__m128i *)(void *)(o + n - 16), x);
-			o += n;
-			*o++ = '"';
-			return o;
+		_mm_storeu_si128((__m128i *)(void *)o, x);
+		unsigned special = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+			_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+			_mm_cmpeq_epi8(_mm_max_epu8(x, c1f), c1f)));
+		if (!special) {
+			o += 16;
+			i += 16;
+			continue;
 		}
+		unsigned k = (unsigned)__builtin_ctz(special);
+		o = kr_json_escape(o + k, (unsigned char)s[i + k]);
+		i += k + 1;
 	}
-#undef KR_JSON_SPECIAL
-	o += i;
-	run = i;
 #endif
-	/* eight bytes at a time while none is a quote, a backslash or a control character */
-	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-	while (i + 8 <= n) {
-		uint64_t w;
-		memcpy(&w, s + i, 8);
-		uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-		uint64_t special = ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs);
-		if (special & highs)
-			break;
-		i += 8;
-	}
+	/* the rest a byte at a time, runs without escapes copied whole */
+	size_t run = i;
 	for (; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
@@ -146,23 +141,50 @@ bool kr_buf_base64(struct kr_buf *b, const void *s, size_t n)
 	return true;
 }
 
+/* Each byte's form encoding: %XX (upper case), or the byte itself for RFC 3986's unreserved
+ * characters; n its length. Four bytes, written whole: the loop has no branch on the byte. */
+struct pct {
+	char s[3];
+	unsigned char n;
+};
+#define HEXD(v) (char)((v) < 10 ? '0' + (v) : 'A' + (v) - 10)
+#define P1(c) [c] = {{'%', HEXD((c) >> 4), HEXD((c) & 15)}, 3}
+#define P4(c) P1(c), P1(c + 1), P1(c + 2), P1(c + 3)
+#define P16(c) P4(c), P4(c + 4), P4(c + 8), P4(c + 12)
+#define P64(c) P16(c), P16(c + 16), P16(c + 32), P16(c + 48)
+#define U1(c) [c] = {{c}, 1}
+#define U4(c) U1(c), U1(c + 1), U1(c + 2), U1(c + 3)
+#define U8(c) U4(c), U4(c + 4)
+/* GCC and Clang take a later designator for an index as the one that counts (C11 6.7.9) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverride-init"
+static const struct pct pct[256] = {
+	P64(0), P64(64), P64(128), P64(192),
+	U1('-'), U1('.'), U1('_'), U1('~'), U8('0'), U1('8'), U1('9'),
+	U8('A'), U8('I'), U8('Q'), U1('Y'), U1('Z'),
+	U8('a'), U8('i'), U8('q'), U1('y'), U1('z'),
+};
+#pragma GCC diagnostic pop
+#undef U8
+#undef U4
+#undef U1
+#undef P64
+#undef P16
+#undef P4
+#undef P1
+#undef HEXD
+
 bool kr_buf_urlencode(struct kr_buf *b, const void *s, size_t n)
 {
-	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *in = s;
-	if (n > SIZE_MAX / 4 || !kr_buf_reserve(b, 3 * n + 1))
+	/* 3 per byte, and the fourth byte of the last one's entry */
+	if (n > SIZE_MAX / 4 || !kr_buf_reserve(b, 3 * n + 2))
 		return false;
 	char *o = b->p + b->len;
 	for (size_t i = 0; i < n; i++) {
-		unsigned char c = in[i];
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '_' || c == '.' || c == '~') {
-			*o++ = (char)c;
-		} else {
-			*o++ = '%';
-			*o++ = hex[c >> 4];
-			*o++ = hex[c & 15];
-		}
+		const struct pct *e = &pct[in[i]];
+		memcpy(o, e, sizeof *e);
+		o += e->n;
 	}
 	*o = 0;
 	b->len = (size_t)(o - b->p);

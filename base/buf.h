@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct kr_buf {
 	char *p;
@@ -16,6 +17,8 @@ struct kr_buf {
 bool kr_buf_reserve(struct kr_buf *b, size_t extra);
 bool kr_buf_append(struct kr_buf *b, const void *s, size_t n);
 bool kr_buf_puts(struct kr_buf *b, const char *s);
+/* Appends the decimal digits of v (what snprintf's "%" PRIu64 writes, without its cost). */
+bool kr_buf_uint(struct kr_buf *b, uint64_t v);
 void kr_buf_free(struct kr_buf *b);
 
 /* Appends the JSON encoding of the n bytes at s (a JSON string literal, quotes included). */

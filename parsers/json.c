@@ -854,11 +854,45 @@ static bool key_is(const char *k, size_t kn, bool escaped, const char *name, siz
 	return eq;
 }
 
-bool kr_json_text_path(const char *t, size_t n, const char *path, struct kr_json_span *out)
+/* The members of the object at v (after white space), in order, into m; false when v is not an
+ * object, has more than KR_JSON_MEMBERS_MAX members or breaks. */
+static bool scan_members(const char *v, const char *end, struct kr_json_members *m)
 {
-	const char *end = t + n, *v = ws(t, end), *c = path;
-	if (*c++ != '$')
+	m->n = 0;
+	if (v >= end || *v != '{')
 		return false;
+	const char *p = ws(v + 1, end);
+	if (p < end && *p == '}')
+		return true;
+	for (;;) {
+		bool esc;
+		if (p >= end || *p != '"' || m->n == KR_JSON_MEMBERS_MAX)
+			return false;
+		const char *k = p + 1, *ke = skip_string(p, end, &esc);
+		if (!ke)
+			return false;
+		p = ws(ke, end);
+		if (p >= end || *p != ':')
+			return false;
+		const char *val = ws(p + 1, end);
+		if (!(p = skip_value(val, end)))
+			return false;
+		m->m[m->n++] = (struct kr_json_member){k, (size_t)(ke - 1 - k), val, esc};
+		p = ws(p, end);
+		if (p >= end)
+			return false;
+		if (*p == '}')
+			return true;
+		if (*p != ',')
+			return false;
+		p = ws(p + 1, end);
+	}
+}
+
+/* The value at the path c (what follows its '$') from the value at v, as kr_json_text_path. */
+static bool text_path_from(const char *v, const char *end, const char *c,
+			   struct kr_json_span *out)
+{
 	bool esc;
 	while (*c) {
 		const char *found = NULL;
@@ -937,6 +971,36 @@ bool kr_json_text_path(const char *t, size_t n, const char *path, struct kr_json
 		(void)skip_string(v, end, &out->escaped);
 	}
 	return true;
+}
+
+bool kr_json_text_path(const char *t, size_t n, const char *path, struct kr_json_span *out)
+{
+	const char *end = t + n;
+	return *path == '$' && text_path_from(ws(t, end), end, path + 1, out);
+}
+
+void kr_json_members_scan(struct kr_json_members *m, const char *t, size_t n)
+{
+	m->text = t;
+	m->len = n;
+	m->indexed = scan_members(ws(t, t + n), t + n, m);
+	if (!m->indexed)
+		m->n = 0;
+}
+
+bool kr_json_members_path(const struct kr_json_members *m, const char *path,
+			  struct kr_json_span *out)
+{
+	if (!m->indexed || path[0] != '$' || path[1] != '.')
+		return kr_json_text_path(m->text, m->len, path, out);
+	const char *c = path + 2, *end = m->text + m->len;
+	size_t nn = strcspn(c, ".[");
+	for (size_t i = m->n; i-- > 0;) { /* the last member of a repeated key */
+		const struct kr_json_member *e = &m->m[i];
+		if (key_is(e->key, e->key_len, e->escaped, c, nn))
+			return text_path_from(e->val, end, c + nn, out);
+	}
+	return false;
 }
 
 bool kr_json_span_string(struct kr_buf *b, const struct kr_json_span *s)

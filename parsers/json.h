@@ -91,6 +91,29 @@ struct kr_json_span {
  * breaks before the value is known. */
 bool kr_json_text_path(const char *t, size_t n, const char *path, struct kr_json_span *out);
 
+/* The members of a JSON object's text (an event's top level), found by one scan, so that
+ * several paths into it (a sink's message attributes and templates) do not each scan it whole:
+ * kr_json_members_path finds what kr_json_text_path finds in the text. An object of more than
+ * KR_JSON_MEMBERS_MAX members, or text that is not an object or breaks, is not indexed, and
+ * kr_json_members_path scans the text as kr_json_text_path does. The text must outlive m. */
+#define KR_JSON_MEMBERS_MAX 24
+struct kr_json_member {
+	const char *key; /* between its quotes, escapes as written */
+	size_t key_len;
+	const char *val; /* its value's first character */
+	bool escaped;    /* the key has escapes */
+};
+struct kr_json_members {
+	const char *text;
+	size_t len;
+	bool indexed;
+	size_t n;
+	struct kr_json_member m[KR_JSON_MEMBERS_MAX];
+};
+void kr_json_members_scan(struct kr_json_members *m, const char *t, size_t n);
+bool kr_json_members_path(const struct kr_json_members *m, const char *path,
+			  struct kr_json_span *out);
+
 /* Appends a string span's value, decoded as kr_json_parse decodes it; false when out of memory
  * or the span is not a valid string. */
 bool kr_json_span_string(struct kr_buf *b, const struct kr_json_span *s);

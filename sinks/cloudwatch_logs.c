@@ -259,11 +259,9 @@ static void cwl_submit(void *ctx, struct kr_delivery *d)
 	struct stream *st = stream_get(s, name);
 	struct kr_buf b = {0};
 	struct prefix pf = {ts};
-	char num[32];
-	snprintf(num, sizeof num, "%lld", (long long)ts);
 	bool ok = st && kr_prepared_begin(&b, sizeof pf + d->len + d->len / 8 + 64) &&
 		  kr_buf_append(&b, &pf, sizeof pf) && kr_buf_puts(&b, "{\"timestamp\":") &&
-		  kr_buf_puts(&b, num) && kr_buf_puts(&b, ",\"message\":") &&
+		  kr_buf_uint(&b, (uint64_t)ts) && kr_buf_puts(&b, ",\"message\":") &&
 		  kr_buf_json_string(&b, d->payload, d->len) && kr_buf_puts(&b, "}");
 	if (!ok) {
 		kr_buf_free(&b);

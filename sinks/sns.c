@@ -143,12 +143,45 @@ static const struct kr_aws_service sns_service = {"sns", "SNS"};
 static void sns_destroy(void *ctx);
 
 
-/* Appends MARK name=value (value url-encoded). */
+/* Appends MARK name=value (value url-encoded); the name is nl bytes. */
+static bool field_n(struct kr_buf *b, const char *name, size_t nl, const char *v, size_t n)
+{
+	if (!kr_buf_reserve(b, nl + 2))
+		return false;
+	b->p[b->len++] = MARK;
+	memcpy(b->p + b->len, name, nl);
+	b->len += nl;
+	b->p[b->len++] = '=';
+	return kr_buf_urlencode(b, v, n);
+}
+
 static bool field(struct kr_buf *b, const char *name, const char *v, size_t n)
 {
-	char m[2] = {MARK, 0};
-	return kr_buf_puts(b, m) && kr_buf_puts(b, name) && kr_buf_puts(b, "=") &&
-	       kr_buf_urlencode(b, v, n);
+	return field_n(b, name, strlen(name), v, n);
+}
+
+/* Appends attribute k's three fields: MessageAttributes.entry.K.Name, .Value.DataType and
+ * .Value.StringValue. */
+static bool put_attribute(struct kr_buf *b, size_t k, const char *name, const char *type,
+			  const char *v, size_t n)
+{
+	static const char head[] = "MessageAttributes.entry.";
+	char key[sizeof head + 48];
+	size_t kl = sizeof head - 1;
+	memcpy(key, head, kl);
+	if (k >= 10) /* at most SNS_MAX_ATTRIBUTES */
+		key[kl++] = (char)('0' + k / 10);
+	key[kl++] = (char)('0' + k % 10);
+	static const char *const tails[] = {".Name", ".Value.DataType", ".Value.StringValue"};
+	const char *const vals[] = {name, type, v};
+	const size_t lens[] = {strlen(name), strlen(type), n};
+	for (size_t i = 0; i < 3; i++) {
+		size_t tl = strlen(tails[i]);
+		memcpy(key + kl, tails[i], tl);
+		if (!field_n(b, key, kl + tl, vals[i], lens[i]))
+			return false;
+	}
+	return true;
 }
 
 static bool put_attributes(struct sns_sink *s, const struct kr_event_text *ev, struct kr_buf *b,
@@ -163,16 +196,7 @@ static bool put_attributes(struct sns_sink *s, const struct kr_event_text *ev, s
 			continue;
 		const char *name = kr_attr_name(s->attrs[i]);
 		const char *type = num ? "Number" : "String";
-		char key[96];
-		k++;
-		snprintf(key, sizeof key, "MessageAttributes.entry.%zu.Name", k);
-		if (!field(b, key, name, strlen(name)))
-			return false;
-		snprintf(key, sizeof key, "MessageAttributes.entry.%zu.Value.DataType", k);
-		if (!field(b, key, type, strlen(type)))
-			return false;
-		snprintf(key, sizeof key, "MessageAttributes.entry.%zu.Value.StringValue", k);
-		if (!field(b, key, v, n))
+		if (!put_attribute(b, ++k, name, type, v, n))
 			return false;
 		*bytes += strlen(name) + strlen(type) + n;
 	}
@@ -273,21 +297,28 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 		  kr_buf_urlencode(qb, s->topic_arn, strlen(s->topic_arn));
 	for (size_t i = 0; ok && i < bt->n; i++) {
 		const struct kr_prepared *en = bt->entries[i]->sink_data;
-		char prefix[64];
-		int pl = snprintf(prefix, sizeof prefix, "&PublishBatchRequestEntries.member.%zu.",
-				  i + 1);
-		ok = kr_buf_puts(qb, prefix) && kr_buf_puts(qb, "Id=");
-		char id[24];
-		snprintf(id, sizeof id, "%zu", i);
-		ok = ok && kr_buf_puts(qb, id);
+		static const char head[] = "&PublishBatchRequestEntries.member.";
+		char prefix[sizeof head + 24];
+		size_t pl = sizeof head - 1;
+		memcpy(prefix, head, pl);
+		if (i + 1 >= 10) /* at most SNS_MAX_ENTRIES */
+			prefix[pl++] = (char)('0' + (i + 1) / 10);
+		prefix[pl++] = (char)('0' + (i + 1) % 10);
+		prefix[pl++] = '.';
+		ok = kr_buf_append(qb, prefix, pl) && kr_buf_puts(qb, "Id=") && kr_buf_uint(qb, i);
 		const char *p = en->text, *e = en->text + en->len;
 		while (ok && p < e) {
 			/* p is at a MARK */
 			const char *next = memchr(p + 1, MARK, (size_t)(e - p - 1));
 			if (!next)
 				next = e;
-			ok = kr_buf_append(qb, prefix, (size_t)pl) &&
-			     kr_buf_append(qb, p + 1, (size_t)(next - p - 1));
+			ok = kr_buf_reserve(qb, pl + (size_t)(next - p));
+			if (ok) {
+				memcpy(qb->p + qb->len, prefix, pl);
+				memcpy(qb->p + qb->len + pl, p + 1, (size_t)(next - p - 1));
+				qb->len += pl + (size_t)(next - p - 1);
+				qb->p[qb->len] = 0;
+			}
 			p = next;
 		}
 	}

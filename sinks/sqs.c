@@ -231,9 +231,8 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 		  kr_buf_puts(&b, ",\"Entries\":[");
 	for (size_t i = 0; ok && i < bt->n; i++) {
 		const struct kr_prepared *en = bt->entries[i]->sink_data;
-		char id[32];
-		snprintf(id, sizeof id, "%s{\"Id\":\"%zu\"", i ? "," : "", i);
-		ok = kr_buf_puts(&b, id) && kr_buf_append(&b, en->text, en->len) &&
+		ok = kr_buf_puts(&b, i ? ",{\"Id\":\"" : "{\"Id\":\"") && kr_buf_uint(&b, i) &&
+		     kr_buf_puts(&b, "\"") && kr_buf_append(&b, en->text, en->len) &&
 		     kr_buf_puts(&b, "}");
 	}
 	ok = ok && kr_buf_puts(&b, "]}");

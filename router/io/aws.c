@@ -973,14 +973,18 @@ bool kr_aws_xml_next(const char **pos, const char *end, const char *tag, const c
 		     const char **content_end)
 {
 	char open[64], close[64];
-	int no = snprintf(open, sizeof open, "<%s>", tag);
-	int nc = snprintf(close, sizeof close, "</%s>", tag);
+	size_t tl = strnlen(tag, sizeof open - 3), no = tl + 2, nc = tl + 3;
+	open[0] = close[0] = '<';
+	close[1] = '/';
+	memcpy(open + 1, tag, tl);
+	memcpy(close + 2, tag, tl);
+	open[no - 1] = close[nc - 1] = '>';
 	const char *s = *pos;
-	const char *a = s < end ? memmem(s, (size_t)(end - s), open, (size_t)no) : NULL;
+	const char *a = s < end ? memmem(s, (size_t)(end - s), open, no) : NULL;
 	if (!a)
 		return false;
 	a += no;
-	const char *b = memmem(a, (size_t)(end - a), close, (size_t)nc);
+	const char *b = memmem(a, (size_t)(end - a), close, nc);
 	if (!b)
 		return false;
 	*content = a;

@@ -211,15 +211,23 @@ size_t kr_batcher_waiting(const struct kr_batcher *b)
 	return b->waiting;
 }
 
+#define SLAB_SIZE ((size_t)1 << 20)
+
+/* The buffer the last entry was built in, once it is copied into a slab: the next entry is
+ * built in it, with no allocation (loop thread only, as the slabs). */
+static _Thread_local struct kr_buf spare;
+
 bool kr_prepared_begin(struct kr_buf *b, size_t hint)
 {
+	if (!b->p && spare.p) {
+		*b = spare;
+		spare = (struct kr_buf){0};
+	}
 	if (!kr_buf_reserve(b, sizeof(struct kr_prepared) + hint))
 		return false;
 	b->len = sizeof(struct kr_prepared);
 	return true;
 }
-
-#define SLAB_SIZE ((size_t)1 << 20)
 
 struct slab {
 	size_t refs, used;
@@ -259,7 +267,13 @@ struct kr_prepared *kr_prepared_finish(struct kr_buf *b, size_t bytes)
 			q->slab = cur_slab;
 			cur_slab->used += n;
 			cur_slab->refs++;
-			kr_buf_free(b);
+			if (!spare.p && b->cap <= SLAB_SIZE / 8 * 4) { /* kept: not a rare big one */
+				spare = *b;
+				spare.len = 0;
+				*b = (struct kr_buf){0};
+			} else {
+				kr_buf_free(b);
+			}
 			return q;
 		}
 	}

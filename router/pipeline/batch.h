@@ -74,7 +74,8 @@ void kr_batch_end(struct kr_batch *bt, enum kr_outcome o, uint64_t not_before_ms
  * append the text, finish; kr_prepared_size and kr_prepared_release are the entry_size and
  * release callbacks of such a sink. Prepared entries live in slabs of their own (1 MiB, freed
  * when their last entry is), apart from the short-lived allocations of the next event's parse,
- * which then reuse the same memory instead of fresh pages each time. Loop thread only. */
+ * which then reuse the same memory instead of fresh pages each time; the buffer an entry was
+ * built in is kept for the next one. Loop thread only. */
 struct kr_prepared {
 	void *slab;   /* NULL: allocated alone */
 	size_t bytes; /* as the service counts them */

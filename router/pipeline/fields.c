@@ -139,14 +139,21 @@ struct kr_event_text kr_event_text_of(const char *text, size_t len)
 	size_t i = 0;
 	while (text && i < len && text[i] && strchr(" \t\r\n\v\f", text[i]))
 		i++;
-	return text && i < len && text[i] == '{' ? (struct kr_event_text){text, len}
-						 : (struct kr_event_text){NULL, 0};
+	struct kr_event_text ev = {NULL, 0, {0}};
+	if (text && i < len && text[i] == '{') {
+		ev.text = text;
+		ev.len = len;
+		kr_json_members_scan(&ev.top, text, len);
+	}
+	return ev;
 }
 
 /* The scalar at path in ev (a string, a number, true or false), or false. */
 static bool scalar_at(const struct kr_event_text *ev, const char *path, struct kr_json_span *sp)
 {
-	return ev && ev->text && kr_json_text_path(ev->text, ev->len, path, sp) &&
+	return ev && ev->text &&
+	       (ev->top.text ? kr_json_members_path(&ev->top, path, sp)
+			     : kr_json_text_path(ev->text, ev->len, path, sp)) &&
 	       (sp->type == KR_JSON_STRING || sp->type == KR_JSON_NUMBER ||
 		sp->type == KR_JSON_TRUE || sp->type == KR_JSON_FALSE);
 }

@@ -29,15 +29,18 @@ struct kr_tmpl;
  * JSONPath, or out of memory. */
 struct kr_tmpl *kr_tmpl_new(const char *text, char *err);
 void kr_tmpl_free(struct kr_tmpl *t);
-/* The event a delivery is for: its JSON text (kr_delivery's event), read field by field with
- * kr_json_text_path, without a tree. text NULL: no event (the dead letter of an invalid
- * record), and every field is absent. */
+/* The event a delivery is for: its JSON text (kr_delivery's event), read field by field without
+ * a tree: its top-level members found by one scan (kr_json_members), each field then within
+ * its member. text NULL: no event (the dead letter of an invalid record), and every field is
+ * absent. */
 struct kr_event_text {
 	const char *text;
 	size_t len;
+	struct kr_json_members top;
 };
 
-/* The event of a delivery's event text: no event when the text is not an object. */
+/* The event of a delivery's event text (scanned once, here): no event when the text is not an
+ * object. */
 struct kr_event_text kr_event_text_of(const char *text, size_t len);
 
 /* Appends the template filled from ev (NULL: every placeholder gives nothing) to out; false when

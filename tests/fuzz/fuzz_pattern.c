@@ -20,7 +20,9 @@
  *     {"id":[{"exists":true}]} (scanned), match each of the six events;
  *   - kr_json_text_path finds in the input's text what kr_json_path finds in its tree, for every
  *     path into it (up to 256), with the same type, number text and decoded string; on input
- *     that is not JSON it reads nothing past the input's end.
+ *     that is not JSON it reads nothing past the input's end;
+ *   - kr_json_members_path, from the members of the input's top level, gives kr_json_text_path's
+ *     answer and span for each of those paths.
  * ASan/LSan catch crashes and leaks. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -161,16 +163,20 @@ static void add_rule(struct kr_rules *r, const struct kr_json *root, const struc
 
 /* kr_json_text_path finds in the text what kr_json_path finds in the tree, for every path into
  * j that a JSONPath can say (names without '.', '[', ']' or NUL), up to a bounded number. */
-static void check_text_paths(const char *text, size_t n, const struct kr_json *root,
-			     const struct kr_json *j, char *path, size_t plen, int *budget)
+static void check_text_paths(const char *text, size_t n, const struct kr_json_members *top,
+			     const struct kr_json *root, const struct kr_json *j, char *path,
+			     size_t plen, int *budget)
 {
 	if (--*budget < 0)
 		return;
 	path[plen] = 0;
-	struct kr_json_span sp;
+	struct kr_json_span sp, msp;
 	const struct kr_json *want = kr_json_path(root, path);
 	bool got = kr_json_text_path(text, n, path, &sp);
 	CHECK(got == (want != NULL));
+	CHECK(kr_json_members_path(top, path, &msp) == got);
+	CHECK(!got || (msp.type == sp.type && msp.p == sp.p && msp.len == sp.len &&
+		       msp.escaped == sp.escaped));
 	if (want) {
 		CHECK(sp.type == want->type);
 		if (want->type == KR_JSON_NUMBER)
@@ -192,7 +198,7 @@ static void check_text_paths(const char *text, size_t n, const struct kr_json *r
 		} else {
 			l = snprintf(path + plen, 256 - plen, "[%zu]", i);
 		}
-		check_text_paths(text, n, root, j->items[i], path, plen + (size_t)l, budget);
+		check_text_paths(text, n, top, root, j->items[i], path, plen + (size_t)l, budget);
 	}
 	path[plen] = 0;
 }
@@ -236,13 +242,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* text that is not JSON: scanned no further than its end (ASan), whatever it says */
 		(void)kr_json_text_path((const char *)data, size, "$.detail.key-id", &sp);
 		(void)kr_json_text_path((const char *)data, size, "$[0][1].a", &sp);
+		struct kr_json_members top;
+		kr_json_members_scan(&top, (const char *)data, size);
+		CHECK(kr_json_members_path(&top, "$.detail.key-id", &sp) ==
+		      kr_json_text_path((const char *)data, size, "$.detail.key-id", &sp));
 		return 0;
 	}
 	CHECK(doc != NULL);
 	{
 		char path[256] = "$";
 		int budget = 256;
-		check_text_paths((const char *)data, size, doc, doc, path, 1, &budget);
+		struct kr_json_members top;
+		kr_json_members_scan(&top, (const char *)data, size);
+		check_text_paths((const char *)data, size, &top, doc, doc, path, 1, &budget);
 	}
 	if (doc->type != KR_JSON_OBJECT && doc->type != KR_JSON_ARRAY) {
 		kr_json_free(doc);

@@ -487,6 +487,106 @@ static void test_json_string_finds_escapes_at_every_position(void **state)
 	}
 }
 
+/* The escape of one byte as kr_json_string_to must write it. */
+static size_t ref_escape(char *o, unsigned char c)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *e = c == '"'    ? "\\\""
+			: c == '\\' ? "\\\\"
+			: c == '\n'  ? "\\n"
+			: c == '\r'  ? "\\r"
+			: c == '\t'  ? "\\t"
+			: c == '\b'  ? "\\b"
+			: c == '\f'  ? "\\f"
+				     : NULL;
+	if (e) {
+		memcpy(o, e, 2);
+		return 2;
+	}
+	if (c < 0x20) {
+		memcpy(o, "\\u00", 4);
+		o[4] = hex[c >> 4];
+		o[5] = hex[c & 15];
+		return 6;
+	}
+	*o = (char)c;
+	return 1;
+}
+
+/* Texts dense with bytes to escape (an event's text has a quote every few bytes), into memory
+ * of exactly the 6 * n + 2 bytes kr_json_string_to may use (a sanitizer build sees any byte
+ * written past it): each run of escapes and plain bytes, at every length and offset. */
+static void test_json_string_to_dense_escapes_stay_in_bounds(void **state)
+{
+	(void)state;
+	unsigned seed = 99;
+	for (int iter = 0; iter < 4000; iter++) {
+		size_t n = (size_t)(iter % 97);
+		char in[97], want[6 * 97 + 2];
+		unsigned every = 1 + (unsigned)(iter / 97) % 9; /* a special every few bytes */
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned r = (seed >> 16) & 0x7fff;
+			in[i] = r % every == 0 ? "\"\\\n\x01\x1f\t"[r / every % 6]
+					       : (char)(0x20 + r / every % 0x60);
+		}
+		size_t w = 0;
+		want[w++] = '"';
+		for (size_t i = 0; i < n; i++)
+			w += ref_escape(want + w, (unsigned char)in[i]);
+		want[w++] = '"';
+		char *out = malloc(6 * n + 2);
+		assert_non_null(out);
+		char *end = kr_json_string_to(out, in, n);
+		assert_int_equal((size_t)(end - out), w);
+		assert_memory_equal(out, want, w);
+		free(out);
+	}
+}
+
+/* ---- kr_buf_uint ---- */
+
+static void test_buf_uint_writes_what_printf_writes(void **state)
+{
+	(void)state;
+	static const uint64_t vals[] = {0, 1, 9, 10, 99, 100, 12345, 4294967295u, 4294967296u,
+					UINT64_MAX / 10, UINT64_MAX - 1, UINT64_MAX};
+	for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+		struct kr_buf b = {0};
+		assert_true(kr_buf_puts(&b, "n="));
+		assert_true(kr_buf_uint(&b, vals[i]));
+		char want[32];
+		snprintf(want, sizeof want, "n=%llu", (unsigned long long)vals[i]);
+		assert_string_equal(b.p, want);
+		assert_int_equal(b.len, strlen(want));
+		kr_buf_free(&b);
+	}
+}
+
+/* ---- kr_buf_urlencode ---- */
+
+/* Every byte: RFC 3986's unreserved characters as they are, every other one %XX (upper case). */
+static void test_urlencode_every_byte(void **state)
+{
+	(void)state;
+	for (unsigned c = 0; c < 256; c++) {
+		struct kr_buf b = {0};
+		assert_true(kr_buf_puts(&b, "k="));
+		unsigned char in[3] = {'a', (unsigned char)c, 'z'};
+		assert_true(kr_buf_urlencode(&b, in, 3));
+		char want[16];
+		bool keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+		if (keep)
+			snprintf(want, sizeof want, "k=a%cz", (char)c);
+		else
+			snprintf(want, sizeof want, "k=a%%%02Xz", c);
+		assert_string_equal(b.p, want);
+		assert_int_equal(b.len, strlen(want));
+		kr_buf_free(&b);
+	}
+}
+
 static void test_json_string_appends_after_existing_content(void **state)
 {
 	(void)state;
@@ -666,8 +766,28 @@ static void assert_span_is(const struct kr_json_span *sp, const struct kr_json *
 	kr_buf_free(&b);
 }
 
+/* kr_json_members_path answers for path exactly as kr_json_text_path does: found or not, and
+ * the same span. */
+static void assert_members_agree(const char *text, size_t n, const char *path)
+{
+	struct kr_json_members m;
+	kr_json_members_scan(&m, text, n);
+	struct kr_json_span a, b;
+	bool fa = kr_json_text_path(text, n, path, &a);
+	bool fb = kr_json_members_path(&m, path, &b);
+	if (fa != fb)
+		fail_msg("%s in %.*s: the text scan says %d, the members %d", path, (int)n, text,
+			 fa, fb);
+	if (fa) {
+		assert_int_equal(a.type, b.type);
+		assert_ptr_equal(a.p, b.p);
+		assert_int_equal(a.len, b.len);
+		assert_int_equal(a.escaped, b.escaped);
+	}
+}
+
 /* Every path into the tree node j (names as $.a.b, items as [i]) and a few that are not there:
- * the scan of text finds what kr_json_path finds. */
+ * the scan of text finds what kr_json_path finds, and so do the members of its top level. */
 static void check_paths(const char *text, const struct kr_json *root, const struct kr_json *j,
 			char *path, size_t plen, int *checked)
 {
@@ -677,6 +797,7 @@ static void check_paths(const char *text, const struct kr_json *root, const stru
 	assert_int_equal(got, want != NULL);
 	if (want)
 		assert_span_is(&sp, want);
+	assert_members_agree(text, strlen(text), path);
 	(*checked)++;
 	if (plen > 200)
 		return;
@@ -687,6 +808,7 @@ static void check_paths(const char *text, const struct kr_json *root, const stru
 		assert_int_equal(kr_json_text_path(text, strlen(text), path, &sp), want != NULL);
 		if (want)
 			assert_span_is(&sp, want);
+		assert_members_agree(text, strlen(text), path);
 	}
 	path[plen] = 0;
 	for (size_t i = 0; j->type >= KR_JSON_ARRAY && i < j->n; i++) {
@@ -737,6 +859,32 @@ static void test_text_path_finds_what_the_tree_finds(void **state)
 	check_text("[{\"a\":1},{\"a\":2}]");
 	check_text("\"just a string\"");
 	check_text("42");
+	/* more members than kr_json_members keeps: the text is scanned instead, with the same
+	   answers, a repeated key's last member among them */
+	char big[1024];
+	size_t bl = 0;
+	big[bl++] = '{';
+	for (int i = 0; i < KR_JSON_MEMBERS_MAX + 3; i++)
+		bl += (size_t)snprintf(big + bl, sizeof big - bl, "%s\"k%d\":{\"v\":%d}",
+				       i ? "," : "", i % (KR_JSON_MEMBERS_MAX + 1), i);
+	big[bl++] = '}';
+	big[bl] = 0;
+	struct kr_json_members m;
+	kr_json_members_scan(&m, big, bl);
+	assert_false(m.indexed);
+	check_text(big);
+	/* exactly as many as it keeps: indexed */
+	bl = 0;
+	big[bl++] = '{';
+	for (int i = 0; i < KR_JSON_MEMBERS_MAX; i++)
+		bl += (size_t)snprintf(big + bl, sizeof big - bl, "%s\"k%d\":[%d]", i ? "," : "",
+				       i % 7, i);
+	big[bl++] = '}';
+	big[bl] = 0;
+	kr_json_members_scan(&m, big, bl);
+	assert_true(m.indexed);
+	assert_int_equal(m.n, KR_JSON_MEMBERS_MAX);
+	check_text(big);
 }
 
 static void test_text_path_of_broken_text_is_not_found_and_never_reads_past_the_end(void **state)
@@ -757,6 +905,9 @@ static void test_text_path_of_broken_text_is_not_found_and_never_reads_past_the_
 		assert_false(kr_json_text_path(t, n, "$.a[1]", &sp));
 		(void)kr_json_text_path(t, n, "$.a", &sp); /* found or not: never past n */
 		(void)kr_json_text_path(t, n, "$", &sp);
+		static const char *paths[] = {"$.a.b", "$.a[1]", "$.a", "$", "$.b"};
+		for (size_t k = 0; k < 5; k++)
+			assert_members_agree(t, n, paths[k]);
 		free(t);
 	}
 	struct kr_json_span sp;
@@ -907,6 +1058,9 @@ int main(void)
 		cmocka_unit_test(test_json_string_escapes_every_control_character),
 		cmocka_unit_test(test_json_string_passes_utf8_through_unchanged),
 		cmocka_unit_test(test_json_string_finds_escapes_at_every_position),
+		cmocka_unit_test(test_json_string_to_dense_escapes_stay_in_bounds),
+		cmocka_unit_test(test_urlencode_every_byte),
+		cmocka_unit_test(test_buf_uint_writes_what_printf_writes),
 		cmocka_unit_test(test_json_string_appends_after_existing_content),
 		cmocka_unit_test(test_json_string_round_trips_through_the_parser),
 		cmocka_unit_test(test_base64_matches_the_rfc_4648_vectors),
