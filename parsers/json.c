@@ -979,6 +979,38 @@ bool kr_json_text_path(const char *t, size_t n, const char *path, struct kr_json
 	return *path == '$' && text_path_from(ws(t, end), end, path + 1, out);
 }
 
+bool kr_json_valid(const char *t, size_t n)
+{
+	size_t start, len;
+	if (kr_lex_whole(t, n, &start, &len))
+		return true;
+	/* what the fast check declines (any other value, what yajl decodes its own way, errors):
+	   yajl decides */
+	struct kr_json *j = NULL;
+	bool ok = kr_json_parse(t, n, NULL, &j, NULL, NULL) == KR_OK;
+	kr_json_free(j);
+	return ok;
+}
+
+bool kr_json_text_items(const char *t, size_t n, const char *path, kr_json_item_fn fn, void *ctx)
+{
+	struct kr_json_span a;
+	if (!kr_json_text_path(t, n, path, &a) || a.type != KR_JSON_ARRAY)
+		return false;
+	const char *end = a.p + a.len, *p = ws(a.p + 1, end);
+	for (size_t i = 0; p < end && *p != ']'; i++) {
+		const char *e = skip_value(p, end);
+		if (!e || !fn(ctx, i, p, (size_t)(e - p)))
+			return false;
+		p = ws(e, end);
+		if (p < end && *p == ',')
+			p = ws(p + 1, end);
+		else if (p >= end || *p != ']')
+			return false;
+	}
+	return true;
+}
+
 void kr_json_members_scan(struct kr_json_members *m, const char *t, size_t n)
 {
 	m->text = t;

@@ -91,6 +91,16 @@ struct kr_json_span {
  * breaks before the value is known. */
 bool kr_json_text_path(const char *t, size_t n, const char *path, struct kr_json_span *out);
 
+/* Whether t[0..n) is one JSON value kr_json_parse takes (without building its tree where the
+ * fast path of lex.h can tell). */
+bool kr_json_valid(const char *t, size_t n);
+
+/* Calls fn with the text of each item of the array at path in the JSON text t[0..n), in order,
+ * without a tree (a service's per-entry results, once kr_json_valid said it is JSON); false when
+ * there is no array there, the text breaks, or fn returns false (which stops it). */
+typedef bool (*kr_json_item_fn)(void *ctx, size_t i, const char *item, size_t len);
+bool kr_json_text_items(const char *t, size_t n, const char *path, kr_json_item_fn fn, void *ctx);
+
 /* The members of a JSON object's text (an event's top level), found by one scan, so that
  * several paths into it (a sink's message attributes and templates) do not each scan it whole:
  * kr_json_members_path finds what kr_json_text_path finds in the text. An object of more than

@@ -170,32 +170,48 @@ static void kinesis_submit(void *ctx, struct kr_delivery *d)
 	kr_batcher_add(s->batcher, d);
 }
 
+/* Record i's result: delivered (a SequenceNumber and no ErrorCode), or failed with its code. */
+static bool record_result(void *ctx, size_t i, const char *item, size_t len)
+{
+	struct kr_batch *bt = ctx;
+	if (i >= bt->n)
+		return false;
+	struct kr_json_members m;
+	kr_json_members_scan(&m, item, len);
+	struct kr_json_span code, msg, seq;
+	bool has_code = kr_json_members_path(&m, "$.ErrorCode", &code);
+	if (!has_code && kr_json_members_path(&m, "$.SequenceNumber", &seq)) {
+		kr_batch_entry(bt, i, KR_DELIVERED, 0, NULL, NULL);
+	} else if (has_code && code.type == KR_JSON_STRING) {
+		struct kr_buf c = {0}, t = {0};
+		if (!kr_json_span_string(&c, &code) || !kr_buf_append(&c, "", 1) ||
+		    !kr_buf_append(&t, "", 1)) {
+			kr_buf_free(&c);
+			kr_buf_free(&t);
+			return true; /* out of memory: the record gets the request's result */
+		}
+		if (kr_json_members_path(&m, "$.ErrorMessage", &msg) && msg.type == KR_JSON_STRING) {
+			t.len = 0;
+			if (!kr_json_span_string(&t, &msg) || !kr_buf_append(&t, "", 1)) {
+				t.len = 0;
+				(void)kr_buf_append(&t, "", 1);
+			}
+		}
+		/* Kinesis names two: ProvisionedThroughputExceededException and InternalFailure,
+		   both worth another try; anything else is not */
+		kr_batch_entry(bt, i, kr_aws_retryable_code(c.p) ? KR_RETRYABLE : KR_PERMANENT, 0,
+			       c.p, t.p);
+		kr_buf_free(&c);
+		kr_buf_free(&t);
+	}
+	return true;
+}
+
 /* The per-record results of a 200 response: Records[i] is record i's. */
 static void record_results(struct kr_batch *bt, const struct kr_http_response *h)
 {
-	struct kr_json *j = NULL;
-	if (kr_json_parse(h->body, h->body_len, &(struct kr_json_opts){.last_key_wins = true}, &j,
-			  NULL, NULL) != KR_OK || j->type != KR_JSON_OBJECT) {
-		kr_json_free(j);
-		return;
-	}
-	const struct kr_json *recs = kr_json_get(j, "Records");
-	for (size_t i = 0; recs && recs->type == KR_JSON_ARRAY && i < recs->n && i < bt->n; i++) {
-		const struct kr_json *r = recs->items[i];
-		const struct kr_json *code = kr_json_get(r, "ErrorCode");
-		const struct kr_json *msg = kr_json_get(r, "ErrorMessage");
-		if (kr_json_get(r, "SequenceNumber") && !code) {
-			kr_batch_entry(bt, i, KR_DELIVERED, 0, NULL, NULL);
-		} else if (code && code->type == KR_JSON_STRING) {
-			/* Kinesis names two: ProvisionedThroughputExceededException and
-			   InternalFailure, both worth another try; anything else is not */
-			kr_batch_entry(bt, i,
-				       kr_aws_retryable_code(code->str) ? KR_RETRYABLE : KR_PERMANENT,
-				       0, code->str,
-				       msg && msg->type == KR_JSON_STRING ? msg->str : "");
-		}
-	}
-	kr_json_free(j);
+	if (kr_json_valid(h->body, h->body_len))
+		(void)kr_json_text_items(h->body, h->body_len, "$.Records", record_result, bt);
 }
 
 static void send_batch(void *ctx, struct kr_batch *bt)

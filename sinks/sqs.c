@@ -185,36 +185,57 @@ static void sqs_submit(void *ctx, struct kr_delivery *d)
 	kr_batcher_add(s->batcher, d);
 }
 
+/* A string member of an entry's result, decoded into b (NUL-terminated); false when it has
+ * none, or out of memory. */
+static bool entry_string(const struct kr_json_members *m, const char *path, struct kr_buf *b)
+{
+	struct kr_json_span sp;
+	b->len = 0;
+	return kr_json_members_path(m, path, &sp) && sp.type == KR_JSON_STRING &&
+	       kr_json_span_string(b, &sp) && kr_buf_append(b, "", 1);
+}
+
+struct results {
+	struct kr_batch *bt;
+	bool failed; /* the Failed list: else Successful */
+};
+
+/* One entry of the Successful or Failed list: its Id is the entry's index in the batch. */
+static bool entry_result(void *ctx, size_t i, const char *item, size_t len)
+{
+	(void)i;
+	struct results *r = ctx;
+	struct kr_json_members m;
+	kr_json_members_scan(&m, item, len);
+	struct kr_buf id = {0}, code = {0}, msg = {0};
+	if (entry_string(&m, "$.Id", &id)) {
+		size_t at = strtoul(id.p, NULL, 10);
+		if (!r->failed) {
+			kr_batch_entry(r->bt, at, KR_DELIVERED, 0, NULL, NULL);
+		} else {
+			struct kr_json_span sender;
+			const char *c = entry_string(&m, "$.Code", &code) ? code.p : "EntryFailed";
+			bool retry = !(kr_json_members_path(&m, "$.SenderFault", &sender) &&
+				       sender.type == KR_JSON_TRUE) ||
+				     kr_aws_retryable_code(c);
+			kr_batch_entry(r->bt, at, retry ? KR_RETRYABLE : KR_PERMANENT, 0, c,
+				       entry_string(&m, "$.Message", &msg) ? msg.p : "");
+		}
+	}
+	kr_buf_free(&id);
+	kr_buf_free(&code);
+	kr_buf_free(&msg);
+	return true;
+}
+
 /* The per-entry results of a 200 response. */
 static void entry_results(struct kr_batch *bt, const struct kr_http_response *h)
 {
-	struct kr_json *j = NULL;
-	if (kr_json_parse(h->body, h->body_len, &(struct kr_json_opts){.last_key_wins = true}, &j,
-			  NULL, NULL) != KR_OK || j->type != KR_JSON_OBJECT) {
-		kr_json_free(j);
+	if (!kr_json_valid(h->body, h->body_len))
 		return;
-	}
-	const struct kr_json *okl = kr_json_get(j, "Successful");
-	for (size_t i = 0; okl && okl->type == KR_JSON_ARRAY && i < okl->n; i++) {
-		const struct kr_json *id = kr_json_get(okl->items[i], "Id");
-		if (id && id->type == KR_JSON_STRING)
-			kr_batch_entry(bt, strtoul(id->str, NULL, 10), KR_DELIVERED, 0, NULL, NULL);
-	}
-	const struct kr_json *bad = kr_json_get(j, "Failed");
-	for (size_t i = 0; bad && bad->type == KR_JSON_ARRAY && i < bad->n; i++) {
-		const struct kr_json *f = bad->items[i];
-		const struct kr_json *id = kr_json_get(f, "Id");
-		const struct kr_json *code = kr_json_get(f, "Code");
-		const struct kr_json *msg = kr_json_get(f, "Message");
-		const struct kr_json *sender = kr_json_get(f, "SenderFault");
-		if (!id || id->type != KR_JSON_STRING)
-			continue;
-		const char *c = code && code->type == KR_JSON_STRING ? code->str : "EntryFailed";
-		bool retry = !(sender && sender->type == KR_JSON_TRUE) || kr_aws_retryable_code(c);
-		kr_batch_entry(bt, strtoul(id->str, NULL, 10), retry ? KR_RETRYABLE : KR_PERMANENT, 0,
-			       c, msg && msg->type == KR_JSON_STRING ? msg->str : "");
-	}
-	kr_json_free(j);
+	struct results ok = {bt, false}, bad = {bt, true};
+	(void)kr_json_text_items(h->body, h->body_len, "$.Successful", entry_result, &ok);
+	(void)kr_json_text_items(h->body, h->body_len, "$.Failed", entry_result, &bad);
 }
 
 static void send_batch(void *ctx, struct kr_batch *bt)

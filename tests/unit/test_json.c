@@ -655,6 +655,41 @@ static void test_base64_matches_the_rfc_4648_vectors(void **state)
 	kr_buf_free(&b);
 }
 
+/* Every length up to 100 and every offset in memory of exactly that length (a sanitizer build
+ * sees a read past it): what a digit at a time of RFC 4648 gives. */
+static void test_base64_of_every_length_matches_a_digit_at_a_time(void **state)
+{
+	(void)state;
+	static const char digits[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned seed = 7;
+	for (size_t n = 0; n <= 100; n++) {
+		unsigned char *in = malloc(n ? n : 1);
+		assert_non_null(in);
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			in[i] = (unsigned char)(seed >> 16);
+		}
+		char want[140];
+		size_t w = 0;
+		for (size_t i = 0; i < n; i += 3) {
+			uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+				     (i + 2 < n ? in[i + 2] : 0);
+			want[w++] = digits[v >> 18];
+			want[w++] = digits[v >> 12 & 63];
+			want[w++] = i + 1 < n ? digits[v >> 6 & 63] : '=';
+			want[w++] = i + 2 < n ? digits[v & 63] : '=';
+		}
+		want[w] = 0;
+		struct kr_buf b = {0};
+		assert_true(kr_buf_base64(&b, in, n));
+		assert_int_equal(b.len, w);
+		assert_string_equal(b.p ? b.p : "", want);
+		kr_buf_free(&b);
+		free(in);
+	}
+}
+
 /* ---- streaming the elements of one array ---- */
 
 struct seen {
@@ -917,6 +952,58 @@ static void test_text_path_of_broken_text_is_not_found_and_never_reads_past_the_
 	assert_int_equal(sp.len, 1);
 }
 
+struct items_seen {
+	char log[256];
+	size_t stop_at;
+};
+
+static bool note_item(void *ctx, size_t i, const char *item, size_t len)
+{
+	struct items_seen *s = ctx;
+	size_t o = strlen(s->log);
+	snprintf(s->log + o, sizeof s->log - o, "%zu=%.*s;", i, (int)len, item);
+	return i + 1 != s->stop_at;
+}
+
+/* Each item's text in order, without a tree; nothing for what is not an array; a callback that
+ * returns false stops it. */
+static void test_text_items_gives_each_item_of_the_array(void **state)
+{
+	(void)state;
+	const char *t = "{\"Records\": [ {\"SequenceNumber\":\"1\"} ,{\"ErrorCode\":\"X\","
+			"\"ErrorMessage\":\"a]b\"}, 7,\"s\" ,[1,[2]],null ], \"Records2\": 1}";
+	struct items_seen s = {"", 0};
+	assert_true(kr_json_text_items(t, strlen(t), "$.Records", note_item, &s));
+	assert_string_equal(s.log, "0={\"SequenceNumber\":\"1\"};1={\"ErrorCode\":\"X\","
+				   "\"ErrorMessage\":\"a]b\"};2=7;3=\"s\";4=[1,[2]];5=null;");
+	struct items_seen stop = {"", 2};
+	assert_false(kr_json_text_items(t, strlen(t), "$.Records", note_item, &stop));
+	assert_string_equal(stop.log, "0={\"SequenceNumber\":\"1\"};1={\"ErrorCode\":\"X\","
+				      "\"ErrorMessage\":\"a]b\"};");
+	struct items_seen none = {"", 0};
+	assert_true(kr_json_text_items("{\"Records\":[ ]}", 15, "$.Records", note_item, &none));
+	assert_string_equal(none.log, "");
+	assert_false(kr_json_text_items(t, strlen(t), "$.Records2", note_item, &none));
+	assert_false(kr_json_text_items(t, strlen(t), "$.nope", note_item, &none));
+	/* cut off: the array is not found whole, and no item is given */
+	struct items_seen cut = {"", 0};
+	assert_false(kr_json_text_items("{\"Records\":[1,2,", 16, "$.Records", note_item, &cut));
+	assert_string_equal(cut.log, "");
+}
+
+static void test_valid_says_what_the_parser_says(void **state)
+{
+	(void)state;
+	static const char *const good[] = {"{\"a\":[1,2]}", " [] ", "\"s\"", "12", "{\"a\":\"\\u0000\"}",
+					   "true"};
+	static const char *const bad[] = {"", "{", "{\"a\":1,}", "[1 2]", "{\"a\":1}x", "\"\x01\"",
+					  "{\"a\":\"\xff\"}"};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		assert_true(kr_json_valid(good[i], strlen(good[i])));
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_false(kr_json_valid(bad[i], strlen(bad[i])));
+}
+
 static void test_trailing_text_after_the_value_is_an_error_unless_blank_or_comments(void **state)
 {
 	(void)state;
@@ -1064,7 +1151,10 @@ int main(void)
 		cmocka_unit_test(test_json_string_appends_after_existing_content),
 		cmocka_unit_test(test_json_string_round_trips_through_the_parser),
 		cmocka_unit_test(test_base64_matches_the_rfc_4648_vectors),
+		cmocka_unit_test(test_base64_of_every_length_matches_a_digit_at_a_time),
 		cmocka_unit_test(test_text_path_finds_what_the_tree_finds),
+		cmocka_unit_test(test_text_items_gives_each_item_of_the_array),
+		cmocka_unit_test(test_valid_says_what_the_parser_says),
 		cmocka_unit_test(test_trailing_text_after_the_value_is_an_error_unless_blank_or_comments),
 		cmocka_unit_test(test_text_path_of_broken_text_is_not_found_and_never_reads_past_the_end),
 	};
