@@ -86,4 +86,11 @@ bench_aws_python sinks.sh
 
 bench_copy_binary sinks.sh "$BENCH_DIR/sinks"
 echo "kmsrouter: $kmsrouter ($("$copy" --version)), copied to $copy"
-exec "$python" bench/sinks_run.py "$BENCH_DIR/sinks" "$copy" "$EVENTS" "$SINKS" "$REPEAT" "$CONCURRENCY" "$KEEPALIVE"
+# libcurl alone, the floor under the AWS sinks' CPU (bench/curl_peer.c); through the keep-alive
+# proxy only, which records the requests it replays
+peer=-
+if [ "$KEEPALIVE" = 1 ]; then
+	peer=$BENCH_DIR/sinks/curl_peer
+	cc -O2 bench/curl_peer.c -lcurl -o "$peer" || { echo "sinks.sh: cannot build bench/curl_peer.c (libcurl's headers: scripts/install-deps.sh)" >&2; exit 1; }
+fi
+exec "$python" bench/sinks_run.py "$BENCH_DIR/sinks" "$copy" "$EVENTS" "$SINKS" "$REPEAT" "$CONCURRENCY" "$KEEPALIVE" "$peer"

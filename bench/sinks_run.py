@@ -286,10 +286,11 @@ def router_env(d):
     return env
 
 
-def run_sink(kr, m, workdir, sink, events, nevents, concurrency, endpoint=None):
+def run_sink(kr, m, workdir, sink, events, nevents, concurrency, endpoint=None, proxy=None):
     """One run of kmsrouter over events into sink (an AWS sink through endpoint where given,
     instead of moto's URL); returns its measurements or raises RunFailed when it did not
-    deliver every event."""
+    deliver every event. With the keep-alive proxy, "sent" is what the router sent it: each
+    request's (path, body, headers)."""
     d = os.path.join(workdir, sink)
     os.makedirs(d, exist_ok=True)
     if m is not None:
@@ -309,6 +310,7 @@ def run_sink(kr, m, workdir, sink, events, nevents, concurrency, endpoint=None):
         json.dump(cfg, f, indent=1)
     aws = sink != "log"
     before = settled_requests(m) if aws else 0
+    first = len(proxy.requests) if proxy is not None else 0
 
     errpath = os.path.join(d, "stderr.txt")
     stop = beside() if beside else None
@@ -359,9 +361,62 @@ def run_sink(kr, m, workdir, sink, events, nevents, concurrency, endpoint=None):
     cpu = ru.ru_utime + ru.ru_stime
     # attempts that failed and were retried (a slow moto can time requests out): they add
     # requests and CPU, so the report names them
+    sent = None
+    if aws and proxy is not None:
+        with proxy.lock:
+            sent = [(path, body, headers) for path, (body, headers)
+                    in zip(proxy.paths[first:], proxy.requests[first:])]
     return {"wall": wall, "requests": requests, "user": ru.ru_utime, "sys": ru.ru_stime,
             "cpu": cpu, "us_per_event": cpu / nevents * 1e6,
-            "failed_attempts": stderr.count('msg="delivery attempt failed"')}
+            "failed_attempts": stderr.count('msg="delivery attempt failed"'), "sent": sent}
+
+
+# headers curl_peer leaves to libcurl, as the router does
+PEER_SKIP = {"host", "content-length", "connection", "expect", "transfer-encoding"}
+
+
+def run_peer(peer, m, workdir, sink, sent, concurrency, endpoint):
+    """bench/curl_peer.c sends the requests the router sent in a run of sink (sent), to the
+    same service set up afresh, through the same proxy with the same concurrency: libcurl's
+    CPU alone for those requests, the floor under the router's. Returns its CPU in seconds, or
+    raises RunFailed."""
+    d = os.path.join(workdir, sink)
+    reset(m)
+    _, _, beside = SETUP[sink](m, d)
+    path = os.path.join(d, "requests.peer")
+    with open(path, "wb") as f:
+        for p, body, headers in sent:
+            hs = ["%s: %s" % (k, v) for k, v in headers.items() if k.lower() not in PEER_SKIP]
+            f.write(("%s\n%d\n" % (p, len(hs))).encode())
+            f.write("".join(h + "\n" for h in hs).encode())
+            f.write(b"%d\n" % len(body) + body)
+    stop = beside() if beside else None
+    p = subprocess.Popen([peer, endpoint, path, str(concurrency)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = p.stdout.read().decode(errors="replace").strip()
+    _, status, ru = os.wait4(p.pid, 0)
+    if stop:
+        stop()
+    m_ = re.search(r"requests (\d+) answered (\d+) not-2xx (\d+)", out)
+    if os.waitstatus_to_exitcode(status) != 0 or not m_ or m_.group(1) != m_.group(2) \
+            or int(m_.group(1)) != len(sent):
+        raise RunFailed("curl_peer: %s" % out)
+    return ru.ru_utime + ru.ru_stime, int(m_.group(3))
+
+
+def peer_fixed(peer, workdir, endpoint):
+    """curl_peer's own fixed cost (start, loading libcurl, stop): the least CPU of three runs
+    with no request."""
+    path = os.path.join(workdir, "requests.none")
+    open(path, "wb").close()
+    best = None
+    for _ in range(3):
+        p = subprocess.Popen([peer, endpoint, path, "1"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, _, ru = os.wait4(p.pid, 0)
+        cpu = ru.ru_utime + ru.ru_stime
+        best = cpu if best is None else min(best, cpu)
+    return best
 
 
 # ------------------------------------------------------------------------------------ report
@@ -420,7 +475,7 @@ def table(title, pick, sinks, results, status, nevents, fixed):
 
 
 def main():
-    workdir, kr, nevents, sinks, repeat, concurrency, keepalive = sys.argv[1:8]
+    workdir, kr, nevents, sinks, repeat, concurrency, keepalive, peer = sys.argv[1:9]
     nevents, repeat, concurrency = int(nevents), int(repeat), int(concurrency)
     keepalive = keepalive == "1"
     sinks = sinks.split()
@@ -452,7 +507,7 @@ def main():
             print(" " + s, end="", file=sys.stderr, flush=True)
             try:
                 fixed[s] = min(run_sink(kr, m, workdir, s, one, 1, concurrency,
-                                        endpoint)["cpu"]
+                                        endpoint, proxy)["cpu"]
                                for _ in range(3))
             except Exception as e:  # noqa: BLE001 - RunFailed, or moto or boto3 failing
                 status[s] = "FAILED (one-event run, see below)"
@@ -468,11 +523,31 @@ def main():
                     continue
                 print(" " + s, end="", file=sys.stderr, flush=True)
                 try:
-                    results[s].append(run_sink(kr, m, workdir, s, events, nevents,
-                                               concurrency, endpoint))
+                    r = run_sink(kr, m, workdir, s, events, nevents, concurrency, endpoint,
+                                 proxy)
+                    # only the last run's requests are kept: curl_peer replays them
+                    for old in results[s]:
+                        old["sent"] = None
+                    results[s].append(r)
                 except Exception as e:  # noqa: BLE001 - as above
                     status[s] = "FAILED (see below)"
                     failures[s] = str(e)
+            print(file=sys.stderr)
+        # libcurl alone, for each AWS sink: its last run's requests sent again by curl_peer
+        peers = {}
+        aws_ok = [s for s in sinks if s != REFERENCE and status[s] == "ok" and results[s]
+                  and results[s][-1]["sent"]]
+        if aws_ok and peer != "-":
+            pfixed = peer_fixed(peer, workdir, endpoint)
+            print("libcurl alone (curl_peer):", end="", file=sys.stderr, flush=True)
+            for s in aws_ok:
+                print(" " + s, end="", file=sys.stderr, flush=True)
+                try:
+                    peers[s] = run_peer(peer, m, workdir, s, results[s][-1]["sent"],
+                                        concurrency, endpoint)
+                except Exception as e:  # noqa: BLE001 - reported, the sink's run stands
+                    peers[s] = str(e)
+                results[s][-1]["sent"] = None
             print(file=sys.stderr)
     finally:
         if proxy is not None:
@@ -511,6 +586,34 @@ def main():
         print("fixed cost (-fixed: the least CPU of three one-event runs: start, loading libcurl "
               "and libcrypto, stop), ms: " + "; ".join("%s %.1f" % (s, fixed[s] * 1e3)
                                                        for s in ok))
+        if peers:
+            print()
+            print("the floor: each AWS sink's requests of its last run sent again by "
+                  "bench/curl_peer.c, libcurl alone")
+            print("(no events read, matched or prepared, no bodies built, no signing), to "
+                  "that service set up afresh,")
+            print("through the same proxy with the same concurrency; CPU of curl_peer per "
+                  "event of the run, and both without")
+            print("their fixed costs (curl_peer's: %.1f ms, the least of three runs with no "
+                  "request)" % (pfixed * 1e3))
+            print("%-16s %9s %12s %12s %14s %12s %12s %14s" % (
+                "sink", "requests", "curl us/ev", "router us/ev", "router / curl",
+                "(curl-fixed)", "(router-fx)", "(ratio-fixed)"))
+            for s in ok:
+                if s not in peers:
+                    continue
+                last = results[s][-1]
+                if isinstance(peers[s], str):
+                    print("%-16s FAILED: %s" % (s, peers[s]))
+                    continue
+                cpu, not2xx = peers[s]
+                cv, rv = max(cpu - pfixed, 0.0), max(last["cpu"] - fixed[s], 0.0)
+                print("%-16s %9s %12.2f %12.2f %13.2fx %12.2f %12.2f %13.2fx%s" % (
+                    s, fmt_int(last["requests"]), cpu / nevents * 1e6, last["us_per_event"],
+                    last["cpu"] / cpu if cpu else float("nan"), cv / nevents * 1e6,
+                    rv / nevents * 1e6, rv / cv if cv else float("nan"),
+                    "  (%d answered other than 2xx)" % not2xx if not2xx else ""))
+            print()
         retried = ["%s %s" % (s, "/".join(str(r["failed_attempts"]) for r in results[s]))
                    for s in ok if any(r["failed_attempts"] for r in results[s])]
         print("delivery attempts that failed and were retried, per run: " +

@@ -124,7 +124,8 @@ class Served:
 class FaultProxy(Served):
     """A loopback HTTP proxy in front of a service: fault(n, body) for request n (from 1) returns
     None to forward it, or (status, headers, body) to answer instead; rewrite(n, status, body)
-    may change a forwarded response's body. .requests keeps each request's (body, headers)."""
+    may change a forwarded response's body. .requests keeps each request's (body, headers), and
+    .paths its path."""
 
     def __init__(self, target_port, fault=None, rewrite=None):
         self.fault = fault or (lambda n, body: None)
@@ -132,6 +133,7 @@ class FaultProxy(Served):
         self.n = 0
         self.answered = 0  # requests the proxy answered itself
         self.requests = []
+        self.paths = []
         self.lock = threading.Lock()
         outer = self
 
@@ -145,6 +147,7 @@ class FaultProxy(Served):
                     outer.n += 1
                     n = outer.n
                     outer.requests.append((body, dict(self.headers)))
+                    outer.paths.append(self.path)
                 f = outer.fault(n, body)
                 if f is not None:
                     with outer.lock:
