@@ -8,6 +8,45 @@
 
 #include "engine_int.h"
 
+/* The digits of s[0..n) as a number, or -1 when one is not a digit. */
+static int digits(const char *s, int n)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (H. Hinnant's
+ * days_from_civil); a day past the month's end runs on into the next, as timegm takes it. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* YYYY-MM-DDTHH:MM:SS at s, each field its exact number of digits and in the range strptime's
+ * "%Y-%m-%dT%H:%M:%S" takes (an event's time has this shape): its tm fields in seconds since
+ * the epoch (UTC, as timegm), or -1 to leave the text to strptime. */
+static int64_t plain_seconds(const char *s)
+{
+	if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
+		return -1;
+	int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2), h = digits(s + 11, 2),
+	    mi = digits(s + 14, 2), sec = digits(s + 17, 2);
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 ||
+	    mi > 59 || sec < 0 || sec > 61)
+		return -1;
+	return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+}
+
 /* An RFC 3339 time of n bytes in ms since the epoch, or -1 (see kr_parse_rfc3339_ms). */
 int64_t eng_parse_time_ms(const char *s, size_t n)
 {
@@ -17,7 +56,8 @@ int64_t eng_parse_time_ms(const char *s, size_t n)
 	memcpy(buf, s, n);
 	buf[n] = 0;
 	struct tm tm = {0};
-	char *rest = strptime(buf, "%Y-%m-%dT%H:%M:%S", &tm);
+	int64_t plain = plain_seconds(buf);
+	char *rest = plain >= 0 ? buf + 19 : strptime(buf, "%Y-%m-%dT%H:%M:%S", &tm);
 	if (!rest)
 		return -1;
 	int64_t ms = 0;
@@ -39,7 +79,7 @@ int64_t eng_parse_time_ms(const char *s, size_t n)
 	} else if (*rest != 'Z' && *rest != 'z') {
 		return -1;
 	}
-	return ((int64_t)timegm(&tm) - off) * 1000 + ms;
+	return ((plain >= 0 ? plain : (int64_t)timegm(&tm)) - off) * 1000 + ms;
 }
 
 int64_t kr_parse_rfc3339_ms(const char *s)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -575,6 +576,77 @@ static void test_a_batching_sink_retries_only_the_entries_that_failed(void **sta
 	stop(&t);
 }
 
+/* What kr_parse_rfc3339_ms gave before its fast path: strptime, fraction, offset, timegm. */
+static int64_t rfc3339_by_strptime(const char *s)
+{
+	char buf[64];
+	size_t n = strlen(s);
+	if (n >= sizeof buf || n < 20)
+		return -1;
+	memcpy(buf, s, n + 1);
+	struct tm tm = {0};
+	char *rest = strptime(buf, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!rest)
+		return -1;
+	int64_t ms = 0;
+	if (*rest == '.') {
+		rest++;
+		int64_t scale = 100;
+		while (*rest >= '0' && *rest <= '9') {
+			ms += (*rest - '0') * scale;
+			scale /= 10;
+			rest++;
+		}
+	}
+	int64_t off = 0;
+	if (*rest == '+' || *rest == '-') {
+		int hh, mm;
+		if (sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2)
+			return -1;
+		off = (hh * 3600 + mm * 60) * (*rest == '-' ? -1 : 1);
+	} else if (*rest != 'Z' && *rest != 'z') {
+		return -1;
+	}
+	return ((int64_t)timegm(&tm) - off) * 1000 + ms;
+}
+
+/* The fast path for YYYY-MM-DDTHH:MM:SS gives what strptime and timegm give: every year from
+ * 1 to 9999 at some dates, the ends of months (day 31 of a short month runs into the next, as
+ * timegm has it), leap seconds, fractions, offsets, and text out of range or of other shapes. */
+static void test_rfc3339_times_as_strptime_reads_them(void **state)
+{
+	(void)state;
+	static const char *const fixed[] = {
+		"2016-08-19T03:23:45Z", "2016-08-19T03:23:45.123Z", "2016-08-19T03:23:45.5+02:30",
+		"2016-08-19T03:23:45-07:00", "2016-08-19T03:23:45z", "2000-02-29T00:00:00Z",
+		"1900-02-29T00:00:00Z", "2023-02-31T23:59:60Z", "2023-04-31T23:59:61Z",
+		"1970-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "0001-01-01T00:00:00Z",
+		"9999-12-31T23:59:59.999Z", "2016-13-19T03:23:45Z", "2016-00-19T03:23:45Z",
+		"2016-08-00T03:23:45Z", "2016-08-32T03:23:45Z", "2016-08-19T24:00:00Z",
+		"2016-08-19T23:60:00Z", "2016-08-19T23:59:62Z", "2016-08-19 03:23:45Z",
+		"2016-8-19T03:23:45Z  ", " 2016-08-19T03:23:45Z", "2016-08-19T03:23:45",
+		"2016-08-19T03:23:45Q", "20a6-08-19T03:23:45Z", "2016-08-19T03:23:4x5Z",
+		"+2016-08-19T03:23:45Z", "2016-08-19T03:23:45+2:00",
+	};
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		if (kr_parse_rfc3339_ms(fixed[i]) != rfc3339_by_strptime(fixed[i]))
+			fail_msg("%s: %lld, strptime %lld", fixed[i],
+				 (long long)kr_parse_rfc3339_ms(fixed[i]),
+				 (long long)rfc3339_by_strptime(fixed[i]));
+	unsigned seed = 2026;
+	for (int i = 0; i < 20000; i++) {
+		seed = seed * 1103515245u + 12345u;
+		unsigned r = seed >> 8;
+		char t[40];
+		snprintf(t, sizeof t, "%04u-%02u-%02uT%02u:%02u:%02uZ", 1 + r % 9999,
+			 (r >> 3) % 13, 1 + (r >> 7) % 31,
+			 (r >> 11) % 24, (r >> 5) % 60, (r >> 13) % 62);
+		if (kr_parse_rfc3339_ms(t) != rfc3339_by_strptime(t))
+			fail_msg("%s: %lld, strptime %lld", t, (long long)kr_parse_rfc3339_ms(t),
+				 (long long)rfc3339_by_strptime(t));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -586,6 +658,7 @@ int main(void)
 		cmocka_unit_test(test_retries_then_dead_letter_with_its_attributes),
 		cmocka_unit_test(test_reload_sends_new_records_to_the_new_sinks),
 		cmocka_unit_test(test_a_batching_sink_retries_only_the_entries_that_failed),
+		cmocka_unit_test(test_rfc3339_times_as_strptime_reads_them),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
