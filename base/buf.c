@@ -15,6 +15,9 @@ bool kr_buf_reserve(struct kr_buf *b, size_t extra)
 	if (b->len + extra <= b->cap)
 		return true;
 	size_t cap = b->cap ? b->cap : 256;
+	if (!b->cap && cap < b->len + extra)
+		cap = b->len + extra; /* a first reservation as asked: a request body's hint is its
+					 size, which doubling would round up by up to half again */
 	while (cap < b->len + extra)
 		cap *= 2;
 	char *p = realloc(b->p, cap);

@@ -130,7 +130,8 @@ struct cwl_sink {
 	struct kr_buf scratch;
 };
 
-/* What submit prepares (a kr_prepared): the event's timestamp, then its JSON members. */
+/* What submit prepares (a kr_prepared): the event's timestamp, then its log event's JSON up to
+ * the message (which the request gets from the payload, and then "}"). */
 struct prefix {
 	int64_t ts;
 };
@@ -259,10 +260,11 @@ static void cwl_submit(void *ctx, struct kr_delivery *d)
 	struct stream *st = stream_get(s, name);
 	struct kr_buf b = {0};
 	struct prefix pf = {ts};
-	bool ok = st && kr_prepared_begin(&b, sizeof pf + d->len + d->len / 8 + 64) &&
+	/* the message itself is encoded when the request is built, from the payload, which lives
+	   as long as the delivery: kept once, not twice */
+	bool ok = st && kr_prepared_begin(&b, sizeof pf + 64) &&
 		  kr_buf_append(&b, &pf, sizeof pf) && kr_buf_puts(&b, "{\"timestamp\":") &&
-		  kr_buf_uint(&b, (uint64_t)ts) && kr_buf_puts(&b, ",\"message\":") &&
-		  kr_buf_json_string(&b, d->payload, d->len) && kr_buf_puts(&b, "}");
+		  kr_buf_uint(&b, (uint64_t)ts) && kr_buf_puts(&b, ",\"message\":");
 	if (!ok) {
 		kr_buf_free(&b);
 		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
@@ -384,10 +386,13 @@ static void send_step(struct request *q)
 	if (ok && q->phase == PUT) {
 		ok = kr_buf_puts(&q->body, ",\"logEvents\":[");
 		for (size_t k = 0; ok && k < q->bt->n; k++) {
-			const struct kr_prepared *p = q->bt->entries[q->order[k]]->sink_data;
+			const struct kr_delivery *d = q->bt->entries[q->order[k]];
+			const struct kr_prepared *p = d->sink_data;
 			ok = (!k || kr_buf_puts(&q->body, ",")) &&
 			     kr_buf_append(&q->body, p->text + sizeof(struct prefix),
-					   p->len - sizeof(struct prefix));
+					   p->len - sizeof(struct prefix)) &&
+			     kr_buf_json_string(&q->body, d->payload, d->len) &&
+			     kr_buf_puts(&q->body, "}");
 		}
 		ok = ok && kr_buf_puts(&q->body, "]");
 	}

@@ -157,10 +157,10 @@ static void kinesis_submit(void *ctx, struct kr_delivery *d)
 		return;
 	}
 	struct kr_buf b = {0};
-	bool ok = kr_prepared_begin(&b, d->len * 4 / 3 + n + 64) &&
-		  kr_buf_puts(&b, "{\"Data\":\"") && kr_buf_base64(&b, d->payload, d->len) &&
-		  kr_buf_puts(&b, "\",\"PartitionKey\":") && kr_buf_json_string(&b, key, n) &&
-		  kr_buf_puts(&b, "}");
+	/* the record's text after its Data: the payload is encoded when the request is built,
+	   from the payload itself, which lives as long as the delivery (kept once, not twice) */
+	bool ok = kr_prepared_begin(&b, n * 6 + 32) && kr_buf_puts(&b, "\",\"PartitionKey\":") &&
+		  kr_buf_json_string(&b, key, n) && kr_buf_puts(&b, "}");
 	if (!ok) {
 		kr_buf_free(&b);
 		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
@@ -226,8 +226,10 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 		  kr_buf_puts(&b, "{") && kr_buf_puts(&b, s->stream_member) &&
 		  kr_buf_puts(&b, ",\"Records\":[");
 	for (size_t i = 0; ok && i < bt->n; i++) {
-		const struct kr_prepared *en = bt->entries[i]->sink_data;
-		ok = (!i || kr_buf_puts(&b, ",")) && kr_buf_append(&b, en->text, en->len);
+		const struct kr_delivery *d = bt->entries[i];
+		const struct kr_prepared *en = d->sink_data;
+		ok = kr_buf_puts(&b, i ? ",{\"Data\":\"" : "{\"Data\":\"") &&
+		     kr_buf_base64(&b, d->payload, d->len) && kr_buf_append(&b, en->text, en->len);
 	}
 	ok = ok && kr_buf_puts(&b, "]}");
 	if (!ok) {

@@ -137,7 +137,8 @@ struct sns_sink {
 };
 
 /* A delivery's prepared fields (its sink_data, a kr_prepared): "MARKName=value" runs, the
- * member prefix to be put at each MARK, and its size as SNS counts it. */
+ * member prefix to be put at each MARK, and its size as SNS counts it; its Message is encoded
+ * from the payload when the request is built. */
 static const struct kr_aws_service sns_service = {"sns", "SNS"};
 
 static void sns_destroy(void *ctx);
@@ -226,11 +227,10 @@ static void sns_submit(void *ctx, struct kr_delivery *d)
 	struct kr_event_text ev = kr_event_text_of(d->event, d->event_len);
 	size_t bytes = d->len;
 	const char *why = NULL, *code = "ENOMEM";
-	bool ok = kr_prepared_begin(&b, d->len * 2 + 256);
-	if (ok) {
-		ok = field(&b, "Message", d->payload, d->len) && put_attributes(s, &ev, &b, &bytes) &&
-		     (!s->subject || put_subject(s, &ev, &b));
-	}
+	/* the Message is encoded when the request is built, from the payload, which lives as long
+	   as the delivery (kept once, not twice): what is prepared here are the other fields */
+	bool ok = kr_prepared_begin(&b, 512) && put_attributes(s, &ev, &b, &bytes) &&
+		  (!s->subject || put_subject(s, &ev, &b));
 	if (ok && s->fifo) {
 		size_t n;
 		const char *g = kr_tmpl_text(s->group_id, &ev, &s->scratch, &n);
@@ -305,7 +305,10 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 			prefix[pl++] = (char)('0' + (i + 1) / 10);
 		prefix[pl++] = (char)('0' + (i + 1) % 10);
 		prefix[pl++] = '.';
-		ok = kr_buf_append(qb, prefix, pl) && kr_buf_puts(qb, "Id=") && kr_buf_uint(qb, i);
+		const struct kr_delivery *d = bt->entries[i];
+		ok = kr_buf_append(qb, prefix, pl) && kr_buf_puts(qb, "Id=") && kr_buf_uint(qb, i) &&
+		     kr_buf_append(qb, prefix, pl) && kr_buf_puts(qb, "Message=") &&
+		     kr_buf_urlencode(qb, d->payload, d->len);
 		const char *p = en->text, *e = en->text + en->len;
 		while (ok && p < e) {
 			/* p is at a MARK */

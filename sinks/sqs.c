@@ -114,7 +114,8 @@ struct sqs_sink {
 };
 
 /* What submit prepares for each delivery (its sink_data, a kr_prepared): the entry's JSON
- * members after "Id", and its size as SQS counts it. */
+ * members after "Id" and "MessageBody" (the body is encoded from the payload when the request
+ * is built), and its size as SQS counts it. */
 static const struct kr_aws_service sqs_service = {"sqs", "SQS"};
 
 static void sqs_destroy(void *ctx);
@@ -153,11 +154,9 @@ static void sqs_submit(void *ctx, struct kr_delivery *d)
 	struct kr_event_text ev = kr_event_text_of(d->event, d->event_len);
 	size_t bytes = d->len;
 	const char *why = NULL, *code = "ENOMEM";
-	bool ok = kr_prepared_begin(&b, d->len + d->len / 8 + 256);
-	if (ok) {
-		ok = kr_buf_puts(&b, ",\"MessageBody\":") &&
-		     kr_buf_json_string(&b, d->payload, d->len) && put_attributes(s, &ev, &b, &bytes);
-	}
+	/* the body is encoded when the request is built, from the payload, which lives as long as
+	   the delivery (kept once, not twice): what is prepared here is what follows it */
+	bool ok = kr_prepared_begin(&b, 256) && put_attributes(s, &ev, &b, &bytes);
 	if (ok && s->fifo) {
 		size_t n;
 		const char *g = kr_tmpl_text(s->group_id, &ev, &s->scratch, &n);
@@ -252,9 +251,11 @@ static void send_batch(void *ctx, struct kr_batch *bt)
 		  kr_buf_puts(&b, ",\"Entries\":[");
 	for (size_t i = 0; ok && i < bt->n; i++) {
 		const struct kr_prepared *en = bt->entries[i]->sink_data;
+		const struct kr_delivery *d = bt->entries[i];
 		ok = kr_buf_puts(&b, i ? ",{\"Id\":\"" : "{\"Id\":\"") && kr_buf_uint(&b, i) &&
-		     kr_buf_puts(&b, "\"") && kr_buf_append(&b, en->text, en->len) &&
-		     kr_buf_puts(&b, "}");
+		     kr_buf_puts(&b, "\",\"MessageBody\":") &&
+		     kr_buf_json_string(&b, d->payload, d->len) &&
+		     kr_buf_append(&b, en->text, en->len) && kr_buf_puts(&b, "}");
 	}
 	ok = ok && kr_buf_puts(&b, "]}");
 	if (!ok) {

@@ -81,6 +81,7 @@ void eng_delivery_free(struct dlv *d)
 	kr_timer_free(d->timer);
 	free(d->payload);
 	free(d->counts);
+	free(d->err);
 	free(d);
 	if (!e->closing)
 		eng_gen_unref(e, g);
@@ -153,19 +154,30 @@ void kr_delivery_done(struct kr_delivery *pub, enum kr_outcome o, uint64_t not_b
 	eng_gen_unref(e, g);
 }
 
+/* The last failure's code and message (out of memory when there was no room to keep them). */
+static const char *err_code(const struct dlv *d)
+{
+	return d->err ? d->err->code : "ENOMEM";
+}
+
+static const char *err_msg(const struct dlv *d)
+{
+	return d->err ? d->err->msg : "out of memory: the failure's own reason could not be kept";
+}
+
 /* Counts a failure under its error code; past MAX_ERR_CODES - 1 distinct codes, the rest
  * count together as "other". */
 static void count_error(struct dlv *d)
 {
 	uint32_t distinct = d->ncounts < MAX_ERR_CODES ? d->ncounts : MAX_ERR_CODES - 1;
 	for (uint32_t i = 0; i < distinct; i++)
-		if (strcmp(d->counts[i].code, d->err_code) == 0) {
+		if (strcmp(d->counts[i].code, err_code(d)) == 0) {
 			d->counts[i].n++;
 			return;
 		}
 	if (!d->counts && !(d->counts = calloc(MAX_ERR_CODES, sizeof *d->counts)))
 		return;
-	const char *code = d->ncounts < MAX_ERR_CODES - 1 ? d->err_code : "other";
+	const char *code = d->ncounts < MAX_ERR_CODES - 1 ? err_code(d) : "other";
 	uint32_t i = d->ncounts < MAX_ERR_CODES ? d->ncounts++ : MAX_ERR_CODES - 1;
 	snprintf(d->counts[i].code, sizeof d->counts[i].code, "%s", code);
 	d->counts[i].n++;
@@ -192,8 +204,8 @@ static void log_failure(struct dlv *d, const char *next)
 	}
 	snprintf(attempt, sizeof attempt, "%u", d->attempts);
 	kr_log(KR_LOG_WARN, "engine", "msg", "delivery attempt failed", "sink", d->pub.sink,
-	       "rule", d->pub.rule, "attempt", attempt, "error_code", d->err_code, "error",
-	       d->err_msg, "next", next, suppressed[0] ? "suppressed" : NULL, suppressed, NULL);
+	       "rule", d->pub.rule, "attempt", attempt, "error_code", err_code(d), "error",
+	       err_msg(d), "next", next, suppressed[0] ? "suppressed" : NULL, suppressed, NULL);
 }
 
 static void deliver_outcome(struct dlv *d, enum kr_outcome o, uint64_t not_before_ms,
@@ -217,8 +229,10 @@ static void deliver_outcome(struct dlv *d, enum kr_outcome o, uint64_t not_befor
 		delivery_finished(d, true);
 		return;
 	}
-	snprintf(d->err_code, sizeof d->err_code, "%s", error_code ? error_code : "error");
-	snprintf(d->err_msg, sizeof d->err_msg, "%s", error_message ? error_message : "");
+	if (d->err || (d->err = malloc(sizeof *d->err))) {
+		snprintf(d->err->code, sizeof d->err->code, "%s", error_code ? error_code : "error");
+		snprintf(d->err->msg, sizeof d->err->msg, "%s", error_message ? error_message : "");
+	}
 	count_error(d);
 	bool retryable = o == KR_RETRYABLE;
 	kr_metrics_count(retryable ? &s->stats->retryable : &s->stats->permanent, 1);
@@ -278,7 +292,7 @@ static void dead_letter(struct dlv *d)
 		       d->is_dead_letter ? "dead-letter delivery failed; the record is not acknowledged"
 					 : "delivery failed and no dead-letter sink is set; the record is not acknowledged",
 		       "sink", d->pub.sink, "rule", d->pub.rule, "attempts", tag, "error_code",
-		       d->err_code, "error", d->err_msg, NULL);
+		       err_code(d), "error", err_msg(d), NULL);
 		delivery_finished(d, false);
 		return;
 	}
@@ -294,9 +308,9 @@ static void dead_letter(struct dlv *d)
 		  kr_buf_json_string(&b, d->pub.sink, strlen(d->pub.sink)) &&
 		  kr_buf_puts(&b, ",\"target_index\":") && kr_buf_puts(&b, index) &&
 		  kr_buf_puts(&b, ",\"error_code\":") &&
-		  kr_buf_json_string(&b, d->err_code, strlen(d->err_code)) &&
+		  kr_buf_json_string(&b, err_code(d), strlen(err_code(d))) &&
 		  kr_buf_puts(&b, ",\"error_message\":") &&
-		  kr_buf_json_string(&b, d->err_msg, strlen(d->err_msg)) &&
+		  kr_buf_json_string(&b, err_msg(d), strlen(err_msg(d))) &&
 		  kr_buf_puts(&b, ",\"error_counts\":{") && put_counts(&b, d) &&
 		  kr_buf_puts(&b, "},\"attempts\":") && kr_buf_puts(&b, tag) &&
 		  kr_buf_puts(&b, ",\"first_attempt_time\":\"") && kr_buf_puts(&b, first) &&
@@ -304,7 +318,7 @@ static void dead_letter(struct dlv *d)
 		  kr_buf_puts(&b, "\"") && put_meta(&b, r) && kr_buf_puts(&b, "}");
 	kr_log(KR_LOG_WARN, "engine", "msg", "delivery dead-lettered", "sink", d->pub.sink, "rule",
 	       d->pub.rule, "dead_letter", d->gen->cfg->sinks[d->dead_letter].name, "attempts", tag,
-	       "error_code", d->err_code, "error", d->err_msg, NULL);
+	       "error_code", err_code(d), "error", err_msg(d), NULL);
 	kr_metrics_count(&d->sink->stats->dead_lettered, 1);
 	struct dlv *x = ok ? eng_delivery_new(e, r, d->gen, (uint32_t)d->dead_letter, d->pub.rule, b.p,
 					  b.len)

@@ -74,13 +74,19 @@ struct dlv {
 	uint32_t attempts;
 	uint64_t first_wall, last_wall, submit_mono;
 	int32_t target_index; /* the entry in its rule's targets, or -1 (unmatched, invalid) */
-	char err_code[64];
-	char err_msg[256];
+	struct dlv_err *err;       /* the last failure, NULL until the first: a delivery that
+				      succeeds (most) carries no room for one */
 	struct err_count *counts; /* failures per error code, NULL until the first */
 	uint32_t ncounts;
 	struct kr_timer *timer;
 	struct dlv *next_wait;
 	struct dlv *prev_all, *next_all; /* every live delivery, for shutdown */
+};
+
+/* A delivery's last failure. */
+struct dlv_err {
+	char code[64];
+	char msg[256];
 };
 
 /* How often a delivery failed with one error code (the dead letter carries them all). */
