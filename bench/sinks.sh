@@ -27,6 +27,12 @@
 #                  cost (start, loading libcurl and libcrypto, stop: a one-event run of each
 #                  sink before the others), the part that grows with the events
 # and compares each sink's CPU per event with the log sink's (writing a file) in the same run.
+# The floor under an AWS sink's CPU, also in the same run: the requests the router sent in the
+# sink's last run (the keep-alive proxy records them) are sent again by bench/curl_peer.c,
+# libcurl alone on curl multi with the same concurrency and no other work, to the service set
+# up afresh; its CPU per event, and router / curl, with and without each one's fixed cost. On a
+# 2-CPU VM, where waking up for each answer costs tens of microseconds, that floor alone is
+# 15 to 35 us per event for SQS and SNS (10 messages per request at most), above their 10 us.
 # moto's SQS costs O(queue length) per message it takes, so during an SQS run the queue is
 # purged every 0.05 s (those PurgeQueue requests are not counted); without it 10,000 messages
 # take many minutes and requests time out in moto. moto also answers every request with
@@ -56,9 +62,10 @@
 #   KMSROUTER    kmsrouter binary (default build/kmsrouter, relative to the repo root); the runs
 #                use a copy of it in $BENCH_DIR/sinks, so that a rebuild meanwhile does not matter
 # Needs python3 with boto3, and moto_server (scripts/install-deps.sh; its .venv-aws is used
-# where the python3 on PATH lacks them). A whole run takes about four and a half minutes on a
-# 2-CPU VM, half of it moto answering 30,000 Lambda invocations and most of the rest moto's SQS
-# (the time is printed at the end; EVENTS=2000 takes about a minute).
+# where the python3 on PATH lacks them), and cc with libcurl's headers for bench/curl_peer.c. A
+# whole run takes about five and a half minutes on a 2-CPU VM, half of it moto answering 40,000
+# Lambda invocations (the router's and curl_peer's) and most of the rest moto's SQS (the time is
+# printed at the end; EVENTS=2000 takes about a minute).
 # Exit status: 0 when every run delivered every event (missed targets are reported, not
 # enforced); 1 when a run lost events or a sink failed to run, or kmsrouter is not built;
 # 2 usage error or moto/boto3 missing.
