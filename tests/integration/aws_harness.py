@@ -139,6 +139,9 @@ class FaultProxy(Served):
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # an answer goes out in one write, head and body, as a server's would (unbuffered,
+            # they are two segments, and the client wakes up twice for one answer)
+            wbufsize = 1 << 20
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
