@@ -69,10 +69,10 @@ struct transfer {
 	kr_http_done_fn done;
 	void *arg;
 	char *body;
-	size_t body_len, max_body;
+	size_t body_len, body_cap, max_body;
 	bool too_large, body_prefix;
 	char *resp_headers;
-	size_t resp_headers_len;
+	size_t resp_headers_len, resp_headers_cap;
 	int64_t retry_after_ms;
 	char errbuf[CURL_ERROR_SIZE];
 	struct transfer *next, *prev;
@@ -227,6 +227,26 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
+/* Room for need bytes at *p (capacity *cap), grown by doubling, to at most limit (need is at
+ * most limit): a response comes in several pieces, and a realloc for each would copy it again
+ * each time. */
+static bool grow(char **p, size_t *cap, size_t need, size_t limit)
+{
+	if (need <= *cap)
+		return true;
+	size_t c = *cap ? *cap : 1024;
+	while (c < need)
+		c *= 2;
+	if (c > limit)
+		c = limit;
+	char *q = realloc(*p, c);
+	if (!q)
+		return false;
+	*p = q;
+	*cap = c;
+	return true;
+}
+
 static size_t write_cb(char *data, size_t size, size_t n, void *userp)
 {
 	struct transfer *t = userp;
@@ -240,13 +260,11 @@ static size_t write_cb(char *data, size_t size, size_t n, void *userp)
 		if (!keep)
 			return len;
 	}
-	char *b = realloc(t->body, t->body_len + keep + 1);
-	if (!b)
+	if (!grow(&t->body, &t->body_cap, t->body_len + keep + 1, t->max_body + 1))
 		return 0;
-	memcpy(b + t->body_len, data, keep);
-	t->body = b;
+	memcpy(t->body + t->body_len, data, keep);
 	t->body_len += keep;
-	b[t->body_len] = 0;
+	t->body[t->body_len] = 0;
 	return len;
 }
 
@@ -281,13 +299,12 @@ static size_t header_cb(char *data, size_t size, size_t n, void *userp)
 	}
 	if (t->resp_headers_len + len + 1 > MAX_HEADERS)
 		return len; /* past the limit: the rest is not kept */
-	char *b = realloc(t->resp_headers, t->resp_headers_len + len + 1);
-	if (!b)
+	if (!grow(&t->resp_headers, &t->resp_headers_cap, t->resp_headers_len + len + 1,
+		  MAX_HEADERS))
 		return 0;
-	memcpy(b + t->resp_headers_len, data, len);
-	t->resp_headers = b;
+	memcpy(t->resp_headers + t->resp_headers_len, data, len);
 	t->resp_headers_len += len;
-	b[t->resp_headers_len] = 0;
+	t->resp_headers[t->resp_headers_len] = 0;
 	struct kr_http_response r = {.headers = t->resp_headers};
 	char v[128];
 	if (strncasecmp(data, "retry-after:", 12) == 0 &&
