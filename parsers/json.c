@@ -854,79 +854,92 @@ static bool key_is(const char *k, size_t kn, bool escaped, const char *name, siz
 	return eq;
 }
 
+/* The members of an object's text, one at a time (members_begin, then members_next). */
+struct member_it {
+	const char *p, *end;
+	bool done;
+};
+
+/* Starts at the object at v (after white space); false when v is not an object. */
+static bool members_begin(struct member_it *it, const char *v, const char *end)
+{
+	if (v >= end || *v != '{')
+		return false;
+	it->end = end;
+	it->p = ws(v + 1, end);
+	it->done = it->p < end && *it->p == '}';
+	return true;
+}
+
+/* The next member into *mb: 1; 0 past the last; -1 where the text breaks. */
+static int members_next(struct member_it *it, struct kr_json_member *mb)
+{
+	if (it->done)
+		return 0;
+	const char *p = it->p, *end = it->end;
+	bool esc;
+	if (p >= end || *p != '"')
+		return -1;
+	const char *k = p + 1, *ke = skip_string(p, end, &esc);
+	if (!ke)
+		return -1;
+	p = ws(ke, end);
+	if (p >= end || *p != ':')
+		return -1;
+	const char *val = ws(p + 1, end);
+	if (!(p = skip_value(val, end)))
+		return -1;
+	*mb = (struct kr_json_member){k, (size_t)(ke - 1 - k), val, esc};
+	p = ws(p, end);
+	if (p >= end)
+		return -1;
+	if (*p == '}')
+		it->done = true;
+	else if (*p == ',')
+		p = ws(p + 1, end);
+	else
+		return -1;
+	it->p = p;
+	return 1;
+}
+
 /* The members of the object at v (after white space), in order, into m; false when v is not an
  * object, has more than KR_JSON_MEMBERS_MAX members or breaks. */
 static bool scan_members(const char *v, const char *end, struct kr_json_members *m)
 {
 	m->n = 0;
-	if (v >= end || *v != '{')
+	struct member_it it;
+	struct kr_json_member mb;
+	int r;
+	if (!members_begin(&it, v, end))
 		return false;
-	const char *p = ws(v + 1, end);
-	if (p < end && *p == '}')
-		return true;
-	for (;;) {
-		bool esc;
-		if (p >= end || *p != '"' || m->n == KR_JSON_MEMBERS_MAX)
+	while ((r = members_next(&it, &mb)) > 0) {
+		if (m->n == KR_JSON_MEMBERS_MAX)
 			return false;
-		const char *k = p + 1, *ke = skip_string(p, end, &esc);
-		if (!ke)
-			return false;
-		p = ws(ke, end);
-		if (p >= end || *p != ':')
-			return false;
-		const char *val = ws(p + 1, end);
-		if (!(p = skip_value(val, end)))
-			return false;
-		m->m[m->n++] = (struct kr_json_member){k, (size_t)(ke - 1 - k), val, esc};
-		p = ws(p, end);
-		if (p >= end)
-			return false;
-		if (*p == '}')
-			return true;
-		if (*p != ',')
-			return false;
-		p = ws(p + 1, end);
+		m->m[m->n++] = mb;
 	}
+	return r == 0;
 }
 
 /* The value at the path c (what follows its '$') from the value at v, as kr_json_text_path. */
 static bool text_path_from(const char *v, const char *end, const char *c,
 			   struct kr_json_span *out)
 {
-	bool esc;
 	while (*c) {
 		const char *found = NULL;
 		if (*c == '.') {
 			c++;
 			size_t nn = strcspn(c, ".[");
-			if (v >= end || *v != '{')
+			struct member_it it;
+			struct kr_json_member mb;
+			int r;
+			if (!members_begin(&it, v, end))
 				return false;
-			const char *p = ws(v + 1, end);
-			if (p < end && *p == '}')
-				p = NULL; /* empty: nothing found */
-			while (p) {
-				if (p >= end || *p != '"')
-					return false;
-				const char *k = p + 1, *ke = skip_string(p, end, &esc);
-				if (!ke)
-					return false;
-				p = ws(ke, end);
-				if (p >= end || *p != ':')
-					return false;
-				const char *val = ws(p + 1, end);
-				if (!(p = skip_value(val, end)))
-					return false;
-				if (key_is(k, (size_t)(ke - 1 - k), esc, c, nn))
-					found = val; /* a later one replaces it */
-				p = ws(p, end);
-				if (p >= end)
-					return false;
-				if (*p == '}')
-					break;
-				if (*p != ',')
-					return false;
-				p = ws(p + 1, end);
-			}
+			while ((r = members_next(&it, &mb)) > 0)
+				if (key_is(mb.key, mb.key_len, mb.escaped, c, nn))
+					found = mb.val; /* a later one replaces it */
+			if (r < 0)
+				return false;
 			c += nn;
 		} else if (*c == '[') {
 			char *ie;
