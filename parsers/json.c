@@ -871,8 +871,11 @@ static bool members_begin(struct member_it *it, const char *v, const char *end)
 	return true;
 }
 
-/* The next member into *mb: 1; 0 past the last; -1 where the text breaks. */
-static int members_next(struct member_it *it, struct kr_json_member *mb)
+/* The next member into *mb: 1; 0 past the last; -1 where the text breaks. Inlined into each
+ * loop, where the iterator stays in registers: called, it cost the members scan 9% more
+ * instructions (callgrind, the kinesis sink). */
+static inline __attribute__((always_inline)) int members_next(struct member_it *it,
+							      struct kr_json_member *mb)
 {
 	if (it->done)
 		return 0;
