@@ -854,6 +854,16 @@ static bool key_is(const char *k, size_t kn, bool escaped, const char *name, siz
 	return eq;
 }
 
+/* p just past an array's item: at the next item, or at the ']' that ends the array; NULL where
+ * neither follows. */
+static const char *after_item(const char *p, const char *end)
+{
+	p = ws(p, end);
+	if (p < end && *p == ',')
+		return ws(p + 1, end);
+	return p < end && *p == ']' ? p : NULL;
+}
+
 /* The members of an object's text, one at a time (members_begin, then members_next). */
 struct member_it {
 	const char *p, *end;
@@ -956,12 +966,7 @@ static bool text_path_from(const char *v, const char *end, const char *c,
 					found = p;
 					break;
 				}
-				if (!(p = skip_value(p, end)))
-					return false;
-				p = ws(p, end);
-				if (p < end && *p == ',')
-					p = ws(p + 1, end);
-				else if (p >= end || *p != ']')
+				if (!(p = skip_value(p, end)) || !(p = after_item(p, end)))
 					return false;
 			}
 		} else {
@@ -1016,12 +1021,7 @@ bool kr_json_text_items(const char *t, size_t n, const char *path, kr_json_item_
 	const char *end = a.p + a.len, *p = ws(a.p + 1, end);
 	for (size_t i = 0; p < end && *p != ']'; i++) {
 		const char *e = skip_value(p, end);
-		if (!e || !fn(ctx, i, p, (size_t)(e - p)))
-			return false;
-		p = ws(e, end);
-		if (p < end && *p == ',')
-			p = ws(p + 1, end);
-		else if (p >= end || *p != ']')
+		if (!e || !fn(ctx, i, p, (size_t)(e - p)) || !(p = after_item(e, end)))
 			return false;
 	}
 	return true;

@@ -185,7 +185,7 @@ static bool put_attribute(struct kr_buf *b, size_t k, const char *name, const ch
 	return true;
 }
 
-static bool put_attributes(struct sns_sink *s, const struct kr_event_text *ev, struct kr_buf *b,
+static bool put_attributes(struct sns_sink *s, struct kr_event_text *ev, struct kr_buf *b,
 			   size_t *bytes)
 {
 	size_t k = 0;
@@ -205,7 +205,7 @@ static bool put_attributes(struct sns_sink *s, const struct kr_event_text *ev, s
 }
 
 /* The subject as SNS takes it: no control characters, at most SNS_MAX_SUBJECT bytes. */
-static bool put_subject(struct sns_sink *s, const struct kr_event_text *ev, struct kr_buf *b)
+static bool put_subject(struct sns_sink *s, struct kr_event_text *ev, struct kr_buf *b)
 {
 	size_t n;
 	const char *t = kr_tmpl_text(s->subject, ev, &s->scratch, &n);

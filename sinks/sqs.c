@@ -123,7 +123,7 @@ static void sqs_destroy(void *ctx);
 
 /* Appends ,"Name":{"DataType":...,"StringValue":...} members for the event's attributes;
  * *bytes grows by what SQS counts (name, type and value). */
-static bool put_attributes(struct sqs_sink *s, const struct kr_event_text *ev, struct kr_buf *b,
+static bool put_attributes(struct sqs_sink *s, struct kr_event_text *ev, struct kr_buf *b,
 			   size_t *bytes)
 {
 	bool first = true;

@@ -115,7 +115,7 @@ struct kr_tmpl *kr_tmpl_new(const char *text, char *err)
 	return t;
 }
 
-const char *kr_tmpl_text(const struct kr_tmpl *t, const struct kr_event_text *ev,
+const char *kr_tmpl_text(const struct kr_tmpl *t, struct kr_event_text *ev,
 			 struct kr_buf *scratch, size_t *n)
 {
 	bool complete;
@@ -143,22 +143,23 @@ struct kr_event_text kr_event_text_of(const char *text, size_t len)
 	if (text && i < len && text[i] == '{') {
 		ev.text = text;
 		ev.len = len;
-		kr_json_members_scan(&ev.top, text, len);
 	}
 	return ev;
 }
 
 /* The scalar at path in ev (a string, a number, true or false), or false. */
-static bool scalar_at(const struct kr_event_text *ev, const char *path, struct kr_json_span *sp)
+static bool scalar_at(struct kr_event_text *ev, const char *path, struct kr_json_span *sp)
 {
-	return ev && ev->text &&
-	       (ev->top.text ? kr_json_members_path(&ev->top, path, sp)
-			     : kr_json_text_path(ev->text, ev->len, path, sp)) &&
+	if (!ev || !ev->text)
+		return false;
+	if (!ev->top.text)
+		kr_json_members_scan(&ev->top, ev->text, ev->len);
+	return kr_json_members_path(&ev->top, path, sp) &&
 	       (sp->type == KR_JSON_STRING || sp->type == KR_JSON_NUMBER ||
 		sp->type == KR_JSON_TRUE || sp->type == KR_JSON_FALSE);
 }
 
-bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_event_text *ev, struct kr_buf *out,
+bool kr_tmpl_fill(const struct kr_tmpl *t, struct kr_event_text *ev, struct kr_buf *out,
 		  bool *complete)
 {
 	*complete = true;
@@ -232,7 +233,7 @@ const char *kr_attr_name(const char *path)
 	return dot ? dot + 1 : path;
 }
 
-const char *kr_attr_value(const struct kr_event_text *ev, const char *path, struct kr_buf *scratch,
+const char *kr_attr_value(struct kr_event_text *ev, const char *path, struct kr_buf *scratch,
 			  size_t *len, bool *is_number)
 {
 	struct kr_json_span sp;
@@ -251,7 +252,7 @@ const char *kr_attr_value(const struct kr_event_text *ev, const char *path, stru
 	return sp.len ? sp.p : NULL;
 }
 
-int64_t kr_event_time_ms(const struct kr_event_text *ev)
+int64_t kr_event_time_ms(struct kr_event_text *ev)
 {
 	struct kr_json_span sp;
 	if (!scalar_at(ev, "$.time", &sp) || sp.type != KR_JSON_STRING)

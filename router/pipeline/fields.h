@@ -30,26 +30,26 @@ struct kr_tmpl;
 struct kr_tmpl *kr_tmpl_new(const char *text, char *err);
 void kr_tmpl_free(struct kr_tmpl *t);
 /* The event a delivery is for: its JSON text (kr_delivery's event), read field by field without
- * a tree: its top-level members found by one scan (kr_json_members), each field then within
- * its member. text NULL: no event (the dead letter of an invalid record), and every field is
- * absent. */
+ * a tree: its top-level members found by one scan (kr_json_members) at the first field asked
+ * for (so a sink that asks for none scans nothing), each field then within its member. text
+ * NULL: no event (the dead letter of an invalid record), and every field is absent. The
+ * functions below that read fields take it non-const for that reason. */
 struct kr_event_text {
 	const char *text;
 	size_t len;
-	struct kr_json_members top;
+	struct kr_json_members top; /* top.text NULL: not scanned yet */
 };
 
-/* The event of a delivery's event text (scanned once, here): no event when the text is not an
- * object. */
+/* The event of a delivery's event text: no event when the text is not an object. */
 struct kr_event_text kr_event_text_of(const char *text, size_t len);
 
 /* Appends the template filled from ev (NULL: every placeholder gives nothing) to out; false when
  * out of memory. *complete says whether every placeholder had a value. */
-bool kr_tmpl_fill(const struct kr_tmpl *t, const struct kr_event_text *ev, struct kr_buf *out,
+bool kr_tmpl_fill(const struct kr_tmpl *t, struct kr_event_text *ev, struct kr_buf *out,
 		  bool *complete);
 /* The template filled from ev into scratch (emptied first), NUL-terminated; *n its length, or 0
  * when the template is incomplete for ev. NULL when out of memory. */
-const char *kr_tmpl_text(const struct kr_tmpl *t, const struct kr_event_text *ev,
+const char *kr_tmpl_text(const struct kr_tmpl *t, struct kr_event_text *ev,
 			 struct kr_buf *scratch, size_t *n);
 /* Whether the template has no placeholder (the same text for every event). */
 bool kr_tmpl_constant(const struct kr_tmpl *t);
@@ -66,10 +66,10 @@ const char *kr_attr_name(const char *path);
 /* The value for an attribute at path in ev: a non-empty string, or a number or boolean as its
  * JSON text, with *is_number set for a number; NULL when the event has no such attribute. It
  * points into the event's text, or into scratch (emptied first) for a string with escapes. */
-const char *kr_attr_value(const struct kr_event_text *ev, const char *path, struct kr_buf *scratch,
+const char *kr_attr_value(struct kr_event_text *ev, const char *path, struct kr_buf *scratch,
 			  size_t *len, bool *is_number);
 
 /* The event's "time" (RFC 3339) in milliseconds since the epoch, or -1 when it has none. */
-int64_t kr_event_time_ms(const struct kr_event_text *ev);
+int64_t kr_event_time_ms(struct kr_event_text *ev);
 
 #endif

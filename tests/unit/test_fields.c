@@ -16,7 +16,7 @@ static const char event[] =
 	"\"n\":42.50,\"flag\":true,\"none\":null,\"empty\":\"\",\"obj\":{\"a\":1},"
 	"\"resources\":[\"arn:1\",\"arn:2\"],\"detail\":{\"key-id\":\"k-9\"}}";
 
-static void fill_is(const char *tmpl, const struct kr_event_text *ev, const char *want,
+static void fill_is(const char *tmpl, struct kr_event_text *ev, const char *want,
 		    bool want_complete)
 {
 	char err[KR_ERRBUF];
