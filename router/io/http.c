@@ -198,7 +198,9 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 	(void)socketp;
 	struct shared *sh = userp;
 	if (what == CURL_POLL_REMOVE) {
-		kr_loop_unwatch(sh->loop, s);
+		/* parked, not unwatched: curl removes a kept-alive connection's socket after each
+		 * answer and adds it again for the next request; parked, that costs no system call */
+		kr_loop_park(sh->loop, s);
 		return 0;
 	}
 	unsigned ev = (what == CURL_POLL_IN || what == CURL_POLL_INOUT ? KR_IO_READ : 0) |

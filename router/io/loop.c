@@ -13,6 +13,8 @@ struct watch {
 	int fd;
 	kr_io_fn fn;
 	void *arg;
+	uint32_t events; /* the epoll interest registered for fd */
+	bool parked;	 /* kr_loop_park: still registered, nobody's callback */
 };
 
 struct kr_timer {
@@ -100,12 +102,20 @@ int kr_loop_watch(struct kr_loop *l, int fd, unsigned events, kr_io_fn fn, void 
 			return -1;
 		}
 		l->watches[fd] = w;
-	} else if (epoll_ctl(l->ep, EPOLL_CTL_MOD, fd, &ev) != 0) {
+	} else if (w->parked) {
+		/* fd may have been closed since it was parked (which ends its registration) and be
+		 * a new file now: then there is nothing to modify, and it is added */
+		if (epoll_ctl(l->ep, EPOLL_CTL_MOD, fd, &ev) != 0 &&
+		    (errno != ENOENT || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) != 0))
+			return -1;
+	} else if (w->events != ev.events && epoll_ctl(l->ep, EPOLL_CTL_MOD, fd, &ev) != 0) {
 		return -1;
 	}
 	w->fd = fd;
 	w->fn = fn;
 	w->arg = arg;
+	w->events = ev.events;
+	w->parked = false;
 	return 0;
 }
 
@@ -116,6 +126,12 @@ void kr_loop_unwatch(struct kr_loop *l, int fd)
 	epoll_ctl(l->ep, EPOLL_CTL_DEL, fd, NULL);
 	free(l->watches[fd]);
 	l->watches[fd] = NULL;
+}
+
+void kr_loop_park(struct kr_loop *l, int fd)
+{
+	if (fd >= 0 && (size_t)fd < l->nwatches && l->watches[fd])
+		l->watches[fd]->parked = true;
 }
 
 static void heap_swap(struct kr_loop *l, size_t a, size_t b)
@@ -237,6 +253,14 @@ int kr_loop_run_once(struct kr_loop *l, int max_wait_ms)
 		if ((size_t)fd >= l->nwatches || !l->watches[fd])
 			continue; /* unwatched by an earlier callback of this round */
 		struct watch *w = l->watches[fd];
+		if (w->parked) {
+			/* nobody waits for it: it leaves epoll now, or level-triggered it would
+			 * wake every round */
+			epoll_ctl(l->ep, EPOLL_CTL_DEL, fd, NULL);
+			free(w);
+			l->watches[fd] = NULL;
+			continue;
+		}
 		unsigned e = 0;
 		if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 			e |= KR_IO_READ;

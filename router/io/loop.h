@@ -30,6 +30,12 @@ void kr_loop_free(struct kr_loop *l);
  * again changes the interest. Returns 0 or -1 (errno set). */
 int kr_loop_watch(struct kr_loop *l, int fd, unsigned events, kr_io_fn fn, void *arg);
 void kr_loop_unwatch(struct kr_loop *l, int fd);
+/* Stops calling back for fd like kr_loop_unwatch, but leaves it in epoll, so that watching it again
+ * with the same interest costs no system call (curl parks a kept-alive connection's socket between
+ * requests). It leaves epoll when it next fires, is closed or is unwatched. Only for a descriptor
+ * of which no duplicate outlives it (epoll registers the open file, not the number): if fd is
+ * closed and its number reused, kr_loop_watch registers the new file. */
+void kr_loop_park(struct kr_loop *l, int fd);
 
 /* Timers are owned by the caller: new, start (re-arms), stop, free. */
 struct kr_timer *kr_timer_new(struct kr_loop *l, kr_timer_fn fn, void *arg);
