@@ -1057,7 +1057,10 @@ bool kr_json_span_string(struct kr_buf *b, const struct kr_json_span *s)
 		return false;
 	if (!s->escaped)
 		return kr_buf_append(b, s->p, s->len);
-	/* rare in events: yajl decodes it, as it decodes the strings kr_json_parse keeps */
+	if (kr_lex_string(s->p - 1, s->len + 2, b))
+		return true;
+	/* what the fast path leaves to yajl (escapes of surrogates and of U+0000, errors), or out
+	   of memory: yajl decodes it, as it decodes the strings kr_json_parse keeps */
 	struct kr_json *j = NULL;
 	if (kr_json_parse(s->p - 1, s->len + 2, NULL, &j, NULL, NULL) != KR_OK)
 		return false;

@@ -329,13 +329,12 @@ bool kr_lex_whole(const char *text, size_t n, size_t *start, size_t *len)
 }
 
 /* Decodes the string body s[0..n) (checked by scan_string: valid escapes, no surrogate or
- * U+0000 escape) into lx->dec, as yajl_string_decode does. */
-static int decode(struct kr_lex *lx, const unsigned char *s, size_t n)
+ * U+0000 escape), appending it to b, as yajl_string_decode does. */
+static inline int decode_to(struct kr_buf *b, const unsigned char *s, size_t n)
 {
-	lx->dec.len = 0;
-	if (!kr_buf_reserve(&lx->dec, n + 1))
+	if (!kr_buf_reserve(b, n + 1))
 		return -1;
-	char *o = lx->dec.p;
+	char *o = b->p + b->len;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = s[i];
 		if (c != '\\') {
@@ -369,9 +368,26 @@ static int decode(struct kr_lex *lx, const unsigned char *s, size_t n)
 		default: *o++ = (char)c; break; /* " \ / */
 		}
 	}
-	lx->dec.len = (size_t)(o - lx->dec.p);
-	lx->dec.p[lx->dec.len] = '\0';
+	b->len = (size_t)(o - b->p);
+	b->p[b->len] = '\0';
 	return 0;
+}
+
+static int decode(struct kr_lex *lx, const unsigned char *s, size_t n)
+{
+	lx->dec.len = 0;
+	return decode_to(&lx->dec, s, n);
+}
+
+bool kr_lex_string(const char *text, size_t n, struct kr_buf *b)
+{
+	const unsigned char *p = (const unsigned char *)text, *e = p + n;
+	int esc;
+	if (n < 2 || *p != '"' || scan_string(&p, e, &esc) != KR_LEX_VALUE || p != e)
+		return false;
+	if (!esc)
+		return kr_buf_append(b, text + 1, n - 2);
+	return decode_to(b, (const unsigned char *)text + 1, n - 2) == 0;
 }
 
 int kr_lex_emit(struct kr_lex *lx, const char *text, size_t n, const yajl_callbacks *cbs,

@@ -46,6 +46,11 @@ int kr_lex_emit(struct kr_lex *lx, const char *text, size_t n, const yajl_callba
  * white space around it; if so, it starts at *start and is *len bytes long. */
 bool kr_lex_whole(const char *text, size_t n, size_t *start, size_t *len);
 
+/* Appends the value of the JSON string text[0..n) (its quotes included, nothing around them),
+ * decoded as yajl decodes it; false, appending nothing, when it is not a string kr_lex_scan takes
+ * whole (for yajl to decide) or out of memory. */
+bool kr_lex_string(const char *text, size_t n, struct kr_buf *b);
+
 /* yajl's words when a callback stops the parse, for a caller to say the same when kr_lex_emit
  * returns -1 with no reason of its own */
 #define KR_LEX_CANCELLED "client cancelled parse via callback return value"

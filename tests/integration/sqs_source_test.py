@@ -964,6 +964,60 @@ def test_grace_period_over_with_deliveries_in_flight_exits_1_and_the_messages_st
         m.stop()
 
 
+def test_receive_answers_escaped_broken_or_without_a_receipt_handle(d):
+    """A proxy in front of moto rewrites the ReceiveMessage answers that hold messages: the first
+    it cuts in half (not JSON), in the second the first message loses its ReceiptHandle, and
+    every other one it writes again with every non-ASCII character and every '/' escaped
+    (\\uXXXX, surrogate pairs for what is past U+FFFF, \\/), as a JSON writer may. The two bad
+    answers are logged and their messages come back after the visibility timeout; every event
+    arrives once, exactly as sent (its text decoded), and the queue ends empty."""
+    m = Moto()
+    proxy = None
+    try:
+        sqs = m.client("sqs")
+        url = sqs.create_queue(QueueName="kms")["QueueUrl"]
+        evs = [event(i, "esc", note="caf\u00e9 \u2713 \U0001F511 /a/b \"q\" \\ \t%d" % i)
+               for i in range(30)]
+        send_bodies(sqs, url, [json.dumps(e, ensure_ascii=False) for e in evs])
+        seen = []
+
+        def rewrite(n, status, body):
+            if status != 200 or b'"Messages"' not in body:
+                return body
+            seen.append(n)
+            if len(seen) == 1:
+                return body[:len(body) // 2]
+            answer = json.loads(body)
+            if len(seen) == 2:
+                del answer["Messages"][0]["ReceiptHandle"]
+            return json.dumps(answer, ensure_ascii=True).replace("/", "\\/").encode()
+        proxy = FaultProxy(m.port, rewrite=rewrite)
+        out = os.path.join(d, "out.jsonl")
+        r = Router(d, config(source(proxy, url, visibility_timeout=2, max_messages=5,
+                                    concurrency=1),
+                             [log_sink("log", out)],
+                             [{"name": "kms", "pattern": KMS, "targets": ["log"]}]))
+        wait_for(lambda: lines(out) >= 30 and counts(sqs, url) == (0, 0), 30,
+                 "30 deliveries and an empty queue", [r])
+        rc = r.stop()
+        check(rc == 0, "exit status %d" % rc)
+        got = read_jsonl(out)
+        once_each([e["id"] for e in got], [e["id"] for e in evs], "log sink")
+        sent = {e["id"]: e for e in evs}
+        changed = [e["id"] for e in got if e != sent[e["id"]]]
+        check(not changed, "events not as sent: %s, e.g. %r" % (
+            changed[:3], [e["detail"]["note"] for e in got if e["id"] in changed[:1]]))
+        err = r.stderr()
+        check("a ReceiveMessage answer could not be read" in err,
+              "the cut answer was not logged:\n    " + r.tail())
+        check("a received message has no receipt handle, id or body" in err,
+              "the message without a receipt handle was not logged:\n    " + r.tail())
+    finally:
+        if proxy:
+            proxy.stop()
+        m.stop()
+
+
 diagnose, finish = router_hooks(ROUTERS)
 CASES = [globals()[k] for k in sorted(k for k in globals() if k.startswith("test_"))]
 

@@ -259,6 +259,93 @@ static void test_what_yajl_rejects_or_decodes_its_own_way_is_left_to_it(void **s
 	assert_scan(S("{\"a\":\"\xC3(\"}"), KR_LEX_SLOW);          /* a sequence cut short */
 }
 
+/* ---- kr_lex_string: one string's value, as yajl decodes it ---- */
+
+struct one_string {
+	char *s;
+	size_t n;
+	int calls;
+};
+
+static int keep_string(void *ctx, const unsigned char *s, size_t n)
+{
+	struct one_string *o = ctx;
+	free(o->s);
+	o->s = malloc(n + 1);
+	memcpy(o->s, s, n);
+	o->n = n;
+	o->calls++;
+	return 1;
+}
+
+/* yajl's value of the text t[0..n), when it is one string and nothing else */
+static bool yajl_string_of(const char *t, size_t n, struct one_string *o)
+{
+	yajl_callbacks cbs = {0};
+	cbs.yajl_string = keep_string;
+	yajl_handle h = yajl_alloc(&cbs, NULL, o);
+	bool ok = yajl_parse(h, (const unsigned char *)t, n) == yajl_status_ok &&
+		  yajl_complete_parse(h) == yajl_status_ok && o->calls == 1;
+	yajl_free(h);
+	return ok;
+}
+
+static void test_a_string_alone_is_decoded_as_yajl_decodes_it(void **state)
+{
+	(void)state;
+	static const char *const pieces[] = {
+		"a", "plain text ", "\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t",
+		"\\u00e9", "\\u2713", "\\u0041", "\\uFFFF", "\\u0000", "\\ud83d\\udd11", "\\ud83d",
+		"\xc3\xa9", "\xe2\x9c\x93", "\xf0\x9f\x94\x91", "\xff", "\x01", "\\x", "\\u12",
+		"\"", "\xc3", "{\"k\":1}"};
+	const size_t npieces = sizeof pieces / sizeof *pieces;
+	uint64_t rnd = 42;
+	size_t fast = 0, declined = 0;
+	for (int round = 0; round < 20000; round++) {
+		char t[512];
+		size_t n = 0;
+		rnd = rnd * 6364136223846793005u + 1442695040888963407u;
+		bool quoted = (rnd >> 60) != 0; /* one in 16 without its opening quote */
+		if (quoted)
+			t[n++] = '"';
+		int k = (int)(rnd >> 33 & 7);
+		for (int i = 0; i < k; i++) {
+			rnd = rnd * 6364136223846793005u + 1442695040888963407u;
+			/* mostly the valid pieces, now and then one of the rest */
+			size_t pick = (size_t)(rnd >> 33) % ((rnd >> 62) ? 17 : npieces);
+			size_t len = strlen(pieces[pick]);
+			memcpy(t + n, pieces[pick], len);
+			n += len;
+		}
+		if ((rnd >> 40 & 31) != 0) /* one in 32 without its closing quote */
+			t[n++] = '"';
+		if ((rnd >> 45 & 31) == 0) /* one in 32 with something after it */
+			t[n++] = 'x';
+		struct one_string y = {0};
+		bool yes = yajl_string_of(t, n, &y);
+		struct kr_buf b = {0};
+		kr_buf_append(&b, "before", 6);
+		if (kr_lex_string(t, n, &b)) {
+			fast++;
+			/* what it takes, yajl takes, with the same value, appended */
+			assert_true(yes);
+			assert_int_equal(b.len, 6 + y.n);
+			assert_memory_equal(b.p, "before", 6);
+			assert_memory_equal(b.p + 6, y.s, y.n);
+			assert_int_equal(b.p[b.len], '\0');
+		} else {
+			declined++;
+			/* declined: nothing appended (yajl decides) */
+			assert_int_equal(b.len, 6);
+		}
+		kr_buf_free(&b);
+		free(y.s);
+	}
+	/* both ways taken often */
+	assert_true(fast > 5000);
+	assert_true(declined > 2000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -270,6 +357,7 @@ int main(void)
 		cmocka_unit_test(test_deep_nesting_up_to_the_limit),
 		cmocka_unit_test(test_text_that_ends_inside_a_value_needs_more),
 		cmocka_unit_test(test_what_yajl_rejects_or_decodes_its_own_way_is_left_to_it),
+		cmocka_unit_test(test_a_string_alone_is_decoded_as_yajl_decodes_it),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
