@@ -15,6 +15,9 @@
 
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* 1: a byte that may stand in a string as it is and is ASCII (not '"', '\\', below 0x20) */
 #define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
@@ -81,6 +84,22 @@ static enum kr_lex_result scan_string(const unsigned char **pp, const unsigned c
 	const unsigned char *p = *pp + 1;
 	*esc = 0;
 	for (;;) {
+#ifdef __SSE2__
+		/* 16 bytes at a time while there are 16: a byte counts when it is '"', '\\', or
+		   below 0x20 compared as signed (so also at or above 0x80) */
+		const __m128i quote = _mm_set1_epi8('"'), bsl = _mm_set1_epi8('\\'),
+			      sp = _mm_set1_epi8(0x20);
+		for (; p + 16 <= e; p += 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)p);
+			unsigned m16 = (unsigned)_mm_movemask_epi8(
+				_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bsl)),
+					     _mm_cmplt_epi8(v, sp)));
+			if (m16) {
+				p += __builtin_ctz(m16);
+				goto counts;
+			}
+		}
+#endif
 		uint64_t m;
 		while (p + 8 <= e && !(m = special8(p, ~(uint64_t)0)))
 			p += 8;
@@ -89,6 +108,9 @@ static enum kr_lex_result scan_string(const unsigned char **pp, const unsigned c
 		else
 			while (p < e && plain[*p])
 				p++;
+#ifdef __SSE2__
+	counts:
+#endif
 		if (p >= e)
 			return KR_LEX_MORE;
 		unsigned char c = *p;
@@ -335,14 +357,36 @@ static inline int decode_to(struct kr_buf *b, const unsigned char *s, size_t n)
 	if (!kr_buf_reserve(b, n + 1))
 		return -1;
 	char *o = b->p + b->len;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = s[i];
-		if (c != '\\') {
-			*o++ = (char)c;
-			continue;
+	size_t i = 0;
+	for (;;) {
+#ifdef __SSE2__
+		/* the bytes up to the next backslash, 16 at a time. Each store may write past what
+		   is kept, never past the reservation: an escape is never shorter decoded, so o is
+		   at most i bytes in, and i + 16 <= n */
+		const __m128i bs = _mm_set1_epi8('\\');
+		while (i + 16 <= n) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+			_mm_storeu_si128((__m128i *)o, v);
+			unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, bs));
+			if (m) {
+				unsigned k = (unsigned)__builtin_ctz(m);
+				i += k;
+				o += k;
+				goto escape;
+			}
+			i += 16;
+			o += 16;
 		}
-		c = s[++i];
-		switch (c) {
+#endif
+		while (i < n && s[i] != '\\')
+			*o++ = (char)s[i++];
+		if (i >= n)
+			break;
+#ifdef __SSE2__
+	escape:
+#endif
+		/* s[i] is a backslash */
+		switch (s[++i]) {
 		case 'b': *o++ = '\b'; break;
 		case 'f': *o++ = '\f'; break;
 		case 'n': *o++ = '\n'; break;
@@ -365,8 +409,9 @@ static inline int decode_to(struct kr_buf *b, const unsigned char *s, size_t n)
 			}
 			break;
 		}
-		default: *o++ = (char)c; break; /* " \ / */
+		default: *o++ = (char)s[i]; break; /* " \ / */
 		}
+		i++;
 	}
 	b->len = (size_t)(o - b->p);
 	b->p[b->len] = '\0';
