@@ -178,12 +178,15 @@ static size_t string_start(const char *text, size_t end)
 /* Where a string token starts, given the pointer s that yajl handed to the callback. yajl passes
  * a string without escapes as a pointer into the text (it always has the whole text: one
  * yajl_parse call), just after the opening quote, which spares scanning back over the string. A
- * string with escapes is decoded into yajl's own buffer: then scan back from the token's end. */
+ * string with escapes is decoded into a buffer: kr_lex says where it started; after yajl, scan back
+ * from the token's end. */
 static size_t string_offset(struct builder *b, const char *s)
 {
 	uintptr_t p = (uintptr_t)s, t = (uintptr_t)b->text;
 	if (p > t && p - t < b->len)
 		return (size_t)(p - t) - 1;
+	if (b->lex) /* the fast path knows where it started */
+		return b->lex_base + b->lex->quote;
 	return string_start(b->text, consumed(b));
 }
 

@@ -487,6 +487,19 @@ int kr_lex_emit(struct kr_lex *lx, const char *text, size_t n, const yajl_callba
 			const unsigned char *s = ++p;
 			int esc = 0;
 			for (;;) {
+#ifdef __SSE2__
+				/* checked by scan_string: only '"' and '\\' count here */
+				const __m128i quote = _mm_set1_epi8('"'), bsl = _mm_set1_epi8('\\');
+				for (; p + 16 <= e; p += 16) {
+					__m128i v = _mm_loadu_si128((const __m128i *)p);
+					unsigned m16 = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+						_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bsl)));
+					if (m16) {
+						p += __builtin_ctz(m16);
+						goto special;
+					}
+				}
+#endif
 				uint64_t m;
 				while (p + 8 <= e && !(m = special8(p, ONES * 0x7F)))
 					p += 8;
@@ -495,6 +508,9 @@ int kr_lex_emit(struct kr_lex *lx, const char *text, size_t n, const yajl_callba
 				else
 					while (plain[*p] || *p >= 0x80)
 						p++;
+#ifdef __SSE2__
+			special:
+#endif
 				if (*p == '"')
 					break;
 				esc = 1; /* a backslash: step over what it escapes */
@@ -508,6 +524,7 @@ int kr_lex_emit(struct kr_lex *lx, const char *text, size_t n, const yajl_callba
 			if (!cb)
 				continue;
 			if (esc) {
+				lx->quote = (size_t)(s - 1 - t);
 				if (decode(lx, s, len))
 					return -2;
 				s = (const unsigned char *)lx->dec.p;

@@ -32,6 +32,8 @@ struct kr_lex {
 	struct kr_buf dec; /* decoded strings that had escapes */
 	size_t off;        /* inside a callback: the offset just after its token (yajl's bytes
 			      consumed) */
+	size_t quote;      /* inside the callback of a string that had escapes (decoded into
+			      dec): the offset of its opening quote */
 };
 
 /* Makes cbs' callbacks for the value text[0..n) that kr_lex_scan found whole (n = its *end).

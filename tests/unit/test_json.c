@@ -1098,6 +1098,9 @@ static void test_the_fast_path_and_yajl_build_the_same_trees_and_errors(void **s
 					 none),
 			 KR_OK);
 	assert_int_equal(parse_both_ways("[\"caf\xC3\xA9\",0,{\"k\":1E+2}]", none), KR_OK);
+	/* strings and keys dense with escapes and longer than 16 bytes (an SQS answer's body):
+	   their values and offsets */
+	assert_int_equal(parse_both_ways("{\"Messages\": [{\"MessageId\": \"m-1\", \"Body\": \"{\\\"version\\\": \\\"0\\\", \\\"id\\\": \\\"6a7e8feb-b491-4cf7-a9f1-bf3703467718\\\", \\\"detail-type\\\": \\\"KMS CMK Deletion\\\", \\\"detail\\\": {\\\"key-id\\\": \\\"1234abcd-12ab-34cd-56ef-1234567890ab\\\", \\\"note\\\": \\\"a\\\\\\\\b \\\\\\\"q\\\\\\\" caf\\\\u00e9 \\/x\\\\ty\\\"}}\", \"k\\\"e\\\\y, a key longer than sixteen bytes\": \"v\\n\"}]}", none), KR_OK);
 	/* errors the callbacks give: duplicate keys, depth, with their offsets */
 	assert_int_equal(parse_both_ways("{\"a\":1,\"b\":{\"c\":2,\"c\":3}}", none), KR_ERR_JSON);
 	assert_int_equal(parse_both_ways("{\"a\":1,\"a\":2}", last), KR_OK);
