@@ -36,8 +36,7 @@ static void ack_advance(struct inp *in)
 		in->ack_pos = r->position;
 		in->ack_dirty = true;
 		e->unacked--;
-		free(r->meta);
-		free(r);
+		eng_record_free(e, r);
 	}
 }
 
@@ -66,7 +65,7 @@ void eng_record_release(struct kr_engine *e, struct record *r)
 		/* an event of a frame: the frame's place in the queue holds the acknowledgement */
 		if (r->failed)
 			frame->failed = true;
-		free(r);
+		eng_record_free(e, r);
 		if (--frame->pending == 0)
 			eng_record_release(e, frame);
 		return;
@@ -83,8 +82,7 @@ void eng_record_release(struct kr_engine *e, struct record *r)
 	if (keep_token(in, r->token, r->failed))
 		e->unacked--;
 	unlink_record(in, r);
-	free(r->meta);
-	free(r);
+	eng_record_free(e, r);
 }
 
 static void enqueue_record(struct inp *in, struct record *r)
@@ -100,13 +98,52 @@ static void enqueue_record(struct inp *in, struct record *r)
 
 /* An event (or invalid) record of input in, keeping a copy of its event (one allocation): in
  * the ack queue, or in the framed record being read. */
+void eng_record_free(struct kr_engine *e, struct record *r)
+{
+	free(r->meta);
+	size_t c = r->size_class;
+	if (c && e->rec_cached_bytes + c * REC_CLASS_BYTES <= REC_CACHE_BYTES && !e->closing) {
+		r->next = e->rec_cache[c];
+		e->rec_cache[c] = r;
+		e->rec_cached_bytes += c * REC_CLASS_BYTES;
+		return;
+	}
+	free(r);
+}
+
+void eng_caches_free(struct kr_engine *e)
+{
+	for (size_t c = 0; c <= REC_CLASSES; c++)
+		for (struct record *r = e->rec_cache[c], *n; r; r = n) {
+			n = r->next;
+			free(r);
+		}
+	for (struct dlv *d = e->dlv_cache, *n; d; d = n) {
+		n = d->next_all;
+		free(d);
+	}
+}
+
 struct record *eng_record_new(struct inp *in, const char *raw, size_t len)
 {
 	struct kr_source_handle *h = in->h;
-	struct record *r = malloc(sizeof *r + len + 1);
+	struct kr_engine *e = h->e;
+	size_t need = sizeof(struct record) + len + 1;
+	size_t c = (need + REC_CLASS_BYTES - 1) / REC_CLASS_BYTES;
+	struct record *r;
+	if (c > REC_CLASSES) {
+		c = 0;
+		r = malloc(need);
+	} else if ((r = e->rec_cache[c])) {
+		e->rec_cache[c] = r->next;
+		e->rec_cached_bytes -= c * REC_CLASS_BYTES;
+	} else {
+		r = malloc(c * REC_CLASS_BYTES);
+	}
 	if (!r)
 		return NULL;
 	memset(r, 0, sizeof *r);
+	r->size_class = (uint8_t)c;
 	r->event = r->bytes;
 	memcpy(r->event, raw, len);
 	r->event[len] = 0;
@@ -274,8 +311,7 @@ void eng_input_free(struct kr_engine *e, struct inp *in, bool closing)
 		kr_metrics_input_forget(e->metrics, in->h->name, in->name);
 	for (struct record *r = in->ack_head, *n; r; r = n) {
 		n = r->next;
-		free(r->meta);
-		free(r);
+		eng_record_free(e, r);
 	}
 	if (!closing)
 		eng_gen_unref(e, in->gen);

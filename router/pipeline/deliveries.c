@@ -39,8 +39,12 @@ static uint64_t next_random(struct kr_engine *e)
 struct dlv *eng_delivery_new(struct kr_engine *e, struct record *rec, struct gen *g,
 				uint32_t sink, const char *rule, char *payload, size_t len)
 {
-	struct dlv *d = calloc(1, sizeof *d);
-	if (!d) {
+	struct dlv *d = e->dlv_cache;
+	if (d) {
+		e->dlv_cache = d->next_all;
+		e->dlv_cached--;
+		memset(d, 0, sizeof *d);
+	} else if (!(d = calloc(1, sizeof *d))) {
 		free(payload);
 		return NULL;
 	}
@@ -82,7 +86,13 @@ void eng_delivery_free(struct dlv *d)
 	free(d->payload);
 	free(d->counts);
 	free(d->err);
-	free(d);
+	if (e->dlv_cached < DLV_CACHE_KEEP && !e->closing) {
+		d->next_all = e->dlv_cache;
+		e->dlv_cache = d;
+		e->dlv_cached++;
+	} else {
+		free(d);
+	}
 	if (!e->closing)
 		eng_gen_unref(e, g);
 }
@@ -90,11 +100,12 @@ void eng_delivery_free(struct dlv *d)
 void eng_delivery_drop(struct dlv *d)
 {
 	struct record *r = d->rec;
+	struct kr_engine *e = d->e;
 	eng_delivery_free(d);
 	/* an event of a framed record (a message) is in no acknowledgement queue, so the input
 	   does not free it: its last delivery does (the frame goes with its input) */
 	if (r && r->frame && --r->pending == 0)
-		free(r);
+		eng_record_free(e, r);
 }
 
 void eng_record_delivery_ended(struct kr_engine *e, struct record *r, bool ok)

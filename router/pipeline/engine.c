@@ -660,6 +660,7 @@ void kr_engine_free(struct kr_engine *e)
 		g = n;
 	}
 	gen_free(e->cur);
+	eng_caches_free(e);
 	free(e);
 }
 

@@ -54,11 +54,21 @@ struct record {
 	bool done, failed;
 	bool is_frame; /* counted in unacked but not in in_flight (its events are) */
 	bool has_records; /* a frame: the stream found an event or invalid record in it */
+	uint8_t size_class; /* its room in REC_CLASS_BYTES steps, kept for the next record by
+			       eng_record_free; 0: a room of its own (freed) */
 	char *event; /* points into bytes[] */
 	size_t len;
 	uint64_t received_wall, received_mono;
 	char bytes[];
 };
+
+/* Freed records and deliveries are kept for the next ones (most are alike, and malloc's bins
+ * cost more than a list): records by the size of their room, up to REC_CLASSES steps of
+ * REC_CLASS_BYTES, REC_CACHE_BYTES of rooms in all; DLV_CACHE_KEEP deliveries. */
+#define REC_CLASS_BYTES 128
+#define REC_CLASSES 32
+#define REC_CACHE_BYTES (1u << 20)
+#define DLV_CACHE_KEEP 1024
 
 struct dlv {
 	struct kr_delivery pub; /* first: sinks see this part */
@@ -170,6 +180,10 @@ struct kr_engine {
 	uint64_t clock_mono, clock_wall;
 	bool in_round; /* kr_engine_step is running: completions share the round's clock */
 	bool closing; /* kr_engine_free: completions only free */
+	struct record *rec_cache[REC_CLASSES + 1]; /* by size_class, linked by next */
+	size_t rec_cached_bytes;
+	struct dlv *dlv_cache; /* linked by next_all */
+	size_t dlv_cached;
 };
 
 
@@ -196,6 +210,10 @@ void eng_record_delivery_ended(struct kr_engine *e, struct record *r, bool ok);
 /* acks.c */
 struct record *eng_record_new(struct inp *in, const char *raw, size_t len);
 void eng_record_release(struct kr_engine *e, struct record *r);
+/* Frees a record (its meta too), or keeps it for the next of its size. */
+void eng_record_free(struct kr_engine *e, struct record *r);
+/* Frees the records and deliveries kept for reuse (kr_engine_free). */
+void eng_caches_free(struct kr_engine *e);
 void eng_record_done_now(struct kr_engine *e, struct record *r);
 void eng_input_free(struct kr_engine *e, struct inp *in, bool closing);
 int32_t eng_input_dead_letter(struct inp *in, struct gen *g);
