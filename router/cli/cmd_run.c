@@ -36,6 +36,7 @@ struct runner {
 	uint64_t deadline;
 	bool progress; /* replay on a terminal */
 	bool replay;   /* the config's sources are not used */
+	bool serving;  /* metrics.listen: the metrics text is rendered for its endpoint */
 	struct kr_opts_mem mem; /* replay's source options */
 	uint64_t started;
 };
@@ -171,7 +172,9 @@ static int drive(struct runner *r, uint64_t grace_ms)
 	for (;;) {
 		int sleep = kr_engine_step(r->engine);
 		uint64_t now = kr_now_ms();
-		if (now >= next_publish) {
+		/* rendered for the endpoint, when there is one (with 10,000 rules a rendering is a
+		   few milliseconds) */
+		if (r->serving && now >= next_publish) {
 			kr_metrics_publish(r->metrics);
 			next_publish = now + 200;
 		}
@@ -194,7 +197,8 @@ static int drive(struct runner *r, uint64_t grace_ms)
 			return -1;
 	}
 	kr_engine_step(r->engine);
-	kr_metrics_publish(r->metrics);
+	if (r->serving)
+		kr_metrics_publish(r->metrics);
 	return 0;
 }
 
@@ -264,6 +268,7 @@ static int run_common(struct runner *r, struct kr_config *cfg, const struct kr_e
 		kr_config_free(cfg);
 		goto out;
 	}
+	r->serving = listen != NULL;
 	if (kr_engine_new(r->loop, cfg, eo, r->metrics, &r->engine, err) != KR_OK) {
 		fprintf(stderr, "kmsrouter: %s\n", err);
 		kr_config_free(cfg);
