@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Nodes, strings and arrays live in chunks owned by the root, so building and freeing a large
  * configuration costs a few allocations instead of several per value. */
@@ -795,23 +798,37 @@ static const char *ws(const char *p, const char *end)
  * backslash */
 static const char *skip_string(const char *p, const char *end, bool *escaped)
 {
-	const char *s = ++p;
+	p++;
 	*escaped = false;
-	while (p < end) {
-		const char *q = memchr(p, '"', (size_t)(end - p));
-		if (!q)
-			return NULL;
-		/* the quote ends the string unless an odd number of backslashes comes before it */
-		const char *b = q;
-		while (b > s && b[-1] == '\\')
-			b--;
-		if ((q - b) % 2 == 0) {
-			*escaped = memchr(s, '\\', (size_t)(q - s)) != NULL;
-			return q + 1;
+	for (;;) {
+		/* the next quote or backslash: a backslash escapes the byte after it */
+#ifdef __SSE2__
+		const __m128i quote = _mm_set1_epi8('"'), bsl = _mm_set1_epi8('\\');
+		while (end - p >= 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)p);
+			unsigned m = (unsigned)_mm_movemask_epi8(
+				_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bsl)));
+			if (m) {
+				p += __builtin_ctz(m);
+				goto special;
+			}
+			p += 16;
 		}
-		p = q + 1;
+#endif
+		while (p < end && *p != '"' && *p != '\\')
+			p++;
+		if (p >= end)
+			return NULL;
+#ifdef __SSE2__
+	special:
+#endif
+		if (*p == '"')
+			return p + 1;
+		*escaped = true;
+		if (end - p < 2)
+			return NULL;
+		p += 2;
 	}
-	return NULL;
 }
 
 /* p at a value: past it, or NULL where the structure breaks */
