@@ -96,8 +96,6 @@ static void enqueue_record(struct inp *in, struct record *r)
 	in->h->e->unacked++;
 }
 
-/* An event (or invalid) record of input in, keeping a copy of its event (one allocation): in
- * the ack queue, or in the framed record being read. */
 void eng_record_free(struct kr_engine *e, struct record *r)
 {
 	free(r->meta);
@@ -124,6 +122,9 @@ void eng_caches_free(struct kr_engine *e)
 	}
 }
 
+/* An event (or invalid) record of input in, keeping a copy of its event in its room (one
+ * allocation, or a freed record's room of its size): in
+ * the ack queue, or in the framed record being read. */
 struct record *eng_record_new(struct inp *in, const char *raw, size_t len)
 {
 	struct kr_source_handle *h = in->h;
