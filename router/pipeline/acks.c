@@ -123,8 +123,8 @@ void eng_caches_free(struct kr_engine *e)
 }
 
 /* An event (or invalid) record of input in, keeping a copy of its event in its room (one
- * allocation, or a freed record's room of its size): in
- * the ack queue, or in the framed record being read. */
+ * allocation, or a freed record's room of its size): in the ack queue, or in the framed record
+ * being read. */
 struct record *eng_record_new(struct inp *in, const char *raw, size_t len)
 {
 	struct kr_source_handle *h = in->h;
