@@ -14,45 +14,11 @@
 #include "transform.h"
 
 
-static uint64_t name_hash(const char *s)
+int cfg_nameset_add(struct kr_names *ns, const char *name)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
-/* Returns 1 when name was added, 0 when it was already there, -1 when out of memory. */
-int cfg_nameset_add(struct nameset *ns, const char *name)
-{
-	if ((ns->n + 1) * 2 > ns->cap) {
-		size_t cap = ns->cap ? ns->cap * 2 : 64;
-		struct nameslot *slots = calloc(cap, sizeof *slots);
-		if (!slots)
-			return -1;
-		for (size_t i = 0; i < ns->cap; i++) {
-			if (!ns->slots[i].name)
-				continue;
-			size_t j = ns->slots[i].hash & (cap - 1);
-			while (slots[j].name)
-				j = (j + 1) & (cap - 1);
-			slots[j] = ns->slots[i];
-		}
-		free(ns->slots);
-		ns->slots = slots;
-		ns->cap = cap;
-	}
-	uint64_t h = name_hash(name);
-	size_t j = h & (ns->cap - 1);
-	while (ns->slots[j].name) {
-		if (ns->slots[j].hash == h && strcmp(ns->slots[j].name, name) == 0)
-			return 0;
-		j = (j + 1) & (ns->cap - 1);
-	}
-	ns->slots[j].name = name;
-	ns->slots[j].hash = h;
-	ns->n++;
-	return 1;
+	if (kr_names_find(ns, name) != KR_NAME_ABSENT)
+		return 0;
+	return kr_names_add(ns, name, 0) ? 1 : -1;
 }
 
 /* out = base[idx]suffix, e.g. $.rules[12].pattern. Called once per list entry, so it avoids
@@ -357,8 +323,7 @@ struct plugin_list {
 static enum kr_err load_plugin_list(struct vctx *v, const struct kr_json *arr,
 				    const struct plugin_list *pl)
 {
-	free(v->names.slots);
-	v->names = (struct nameset){0};
+	kr_names_free(&v->names);
 	if (arr->type != KR_JSON_ARRAY)
 		return cfg_verr(v, arr, pl->list, "must be an array");
 	for (size_t i = 0; i < arr->n; i++) {
@@ -557,8 +522,8 @@ static enum kr_err load_engine_settings(struct vctx *v, const struct kr_json *d)
 /* Parses text (NUL-terminated at len), taking ownership of it: it stays as the config's text. */
 static void vctx_fini(struct vctx *v)
 {
-	free(v->names.slots);
-	free(v->rnames.slots);
+	kr_names_free(&v->names);
+	kr_names_free(&v->rnames);
 	free(v->sr);
 	free(v->tnames);
 }

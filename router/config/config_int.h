@@ -8,19 +8,7 @@
 #include <stdint.h>
 
 #include "config.h"
-
-/* A set of names (rules, sinks, sources) so that duplicate checks stay linear. Each slot keeps
- * its name's hash: a probe compares names only when the hashes are equal, and growing does not
- * read the names again. */
-struct nameslot {
-	const char *name; /* NULL: empty */
-	uint64_t hash;
-};
-
-struct nameset {
-	struct nameslot *slots;
-	size_t cap, n;
-};
+#include "names.h"
 
 /* A rule taken while the file was parsed (cfg_stream_rule): its name and its targets' names, in
  * pool; the targets are looked up once the sinks are loaded (cfg_load_streamed_rules). */
@@ -35,10 +23,11 @@ struct vctx {
 	struct kr_opts_src src; /* for kr_opts_fill: the file, its text, where errors go */
 	bool sinks_loaded;      /* sink names can be looked up (before: dead_letter waits) */
 	const char *rule_keys[4]; /* of kr_rule_options: name, pattern, targets, description */
-	struct nameset names; /* of the list being loaded */
+	struct kr_names names; /* of the list being loaded (rules, sinks, sources): duplicate
+				  checks stay linear */
 	/* rules streamed from the parse (see cfg_stream_rule) */
 	bool stream_off; /* a rule needs the tree: load the file again, the usual way */
-	struct nameset rnames;
+	struct kr_names rnames;
 	struct srule *sr;
 	size_t nsr, capsr;
 	const char **tnames;
@@ -46,7 +35,8 @@ struct vctx {
 };
 
 /* config.c */
-int cfg_nameset_add(struct nameset *ns, const char *name);
+/* Adds name to a set of names: 1 added, 0 already there, -1 out of memory. */
+int cfg_nameset_add(struct kr_names *ns, const char *name);
 void cfg_jp_index(char *out, size_t cap, const char *base, size_t idx, const char *suffix);
 enum kr_err cfg_verr(struct vctx *v, const struct kr_json *node, const char *jpath,
 		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -473,8 +473,7 @@ static enum kr_err add_pattern(struct vctx *v, const struct kr_json *pat, const 
 
 enum kr_err cfg_load_rules(struct vctx *v, const struct kr_json *arr)
 {
-	free(v->names.slots);
-	v->names = (struct nameset){0};
+	kr_names_free(&v->names);
 	struct kr_config *c = v->c;
 	if (arr->type != KR_JSON_ARRAY)
 		return cfg_verr(v, arr, "$.rules", "\"rules\" must be an array");
@@ -493,13 +492,8 @@ enum kr_err cfg_load_rules(struct vctx *v, const struct kr_json *arr)
 	if (e)
 		return e;
 	/* every rule adds a name: size the set once rather than rehashing it as it fills */
-	size_t cap = 64;
-	while (cap < (arr->n + 1) * 2)
-		cap *= 2;
-	v->names.slots = calloc(cap, sizeof *v->names.slots);
-	if (!v->names.slots)
+	if (!kr_names_reserve(&v->names, arr->n + 1))
 		return kr_errf(v->err, KR_ERR_NOMEM, "out of memory");
-	v->names.cap = cap;
 	for (size_t i = 0; i < arr->n; i++) {
 		const struct kr_json *o = arr->items[i];
 		char jp[64], jp2[96];

@@ -15,6 +15,7 @@
 
 #include "dynlib.h"
 #include "json.h"
+#include "names.h"
 
 /* libmicrohttpd, loaded by the first kr_metrics_listen (see dynlib.h) */
 static struct mhd_api {
@@ -48,13 +49,11 @@ struct named {
 };
 
 /* Series by name, in the order they were made (the order they are rendered in), with an index
- * (open addressing: index + 1 into v, 0 free; nslot a power of two, over twice n) so that
- * making 10,000 rules' series is not 50 million name comparisons. */
+ * of their names, so that making 10,000 rules' series is not 50 million name comparisons. */
 struct list {
 	struct named *v;
 	size_t n, cap;
-	size_t *slot;
-	size_t nslot;
+	struct kr_names idx; /* name -> its place in v */
 };
 
 struct kr_metrics {
@@ -90,7 +89,7 @@ static void list_free(struct list *l)
 		free(l->v[i].cell);
 	}
 	free(l->v);
-	free(l->slot);
+	kr_names_free(&l->idx);
 }
 
 void kr_metrics_free(struct kr_metrics *m)
@@ -109,47 +108,11 @@ void kr_metrics_free(struct kr_metrics *m)
 	free(m);
 }
 
-static size_t name_hash(const char *s)
-{
-	uint64_t h = 14695981039346656037u; /* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211u;
-	return (size_t)h;
-}
-
-/* An index of l's names, with over twice as many slots as names; false when out of memory (l
- * keeps no index then, and is searched name by name). */
-static bool index_build(struct list *l)
-{
-	size_t nslot = 32;
-	while (nslot <= 2 * l->n)
-		nslot *= 2;
-	free(l->slot);
-	l->nslot = 0;
-	if (!(l->slot = calloc(nslot, sizeof *l->slot)))
-		return false;
-	l->nslot = nslot;
-	for (size_t i = 0; i < l->n; i++) {
-		size_t h = name_hash(l->v[i].name) & (nslot - 1);
-		while (l->slot[h])
-			h = (h + 1) & (nslot - 1);
-		l->slot[h] = i + 1;
-	}
-	return true;
-}
-
 static void *lookup(struct list *l, const char *name, size_t size)
 {
-	size_t h = name_hash(name);
-	if (l->slot) {
-		for (size_t k = h & (l->nslot - 1); l->slot[k]; k = (k + 1) & (l->nslot - 1))
-			if (strcmp(l->v[l->slot[k] - 1].name, name) == 0)
-				return l->v[l->slot[k] - 1].cell;
-	} else {
-		for (size_t i = 0; i < l->n; i++)
-			if (strcmp(l->v[i].name, name) == 0)
-				return l->v[i].cell;
-	}
+	size_t i = kr_names_find(&l->idx, name);
+	if (i != KR_NAME_ABSENT)
+		return l->v[i].cell;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 16;
 		struct named *v = realloc(l->v, cap * sizeof *v);
@@ -160,7 +123,7 @@ static void *lookup(struct list *l, const char *name, size_t size)
 	}
 	void *cell = calloc(1, size);
 	char *n = strdup(name);
-	if (!cell || !n) {
+	if (!cell || !n || !kr_names_add(&l->idx, n, l->n)) {
 		free(cell);
 		free(n);
 		return NULL;
@@ -168,14 +131,6 @@ static void *lookup(struct list *l, const char *name, size_t size)
 	l->v[l->n].name = n;
 	l->v[l->n].cell = cell;
 	l->n++;
-	if (l->slot && 2 * l->n < l->nslot) {
-		size_t k = h & (l->nslot - 1);
-		while (l->slot[k])
-			k = (k + 1) & (l->nslot - 1);
-		l->slot[k] = l->n;
-	} else {
-		index_build(l);
-	}
 	return cell;
 }
 
@@ -223,16 +178,19 @@ int64_t *kr_metrics_input_lag(struct kr_metrics *m, const char *source, const ch
 
 void kr_metrics_input_forget(struct kr_metrics *m, const char *source, const char *input)
 {
-	char *k = input_key(source, input);
-	for (size_t i = 0; k && i < m->inputs.n; i++)
-		if (strcmp(m->inputs.v[i].name, k) == 0) {
-			free(m->inputs.v[i].name);
-			free(m->inputs.v[i].cell);
-			m->inputs.v[i] = m->inputs.v[--m->inputs.n];
-			index_build(&m->inputs);
-			break;
-		}
-	free(k);
+	char *key = input_key(source, input);
+	struct list *l = &m->inputs;
+	size_t i = key ? kr_names_find(&l->idx, key) : KR_NAME_ABSENT;
+	free(key);
+	if (i == KR_NAME_ABSENT)
+		return;
+	free(l->v[i].name);
+	free(l->v[i].cell);
+	l->v[i] = l->v[--l->n];
+	/* the index again, in the room it has (no name more than before: nothing to fail) */
+	kr_names_clear(&l->idx);
+	for (size_t k = 0; k < l->n; k++)
+		(void)kr_names_add(&l->idx, l->v[k].name, k);
 }
 
 struct kr_global_stats *kr_metrics_global(struct kr_metrics *m)
