@@ -54,7 +54,8 @@ static const struct kr_option kafka_options[] = {
 		 "without a key"},
 	{.name = "properties", .type = KR_OPT_MAP, .offset = offsetof(struct kafka_conf, properties),
 	 .help = "librdkafka producer properties (security.protocol, ssl.*, sasl.mechanisms, "
-		 "client.id, linger.ms, compression.type, ...)"},
+		 "client.id, linger.ms, compression.type, ...); not plugin.library.paths (no "
+		 "library a config names is loaded)"},
 	{.name = "secret_properties", .type = KR_OPT_MAP,
 	 .offset = offsetof(struct kafka_conf, secret_properties),
 	 .help = "producer properties whose values are secrets, each the name of an environment "

@@ -94,8 +94,9 @@ static const struct kr_option ksrc_options[] = {
 		 "next owner)"},
 	{.name = "properties", .type = KR_OPT_MAP, .offset = offsetof(struct ksrc_conf, properties),
 	 .help = "librdkafka consumer properties (security.protocol, ssl.*, sasl.mechanisms, "
-		 "client.id, fetch.*, queued.*, session.timeout.ms, ...); also used by the "
-		 "dead-letter topic's producer"},
+		 "client.id, fetch.*, queued.*, session.timeout.ms, ...; not plugin.library.paths: "
+		 "no library a config names is loaded); also used by the dead-letter topic's "
+		 "producer"},
 	{.name = "secret_properties", .type = KR_OPT_MAP,
 	 .offset = offsetof(struct ksrc_conf, secret_properties),
 	 .help = "properties whose values are secrets, each the name of an environment variable "

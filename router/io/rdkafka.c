@@ -66,6 +66,27 @@ static bool is_reserved(const char *const *reserved, const char *name)
 	return false;
 }
 
+/* Properties that would make librdkafka load code while the config is only being read. */
+static const char *const refused[] = {"plugin.library.paths", NULL};
+
+/* Whether name may be set by the user; if not, err says why. */
+static bool user_may_set(const char *const *reserved, const char *owner, const char *name,
+			 char *err, size_t cap)
+{
+	if (is_reserved(reserved, name)) {
+		snprintf(err, cap, "\"%s\" is set by the %s itself", name, owner);
+		return false;
+	}
+	if (is_reserved(refused, name)) {
+		snprintf(err, cap,
+			 "\"%s\" is refused: librdkafka would load the libraries it names while the "
+			 "config is read (by check too), and kmsrouter runs no code a config names",
+			 name);
+		return false;
+	}
+	return true;
+}
+
 bool kr_rdkafka_set_user(rd_kafka_conf_t *conf, const char *kind, const char *owner,
 			 const struct kr_strmap *props,
 			 const struct kr_strmap *secrets, const char *const *reserved, bool offline,
@@ -73,12 +94,8 @@ bool kr_rdkafka_set_user(rd_kafka_conf_t *conf, const char *kind, const char *ow
 {
 	*bad = "properties";
 	for (size_t i = 0; i < props->n; i++) {
-		if (is_reserved(reserved, props->keys[i])) {
-			snprintf(err, cap, "\"%s\" is set by the %s itself", props->keys[i],
-				 owner);
-			return false;
-		}
-		if (!kr_rdkafka_set(conf, kind, props->keys[i], props->values[i], false, err, cap))
+		if (!user_may_set(reserved, owner, props->keys[i], err, cap) ||
+		    !kr_rdkafka_set(conf, kind, props->keys[i], props->values[i], false, err, cap))
 			return false;
 	}
 	*bad = "secret_properties";
@@ -86,10 +103,8 @@ bool kr_rdkafka_set_user(rd_kafka_conf_t *conf, const char *kind, const char *ow
 		const char *name = secrets->keys[i];
 		const char *env = secrets->values[i];
 		const char *v = getenv(env);
-		if (is_reserved(reserved, name)) {
-			snprintf(err, cap, "\"%s\" is set by the %s itself", name, owner);
+		if (!user_may_set(reserved, owner, name, err, cap))
 			return false;
-		}
 		if (!v && !offline) {
 			snprintf(err, cap, "the environment variable %s (for \"%s\") is not set", env,
 				 name);

@@ -100,8 +100,10 @@ bool kr_rdkafka_set(rd_kafka_conf_t *conf, const char *kind, const char *name,
 
 /* Sets a plugin's "properties" and then its "secret_properties" (property -> the environment
  * variable holding its value; in an offline load an unset variable is no error). A property in
- * reserved (NULL-terminated) is refused: the plugin (owner: "sink", "source") sets it. False with err; *bad names the
- * option at fault. */
+ * reserved (NULL-terminated) is refused: the plugin (owner: "sink", "source") sets it. So is
+ * "plugin.library.paths": librdkafka loads the libraries it names as soon as it is set, which
+ * is while a config is read (by check, and by a reload), and kmsrouter runs no code a config
+ * names. False with err; *bad names the option at fault. */
 bool kr_rdkafka_set_user(rd_kafka_conf_t *conf, const char *kind, const char *owner,
 			 const struct kr_strmap *props,
 			 const struct kr_strmap *secrets, const char *const *reserved, bool offline,

@@ -6,8 +6,9 @@
  * this machine, read-only: getenv for the *_env secrets (the target sets KR_FUZZ_SECRET for its
  * seeds), stat/access for the folder of a log sink's path, and, for the kafka source and sink,
  * librdkafka (dlopen) and rd_kafka_conf_set with the "properties" of the input. One property
- * acts at once: librdkafka loads (dlopen) the libraries that "plugin.library.paths" names while
- * it is set. So an input is skipped when its text, parsed as config.c parses it (comments
+ * would act at once: librdkafka loads (dlopen) the libraries that "plugin.library.paths" names
+ * while it is set. kmsrouter refuses that property before librdkafka sees it (rdkafka.c); as a
+ * second guard, an input is skipped when its text, parsed as config.c parses it (comments
  * allowed, depth 128), has an object key, anywhere, containing "plugin" in any case (as a C
  * string, which is what rd_kafka_conf_set gets); text that this parse rejects must then be
  * rejected by kr_config_parse too (checked below). Nothing in loading writes or deletes files,

@@ -200,8 +200,9 @@ def test_message_too_large_is_dead_lettered_unsent(d):
 
 
 def test_check_rejects_bad_properties_at_their_place_and_never_shows_a_secret(d):
-    """check: an unknown property, a bad value, a property the sink sets itself, a secret
-    property whose variable is unset, and one whose value librdkafka refuses: each rejected at
+    """check: an unknown property, a bad value, a property the sink sets itself,
+    plugin.library.paths (as a property and as a secret one), a secret property whose variable
+    is unset, and one whose value librdkafka refuses: each rejected at
     FILE:LINE:COL with the option's path; the secret's value is never in the output. With the
     secret set and valid, the run's output does not hold it either."""
     src = write_events(d, [event(0)])
@@ -210,6 +211,11 @@ def test_check_rejects_bad_properties_at_their_place_and_never_shows_a_secret(d)
     cases = [({"properties": {"no.such.property": "1"}}, "no.such.property"),
              ({"properties": {"linger.ms": "soon"}}, "linger.ms"),
              ({"properties": {"bootstrap.servers": "x:1"}}, "set by the sink"),
+             # librdkafka would load it while check reads the config
+             ({"properties": {"plugin.library.paths": "/nonexistent/libkrplugin"}},
+              "plugin.library.paths\" is refused"),
+             ({"secret_properties": {"plugin.library.paths": "KR_KAFKA_SECRET"}},
+              "plugin.library.paths\" is refused"),
              ({"secret_properties": {"sasl.password": "KR_KAFKA_UNSET_VAR"}},
               "KR_KAFKA_UNSET_VAR"),
              ({"secret_properties": {"linger.ms": "KR_KAFKA_SECRET"}}, "linger.ms"),
