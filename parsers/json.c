@@ -2,6 +2,7 @@
  *
  * yajl updates its consumed-bytes counter before each callback, so inside a callback it is the
  * offset just past the token; from that we derive where each value starts. */
+#include "grow.h"
 #include "json.h"
 #include "lex.h"
 #include "mem.h"
@@ -225,14 +226,8 @@ static int add(struct builder *b, struct kr_json *j)
 			b->root_end = b->completing ? SIZE_MAX : consumed(b);
 		return 1;
 	}
-	if (b->nmembers == b->capmembers) {
-		size_t cap = b->capmembers ? b->capmembers * 2 : 64;
-		struct member *m = realloc(b->members, cap * sizeof *m);
-		if (!m)
-			return fail(b, KR_ERR_NOMEM, 0, "out of memory");
-		b->members = m;
-		b->capmembers = cap;
-	}
+	if (!kr_grow(&b->members, &b->capmembers, b->nmembers + 1, sizeof *b->members, 64))
+		return fail(b, KR_ERR_NOMEM, 0, "out of memory");
 	struct member *m = &b->members[b->nmembers++];
 	m->val = j;
 	m->key = b->pending_key;

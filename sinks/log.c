@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "grow.h"
 #include "loop.h"
 #include "plugin.h"
 
@@ -154,15 +155,9 @@ nomem:
 static void log_submit(void *ctx, struct kr_delivery *d)
 {
 	struct log_sink *s = ctx;
-	if (s->npending == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 256;
-		struct kr_delivery **p = realloc(s->pending, cap * sizeof *p);
-		if (!p) {
-			kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
-			return;
-		}
-		s->pending = p;
-		s->cap = cap;
+	if (!kr_grow(&s->pending, &s->cap, s->npending + 1, sizeof *s->pending, 256)) {
+		kr_delivery_done(d, KR_RETRYABLE, 0, "ENOMEM", "out of memory");
+		return;
 	}
 	size_t before = s->buf.len;
 	bool ok;

@@ -48,6 +48,7 @@
 
 #include "aws.h"
 #include "buf.h"
+#include "grow.h"
 #include "json.h"
 #include "log.h"
 #include "loop.h"
@@ -368,14 +369,8 @@ static void msg_unref(struct sqs_src *s, struct msg *m)
 /* Queues a message's entry for a batch request (p: deletes or visibility changes). */
 static bool pending_add(struct pending *p, struct msg *m, uint32_t vis, enum entry_kind kind)
 {
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 64;
-		struct entry *v = realloc(p->v, cap * sizeof *v);
-		if (!v)
-			return false;
-		p->v = v;
-		p->cap = cap;
-	}
+	if (!kr_grow(&p->v, &p->cap, p->n + 1, sizeof *p->v, 64))
+		return false;
 	p->v[p->n++] = (struct entry){.m = m, .vis = vis, .kind = (uint8_t)kind};
 	m->refs++;
 	return true;

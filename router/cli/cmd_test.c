@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "config.h"
 #include "fields.h"
+#include "grow.h"
 #include "input.h"
 #include "stream.h"
 #include "transform.h"
@@ -431,15 +432,9 @@ static int on_event(void *vctx, const struct kr_event *ev)
 {
 	struct collect *c = vctx;
 	struct tcase *tc = c->tc;
-	if (tc->nevents == tc->capevents) {
-		size_t cap = tc->capevents ? tc->capevents * 2 : 4;
-		struct event *v = realloc(tc->events, cap * sizeof *v);
-		if (!v) {
-			c->nomem = true;
-			return 1;
-		}
-		tc->events = v;
-		tc->capevents = cap;
+	if (!kr_grow(&tc->events, &tc->capevents, tc->nevents + 1, sizeof *tc->events, 4)) {
+		c->nomem = true;
+		return 1;
 	}
 	struct event *e = &tc->events[tc->nevents];
 	*e = (struct event){0};

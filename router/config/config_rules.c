@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config_int.h"
+#include "grow.h"
 #include "transform.h"
 
 /* A JSONPath as EventBridge's InputPath and InputPathsMap take it: $ or $.a.b[0]... */
@@ -377,22 +378,10 @@ bool cfg_stream_rule(void *ctx, const struct kr_json *o, size_t index)
 	for (size_t k = 0; k < tg->n; k++)
 		if (tg->items[k]->type != KR_JSON_STRING)
 			goto off;
-	if (v->nsr == v->capsr) {
-		size_t cap = v->capsr ? v->capsr * 2 : 256;
-		struct srule *a = realloc(v->sr, cap * sizeof *a);
-		if (!a)
-			goto off;
-		v->sr = a;
-		v->capsr = cap;
-	}
-	while (v->ntn + tg->n > v->captn) {
-		size_t cap = v->captn ? v->captn * 2 : 256;
-		const char **a = realloc(v->tnames, cap * sizeof *a);
-		if (!a)
-			goto off;
-		v->tnames = a;
-		v->captn = cap;
-	}
+	if (!kr_grow(&v->sr, &v->capsr, v->nsr + 1, sizeof *v->sr, 256))
+		goto off;
+	if (!kr_grow(&v->tnames, &v->captn, v->ntn + tg->n, sizeof *v->tnames, 256))
+		goto off;
 	const char *name = pool_put(c, n->str, n->len);
 	if (!name || cfg_nameset_add(&v->rnames, name) <= 0)
 		goto off;

@@ -9,19 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
+
 static void *keep(struct kr_opts_mem *m, void *p, void (*release)(void *))
 {
 	if (!p)
 		return NULL;
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 16;
-		struct kr_opts_kept *v = realloc(m->v, cap * sizeof *v);
-		if (!v) {
-			release(p);
-			return NULL;
-		}
-		m->v = v;
-		m->cap = cap;
+	if (!kr_grow(&m->v, &m->cap, m->n + 1, sizeof *m->v, 16)) {
+		release(p);
+		return NULL;
 	}
 	m->v[m->n].p = p;
 	m->v[m->n++].release = release;

@@ -1,4 +1,5 @@
 /* The event loop (see loop.h): epoll plus a binary min-heap of timers keyed by due time. */
+#include "grow.h"
 #include "loop.h"
 #include "mem.h"
 
@@ -200,14 +201,8 @@ void kr_timer_start(struct kr_timer *t, uint64_t delay_ms)
 {
 	struct kr_loop *l = t->l;
 	heap_remove(l, t);
-	if (l->nheap == l->capheap) {
-		size_t cap = l->capheap ? l->capheap * 2 : 64;
-		struct kr_timer **h = realloc(l->heap, cap * sizeof *h);
-		if (!h)
-			return; /* the timer stays stopped; callers treat it as not armed */
-		l->heap = h;
-		l->capheap = cap;
-	}
+	if (!kr_grow(&l->heap, &l->capheap, l->nheap + 1, sizeof *l->heap, 64))
+		return; /* the timer stays stopped; callers treat it as not armed */
 	t->due = kr_now_ms() + delay_ms;
 	t->heap_index = l->nheap;
 	l->heap[l->nheap++] = t;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "dynlib.h"
+#include "grow.h"
 #include "json.h"
 #include "names.h"
 
@@ -113,14 +114,8 @@ static void *lookup(struct list *l, const char *name, size_t size)
 	size_t i = kr_names_find(&l->idx, name);
 	if (i != KR_NAME_ABSENT)
 		return l->v[i].cell;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		struct named *v = realloc(l->v, cap * sizeof *v);
-		if (!v)
-			return NULL;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (!kr_grow(&l->v, &l->cap, l->n + 1, sizeof *l->v, 16))
+		return NULL;
 	void *cell = calloc(1, size);
 	char *n = strdup(name);
 	if (!cell || !n || !kr_names_add(&l->idx, n, l->n)) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "grow.h"
 #include "metrics.h"
 #include "rules.h"
 
@@ -43,14 +44,8 @@ static void ack_advance(struct inp *in)
 /* Keeps a done frame's token for its acknowledgement (unordered inputs). */
 static bool keep_token(struct inp *in, void *token, bool failed)
 {
-	if (in->ntokens == in->captokens) {
-		size_t cap = in->captokens ? in->captokens * 2 : 64;
-		struct done_token *t = realloc(in->tokens, cap * sizeof *t);
-		if (!t)
-			return false;
-		in->tokens = t;
-		in->captokens = cap;
-	}
+	if (!kr_grow(&in->tokens, &in->captokens, in->ntokens + 1, sizeof *in->tokens, 64))
+		return false;
 	in->tokens[in->ntokens++] = (struct done_token){token, failed};
 	return true;
 }
