@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,6 +17,8 @@ struct kr_reader {
 	char *path;
 	int fd;
 	bool is_stdin;
+	bool may_block;   /* not a regular file: a read can wait for a writer */
+	bool nonblocking; /* kr_reader_nonblocking: poll before such a read */
 	bool started;     /* the first bytes were looked at (gzip or not) */
 	bool gzip;
 	bool member_done; /* gzip: a member ended; another may follow */
@@ -26,13 +29,25 @@ struct kr_reader {
 	ino_t ino;
 };
 
-static ssize_t read_some(int fd, void *buf, size_t n)
+#define READ_WOULD_WAIT (-2)
+
+/* read(2) of up to n bytes: -1 on an error (errno), READ_WOULD_WAIT when a descriptor that
+ * someone made non-blocking has nothing yet and the reader is kr_reader_nonblocking (otherwise
+ * that waits here, as a blocking descriptor would). */
+static ssize_t read_some(const struct kr_reader *r, void *buf, size_t n)
 {
 	for (;;) {
-		ssize_t r = read(fd, buf, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		return r;
+		ssize_t k = read(r->fd, buf, n);
+		if (k >= 0)
+			return k;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if (r->nonblocking)
+				return READ_WOULD_WAIT;
+			struct pollfd p = {.fd = r->fd, .events = POLLIN};
+			(void)poll(&p, 1, -1);
+		} else if (errno != EINTR) {
+			return -1;
+		}
 	}
 }
 
@@ -62,17 +77,43 @@ enum kr_err kr_reader_open(const char *path, struct kr_stream *s, struct kr_read
 		}
 		r->dev = st.st_dev;
 		r->ino = st.st_ino;
+		r->may_block = !S_ISREG(st.st_mode);
 	}
 	kr_stream_reset(s);
 	*out = r;
 	return KR_OK;
 }
 
+void kr_reader_nonblocking(struct kr_reader *r)
+{
+	r->nonblocking = true;
+}
+
+int kr_reader_fd(const struct kr_reader *r)
+{
+	return r->fd;
+}
+
+/* Whether a read now would wait (kr_reader_nonblocking on what is not a regular file): nothing
+ * to read, and neither an end nor an error to report. */
+static bool would_wait(const struct kr_reader *r)
+{
+	if (!r->nonblocking || !r->may_block)
+		return false;
+	struct pollfd p = {.fd = r->fd, .events = POLLIN};
+	int k = poll(&p, 1, 0);
+	return k == 0 || (k < 0 && errno == EINTR);
+}
+
 static enum kr_read step_gzip(struct kr_reader *r, char *err)
 {
 	z_stream *z = &r->z;
 	if (z->avail_in == 0) {
-		ssize_t n = read_some(r->fd, r->in, CHUNK);
+		if (would_wait(r))
+			return KR_READ_WAIT;
+		ssize_t n = read_some(r, r->in, CHUNK);
+		if (n == READ_WOULD_WAIT)
+			return KR_READ_WAIT;
 		if (n < 0) {
 			kr_errf(err, KR_ERR_IO, "%s: %s", r->path, strerror(errno));
 			return KR_READ_ERROR;
@@ -122,12 +163,16 @@ enum kr_read kr_reader_step(struct kr_reader *r, char *err)
 {
 	if (r->gzip)
 		return step_gzip(r, err);
+	if (would_wait(r))
+		return KR_READ_WAIT;
 	char *b = kr_stream_reserve(r->s, CHUNK);
 	if (!b) {
 		kr_errf(err, KR_ERR_NOMEM, "%s: out of memory", r->path);
 		return KR_READ_ERROR;
 	}
-	ssize_t n = read_some(r->fd, b, CHUNK);
+	ssize_t n = read_some(r, b, CHUNK);
+	if (n == READ_WOULD_WAIT)
+		return KR_READ_WAIT;
 	if (n < 0) {
 		kr_errf(err, KR_ERR_IO, "%s: %s", r->path, strerror(errno));
 		return KR_READ_ERROR;

@@ -7,7 +7,11 @@
  * its end the source waits and polls; when the path is replaced (rotation) or truncated, the old
  * file is finished and the new one read from its start; and every poll_interval_ms the globs are
  * expanded again, so a file that starts to match one is read from its beginning (a glob that
- * matches nothing is warned about once, not an error).
+ * matches nothing is warned about once, not an error). Standard input that is a pipe or a socket
+ * ends at its end even with "follow", as with tail -f. Reading a pipe, socket or terminal that
+ * has nothing yet waits in the event loop (a watch on its descriptor), not in read(), so a quiet
+ * writer holds up neither deliveries nor signals (opening a named FIFO still waits for its first
+ * writer).
  *
  * With "checkpoint", the number of records done per input is saved (atomically: a temporary file
  * renamed over the old one, soon after each acknowledgement) and skipped on the next start. A
@@ -62,7 +66,10 @@ struct finput {
 	struct kr_stream *stream;
 	uint32_t gen;      /* opened how many times: acks of an earlier opening (a rotated file) are
 			      not this file's */
-	bool finished;     /* read to the end and ended (not follow) */
+	bool finished;     /* read to the end and ended (not follow; with follow, stdin_ends) */
+	bool stdin_ends;   /* standard input that is a pipe or a socket: once its writers are gone
+			      it has nothing more to give, so with follow too it ends at its end */
+	bool watched;      /* waiting for its descriptor to be readable (a quiet pipe) */
 	uint64_t done;     /* records acknowledged */
 	uint64_t skip;     /* from the checkpoint */
 	int64_t size;
@@ -624,6 +631,7 @@ static bool open_input(struct file_src *f, size_t i)
 			}
 			return false;
 		}
+		kr_reader_nonblocking(in->reader); /* a quiet pipe must not stop the loop */
 		struct stat st;
 		if (!now.known || attempt == 2 ||
 		    (stat(in->path, &st) == 0 && (uint64_t)st.st_dev == now.dev &&
@@ -634,7 +642,47 @@ static bool open_input(struct file_src *f, size_t i)
 		close_input(in);
 	}
 	in->id = now;
+	struct stat st;
+	in->stdin_ends = strcmp(in->path, "-") == 0 && fstat(0, &st) == 0 &&
+			 (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
 	return true;
+}
+
+static void poll_fire(struct kr_loop *l, struct kr_timer *t, void *arg);
+
+/* The descriptor of an input that had nothing to read became readable (or ended): the wake-up
+ * is all it takes, the engine pulls again on its next round. */
+static void on_readable(struct kr_loop *l, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	struct file_src *f = arg;
+	kr_loop_unwatch(l, fd);
+	for (size_t i = 0; i < f->n; i++)
+		if (f->in[i].watched && kr_reader_fd(f->in[i].reader) == fd)
+			f->in[i].watched = false;
+}
+
+/* Input i has nothing to read yet (KR_READ_WAIT): wake up when it has. Where its descriptor
+ * cannot be watched, the poll timer looks again. */
+static void watch_input(struct file_src *f, struct finput *in)
+{
+	if (in->watched)
+		return;
+	if (kr_loop_watch(f->loop, kr_reader_fd(in->reader), KR_IO_READ, on_readable, f) == 0) {
+		in->watched = true;
+		return;
+	}
+	if (!f->poll_timer)
+		f->poll_timer = kr_timer_new(f->loop, poll_fire, f);
+	if (f->poll_timer && !kr_timer_active(f->poll_timer))
+		kr_timer_start(f->poll_timer, f->poll_ms);
+}
+
+static void unwatch_input(struct file_src *f, struct finput *in)
+{
+	if (in->watched)
+		kr_loop_unwatch(f->loop, kr_reader_fd(in->reader));
+	in->watched = false;
 }
 
 /* The input's end; false while the engine has paused on a record found there (the next pull
@@ -642,6 +690,7 @@ static bool open_input(struct file_src *f, size_t i)
 static bool finish_input(struct file_src *f, size_t i)
 {
 	struct finput *in = &f->in[i];
+	unwatch_input(f, in);
 	if (in->reader) {
 		kr_reader_finish(in->reader);
 		if (kr_stream_paused(in->stream))
@@ -675,6 +724,10 @@ static enum kr_pull file_pull(void *ctx)
 			enum kr_read r = step_input(in, err);
 			if (r == KR_READ_MORE)
 				return KR_PULL_MORE;
+			if (r == KR_READ_WAIT) {
+				watch_input(f, in);
+				return KR_PULL_WAIT;
+			}
 			if (r == KR_READ_ERROR) {
 				kr_log(KR_LOG_ERROR, "source", "msg", "read error", "error", err, NULL);
 				kr_source_error(f->h);
@@ -692,17 +745,33 @@ static enum kr_pull file_pull(void *ctx)
 		rescan(f);
 		f->next_scan = now + f->poll_ms;
 	}
-	bool more = false;
+	bool more = false, open = false;
 	for (size_t i = 0; i < f->n; i++) {
 		struct finput *in = &f->in[i];
+		if (in->finished)
+			continue;
+		open = true;
 		if (!in->reader && !open_input(f, i))
 			continue;
 		enum kr_read r = step_input(in, err);
 		if (r == KR_READ_MORE) {
 			more = true;
+		} else if (r == KR_READ_WAIT) {
+			watch_input(f, in);
 		} else if (r == KR_READ_ERROR) {
 			kr_log(KR_LOG_ERROR, "source", "msg", "read error", "error", err, NULL);
 			more |= !finish_input(f, i);
+		} else if (in->stdin_ends) {
+			/* like tail -f, which does not follow a pipe: its end is final */
+			if (!finish_input(f, i)) {
+				more = true;
+				continue;
+			}
+			in->finished = true;
+			kr_log(KR_LOG_INFO, "source", "name", f->name, "msg",
+			       "standard input (a pipe or socket) ended; it is not followed further",
+			       NULL);
+			more = true; /* the next pull says whether the source is done */
 		} else if (kr_reader_replaced(in->reader)) {
 			/* rotated or truncated: what was read is complete, the new file starts over */
 			if (finish_input(f, i))
@@ -712,6 +781,8 @@ static enum kr_pull file_pull(void *ctx)
 	}
 	if (more)
 		return KR_PULL_MORE;
+	if (!open && !f->nglobs)
+		return KR_PULL_DONE; /* only a standard input that ended was followed */
 	if (!kr_timer_active(f->poll_timer)) {
 		if (!f->poll_timer)
 			f->poll_timer = kr_timer_new(f->loop, poll_fire, f);
@@ -771,6 +842,7 @@ static void file_destroy(void *ctx)
 		return;
 	save_checkpoint(f);
 	for (size_t i = 0; i < f->n; i++) {
+		unwatch_input(f, &f->in[i]);
 		kr_reader_close(f->in[i].reader);
 		free(f->in[i].path);
 	}
@@ -808,7 +880,10 @@ static const char file_doc[] =
 	"every poll_interval_ms; a file that is replaced (rotation) or truncated is finished and "
 	"the new one read from its start; and the globs are expanded again every "
 	"poll_interval_ms, so a file that starts to match one is read from its beginning (a glob "
-	"that matches nothing is then a warning, logged once).\n\n"
+	"that matches nothing is then a warning, logged once). Standard input that is a pipe or "
+	"a socket is not followed past its end, as tail -f does not (its writers are gone, "
+	"nothing more can come): it is finished there, and a source whose paths are only \"-\" "
+	"is then done.\n\n"
 	"With checkpoint, the number of records done of each input is written to that file (to a "
 	"temporary file renamed over it, soon after each acknowledgement) and skipped at the next "
 	"start. The checkpoint also identifies each file (device, inode, size, a hash of its "

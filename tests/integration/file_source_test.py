@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 
@@ -136,6 +137,56 @@ def follow_warns_once_about_a_glob_that_matches_nothing(t):
     expect_ids_once(out, ids(other + first), 'out')
     check(len(log_lines(err, 'warn', 'no file matches')) == 1,
           'the warning was repeated: %s' % log_lines(err, 'warn', 'no file matches'))
+
+
+@test
+def a_quiet_pipe_on_standard_input_does_not_stop_the_router(t):
+    """paths ["-"] on a pipe whose writer stays but sends nothing more: what it sent is
+    delivered, and SIGTERM stops the router at once (it waits for the pipe in its event loop,
+    not in a read), exit 0, with the writer still there."""
+    evs = events('quiet', 5)
+    write_json(t.path('config.json'), all_to_out(
+        sources=[{'name': 'in', 'type': 'file', 'paths': ['-']}]))
+    r = Router(t, ['run', '-c', t.path('config.json')], stdin=subprocess.PIPE)
+    try:
+        r.p.stdin.write(jsonl(evs).encode())
+        r.p.stdin.flush()
+        out = t.path('out.jsonl')
+        wait_for(lambda: count_lines(out) >= 5, 5, 'the events written to the pipe', proc=r)
+        time.sleep(0.2)
+        r.signal(signal.SIGTERM)
+        rc = r.wait(5, 'kmsrouter to stop on SIGTERM with its standard input quiet')
+        check(rc == 0, 'exit status %s, want 0: %s' % (rc, r.stderr_tail()))
+        expect_ids_once(out, ids(evs), 'out')
+    finally:
+        r.p.stdin.close()
+
+
+@test
+def follow_ends_with_standard_input_that_is_a_pipe(t):
+    """With follow, "-" on a pipe is followed while its writer is there, through a pause, and
+    not past its end (as tail -f): when the writer closes it, the source is done and run exits
+    0 by itself, every event delivered once, with an info line saying why."""
+    first, second = events('p1', 10), events('p2', 20)
+    write_json(t.path('config.json'), all_to_out(sources=[follow_source(['-'])]))
+    r = Router(t, ['run', '-c', t.path('config.json')], stdin=subprocess.PIPE)
+    out = t.path('out.jsonl')
+    try:
+        r.p.stdin.write(jsonl(first).encode())
+        r.p.stdin.flush()
+        wait_for(lambda: count_lines(out) >= 10, 5, 'the first events', proc=r)
+        time.sleep(0.3)  # several polls with the pipe quiet and its writer there
+        check(r.running(), 'kmsrouter exited while its standard input was still open: %s'
+              % r.stderr_tail())
+        r.p.stdin.write(jsonl(second).encode())
+    finally:
+        r.p.stdin.close()
+    rc = r.wait(10, 'kmsrouter to finish once its standard input was closed')
+    check(rc == 0, 'exit status %s, want 0: %s' % (rc, r.stderr_tail()))
+    expect_ids_once(out, ids(first + second), 'out')
+    ended = log_lines(r.stderr(), 'info', 'standard input (a pipe or socket) ended')
+    check(len(ended) == 1, 'want one info line saying standard input ended, got: %s'
+          % r.stderr_tail())
 
 
 @test

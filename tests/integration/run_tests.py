@@ -144,13 +144,13 @@ def append(path, text):
 class Router:
     """One kmsrouter process; stdout and stderr go to files in the test's directory."""
 
-    def __init__(self, t, args, cwd=None, label='kmsrouter'):
+    def __init__(self, t, args, cwd=None, label='kmsrouter', stdin=subprocess.DEVNULL):
         t.nproc += 1
         base = os.path.join(t.dir, '%s-%d' % (label, t.nproc))
         self.out_path, self.err_path = base + '.stdout', base + '.stderr'
         self.args = [KR] + args
         with open(self.out_path, 'wb') as out, open(self.err_path, 'wb') as err:
-            self.p = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=out,
+            self.p = subprocess.Popen(self.args, stdin=stdin, stdout=out,
                                       stderr=err, cwd=cwd or t.dir)
         self.started = time.monotonic()
         self.ended = None
