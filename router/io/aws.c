@@ -3,10 +3,16 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +22,7 @@
 #include "engine.h"
 #include "json.h"
 #include "log.h"
+#include "sigv4.h"
 
 const char *const kr_aws_schemes[] = {"http", "https", NULL};
 
@@ -61,8 +68,11 @@ const char kr_aws_doc[] =
 	"instance metadata service (IMDSv2; AWS_EC2_METADATA_DISABLED=true skips it). role_arn "
 	"(with external_id, role_session_name) assumes a role through STS AssumeRole with the "
 	"credentials found. Temporary credentials are fetched again five minutes before they "
-	"expire; requests in flight keep the ones they were signed with. Keys never appear in "
-	"logs, errors or metrics.\n\n"
+	"expire, by a thread of their own while requests go on with the ones there are (requests "
+	"in flight keep those they were signed with); a refresh that fails is logged and tried "
+	"again after 5 s, then 10 s, up to every 60 s. A credential_process runs through /bin/sh "
+	"and is given 60 s to answer, then killed. Keys never appear in logs, errors or "
+	"metrics.\n\n"
 	"Requests are signed with SigV4 (kmsrouter's own signer, verified against botocore's) and "
 	"the service is verified with TLS (ca_file adds a CA bundle); connect_timeout_ms bounds "
 	"connecting, a sink's timeout_ms each request. Throttling, 5xx, timeouts and connection "
@@ -72,6 +82,14 @@ const char kr_aws_doc[] =
 
 #define REFRESH_BEFORE_MS (5u * 60u * 1000u)
 #define PROCESS_OUTPUT_MAX (64u * 1024u)
+/* how long a credential_process may take, as in the AWS SDK for Go (a minute) */
+#define PROCESS_TIMEOUT_MS 60000u
+/* after a failed refresh, the next is tried this long after (doubling from the first, up to the
+   most), not at every request */
+#define REFRESH_RETRY_FIRST_MS 5000u
+#define REFRESH_RETRY_MOST_MS 60000u
+
+extern char **environ;
 
 /* Credentials: counted, so that a refresh replaces them while calls signed with the old ones are
  * in flight. */
@@ -93,6 +111,32 @@ struct kr_aws {
 	char *role_arn, *external_id, *session_name; /* assumed through STS over the chain's */
 	struct creds *creds;
 	struct creds *base; /* with role_arn: the chain's, which AssumeRole is signed with */
+	struct refresh *refresh;   /* the refresh running, or NULL */
+	struct kr_timer *refresh_timer; /* starts the refresh when it is due, idle or not */
+	uint64_t retry_at_ms;      /* kr_now_ms: no refresh before, after one failed */
+	uint64_t retry_ms;         /* the wait after the last failure (0: the last one succeeded) */
+};
+
+/* A refresh of temporary credentials, on a thread of its own: STS, the container endpoint and
+ * the instance metadata service take up to their timeouts to answer (10 s for STS), a
+ * credential_process up to PROCESS_TIMEOUT_MS, and the loop must not wait for them. Requests
+ * go on with the credentials there are, good for five more minutes; the thread hands over the
+ * new ones through an eventfd the loop watches. The thread reads only this struct: copies of
+ * what it needs (shadow: the strings of the kr_aws it refreshes, sign: the credentials to sign
+ * AssumeRole with). When the kr_aws is freed before the thread ends, the thread is left to
+ * free the struct itself (abandoned), and a credential_process it runs is killed. */
+struct refresh {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	bool done, abandoned; /* under mu */
+	pid_t child;          /* under mu: the credential_process running (its process group) */
+	int efd;
+	struct kr_aws shadow;
+	bool need_source;     /* the chain's credentials are due too: fetch them again */
+	struct creds *sign;   /* role_arn without need_source: a copy of the chain's */
+	struct creds *nb, *c; /* results: the chain's new credentials (need_source, with role_arn),
+				 the new credentials; NULL c: failed, with err */
+	char err[KR_ERRBUF];
 };
 
 struct call {
@@ -311,39 +355,107 @@ static struct creds *creds_of_json(const struct kr_buf *b, const char *from, con
 	return c;
 }
 
-/* Runs the credential_process command and reads its JSON ({"Version": 1, "AccessKeyId",
- * "SecretAccessKey", "SessionToken", "Expiration"}). Blocks while the command runs, as the SDKs
- * do. */
-static struct creds *run_process(const char *cmd, const char *profile, char *err)
+/* Whether the refresh (NULL: none, at start) was abandoned; otherwise records child as its
+ * credential_process (0: none any more). */
+static bool note_child(struct refresh *r, pid_t child)
 {
-	FILE *p = popen(cmd, "r");
-	if (!p) {
-		kr_errf(err, KR_ERR_IO, "profile %s: cannot run its credential_process: %s", profile,
-			strerror(errno));
-		return NULL;
-	}
-	struct kr_buf out = {0};
-	char chunk[4096];
-	size_t n;
-	bool big = false;
-	while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) {
-		if (out.len + n > PROCESS_OUTPUT_MAX) {
-			big = true;
-			continue;
-		}
-		if (!kr_buf_append(&out, chunk, n)) {
-			big = true;
-			continue;
-		}
-	}
-	explicit_bzero(chunk, sizeof chunk);
-	int st = pclose(p);
-	struct creds *c = NULL;
+	if (!r)
+		return false;
+	pthread_mutex_lock(&r->mu);
+	bool gone = r->abandoned;
+	r->child = gone ? 0 : child;
+	pthread_mutex_unlock(&r->mu);
+	return gone;
+}
+
+/* Runs the credential_process command (/bin/sh -c, in a process group of its own, with the
+ * signals kmsrouter blocks or ignores back to normal) and reads its JSON ({"Version": 1,
+ * "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}). Gives it PROCESS_TIMEOUT_MS
+ * to finish, then kills its group. r: the refresh it runs for (NULL at start), which may kill
+ * it sooner. */
+static struct creds *run_process(const char *cmd, const char *profile, struct refresh *r,
+				 char *err)
+{
 	char from[320];
 	snprintf(from, sizeof from, "profile %s: its credential_process", profile);
-	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) != 0) {
+		kr_errf(err, KR_ERR_IO, "%s cannot be run: %s", from, strerror(errno));
+		return NULL;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+	posix_spawnattr_init(&at);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+					      POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setpgroup(&at, 0);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &all);
+	char *argv[] = {"sh", "-c", (char *)cmd, NULL};
+	pid_t pid = 0;
+	int se = note_child(r, 0) ? ECANCELED : posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	close(fds[1]);
+	if (se != 0) {
+		close(fds[0]);
+		kr_errf(err, KR_ERR_IO, "%s cannot be run: %s", from, strerror(se));
+		return NULL;
+	}
+	if (note_child(r, pid))
+		kill(-pid, SIGKILL); /* abandoned meanwhile */
+	uint64_t deadline = kr_now_ms() + PROCESS_TIMEOUT_MS;
+	struct kr_buf out = {0};
+	char chunk[4096];
+	bool big = false, late = false;
+	for (;;) {
+		uint64_t now = kr_now_ms();
+		struct pollfd p = {.fd = fds[0], .events = POLLIN};
+		int k = now < deadline ? poll(&p, 1, (int)(deadline - now)) : 0;
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			late = k == 0;
+			break;
+		}
+		ssize_t n = read(fds[0], chunk, sizeof chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (out.len + (size_t)n > PROCESS_OUTPUT_MAX || !kr_buf_append(&out, chunk, (size_t)n))
+			big = true;
+	}
+	explicit_bzero(chunk, sizeof chunk);
+	close(fds[0]);
+	/* its stdout closed (or its time is up): what is left of its time to exit */
+	if (late)
+		kill(-pid, SIGKILL);
+	int st = -1;
+	for (;;) {
+		pid_t w = waitpid(pid, &st, late ? 0 : WNOHANG);
+		if (w == pid || (w < 0 && errno != EINTR))
+			break;
+		if (w == 0 && kr_now_ms() >= deadline) {
+			late = true;
+			kill(-pid, SIGKILL);
+		} else if (w == 0) {
+			poll(NULL, 0, 10);
+		}
+	}
+	note_child(r, 0);
+	struct creds *c = NULL;
+	if (late)
+		kr_errf(err, KR_ERR_IO, "%s did not finish within %u s and was killed", from,
+			PROCESS_TIMEOUT_MS / 1000);
+	else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		kr_errf(err, KR_ERR_IO, "%s failed (exit status %d)", from,
-			st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st));
+			!WIFEXITED(st) ? -1 : WEXITSTATUS(st));
 	else if (big)
 		kr_errf(err, KR_ERR_IO, "%s wrote more than %u bytes", from, PROCESS_OUTPUT_MAX);
 	else
@@ -631,8 +743,11 @@ static struct creds *imds(char *err)
 static struct creds *fetch_source(struct kr_aws *a, char *err)
 {
 	switch (a->source) {
-	case SRC_PROCESS:
-		return run_process(a->process, a->from ? a->from : "?", err);
+	case SRC_PROCESS: {
+		const char *p = a->from ? a->from : "?";
+		return run_process(a->process, strncmp(p, "profile ", 8) ? p : p + 8, a->refresh,
+				   err);
+	}
 	case SRC_WEB_IDENTITY:
 		return web_identity(a, err);
 	case SRC_CONTAINER:
@@ -706,7 +821,7 @@ static enum kr_err find_creds(struct kr_aws *a, const struct kr_aws_conf *c, cha
 				    profile);
 		} else if (proc) {
 			a->source = SRC_PROCESS;
-			if (!(a->creds = run_process(proc, profile, err)))
+			if (!(a->creds = run_process(proc, profile, NULL, err)))
 				e = KR_ERR_IO;
 			else
 				a->process = strdup(proc);
@@ -777,36 +892,218 @@ static enum kr_err take_role(struct kr_aws *a, char *err)
 	return KR_OK;
 }
 
-/* Temporary credentials are fetched again five minutes before they expire (blocking, as the
- * first fetch: the calls in flight keep the ones they were signed with). */
+static void refresh_free(struct refresh *r)
+{
+	struct kr_aws *sh = &r->shadow;
+	free(sh->process);
+	free(sh->from);
+	free(sh->region);
+	free(sh->role_arn);
+	free(sh->external_id);
+	free(sh->session_name);
+	creds_put(r->sign);
+	creds_put(r->nb);
+	creds_put(r->c);
+	if (r->efd >= 0)
+		close(r->efd);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+/* The refresh thread: the chain's credentials again when they are due, then the role's. */
+static void *refresh_run(void *arg)
+{
+	struct refresh *r = arg;
+	struct creds *nb = NULL, *c = NULL;
+	if (r->need_source)
+		nb = fetch_source(&r->shadow, r->err);
+	if (!r->shadow.role_arn) {
+		c = nb;
+		nb = NULL;
+	} else if (r->need_source ? nb != NULL : r->sign != NULL) {
+		c = assume_role(&r->shadow, r->need_source ? nb : r->sign, r->err);
+		if (!c) {
+			creds_put(nb);
+			nb = NULL;
+		}
+	}
+	kr_sigv4_thread_end();
+	pthread_mutex_lock(&r->mu);
+	r->nb = nb;
+	r->c = c;
+	r->done = true;
+	bool gone = r->abandoned;
+	if (!gone) {
+		uint64_t one = 1;
+		if (write(r->efd, &one, sizeof one) < 0) {
+			/* cannot happen to an eventfd below its maximum; the loop looks at done */
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (gone)
+		refresh_free(r);
+	return NULL;
+}
+
+/* Arms the refresh timer for when the credentials are due (five minutes before they expire),
+ * or after a failure for when the next try may be. */
+static void refresh_schedule(struct kr_aws *a)
+{
+	if (!a->refresh_timer || !a->creds->expires_wall_ms)
+		return;
+	uint64_t now = kr_wall_ms(), due = a->creds->expires_wall_ms > REFRESH_BEFORE_MS
+						       ? a->creds->expires_wall_ms - REFRESH_BEFORE_MS
+						       : 0;
+	uint64_t delay = due > now ? due - now : 0;
+	uint64_t mono = kr_now_ms();
+	if (a->retry_at_ms > mono && a->retry_at_ms - mono > delay)
+		delay = a->retry_at_ms - mono;
+	kr_timer_start(a->refresh_timer, delay);
+}
+
+/* The refresh thread ended: its credentials replace the old ones (calls in flight keep those
+ * they were signed with), or, when it failed, the old ones stay and the next try waits. */
+static void on_refreshed(struct kr_loop *l, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	struct kr_aws *a = arg;
+	struct refresh *r = a->refresh;
+	kr_loop_unwatch(l, fd);
+	pthread_join(r->thread, NULL); /* it has said it is done: it ends now */
+	a->refresh = NULL;
+	if (!r->c) {
+		a->retry_ms = a->retry_ms ? a->retry_ms * 2 : REFRESH_RETRY_FIRST_MS;
+		if (a->retry_ms > REFRESH_RETRY_MOST_MS)
+			a->retry_ms = REFRESH_RETRY_MOST_MS;
+		a->retry_at_ms = kr_now_ms() + a->retry_ms;
+		char wait[32];
+		snprintf(wait, sizeof wait, "%llu", (unsigned long long)(a->retry_ms / 1000));
+		kr_log(KR_LOG_WARN, "aws", "msg",
+		       "cannot refresh the credentials; keeping the old ones", "from",
+		       a->from ? a->from : "?", "error", r->err, "retry_in_s", wait, NULL);
+		refresh_free(r);
+		refresh_schedule(a);
+		return;
+	}
+	a->retry_ms = 0;
+	/* credentials that are due as soon as they come (they last less than five minutes) are
+	   fetched again after half their time, at most REFRESH_RETRY_MOST_MS: not back to back */
+	uint64_t now = kr_wall_ms(), exp = r->c->expires_wall_ms;
+	uint64_t gap = exp > now ? (exp - now) / 2 : 0;
+	a->retry_at_ms = kr_now_ms() + (gap < REFRESH_RETRY_MOST_MS ? gap : REFRESH_RETRY_MOST_MS);
+	if (a->role_arn && r->nb) {
+		creds_put(a->base);
+		a->base = r->nb;
+		r->nb = NULL;
+	}
+	creds_put(a->creds);
+	a->creds = r->c;
+	r->c = NULL;
+	refresh_free(r);
+	refresh_schedule(a);
+}
+
+/* A copy of c (for another thread, which must not touch the counts), or NULL. */
+static struct creds *creds_copy(const struct creds *c)
+{
+	return creds_new(c->akid, c->secret, c->token ? c->token : "", c->expires_wall_ms);
+}
+
+static bool dup_to(char **to, const char *s)
+{
+	return !s || (*to = strdup(s)) != NULL;
+}
+
+/* Starts the refresh thread; false (with err) when it cannot. */
+static bool refresh_start(struct kr_aws *a, char *err)
+{
+	struct refresh *r = calloc(1, sizeof *r);
+	if (!r) {
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		return false;
+	}
+	r->efd = -1;
+	pthread_mutex_init(&r->mu, NULL);
+	struct creds *base = a->role_arn ? a->base : a->creds;
+	r->need_source = base->expires_wall_ms &&
+			 kr_wall_ms() + REFRESH_BEFORE_MS >= base->expires_wall_ms;
+	struct kr_aws *sh = &r->shadow;
+	sh->source = a->source;
+	sh->refresh = r;
+	bool ok = dup_to(&sh->process, a->process) && dup_to(&sh->from, a->from) &&
+		  dup_to(&sh->region, a->region) && dup_to(&sh->role_arn, a->role_arn) &&
+		  dup_to(&sh->external_id, a->external_id) &&
+		  dup_to(&sh->session_name, a->session_name) &&
+		  (!a->role_arn || r->need_source || (r->sign = creds_copy(base)));
+	if (!ok) {
+		refresh_free(r);
+		kr_errf(err, KR_ERR_NOMEM, "out of memory");
+		return false;
+	}
+	int e = 0;
+	if ((r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+	    kr_loop_watch(a->loop, r->efd, KR_IO_READ, on_refreshed, a) != 0) {
+		e = errno;
+	} else if ((e = pthread_create(&r->thread, NULL, refresh_run, r)) != 0) {
+		kr_loop_unwatch(a->loop, r->efd);
+	} else {
+		a->refresh = r;
+		return true;
+	}
+	refresh_free(r);
+	kr_errf(err, KR_ERR_IO, "cannot start a thread to refresh them: %s", strerror(e));
+	return false;
+}
+
+/* Temporary credentials are fetched again from five minutes before they expire, by a thread of
+ * its own (struct refresh), while requests go on with the old ones; after a failure, not before
+ * retry_at_ms. The refresh timer calls it when they are due, and so does every request (where
+ * the timer could not be made). */
 static void refresh_creds(struct kr_aws *a)
 {
 	if (!a->creds->expires_wall_ms || kr_wall_ms() + REFRESH_BEFORE_MS < a->creds->expires_wall_ms)
 		return;
+	if (a->refresh || kr_now_ms() < a->retry_at_ms)
+		return;
 	char err[KR_ERRBUF];
-	struct creds *base = a->role_arn ? a->base : a->creds;
-	struct creds *nb = base;
-	if (base->expires_wall_ms && kr_wall_ms() + REFRESH_BEFORE_MS >= base->expires_wall_ms)
-		nb = fetch_source(a, err);
-	else
-		base->refs++;
-	struct creds *c = nb;
-	if (c && a->role_arn) {
-		c = assume_role(a, nb, err);
-		if (!c)
-			creds_put(nb);
-	}
-	if (!c) {
+	if (!refresh_start(a, err)) {
+		a->retry_ms = REFRESH_RETRY_MOST_MS;
+		a->retry_at_ms = kr_now_ms() + a->retry_ms;
 		kr_log(KR_LOG_WARN, "aws", "msg", "cannot refresh the credentials; keeping the old ones",
 		       "from", a->from ? a->from : "?", "error", err, NULL);
+		refresh_schedule(a);
+	}
+}
+
+static void refresh_due(struct kr_loop *l, struct kr_timer *t, void *arg)
+{
+	(void)l;
+	(void)t;
+	refresh_creds(arg);
+}
+
+/* Leaves a refresh still running to end by itself (it frees what it has, and its
+ * credential_process is killed), or frees one that ended. */
+static void refresh_abandon(struct kr_aws *a)
+{
+	struct refresh *r = a->refresh;
+	if (!r)
 		return;
+	a->refresh = NULL;
+	kr_loop_unwatch(a->loop, r->efd);
+	pthread_mutex_lock(&r->mu);
+	bool done = r->done;
+	if (!done) {
+		r->abandoned = true;
+		if (r->child > 0)
+			kill(-r->child, SIGKILL);
+		pthread_detach(r->thread);
 	}
-	if (a->role_arn) {
-		creds_put(a->base);
-		a->base = nb;
+	pthread_mutex_unlock(&r->mu);
+	if (done) {
+		pthread_join(r->thread, NULL);
+		refresh_free(r);
 	}
-	creds_put(a->creds);
-	a->creds = c;
 }
 
 /* ---- region and endpoint ---- */
@@ -883,6 +1180,8 @@ enum kr_err kr_aws_new(struct kr_loop *loop, const struct kr_aws_conf *c,
 		kr_aws_free(a);
 		return e;
 	}
+	if (a->creds->expires_wall_ms && (a->refresh_timer = kr_timer_new(loop, refresh_due, a)))
+		refresh_schedule(a);
 	*out = a;
 	return KR_OK;
 }
@@ -891,6 +1190,8 @@ void kr_aws_free(struct kr_aws *a)
 {
 	if (!a)
 		return;
+	refresh_abandon(a);
+	kr_timer_free(a->refresh_timer);
 	kr_http_free(a->http);
 	creds_put(a->creds);
 	creds_put(a->base);

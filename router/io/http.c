@@ -71,6 +71,8 @@ struct transfer {
 	char *body;
 	size_t body_len, body_cap, max_body;
 	bool too_large, body_prefix;
+	bool unpooled; /* kr_http_send_sync: the handle is cleaned up, not kept in this thread's pool
+			  (a thread of its own would leave it there when it ends) */
 	char *resp_headers;
 	size_t resp_headers_len, resp_headers_cap;
 	int64_t retry_after_ms;
@@ -120,7 +122,10 @@ static void easy_put(CURL *e)
 
 static void transfer_free(struct transfer *t)
 {
-	easy_put(t->easy);
+	if (t->unpooled)
+		C.easy_cleanup(t->easy);
+	else
+		easy_put(t->easy);
 	C.slist_free_all(t->headers);
 	free(t->body);
 	free(t->resp_headers);
@@ -569,6 +574,7 @@ enum kr_err kr_http_send_sync(const struct kr_http_request *req, kr_http_done_fn
 	struct transfer *t = prepare(req, done, arg);
 	if (!t)
 		return kr_errf(err, KR_ERR_NOMEM, "cannot start the request");
+	t->unpooled = true;
 	complete(t, C.easy_perform(t->easy));
 	return KR_OK;
 }

@@ -80,7 +80,8 @@ enum kr_err kr_http_send(struct kr_http *h, const struct kr_http_request *req,
 
 /* Runs one request to its end before it returns (blocking the thread, up to its timeout), on a
  * connection of its own, and calls done with the response. For what must be there before a
- * pipeline runs, such as credentials; loads libcurl and libcrypto as kr_http_new does. */
+ * pipeline runs, such as credentials, and for threads of their own (any thread: nothing of it
+ * stays behind); loads libcurl and libcrypto as kr_http_new does. */
 enum kr_err kr_http_send_sync(const struct kr_http_request *req, kr_http_done_fn done, void *arg,
 			      char *err);
 

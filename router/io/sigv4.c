@@ -21,6 +21,7 @@
 static struct crypto_api {
 	EVP_MD *(*EVP_MD_fetch)(OSSL_LIB_CTX *, const char *, const char *);
 	EVP_MD_CTX *(*EVP_MD_CTX_new)(void);
+	void (*EVP_MD_CTX_free)(EVP_MD_CTX *);
 	int (*EVP_DigestInit_ex)(EVP_MD_CTX *, const EVP_MD *, ENGINE *);
 	int (*EVP_DigestUpdate)(EVP_MD_CTX *, const void *, size_t);
 	int (*EVP_DigestFinal_ex)(EVP_MD_CTX *, unsigned char *, unsigned int *);
@@ -28,8 +29,8 @@ static struct crypto_api {
 
 #define SYM(f) {#f, offsetof(struct crypto_api, f)}
 static const struct kr_dynsym crypto_syms[] = {SYM(EVP_MD_fetch), SYM(EVP_MD_CTX_new),
-					       SYM(EVP_DigestInit_ex), SYM(EVP_DigestUpdate),
-					       SYM(EVP_DigestFinal_ex)};
+					       SYM(EVP_MD_CTX_free), SYM(EVP_DigestInit_ex),
+					       SYM(EVP_DigestUpdate), SYM(EVP_DigestFinal_ex)};
 #undef SYM
 
 static struct kr_dynlib crypto = {.soname = "libcrypto.so.3",
@@ -389,4 +390,12 @@ void kr_sigv4_free(char *lines[3])
 		free(lines[i]);
 		lines[i] = NULL;
 	}
+}
+
+void kr_sigv4_thread_end(void)
+{
+	if (md_ctx)
+		X.EVP_MD_CTX_free(md_ctx);
+	md_ctx = NULL;
+	explicit_bzero(&key_cache, sizeof key_cache);
 }

@@ -41,5 +41,8 @@ enum kr_err kr_sigv4_load(char *err);
  * of memory. */
 bool kr_sigv4_sign(const struct kr_sigv4_request *r, char *lines[3]);
 void kr_sigv4_free(char *lines[3]);
+/* Frees what signing keeps per thread (a digest context, the last signing key, wiped): for a
+ * thread that signed and ends. */
+void kr_sigv4_thread_end(void);
 
 #endif

@@ -15,6 +15,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aws_fake  # noqa: E402
@@ -402,6 +403,57 @@ def test_sqs_credentials_from_profile_and_credential_process(d):
         check(p.returncode != 0 and "no AWS credentials" in p.stderr,
               "exit %d: %s" % (p.returncode, p.stderr[-300:]))
     finally:
+        m.stop()
+
+
+def test_sqs_credential_process_refreshed_beside_the_deliveries(d):
+    """Credentials of a credential_process that expire in 4 minutes are due at once: they are
+    fetched again by a thread of their own while the deliveries go on with the ones there are.
+    A refresh that fails is logged once and tried again after a pause (not at every request);
+    one whose process hangs holds nothing up, and its process is killed when the run ends."""
+    m = Moto(auth_after=SETUP_CALLS)
+    try:
+        (akid, secret), reader, url = signed_setup(m, SQS_SEND)
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 240))
+        calls = os.path.join(d, "calls")
+        script = os.path.join(d, "creds.sh")
+        config = os.path.join(d, "config")
+        with open(config, "w") as f:
+            f.write("[profile proc]\ncredential_process = %s\nregion = us-east-1\n" % script)
+        sink = sqs_sink(m.url, url, profile="proc", batch_size=10)
+        for then, hangs in (("echo 'no credentials today' >&2; exit 3", False),
+                            ("exec sleep 317", True)):
+            if os.path.exists(calls):
+                os.unlink(calls)
+            with open(script, "w") as f:
+                f.write("#!/bin/sh\necho call >> %s\n"
+                        "if [ $(wc -l < %s) -gt 1 ]; then %s; fi\n"
+                        "printf '{\"Version\": 1, \"AccessKeyId\": \"%s\", "
+                        "\"SecretAccessKey\": \"%s\", \"Expiration\": \"%s\"}'\n"
+                        % (calls, calls, then, akid, secret, expires))
+            os.chmod(script, stat.S_IRWXU)
+            p, dlq = run(d, sink, [write_jsonl(d, 30)], {"AWS_CONFIG_FILE": config})
+            ok_run(p)
+            check(dlq == [], "%s: dead letters %s" % (then, [x["error_code"] for x in dlq]))
+            with open(calls) as f:
+                ncalls = len(f.read().splitlines())
+            check(ncalls == 2, "%s: the process ran %d times, want 2 (start, one refresh)"
+                  % (then, ncalls))
+            warned = [l for l in p.stderr.splitlines() if "cannot refresh the credentials" in l]
+            if not hangs:
+                check(len(warned) == 1 and "exit status 3" in warned[0] and
+                      "retry_in_s=5" in warned[0],
+                      "a failed refresh: want one warning with its reason and the pause, got %s"
+                      % warned)
+            else:
+                check(warned == [], "a refresh still running is not a failure: %s" % warned)
+                left = subprocess.run(["pgrep", "-f", "sleep 317"], capture_output=True,
+                                      text=True).stdout.split()
+                check(left == [], "the hung credential_process outlived the run: %s" % left)
+            check(secret not in p.stdout + p.stderr, "the secret appears in the output")
+        check(len(receive_all(reader, url, 60)) == 60, "not every message arrived")
+    finally:
+        subprocess.run(["pkill", "-f", "sleep 317"])
         m.stop()
 
 
