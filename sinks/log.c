@@ -5,13 +5,23 @@
  * is always in the file (in the page cache; fsync follows on fsync_interval_ms). A payload that
  * spans lines is minified to one. A file that cannot be opened or written fails the deliveries
  * as retryable, so the engine's retry policy and dead letters apply. reopen (SIGHUP) closes the
- * file; the next flush opens the path again, as logrotate expects. */
+ * file; the next flush opens the path again, as logrotate expects.
+ *
+ * Standard output that is a pipe, a terminal or a socket is written without blocking (a pipe
+ * or terminal through a description of its own opened non-blocking, so that the flags of the
+ * one kmsrouter shares with other processes stay as they are; a socket with MSG_DONTWAIT): when
+ * its reader does not keep up, the rest of the buffer waits for the descriptor in the event
+ * loop, and the other sinks, the sources and signals go on meanwhile. The sinks on stdout take
+ * turns: one that stopped in the middle of its buffer holds stdout until the buffer is out, so
+ * that no other sink's line lands inside one of its lines. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,7 +34,13 @@
 struct log_sink {
 	char *name;
 	char *path; /* NULL: stdout */
+	struct kr_loop *loop;
 	int fd;
+	int nbfd;     /* stdout on a pipe or terminal: a non-blocking description of it, or -1 */
+	bool sock;    /* stdout is a socket: written with MSG_DONTWAIT */
+	bool waiting; /* the descriptor was full, or another sink holds stdout: buf goes later */
+	size_t written; /* of buf, while waiting */
+	struct log_sink *next_queued; /* in stdout_queue */
 	bool metadata;
 	uint64_t fsync_ms, last_fsync;
 	bool unsynced;
@@ -140,6 +156,16 @@ static enum kr_err log_create(const struct kr_sink_args *a, void **ctx, char *er
 	if (strcmp(c->path, "-") != 0 && !(s->path = strdup(c->path)))
 		goto nomem;
 	s->fd = s->path ? -1 : 1;
+	s->nbfd = -1;
+	s->loop = a->loop;
+	struct stat st;
+	if (!s->path && fstat(1, &st) == 0) {
+		if (S_ISSOCK(st.st_mode))
+			s->sock = true;
+		else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))
+			s->nbfd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		/* where /proc is not there, stdout is written as it is (blocking) */
+	}
 	s->metadata = c->metadata;
 	s->fsync_ms = c->fsync_ms;
 	s->last_fsync = kr_now_ms();
@@ -208,9 +234,118 @@ static void complete_all(struct log_sink *s, enum kr_outcome o, const char *code
 	free(list);
 }
 
+static void write_out(struct log_sink *s);
+
+/* The stdout sink that stopped in the middle of its buffer, and the ones waiting for their
+ * turn after it (loop thread only). */
+static struct log_sink *stdout_holder, *stdout_queue;
+
+static void queue_remove(struct log_sink *s)
+{
+	for (struct log_sink **p = &stdout_queue; *p; p = &(*p)->next_queued)
+		if (*p == s) {
+			*p = s->next_queued;
+			s->next_queued = NULL;
+			return;
+		}
+}
+
+/* s is done with stdout: the ones waiting write, in turn, until one has to stop. */
+static void stdout_release(struct log_sink *s)
+{
+	if (stdout_holder != s)
+		return;
+	stdout_holder = NULL;
+	while (!stdout_holder && stdout_queue) {
+		struct log_sink *q = stdout_queue;
+		stdout_queue = q->next_queued;
+		q->next_queued = NULL;
+		q->waiting = false;
+		write_out(q);
+	}
+}
+
+static void on_writable(struct kr_loop *l, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	struct log_sink *s = arg;
+	kr_loop_unwatch(l, fd);
+	s->waiting = false;
+	write_out(s);
+}
+
+static ssize_t out_write(struct log_sink *s, size_t off)
+{
+	const char *p = s->buf.p + off;
+	size_t n = s->buf.len - off;
+	if (s->sock)
+		return send(s->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	return write(s->nbfd >= 0 ? s->nbfd : s->fd, p, n);
+}
+
+/* Writes buf from s->written on; completes the deliveries once all of it is out, or fails them
+ * (retryable) when it cannot be written. A full pipe, terminal or socket: waits for it in the
+ * loop (on_writable goes on). */
+static void write_out(struct log_sink *s)
+{
+	if (!s->path && stdout_holder && stdout_holder != s) {
+		/* after the sink that holds stdout (at the end of the queue, once) */
+		struct log_sink **p = &stdout_queue;
+		while (*p && *p != s)
+			p = &(*p)->next_queued;
+		if (!*p)
+			*p = s;
+		s->waiting = true;
+		return;
+	}
+	/* where this batch starts, to take a partial write back out of the file */
+	off_t start = s->fd > 2 ? lseek(s->fd, 0, SEEK_END) : -1;
+	size_t off = s->written;
+	while (off < s->buf.len) {
+		ssize_t w = out_write(s, off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && (s->sock || s->nbfd >= 0) &&
+		    kr_loop_watch(s->loop, s->sock ? s->fd : s->nbfd, KR_IO_WRITE, on_writable,
+				  s) == 0) {
+			s->written = off;
+			s->waiting = true;
+			stdout_holder = s;
+			return;
+		}
+		if (w <= 0) {
+			char msg[512];
+			snprintf(msg, sizeof msg, "cannot write %s: %s", s->path ? s->path : "stdout",
+				 strerror(w < 0 ? errno : EIO));
+			/* the retry writes the whole batch again: remove what got out of it */
+			if (off && start >= 0 && ftruncate(s->fd, start) != 0)
+				off = 0;
+			if (s->fd > 2)
+				close(s->fd);
+			s->fd = s->path ? -1 : 1;
+			s->written = 0;
+			complete_all(s, KR_RETRYABLE, "WriteFailed", msg);
+			stdout_release(s);
+			return;
+		}
+		off += (size_t)w;
+	}
+	s->written = 0;
+	s->unsynced = true;
+	if (s->fd > 2 && s->fsync_ms && kr_now_ms() - s->last_fsync >= s->fsync_ms) {
+		fsync(s->fd);
+		s->unsynced = false;
+		s->last_fsync = kr_now_ms();
+	}
+	complete_all(s, KR_DELIVERED, NULL, NULL);
+	stdout_release(s);
+}
+
 static void log_flush(void *ctx)
 {
 	struct log_sink *s = ctx;
+	if (s->waiting)
+		return; /* on_writable writes what is there when the reader has taken some */
 	if (!s->npending) {
 		if (s->unsynced && s->fd > 2 && s->fsync_ms &&
 		    kr_now_ms() - s->last_fsync >= s->fsync_ms) {
@@ -229,35 +364,7 @@ static void log_flush(void *ctx)
 			return;
 		}
 	}
-	/* where this batch starts, to take a partial write back out of the file */
-	off_t start = s->fd > 2 ? lseek(s->fd, 0, SEEK_END) : -1;
-	size_t off = 0;
-	while (off < s->buf.len) {
-		ssize_t w = write(s->fd, s->buf.p + off, s->buf.len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			char msg[512];
-			snprintf(msg, sizeof msg, "cannot write %s: %s", s->path ? s->path : "stdout",
-				 strerror(w < 0 ? errno : EIO));
-			/* the retry writes the whole batch again: remove what got out of it */
-			if (off && start >= 0 && ftruncate(s->fd, start) != 0)
-				off = 0;
-			if (s->fd > 2)
-				close(s->fd);
-			s->fd = s->path ? -1 : 1;
-			complete_all(s, KR_RETRYABLE, "WriteFailed", msg);
-			return;
-		}
-		off += (size_t)w;
-	}
-	s->unsynced = true;
-	if (s->fd > 2 && s->fsync_ms && kr_now_ms() - s->last_fsync >= s->fsync_ms) {
-		fsync(s->fd);
-		s->unsynced = false;
-		s->last_fsync = kr_now_ms();
-	}
-	complete_all(s, KR_DELIVERED, NULL, NULL);
+	write_out(s);
 }
 
 static void log_reopen(void *ctx)
@@ -272,10 +379,39 @@ static void log_reopen(void *ctx)
 static void log_destroy(void *ctx)
 {
 	struct log_sink *s = ctx;
-	if (s->npending)
+	if (s->waiting && stdout_holder != s) {
+		/* queued behind another sink that holds stdout: its lines cannot go out first */
+		queue_remove(s);
+		s->waiting = false;
+	} else if (s->waiting) {
+		/* its reader has not taken the rest: up to a second more, then what is left fails
+		   (the line it stopped in may stay cut short) */
+		kr_loop_unwatch(s->loop, s->sock ? s->fd : s->nbfd);
+		s->waiting = false;
+		uint64_t until = kr_now_ms() + 1000;
+		while (s->npending && kr_now_ms() < until) {
+			struct pollfd p = {.fd = s->sock ? s->fd : s->nbfd, .events = POLLOUT};
+			if (poll(&p, 1, (int)(until - kr_now_ms())) > 0)
+				write_out(s);
+			if (s->waiting) {
+				kr_loop_unwatch(s->loop, s->sock ? s->fd : s->nbfd);
+				s->waiting = false;
+			}
+		}
+	} else if (s->npending) {
 		log_flush(s);
+		if (s->waiting) { /* queued behind another sink, or stopped: no waiting now */
+			if (stdout_holder == s)
+				kr_loop_unwatch(s->loop, s->sock ? s->fd : s->nbfd);
+			queue_remove(s);
+			s->waiting = false;
+		}
+	}
 	if (s->npending)
 		complete_all(s, KR_RETRYABLE, "Closed", "the sink was closed");
+	stdout_release(s);
+	if (s->nbfd >= 0)
+		close(s->nbfd);
 	if (s->fd > 2) {
 		if (s->unsynced)
 			fsync(s->fd);

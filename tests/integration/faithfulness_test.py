@@ -280,6 +280,62 @@ def reload_counts_failures_and_warns_about_sources(t):
 
 
 @test
+def a_stdout_reader_that_does_not_keep_up_holds_up_no_other_sink(t):
+    """Two log sinks on stdout, a pipe nobody reads for a while, and one on a file: the file
+    gets every event while stdout is full (the loop waits for the pipe, it does not stop in a
+    write), then the reader gets every line of both stdout sinks whole, none cut by the
+    other's, and the run exits 0 with everything delivered."""
+    import subprocess
+    n = 3000
+    evs = [make_event('deletion', 'out-%05d' % i)[1] for i in range(n)]
+    with open(t.path('in.jsonl'), 'w') as f:
+        f.write(jsonl(evs))
+    cfg = {'sources': [{'name': 'in', 'type': 'file', 'paths': ['in.jsonl']}],
+           'sinks': [log_sink('a', '-', metadata=True), log_sink('b', '-'),
+                     log_sink('f', 'file.jsonl')],
+           'rules': [{'name': 'all', 'pattern': KMS, 'targets': ['a', 'b', 'f']}]}
+    write_json(t.path('config.json'), cfg)
+    err_path = t.path('stderr.txt')
+    with open(err_path, 'wb') as err:
+        p = subprocess.Popen([rt.KR, 'run', '-c', t.path('config.json')], cwd=t.dir,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+    try:
+        # 2 x 3000 lines are megabytes: far more than a pipe holds, so stdout is full long
+        # before the file is written, unless the file's writes go on beside it
+        wait_for(lambda: rt.count_lines(t.path('file.jsonl')) >= n, 20,
+                 'every event in file.jsonl while nobody reads stdout')
+        check(p.poll() is None, 'kmsrouter exited with stdout still full (status %s)'
+              % p.returncode)
+        out = p.stdout.read()
+        rc = p.wait(20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    with open(err_path) as f:
+        err = f.read()
+    check(rc == 0, 'exit status %s: %s' % (rc, err[-500:]))
+    lines = out.split(b'\n')
+    check(lines[-1] == b'', 'stdout does not end with a whole line: %r' % lines[-1][-80:])
+    seen = {'a': [], 'b': []}
+    for l in lines[:-1]:
+        try:
+            o = json.loads(l)
+        except ValueError:
+            raise rt.Failure('a line on stdout is not JSON (cut by another?): %r' % l[:200])
+        if 'sink' in o:
+            seen['a'].append(o['payload']['id'])
+        else:
+            seen['b'].append(o['id'])
+    want = [e['id'] for e in evs]
+    for sink in ('a', 'b'):
+        check(sorted(seen[sink]) == want, 'sink %s: %d lines for %d events, %d distinct'
+              % (sink, len(seen[sink]), n, len(set(seen[sink]))))
+    s = summary(err)
+    check(s['delivered'] == 3 * n and s['unacked'] == 0, 'summary: %s' % s)
+
+
+@test
 def metrics_bind_error_names_the_port(t):
     """A metrics port already taken: exit 2, the message names that port and the reason."""
     import socket
