@@ -436,7 +436,10 @@ static const char log_doc[] =
 	"At start the file's folder must exist and be writable, else check and run exit 2. A file "
 	"that cannot be opened or written fails the round's deliveries as retryable (error codes "
 	"OpenFailed, WriteFailed), so the retry policy and dead letters apply. SIGHUP closes the "
-	"file and the next write opens the path again, as logrotate expects.";
+	"file and the next write opens the path again, as logrotate expects.\n\n"
+	"Standard output that is a pipe, a terminal or a socket is written without blocking: when "
+	"its reader does not keep up, this sink's lines wait for it while the other sinks and the "
+	"sources go on. Sinks on standard output take turns, so their lines never mix.";
 
 const struct kr_sink_plugin kr_sink_log = {
 	.name = "log",
