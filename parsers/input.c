@@ -18,7 +18,7 @@ struct kr_reader {
 	int fd;
 	bool is_stdin;
 	bool may_block;   /* not a regular file: a read can wait for a writer */
-	bool nonblocking; /* kr_reader_nonblocking: poll before such a read */
+	bool nonblocking; /* opened so: poll before such a read */
 	bool started;     /* the first bytes were looked at (gzip or not) */
 	bool gzip;
 	bool member_done; /* gzip: a member ended; another may follow */
@@ -32,7 +32,7 @@ struct kr_reader {
 #define READ_WOULD_WAIT (-2)
 
 /* read(2) of up to n bytes: -1 on an error (errno), READ_WOULD_WAIT when a descriptor that
- * someone made non-blocking has nothing yet and the reader is kr_reader_nonblocking (otherwise
+ * someone made non-blocking has nothing yet and the reader was opened nonblocking (otherwise
  * that waits here, as a blocking descriptor would). */
 static ssize_t read_some(const struct kr_reader *r, void *buf, size_t n)
 {
@@ -51,8 +51,8 @@ static ssize_t read_some(const struct kr_reader *r, void *buf, size_t n)
 	}
 }
 
-enum kr_err kr_reader_open(const char *path, struct kr_stream *s, struct kr_reader **out,
-			   char *err)
+enum kr_err kr_reader_open(const char *path, struct kr_stream *s, bool nonblocking,
+			   struct kr_reader **out, char *err)
 {
 	struct kr_reader *r = calloc(1, sizeof *r);
 	if (!r || !(r->path = strdup(path))) {
@@ -61,7 +61,9 @@ enum kr_err kr_reader_open(const char *path, struct kr_stream *s, struct kr_read
 	}
 	r->s = s;
 	r->is_stdin = strcmp(path, "-") == 0;
-	r->fd = r->is_stdin ? 0 : open(path, O_RDONLY | O_CLOEXEC);
+	r->nonblocking = nonblocking;
+	/* O_NONBLOCK on a description of our own: a FIFO opens at once, writer or not */
+	r->fd = r->is_stdin ? 0 : open(path, O_RDONLY | O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0));
 	if (r->fd < 0) {
 		enum kr_err e = kr_errf(err, KR_ERR_IO, "%s: %s", path, strerror(errno));
 		free(r->path);
@@ -84,17 +86,12 @@ enum kr_err kr_reader_open(const char *path, struct kr_stream *s, struct kr_read
 	return KR_OK;
 }
 
-void kr_reader_nonblocking(struct kr_reader *r)
-{
-	r->nonblocking = true;
-}
-
 int kr_reader_fd(const struct kr_reader *r)
 {
 	return r->fd;
 }
 
-/* Whether a read now would wait (kr_reader_nonblocking on what is not a regular file): nothing
+/* Whether a read now would wait (opened nonblocking, not a regular file): nothing
  * to read, and neither an end nor an error to report. */
 static bool would_wait(const struct kr_reader *r)
 {
@@ -252,7 +249,7 @@ enum kr_err kr_input_read(struct kr_stream *s, const char *path, char *err)
 	if (err)
 		err[0] = 0;
 	struct kr_reader *r;
-	enum kr_err e = kr_reader_open(path, s, &r, err);
+	enum kr_err e = kr_reader_open(path, s, false, &r, err);
 	if (e)
 		return e;
 	enum kr_read st;

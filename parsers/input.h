@@ -21,24 +21,24 @@ enum kr_read {
 	KR_READ_MORE,   /* read a chunk; call again */
 	KR_READ_EOF,    /* nothing more for now (the end of a regular file, or of stdin) */
 	KR_READ_ERROR,  /* see the error buffer */
-	KR_READ_WAIT    /* only after kr_reader_nonblocking: a pipe, socket or terminal has nothing
-			   to read yet; wait until kr_reader_fd is readable, then step again */
+	KR_READ_WAIT    /* only for a reader opened nonblocking: a pipe, socket or terminal has
+			   nothing to read yet; wait until kr_reader_fd is readable, then step
+			   again */
 };
 
 /* Opens path ("-": stdin) for reading into s (which it resets). Returns a new reader in *out;
- * free with kr_reader_close. */
-enum kr_err kr_reader_open(const char *path, struct kr_stream *s, struct kr_reader **out,
-			   char *err);
+ * free with kr_reader_close. nonblocking: for a caller on an event loop, which must not stop in
+ * an open or a read while a writer is quiet: a named FIFO is opened without waiting for its
+ * writer, and a step that would wait for a pipe, socket or terminal gives KR_READ_WAIT instead
+ * (standard input's flags are shared with other processes and stay as they are: such a step
+ * polls it first). */
+enum kr_err kr_reader_open(const char *path, struct kr_stream *s, bool nonblocking,
+			   struct kr_reader **out, char *err);
 
 /* Reads (and for gzip inflates) one chunk into the stream and parses it. A read from a pipe,
- * socket or terminal waits for its writer, unless kr_reader_nonblocking was called. */
+ * socket or terminal waits for its writer, unless the reader was opened nonblocking. */
 enum kr_read kr_reader_step(struct kr_reader *r, char *err);
 
-/* From now on a step that would wait for a pipe, socket or terminal gives KR_READ_WAIT instead
- * (for a caller on an event loop, which must not stop in a read while its writer is quiet). The
- * descriptor is left as it is (standard input's flags are shared with other processes): each
- * such step polls it first. */
-void kr_reader_nonblocking(struct kr_reader *r);
 /* The descriptor the reader reads. */
 int kr_reader_fd(const struct kr_reader *r);
 

@@ -10,8 +10,8 @@
  * matches nothing is warned about once, not an error). Standard input that is a pipe or a socket
  * ends at its end even with "follow", as with tail -f. Reading a pipe, socket or terminal that
  * has nothing yet waits in the event loop (a watch on its descriptor), not in read(), so a quiet
- * writer holds up neither deliveries nor signals (opening a named FIFO still waits for its first
- * writer).
+ * writer holds up neither deliveries nor signals (a named FIFO is opened without waiting for a
+ * writer, and read from when one writes).
  *
  * With "checkpoint", the number of records done per input is saved (atomically: a temporary file
  * renamed over the old one, soon after each acknowledgement) and skipped on the next start. A
@@ -621,7 +621,8 @@ static bool open_input(struct file_src *f, size_t i)
 		if (!(in->input = kr_input_open(f->h, &o)))
 			return false;
 		in->stream = kr_input_stream(in->input);
-		if (kr_reader_open(in->path, in->stream, &in->reader, err) != KR_OK) {
+		/* nonblocking: a quiet pipe or FIFO must not stop the loop */
+		if (kr_reader_open(in->path, in->stream, true, &in->reader, err) != KR_OK) {
 			in->reader = NULL;
 			close_input(in);
 			if (!f->follow) {
@@ -631,7 +632,6 @@ static bool open_input(struct file_src *f, size_t i)
 			}
 			return false;
 		}
-		kr_reader_nonblocking(in->reader); /* a quiet pipe must not stop the loop */
 		struct stat st;
 		if (!now.known || attempt == 2 ||
 		    (stat(in->path, &st) == 0 && (uint64_t)st.st_dev == now.dev &&
@@ -883,7 +883,9 @@ static const char file_doc[] =
 	"that matches nothing is then a warning, logged once). Standard input that is a pipe or "
 	"a socket is not followed past its end, as tail -f does not (its writers are gone, "
 	"nothing more can come): it is finished there, and a source whose paths are only \"-\" "
-	"is then done.\n\n"
+	"is then done. A pipe, a named FIFO or a terminal with nothing to read holds up nothing "
+	"else: the router waits for it beside its other work (a FIFO's input ends, without "
+	"follow, when its writer closes it).\n\n"
 	"With checkpoint, the number of records done of each input is written to that file (to a "
 	"temporary file renamed over it, soon after each acknowledgement) and skipped at the next "
 	"start. The checkpoint also identifies each file (device, inode, size, a hash of its "

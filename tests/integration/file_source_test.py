@@ -190,6 +190,32 @@ def follow_ends_with_standard_input_that_is_a_pipe(t):
 
 
 @test
+def a_named_fifo_is_read_without_waiting_for_its_writer(t):
+    """paths naming a FIFO: with no writer yet the router runs (SIGTERM stops it at once,
+    exit 0); a writer that writes in two parts and closes has every event delivered once, and
+    the run then ends by itself (the FIFO's end is its input's end)."""
+    fifo = t.path('events.fifo')
+    os.mkfifo(fifo)
+    write_json(t.path('config.json'), all_to_out(
+        sources=[{'name': 'in', 'type': 'file', 'paths': ['events.fifo']}]))
+    r = Router(t, ['run', '-c', t.path('config.json')])
+    time.sleep(0.3)
+    check(r.running(), 'kmsrouter exited with no writer on the FIFO: %s' % r.stderr_tail())
+    stop(r)
+    first, second = events('fifo1', 5), events('fifo2', 7)
+    r = Router(t, ['run', '-c', t.path('config.json')])
+    with open(fifo, 'w') as w:  # waits for the router to open its end
+        w.write(jsonl(first))
+        w.flush()
+        out = t.path('out.jsonl')
+        wait_for(lambda: count_lines(out) >= 5, 5, 'the first part', proc=r)
+        w.write(jsonl(second))
+    rc = r.wait(10, 'kmsrouter to finish once the FIFO\'s writer closed it')
+    check(rc == 0, 'exit status %s, want 0: %s' % (rc, r.stderr_tail()))
+    expect_ids_once(out, ids(first + second), 'out')
+
+
+@test
 def without_follow_a_glob_that_matches_nothing_is_an_error(t):
     """Without follow, a glob that matches nothing is an error naming it (exit 1); the other
     inputs are still read."""
