@@ -13,7 +13,9 @@
  * its reader does not keep up, the rest of the buffer waits for the descriptor in the event
  * loop, and the other sinks, the sources and signals go on meanwhile. The sinks on stdout take
  * turns: one that stopped in the middle of its buffer holds stdout until the buffer is out, so
- * that no other sink's line lands inside one of its lines. */
+ * that no other sink's line lands inside one of its lines. A path that is a named FIFO is
+ * opened without waiting for a reader (with none, the deliveries fail as retryable,
+ * OpenFailed) and written like stdout's pipe. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -38,6 +40,7 @@ struct log_sink {
 	int fd;
 	int nbfd;     /* stdout on a pipe or terminal: a non-blocking description of it, or -1 */
 	bool sock;    /* stdout is a socket: written with MSG_DONTWAIT */
+	bool fifo;    /* path is a named FIFO, opened O_NONBLOCK */
 	bool waiting; /* the descriptor was full, or another sink holds stdout: buf goes later */
 	size_t written; /* of buf, while waiting */
 	struct log_sink *next_queued; /* in stdout_queue */
@@ -274,6 +277,16 @@ static void on_writable(struct kr_loop *l, int fd, unsigned events, void *arg)
 	write_out(s);
 }
 
+/* The descriptor a write that found it full waits on, or -1 where writes block (a file). */
+static int wait_fd(const struct log_sink *s)
+{
+	if (s->sock)
+		return s->fd;
+	if (s->nbfd >= 0)
+		return s->nbfd;
+	return s->fifo ? s->fd : -1;
+}
+
 static ssize_t out_write(struct log_sink *s, size_t off)
 {
 	const char *p = s->buf.p + off;
@@ -305,12 +318,12 @@ static void write_out(struct log_sink *s)
 		ssize_t w = out_write(s, off);
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && (s->sock || s->nbfd >= 0) &&
-		    kr_loop_watch(s->loop, s->sock ? s->fd : s->nbfd, KR_IO_WRITE, on_writable,
-				  s) == 0) {
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && wait_fd(s) >= 0 &&
+		    kr_loop_watch(s->loop, wait_fd(s), KR_IO_WRITE, on_writable, s) == 0) {
 			s->written = off;
 			s->waiting = true;
-			stdout_holder = s;
+			if (!s->path)
+				stdout_holder = s;
 			return;
 		}
 		if (w <= 0) {
@@ -323,6 +336,7 @@ static void write_out(struct log_sink *s)
 			if (s->fd > 2)
 				close(s->fd);
 			s->fd = s->path ? -1 : 1;
+			s->fifo = false;
 			s->written = 0;
 			complete_all(s, KR_RETRYABLE, "WriteFailed", msg);
 			stdout_release(s);
@@ -356,13 +370,20 @@ static void log_flush(void *ctx)
 		return;
 	}
 	if (s->fd < 0) {
-		s->fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		/* O_NONBLOCK: a FIFO opens at once or says it has no reader (a file is not changed
+		   by it) */
+		s->fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
 		if (s->fd < 0) {
 			char msg[512];
-			snprintf(msg, sizeof msg, "cannot open %s: %s", s->path, strerror(errno));
+			snprintf(msg, sizeof msg, "cannot open %s: %s", s->path,
+				 errno == ENXIO ? "a FIFO that no process reads" : strerror(errno));
 			complete_all(s, KR_RETRYABLE, "OpenFailed", msg);
 			return;
 		}
+		struct stat st;
+		s->fifo = fstat(s->fd, &st) == 0 && S_ISFIFO(st.st_mode);
+		if (!s->fifo) /* a file: writes that block, as files do */
+			(void)fcntl(s->fd, F_SETFL, O_WRONLY | O_APPEND);
 	}
 	write_out(s);
 }
@@ -370,39 +391,40 @@ static void log_flush(void *ctx)
 static void log_reopen(void *ctx)
 {
 	struct log_sink *s = ctx;
-	if (s->path && s->fd >= 0) {
+	if (s->path && s->fd >= 0 && !s->waiting) { /* (a FIFO waiting for its reader stays) */
 		close(s->fd);
 		s->fd = -1;
+		s->fifo = false;
 	}
 }
 
 static void log_destroy(void *ctx)
 {
 	struct log_sink *s = ctx;
-	if (s->waiting && stdout_holder != s) {
+	if (s->waiting && !s->path && stdout_holder != s) {
 		/* queued behind another sink that holds stdout: its lines cannot go out first */
 		queue_remove(s);
 		s->waiting = false;
 	} else if (s->waiting) {
 		/* its reader has not taken the rest: up to a second more, then what is left fails
 		   (the line it stopped in may stay cut short) */
-		kr_loop_unwatch(s->loop, s->sock ? s->fd : s->nbfd);
+		kr_loop_unwatch(s->loop, wait_fd(s));
 		s->waiting = false;
 		uint64_t until = kr_now_ms() + 1000;
 		while (s->npending && kr_now_ms() < until) {
-			struct pollfd p = {.fd = s->sock ? s->fd : s->nbfd, .events = POLLOUT};
+			struct pollfd p = {.fd = wait_fd(s), .events = POLLOUT};
 			if (poll(&p, 1, (int)(until - kr_now_ms())) > 0)
 				write_out(s);
 			if (s->waiting) {
-				kr_loop_unwatch(s->loop, s->sock ? s->fd : s->nbfd);
+				kr_loop_unwatch(s->loop, wait_fd(s));
 				s->waiting = false;
 			}
 		}
 	} else if (s->npending) {
 		log_flush(s);
 		if (s->waiting) { /* queued behind another sink, or stopped: no waiting now */
-			if (stdout_holder == s)
-				kr_loop_unwatch(s->loop, s->sock ? s->fd : s->nbfd);
+			if (stdout_holder == s || s->path)
+				kr_loop_unwatch(s->loop, wait_fd(s));
 			queue_remove(s);
 			s->waiting = false;
 		}
@@ -439,7 +461,9 @@ static const char log_doc[] =
 	"file and the next write opens the path again, as logrotate expects.\n\n"
 	"Standard output that is a pipe, a terminal or a socket is written without blocking: when "
 	"its reader does not keep up, this sink's lines wait for it while the other sinks and the "
-	"sources go on. Sinks on standard output take turns, so their lines never mix.";
+	"sources go on. Sinks on standard output take turns, so their lines never mix. A path that "
+	"is a named FIFO is written the same way; while no process reads it, the deliveries fail "
+	"as retryable (OpenFailed).";
 
 const struct kr_sink_plugin kr_sink_log = {
 	.name = "log",

@@ -336,6 +336,35 @@ def a_stdout_reader_that_does_not_keep_up_holds_up_no_other_sink(t):
 
 
 @test
+def a_log_sink_on_a_fifo_nobody_reads_holds_up_nothing(t):
+    """A log sink whose path is a FIFO nobody reads yet: its deliveries fail as retryable
+    (OpenFailed, saying why) while the file sink beside it gets every event; once a reader
+    opens the FIFO it gets every line once, and the run exits 0."""
+    n = 50
+    evs = [make_event('deletion', 'fifo-%03d' % i)[1] for i in range(n)]
+    with open(t.path('in.jsonl'), 'w') as f:
+        f.write(jsonl(evs))
+    os.mkfifo(t.path('out.fifo'))
+    fast = {'initial_backoff_ms': 50, 'max_backoff_ms': 100}
+    cfg = {'sources': [{'name': 'in', 'type': 'file', 'paths': ['in.jsonl']}],
+           'sinks': [log_sink('p', 'out.fifo', retry=fast), log_sink('f', 'file.jsonl')],
+           'rules': [{'name': 'all', 'pattern': KMS, 'targets': ['p', 'f']}]}
+    write_json(t.path('config.json'), cfg)
+    r = Router(t, ['run', '-c', t.path('config.json')])
+    wait_for(lambda: rt.count_lines(t.path('file.jsonl')) >= n, 10,
+             'every event in file.jsonl while nobody reads out.fifo', proc=r)
+    wait_for(lambda: 'a FIFO that no process reads' in r.stderr(), 5,
+             'the OpenFailed warning saying why', proc=r)
+    with open(t.path('out.fifo'), 'rb') as f:
+        data = f.read()  # to the end: the router closes its end when it exits
+    rc = r.wait(10)
+    check(rc == 0, 'exit status %s: %s' % (rc, r.stderr_tail()))
+    got = sorted(json.loads(l)['id'] for l in data.split(b'\n') if l)
+    check(got == sorted(e['id'] for e in evs), 'the FIFO got %d lines for %d events'
+          % (len(got), n))
+
+
+@test
 def metrics_bind_error_names_the_port(t):
     """A metrics port already taken: exit 2, the message names that port and the reason."""
     import socket
