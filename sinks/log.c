@@ -327,9 +327,13 @@ static void write_out(struct log_sink *s)
 			return;
 		}
 		if (w <= 0) {
+			int e = w < 0 ? errno : EIO;
+			/* standard output whose reader is gone (a pipe or socket closed at the other
+			   end) cannot come back: the process keeps the one it was started with */
+			bool gone = !s->path && (e == EPIPE || e == ECONNRESET);
 			char msg[512];
-			snprintf(msg, sizeof msg, "cannot write %s: %s", s->path ? s->path : "stdout",
-				 strerror(w < 0 ? errno : EIO));
+			snprintf(msg, sizeof msg, "cannot write %s: %s%s", s->path ? s->path : "stdout",
+				 strerror(e), gone ? " (its reader is gone)" : "");
 			/* the retry writes the whole batch again: remove what got out of it */
 			if (off && start >= 0 && ftruncate(s->fd, start) != 0)
 				off = 0;
@@ -338,7 +342,8 @@ static void write_out(struct log_sink *s)
 			s->fd = s->path ? -1 : 1;
 			s->fifo = false;
 			s->written = 0;
-			complete_all(s, KR_RETRYABLE, "WriteFailed", msg);
+			complete_all(s, gone ? KR_PERMANENT : KR_RETRYABLE,
+				     gone ? "StdoutClosed" : "WriteFailed", msg);
 			stdout_release(s);
 			return;
 		}
@@ -457,7 +462,9 @@ static const char log_doc[] =
 	"1048576.\n\n"
 	"At start the file's folder must exist and be writable, else check and run exit 2. A file "
 	"that cannot be opened or written fails the round's deliveries as retryable (error codes "
-	"OpenFailed, WriteFailed), so the retry policy and dead letters apply. SIGHUP closes the "
+	"OpenFailed, WriteFailed), so the retry policy and dead letters apply; standard output "
+	"whose reader is gone (a closed pipe or socket: it cannot come back) fails them "
+	"permanently (StdoutClosed), into the dead letter. SIGHUP closes the "
 	"file and the next write opens the path again, as logrotate expects.\n\n"
 	"Standard output that is a pipe, a terminal or a socket is written without blocking: when "
 	"its reader does not keep up, this sink's lines wait for it while the other sinks and the "

@@ -336,6 +336,51 @@ def a_stdout_reader_that_does_not_keep_up_holds_up_no_other_sink(t):
 
 
 @test
+def a_stdout_whose_reader_is_gone_fails_its_deliveries_for_good(t):
+    """A log sink on stdout, a pipe whose reader has closed it: the deliveries fail at once as
+    permanent (StdoutClosed, saying the reader is gone), into the dead letter, instead of being
+    tried again for a day; the file sink beside it gets every event; exit 0."""
+    import subprocess
+    n = 20
+    evs = [make_event('deletion', 'gone-%03d' % i)[1] for i in range(n)]
+    with open(t.path('in.jsonl'), 'w') as f:
+        f.write(jsonl(evs))
+    cfg = {'sources': [{'name': 'in', 'type': 'file', 'paths': ['in.jsonl']}],
+           'sinks': [log_sink('out', '-', dead_letter='dlq'), log_sink('f', 'file.jsonl'),
+                     log_sink('dlq', 'dlq.jsonl')],
+           'rules': [{'name': 'all', 'pattern': KMS, 'targets': ['out', 'f']}]}
+    write_json(t.path('config.json'), cfg)
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)  # nobody will ever read it
+    try:
+        with open(t.path('stderr.txt'), 'wb') as err:
+            p = subprocess.Popen([rt.KR, 'run', '-c', t.path('config.json')], cwd=t.dir,
+                                 stdin=subprocess.DEVNULL, stdout=w_fd, stderr=err)
+    finally:
+        os.close(w_fd)
+    try:
+        rc = p.wait(20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise rt.Failure('still running 20 s after start: a closed stdout is tried again')
+    with open(t.path('stderr.txt')) as f:
+        err = f.read()
+    check(rc == 0, 'exit status %s: %s' % (rc, err[-500:]))
+    check('StdoutClosed' in err and 'its reader is gone' in err,
+          'no StdoutClosed failure saying why: %s' % err[-500:])
+    dlq = [json.loads(l) for l in open(t.path('dlq.jsonl')) if l.strip()]
+    check(sorted(d['event']['id'] for d in dlq) == sorted(e['id'] for e in evs) and
+          all(d['error_code'] == 'StdoutClosed' for d in dlq),
+          'dead letters: %s' % [(d['event']['id'], d['error_code']) for d in dlq][:5])
+    check(rt.count_lines(t.path('file.jsonl')) == n, 'the file sink got %d of %d'
+          % (rt.count_lines(t.path('file.jsonl')), n))
+    s = summary(err)
+    check(s['delivered'] == n and s['dead_lettered'] == n and s['unacked'] == 0,
+          'summary: %s' % s)
+
+
+@test
 def a_log_sink_on_a_fifo_nobody_reads_holds_up_nothing(t):
     """A log sink whose path is a FIFO nobody reads yet: its deliveries fail as retryable
     (OpenFailed, saying why) while the file sink beside it gets every event; once a reader
