@@ -350,8 +350,9 @@ static void write_out(struct log_sink *s)
 		off += (size_t)w;
 	}
 	s->written = 0;
-	s->unsynced = true;
-	if (s->fd > 2 && s->fsync_ms && kr_now_ms() - s->last_fsync >= s->fsync_ms) {
+	s->unsynced = !s->fifo; /* a FIFO has nothing to sync */
+	if (s->unsynced && s->fd > 2 && s->fsync_ms &&
+	    kr_now_ms() - s->last_fsync >= s->fsync_ms) {
 		fsync(s->fd);
 		s->unsynced = false;
 		s->last_fsync = kr_now_ms();
