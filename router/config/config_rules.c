@@ -7,6 +7,7 @@
 
 #include "config_int.h"
 #include "grow.h"
+#include "options.h"
 #include "transform.h"
 
 /* A JSONPath as EventBridge's InputPath and InputPathsMap take it: $ or $.a.b[0]... */
@@ -67,8 +68,7 @@ static enum kr_err verr_at(struct vctx *v, size_t off, const char *jpath, const 
 {
 	size_t line = 1, col = 1;
 	kr_json_linecol(v->c->text, v->c->len, off, &line, &col);
-	return kr_errf(v->err, KR_ERR_CONFIG, "%s:%zu:%zu: %s: %s", v->c->path, line, col, jpath,
-		       msg);
+	return kr_opts_error_at(v->err, v->c->path, line, col, jpath, msg);
 }
 
 /* A variable name as EventBridge's InputPathsMap takes it: 1 to 256 of [A-Za-z0-9_-]. */

@@ -55,9 +55,24 @@ static enum kr_err verror(const struct kr_opts_src *s, const struct kr_json *nod
 	size_t line = 1, col = 1;
 	if (node && s->text)
 		kr_json_linecol(s->text, s->len, node->offset, &line, &col);
-	if (!s->text)
-		return kr_errf(s->err, KR_ERR_CONFIG, "%s: %s: %s", s->file, jpath, msg);
-	return kr_errf(s->err, KR_ERR_CONFIG, "%s:%zu:%zu: %s: %s", s->file, line, col, jpath, msg);
+	return kr_opts_error_at(s->err, s->file, s->text ? line : 0, col, jpath, msg);
+}
+
+enum kr_err kr_opts_error_at(char *err, const char *file, size_t line, size_t col,
+			     const char *jpath, const char *msg)
+{
+	char place[64] = "";
+	if (line)
+		snprintf(place, sizeof place, ":%zu:%zu", line, col);
+	/* what the path may take: the buffer less the rest (the message up to half of it) */
+	size_t msg_len = strnlen(msg, KR_ERRBUF / 2), fixed = strlen(file) + strlen(place) + 4;
+	size_t room = KR_ERRBUF - 1 > fixed + msg_len ? KR_ERRBUF - 1 - fixed - msg_len : 0;
+	size_t n = strlen(jpath);
+	if (n <= room || room < 16)
+		return kr_errf(err, KR_ERR_CONFIG, "%s%s: %s: %s", file, place, jpath, msg);
+	size_t head = (room - 3) / 2, tail = room - 3 - head;
+	return kr_errf(err, KR_ERR_CONFIG, "%s%s: %.*s...%s: %.*s", file, place, (int)head, jpath,
+		       jpath + n - tail, (int)msg_len, msg);
 }
 
 enum kr_err kr_opts_error(const struct kr_opts_src *s, const struct kr_json *node,

@@ -58,6 +58,12 @@ enum kr_err kr_opts_error(const struct kr_opts_src *s, const struct kr_json *nod
 			  const char *jpath, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Writes "FILE:LINE:COL: JPATH: MSG" into err (KR_ERRBUF bytes; "FILE: JPATH: MSG" when line is
+ * 0) and returns KR_ERR_CONFIG. A path that would leave no room for the message (a key
+ * thousands of bytes long) is cut in its middle ("..."), so that the message is always there. */
+enum kr_err kr_opts_error_at(char *err, const char *file, size_t line, size_t col,
+			     const char *jpath, const char *msg);
+
 /* Fills out from obj (an object whose path is jpath) by table: defaults first, then the values
  * given, each checked. Keys that are not in the table are not looked at (the caller checks the
  * keys it allows). */

@@ -212,6 +212,31 @@ static void test_a_secret_value_never_reaches_an_error(void **state)
 	kr_opts_mem_free(&mem);
 }
 
+static void test_a_long_path_is_cut_so_that_the_message_stays(void **state)
+{
+	(void)state;
+	char err[KR_ERRBUF], path[2000];
+	strcpy(path, "$.rules[0].targets[0].input_transformer.input_paths.");
+	size_t n = strlen(path);
+	for (; n < sizeof path - 2; n++)
+		path[n] = n % 2 ? 'k' : '(';
+	path[n - 1] = 'z';
+	path[n] = 0;
+	assert_int_equal(kr_opts_error_at(err, "conf.json", 5, 26, path, "a variable name is 1 to 256 "
+					  "letters, digits, '_' and '-'"),
+			 KR_ERR_CONFIG);
+	const char *start = "conf.json:5:26: $.rules[0].targets[0].input_transformer";
+	assert_memory_equal(err, start, strlen(start));
+	assert_non_null(strstr(err, "..."));
+	const char *end = "(z: a variable name is 1 to 256 letters, digits, '_' and '-'";
+	assert_string_equal(err + strlen(err) - strlen(end), end);
+	/* a path that fits is left whole, and without a line the place is the file alone */
+	kr_opts_error_at(err, "conf.json", 0, 0, "$.sinks[1].url", "not a URL");
+	assert_string_equal(err, "conf.json: $.sinks[1].url: not a URL");
+	kr_opts_error_at(err, "conf.json", 3, 9, "$.sinks[1].url", "not a URL");
+	assert_string_equal(err, "conf.json:3:9: $.sinks[1].url: not a URL");
+}
+
 static void test_update_changes_only_what_is_given(void **state)
 {
 	(void)state;
@@ -423,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_values_of_every_type_are_read),
 		cmocka_unit_test(test_bad_values_name_their_place_and_the_rule),
 		cmocka_unit_test(test_a_secret_value_never_reaches_an_error),
+		cmocka_unit_test(test_a_long_path_is_cut_so_that_the_message_stays),
 		cmocka_unit_test(test_update_changes_only_what_is_given),
 		cmocka_unit_test(test_every_option_of_every_plugin_rejects_a_bad_value),
 		cmocka_unit_test(test_every_default_is_valid),
