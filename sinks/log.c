@@ -404,36 +404,37 @@ static void log_reopen(void *ctx)
 	}
 }
 
+/* Stops waiting: out of the stdout queue, or no longer watching its full descriptor. */
+static void stop_waiting(struct log_sink *s)
+{
+	if (!s->waiting)
+		return;
+	if (!s->path && stdout_holder != s)
+		queue_remove(s);
+	else
+		kr_loop_unwatch(s->loop, wait_fd(s));
+	s->waiting = false;
+}
+
 static void log_destroy(void *ctx)
 {
 	struct log_sink *s = ctx;
-	if (s->waiting && !s->path && stdout_holder != s) {
-		/* queued behind another sink that holds stdout: its lines cannot go out first */
-		queue_remove(s);
-		s->waiting = false;
-	} else if (s->waiting) {
-		/* its reader has not taken the rest: up to a second more, then what is left fails
-		   (the line it stopped in may stay cut short) */
-		kr_loop_unwatch(s->loop, wait_fd(s));
-		s->waiting = false;
+	/* queued behind another sink that holds stdout: its lines cannot go out first; stopped on
+	   its own full descriptor: up to a second more, then what is left fails (the line it
+	   stopped in may stay cut short) */
+	bool was_waiting = s->waiting, stopped = was_waiting && (s->path || stdout_holder == s);
+	stop_waiting(s);
+	if (stopped) {
 		uint64_t until = kr_now_ms() + 1000;
 		while (s->npending && kr_now_ms() < until) {
 			struct pollfd p = {.fd = wait_fd(s), .events = POLLOUT};
 			if (poll(&p, 1, (int)(until - kr_now_ms())) > 0)
 				write_out(s);
-			if (s->waiting) {
-				kr_loop_unwatch(s->loop, wait_fd(s));
-				s->waiting = false;
-			}
+			stop_waiting(s);
 		}
-	} else if (s->npending) {
+	} else if (!was_waiting && s->npending) {
 		log_flush(s);
-		if (s->waiting) { /* queued behind another sink, or stopped: no waiting now */
-			if (stdout_holder == s || s->path)
-				kr_loop_unwatch(s->loop, wait_fd(s));
-			queue_remove(s);
-			s->waiting = false;
-		}
+		stop_waiting(s);
 	}
 	if (s->npending)
 		complete_all(s, KR_RETRYABLE, "Closed", "the sink was closed");
